@@ -1,0 +1,22 @@
+"""oauth-traffic-analyzer: find authentication exchanges in packet captures.
+
+``analyze_paths(paths)`` runs the whole pipeline and returns the events; ``analyzer.model``
+holds the record schema every output shares.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from analyzer.model import SCHEMA_VERSION, Challenge, Credential, Event
+
+__all__ = ["SCHEMA_VERSION", "AnalysisResult", "Challenge", "Credential", "Event", "analyze_paths"]
+
+
+def __getattr__(name: str) -> Any:
+    # The pipeline pulls in every stage; load it only when asked for.
+    if name in ("analyze_paths", "AnalysisResult"):
+        from analyzer import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(name)

@@ -1,0 +1,351 @@
+"""TCP reassembly: per-direction ordered byte streams out of captured segments.
+
+Sans-I/O: ``TcpReassembler.feed`` takes one segment's fields and hands ordered bytes to a
+``StreamConsumer`` per direction. It copes with out-of-order segments, retransmissions and overlaps
+(first copy wins), captures that start mid-connection, sequence wrap-around, FIN/RST, idle
+connections, and a cap on buffered out-of-order bytes per direction.
+
+Consumers expose ``skip``: the number of upcoming bytes they do not need (a body being skipped). The
+reassembler drops those bytes by arithmetic alone, which is what keeps bulk transfers cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from analyzer.model import CaptureStats
+
+SEQ_MOD = 1 << 32
+HALF = 1 << 31
+
+FIN = 0x01
+SYN = 0x02
+RST = 0x04
+ACK = 0x10
+
+
+class StreamConsumer(Protocol):
+    """Receives one direction's ordered bytes."""
+
+    skip: int  # upcoming bytes the consumer does not need; the reassembler drops them
+    dead: bool  # the consumer gave up (not this protocol): stop buffering for it
+
+    def data(self, data: memoryview | bytes, ts: float) -> None: ...
+
+    def gap(self, nbytes: int, ts: float) -> None: ...
+
+    def close(self, ts: float) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """Endpoints of a connection as first seen (``a`` sent the first packet we saw)."""
+
+    a_ip: str
+    a_port: int
+    b_ip: str
+    b_port: int
+    first_ts: float
+    syn_seen: bool  # the first packet was a SYN: a true connection start
+
+    @property
+    def conn_id(self) -> str:
+        """Short stable id of the connection, like Zeek's uid (same capture, same id)."""
+        text = f"{self.a_ip}|{self.a_port}|{self.b_ip}|{self.b_port}|{self.first_ts:.6f}"
+        return "C" + hashlib.sha1(text.encode()).hexdigest()[:11]
+
+
+class Connection(Protocol):
+    """What the consumer factory returns: one consumer per direction plus a close hook."""
+
+    a_to_b: StreamConsumer
+    b_to_a: StreamConsumer
+
+    def finish(self, ts: float) -> None: ...
+
+
+ConsumerFactory = Callable[[ConnectionInfo], "Connection | None"]
+
+
+class _Direction:
+    __slots__ = (
+        "closed",
+        "conn",
+        "consumer",
+        "fin_off",
+        "next_off",
+        "next_seq",
+        "peer",
+        "pending",
+        "pending_bytes",
+    )
+
+    def __init__(self, consumer: StreamConsumer, conn: _Conn) -> None:
+        self.consumer = consumer
+        self.conn = conn
+        self.next_seq: int | None = None  # sequence number of the next byte we expect
+        self.next_off = 0  # stream offset of that byte (unbounded; immune to wrap-around)
+        self.pending: dict[int, tuple[bytes, float]] = {}  # stream offset -> (bytes, ts)
+        self.pending_bytes = 0
+        self.fin_off: int | None = None
+        self.closed = False
+        self.peer: _Direction | None = None
+
+
+class _Conn:
+    __slots__ = ("a_key", "b_key", "dirs", "handler", "last_ts")
+
+    def __init__(self, a_key: tuple, b_key: tuple, handler: Connection, ts: float) -> None:
+        self.a_key = a_key
+        self.b_key = b_key
+        self.handler = handler
+        self.last_ts = ts
+        a = _Direction(handler.a_to_b, self)
+        b = _Direction(handler.b_to_a, self)
+        a.peer, b.peer = b, a
+        self.dirs = (a, b)
+
+
+def _ip_text(packed: bytes) -> str:
+    return str(ipaddress.ip_address(bytes(packed)))
+
+
+class TcpReassembler:
+    """Turns TCP segments into per-direction ordered streams for consumers made by ``factory``."""
+
+    def __init__(
+        self,
+        factory: ConsumerFactory,
+        stats: CaptureStats,
+        *,
+        idle_timeout: float = 600.0,
+        max_pending_bytes: int = 4 << 20,
+        max_connections: int = 200_000,
+    ) -> None:
+        self.factory = factory
+        self.stats = stats
+        self.idle_timeout = idle_timeout
+        self.max_pending_bytes = max_pending_bytes
+        self.max_connections = max_connections
+        self.dirs: dict[tuple, _Direction] = {}  # (src, sport, dst, dport) -> direction
+        self.ignored: dict[tuple, float] = {}  # keys of connections no consumer wanted
+        self._conns = 0
+        self._next_sweep = 0.0
+
+    # -- entry point -------------------------------------------------------------------------
+    def feed(
+        self,
+        ts: float,
+        src: bytes,
+        sport: int,
+        dst: bytes,
+        dport: int,
+        seq: int,
+        ack: int,
+        flags: int,
+        payload: memoryview | bytes,
+    ) -> None:
+        """Process one captured TCP segment."""
+        key = (src, sport, dst, dport)
+        d = self.dirs.get(key)
+        if d is None:
+            if key in self.ignored:
+                return
+            d = self._open(key, ts, flags, len(payload))
+            if d is None:
+                return
+        conn = d.conn
+        conn.last_ts = ts
+        n = len(payload)
+        if ts >= self._next_sweep:
+            self._sweep(ts)
+        if d.next_seq is None:
+            if flags & SYN:
+                d.next_seq = (seq + 1) % SEQ_MOD
+            elif n:
+                d.next_seq = seq
+            if flags & ACK and d.peer is not None and d.peer.next_seq is None:
+                d.peer.next_seq = ack
+        elif flags & SYN:
+            return  # a repeated SYN (data on SYNs is ignored)
+        if n:
+            if seq == d.next_seq and not d.pending:
+                # Fast path: the next bytes, in order, nothing buffered.
+                d.next_seq = (seq + n) % SEQ_MOD
+                d.next_off += n
+                c = d.consumer
+                skip = c.skip
+                if skip >= n:
+                    c.skip = skip - n
+                elif not c.dead:
+                    if skip:
+                        c.skip = 0
+                        payload = payload[skip:]
+                    c.data(payload, ts)
+            else:
+                self._segment(d, seq, payload, ts)
+        if flags & (FIN | RST):
+            self._fin_or_rst(d, seq, n, flags, ts)
+
+    def flush(self) -> None:
+        """End every open connection (end of capture)."""
+        for conn in {d.conn for d in self.dirs.values()}:
+            self._close_conn(conn, conn.last_ts)
+        self.dirs.clear()
+        self.ignored.clear()
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _open(self, key: tuple, ts: float, flags: int, n: int) -> _Direction | None:
+        if not n and not flags & SYN:
+            return None  # a bare ACK of a connection we know nothing about
+        if self._conns >= self.max_connections:
+            self._evict_oldest(ts)
+        src, sport, dst, dport = key
+        syn_start = bool(flags & SYN)
+        if flags & SYN and flags & ACK:
+            # We saw the SYN-ACK first: the sender is the server; name the client "a".
+            src, sport, dst, dport = dst, dport, src, sport
+        info = ConnectionInfo(_ip_text(src), sport, _ip_text(dst), dport, ts, syn_start)
+        handler = self.factory(info)
+        a_key = (src, sport, dst, dport)
+        b_key = (dst, dport, src, sport)
+        if handler is None:
+            self.ignored[a_key] = ts
+            self.ignored[b_key] = ts
+            return None
+        conn = _Conn(a_key, b_key, handler, ts)
+        self.dirs[a_key] = conn.dirs[0]
+        self.dirs[b_key] = conn.dirs[1]
+        self._conns += 1
+        self.stats.tcp_connections += 1
+        return self.dirs[key]
+
+    def _segment(self, d: _Direction, seq: int, payload: memoryview | bytes, ts: float) -> None:
+        """Out-of-order, retransmitted or overlapping data."""
+        diff = (seq - d.next_seq) % SEQ_MOD
+        if diff >= HALF:
+            diff -= SEQ_MOD  # behind what we have delivered
+        off = d.next_off + diff
+        n = len(payload)
+        if off + n <= d.next_off:
+            return  # pure retransmission
+        if d.consumer.dead:
+            return  # nobody wants these bytes: do not buffer them
+        if off > d.next_off:
+            existing = d.pending.get(off)
+            if existing is None or len(existing[0]) < n:
+                if existing is not None:
+                    d.pending_bytes -= len(existing[0])
+                d.pending[off] = (bytes(payload), ts)
+                d.pending_bytes += n
+            if d.pending_bytes > self.max_pending_bytes:
+                self._skip_hole(d, ts)
+            return
+        # Overlaps what we already have: deliver only the new tail, then anything now in order.
+        self._deliver(d, payload[d.next_off - off :], ts)
+        self._drain(d)
+
+    def _deliver(self, d: _Direction, data: memoryview | bytes, ts: float) -> None:
+        n = len(data)
+        d.next_off += n
+        d.next_seq = (d.next_seq + n) % SEQ_MOD
+        c = d.consumer
+        skip = c.skip
+        if skip >= n:
+            c.skip = skip - n
+        elif not c.dead:
+            if skip:
+                c.skip = 0
+                data = data[skip:]
+            c.data(data, ts)
+
+    def _drain(self, d: _Direction) -> None:
+        pending = d.pending
+        while pending:
+            off = min(pending)
+            if off > d.next_off:
+                return
+            data, ts = pending.pop(off)
+            d.pending_bytes -= len(data)
+            end = off + len(data)
+            if end > d.next_off:
+                self._deliver(d, data[d.next_off - off :], ts)
+        self._maybe_closed(d, None)
+
+    def _skip_hole(self, d: _Direction, ts: float) -> None:
+        """Give up waiting for missing bytes: tell the consumer, jump to the buffered data."""
+        if not d.pending:
+            return
+        first = min(d.pending)
+        hole = first - d.next_off
+        if hole > 0:
+            self.stats.gaps += 1
+            d.next_off = first
+            d.next_seq = (d.next_seq + hole) % SEQ_MOD
+            c = d.consumer
+            if c.skip >= hole:
+                c.skip -= hole
+            else:
+                c.gap(hole - c.skip, ts)
+                c.skip = 0
+        self._drain(d)
+
+    def _fin_or_rst(self, d: _Direction, seq: int, n: int, flags: int, ts: float) -> None:
+        if flags & RST:
+            for side in d.conn.dirs:
+                while side.pending:
+                    self._skip_hole(side, ts)
+            self._close_conn(d.conn, ts)
+            return
+        if d.next_seq is None:
+            return
+        diff = (seq - d.next_seq) % SEQ_MOD
+        if diff >= HALF:
+            diff -= SEQ_MOD
+        fin_off = d.next_off + diff + n
+        if fin_off < d.next_off:
+            fin_off = d.next_off  # FIN seq behind what we delivered: a retransmitted FIN
+        d.fin_off = fin_off
+        self._maybe_closed(d, ts)
+
+    def _maybe_closed(self, d: _Direction, ts: float | None) -> None:
+        if d.closed or d.fin_off is None or d.next_off < d.fin_off:
+            return
+        d.closed = True
+        d.consumer.close(ts if ts is not None else d.conn.last_ts)
+        if all(side.closed for side in d.conn.dirs):
+            self._close_conn(d.conn, d.conn.last_ts)
+
+    def _close_conn(self, conn: _Conn, ts: float) -> None:
+        for side in conn.dirs:
+            while side.pending:
+                self._skip_hole(side, ts)
+            if not side.closed:
+                side.closed = True
+                side.consumer.close(ts)
+        conn.handler.finish(ts)
+        for key in (conn.a_key, conn.b_key):
+            if self.dirs.get(key) is not None and self.dirs[key].conn is conn:
+                del self.dirs[key]
+        self._conns -= 1
+
+    def _sweep(self, now: float) -> None:
+        """Close connections idle for longer than the timeout; forget old ignored keys."""
+        self._next_sweep = now + min(self.idle_timeout / 4, 30.0)
+        limit = now - self.idle_timeout
+        stale = {d.conn for d in self.dirs.values() if d.conn.last_ts < limit}
+        for conn in stale:
+            self.stats.evicted += 1
+            self._close_conn(conn, conn.last_ts)
+        if self.ignored:
+            self.ignored = {k: t for k, t in self.ignored.items() if t >= limit}
+
+    def _evict_oldest(self, now: float) -> None:
+        conns = sorted({d.conn for d in self.dirs.values()}, key=lambda c: c.last_ts)
+        for conn in conns[: max(1, len(conns) // 10)]:
+            self.stats.evicted += 1
+            self._close_conn(conn, conn.last_ts)

@@ -1,0 +1,160 @@
+"""The records every stage produces and every output is derived from.
+
+One schema for the whole tool (documented field by field in ``docs/schema.md``; a test keeps the
+two in sync). Records are frozen, slotted dataclasses: cheap to create, safe to share.
+
+Fields whose ``metadata`` carries ``secret=True`` hold passwords, full tokens or other credential
+text. They exist so later stages (token decoding, signature checks) can read them, and writers drop
+them unless the user passed the explicit reveal flag.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = "1"
+
+#: Credential schemes an event's ``scheme`` field can hold (lowercase).
+SCHEMES = ("bearer", "basic", "ntlm", "negotiate", "digest", "other", "none")
+
+
+def _secret() -> Any:
+    return field(default=None, metadata={"secret": True})
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """One scheme offered by a ``WWW-Authenticate`` / ``Proxy-Authenticate`` header."""
+
+    scheme: str  # lowercase scheme name as offered, e.g. "bearer", "ntlm", "msrtcoauth"
+    params: dict[str, str] = field(default_factory=dict)  # auth-params, names lowercased
+    token68: str | None = None  # a bare blob after the scheme (e.g. an NTLM type 2 message)
+    proxy: bool = False  # came from Proxy-Authenticate
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"scheme": self.scheme, "params": dict(self.params)}
+        if self.token68 is not None:
+            out["token68"] = self.token68
+        if self.proxy:
+            out["proxy"] = True
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """What an ``Authorization`` / ``Proxy-Authorization`` header (or a token parameter) carried."""
+
+    scheme: str  # normalised: one of SCHEMES
+    scheme_name: str  # the scheme word exactly as sent ("Bearer", "Turbo", ...)
+    text: str  # credential text after the scheme word (secret: never written unless revealed)
+    fingerprint: str  # cred_fp: first 12 hex digits of SHA-256 over ``text``
+    user: str | None = None
+    domain: str | None = None
+    password_len: int | None = None  # Basic only; the password itself is never kept
+    params: dict[str, str] = field(default_factory=dict)  # Digest parameters (response redacted)
+    source: str = "authorization"  # authorization | proxy-authorization | query | form
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One HTTP exchange (request + its response, if seen) that carries authentication material."""
+
+    event_id: int
+    ts: float  # capture time of the packet holding the request's first byte (epoch seconds)
+    client_ip: str
+    client_port: int
+    server_ip: str
+    server_port: int
+    conn_id: str
+    protocol: str  # http/1.0, http/1.1
+    method: str
+    host: str | None
+    uri: str  # secrets in the query string redacted
+    status: int | None  # response status, None when no response was seen
+    response_ts: float | None = None
+    scheme: str = "none"  # credential scheme the request sent (see SCHEMES)
+    scheme_name: str | None = None  # the scheme word as sent, e.g. "Turbo" for scheme "other"
+    auth_header: str | None = None  # authorization | proxy-authorization | query | form
+    mechanism: str | None = None
+    user: str | None = None
+    domain: str | None = None
+    workstation: str | None = None
+    password_len: int | None = None
+    cred_fp: str | None = None
+    cred_len: int | None = None
+    challenges: tuple[Challenge, ...] = ()
+    ms_diagnostics: str | None = None  # raw x-ms-diagnostics response header
+    user_agent: str | None = None
+    reasons: tuple[str, ...] = ()  # why this exchange is an event: credential, challenge, ...
+    # OAuth token endpoint traffic (request form, then JSON response)
+    grant_type: str | None = None
+    client_id: str | None = None
+    resource: str | None = None  # resource, or scope when no resource was sent
+    assertion_fp: str | None = None  # assertion / client_assertion JWT fingerprint
+    token_type: str | None = None
+    expires_in: str | None = None
+    access_token_fp: str | None = None
+    refresh_token_fp: str | None = None
+    id_token_fp: str | None = None
+    oauth_error: str | None = None
+    response_content_type: str | None = None
+    # Secret material for later stages; dropped by writers unless revealed.
+    credential: str | None = _secret()
+    assertion: str | None = _secret()
+    access_token: str | None = _secret()
+    refresh_token: str | None = _secret()
+    id_token: str | None = _secret()
+    document: str | None = field(default=None, metadata={"internal": True})  # metadata/JWKS body
+
+
+def public_fields(record_type: type, reveal_secrets: bool = False) -> list[str]:
+    """Names of the fields a writer may emit for ``record_type``."""
+    names = []
+    for f in dataclasses.fields(record_type):
+        if f.metadata.get("internal"):
+            continue
+        if f.metadata.get("secret") and not reveal_secrets:
+            continue
+        names.append(f.name)
+    return names
+
+
+def to_dict(record: Any, reveal_secrets: bool = False) -> dict[str, Any]:
+    """A record as a JSON-ready dict, secrets dropped unless ``reveal_secrets``."""
+    out: dict[str, Any] = {}
+    for name in public_fields(type(record), reveal_secrets):
+        value = getattr(record, name)
+        if isinstance(value, tuple):
+            value = [v.to_dict() if hasattr(v, "to_dict") else v for v in value]
+        out[name] = value
+    return out
+
+
+@dataclass(slots=True)
+class CaptureStats:
+    """Counters and warnings gathered while reading one capture (mutable: sources fill it in)."""
+
+    path: str = ""
+    file_format: str = ""  # pcap, pcapng, pcap.gz, ...
+    packets: int = 0
+    bytes: int = 0
+    link_types: dict[int, int] = field(default_factory=dict)
+    ipv4: int = 0
+    ipv6: int = 0
+    tcp: int = 0
+    udp: int = 0
+    non_ip: int = 0
+    ip_fragments: int = 0
+    truncated_packets: int = 0  # snaplen-cut (caplen < original length)
+    undecodable: int = 0  # link or IP headers that could not be parsed
+    tcp_connections: int = 0
+    http_connections: int = 0
+    gaps: int = 0  # holes in TCP streams given up on
+    evicted: int = 0  # connections dropped for idleness or the buffer cap
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        if len(self.warnings) < 100:
+            self.warnings.append(message)

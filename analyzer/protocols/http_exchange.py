@@ -1,0 +1,107 @@
+"""Pairs HTTP requests with their responses on one TCP connection (keep-alive and pipelined).
+
+The side that sends requests is the client, whatever the ports say. Finished pairs go to the
+``on_exchange`` callback; requests still unanswered when the connection ends go out without a
+response, so a capture that missed the server's answers still shows every request.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from analyzer.flows.tcp import ConnectionInfo
+from analyzer.protocols.http1 import HttpMessage, HttpStream
+
+MAX_PENDING = 1000  # unanswered requests kept per connection before the oldest is given up
+
+
+@dataclass(slots=True)
+class Exchange:
+    """A request and the response that answered it (either may be missing)."""
+
+    conn_id: str
+    client_ip: str
+    client_port: int
+    server_ip: str
+    server_port: int
+    request: HttpMessage | None
+    response: HttpMessage | None
+
+
+#: How many request-body bytes to keep for a request head (0 = skip the body).
+RequestBodyPolicy = Callable[[HttpMessage], int]
+#: How many response-body bytes to keep, given the request (if known) and the response head.
+ResponseBodyPolicy = Callable[["HttpMessage | None", HttpMessage], int]
+
+
+class HttpConnection:
+    """Both directions of one connection, parsed as HTTP/1.x and paired into exchanges."""
+
+    def __init__(
+        self,
+        info: ConnectionInfo,
+        on_exchange: Callable[[Exchange], None],
+        request_body: RequestBodyPolicy,
+        response_body: ResponseBodyPolicy,
+    ) -> None:
+        self.info = info
+        self.conn_id = info.conn_id
+        self.on_exchange = on_exchange
+        self.request_body = request_body
+        self.response_body = response_body
+        self.pending: deque[HttpMessage] = deque()
+        self.client_is_a: bool | None = None
+        midstream = not info.syn_seen
+        self.a_to_b = HttpStream(
+            midstream=midstream,
+            body_policy=self._body_policy,
+            request_method=self._pending_method,
+            on_messages=lambda msgs: self._messages(msgs, from_a=True),
+        )
+        self.b_to_a = HttpStream(
+            midstream=midstream,
+            body_policy=self._body_policy,
+            request_method=self._pending_method,
+            on_messages=lambda msgs: self._messages(msgs, from_a=False),
+        )
+
+    @property
+    def is_http(self) -> bool:
+        return self.client_is_a is not None
+
+    def finish(self, ts: float) -> None:
+        """The connection ended: unanswered requests go out without a response."""
+        while self.pending:
+            self._emit(self.pending.popleft(), None)
+
+    # -- internals ---------------------------------------------------------------------------
+    def _body_policy(self, msg: HttpMessage) -> int:
+        if msg.is_request:
+            return self.request_body(msg)
+        return self.response_body(self.pending[0] if self.pending else None, msg)
+
+    def _pending_method(self) -> str | None:
+        return self.pending[0].method if self.pending else None
+
+    def _messages(self, messages: list[HttpMessage], from_a: bool) -> None:
+        for msg in messages:
+            if self.client_is_a is None:
+                self.client_is_a = from_a == msg.is_request
+            if msg.is_request:
+                self.pending.append(msg)
+                if len(self.pending) > MAX_PENDING:
+                    self._emit(self.pending.popleft(), None)
+            elif 100 <= msg.status < 200 and msg.status != 101:
+                continue  # interim response (100 Continue): the real answer follows
+            else:
+                self._emit(self.pending.popleft() if self.pending else None, msg)
+
+    def _emit(self, request: HttpMessage | None, response: HttpMessage | None) -> None:
+        info = self.info
+        if self.client_is_a is False:
+            client = (info.b_ip, info.b_port, info.a_ip, info.a_port)
+        else:
+            client = (info.a_ip, info.a_port, info.b_ip, info.b_port)
+        self.on_exchange(Exchange(self.conn_id, *client, request, response))

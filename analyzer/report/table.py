@@ -1,0 +1,141 @@
+"""The terminal summary: what was read, auth counts per client -> server pair, then the events.
+
+Plain, fixed-width text so it reads the same in a terminal, a log file or a test.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from datetime import datetime, timezone
+from typing import IO
+
+from analyzer.model import SCHEMES, CaptureStats, Challenge, Event
+
+MAX_URI = 48
+
+
+def write_table(events: list[Event], captures: list[CaptureStats], out: IO[str]) -> None:
+    """Write the human summary of one analysis to ``out``."""
+    _captures(captures, out)
+    _pairs(events, out)
+    _events(events, out)
+
+
+def _captures(captures: list[CaptureStats], out: IO[str]) -> None:
+    packets = sum(c.packets for c in captures)
+    conns = sum(c.tcp_connections for c in captures)
+    http = sum(c.http_connections for c in captures)
+    out.write(
+        f"Read {len(captures)} capture(s): {packets:,} packets, {conns:,} TCP connections, "
+        f"{http:,} carrying HTTP\n"
+    )
+    for c in captures:
+        extra = []
+        if c.ip_fragments:
+            extra.append(f"{c.ip_fragments:,} IP fragments not reassembled")
+        if c.truncated_packets:
+            extra.append(f"{c.truncated_packets:,} packets cut by the snap length")
+        if c.gaps:
+            extra.append(f"{c.gaps:,} TCP gaps")
+        line = f"  {c.path}: {c.file_format or '?'}, {c.packets:,} packets"
+        out.write(line + (f" ({'; '.join(extra)})" if extra else "") + "\n")
+        for warning in c.warnings:
+            out.write(f"    warning: {warning}\n")
+    out.write("\n")
+
+
+def _pairs(events: list[Event], out: IO[str]) -> None:
+    counts: dict[tuple[str, str, str], Counter[str]] = defaultdict(Counter)
+    for e in events:
+        pair = (e.client_ip, f"{e.server_ip}:{e.server_port}", e.host or "-")
+        counts[pair][e.scheme] += 1
+    out.write(f"Auth exchanges by client -> server ({len(events):,} events)\n")
+    if not events:
+        out.write("  (no authentication material found)\n\n")
+        return
+    used = [s for s in SCHEMES if any(c[s] for c in counts.values())]
+    rows = [["client", "server", "host", "events", *used]]
+    for (client, server, host), c in sorted(counts.items()):
+        rows.append([client, server, host, str(sum(c.values())), *(str(c[s]) for s in used)])
+    _grid(rows, out)
+    out.write("\n")
+
+
+def _events(events: list[Event], out: IO[str]) -> None:
+    if not events:
+        return
+    out.write("Events\n")
+    rows = [
+        ["#", "time (UTC)", "client", "server", "request", "status", "scheme", "identity", "notes"]
+    ]
+    for e in events:
+        request = f"{e.method} {_short(e.uri)}".strip() or "(response only)"
+        rows.append(
+            [
+                str(e.event_id),
+                _time(e.ts),
+                f"{e.client_ip}:{e.client_port}",
+                f"{e.server_ip}:{e.server_port}",
+                request,
+                "-" if e.status is None else str(e.status),
+                _scheme(e),
+                _identity(e),
+                _notes(e),
+            ]
+        )
+    _grid(rows, out)
+
+
+def _scheme(e: Event) -> str:
+    if e.scheme == "none":
+        return "-"
+    if e.scheme == "other" or e.auth_header in ("query", "form"):
+        return f"{e.scheme}({e.scheme_name or e.auth_header})"
+    return e.scheme
+
+
+def _identity(e: Event) -> str:
+    if e.user:
+        who = f"{e.domain}\\{e.user}" if e.domain else e.user
+        return f"{who} fp={e.cred_fp}" if e.cred_fp else who
+    if e.scheme == "bearer" and e.cred_len == 0:
+        return "empty bearer (probe)"
+    return f"fp={e.cred_fp}" if e.cred_fp else ""
+
+
+def _notes(e: Event) -> str:
+    notes = []
+    if e.challenges:
+        notes.append("offers " + ", ".join(_challenge(c) for c in e.challenges))
+    if e.ms_diagnostics:
+        notes.append(f"x-ms-diagnostics {e.ms_diagnostics}")
+    if e.grant_type:
+        notes.append(f"token request grant_type={e.grant_type}")
+    if e.oauth_error:
+        notes.append(f"error={e.oauth_error}")
+    if e.access_token_fp:
+        notes.append(f"issued token fp={e.access_token_fp}")
+    if "metadata" in e.reasons:
+        notes.append("metadata document" if e.status and e.status < 300 else "metadata fetch")
+    return "; ".join(notes)
+
+
+def _challenge(c: Challenge) -> str:
+    name = c.scheme.capitalize() if c.scheme != "ntlm" else "NTLM"
+    detail = c.params.get("client_id") or c.params.get("realm")
+    return f"{name}({detail})" if detail else name
+
+
+def _short(uri: str) -> str:
+    return uri if len(uri) <= MAX_URI else uri[: MAX_URI - 3] + "..."
+
+
+def _time(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _grid(rows: list[list[str]], out: IO[str]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row)]
+        out.write("  " + "  ".join(cells).rstrip() + "\n")

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Set up oauth-traffic-analyzer in ./.venv, then run one job:
+#   bash setup.sh demo   - analyze the bundled Exchange <-> Skype for Business capture
+#   bash setup.sh test   - install the test tools (tshark) and run the whole test suite
+# Works on a fresh Debian 12 as root (or with sudo available), with Python >= 3.10.
+set -euo pipefail
+cd "$(dirname "$0")"
+job="${1:-demo}"
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" -eq 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+python=${PYTHON:-python3}
+if ! command -v "$python" >/dev/null 2>&1; then apt_install python3 python3-venv; fi
+if [ ! -x .venv/bin/python ]; then
+  if ! "$python" -m venv .venv >/dev/null 2>&1; then
+    rm -rf .venv
+    apt_install python3-venv
+    "$python" -m venv .venv
+  fi
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+
+case "$job" in
+  demo)
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e .
+    .venv/bin/oauth-analyzer analyze captures/exchange-sfb.pcap
+    ;;
+  test)
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+    if ! command -v tshark >/dev/null 2>&1; then apt_install tshark; fi
+    .venv/bin/ruff check analyzer tests captures bench
+    .venv/bin/ruff format --check analyzer tests captures bench
+    .venv/bin/python -m pytest -q "${@:2}"
+    ;;
+  *)
+    echo "usage: bash setup.sh [demo|test]" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,209 @@
+"""TCP reassembly fed segment by segment: order, duplicates, overlaps, wrap-around, holes, close."""
+
+from __future__ import annotations
+
+from analyzer.flows.tcp import ACK, FIN, RST, SYN, ConnectionInfo, TcpReassembler
+from analyzer.model import CaptureStats
+
+CLIENT = bytes([10, 0, 0, 1])
+SERVER = bytes([10, 0, 0, 2])
+PSH_ACK = 0x18
+
+
+class Recorder:
+    """Records what it was given; setting ``skip`` makes the reassembler drop bytes."""
+
+    def __init__(self) -> None:
+        self.skip = 0
+        self.dead = False
+        self.chunks: list[tuple[bytes, float]] = []
+        self.gaps: list[int] = []
+        self.closed_at: float | None = None
+
+    @property
+    def data_bytes(self) -> bytes:
+        return b"".join(c for c, _ in self.chunks)
+
+    def data(self, data, ts: float) -> None:
+        self.chunks.append((bytes(data), ts))
+
+    def gap(self, nbytes: int, ts: float) -> None:
+        self.gaps.append(nbytes)
+
+    def close(self, ts: float) -> None:
+        self.closed_at = ts
+
+
+class Pair:
+    def __init__(self, info: ConnectionInfo) -> None:
+        self.info = info
+        self.a_to_b = Recorder()
+        self.b_to_a = Recorder()
+        self.finished: float | None = None
+
+    def finish(self, ts: float) -> None:
+        self.finished = ts
+
+
+def make(**kwargs) -> tuple[TcpReassembler, list[Pair], CaptureStats]:
+    pairs: list[Pair] = []
+    stats = CaptureStats()
+
+    def factory(info: ConnectionInfo) -> Pair:
+        pairs.append(Pair(info))
+        return pairs[-1]
+
+    return TcpReassembler(factory, stats, **kwargs), pairs, stats
+
+
+def client(r: TcpReassembler, ts: float, seq: int, data: bytes = b"", flags: int = PSH_ACK) -> None:
+    r.feed(ts, CLIENT, 40000, SERVER, 80, seq % (1 << 32), 0, flags, data)
+
+
+def server(r: TcpReassembler, ts: float, seq: int, data: bytes = b"", flags: int = PSH_ACK) -> None:
+    r.feed(ts, SERVER, 80, CLIENT, 40000, seq % (1 << 32), 0, flags, data)
+
+
+def handshake(r: TcpReassembler, isn: int = 1000, server_isn: int = 5000) -> None:
+    client(r, 0.0, isn, flags=SYN)
+    server(r, 0.1, server_isn, flags=SYN | ACK)
+
+
+def test_in_order_stream_and_endpoints() -> None:
+    r, pairs, stats = make()
+    handshake(r)
+    client(r, 1.0, 1001, b"hello ")
+    client(r, 1.1, 1007, b"world")
+    server(r, 1.2, 5001, b"ok")
+    (p,) = pairs
+    assert p.a_to_b.data_bytes == b"hello world"
+    assert p.b_to_a.data_bytes == b"ok"
+    assert (p.info.a_ip, p.info.a_port, p.info.b_ip, p.info.b_port) == (
+        "10.0.0.1",
+        40000,
+        "10.0.0.2",
+        80,
+    )
+    assert p.info.syn_seen is True
+    assert stats.tcp_connections == 1
+
+
+def test_out_of_order_segments_keep_their_own_timestamps() -> None:
+    r, pairs, _ = make()
+    handshake(r)
+    client(r, 1.0, 1001 + 5, b"56789")
+    client(r, 1.1, 1001 + 10, b"ABC")
+    client(r, 1.2, 1001, b"01234")
+    rec = pairs[0].a_to_b
+    assert rec.data_bytes == b"0123456789ABC"
+    assert rec.chunks == [(b"01234", 1.2), (b"56789", 1.0), (b"ABC", 1.1)]
+
+
+def test_retransmissions_and_overlaps_deliver_each_byte_once() -> None:
+    r, pairs, _ = make()
+    handshake(r)
+    client(r, 1.0, 1001, b"abcdef")
+    client(r, 1.1, 1001, b"abcdef")  # exact duplicate
+    client(r, 1.2, 1004, b"defghi")  # overlaps the tail, adds ghi
+    client(r, 1.3, 1013, b"mn")  # future
+    client(r, 1.4, 1013, b"mn")  # duplicate of a buffered future segment
+    client(r, 1.5, 1010, b"jklm")  # fills the hole and overlaps the buffered one
+    assert pairs[0].a_to_b.data_bytes == b"abcdefghijklmn"
+
+
+def test_sequence_wrap_around() -> None:
+    r, pairs, _ = make()
+    isn = (1 << 32) - 4
+    handshake(r, isn=isn)
+    client(r, 1.0, isn + 1, b"abc")  # last bytes before the wrap
+    client(r, 1.2, isn + 1 + 6, b"ghi")  # after the wrap, out of order
+    client(r, 1.1, isn + 1 + 3, b"def")
+    assert pairs[0].a_to_b.data_bytes == b"abcdefghi"
+
+
+def test_midstream_start_learns_sequence_from_first_data_and_peer_ack() -> None:
+    r, pairs, _ = make()
+    r.feed(1.0, CLIENT, 40000, SERVER, 80, 777, 9000, PSH_ACK, b"GET / HTTP/1.1\r\n\r\n")
+    r.feed(1.1, SERVER, 80, CLIENT, 40000, 9000, 795, PSH_ACK, b"HTTP/1.1 200 OK\r\n")
+    (p,) = pairs
+    assert p.info.syn_seen is False
+    assert p.a_to_b.data_bytes.startswith(b"GET /")
+    assert p.b_to_a.data_bytes == b"HTTP/1.1 200 OK\r\n"
+
+
+def test_bare_ack_of_unknown_connection_opens_nothing() -> None:
+    r, pairs, stats = make()
+    client(r, 1.0, 1, b"", flags=ACK)
+    assert pairs == [] and stats.tcp_connections == 0
+
+
+def test_skip_drops_bytes_without_delivery_and_resumes_mid_segment() -> None:
+    r, pairs, _ = make()
+    handshake(r)
+    rec = pairs[0].a_to_b
+    rec.skip = 8
+    client(r, 1.0, 1001, b"12345")
+    client(r, 1.1, 1006, b"678abc")
+    assert rec.data_bytes == b"abc"
+    assert rec.skip == 0
+
+
+def test_hole_given_up_when_buffer_cap_exceeded() -> None:
+    r, pairs, stats = make(max_pending_bytes=10)
+    handshake(r)
+    client(r, 1.0, 1001, b"aa")
+    client(r, 1.1, 1001 + 5, b"bbbbbb")
+    client(r, 1.2, 1001 + 11, b"cccccc")  # buffered bytes now 12 > 10: give up the 3-byte hole
+    rec = pairs[0].a_to_b
+    assert rec.gaps == [3]
+    assert rec.data_bytes == b"aabbbbbbcccccc"
+    assert stats.gaps == 1
+
+
+def test_fin_closes_after_all_data_even_when_fin_arrives_first() -> None:
+    r, pairs, _ = make()
+    handshake(r)
+    client(r, 1.0, 1001 + 3, b"def", flags=PSH_ACK | FIN)
+    p = pairs[0]
+    assert p.a_to_b.closed_at is None  # bytes 0-2 still missing
+    client(r, 1.1, 1001, b"abc")
+    assert p.a_to_b.closed_at == 1.1
+    assert p.a_to_b.data_bytes == b"abcdef"
+    server(r, 1.2, 5001, b"", flags=FIN | ACK)
+    assert p.finished == 1.2
+    assert r.dirs == {}
+
+
+def test_rst_flushes_buffered_data_and_finishes() -> None:
+    r, pairs, _ = make()
+    handshake(r)
+    client(r, 1.0, 1001 + 4, b"late")
+    server(r, 1.1, 5001, b"", flags=RST)
+    p = pairs[0]
+    assert p.a_to_b.gaps == [4]
+    assert p.a_to_b.data_bytes == b"late"
+    assert p.finished == 1.1
+
+
+def test_idle_connections_are_evicted() -> None:
+    r, pairs, stats = make(idle_timeout=10.0)
+    handshake(r)
+    client(r, 1.0, 1001, b"x")
+    r.feed(100.0, bytes([10, 0, 0, 9]), 1, SERVER, 80, 1, 0, SYN, b"")
+    assert pairs[0].finished == 1.0
+    assert stats.evicted == 1
+
+
+def test_flush_finishes_everything() -> None:
+    r, pairs, _ = make()
+    handshake(r)
+    client(r, 1.0, 1001, b"x")
+    r.flush()
+    assert pairs[0].finished == 1.0
+    assert pairs[0].a_to_b.closed_at == 1.0
+
+
+def test_conn_id_is_stable_and_short() -> None:
+    info = ConnectionInfo("10.0.0.1", 1, "10.0.0.2", 80, 1.5, True)
+    assert info.conn_id == ConnectionInfo("10.0.0.1", 1, "10.0.0.2", 80, 1.5, False).conn_id
+    assert info.conn_id.startswith("C") and len(info.conn_id) == 12
