@@ -21,7 +21,7 @@ SCHEMES = ("bearer", "basic", "ntlm", "negotiate", "digest", "other", "none")
 
 
 def _secret() -> Any:
-    return field(default=None, metadata={"secret": True})
+    return field(default=None, repr=False, metadata={"secret": True})
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +48,8 @@ class Credential:
 
     scheme: str  # normalised: one of SCHEMES
     scheme_name: str  # the scheme word exactly as sent ("Bearer", "Turbo", ...)
-    text: str  # credential text after the scheme word (secret: never written unless revealed)
-    fingerprint: str  # cred_fp: first 12 hex digits of SHA-256 over ``text``
+    text: str = field(repr=False)  # credential after the scheme word: secret, never written
+    fingerprint: str = ""  # cred_fp: first 12 hex digits of SHA-256 over ``text``
     user: str | None = None
     domain: str | None = None
     password_len: int | None = None  # Basic only; the password itself is never kept
@@ -106,7 +106,8 @@ class Event:
     access_token: str | None = _secret()
     refresh_token: str | None = _secret()
     id_token: str | None = _secret()
-    document: str | None = field(default=None, metadata={"internal": True})  # metadata/JWKS body
+    # The body of a metadata / JWKS document, for signature checks; never written.
+    document: str | None = field(default=None, repr=False, metadata={"internal": True})
 
 
 def public_fields(record_type: type, reveal_secrets: bool = False) -> list[str]:

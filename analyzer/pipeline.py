@@ -34,11 +34,16 @@ class EventCollector:
 
     def __init__(self) -> None:
         self.events: list[Event] = []
-        self.http_connections: list[HttpConnection] = []
+        self.stats = CaptureStats()  # the capture being read now
 
     def connection(self, info: ConnectionInfo) -> HttpConnection:
-        conn = HttpConnection(info, self.exchange, request_body_policy, response_body_policy)
-        return conn
+        return HttpConnection(
+            info, self.exchange, request_body_policy, response_body_policy, self.closed
+        )
+
+    def closed(self, conn: HttpConnection) -> None:
+        if conn.is_http:
+            self.stats.http_connections += 1
 
     def exchange(self, exchange: Exchange) -> None:
         event = build_event(exchange)
@@ -67,6 +72,7 @@ def analyze_paths(
         if reassembler is None:
             reassembler = TcpReassembler(collector.connection, stats)
         reassembler.stats = stats
+        collector.stats = stats
         _read_one(str(path), stats, reassembler, progress)
     if reassembler is not None:
         reassembler.flush()

@@ -40,6 +40,7 @@ class HttpMessage:
     headers: list[tuple[str, str]] = field(default_factory=list)  # (lowercase name, value)
     body: bytes | None = None  # kept body (capped), None when the body was skipped
     body_truncated: bool = False
+    after_gap: bool = False  # first message after lost bytes: earlier messages may be missing
 
     def header(self, name: str) -> str | None:
         """First value of a header (name lowercase)."""
@@ -132,6 +133,7 @@ class HttpStream:
         self._marks: deque[tuple[int, float]] = deque()  # (buffer offset, capture ts) per feed
         self._expect_crlf = False  # a chunk's data ended; its CRLF is still to come
         self._hunting = midstream
+        self._after_gap = midstream
         self._hunted = 0
         self._state = "head"  # head | body | chunk-size | chunk-data | chunk-trailer | close-body
         self._current: HttpMessage | None = None
@@ -229,6 +231,7 @@ class HttpStream:
             self._lost_sync()
             return False
         self.messages_seen += 1
+        msg.after_gap, self._after_gap = self._after_gap, False
         if not self.role:
             self.role = "request" if msg.is_request else "response"
         self._start_body(msg, out)
@@ -436,6 +439,7 @@ class HttpStream:
         self._state = "head"
         self._current = None
         self._hunting = True
+        self._after_gap = True
         self._hunted = 0
         self.skip = 0
 

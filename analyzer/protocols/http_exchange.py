@@ -45,8 +45,10 @@ class HttpConnection:
         on_exchange: Callable[[Exchange], None],
         request_body: RequestBodyPolicy,
         response_body: ResponseBodyPolicy,
+        on_close: Callable[[HttpConnection], None] | None = None,
     ) -> None:
         self.info = info
+        self.on_close = on_close
         self.conn_id = info.conn_id
         self.on_exchange = on_exchange
         self.request_body = request_body
@@ -75,6 +77,8 @@ class HttpConnection:
         """The connection ended: unanswered requests go out without a response."""
         while self.pending:
             self._emit(self.pending.popleft(), None)
+        if self.on_close is not None:
+            self.on_close(self)
 
     # -- internals ---------------------------------------------------------------------------
     def _body_policy(self, msg: HttpMessage) -> int:
@@ -96,7 +100,18 @@ class HttpConnection:
             elif 100 <= msg.status < 200 and msg.status != 101:
                 continue  # interim response (100 Continue): the real answer follows
             else:
+                if msg.after_gap:
+                    self._realign(msg)
                 self._emit(self.pending.popleft() if self.pending else None, msg)
+
+    def _realign(self, response: HttpMessage) -> None:
+        """After lost bytes, answer the latest request sent before this response.
+
+        Responses to the older pending requests were in the lost bytes: those requests go out
+        unanswered instead of being paired with answers that are not theirs.
+        """
+        while len(self.pending) > 1 and self.pending[1].ts <= response.ts:
+            self._emit(self.pending.popleft(), None)
 
     def _emit(self, request: HttpMessage | None, response: HttpMessage | None) -> None:
         info = self.info
