@@ -1,0 +1,723 @@
+"""Read pcap and pcapng captures fast: records in, decoded TCP/UDP packet tuples out.
+
+Uncompressed files are mmapped and walked with precompiled ``struct`` unpackers at fixed offsets;
+payloads are yielded as zero-copy memoryview slices of the mapping (valid for as long as the
+consumer holds them; copy what you keep). gzip-compressed captures (detected by their magic
+bytes, not their name) and non-seekable files are read in bounded chunks through the same loops.
+
+The common frame (Ethernet or raw IP, IPv4 without options, TCP) is decoded inline in the record
+loops with one ``unpack_from`` and a handful of comparisons; every other frame goes through
+:class:`analyzer.capture.linklayer.LinkDecoder`.
+
+Counters and warnings go into the caller's :class:`~analyzer.model.CaptureStats`. The hot-loop
+counters are added when the iterator is exhausted or closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import stat
+import zlib
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
+from itertools import count
+from struct import Struct
+from struct import error as StructError
+from typing import BinaryIO, Protocol
+
+from analyzer.capture.linklayer import (
+    LINKTYPE_ETHERNET,
+    LINKTYPE_IPV4,
+    RAW_IP_TYPES,
+    Buffer,
+    LinkDecoder,
+)
+from analyzer.model import CaptureStats
+
+#: Records claiming more than this many bytes are corrupt: stop instead of buffering them.
+MAX_RECORD = 256 << 20
+#: Read size for streamed (gzip / non-seekable) captures.
+CHUNK = 1 << 20
+_GZIP_INPUT = 256 << 10  # compressed bytes read at a time
+#: Every this many bytes the record loops re-check lengths, unmap pages already read and add
+#: their counts to the stats (so a progress display can follow a long file).
+_WINDOW = 8 << 20
+
+_PCAP_MAGICS = {  # magic as stored -> (byte order, timestamp fraction units per second)
+    b"\xd4\xc3\xb2\xa1": ("<", 1e6),
+    b"\xa1\xb2\xc3\xd4": (">", 1e6),
+    b"\x4d\x3c\xb2\xa1": ("<", 1e9),
+    b"\xa1\xb2\x3c\x4d": (">", 1e9),
+}
+_PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+_PCAPNG_SHB = 0x0A0D0D0A  # reads the same in both byte orders
+_PCAPNG_BOMS = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
+_GZIP_MAGIC = b"\x1f\x8b"
+_PCAP_HEADER = 24  # file header
+_PCAP_RECORD = 16  # record header
+_EPB_HEADER = 28  # enhanced packet block up to the packet data
+_BLOCK_IDB, _BLOCK_OPB, _BLOCK_SPB, _BLOCK_EPB = 1, 2, 3, 6
+
+# Inline fast path. One unpack reads Ethernet type + IPv4 header (no options) + TCP header:
+#   word(ethertype, ver/ihl, tos), total length, word(flags/fragment, ttl, proto), src, dst,
+#   sport, dport, seq, ack, data-offset byte, flags.
+# ``word >> 8 == 0x080045`` is "IPv4, 20-byte header"; ``fp & 0x3FFF00FF == 6`` is "TCP and not
+# a fragment" (more-fragments bit and offset zero; don't-fragment may be set).
+_ETH_IP_TCP = Struct(">IH2xI2x4s4sHHIIBB")
+_IP_TCP = Struct(">BxH2xI2x4s4sHHIIBB")  # the same from the IP header on (raw IP links)
+_NEVER = 1 << 62  # a frame length no frame has: disables a fast path
+
+
+def _payload_offsets(ip_at: int) -> tuple[int, ...]:
+    """Per TCP data-offset byte: payload offset from the record start, IP header at ``ip_at``.
+
+    Offsets below 5 words (malformed) map to a huge value so the fast path's bounds check fails
+    and the general decoder counts the packet.
+    """
+    return tuple(ip_at + 20 + ((b >> 2) & 0x3C) if b >= 0x50 else _NEVER for b in range(256))
+
+
+_PCAP_ETH_PAYLOAD = _payload_offsets(_PCAP_RECORD + 14)
+_PCAP_RAW_PAYLOAD = _payload_offsets(_PCAP_RECORD)
+_EPB_ETH_PAYLOAD = _payload_offsets(_EPB_HEADER + 14)
+_EPB_RAW_PAYLOAD = _payload_offsets(_EPB_HEADER)
+
+_PCAP_REC = {o: Struct(o + "IIII").unpack_from for o in "<>"}
+_PCAP_HDR = {o: Struct(o + "4xHHiIII").unpack_from for o in "<>"}  # major minor zone sig snap link
+_EPB = {o: Struct(o + "IIIIIII").unpack_from for o in "<>"}
+_BLOCK = {o: Struct(o + "II").unpack_from for o in "<>"}
+_IDB = {o: Struct(o + "HxxI").unpack_from for o in "<>"}  # link type, snaplen
+_OPT = {o: Struct(o + "HH").unpack_from for o in "<>"}
+_OPB = {o: Struct(o + "HxxIIII").unpack_from for o in "<>"}  # if id, ts hi, ts lo, cap, orig
+_U32 = {o: Struct(o + "I").unpack_from for o in "<>"}
+_I64 = {o: Struct(o + "q").unpack_from for o in "<>"}
+
+#: (ts, proto, src, sport, dst, dport, seq, ack, flags, payload)
+Packet = tuple[float, int, bytes, int, bytes, int, int, int, int, memoryview]
+# A record loop yields packets and returns (offset reached, bytes needed there; 0 = stop).
+_Scan = Generator[Packet, None, tuple[int, int]]
+_ScanFn = Callable[[Buffer, int, "_Reader", bool], _Scan]
+
+
+class CaptureError(Exception):
+    """A missing or unreadable file, or one that is not a pcap/pcapng capture."""
+
+
+@dataclass(slots=True)
+class _Interface:
+    """One pcapng interface (or the single link of a pcap file)."""
+
+    linktype: int
+    # Timestamp units per second. pcapng keeps an int: int / int division is correctly rounded
+    # even for nanosecond counts beyond 2**53, where int / float would lose the last digits.
+    div: float = 1_000_000
+    tsoffset: int = 0  # seconds added to every timestamp (pcapng if_tsoffset)
+    snaplen: int = 0
+
+    def fast_minimums(self) -> tuple[int, int]:
+        """Smallest frame the (Ethernet, raw IPv4) fast paths take on this link; _NEVER = off.
+
+        The fast paths leave out ``tsoffset`` (almost always 0): links that have one go slow.
+        """
+        if self.tsoffset:
+            return _NEVER, _NEVER
+        if self.linktype == LINKTYPE_ETHERNET:
+            return 54, _NEVER  # 14 + 20 + 20
+        if self.linktype == LINKTYPE_IPV4 or self.linktype in RAW_IP_TYPES:
+            return _NEVER, 40
+        return _NEVER, _NEVER
+
+
+@dataclass(slots=True)
+class _Reader:
+    """State of one capture being read, kept between the chunks of a streamed file."""
+
+    path: str
+    stats: CaptureStats
+    decoder: LinkDecoder
+    order: str = "<"  # byte order of the pcap file / current pcapng section
+    iface: _Interface = field(default_factory=lambda: _Interface(-1))  # pcap only
+    ifaces: list[_Interface] = field(default_factory=list)  # pcapng: current section
+    last_ts: float = 0.0  # for pcapng simple packet blocks, which carry no timestamp
+
+    def add_counts(self, packets: int, slow: int, nbytes: int) -> None:
+        """Add a record loop's tallies; the fast path's packets are all IPv4 TCP."""
+        stats = self.stats
+        stats.packets += packets
+        stats.bytes += nbytes
+        stats.ipv4 += packets - slow
+        stats.tcp += packets - slow
+
+    def count_linktype(self, linktype: int, n: int) -> None:
+        if n:
+            links = self.stats.link_types
+            links[linktype] = links.get(linktype, 0) + n
+
+    def truncated(self) -> None:
+        self.stats.truncated_packets += 1
+        self.decoder.warn_once(
+            "snaplen",
+            f"{self.path}: packets cut short by the snapshot length (captured < original "
+            "length); their captured bytes are used",
+        )
+
+    def cut_short(self, left: int) -> None:
+        self.stats.warn(
+            f"{self.path}: file ends in the middle of a record ({left} bytes left over); "
+            "the capture is truncated"
+        )
+
+    def stop(self, why: str) -> None:
+        self.stats.warn(f"{self.path}: {why}; stopped reading this file")
+
+    def bad_interface(self, ifid: int) -> None:
+        self.stats.undecodable += 1
+        self.decoder.warn_once(
+            ("ifid", ifid), f"{self.path}: packets on undeclared interface {ifid} skipped"
+        )
+
+
+def read_packets(path: str, stats: CaptureStats) -> Iterator[Packet]:
+    """Yield one tuple per TCP or UDP packet, in file order.
+
+    Each tuple is ``(ts, proto, src, sport, dst, dport, seq, ack, flags, payload)``: epoch
+    seconds, 6 or 17, packed 4- or 16-byte addresses, ports, TCP sequence/ack numbers and flag
+    byte (0 for UDP), and the transport payload as a memoryview with link padding removed.
+
+    The file is opened and identified before this returns: a missing, unreadable or non-capture
+    file raises :class:`CaptureError` right here. Damage inside the file (cut records, bad
+    headers, unknown link types) is counted in ``stats`` and reported with ``stats.warn``.
+    """
+    stats.path = path
+    fh = _open(path)
+    try:
+        head = fh.read(64)
+        if head[:2] == _GZIP_MAGIC:
+            fh.seek(0)
+            gz = _Gunzip(fh)
+            head = gz.read(max(CHUNK, 64))
+            if gz.problem and not head:
+                raise CaptureError(f"{path}: not a pcap or pcapng capture ({gz.problem})")
+            reader, start, scan = _identify(path, stats, head, "gzip-compressed, ")
+            stats.file_format += ".gz"
+            return _stream(gz, fh.close, head, start, scan, reader)
+        reader, start, scan = _identify(path, stats, head, "")
+        data = _map(fh)
+        if data is None:  # a pipe, or a file system that cannot mmap: stream it
+            return _stream(fh, fh.close, head, start, scan, reader)
+        fh.close()  # the mapping keeps its own reference to the file
+        return scan(data, start, reader, True)
+    except BaseException:
+        fh.close()
+        raise
+
+
+def _open(path: str) -> BinaryIO:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise CaptureError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise CaptureError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise CaptureError(f"{path}: is a directory, not a capture file")
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise CaptureError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _map(fh: BinaryIO) -> mmap.mmap | None:
+    """mmap a regular file read-only, or None when that is not possible."""
+    try:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            return None
+        data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        return None
+    if hasattr(data, "madvise"):
+        with contextlib.suppress(OSError):
+            data.madvise(mmap.MADV_SEQUENTIAL)
+    return data
+
+
+def _identify(
+    path: str, stats: CaptureStats, head: bytes, what: str
+) -> tuple[_Reader, int, _ScanFn]:
+    """Recognise the format from the first bytes: (reader state, first record offset, loop)."""
+
+    def not_a_capture(why: str) -> CaptureError:
+        return CaptureError(f"{path}: not a pcap or pcapng capture ({what}{why})")
+
+    if not head:
+        raise not_a_capture("empty file")
+    reader = _Reader(path, stats, LinkDecoder(stats))
+    magic = head[:4]
+    if magic in _PCAP_MAGICS:
+        if len(head) < _PCAP_HEADER:
+            raise not_a_capture(f"too short: {len(head)} bytes")
+        order, div = _PCAP_MAGICS[magic]
+        major, _minor, _zone, _sigfigs, snaplen, link = _PCAP_HDR[order](head)
+        if major != 2:
+            stats.warn(f"{path}: unexpected pcap version {major}; reading anyway")
+        reader.order = order
+        # The upper bits of the link-type field may carry FCS information: keep the type.
+        reader.iface = _Interface(link & 0xFFFF, div, 0, snaplen)
+        stats.file_format = "pcap"
+        return reader, _PCAP_HEADER, _scan_pcap
+    if magic == _PCAPNG_MAGIC:
+        if len(head) < _EPB_HEADER:
+            raise not_a_capture(f"too short: {len(head)} bytes")
+        if head[8:12] not in _PCAPNG_BOMS:
+            raise not_a_capture("pcapng section header without a valid byte-order magic")
+        stats.file_format = "pcapng"
+        return reader, 0, _scan_pcapng
+    raise not_a_capture(f"unknown magic 0x{magic.hex()}")
+
+
+class _Gunzip:
+    """Decompress a gzip file (any number of members) in bounded pieces.
+
+    A damaged or cut stream ends the data early and leaves a one-line ``problem``; what was
+    decompressed before that is kept.
+    """
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self._z = zlib.decompressobj(wbits=31)
+        self._input = b""  # compressed bytes not yet given to zlib
+        self._in_member = False  # fed a member that has not ended yet
+        self._done = False
+        self.problem: str | None = None
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` decompressed bytes; b"" at the end of the data."""
+        parts: list[bytes] = []
+        have = 0
+        while have < size and not self._done:
+            if not self._input:
+                self._input = self._fh.read(_GZIP_INPUT)
+                if not self._input:
+                    self._done = True
+                    if self._in_member:
+                        self.problem = "compressed stream ends early"
+                    break
+            try:
+                out = self._z.decompress(self._input, size - have)
+            except zlib.error as exc:
+                self.problem = f"bad gzip data: {exc}"
+                self._done = True
+                break
+            self._in_member = True
+            self._input = self._z.unconsumed_tail
+            if self._z.eof:  # a member ended: another may follow
+                self._input = self._z.unused_data + self._input
+                self._z = zlib.decompressobj(wbits=31)
+                self._in_member = False
+            parts.append(out)
+            have += len(out)
+        return b"".join(parts)
+
+
+class _Source(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
+
+def _stream(
+    src: _Source,
+    close: Callable[[], None],
+    buf: bytes,
+    pos: int,
+    scan: _ScanFn,
+    reader: _Reader,
+) -> Iterator[Packet]:
+    """Run a record loop over a file read in chunks: holds at most one record plus a chunk."""
+    try:
+        while True:
+            pos, need = yield from scan(buf, pos, reader, False)
+            if not need:
+                return
+            parts = [buf[pos:]]
+            have = len(parts[0])
+            eof = False
+            while have < need:
+                chunk = src.read(CHUNK)
+                if not chunk:
+                    eof = True
+                    break
+                parts.append(chunk)
+                have += len(chunk)
+            buf = b"".join(parts)
+            pos = 0
+            if eof:
+                problem = getattr(src, "problem", None)
+                if problem:
+                    reader.stats.warn(f"{reader.path}: {problem}; read what came before")
+                yield from scan(buf, 0, reader, True)
+                return
+    finally:
+        close()
+
+
+def _scan_pcap(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
+    """Walk pcap records in ``data`` from ``pos``; return where it stopped and what it needs.
+
+    ``final`` means no more bytes will come: a record cut by the end of ``data`` is reported as a
+    truncated file instead of asking for more.
+    """
+    size = len(data)
+    mv = memoryview(data)
+    rec = _PCAP_REC[reader.order]
+    eth = _ETH_IP_TCP.unpack_from
+    rawip = _IP_TCP.unpack_from
+    eth_payload = _PCAP_ETH_PAYLOAD
+    raw_payload = _PCAP_RAW_PAYLOAD
+    decode = reader.decoder.decode
+    iface = reader.iface
+    lt = iface.linktype
+    div = iface.div
+    eth_min, raw_min = iface.fast_minimums()
+    maxrec = MAX_RECORD
+    window = min(_WINDOW, maxrec)
+    # Records ending before ``lim`` cannot be absurdly long, so one comparison per record
+    # checks both that and the end of the data. Crossing it slides the window forward.
+    lim = min(size, pos + window)
+    mapped = isinstance(data, mmap.mmap)
+    released = 0  # pages of the mapping before this were handed back
+    # Counts already added to stats (at each window slide, so progress shows mid-file).
+    done_n = done_slow = 0
+    done_pos = pos
+    n = nslow = need = 0
+    try:
+        for n in count(1):  # n: records consumed (read in the finally block)
+            try:
+                s, frac, caplen, olen = rec(data, pos)
+            except StructError:  # fewer than 16 bytes left
+                n -= 1
+                if not final:
+                    need = _PCAP_RECORD
+                elif pos < size:
+                    reader.cut_short(size - pos)
+                break
+            e = pos + 16 + caplen
+            if e > lim:
+                if caplen > maxrec:
+                    reader.stop(f"record at offset {pos} claims {caplen} bytes")
+                    n -= 1
+                    break
+                if e > size:
+                    if final:
+                        reader.cut_short(size - pos)
+                    else:
+                        need = _PCAP_RECORD + caplen
+                    n -= 1
+                    break
+                lim = min(size, e + window)
+                if mapped:
+                    released = _release(data, released, pos)
+                k = n - 1 - done_n  # records before this one not yet counted
+                reader.add_counts(k, nslow - done_slow, pos - done_pos - 16 * k)
+                reader.count_linktype(lt, k)
+                done_n, done_slow, done_pos = n - 1, nslow, pos
+            if caplen < olen:
+                reader.truncated()
+            if caplen >= eth_min:
+                w, tlen, fp, src, dst, sp, dp, seq, ack, off, flags = eth(data, pos + 28)
+                a = pos + eth_payload[off]
+                q = pos + 30 + tlen
+                pos = e
+                # IPv4 with a 20-byte header, TCP, not a fragment, headers inside the frame.
+                if w >> 8 == 0x080045 and fp & 0x3FFF00FF == 6 and a <= q <= e:
+                    yield (s + frac / div, 6, src, sp, dst, dp, seq, ack, flags, mv[a:q])
+                    continue
+            elif caplen >= raw_min:
+                vihl, tlen, fp, src, dst, sp, dp, seq, ack, off, flags = rawip(data, pos + 16)
+                a = pos + raw_payload[off]
+                q = pos + 16 + tlen
+                pos = e
+                if vihl == 0x45 and fp & 0x3FFF00FF == 6 and a <= q <= e:
+                    yield (s + frac / div, 6, src, sp, dst, dp, seq, ack, flags, mv[a:q])
+                    continue
+            pos = e
+            nslow += 1
+            r = decode(lt, data, e - caplen, e)
+            if r is not None:
+                yield (s + frac / div, *r[:8], mv[r[8] : r[9]])
+    finally:
+        k = n - done_n
+        reader.add_counts(k, nslow - done_slow, pos - done_pos - 16 * k)
+        reader.count_linktype(lt, k)
+    return pos, need
+
+
+def _scan_pcapng(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
+    """Walk pcapng blocks in ``data`` from ``pos``; return where it stopped and what it needs."""
+    size = len(data)
+    mv = memoryview(data)
+    eth = _ETH_IP_TCP.unpack_from
+    rawip = _IP_TCP.unpack_from
+    eth_payload = _EPB_ETH_PAYLOAD
+    raw_payload = _EPB_RAW_PAYLOAD
+    decode = reader.decoder.decode
+    order = reader.order
+    epb = _EPB[order]
+    block = _BLOCK[order]
+    ifaces = reader.ifaces
+    nif = len(ifaces)
+    maxrec = MAX_RECORD
+    window = min(_WINDOW, maxrec)
+    lim = min(size, pos + window)  # as in _scan_pcap
+    mapped = isinstance(data, mmap.mmap)
+    released = 0
+    done_n = done_slow = done_bytes = 0  # already added to stats
+    # Interface of the last enhanced packet block, held in locals until the interface changes.
+    cur = -1
+    lt = -1
+    div: float = 1_000_000
+    tsoff = 0
+    eth_min = raw_min = _NEVER
+    last = -1  # offset of the last fast-path packet block (the time of simple packet blocks)
+    n = nbytes = nslow = 0
+    run0 = 0  # n when the current interface run began (for per-link-type packet counts)
+    need = 0
+    try:
+        while True:
+            try:
+                bt, blen, ifid, hi, lo, caplen, olen = epb(data, pos)
+            except StructError:  # fewer than 28 bytes left: not an enhanced packet
+                bt = blen = caplen = 0
+            nxt = pos + blen
+            if bt == 6 and caplen + 32 <= blen and nxt <= lim:
+                if ifid != cur:
+                    if ifid >= nif:
+                        n += 1
+                        run0 += 1
+                        nslow += 1
+                        reader.bad_interface(ifid)
+                        pos = nxt
+                        continue
+                    reader.count_linktype(lt, n - run0)
+                    run0 = n
+                    cur = ifid
+                    i = ifaces[ifid]
+                    lt, div, tsoff = i.linktype, i.div, i.tsoffset
+                    eth_min, raw_min = i.fast_minimums()
+                last = pos
+                n += 1
+                nbytes += caplen
+                if caplen < olen:
+                    reader.truncated()
+                e = pos + 28 + caplen
+                if caplen >= eth_min:
+                    w, tlen, fp, src, dst, sp, dp, seq, ack, off, flags = eth(data, pos + 40)
+                    a = pos + eth_payload[off]
+                    q = pos + 42 + tlen
+                    pos = nxt
+                    if w >> 8 == 0x080045 and fp & 0x3FFF00FF == 6 and a <= q <= e:
+                        yield (
+                            ((hi << 32) | lo) / div,
+                            6,
+                            src,
+                            sp,
+                            dst,
+                            dp,
+                            seq,
+                            ack,
+                            flags,
+                            mv[a:q],
+                        )
+                        continue
+                elif caplen >= raw_min:
+                    vihl, tlen, fp, src, dst, sp, dp, seq, ack, off, flags = rawip(data, pos + 28)
+                    a = pos + raw_payload[off]
+                    q = pos + 28 + tlen
+                    pos = nxt
+                    if vihl == 0x45 and fp & 0x3FFF00FF == 6 and a <= q <= e:
+                        yield (
+                            ((hi << 32) | lo) / div,
+                            6,
+                            src,
+                            sp,
+                            dst,
+                            dp,
+                            seq,
+                            ack,
+                            flags,
+                            mv[a:q],
+                        )
+                        continue
+                pos = nxt
+                nslow += 1
+                r = decode(lt, data, e - caplen, e)
+                if r is not None:
+                    yield (((hi << 32) | lo) / div + tsoff, *r[:8], mv[r[8] : r[9]])
+                continue
+
+            # Any other block, and enhanced packet blocks the fast path did not take.
+            if pos + 12 > size:
+                if not final:
+                    need = 12
+                elif pos < size:
+                    reader.cut_short(size - pos)
+                break
+            bt = block(data, pos)[0]
+            if bt == _PCAPNG_SHB:  # a new section may switch byte order
+                bom = bytes(data[pos + 8 : pos + 12])
+                if bom not in _PCAPNG_BOMS:
+                    reader.stop(f"pcapng section header at offset {pos} has a bad byte-order magic")
+                    break
+                order = _PCAPNG_BOMS[bom]
+                epb = _EPB[order]
+                block = _BLOCK[order]
+            blen = block(data, pos)[1]
+            if blen < 12 or blen & 3 or blen > maxrec:
+                reader.stop(f"pcapng block at offset {pos} has an invalid length {blen}")
+                break
+            nxt = pos + blen
+            if nxt > size:
+                if final:
+                    reader.cut_short(size - pos)
+                else:
+                    need = blen
+                break
+            if nxt > lim:
+                lim = min(size, nxt + window)
+                if mapped:
+                    released = _release(data, released, pos)
+                reader.add_counts(n - done_n, nslow - done_slow, nbytes - done_bytes)
+                reader.count_linktype(lt, n - run0)
+                done_n, done_slow, done_bytes, run0 = n, nslow, nbytes, n
+            if bt == _PCAPNG_SHB:  # interfaces are numbered per section
+                reader.count_linktype(lt, n - run0)
+                run0 = n
+                cur = -1
+                last = -1
+                reader.order = order
+                reader.last_ts = 0.0
+                ifaces = reader.ifaces = []
+                nif = 0
+            elif bt == _BLOCK_IDB:
+                if blen >= 20:
+                    ifaces.append(_parse_idb(data, pos, blen, order))
+                    nif += 1
+            elif bt in (_BLOCK_EPB, _BLOCK_OPB, _BLOCK_SPB):
+                if last >= 0:  # keep the fast path's last timestamp before it goes stale
+                    reader.last_ts = _epb_time(data, last, order, ifaces)
+                    last = -1
+                n += 1
+                run0 += 1
+                nslow += 1
+                pkt = _slow_packet(data, pos, blen, bt, order, ifaces, reader)
+                if pkt is not None:
+                    plt, ts, p, plen, olen = pkt
+                    nbytes += plen
+                    reader.count_linktype(plt, 1)
+                    if plen < olen:
+                        reader.truncated()
+                    r = decode(plt, data, p, p + plen)
+                    if r is not None:
+                        pos = nxt
+                        yield (ts, *r[:8], mv[r[8] : r[9]])
+                        continue
+            pos = nxt
+    finally:
+        if last >= 0:
+            reader.last_ts = _epb_time(data, last, order, ifaces)
+        reader.add_counts(n - done_n, nslow - done_slow, nbytes - done_bytes)
+        reader.count_linktype(lt, n - run0)
+    return pos, need
+
+
+def _release(data: mmap.mmap, done: int, upto: int) -> int:
+    """Unmap the pages of ``data`` before ``upto`` (from ``done``) to keep RSS bounded.
+
+    The file stays in the page cache, and payload views still held by the consumer fault
+    their pages back in on access, so this only drops the process's mapping of them.
+    """
+    upto -= upto % mmap.PAGESIZE
+    if upto > done:
+        with contextlib.suppress(OSError, ValueError):
+            data.madvise(mmap.MADV_DONTNEED, done, upto - done)
+        return upto
+    return done
+
+
+def _parse_idb(data: Buffer, pos: int, blen: int, order: str) -> _Interface:
+    """An interface description block: link type, snaplen, if_tsresol (9), if_tsoffset (14)."""
+    linktype, snaplen = _IDB[order](data, pos + 8)
+    iface = _Interface(linktype, 1_000_000, 0, snaplen)
+    opt = _OPT[order]
+    o = pos + 16
+    end = pos + blen - 4
+    while o + 4 <= end:
+        code, length = opt(data, o)
+        if code == 0:
+            break
+        v = o + 4
+        if v + length > end:
+            break
+        if code == 9 and length >= 1:
+            res = data[v]
+            # High bit clear: units of 10^-n seconds; set: 2^-n. Cap nonsense exponents.
+            iface.div = 2 ** min(res & 0x7F, 64) if res & 0x80 else 10 ** min(res, 30)
+        elif code == 14 and length >= 8:
+            iface.tsoffset = _I64[order](data, v)[0]
+        o = v + ((length + 3) & ~3)
+    return iface
+
+
+def _epb_time(data: Buffer, pos: int, order: str, ifaces: list[_Interface]) -> float:
+    """Timestamp of the enhanced packet block at ``pos`` (its interface already validated)."""
+    _bt, _blen, ifid, hi, lo, _cap, _orig = _EPB[order](data, pos)
+    i = ifaces[ifid]
+    return ((hi << 32) | lo) / i.div + i.tsoffset
+
+
+def _slow_packet(
+    data: Buffer,
+    pos: int,
+    blen: int,
+    bt: int,
+    order: str,
+    ifaces: list[_Interface],
+    reader: _Reader,
+) -> tuple[int, float, int, int, int] | None:
+    """(link type, ts, data offset, captured length, original length) of a packet block.
+
+    Handles simple (3) and obsolete (2) packet blocks and the enhanced ones (6) the fast path
+    left alone. None when the block is unusable (counted and warned).
+    """
+    if blen < (16 if bt == _BLOCK_SPB else 32):
+        reader.stats.undecodable += 1
+        reader.decoder.warn_once("shortblock", f"{reader.path}: packet blocks too short skipped")
+        return None
+    if bt == _BLOCK_SPB:
+        ifid, p = 0, pos + 12
+        olen = _U32[order](data, pos + 8)[0]
+        caplen = min(olen, blen - 16)
+    else:
+        if bt == _BLOCK_EPB:
+            _b, _l, ifid, hi, lo, caplen, olen = _EPB[order](data, pos)
+        else:
+            ifid, hi, lo, caplen, olen = _OPB[order](data, pos + 8)
+        p = pos + _EPB_HEADER
+    if ifid >= len(ifaces):
+        reader.bad_interface(ifid)
+        return None
+    iface = ifaces[ifid]
+    if bt == _BLOCK_SPB:
+        if iface.snaplen:
+            caplen = min(caplen, iface.snaplen)
+        return iface.linktype, reader.last_ts, p, caplen, olen
+    if caplen + 32 > blen:
+        reader.stats.undecodable += 1
+        reader.decoder.warn_once(
+            "badcaplen",
+            f"{reader.path}: packet blocks whose captured length exceeds the block skipped",
+        )
+        return None
+    ts = ((hi << 32) | lo) / iface.div + iface.tsoffset
+    reader.last_ts = ts
+    return iface.linktype, ts, p, caplen, olen
