@@ -192,3 +192,10 @@ def test_client_found_by_content_not_by_first_packet() -> None:
         (False, True),
     ]
     assert {e.client_ip for e in exchanges} == {"10.0.0.2"}
+
+
+def test_midstream_body_tail_without_newline_then_response_in_next_segment() -> None:
+    stream = HttpStream(midstream=True)
+    assert stream.data(b'ayName":"Bob"}]}}', 1.0) == []
+    (msg,) = stream.data(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 1.1)
+    assert (msg.status, msg.ts, msg.after_gap) == (200, 1.1, True)

@@ -252,12 +252,7 @@ class HttpStream:
 
     def _plausible_start(self, buf: bytearray) -> bool:
         """Can these first bytes begin an HTTP/1.x message? (Decides quickly for non-HTTP.)"""
-        head = bytes(buf[:40])
-        if not (
-            head.startswith(b"HTTP/")
-            or b"HTTP/".startswith(head[:5])
-            or _METHOD_PREFIX.match(head) is not None
-        ):
+        if not _could_start_message(bytes(buf[:40])):
             return False
         nl = buf.find(b"\n", 0, MAX_LINE)
         if nl < 0:
@@ -270,7 +265,13 @@ class HttpStream:
         buf = self._buf
         m = _MESSAGE_START.search(buf)
         if m is None:
-            drop = max(0, len(buf) - 64)  # keep a tail: a start line may be split
+            # Keep a short last line (a start line may be split across segments); otherwise
+            # drop it all, so the next segment's first byte counts as a line start.
+            last_nl = buf.rfind(b"\n")
+            if last_nl >= 0:
+                drop = len(buf) if len(buf) - last_nl - 1 > 64 else last_nl + 1
+            else:
+                drop = 0 if len(buf) < 64 and _could_start_message(bytes(buf)) else len(buf)
             self._hunted += drop
             self._consume(drop)
             if self._hunted > HUNT_LIMIT:
@@ -449,6 +450,15 @@ class HttpStream:
         self._marks.clear()
         self._state = "head"
         self.skip = 0
+
+
+def _could_start_message(head: bytes) -> bool:
+    """Can ``head`` be the beginning of a request or status line?"""
+    return (
+        head.startswith(b"HTTP/")
+        or b"HTTP/".startswith(head[:5])
+        or _METHOD_PREFIX.match(head) is not None
+    )
 
 
 def _content_length(msg: HttpMessage) -> int:
