@@ -1,0 +1,762 @@
+"""Signing keys (from captured metadata / JWKS documents or files) and token signature checks.
+
+A ``KeyStore`` collects public keys from Microsoft S2S ``metadata/json/1`` documents, JWKS, PEM and
+DER files, indexed by certificate thumbprint (``x5t``) and ``kid``. ``verify_token`` checks a
+decoded token against it. The algorithm family always comes from the key, never from the token: a
+token whose ``alg`` does not fit the key it names is a bad signature (algorithm confusion), not an
+invitation to verify an HMAC with a public key. No expiry or audience checks happen here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from jwt.algorithms import Algorithm, ECAlgorithm, OKPAlgorithm, RSAAlgorithm, RSAPSSAlgorithm
+
+from analyzer.auth.tokens import DecodedToken, b64decode_lenient, b64url, iso_utc, parse_json
+
+DOCUMENT_CAP = 1 << 20  # bytes of one metadata / JWKS document
+FILE_CAP = 4 << 20  # bytes of one key file
+MAX_KEYS = 10_000  # keys a store holds
+MAX_DOC_KEYS = 500  # keys read from one document
+MAX_WARNINGS = 200
+MAX_JWKS_URIS = 100
+MAX_RSA_BITS = 16_384
+MIN_RSA_BITS = 512
+
+STATUSES = ("verified", "bad-signature", "unknown-key", "unsigned", "not-checked")
+DOCUMENTS = ("s2s-metadata", "jwks", "openid-configuration", "pem", "der")
+
+_CURVES: dict[str, type[ec.EllipticCurve]] = {
+    "P-256": ec.SECP256R1,
+    "P-384": ec.SECP384R1,
+    "P-521": ec.SECP521R1,
+    "secp256k1": ec.SECP256K1,
+}
+_CURVE_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+
+# alg -> (key family, required curve or None, pyjwt algorithm object)
+_ALGORITHMS: dict[str, tuple[str, str | None, Algorithm]] = {
+    "RS256": ("RSA", None, RSAAlgorithm(RSAAlgorithm.SHA256)),
+    "RS384": ("RSA", None, RSAAlgorithm(RSAAlgorithm.SHA384)),
+    "RS512": ("RSA", None, RSAAlgorithm(RSAAlgorithm.SHA512)),
+    "PS256": ("RSA", None, RSAPSSAlgorithm(RSAPSSAlgorithm.SHA256)),
+    "PS384": ("RSA", None, RSAPSSAlgorithm(RSAPSSAlgorithm.SHA384)),
+    "PS512": ("RSA", None, RSAPSSAlgorithm(RSAPSSAlgorithm.SHA512)),
+    "ES256": ("EC", "secp256r1", ECAlgorithm(ECAlgorithm.SHA256)),
+    "ES256K": ("EC", "secp256k1", ECAlgorithm(ECAlgorithm.SHA256)),
+    "ES384": ("EC", "secp384r1", ECAlgorithm(ECAlgorithm.SHA384)),
+    "ES512": ("EC", "secp521r1", ECAlgorithm(ECAlgorithm.SHA512)),
+    "EdDSA": ("OKP", None, OKPAlgorithm()),
+    "Ed25519": ("OKP", "ed25519", OKPAlgorithm()),
+    "Ed448": ("OKP", "ed448", OKPAlgorithm()),
+}
+
+
+class KeyFileError(Exception):
+    """A key file that cannot be read or holds nothing usable (one-line message)."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeySource:
+    """Where a key came from."""
+
+    kind: str  # capture | file
+    location: str  # URL as requested, or file path
+    ts: float | None  # capture time of the document, None for files
+    document: str  # one of DOCUMENTS
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """One public key able to verify token signatures."""
+
+    public_key: Any = field(hash=False)  # cryptography public key object (not hashable)
+    family: str  # RSA | EC | OKP
+    source: KeySource
+    x5t: str | None = None  # base64url SHA-1 of the certificate DER (or the stated x5t)
+    x5t_s256: str | None = None
+    kid: str | None = None
+    subject: str | None = None  # certificate subject / issuer (RFC 4514), validity (unix seconds)
+    issuer: str | None = None
+    not_before: float | None = None
+    not_after: float | None = None
+    usage: str | None = None  # metadata "usage" / JWK "use"
+    metadata_issuer: str | None = None  # the S2S metadata document's issuer principal
+
+    @property
+    def curve(self) -> str | None:
+        """JOSE curve name for EC / OKP keys."""
+        if self.family == "EC":
+            name = self.public_key.curve.name
+            return _CURVE_NAMES.get(name, name)
+        if self.family == "OKP":
+            return "Ed25519" if isinstance(self.public_key, ed25519.Ed25519PublicKey) else "Ed448"
+        return None
+
+    def describe(self) -> str:
+        """Short label: family, size or curve, thumbprint or kid."""
+        if self.family == "RSA":
+            shape = f"RSA-{self.public_key.key_size}"
+        else:
+            shape = f"{self.family} {self.curve}"
+        ident = f"x5t={self.x5t}" if self.x5t else f"kid={self.kid}" if self.kid else "no id"
+        return f"{shape} {ident}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready view (public material only)."""
+        return {
+            "family": self.family,
+            "key_size": self.public_key.key_size if self.family == "RSA" else None,
+            "curve": self.curve,
+            "x5t": self.x5t,
+            "x5t_s256": self.x5t_s256,
+            "kid": self.kid,
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "not_before": iso_utc(self.not_before),
+            "not_after": iso_utc(self.not_after),
+            "usage": self.usage,
+            "metadata_issuer": self.metadata_issuer,
+            "source": {
+                "kind": self.source.kind,
+                "location": self.source.location,
+                "ts": self.source.ts,
+                "document": self.source.document,
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureResult:
+    """Outcome of ``verify_token``."""
+
+    status: str  # one of STATUSES
+    key: SigningKey | None
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "detail": self.detail,
+            "key": self.key.to_dict() if self.key is not None else None,
+        }
+
+
+class KeyStore:
+    """Public signing keys indexed by x5t (stated and computed) and kid. Bounded; never raises
+    on document contents (``add_file`` raises ``KeyFileError`` for unusable files)."""
+
+    def __init__(self, max_keys: int = MAX_KEYS) -> None:
+        self.max_keys = max_keys
+        self.warnings: list[str] = []
+        self.jwks_uris: list[str] = []
+        self._keys: list[SigningKey] = []
+        self._known: dict[bytes, SigningKey] = {}  # key identity -> first SigningKey seen
+        self._by_x5t: dict[str, list[SigningKey]] = {}
+        self._by_kid: dict[str, list[SigningKey]] = {}
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __iter__(self) -> Iterator[SigningKey]:
+        return iter(list(self._keys))
+
+    # ----------------------------------------------------------------------------- documents
+
+    def add_metadata_document(self, text: str | bytes, location: str, ts: float | None) -> int:
+        """Keys of a Microsoft S2S ``metadata/json/1`` document; returns how many it held."""
+        doc = self._parse(text, location)
+        if doc is None:
+            return 0
+        return self._metadata(doc, KeySource("capture", location, ts, "s2s-metadata"))
+
+    def add_jwks(self, text: str | bytes, location: str, ts: float | None) -> int:
+        """Keys of a JWKS document; returns how many usable keys it held."""
+        doc = self._parse(text, location)
+        if doc is None:
+            return 0
+        return self._jwks(doc, KeySource("capture", location, ts, "jwks"))
+
+    def add_document(self, text: str | bytes, location: str, ts: float | None) -> int:
+        """Sniff S2S metadata, JWKS or OpenID configuration (0 keys, ``jwks_uri`` remembered)."""
+        doc = self._parse(text, location)
+        if doc is None:
+            return 0
+        return self._sniffed(doc, "capture", location, ts)
+
+    def add_file(self, path: str | Path) -> int:
+        """Keys from a PEM / DER certificate or public key, JWKS or metadata JSON file."""
+        p = Path(path)
+        try:
+            if p.stat().st_size > FILE_CAP:
+                raise KeyFileError(f"{p}: too large for a key file (> {FILE_CAP} bytes)")
+            data = p.read_bytes()
+        except OSError as exc:
+            raise KeyFileError(f"{p}: cannot read ({exc.strerror or exc})") from None
+        body = data.lstrip(b"\xef\xbb\xbf \t\r\n")
+        if not body:
+            raise KeyFileError(f"{p}: file is empty")
+        location = str(p)
+        if b"-----BEGIN " in data:
+            return self._pem_file(data, location)
+        if body[:1] in (b"{", b"["):
+            return self._json_file(data, location)
+        der = body if _looks_binary(body) else b64decode_lenient(_squash(body))
+        if der:
+            source = KeySource("file", location, None, "der")
+            cert = _load_cert(der)
+            if cert is not None:
+                if self._add_cert(cert, source, where=location):
+                    return 1
+                raise KeyFileError(f"{p}: {self._last_warning('unsupported certificate key')}")
+            public = _load_der_public(der)
+            if public is not None:
+                if self._add_public(public, source, where=location):
+                    return 1
+                raise KeyFileError(f"{p}: {self._last_warning('unsupported public key')}")
+        raise KeyFileError(
+            f"{p}: not a PEM/DER certificate or public key, a JWKS or an S2S metadata document"
+        )
+
+    # ----------------------------------------------------------------------------- lookups
+
+    def find(self, x5t: str | None = None, kid: str | None = None) -> list[SigningKey]:
+        """Keys matching ``x5t`` (any spelling), then ``kid`` (also as a thumbprint); all keys
+        when neither is given."""
+        if x5t is None and kid is None:
+            return list(self._keys)
+        found: list[SigningKey] = []
+        if x5t:
+            for form in thumbprint_forms(x5t):
+                found.extend(self._by_x5t.get(form, ()))
+        if kid:
+            found.extend(self._by_kid.get(kid, ()))
+            for form in thumbprint_forms(kid):
+                found.extend(self._by_x5t.get(form, ()))
+        unique: dict[int, SigningKey] = {}
+        for key in found:
+            unique.setdefault(id(key), key)
+        return list(unique.values())
+
+    # ----------------------------------------------------------------------------- internals
+
+    def _parse(self, text: str | bytes, location: str) -> Any:
+        if isinstance(text, bytes | bytearray):
+            if len(text) > DOCUMENT_CAP:
+                self._warn(f"{location}: document too large ({len(text)} bytes); ignored")
+                return None
+            text = bytes(text).decode("utf-8-sig", "replace")
+        elif not isinstance(text, str):
+            self._warn(f"{location}: document is not text; ignored")
+            return None
+        if len(text) > DOCUMENT_CAP:
+            self._warn(f"{location}: document too large ({len(text)} chars); ignored")
+            return None
+        try:
+            doc = parse_json(text.lstrip("\ufeff"))
+        except (ValueError, RecursionError):
+            self._warn(f"{location}: not JSON; no keys read")
+            return None
+        if not isinstance(doc, dict):
+            self._warn(f"{location}: JSON is not an object; no keys read")
+            return None
+        return doc
+
+    def _sniffed(self, doc: dict[str, Any], kind: str, location: str, ts: float | None) -> int:
+        keys = _ci(doc, "keys")
+        entries = [k for k in keys if isinstance(k, dict)] if isinstance(keys, list) else []
+        if any(_ci(k, "keyvalue") is not None or _ci(k, "keyinfo") is not None for k in entries):
+            return self._metadata(doc, KeySource(kind, location, ts, "s2s-metadata"))
+        if any(_ci(k, "kty") is not None for k in entries):
+            return self._jwks(doc, KeySource(kind, location, ts, "jwks"))
+        jwks_uri = _ci(doc, "jwks_uri")
+        if isinstance(jwks_uri, str):
+            if jwks_uri not in self.jwks_uris and len(self.jwks_uris) < MAX_JWKS_URIS:
+                self.jwks_uris.append(jwks_uri)
+            return 0
+        if isinstance(keys, list):
+            self._warn(f"{location}: key document holds no usable keys")
+            return 0
+        self._warn(f"{location}: not a JWKS, S2S metadata or OpenID configuration document")
+        return 0
+
+    def _metadata(self, doc: dict[str, Any], source: KeySource) -> int:
+        where = source.location
+        issuer = _ci(doc, "issuer")
+        issuer = issuer if isinstance(issuer, str) else None
+        entries = _ci(doc, "keys")
+        if not isinstance(entries, list):
+            self._warn(f"{where}: metadata document has no keys list")
+            return 0
+        count = 0
+        for i, entry in enumerate(entries[:MAX_DOC_KEYS]):
+            at = f"{where}: keys[{i}]"
+            if not isinstance(entry, dict):
+                self._warn(f"{at}: not an object")
+                continue
+            info = _ci(entry, "keyinfo")
+            stated = _ci(info, "x5t") if isinstance(info, dict) else None
+            value = _ci(entry, "keyvalue")
+            raw = _ci(value, "value") if isinstance(value, dict) else value
+            der = b64decode_lenient(_squash(raw)) if isinstance(raw, str) else None
+            cert = _load_cert(der) if der else None
+            usage = _ci(entry, "usage")
+            if cert is None:
+                public = _load_der_public(der) if der else None
+                if public is None:
+                    self._warn(f"{at}: keyvalue is not a base64 DER certificate")
+                    continue
+                added = self._add_public(
+                    public, source, where=at, stated_x5t=_str(stated), usage=_str(usage),
+                    metadata_issuer=issuer,
+                )  # fmt: skip
+            else:
+                added = self._add_cert(
+                    cert, source, where=at, stated_x5t=_str(stated), usage=_str(usage),
+                    metadata_issuer=issuer,
+                )  # fmt: skip
+            count += added
+        return count
+
+    def _jwks(self, doc: dict[str, Any], source: KeySource) -> int:
+        where = source.location
+        entries = _ci(doc, "keys")
+        if not isinstance(entries, list):
+            self._warn(f"{where}: JWKS has no keys list")
+            return 0
+        count = 0
+        for i, jwk in enumerate(entries[:MAX_DOC_KEYS]):
+            at = f"{where}: keys[{i}]"
+            if not isinstance(jwk, dict):
+                self._warn(f"{at}: not an object")
+                continue
+            if any(_ci(jwk, name) is not None for name in ("d", "p", "q", "k")):
+                self._warn(f"{at}: holds private or secret key material; only public parts used")
+            raw_kty = _ci(jwk, "kty")
+            kty = _KTY.get((_str(raw_kty) or "").lower())
+            warned = len(self.warnings)
+            params_key = _jwk_public(jwk, kty, at, self._warn)
+            cert = None
+            chain = _ci(jwk, "x5c")
+            if isinstance(chain, list) and chain and isinstance(chain[0], str):
+                der = b64decode_lenient(_squash(chain[0]))
+                cert = _load_cert(der) if der else None
+                if cert is None:
+                    self._warn(f"{at}: x5c[0] is not a base64 DER certificate")
+            if (
+                cert is not None
+                and params_key is not None
+                and _spki(cert.public_key()) != _spki(params_key)
+            ):
+                self._warn(f"{at}: x5c certificate and key parameters disagree; key skipped")
+                continue
+            extra = {
+                "stated_x5t": _str(_ci(jwk, "x5t")),
+                "stated_s256": _str(_ci(jwk, "x5t#S256")),
+                "kid": _str(_ci(jwk, "kid")),
+                "usage": _str(_ci(jwk, "use")),
+            }
+            if cert is not None:
+                count += self._add_cert(cert, source, where=at, **extra)
+            elif params_key is not None:
+                count += self._add_public(params_key, source, where=at, **extra)
+            elif kty == "oct":
+                self._warn(f"{at}: symmetric (oct) key ignored")
+            elif len(self.warnings) == warned:
+                self._warn(f"{at}: no usable key (kty {raw_kty!r})")
+        return count
+
+    def _pem_file(self, data: bytes, location: str) -> int:
+        count = 0
+        private = 0
+        for match in _PEM_BLOCK.finditer(data):
+            label = match.group(1).decode("ascii", "replace")
+            block = match.group(0)
+            if "PRIVATE" in label:
+                private += 1
+                continue
+            if label in ("CERTIFICATE", "X509 CERTIFICATE"):
+                try:
+                    cert = x509.load_pem_x509_certificate(block)
+                except ValueError:
+                    self._warn(f"{location}: unreadable {label} block")
+                    continue
+                count += self._add_cert(cert, KeySource("file", location, None, "pem"), location)
+            elif label in ("PUBLIC KEY", "RSA PUBLIC KEY"):
+                try:
+                    public = serialization.load_pem_public_key(block)
+                except (ValueError, TypeError):
+                    self._warn(f"{location}: unreadable {label} block")
+                    continue
+                count += self._add_public(
+                    public, KeySource("file", location, None, "pem"), location
+                )
+            else:
+                self._warn(f"{location}: PEM block {label!r} ignored")
+        if private:
+            self._warn(f"{location}: {private} private key block(s) ignored (never loaded)")
+        if count == 0:
+            hint = " (only a private key: give the certificate or public key)" if private else ""
+            raise KeyFileError(f"{location}: no certificate or public key in the PEM data{hint}")
+        return count
+
+    def _json_file(self, data: bytes, location: str) -> int:
+        doc = self._parse(data, location)
+        if doc is None:
+            raise KeyFileError(f"{location}: {self._last_warning('not a JSON object')}")
+        before = len(self.jwks_uris)
+        count = self._sniffed(doc, "file", location, None)
+        if count == 0 and len(self.jwks_uris) == before and _ci(doc, "jwks_uri") is None:
+            raise KeyFileError(f"{location}: {self._last_warning('no usable keys')}")
+        return count
+
+    def _add_cert(
+        self,
+        cert: x509.Certificate,
+        source: KeySource,
+        where: str,
+        stated_x5t: str | None = None,
+        stated_s256: str | None = None,
+        kid: str | None = None,
+        usage: str | None = None,
+        metadata_issuer: str | None = None,
+    ) -> int:
+        try:
+            public = cert.public_key()
+        except (ValueError, TypeError):
+            self._warn(f"{where}: certificate public key not readable")
+            return 0
+        family = _family(public, where, self._warn)
+        if family is None:
+            return 0
+        der = cert.public_bytes(serialization.Encoding.DER)
+        x5t = b64url(hashlib.sha1(der).digest())  # a thumbprint, not a security hash
+        x5t_s256 = b64url(hashlib.sha256(der).digest())
+        key = SigningKey(
+            public_key=public,
+            family=family,
+            source=source,
+            x5t=x5t,
+            x5t_s256=x5t_s256,
+            kid=kid,
+            subject=_name(cert, "subject"),
+            issuer=_name(cert, "issuer"),
+            not_before=_when(cert, "not_valid_before_utc"),
+            not_after=_when(cert, "not_valid_after_utc"),
+            usage=usage,
+            metadata_issuer=metadata_issuer,
+        )
+        if stated_x5t and x5t not in thumbprint_forms(stated_x5t):
+            self._warn(f"{where}: stated x5t {stated_x5t} differs from the certificate's {x5t}")
+        aliases = [x5t, x5t_s256, *_forms(stated_x5t), *_forms(stated_s256)]
+        return self._index(b"cert:" + hashlib.sha256(der).digest(), key, aliases, kid)
+
+    def _add_public(
+        self,
+        public: Any,
+        source: KeySource,
+        where: str,
+        stated_x5t: str | None = None,
+        stated_s256: str | None = None,
+        kid: str | None = None,
+        usage: str | None = None,
+        metadata_issuer: str | None = None,
+    ) -> int:
+        family = _family(public, where, self._warn)
+        if family is None:
+            return 0
+        forms, s256_forms = _forms(stated_x5t), _forms(stated_s256)
+        key = SigningKey(
+            public_key=public,
+            family=family,
+            source=source,
+            x5t=forms[0] if forms else None,
+            x5t_s256=s256_forms[0] if s256_forms else None,
+            kid=kid,
+            usage=usage,
+            metadata_issuer=metadata_issuer,
+        )
+        aliases = [*forms, *s256_forms]
+        return self._index(b"spki:" + hashlib.sha256(_spki(public)).digest(), key, aliases, kid)
+
+    def _index(self, identity: bytes, key: SigningKey, aliases: list[str], kid: str | None) -> int:
+        """Store ``key`` once (first source wins) and file it under every alias; returns 1."""
+        known = self._known.get(identity)
+        if known is None:
+            if len(self._keys) >= self.max_keys:
+                self._warn(f"key store full ({self.max_keys} keys); further keys dropped")
+                return 0
+            self._known[identity] = key
+            self._keys.append(key)
+            known = key
+        for alias in aliases:
+            bucket = self._by_x5t.setdefault(alias, [])
+            if known not in bucket:
+                bucket.append(known)
+        if kid:
+            bucket = self._by_kid.setdefault(kid, [])
+            if known not in bucket:
+                bucket.append(known)
+        return 1
+
+    def _warn(self, message: str) -> None:
+        if len(self.warnings) < MAX_WARNINGS:
+            self.warnings.append(message[:300])
+        elif len(self.warnings) == MAX_WARNINGS:
+            self.warnings.append("further warnings suppressed")
+
+    def _last_warning(self, default: str) -> str:
+        if not self.warnings:
+            return default
+        last = self.warnings[-1]
+        return last.split(": ", 1)[-1] if ": " in last else last
+
+
+# ---------------------------------------------------------------------------------- verifying
+
+
+def verify_token(token: DecodedToken, store: KeyStore) -> SignatureResult:
+    """Check ``token``'s signature against ``store``; the key decides the algorithm family."""
+    if token.format == "jwt-unsigned":
+        why = "alg none" if (token.alg or "").lower() == "none" else "empty signature"
+        return SignatureResult("unsigned", None, f"unsigned token ({why})")
+    if token.format != "jwt":
+        return SignatureResult("not-checked", None, f"{token.format} token: nothing to verify")
+    alg = token.alg
+    if not alg:
+        return SignatureResult("bad-signature", None, "header has no alg")
+    if not token.signature:
+        return SignatureResult("bad-signature", None, "signature segment did not decode")
+
+    named = bool(token.x5t or token.kid)
+    if named:
+        candidates = store.find(x5t=token.x5t, kid=token.kid)
+        if not candidates:
+            ids = ", ".join(f"{n}={v}" for n, v in (("x5t", token.x5t), ("kid", token.kid)) if v)
+            return SignatureResult(
+                "unknown-key", None, f"no key with {ids} among {len(store)} loaded key(s)"
+            )
+    else:
+        candidates = store.find()
+        if not candidates:
+            return SignatureResult("unknown-key", None, "no keys loaded (token names no x5t/kid)")
+
+    fitting = [key for key in candidates if _fits(alg, key)]
+    if not fitting:
+        first = candidates[0]
+        return SignatureResult("bad-signature", first if named else None, _misfit(alg, first))
+
+    algorithm = _ALGORITHMS[alg][2]
+    for key in fitting:
+        if _verify(algorithm, token.signing_input, key.public_key, token.signature):
+            where = f"{key.source.document} {key.source.location}"
+            return SignatureResult(
+                "verified", key, f"{alg} verified with {key.describe()} ({where})"
+            )
+    if named:
+        return SignatureResult(
+            "bad-signature",
+            fitting[0],
+            f"{alg} signature does not match {len(fitting)} key(s) named by the token "
+            f"({fitting[0].describe()})",
+        )
+    return SignatureResult(
+        "unknown-key",
+        None,
+        f"token names no key and none of {len(fitting)} {alg}-capable keys fits",
+    )
+
+
+def _fits(alg: str, key: SigningKey) -> bool:
+    spec = _ALGORITHMS.get(alg)
+    if spec is None or spec[0] != key.family:
+        return False
+    curve = spec[1]
+    if curve is None:
+        return True
+    if key.family == "EC":
+        return key.public_key.curve.name == curve
+    return (key.curve or "").lower() == curve
+
+
+def _misfit(alg: str, key: SigningKey) -> str:
+    spec = _ALGORITHMS.get(alg)
+    if spec is not None and spec[0] == key.family:
+        return f"token alg {alg} needs another curve than the key's ({key.describe()})"
+    return f"token alg {alg} does not fit an {key.family} key (algorithm confusion?)"
+
+
+def _verify(algorithm: Algorithm, message: bytes, public_key: Any, signature: bytes) -> bool:
+    try:
+        return bool(algorithm.verify(message, public_key, signature))
+    except Exception:  # malformed signatures must read as "does not verify"
+        return False
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+_KTY = {"rsa": "RSA", "ec": "EC", "okp": "OKP", "oct": "oct"}
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]{1,40})-----.{0,200000}?-----END \1-----", re.S)
+_HEX_THUMB = re.compile(r"(?:[0-9A-Fa-f]{2}[: ]?){20}|(?:[0-9A-Fa-f]{2}[: ]?){32}")
+
+
+def thumbprint_forms(value: str) -> list[str]:
+    """Canonical base64url spellings of a thumbprint given as base64url, base64 or hex."""
+    text = value.strip()
+    forms = [text.rstrip("=").replace("+", "-").replace("/", "_")]
+    if _HEX_THUMB.fullmatch(text.rstrip(": ")):
+        with contextlib.suppress(ValueError):
+            forms.append(b64url(bytes.fromhex(re.sub(r"[: ]", "", text))))
+    return forms
+
+
+def _forms(value: str | None) -> list[str]:
+    return thumbprint_forms(value) if value else []
+
+
+def _ci(obj: Any, name: str) -> Any:
+    """``obj[name]`` with the property name matched case-insensitively (None if absent)."""
+    if not isinstance(obj, dict):
+        return None
+    if name in obj:
+        return obj[name]
+    lowered = name.lower()
+    for key, value in obj.items():
+        if isinstance(key, str) and key.lower() == lowered:
+            return value
+    return None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _squash(value: str | bytes) -> str:
+    """Base64 text without whitespace (certificates are often wrapped)."""
+    text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+    return "".join(text.split())
+
+
+def _looks_binary(data: bytes) -> bool:
+    return data[:1] == b"\x30"  # DER SEQUENCE
+
+
+def _load_cert(der: bytes | None) -> x509.Certificate | None:
+    if not der:
+        return None
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError:
+        return None
+
+
+def _load_der_public(der: bytes | None) -> Any:
+    if not der:
+        return None
+    try:
+        return serialization.load_der_public_key(der)
+    except (ValueError, TypeError):
+        return None
+
+
+def _spki(public: Any) -> bytes:
+    return public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _family(public: Any, where: str, warn: Any) -> str | None:
+    if isinstance(public, rsa.RSAPublicKey):
+        if not MIN_RSA_BITS <= public.key_size <= MAX_RSA_BITS:
+            warn(f"{where}: RSA key of {public.key_size} bits ignored")
+            return None
+        return "RSA"
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        return "EC"
+    if isinstance(public, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+        return "OKP"
+    warn(f"{where}: unsupported key type {type(public).__name__}")
+    return None
+
+
+def _jwk_public(jwk: dict[str, Any], kty: str | None, where: str, warn: Any) -> Any:
+    """The public key a JWK's parameters describe, or None (with a warning when broken)."""
+
+    def number(name: str) -> int | None:
+        raw = _ci(jwk, name)
+        data = b64decode_lenient(raw) if isinstance(raw, str) else None
+        return int.from_bytes(data, "big") if data else None
+
+    def octets(name: str) -> bytes | None:
+        raw = _ci(jwk, name)
+        return b64decode_lenient(raw) if isinstance(raw, str) else None
+
+    try:
+        if kty == "RSA":
+            n, e = number("n"), number("e")
+            if n is None or e is None:
+                return None
+            if n.bit_length() > MAX_RSA_BITS or e < 3 or e.bit_length() > 64:
+                warn(f"{where}: implausible RSA parameters ignored")
+                return None
+            return rsa.RSAPublicNumbers(e, n).public_key()
+        if kty == "EC":
+            crv = _str(_ci(jwk, "crv"))
+            x, y = octets("x"), octets("y")
+            if crv not in _CURVES or x is None or y is None:
+                if x is not None:
+                    warn(f"{where}: EC curve {crv!r} unsupported or coordinates missing")
+                return None
+            numbers = ec.EllipticCurvePublicNumbers(
+                int.from_bytes(x, "big"), int.from_bytes(y, "big"), _CURVES[crv]()
+            )
+            return numbers.public_key()
+        if kty == "OKP":
+            crv = _str(_ci(jwk, "crv"))
+            x = octets("x")
+            if x is None:
+                return None
+            if crv == "Ed25519":
+                return ed25519.Ed25519PublicKey.from_public_bytes(x)
+            if crv == "Ed448":
+                return ed448.Ed448PublicKey.from_public_bytes(x)
+            warn(f"{where}: OKP curve {crv!r} cannot sign")
+            return None
+    except (ValueError, TypeError, OverflowError) as exc:
+        warn(f"{where}: bad {kty} key parameters ({type(exc).__name__})")
+    return None
+
+
+def _name(cert: x509.Certificate, which: str) -> str | None:
+    try:
+        return getattr(cert, which).rfc4514_string()
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def _when(cert: x509.Certificate, which: str) -> float | None:
+    try:
+        return getattr(cert, which).timestamp()
+    except (ValueError, TypeError, AttributeError, OverflowError):
+        return None
+
+
+__all__ = [
+    "KeyFileError",
+    "KeySource",
+    "KeyStore",
+    "SignatureResult",
+    "SigningKey",
+    "thumbprint_forms",
+    "verify_token",
+]
