@@ -18,7 +18,6 @@ from analyzer.protocols.http_exchange import Exchange, HttpConnection
 
 #: Called now and then with (path, bytes read so far in this file).
 ProgressCallback = Callable[[str, int], None]
-PROGRESS_EVERY = 1 << 14  # packets between progress callbacks
 
 
 @dataclass(slots=True)
@@ -86,15 +85,12 @@ def _read_one(
     reassembler: TcpReassembler,
     progress: ProgressCallback | None,
 ) -> None:
-    feed = reassembler.feed
-    count = 0
-    for ts, proto, src, sport, dst, dport, seq, ack, flags, payload in read_packets(path, stats):
-        if proto == 6:
-            feed(ts, src, sport, dst, dport, seq, ack, flags, payload)
-        if progress is not None:
-            count += 1
-            if count >= PROGRESS_EVERY:
-                count = 0
-                progress(path, stats.bytes)
+    every = None
+    if progress is not None:
+
+        def every() -> None:
+            progress(path, stats.bytes)
+
+    reassembler.run(read_packets(path, stats), every)
     if progress is not None:
         progress(path, stats.bytes)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,6 +21,8 @@ from analyzer.model import CaptureStats
 
 SEQ_MOD = 1 << 32
 HALF = 1 << 31
+
+RUN_CALLBACK_EVERY = 1 << 14  # packets between ``run``'s progress callbacks
 
 FIN = 0x01
 SYN = 0x02
@@ -190,6 +192,42 @@ class TcpReassembler:
                 self._segment(d, seq, payload, ts)
         if flags & (FIN | RST):
             self._fin_or_rst(d, seq, n, flags, ts)
+
+    def run(self, packets: Iterable[tuple], every: Callable[[], None] | None = None) -> None:
+        """Feed every TCP packet of ``packets`` (tuples as ``read_packets`` yields them).
+
+        The common case, an in-order segment whose bytes the consumer skips (or a bare ACK),
+        is handled inline here: for bulk transfers that is nearly every packet, and it costs a
+        dict lookup and a few additions. Everything else goes through ``feed``. ``every`` is
+        called each ``RUN_CALLBACK_EVERY`` packets (progress display).
+        """
+        feed = self.feed
+        get = self.dirs.get
+        countdown = RUN_CALLBACK_EVERY
+        sweep_at = self._next_sweep
+        for ts, proto, src, sport, dst, dport, seq, ack, flags, payload in packets:
+            if every is not None:
+                countdown -= 1
+                if not countdown:
+                    countdown = RUN_CALLBACK_EVERY
+                    every()
+            if proto != 6:
+                continue
+            d = get((src, sport, dst, dport))
+            if d is not None and seq == d.next_seq and not flags & 7 and ts < sweep_at:
+                n = len(payload)
+                c = d.consumer
+                if not n:
+                    d.conn.last_ts = ts
+                    continue
+                if c.skip >= n and not d.pending:
+                    c.skip -= n
+                    d.next_seq = (seq + n) % SEQ_MOD
+                    d.next_off += n
+                    d.conn.last_ts = ts
+                    continue
+            feed(ts, src, sport, dst, dport, seq, ack, flags, payload)
+            sweep_at = self._next_sweep
 
     def flush(self) -> None:
         """End every open connection (end of capture)."""
