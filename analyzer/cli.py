@@ -5,14 +5,20 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Sequence
 from contextlib import ExitStack
+from datetime import datetime, timezone
 from typing import IO
 
+from analyzer.auth.keys import KeyFileError, KeyStore
+from analyzer.auth.tokens import decode_token
 from analyzer.capture.pcapfile import CaptureError
+from analyzer.model import Event, TokenRecord
 from analyzer.pipeline import AnalysisResult, analyze_paths
+from analyzer.report.explain import clean_token_text, write_explanation
 from analyzer.report.export import write_csv, write_jsonl
-from analyzer.report.table import write_table
+from analyzer.report.table import write_table, write_tokens
 
 PROG = "oauth-analyzer"
 PROGRESS_MIN_BYTES = 32 << 20  # show a progress bar only for captures bigger than this
@@ -40,14 +46,53 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument(
         "--no-progress", action="store_true", help="never show the progress bar on stderr"
     )
+    analyze.add_argument(
+        "--tokens",
+        action="store_true",
+        help="list the distinct tokens (decoded, checked, verified) instead of the events",
+    )
+    _keys_option(analyze)
+
+    decode = sub.add_parser("decode", help="explain one token: layers, principals, times, checks")
+    decode.add_argument(
+        "token",
+        nargs="?",
+        default="-",
+        metavar="TOKEN",
+        help="the token, 'Bearer <token>' or an Authorization line; '-' or nothing reads stdin",
+    )
+    decode.add_argument("--json", action="store_true", help="machine-readable output")
+    decode.add_argument(
+        "--at",
+        metavar="TIME",
+        help="check nbf/exp at this time (epoch seconds or ISO 8601; default: now)",
+    )
+    decode.add_argument("--host", help="the Host the token was sent to (audience host check)")
+    decode.add_argument(
+        "--reveal-secrets", action="store_true", help="also print the token text itself"
+    )
+    _keys_option(decode)
     return parser
+
+
+def _keys_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--keys",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="signing keys to verify with: PEM/DER/CER certificate, JWKS or metadata JSON "
+        "(repeatable)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "decode":
+            return _decode(args)
         return _analyze(args)
-    except CaptureError as exc:
+    except (CaptureError, KeyFileError) as exc:
         _error(str(exc))
         return 2
     except OSError as exc:
@@ -62,7 +107,11 @@ def _analyze(args: argparse.Namespace) -> int:
         if not os.path.exists(path):
             _error(f"{path}: no such file")
             return 2
-    result = _run_with_progress(args.captures, show=not args.no_progress)
+    for path in args.keys:
+        KeyStore().add_file(path)  # fail fast, before a long read, on an unusable key file
+    result = _run_with_progress(
+        args.captures, show=not args.no_progress, key_files=args.keys, reveal=args.reveal_secrets
+    )
     with ExitStack() as stack:
         out: IO[str] = sys.stdout
         if args.output:
@@ -78,18 +127,67 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _write(result: AnalysisResult, args: argparse.Namespace, out: IO[str]) -> None:
+    records = result.tokens if args.tokens else result.events
     if args.format == "jsonl":
-        write_jsonl(result.events, out, reveal_secrets=args.reveal_secrets)
+        write_jsonl(records, out, reveal_secrets=args.reveal_secrets)
     elif args.format == "csv":
-        write_csv(result.events, out, reveal_secrets=args.reveal_secrets)
+        kind = TokenRecord if args.tokens else Event
+        write_csv(records, out, kind, reveal_secrets=args.reveal_secrets)
+    elif args.tokens:
+        write_tokens(result.tokens, out)
     else:
         write_table(result.events, result.captures, out)
 
 
-def _run_with_progress(paths: list[str], show: bool) -> AnalysisResult:
+def _decode(args: argparse.Namespace) -> int:
+    text = sys.stdin.read() if args.token == "-" else args.token
+    text = clean_token_text(text)
+    if not text:
+        _error("no token given (pass it as an argument or on standard input)")
+        return 2
+    store = KeyStore()
+    for path in args.keys:
+        store.add_file(path)
+    at, label = _when(args.at)
+    if at is None:
+        _error(f"--at {args.at!r}: not epoch seconds or an ISO 8601 time")
+        return 2
+    write_explanation(
+        decode_token(text),
+        store,
+        sys.stdout,
+        at=at,
+        at_label=label,
+        host=args.host,
+        reveal_secrets=args.reveal_secrets,
+        as_json=args.json,
+    )
+    return 0
+
+
+def _when(value: str | None) -> tuple[float | None, str]:
+    """(epoch seconds, how it was chosen) for ``--at``; None when unparseable."""
+    if value is None:
+        return time.time(), "now: pass --at to check at the time the token was captured"
+    try:
+        return float(value), "as given"
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None, ""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp(), "as given"
+
+
+def _run_with_progress(
+    paths: list[str], show: bool, key_files: list[str], reveal: bool
+) -> AnalysisResult:
     total = sum(os.path.getsize(p) for p in paths if os.path.isfile(p))
     if not (show and sys.stderr.isatty() and total >= PROGRESS_MIN_BYTES):
-        return analyze_paths(paths)
+        return analyze_paths(paths, key_files=key_files, reveal_secrets=reveal)
     from rich.progress import BarColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
     done_before: dict[str, int] = {}
@@ -108,7 +206,7 @@ def _run_with_progress(paths: list[str], show: bool) -> AnalysisResult:
             done_before[path] = nbytes
             bar.update(task, completed=sum(done_before.values()), description=_name(path))
 
-        return analyze_paths(paths, progress=progress)
+        return analyze_paths(paths, key_files=key_files, reveal_secrets=reveal, progress=progress)
 
 
 def _name(path: str) -> str:

@@ -32,6 +32,7 @@ class Challenge:
     params: dict[str, str] = field(default_factory=dict)  # auth-params, names lowercased
     token68: str | None = None  # a bare blob after the scheme (e.g. an NTLM type 2 message)
     proxy: bool = False  # came from Proxy-Authenticate
+    details: dict[str, Any] = field(default_factory=dict)  # decoded view (principals named)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"scheme": self.scheme, "params": dict(self.params)}
@@ -39,6 +40,8 @@ class Challenge:
             out["token68"] = self.token68
         if self.proxy:
             out["proxy"] = True
+        if self.details:
+            out["details"] = self.details
         return out
 
 
@@ -100,6 +103,33 @@ class Event:
     id_token_fp: str | None = None
     oauth_error: str | None = None
     response_content_type: str | None = None
+    # x-ms-diagnostics, parsed (Exchange / Skype for Business / Entra error reporting)
+    diag_code: int | None = None
+    diag_category: str | None = None
+    diag_reason: str | None = None
+    diag_source: str | None = None
+    # The event's token, decoded: the bearer credential, else the issued access token, else
+    # the assertion of a token request.
+    token_fp: str | None = None
+    token_format: str | None = None  # jwt, jwt-unsigned, jwe, cwt, opaque, empty, malformed
+    token_alg: str | None = None
+    token_iss: str | None = None
+    token_iss_app: str | None = None  # product name of the issuer principal
+    token_aud: str | None = None
+    token_aud_app: str | None = None
+    token_aud_host: str | None = None
+    token_realm: str | None = None
+    token_nameid: str | None = None
+    token_subject: str | None = None  # upn, smtp, sip or sub: who the token speaks for
+    token_nbf: float | None = None
+    token_exp: float | None = None
+    token_actor_iss: str | None = None
+    token_actor_fp: str | None = None
+    token_signature: str | None = (
+        None  # verified, bad-signature, unknown-key, unsigned, not-checked
+    )
+    token_key_source: str | None = None  # where the verifying key came from
+    token_flags: tuple[str, ...] = ()  # ids of failed token checks
     # Secret material for later stages; dropped by writers unless revealed.
     credential: str | None = _secret()
     assertion: str | None = _secret()
@@ -108,6 +138,48 @@ class Event:
     id_token: str | None = _secret()
     # The body of a metadata / JWKS document, for signature checks; never written.
     document: str | None = field(default=None, repr=False, metadata={"internal": True})
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """One distinct token seen in the captures (bearer credential, actor, issued or assertion)."""
+
+    fingerprint: str
+    role: str  # bearer, actor, access-token, id-token, refresh-token, assertion
+    format: str
+    alg: str | None = None
+    typ: str | None = None
+    x5t: str | None = None
+    kid: str | None = None
+    iss: str | None = None
+    iss_app: str | None = None
+    aud: str | None = None
+    aud_app: str | None = None
+    aud_host: str | None = None
+    realm: str | None = None
+    nameid: str | None = None
+    subject: str | None = None
+    appid: str | None = None
+    nbf: float | None = None
+    exp: float | None = None
+    iat: float | None = None
+    lifetime: float | None = None  # exp - (nbf or iat), seconds
+    actor_fp: str | None = None
+    outer_fps: tuple[str, ...] = ()  # for an actor: the outer tokens that carried it
+    signature: str | None = None
+    signature_detail: str | None = None
+    key_source: str | None = None
+    flags: tuple[str, ...] = ()
+    checks: tuple[dict[str, Any], ...] = ()  # every check: {"id", "ok", "message"}
+    problems: tuple[str, ...] = ()
+    header: dict[str, Any] | None = None
+    claims: dict[str, Any] | None = None  # decoded claims, secret-looking values fingerprinted
+    first_seen: float | None = None
+    last_seen: float | None = None
+    uses: int = 0  # requests that presented it (for issued tokens and assertions: 0 or more)
+    clients: tuple[str, ...] = ()
+    servers: tuple[str, ...] = ()
+    text: str | None = _secret()
 
 
 def public_fields(record_type: type, reveal_secrets: bool = False) -> list[str]:

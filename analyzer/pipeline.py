@@ -10,10 +10,11 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from analyzer.analysis.tokens import TokenAnalysis, load_keys
 from analyzer.auth.extract import build_event, request_body_policy, response_body_policy
 from analyzer.capture.pcapfile import read_packets
 from analyzer.flows.tcp import ConnectionInfo, TcpReassembler
-from analyzer.model import CaptureStats, Event
+from analyzer.model import CaptureStats, Event, TokenRecord
 from analyzer.protocols.http_exchange import Exchange, HttpConnection
 
 #: Called now and then with (path, bytes read so far in this file).
@@ -26,6 +27,9 @@ class AnalysisResult:
 
     events: list[Event] = field(default_factory=list)
     captures: list[CaptureStats] = field(default_factory=list)
+    tokens: list[TokenRecord] = field(default_factory=list)
+    keys: int = 0  # signing keys available (captured documents and key files)
+    key_warnings: list[str] = field(default_factory=list)
 
 
 class EventCollector:
@@ -56,11 +60,18 @@ class EventCollector:
 
 
 def analyze_paths(
-    paths: Iterable[str], *, progress: ProgressCallback | None = None
+    paths: Iterable[str],
+    *,
+    key_files: Iterable[str] = (),
+    reveal_secrets: bool = False,
+    progress: ProgressCallback | None = None,
 ) -> AnalysisResult:
-    """Read every capture in ``paths`` (in order, as one stream of packets) and collect events.
+    """Read every capture in ``paths`` (in order, as one stream of packets) and collect events,
+    their decoded tokens, and the token table.
 
-    Raises ``CaptureError`` for a file that cannot be read as a capture.
+    ``key_files`` add signing keys (PEM/DER certificates, JWKS, metadata JSON) to those found in
+    the captures. Raises ``CaptureError`` for a file that cannot be read as a capture and
+    ``KeyFileError`` for an unusable key file.
     """
     collector = EventCollector()
     result = AnalysisResult()
@@ -75,7 +86,13 @@ def analyze_paths(
         _read_one(str(path), stats, reassembler, progress)
     if reassembler is not None:
         reassembler.flush()
-    result.events = collector.finished_events()
+    events = collector.finished_events()
+    store = load_keys(events, key_files)
+    tokens = TokenAnalysis(store)
+    result.events = tokens.enrich(events)
+    result.tokens = tokens.records(reveal_secrets)
+    result.keys = len(store)
+    result.key_warnings = list(store.warnings)
     return result
 
 

@@ -35,6 +35,9 @@ def test_events_match_the_generator(capture: str) -> None:
     result = analyze_paths([str(CAPTURES / capture)])
     expected = expected_events(capture)
     found = [to_dict(e) for e in result.events]
+    for event in found:  # the generator lists challenges as sent, without the decoded view
+        for challenge in event["challenges"]:
+            challenge.pop("details", None)
     assert len(found) == len(expected)
     for want, got in zip(expected, found, strict=True):
         assert got["ts"] == pytest.approx(want["ts"], abs=1e-6)

@@ -6,7 +6,7 @@ import dataclasses
 import re
 from pathlib import Path
 
-from analyzer.model import Challenge, Event
+from analyzer.model import Challenge, Event, TokenRecord
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "schema.md"
 
@@ -31,3 +31,7 @@ def test_internal_fields_are_named_in_the_documentation() -> None:
     text = DOC.read_text(encoding="utf-8")
     for name in internal:
         assert f"`{name}`" in text
+
+
+def test_token_record_fields_match_the_documentation() -> None:
+    assert documented("TokenRecord") == [f.name for f in dataclasses.fields(TokenRecord)]

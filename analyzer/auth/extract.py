@@ -8,8 +8,11 @@ so failed fetches show up).
 
 from __future__ import annotations
 
+import dataclasses
 from urllib.parse import urlsplit
 
+from analyzer.auth.challenges import describe_challenge
+from analyzer.auth.diagnostics import parse_ms_diagnostics
 from analyzer.auth.oauth_http import (
     decode_body,
     is_metadata_uri,
@@ -82,12 +85,21 @@ def build_event(exchange: Exchange, event_id: int = 0) -> Event | None:
         )
         if challenges:
             reasons.append("challenge")
+            challenges = [dataclasses.replace(c, details=describe_challenge(c)) for c in challenges]
         if resp.status in DENIED:
             reasons.append("denied")
         diagnostics = resp.header("x-ms-diagnostics")
         if diagnostics is not None:
             reasons.append("diagnostics")
             fields["ms_diagnostics"] = diagnostics
+            parsed = parse_ms_diagnostics(diagnostics)
+            if parsed is not None:
+                fields.update(
+                    diag_code=parsed.code,
+                    diag_category=parsed.category,
+                    diag_reason=parsed.reason,
+                    diag_source=parsed.source,
+                )
         fields["response_content_type"] = resp.header("content-type")
 
     if req is not None and req.body:

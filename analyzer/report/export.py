@@ -7,24 +7,26 @@ import json
 from collections.abc import Iterable
 from typing import IO, Any
 
-from analyzer.model import SCHEMA_VERSION, Event, public_fields, to_dict
+from analyzer.model import SCHEMA_VERSION, public_fields, to_dict
 
 
-def write_jsonl(events: Iterable[Event], out: IO[str], *, reveal_secrets: bool = False) -> None:
-    """One JSON object per event per line; ``schema_version`` leads each line."""
-    for event in events:
-        row = {"schema_version": SCHEMA_VERSION, **to_dict(event, reveal_secrets)}
+def write_jsonl(records: Iterable[Any], out: IO[str], *, reveal_secrets: bool = False) -> None:
+    """One JSON object per record per line; ``schema_version`` leads each line."""
+    for record in records:
+        row = {"schema_version": SCHEMA_VERSION, **to_dict(record, reveal_secrets)}
         out.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
         out.write("\n")
 
 
-def write_csv(events: Iterable[Event], out: IO[str], *, reveal_secrets: bool = False) -> None:
-    """One row per event; list fields (challenges, reasons) as compact JSON in their cell."""
-    names = ["schema_version", *public_fields(Event, reveal_secrets)]
+def write_csv(
+    records: Iterable[Any], out: IO[str], record_type: type, *, reveal_secrets: bool = False
+) -> None:
+    """One row per record of ``record_type``; list and dict fields as compact JSON in a cell."""
+    names = ["schema_version", *public_fields(record_type, reveal_secrets)]
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(names)
-    for event in events:
-        row = {"schema_version": SCHEMA_VERSION, **to_dict(event, reveal_secrets)}
+    for record in records:
+        row = {"schema_version": SCHEMA_VERSION, **to_dict(record, reveal_secrets)}
         writer.writerow([_cell(row[name]) for name in names])
 
 

@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from typing import IO
 
-from analyzer.model import SCHEMES, CaptureStats, Challenge, Event
+from analyzer.model import SCHEMES, CaptureStats, Challenge, Event, TokenRecord
 
 MAX_URI = 48
 
@@ -86,6 +86,50 @@ def _events(events: list[Event], out: IO[str]) -> None:
     _grid(rows, out)
 
 
+def write_tokens(tokens: list[TokenRecord], out: IO[str]) -> None:
+    """One line per distinct token: who issued it for whom, validity, signature, use."""
+    out.write(f"Tokens ({len(tokens):,} distinct)\n")
+    if not tokens:
+        out.write("  (no tokens found)\n")
+        return
+    rows = [
+        ["fp", "role", "format", "issuer", "audience", "valid (UTC)", "signature", "uses", "flags"]
+    ]
+    for t in tokens:
+        rows.append(
+            [
+                t.fingerprint,
+                t.role + (f" of {','.join(t.outer_fps)}" if t.outer_fps else ""),
+                t.format,
+                _named(t.iss_app, t.iss),
+                _named(t.aud_app, t.aud, t.aud_host),
+                _validity(t.nbf, t.exp),
+                t.signature or "-",
+                str(t.uses),
+                ",".join(t.flags),
+            ]
+        )
+    _grid(rows, out)
+    for t in tokens:
+        if t.key_source:
+            out.write(f"  {t.fingerprint} {t.signature}: key from {t.key_source}\n")
+
+
+def _named(app: str | None, raw: str | None, host: str | None = None) -> str:
+    if raw is None:
+        return "-"
+    if app is None:
+        return raw if len(raw) <= 40 else raw[:37] + "..."
+    realm = raw.rsplit("@", 1)[1] if "@" in raw else ""
+    return f"{app}" + (f" ({host})" if host else "") + (f"@{realm}" if realm else "")
+
+
+def _validity(nbf: float | None, exp: float | None) -> str:
+    start = _time(nbf)[:16] if nbf is not None else "?"
+    end = _time(exp)[:16] if exp is not None else "?"
+    return f"{start} - {end}" if nbf is not None or exp is not None else "-"
+
+
 def _scheme(e: Event) -> str:
     if e.scheme == "none":
         return "-"
@@ -95,6 +139,11 @@ def _scheme(e: Event) -> str:
 
 
 def _identity(e: Event) -> str:
+    if e.token_format and e.token_format not in ("empty", "opaque", "cwt"):
+        issuer = e.token_iss_app or e.token_iss or "?"
+        audience = e.token_aud_app or e.token_aud or "?"
+        realm = f"@{e.token_realm}" if e.token_realm else ""
+        return f"{issuer} -> {audience}{realm} [{e.token_signature}] fp={e.token_fp}"
     if e.user:
         who = f"{e.domain}\\{e.user}" if e.domain else e.user
         return f"{who} fp={e.cred_fp}" if e.cred_fp else who
@@ -105,10 +154,13 @@ def _identity(e: Event) -> str:
 
 def _notes(e: Event) -> str:
     notes = []
+    if e.token_flags:
+        notes.append("token " + ", ".join(e.token_flags))
     if e.challenges:
         notes.append("offers " + ", ".join(_challenge(c) for c in e.challenges))
-    if e.ms_diagnostics:
-        notes.append(f"x-ms-diagnostics {e.ms_diagnostics}")
+    if e.diag_code is not None or e.ms_diagnostics:
+        what = e.diag_category or e.ms_diagnostics
+        notes.append(f"x-ms-diagnostics {e.diag_code} {what}".replace("None ", ""))
     if e.grant_type:
         notes.append(f"token request grant_type={e.grant_type}")
     if e.oauth_error:

@@ -1,0 +1,252 @@
+"""Token intelligence over a whole analysis: keys, decoded token fields on events, token table.
+
+Keys come from the metadata / JWKS documents seen anywhere in the captures (a token used
+before its metadata was fetched still verifies) and from files the user supplies. Each distinct
+token is decoded once (the decoder caches by fingerprint) and verified once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from analyzer.auth.keys import KeyStore, SignatureResult, verify_token
+from analyzer.auth.principals import Principal, parse_principal
+from analyzer.auth.token_checks import check_token, failed
+from analyzer.auth.tokens import DecodedToken, decode_token, iso_utc
+from analyzer.model import Event, TokenRecord
+
+#: Event fields holding token text, with the role a token found there plays.
+TOKEN_SOURCES = (
+    ("credential", "bearer"),
+    ("access_token", "access-token"),
+    ("id_token", "id-token"),
+    ("refresh_token", "refresh-token"),
+    ("assertion", "assertion"),
+)
+
+
+def load_keys(events: Iterable[Event], key_files: Iterable[str] = ()) -> KeyStore:
+    """A key store filled from captured documents, then from the user's key files.
+
+    Raises ``KeyFileError`` for a key file that cannot be used.
+    """
+    store = KeyStore()
+    for event in events:
+        if event.document:
+            location = f"http://{event.host or event.server_ip}{event.uri}"
+            store.add_document(event.document, location, event.ts)
+    for path in key_files:
+        store.add_file(path)
+    return store
+
+
+@dataclass(slots=True)
+class _Seen:
+    """Where one token showed up."""
+
+    role: str
+    token: DecodedToken
+    text: str
+    first: float
+    last: float
+    host: str | None
+    uses: int = 0
+    clients: set[str] = field(default_factory=set)
+    servers: set[str] = field(default_factory=set)
+    outer: set[str] = field(default_factory=set)
+
+
+class TokenAnalysis:
+    """Decodes, checks and verifies the tokens of a list of events."""
+
+    def __init__(self, store: KeyStore) -> None:
+        self.store = store
+        self._signatures: dict[str, SignatureResult] = {}
+        self._seen: dict[str, _Seen] = {}
+
+    def enrich(self, events: list[Event]) -> list[Event]:
+        """The events with their token_* fields filled in (and every token remembered)."""
+        return [self._event(e) for e in events]
+
+    def records(self, reveal_secrets: bool = False) -> list[TokenRecord]:
+        """One row per distinct token, in order of first appearance."""
+        rows = sorted(self._seen.values(), key=lambda s: (s.first, s.token.fingerprint))
+        return [self._record(s, reveal_secrets) for s in rows]
+
+    def signature(self, token: DecodedToken) -> SignatureResult:
+        """Signature status of ``token``, computed once per fingerprint."""
+        result = self._signatures.get(token.fingerprint)
+        if result is None:
+            result = verify_token(token, self.store)
+            self._signatures[token.fingerprint] = result
+        return result
+
+    # -- internals -------------------------------------------------------------------------
+    def _event(self, event: Event) -> Event:
+        primary: tuple[DecodedToken, str] | None = None
+        for name, role in TOKEN_SOURCES:
+            text = getattr(event, name)
+            if text is None or (name == "credential" and event.scheme != "bearer"):
+                continue
+            token = decode_token(text)
+            self._remember(token, text, role, event, presented=role == "bearer")
+            if primary is None:
+                primary = token, role
+        if primary is None:
+            return event
+        return dataclasses.replace(event, **self._fields(*primary, event))
+
+    def _remember(
+        self, token: DecodedToken, text: str, role: str, event: Event, presented: bool
+    ) -> None:
+        self._note(token, text, role, event, presented)
+        actor = token.actor_token
+        if actor is not None:
+            actor_seen = self._note(actor, actor.text, "actor", event, presented)
+            actor_seen.outer.add(token.fingerprint)
+
+    def _note(
+        self, token: DecodedToken, text: str, role: str, event: Event, presented: bool
+    ) -> _Seen:
+        ts = _seen_at(event, presented)
+        seen = self._seen.get(token.fingerprint)
+        if seen is None:
+            seen = _Seen(role, token, text, ts, ts, event.host)
+            self._seen[token.fingerprint] = seen
+        seen.first = min(seen.first, ts)
+        seen.last = max(seen.last, ts)
+        if presented:
+            seen.uses += 1
+            seen.clients.add(event.client_ip)
+            seen.servers.add(f"{event.server_ip}:{event.server_port}")
+        return seen
+
+    def _fields(self, token: DecodedToken, role: str, event: Event) -> dict:
+        iss = _principal(token.iss, "issuer")
+        aud = _principal(token.aud, "audience")
+        actor = token.actor_token
+        presented = role == "bearer"
+        host = event.host if presented else None
+        at = _seen_at(event, presented)
+        flags = self._flags(token, check_token(token, at=at, host=host, role=role))
+        return {
+            "token_fp": token.fingerprint,
+            "token_format": token.format,
+            "token_alg": token.alg,
+            "token_iss": token.iss,
+            "token_iss_app": iss.app_name if iss else None,
+            "token_aud": token.aud,
+            "token_aud_app": aud.app_name if aud else None,
+            "token_aud_host": aud.host if aud else None,
+            "token_realm": _realm(aud, iss),
+            "token_nameid": token.nameid,
+            "token_subject": token.upn or token.smtp or token.sip or token.sub,
+            "token_nbf": token.nbf,
+            "token_exp": token.exp,
+            "token_actor_iss": actor.iss if actor else None,
+            "token_actor_fp": token.actor_fp,
+            "token_signature": self._effective_signature(token),
+            "token_key_source": _key_source(self._verifying_result(token)),
+            "token_flags": flags,
+        }
+
+    def _flags(self, token: DecodedToken, checks: list) -> tuple[str, ...]:
+        """Failed checks, then signature problems of the token and of its actor."""
+        flags = list(failed(checks))
+        for prefix, layer in (("", token), ("actor-", token.actor_token)):
+            if layer is None:
+                continue
+            status = self.signature(layer).status
+            if status in ("bad-signature", "unknown-key"):
+                flags.append(prefix + status)
+        return tuple(flags)
+
+    def _effective_signature(self, token: DecodedToken) -> str:
+        """An outer unsigned token stands or falls with its actor's signature."""
+        if token.format == "jwt-unsigned" and token.actor_token is not None:
+            return self.signature(token.actor_token).status
+        return self.signature(token).status
+
+    def _verifying_result(self, token: DecodedToken) -> SignatureResult:
+        if token.format == "jwt-unsigned" and token.actor_token is not None:
+            return self.signature(token.actor_token)
+        return self.signature(token)
+
+    def _record(self, seen: _Seen, reveal_secrets: bool) -> TokenRecord:
+        token = seen.token
+        iss = _principal(token.iss, "issuer")
+        aud = _principal(token.aud, "audience")
+        host = seen.host if seen.role in ("bearer", "actor") and seen.uses else None
+        checks = check_token(token, at=seen.first, host=host, role=seen.role)
+        signature = self.signature(token)
+        start = token.nbf if token.nbf is not None else token.iat
+        view = token.to_dict(reveal_secrets=False)
+        return TokenRecord(
+            fingerprint=token.fingerprint,
+            role=seen.role,
+            format=token.format,
+            alg=token.alg,
+            typ=token.typ,
+            x5t=token.x5t,
+            kid=token.kid,
+            iss=token.iss,
+            iss_app=iss.app_name if iss else None,
+            aud=token.aud,
+            aud_app=aud.app_name if aud else None,
+            aud_host=aud.host if aud else None,
+            realm=_realm(aud, iss),
+            nameid=token.nameid,
+            subject=token.upn or token.smtp or token.sip or token.sub,
+            appid=token.appid,
+            nbf=token.nbf,
+            exp=token.exp,
+            iat=token.iat,
+            lifetime=token.exp - start if token.exp is not None and start is not None else None,
+            actor_fp=token.actor_fp,
+            outer_fps=tuple(sorted(seen.outer)),
+            signature=signature.status,
+            signature_detail=signature.detail,
+            key_source=_key_source(signature),
+            flags=self._flags(token, checks),
+            checks=tuple(c.to_dict() for c in checks),
+            problems=token.problems,
+            header=view.get("header"),
+            claims=view.get("claims"),
+            first_seen=seen.first,
+            last_seen=seen.last,
+            uses=seen.uses,
+            clients=tuple(sorted(seen.clients)),
+            servers=tuple(sorted(seen.servers)),
+            text=seen.text if reveal_secrets else None,
+        )
+
+
+def _seen_at(event: Event, presented: bool) -> float:
+    """A presented token counts from the request; an issued one from the response."""
+    if presented or event.response_ts is None:
+        return event.ts
+    return event.response_ts
+
+
+def _principal(value: str | None, role: str) -> Principal | None:
+    if not value or "@" not in value or "://" in value:
+        return None
+    return parse_principal(value, role=role)
+
+
+def _realm(aud: Principal | None, iss: Principal | None) -> str | None:
+    for principal in (aud, iss):
+        if principal is not None and principal.realm:
+            return principal.realm
+    return None
+
+
+def _key_source(result: SignatureResult) -> str | None:
+    if result.key is None:
+        return None
+    source = result.key.source
+    if source.ts is not None:
+        return f"{source.location} (captured {iso_utc(source.ts)})"
+    return source.location

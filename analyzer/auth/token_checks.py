@@ -1,0 +1,268 @@
+"""The checks an expert runs on a decoded bearer token, as structured results.
+
+Pure functions over a ``DecodedToken`` (and, for the actor layer, its ``actor_token``): layer
+rules of Microsoft S2S tokens (outer unsigned, actor signed, outer ``iss`` = actor ``nameid``),
+audience form and host, validity against the packet's capture time (never the wall clock),
+lifetime, required claims and principal spelling. Signatures are checked elsewhere (``keys``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from analyzer.auth.principals import Principal, parse_principal, principals_equal
+from analyzer.auth.tokens import DecodedToken, iso_utc
+
+MAX_LIFETIME = 24 * 3600  # Microsoft's longest S2S lifetime (self-issued and ACS actors)
+CLOCK_SKEW = 300  # seconds of clock difference tolerated, as .NET token validation does
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One check: ``ok`` is True (passed), False (failed) or None (could not be decided)."""
+
+    id: str  # stable identifier; failed ids become the event's token_flags
+    ok: bool | None
+    message: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"id": self.id, "ok": self.ok, "message": self.message}
+
+
+def check_token(
+    token: DecodedToken,
+    *,
+    at: float | None = None,
+    host: str | None = None,
+    role: str = "bearer",
+) -> list[Check]:
+    """Every check of ``token`` (and of its actor layer, ids prefixed ``actor-``).
+
+    ``at`` is the capture time of the request that carried the token; ``host`` its Host header
+    (None for a token that was issued or asserted rather than presented to that host). ``role``
+    ``assertion`` marks a client assertion, which carries no ``nameid``.
+    """
+    checks: list[Check] = []
+    if token.format in ("empty", "opaque", "cwt", "jwe"):
+        return [Check("structure", None, f"{token.format} token: no claims to check")]
+    checks.append(_structure(token))
+    if token.claims is None:
+        return checks
+    actor = token.actor_token
+    checks += _layers(token)
+    if actor is not None and actor.claims is not None:
+        checks.append(_issuer_matches_actor(token, actor))
+        checks.append(_audience_matches_actor(token, actor))
+    checks += _claims_checks(token, at, host, prefix="", role=role)
+    if actor is not None and actor.claims is not None:
+        checks.append(_structure(actor, prefix="actor-"))
+        checks += _claims_checks(actor, at, host, prefix="actor-", role="actor")
+    return checks
+
+
+def failed(checks: list[Check]) -> tuple[str, ...]:
+    """Ids of the failed checks, in order: what an event carries as ``token_flags``."""
+    return tuple(c.id for c in checks if c.ok is False)
+
+
+# -- individual checks ---------------------------------------------------------------------
+def _structure(token: DecodedToken, prefix: str = "") -> Check:
+    if token.format == "malformed" or token.problems:
+        detail = "; ".join(token.problems) or "does not decode"
+        return Check(f"{prefix}decodes", False, f"decoding problems: {detail}")
+    return Check(f"{prefix}decodes", True, f"{token.format}, alg {token.alg or '-'}")
+
+
+def _layers(token: DecodedToken) -> list[Check]:
+    actor = token.actor_token
+    unsigned = token.format == "jwt-unsigned"
+    if actor is None:
+        if "actortoken" in (token.claims or {}):
+            return [Check("actor-token", False, "actortoken claim does not decode as a JWT")]
+        if unsigned:
+            return [Check("signed", False, "unsigned token (alg none) without a signed actor")]
+        return [Check("signed", True, f"signed with {token.alg}")]
+    out = [
+        Check(
+            "outer-unsigned",
+            unsigned,
+            "outer (user context) token is unsigned, as S2S requires"
+            if unsigned
+            else "outer token is signed: Exchange rejects it (2001 user context must be unsigned)",
+        )
+    ]
+    actor_signed = actor.format == "jwt"
+    out.append(
+        Check(
+            "actor-signed",
+            actor_signed,
+            f"actor token is signed with {actor.alg}"
+            if actor_signed
+            else "actor token is not signed: Exchange rejects it (2002 actor must be signed)",
+        )
+    )
+    return out
+
+
+def _issuer_matches_actor(token: DecodedToken, actor: DecodedToken) -> Check:
+    if token.iss is None or actor.nameid is None:
+        return Check("issuer-matches-actor", False, "outer iss or actor nameid is missing")
+    ok = token.iss == actor.nameid  # case-sensitive, as Exchange compares them
+    message = (
+        f"outer iss equals actor nameid ({token.iss})"
+        if ok
+        else f"outer iss '{token.iss}' differs from actor nameid '{actor.nameid}' (Exchange 2015)"
+    )
+    return Check("issuer-matches-actor", ok, message)
+
+
+def _audience_matches_actor(token: DecodedToken, actor: DecodedToken) -> Check:
+    if token.aud is None or actor.aud is None:
+        return Check("audience-matches-actor", None, "outer or actor aud is missing")
+    ok = principals_equal(token.aud, actor.aud)
+    message = (
+        "outer and actor audiences agree"
+        if ok
+        else f"outer aud '{token.aud}' differs from actor aud '{actor.aud}'"
+    )
+    return Check("audience-matches-actor", ok, message)
+
+
+def _claims_checks(
+    token: DecodedToken, at: float | None, host: str | None, prefix: str, role: str
+) -> list[Check]:
+    out = [_required(token, prefix, role)]
+    out += _principal_checks(token, host, prefix)
+    out += _time_checks(token, at, prefix)
+    return out
+
+
+def _required(token: DecodedToken, prefix: str, role: str) -> Check:
+    claims = token.claims or {}
+    needed = ["iss", "aud", "exp"]
+    if role == "actor" or (role == "bearer" and _is_s2s(token) and token.actor_token is None):
+        needed.append("nameid")
+    if "actortoken" in claims:
+        needed.append("nbf")
+    missing = [name for name in needed if name not in claims]
+    if missing:
+        return Check(f"{prefix}required-claims", False, "missing claims: " + ", ".join(missing))
+    return Check(f"{prefix}required-claims", True, "iss, aud and exp present")
+
+
+def _principal_checks(token: DecodedToken, host: str | None, prefix: str) -> list[Check]:
+    out: list[Check] = []
+    issues: list[str] = []
+    for role, value in (("issuer", token.iss), ("nameid", token.nameid)):
+        if value and "@" in value:
+            issues += [f"{role}: {i}" for i in parse_principal(value, role=role).issues]
+    aud = _audience(token)
+    if aud is not None:
+        issues += [f"audience: {i}" for i in aud.issues]
+        complete = bool(aud.app_id and aud.host and aud.realm)
+        out.append(
+            Check(
+                f"{prefix}audience-form",
+                complete,
+                "audience has principal, host and realm"
+                if complete
+                else f"audience '{aud.raw}' lacks " + _missing_parts(aud),
+            )
+        )
+        if aud.host and host:
+            request_host = _strip_port(host)
+            ok = aud.host.lower() == request_host.lower()
+            out.append(
+                Check(
+                    f"{prefix}audience-host",
+                    ok,
+                    f"audience host {aud.host} matches Host"
+                    if ok
+                    else f"audience host '{aud.host}' is not the request's Host '{request_host}'",
+                )
+            )
+    out.append(
+        Check(
+            f"{prefix}principals",
+            not issues,
+            "principal strings well formed" if not issues else "; ".join(issues),
+        )
+    )
+    return out
+
+
+def _time_checks(token: DecodedToken, at: float | None, prefix: str) -> list[Check]:
+    out: list[Check] = []
+    if token.time_notes:
+        out.append(Check(f"{prefix}time-units", False, "; ".join(token.time_notes)))
+    if at is not None and token.nbf is not None:
+        early = token.nbf - at
+        out.append(
+            Check(
+                f"{prefix}not-yet-valid",
+                early <= CLOCK_SKEW,
+                f"valid from {iso_utc(token.nbf)}"
+                + (f" ({_span(early)} after this use: clock skew)" if early > 0 else "")
+                if early <= CLOCK_SKEW
+                else f"used {_span(early)} before nbf {iso_utc(token.nbf)}",
+            )
+        )
+    if at is not None and token.exp is not None:
+        late = at - token.exp
+        out.append(
+            Check(
+                f"{prefix}expired",
+                late <= CLOCK_SKEW,
+                f"valid until {iso_utc(token.exp)}"
+                + (f" ({_span(-late)} left)" if late < 0 else f" (used {_span(late)} after)")
+                if late <= CLOCK_SKEW
+                else f"used {_span(late)} after exp {iso_utc(token.exp)}",
+            )
+        )
+    start = token.nbf if token.nbf is not None else token.iat
+    if start is not None and token.exp is not None:
+        life = token.exp - start
+        out.append(
+            Check(
+                f"{prefix}lifetime",
+                0 < life <= MAX_LIFETIME,
+                f"lifetime {_span(life)}"
+                if 0 < life <= MAX_LIFETIME
+                else f"lifetime {_span(life)} is outside (0, 24 h]",
+            )
+        )
+    return out
+
+
+# -- helpers -------------------------------------------------------------------------------
+def _is_s2s(token: DecodedToken) -> bool:
+    """A Microsoft S2S principal-form token (``id@realm`` issuer)."""
+    return bool(token.iss and "@" in token.iss and "://" not in token.iss)
+
+
+def _audience(token: DecodedToken) -> Principal | None:
+    if not token.aud or "@" not in token.aud or "://" in token.aud:
+        return None  # not the S2S principal form (e.g. an Entra v2 api:// or GUID audience)
+    return parse_principal(token.aud, role="audience")
+
+
+def _missing_parts(aud: Principal) -> str:
+    parts = [name for name, value in (("host", aud.host), ("realm", aud.realm)) if not value]
+    return " and ".join(parts or ["principal id"])
+
+
+def _strip_port(host: str) -> str:
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _span(seconds: float) -> str:
+    seconds = abs(seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
