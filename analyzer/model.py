@@ -84,6 +84,7 @@ class Event:
     user: str | None = None
     domain: str | None = None
     workstation: str | None = None
+    ntlm_response: str | None = None  # NTLM type 3: NTLMv2, NTLMv1, NTLMv1-ESS, anonymous
     password_len: int | None = None
     cred_fp: str | None = None
     cred_len: int | None = None
@@ -91,6 +92,7 @@ class Event:
     ms_diagnostics: str | None = None  # raw x-ms-diagnostics response header
     user_agent: str | None = None
     reasons: tuple[str, ...] = ()  # why this exchange is an event: credential, challenge, ...
+    transport: str = "tcp"  # tcp (read in the clear) or tls (decrypted with keys)
     # OAuth token endpoint traffic (request form, then JSON response)
     grant_type: str | None = None
     client_id: str | None = None
@@ -130,6 +132,10 @@ class Event:
     )
     token_key_source: str | None = None  # where the verifying key came from
     token_flags: tuple[str, ...] = ()  # ids of failed token checks
+    # Filled by handshake analysis
+    handshake_id: int | None = None
+    auth_class: str | None = None  # oauth, basic, ntlm, kerberos, negotiate-ntlm, digest, ...
+    outcome: str | None = None  # accepted, rejected, challenged, incomplete
     # Secret material for later stages; dropped by writers unless revealed.
     credential: str | None = _secret()
     assertion: str | None = _secret()
@@ -182,6 +188,90 @@ class TokenRecord:
     text: str | None = _secret()
 
 
+#: Auth classes a handshake can have, and the outcomes.
+AUTH_CLASSES = (
+    "oauth",
+    "basic",
+    "ntlm",
+    "kerberos",
+    "negotiate-ntlm",
+    "digest",
+    "anonymous",
+    "other",
+)
+OUTCOMES = ("accepted", "rejected", "challenged", "incomplete")
+
+
+@dataclass(frozen=True, slots=True)
+class Handshake:
+    """Challenge -> credential(s) -> outcome on one connection, with its evidence."""
+
+    handshake_id: int
+    auth_class: str  # one of AUTH_CLASSES
+    outcome: str  # one of OUTCOMES
+    start_ts: float
+    end_ts: float
+    conn_id: str
+    client_ip: str
+    server_ip: str
+    server_port: int
+    host: str | None
+    event_ids: tuple[int, ...]
+    exchanges: int  # authenticated exchanges (events that sent a credential)
+    offered: tuple[str, ...] = ()  # schemes the server offered in the handshake's challenges
+    probe: bool = False  # began with the Microsoft realm-discovery probe (empty Bearer)
+    user: str | None = None
+    domain: str | None = None
+    token_fps: tuple[str, ...] = ()
+    final_status: int | None = None
+    diag_code: int | None = None
+    diag_category: str | None = None
+    reason: str = ""  # one line: why this outcome
+
+
+@dataclass(frozen=True, slots=True)
+class PairVerdict:
+    """What one client used to authenticate to one server (and Host), and how that went."""
+
+    client_ip: str
+    server_ip: str
+    server_port: int
+    host: str | None
+    verdict: (
+        str  # oauth-only, oauth-with-fallback, oauth-rejected, no-oauth, mixed, unauthenticated
+    )
+    summary: str  # one sentence for a person
+    exchanges: int  # authenticated exchanges
+    classes: dict[str, int] = field(default_factory=dict)  # exchanges per auth class
+    handshakes: int = 0
+    oauth_attempted: int = 0  # OAuth handshakes (probe-only ones included)
+    oauth_accepted: int = 0
+    oauth_rejected: int = 0
+    fallbacks: tuple[dict[str, Any], ...] = ()  # OAuth rejected, then another class accepted
+    issuers: tuple[str, ...] = ()  # token issuers seen (product@realm)
+    signatures: dict[str, int] = field(default_factory=dict)  # token_signature -> exchanges
+    first_ts: float | None = None
+    last_ts: float | None = None
+
+
+SEVERITIES = ("high", "medium", "low", "info")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """Something an incident responder must see, with the rows that show it."""
+
+    rule_id: str
+    severity: str  # one of SEVERITIES
+    title: str
+    detail: str  # this instance, in one line
+    explanation: str  # why it matters and what to do
+    first_ts: float | None = None
+    event_ids: tuple[int, ...] = ()
+    handshake_ids: tuple[int, ...] = ()
+    token_fps: tuple[str, ...] = ()
+
+
 def public_fields(record_type: type, reveal_secrets: bool = False) -> list[str]:
     """Names of the fields a writer may emit for ``record_type``."""
     names = []
@@ -224,6 +314,7 @@ class CaptureStats:
     undecodable: int = 0  # link or IP headers that could not be parsed
     tcp_connections: int = 0
     http_connections: int = 0
+    tls_connections: int = 0  # connections whose bytes start like TLS: unreadable without keys
     gaps: int = 0  # holes in TCP streams given up on
     evicted: int = 0  # connections dropped for idleness or the buffer cap
     warnings: list[str] = field(default_factory=list)

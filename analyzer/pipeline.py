@@ -10,11 +10,13 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from analyzer.analysis.findings import Context, run_rules
+from analyzer.analysis.handshakes import group_handshakes, pair_verdicts
 from analyzer.analysis.tokens import TokenAnalysis, load_keys
 from analyzer.auth.extract import build_event, request_body_policy, response_body_policy
 from analyzer.capture.pcapfile import read_packets
 from analyzer.flows.tcp import ConnectionInfo, TcpReassembler
-from analyzer.model import CaptureStats, Event, TokenRecord
+from analyzer.model import CaptureStats, Event, Finding, Handshake, PairVerdict, TokenRecord
 from analyzer.protocols.http_exchange import Exchange, HttpConnection
 
 #: Called now and then with (path, bytes read so far in this file).
@@ -28,6 +30,9 @@ class AnalysisResult:
     events: list[Event] = field(default_factory=list)
     captures: list[CaptureStats] = field(default_factory=list)
     tokens: list[TokenRecord] = field(default_factory=list)
+    handshakes: list[Handshake] = field(default_factory=list)
+    verdicts: list[PairVerdict] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
     keys: int = 0  # signing keys available (captured documents and key files)
     key_warnings: list[str] = field(default_factory=list)
 
@@ -47,6 +52,8 @@ class EventCollector:
     def closed(self, conn: HttpConnection) -> None:
         if conn.is_http:
             self.stats.http_connections += 1
+        elif conn.a_to_b.looks_tls or conn.b_to_a.looks_tls:
+            self.stats.tls_connections += 1
 
     def exchange(self, exchange: Exchange) -> None:
         event = build_event(exchange)
@@ -89,8 +96,12 @@ def analyze_paths(
     events = collector.finished_events()
     store = load_keys(events, key_files)
     tokens = TokenAnalysis(store)
-    result.events = tokens.enrich(events)
+    result.events, result.handshakes = group_handshakes(tokens.enrich(events))
     result.tokens = tokens.records(reveal_secrets)
+    result.verdicts = pair_verdicts(result.events, result.handshakes)
+    result.findings = run_rules(
+        Context(result.events, result.handshakes, result.tokens, result.verdicts)
+    )
     result.keys = len(store)
     result.key_warnings = list(store.warnings)
     return result

@@ -6,7 +6,9 @@ import dataclasses
 import re
 from pathlib import Path
 
-from analyzer.model import Challenge, Event, TokenRecord
+import pytest
+
+from analyzer.model import Challenge, Event, Finding, Handshake, PairVerdict, TokenRecord
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "schema.md"
 
@@ -33,5 +35,7 @@ def test_internal_fields_are_named_in_the_documentation() -> None:
         assert f"`{name}`" in text
 
 
-def test_token_record_fields_match_the_documentation() -> None:
-    assert documented("TokenRecord") == [f.name for f in dataclasses.fields(TokenRecord)]
+@pytest.mark.parametrize("record", [TokenRecord, Handshake, PairVerdict, Finding])
+def test_record_fields_match_the_documentation(record: type) -> None:
+    public = [f.name for f in dataclasses.fields(record)]
+    assert documented(record.__name__) == public

@@ -141,6 +141,7 @@ class HttpStream:
         self._keep = 0  # body bytes we still want to keep
         self._body = bytearray()
         self.messages_seen = 0
+        self.looks_tls = False
 
     # -- consumer interface ------------------------------------------------------------------
     def data(self, data: memoryview | bytes, ts: float) -> list[HttpMessage]:
@@ -445,6 +446,8 @@ class HttpStream:
         self.skip = 0
 
     def _give_up(self) -> None:
+        if not self.messages_seen and self._buf[:1] == b"\x16" and self._buf[1:2] == b"\x03":
+            self.looks_tls = True  # a TLS handshake record: encrypted, not "not HTTP"
         self.dead = True
         self._consume(len(self._buf))
         self._marks.clear()

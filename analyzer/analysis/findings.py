@@ -1,0 +1,343 @@
+"""Findings for post-incident review: a registry of plain rule functions, mitmproxy-addon style.
+
+Each rule has an id, a severity, a title and an explanation, and yields findings with the
+evidence rows (event ids, handshake ids, token fingerprints). Rules read the analysis; they
+never change it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from analyzer.auth.principals import parse_principal, parse_trusted_issuers
+from analyzer.model import SEVERITIES, Event, Finding, Handshake, PairVerdict, TokenRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What the rules look at."""
+
+    events: list[Event]
+    handshakes: list[Handshake]
+    tokens: list[TokenRecord]
+    verdicts: list[PairVerdict]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    rule_id: str
+    severity: str
+    title: str
+    explanation: str
+    check: Callable[[Context], Iterator[tuple[str, list[Event]]]]
+
+
+RULES: list[Rule] = []
+
+
+def rule(rule_id: str, severity: str, title: str, explanation: str) -> Callable:
+    """Register a rule function yielding ``(detail, evidence events)``."""
+    assert severity in SEVERITIES
+
+    def register(fn: Callable[[Context], Iterator[tuple[str, list[Event]]]]) -> Callable:
+        RULES.append(Rule(rule_id, severity, title, explanation, fn))
+        return fn
+
+    return register
+
+
+def run_rules(ctx: Context) -> list[Finding]:
+    """Every finding of every rule, most severe first, then in time order."""
+    out = []
+    for r in RULES:
+        for detail, evidence in r.check(ctx):
+            out.append(
+                Finding(
+                    rule_id=r.rule_id,
+                    severity=r.severity,
+                    title=r.title,
+                    detail=detail,
+                    explanation=r.explanation,
+                    first_ts=min((e.ts for e in evidence), default=None),
+                    event_ids=tuple(sorted({e.event_id for e in evidence})),
+                    handshake_ids=tuple(
+                        sorted({e.handshake_id for e in evidence if e.handshake_id is not None})
+                    ),
+                    token_fps=tuple(sorted({e.token_fp for e in evidence if e.token_fp})),
+                )
+            )
+    rank = {s: i for i, s in enumerate(SEVERITIES)}
+    out.sort(key=lambda f: (rank[f.severity], f.first_ts or 0.0, f.rule_id))
+    return out
+
+
+# -- helpers -------------------------------------------------------------------------------
+def _presented(e: Event) -> bool:
+    """The request presented a real (non-empty) credential."""
+    return e.scheme != "none" and not (e.scheme == "bearer" and not e.cred_len)
+
+
+def _cleartext(e: Event) -> bool:
+    return e.transport != "tls"
+
+
+def _grouped(events: list[Event], key: Callable[[Event], tuple]) -> Iterator[tuple[tuple, list]]:
+    groups: dict[tuple, list[Event]] = defaultdict(list)
+    for e in events:
+        groups[key(e)].append(e)
+    yield from groups.items()
+
+
+def _where(e: Event) -> str:
+    return f"{e.client_ip} -> {e.host or e.server_ip} ({e.server_ip}:{e.server_port})"
+
+
+def _accepted(events: list[Event]) -> str:
+    statuses = sorted({str(e.status) if e.status is not None else "no answer" for e in events})
+    return "server answered " + ", ".join(statuses)
+
+
+# -- the rules -----------------------------------------------------------------------------
+@rule(
+    "cleartext-basic",
+    "high",
+    "Basic credentials in cleartext",
+    "A Basic header carries the password itself (base64 is not encryption). Anyone on the path "
+    "had it: change the password and move the service to HTTPS.",
+)
+def _cleartext_basic(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
+    basic = [e for e in ctx.events if e.scheme == "basic" and _cleartext(e)]
+    for (user, domain, _server), group in _grouped(
+        basic, lambda e: (e.user, e.domain, e.server_ip)
+    ):
+        who = f"{domain}\\{user}" if domain else (user or "(no user)")
+        yield f"{who}: {len(group)} request(s) {_where(group[0])}; {_accepted(group)}", group
+
+
+@rule(
+    "cleartext-bearer",
+    "high",
+    "Bearer token over cleartext HTTP",
+    "Whoever sees a bearer token can replay it until it expires. Tokens belong on TLS only.",
+)
+def _cleartext_bearer(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
+    bearer = [e for e in ctx.events if e.scheme == "bearer" and _presented(e) and _cleartext(e)]
+    for _key, group in _grouped(bearer, lambda e: (e.client_ip, e.server_ip, e.server_port)):
+        tokens = len({e.cred_fp for e in group})
+        yield f"{len(group)} request(s), {tokens} distinct token(s), {_where(group[0])}", group
+
+
+@rule(
+    "token-expired-use",
+    "high",
+    "Token used after it expired",
+    "A token presented after exp (beyond 5 minutes of clock skew) is a replay or a broken client "
+    "clock. If the server accepted it, the server does not check expiry.",
+)
+def _expired(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
+    late = [e for e in ctx.events if {"expired", "actor-expired"} & set(e.token_flags)]
+    for _fp, group in _grouped(late, lambda e: (e.token_fp,)):
+        e = group[0]
+        accepted = [x for x in group if x.status is not None and x.status < 400]
+        verdict = "ACCEPTED by the server" if accepted else _accepted(group)
+        yield f"token {e.token_fp} used {len(group)} time(s) after exp, {verdict}", group
+
+
+@rule(
+    "token-not-yet-valid",
+    "medium",
+    "Token used before its nbf",
+    "A token presented before its not-before time points at clock trouble or a forged token.",
+)
+def _early(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
+    early = [e for e in ctx.events if {"not-yet-valid", "actor-not-yet-valid"} & set(e.token_flags)]
+    for _fp, group in _grouped(early, lambda e: (e.token_fp,)):
+        yield f"token {group[0].token_fp} used before nbf; {_accepted(group)}", group
+
+
+@rule(
+    "token-multiple-clients",
+    "medium",
+    "Same token presented from more than one address",
+    "S2S tokens are minted per caller; one token coming from several addresses suggests it was "
+    "copied and replayed.",
+)
+def _replayed(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
+    for token in ctx.tokens:
+        if token.role == "bearer" and len(token.clients) > 1:
+            uses = [e for e in ctx.events if e.token_fp == token.fingerprint]
+            yield f"token {token.fingerprint} from {', '.join(token.clients)}", uses
+
+
+@rule(
+    "unsigned-token",
+    "high",
+    "Unsigned token that is not an S2S outer token",
+    "alg none is acceptable only for the outer (user context) token of a Microsoft S2S pair, "
+    "whose actor token is signed. Any other unsigned token can be forged by anyone.",
+)
+def _unsigned(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
+    bad = [
+        e for e in ctx.events if _presented(e) and {"signed", "actor-signed"} & set(e.token_flags)
+    ]
+    for _fp, group in _grouped(bad, lambda e: (e.token_fp,)):
+        yield f"token {group[0].token_fp} ({group[0].token_format}); {_accepted(group)}", group
+
+
+@rule(
+    "bad-signature",
+    "high",
+    "Token signature does not verify",
+    "The token (or its actor) was altered after signing, or signed by a different key than the "
+    "one published for its x5t/kid. A server that accepted it is not validating signatures.",
+)
+def _bad_signature(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
+    bad = [e for e in ctx.events if e.token_signature == "bad-signature"]
+    for _fp, group in _grouped(bad, lambda e: (e.token_fp,)):
+        layer = "actor token" if group[0].token_actor_fp else "token"
+        yield f"{layer} of {group[0].token_fp} fails verification; {_accepted(group)}", group
+
+
+@rule(
+    "untrusted-issuer",
+    "medium",
+    "Token issuer not among the server's trusted issuers",
+    "The server's Bearer challenge lists the issuers it trusts (trusted_issuers); a token from "
+    "anyone else will be rejected - check the partner application / auth server configuration.",
+)
+def _untrusted(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
+    trusted: dict[tuple, list[str]] = {}
+    for e in ctx.events:
+        for c in e.challenges:
+            issuers = c.params.get("trusted_issuers") if c.scheme == "bearer" else None
+            if issuers:
+                trusted[(e.server_ip, e.server_port)] = [
+                    p.raw for p in parse_trusted_issuers(issuers)
+                ]
+    suspects = []
+    for e in ctx.events:
+        entries = trusted.get((e.server_ip, e.server_port))
+        issuer = e.token_actor_iss or e.token_iss
+        if entries and issuer and _presented(e) and not any(_trusts(t, issuer) for t in entries):
+            suspects.append(e)
+    for (issuer,), group in _grouped(suspects, lambda e: (e.token_actor_iss or e.token_iss,)):
+        yield f"issuer {issuer} not in trusted_issuers of {_where(group[0])}", group
+
+
+def _trusts(entry: str, issuer: str) -> bool:
+    want, got = parse_principal(entry), parse_principal(issuer)
+    if want.app_id_kind == "url":
+        return issuer.lower().startswith(want.app_id.rstrip("*/").lower())
+    return want.app_id.lower() == got.app_id.lower() and want.realm in ("*", got.realm)
+
+
+@rule(
+    "audience-host-mismatch",
+    "medium",
+    "Token audience names another host",
+    "The host in the token's aud must be the host the request went to (Exchange 4002); a "
+    "mismatch means a token minted for another server, or a wrong autodiscover/EWS URL.",
+)
+def _audience_host(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
+    off = [e for e in ctx.events if {"audience-host", "actor-audience-host"} & set(e.token_flags)]
+    for _key, group in _grouped(off, lambda e: (e.token_aud_host, e.host)):
+        e = group[0]
+        yield f"aud host {e.token_aud_host} but Host {e.host}; {_accepted(group)}", group
+
+
+@rule(
+    "oauth-fallback",
+    "medium",
+    "OAuth rejected, then another scheme accepted",
+    "The client could not use OAuth and fell back to a password-based scheme, so the integration "
+    "is not really using OAuth. Fix the cause the server gave (x-ms-diagnostics).",
+)
+def _fallback(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
+    by_id = {h.handshake_id: h for h in ctx.handshakes}
+    for verdict in ctx.verdicts:
+        for fb in verdict.fallbacks:
+            ids = set(by_id[fb["rejected_handshake"]].event_ids)
+            ids |= set(by_id[fb["fallback_handshake"]].event_ids)
+            group = [e for e in ctx.events if e.event_id in ids]
+            why = f"{fb['diag_code']} {fb['reason']}" if fb["diag_code"] else fb["reason"]
+            yield f"{_where(group[0])}: OAuth rejected ({why}), then {fb['to_class']}", group
+
+
+@rule(
+    "metadata-fetch-failed",
+    "medium",
+    "Metadata document fetch failed",
+    "Partner applications and auth servers are configured with a metadata URL; when it fails "
+    "(wrong path such as /metadata/jason/1, 404, 5xx), trust cannot be set up or refreshed.",
+)
+def _metadata(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
+    failed = [
+        e
+        for e in ctx.events
+        if "metadata" in e.reasons and (e.status is None or e.status == 404 or e.status >= 500)
+    ]
+    for _url, group in _grouped(failed, lambda e: (e.host, e.uri)):
+        e = group[0]
+        status = e.status if e.status is not None else "no answer"
+        yield f"http://{e.host or e.server_ip}{e.uri} -> {status}", group
+
+
+@rule(
+    "malformed-principal",
+    "medium",
+    "Malformed principal id",
+    "An app id that is not a GUID, or one character off a well-known Microsoft id, usually comes "
+    "from a mistyped configuration (a widely read guide printed 00000002-000-0ff1-...).",
+)
+def _malformed(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
+    by_token = {t.fingerprint: t for t in ctx.tokens}
+    for e in ctx.events:
+        record = by_token.get(e.token_fp or "")
+        if record is not None and ("principals" in e.token_flags or "principals" in record.flags):
+            messages = [c["message"] for c in record.checks if c["id"] == "principals"]
+            yield f"token {e.token_fp}: {'; '.join(messages)}", [e]
+        for c in e.challenges:
+            for entry in c.details.get("trusted_issuers", []):
+                if entry["issues"]:
+                    yield f"trusted issuer {entry['raw']}: {'; '.join(entry['issues'])}", [e]
+
+
+@rule(
+    "ntlmv1",
+    "high",
+    "NTLMv1 response",
+    "NTLMv1 responses can be cracked or relayed cheaply; require NTLMv2 (LmCompatibilityLevel 5).",
+)
+def _ntlmv1(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
+    v1 = [e for e in ctx.events if (e.ntlm_response or "").startswith("NTLMv1")]
+    for _who, group in _grouped(v1, lambda e: (e.domain, e.user)):
+        e = group[0]
+        yield f"{e.domain}\\{e.user} sent {e.ntlm_response} to {_where(e)}", group
+
+
+@rule(
+    "long-lived-token",
+    "low",
+    "Token valid for more than 24 hours",
+    "Microsoft S2S tokens live 8-24 h; a longer lifetime widens the replay window and may mean "
+    "a hand-made or tampered token.",
+)
+def _long_lived(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
+    long = [e for e in ctx.events if {"lifetime", "actor-lifetime"} & set(e.token_flags)]
+    for _fp, group in _grouped(long, lambda e: (e.token_fp,)):
+        yield f"token {group[0].token_fp}: lifetime over 24 h", group
+
+
+@rule(
+    "token-endpoint-error",
+    "medium",
+    "Token endpoint returned an error",
+    "The STS refused to issue a token (invalid_client: bad client credentials or certificate; "
+    "invalid_grant: bad or expired assertion; ...). The caller cannot get a token.",
+)
+def _endpoint_error(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
+    errors = [e for e in ctx.events if e.oauth_error]
+    for (error, _host), group in _grouped(errors, lambda e: (e.oauth_error, e.host)):
+        yield f"{error} from {group[0].host or group[0].server_ip} ({len(group)}x)", group

@@ -1,0 +1,307 @@
+"""Events -> handshakes -> one verdict per client -> server pair.
+
+A handshake lives on one connection: an optional challenge (an anonymous request answered
+401/407, or Microsoft's realm-discovery probe, an empty ``Bearer`` answered by a Bearer
+challenge), then credentials, then the outcome. NTLM and Negotiate continue across exchanges
+while the server answers 401 with a continuation token of the same scheme. Consecutive accepted
+exchanges of the same class on a keep-alive connection extend one handshake; a rejection or a
+change of class starts a new one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from analyzer.model import Event, Handshake, PairVerdict
+
+DENIED = (401, 403, 407)
+CHALLENGE = (401, 407)
+MULTI_LEG = frozenset({"ntlm", "negotiate-ntlm", "kerberos"})  # connection-bound, several legs
+
+
+def auth_class(event: Event) -> str | None:
+    """The auth class of the credential an event sent (None when it sent none)."""
+    if event.scheme == "none":
+        return None
+    if event.scheme == "bearer":
+        return "oauth"
+    if event.scheme == "negotiate":
+        return {"kerberos": "kerberos", "ntlm": "negotiate-ntlm"}.get(
+            event.mechanism or "", "other"
+        )
+    if event.scheme in ("basic", "ntlm", "digest"):
+        return event.scheme
+    return "other"
+
+
+def is_probe(event: Event) -> bool:
+    """Microsoft realm discovery: an empty Bearer credential."""
+    return event.scheme == "bearer" and event.cred_len == 0
+
+
+@dataclass(slots=True)
+class _Open:
+    """A handshake being built."""
+
+    auth_class: str
+    events: list[Event] = field(default_factory=list)
+    probe: bool = False
+
+    @property
+    def last(self) -> Event:
+        return self.events[-1]
+
+    def credentials(self) -> list[Event]:
+        return [e for e in self.events if e.scheme != "none" and not is_probe(e)]
+
+
+def group_handshakes(events: list[Event]) -> tuple[list[Event], list[Handshake]]:
+    """Handshakes of ``events`` (in time order), and the events with handshake fields set."""
+    by_conn: dict[str, list[Event]] = defaultdict(list)
+    for event in events:
+        by_conn[event.conn_id].append(event)
+    groups: list[_Open] = []
+    for conn_events in by_conn.values():
+        groups += _group_connection(conn_events)
+    groups.sort(key=lambda g: (g.events[0].ts, g.events[0].event_id))
+    handshakes = [_finish(i, g) for i, g in enumerate(groups, 1)]
+    assigned = {}
+    for hs in handshakes:
+        for event_id in hs.event_ids:
+            assigned[event_id] = hs
+    out = []
+    for event in events:
+        hs = assigned.get(event.event_id)
+        if hs is not None:
+            event = dataclasses.replace(
+                event, handshake_id=hs.handshake_id, auth_class=hs.auth_class, outcome=hs.outcome
+            )
+        out.append(event)
+    return out, handshakes
+
+
+def _group_connection(events: list[Event]) -> list[_Open]:
+    groups: list[_Open] = []
+    current: _Open | None = None
+    for e in events:
+        cls = auth_class(e)
+        denied = e.status in DENIED
+        if cls is None:
+            if not denied and not e.challenges:
+                continue  # a token-endpoint call or metadata fetch: not a handshake step
+            current = _Open("anonymous", [e])
+            groups.append(current)
+            continue
+        if is_probe(e):
+            current = _Open("oauth", [e], probe=True)
+            groups.append(current)
+            continue
+        if current is not None and _joins(current, e, cls):
+            if current.auth_class == "anonymous":
+                current.auth_class = cls
+            current.events.append(e)
+            continue
+        current = _Open(cls, [e])
+        groups.append(current)
+    return groups
+
+
+def _joins(current: _Open, e: Event, cls: str) -> bool:
+    """Does ``e`` (a credential of class ``cls``) continue the open handshake?"""
+    creds = current.credentials()
+    if not creds:  # only a challenge (or the probe) so far: the credential answers it
+        return not current.probe or cls == "oauth"
+    if current.auth_class != cls:
+        return False
+    if _continues(current.last):
+        return True  # NTLM / Negotiate leg after a 401 carrying a continuation token
+    if current.last.status is None and cls in MULTI_LEG:
+        return True  # the server's continuation was not captured; the client's next leg was
+    last_ok = current.last.status is not None and current.last.status not in DENIED
+    return last_ok and e.status is not None and e.status not in DENIED
+
+
+def _continues(e: Event) -> bool:
+    """A 401/407 that carries the next leg of a multi-leg scheme (NTLM type 2, SPNEGO)."""
+    if e.status not in CHALLENGE:
+        return False
+    return any(c.token68 and c.scheme in ("ntlm", "negotiate") for c in e.challenges)
+
+
+def _finish(handshake_id: int, group: _Open) -> Handshake:
+    events = group.events
+    first, last = events[0], events[-1]
+    creds = group.credentials()
+    offered = []
+    for e in events:
+        for c in e.challenges:
+            if c.scheme not in offered:
+                offered.append(c.scheme)
+    outcome, reason = _outcome(group, creds)
+    rejected = next((e for e in reversed(events) if e.diag_code is not None), None)
+    who = next((e for e in creds if e.user), None)
+    token_fps = []
+    for e in creds:
+        if e.token_fp and e.token_fp not in token_fps:
+            token_fps.append(e.token_fp)
+    return Handshake(
+        handshake_id=handshake_id,
+        auth_class=group.auth_class,
+        outcome=outcome,
+        start_ts=first.ts,
+        end_ts=last.response_ts or last.ts,
+        conn_id=first.conn_id,
+        client_ip=first.client_ip,
+        server_ip=first.server_ip,
+        server_port=first.server_port,
+        host=first.host,
+        event_ids=tuple(e.event_id for e in events),
+        exchanges=len(creds),
+        offered=tuple(offered),
+        probe=group.probe,
+        user=who.user if who else None,
+        domain=who.domain if who else None,
+        token_fps=tuple(token_fps),
+        final_status=last.status,
+        diag_code=rejected.diag_code if rejected else None,
+        diag_category=rejected.diag_category if rejected else None,
+        reason=reason,
+    )
+
+
+def _outcome(group: _Open, creds: list[Event]) -> tuple[str, str]:
+    last = group.events[-1]
+    if not creds:
+        what = "realm-discovery probe answered" if group.probe else "anonymous request answered"
+        offered = ", ".join(sorted({c.scheme for c in last.challenges})) or "no scheme"
+        return "challenged", f"{what} {last.status} offering {offered}; no credential followed"
+    if last.status is None:
+        return "incomplete", "no response to the last credential was captured"
+    if _continues(last):
+        return (
+            "incomplete",
+            f"server sent the next {group.auth_class} leg; the client never answered",
+        )
+    if last.status in DENIED:
+        why = f" ({last.diag_code} {last.diag_category})" if last.diag_code is not None else ""
+        return "rejected", f"credential answered {last.status}{why}"
+    return "accepted", f"credential answered {last.status}"
+
+
+# -- pair verdicts -------------------------------------------------------------------------
+def pair_verdicts(events: list[Event], handshakes: list[Handshake]) -> list[PairVerdict]:
+    """One verdict per (client, server, port, Host) that took part in a handshake."""
+    key_of = lambda x: (x.client_ip, x.server_ip, x.server_port, x.host)  # noqa: E731
+    events_by_pair: dict[tuple, list[Event]] = defaultdict(list)
+    for e in events:
+        if e.handshake_id is not None:
+            events_by_pair[key_of(e)].append(e)
+    hs_by_pair: dict[tuple, list[Handshake]] = defaultdict(list)
+    for hs in handshakes:
+        hs_by_pair[key_of(hs)].append(hs)
+    return [_verdict(key, events_by_pair[key], hs_by_pair[key]) for key in sorted(hs_by_pair)]
+
+
+def _verdict(key: tuple, events: list[Event], handshakes: list[Handshake]) -> PairVerdict:
+    client_ip, server_ip, server_port, host = key
+    creds = [e for e in events if e.scheme != "none" and not is_probe(e)]
+    classes = Counter(auth_class(e) for e in creds)
+    oauth = [h for h in handshakes if h.auth_class == "oauth"]
+    accepted = [h for h in oauth if h.outcome == "accepted"]
+    rejected = [h for h in oauth if h.outcome == "rejected"]
+    fallbacks = _fallbacks(handshakes)
+    issuers = sorted({_issuer(e) for e in creds if e.token_iss})
+    signatures = Counter(e.token_signature for e in creds if e.token_signature)
+    other = {c for c in classes if c != "oauth"}
+    if not creds:
+        verdict = "unauthenticated"
+    elif fallbacks:
+        verdict = "oauth-with-fallback"
+    elif classes.get("oauth") and not other:
+        verdict = "oauth-only" if accepted else "oauth-rejected"
+    elif not classes.get("oauth"):
+        verdict = "no-oauth"
+    else:
+        verdict = "mixed"
+    return PairVerdict(
+        client_ip=client_ip,
+        server_ip=server_ip,
+        server_port=server_port,
+        host=host,
+        verdict=verdict,
+        summary=_summary(verdict, classes, accepted, rejected, fallbacks, issuers),
+        exchanges=len(creds),
+        classes=dict(sorted(classes.items())),
+        handshakes=len(handshakes),
+        oauth_attempted=len(oauth),
+        oauth_accepted=len(accepted),
+        oauth_rejected=len(rejected),
+        fallbacks=tuple(fallbacks),
+        issuers=tuple(issuers),
+        signatures=dict(sorted(signatures.items())),
+        first_ts=min(h.start_ts for h in handshakes),
+        last_ts=max(h.end_ts for h in handshakes),
+    )
+
+
+def _fallbacks(handshakes: list[Handshake]) -> list[dict]:
+    """Each OAuth rejection followed by an accepted handshake of another class."""
+    out = []
+    ordered = sorted(handshakes, key=lambda h: h.start_ts)
+    for i, hs in enumerate(ordered):
+        if hs.auth_class != "oauth" or hs.outcome != "rejected":
+            continue
+        for later in ordered[i + 1 :]:
+            if later.auth_class == "oauth":
+                break
+            if later.outcome == "accepted" and later.auth_class not in ("anonymous",):
+                out.append(
+                    {
+                        "at": later.start_ts,
+                        "rejected_handshake": hs.handshake_id,
+                        "fallback_handshake": later.handshake_id,
+                        "to_class": later.auth_class,
+                        "reason": hs.diag_category or hs.reason,
+                        "diag_code": hs.diag_code,
+                    }
+                )
+                break
+    return out
+
+
+def _issuer(e: Event) -> str:
+    name = e.token_iss_app or e.token_iss or "?"
+    realm = e.token_iss.rsplit("@", 1)[1] if e.token_iss and "@" in e.token_iss else None
+    return f"{name}@{realm}" if realm and e.token_iss_app else name
+
+
+def _summary(
+    verdict: str,
+    classes: Counter,
+    accepted: list[Handshake],
+    rejected: list[Handshake],
+    fallbacks: list[dict],
+    issuers: list[str],
+) -> str:
+    total = sum(classes.values())
+    oauth = classes.get("oauth", 0)
+    by = ", ".join(f"{n} {c}" for c, n in classes.most_common())
+    issued = f", issuer {', '.join(issuers)}" if issuers else ""
+    if verdict == "unauthenticated":
+        return "challenged, but no credential was sent"
+    if verdict == "oauth-only":
+        return f"all {total} authenticated exchanges used OAuth{issued}"
+    if verdict == "oauth-rejected":
+        return f"OAuth was attempted ({oauth} exchanges) and rejected{issued}"
+    if verdict == "oauth-with-fallback":
+        first = fallbacks[0]
+        why = f" ({first['diag_code']} {first['reason']})" if first["diag_code"] else ""
+        return (
+            f"OAuth was rejected{why} and the client fell back to {first['to_class']}; "
+            f"exchanges: {by}"
+        )
+    if verdict == "no-oauth":
+        return f"no OAuth: {by}"
+    return f"mixed: {by}{issued}"
