@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -11,17 +12,34 @@ from contextlib import ExitStack
 from datetime import datetime, timezone
 from typing import IO
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+from analyzer.analysis.verify import (
+    FAIL,
+    INCONCLUSIVE,
+    PASS,
+    PolicyError,
+    evaluate,
+    make_rule,
+    overall,
+    rules_from_policy,
+)
 from analyzer.auth.keys import KeyFileError, KeyStore
 from analyzer.auth.tokens import decode_token
 from analyzer.capture.pcapfile import CaptureError
-from analyzer.model import Event, TokenRecord
+from analyzer.model import Event, Finding, TokenRecord
 from analyzer.pipeline import AnalysisResult, analyze_paths
 from analyzer.report.explain import clean_token_text, write_explanation
 from analyzer.report.export import write_csv, write_jsonl
-from analyzer.report.table import write_table, write_tokens
+from analyzer.report.table import write_findings, write_table, write_tokens
+from analyzer.report.verification import write_verification
 
 PROG = "oauth-analyzer"
 PROGRESS_MIN_BYTES = 32 << 20  # show a progress bar only for captures bigger than this
+USAGE_VERIFY = 3  # verify's exit status for bad usage or unreadable input
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,12 +64,33 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument(
         "--no-progress", action="store_true", help="never show the progress bar on stderr"
     )
-    analyze.add_argument(
+    listing = analyze.add_mutually_exclusive_group()
+    listing.add_argument(
         "--tokens",
         action="store_true",
         help="list the distinct tokens (decoded, checked, verified) instead of the events",
     )
+    listing.add_argument(
+        "--findings", action="store_true", help="list the findings alone, with explanations"
+    )
     _keys_option(analyze)
+
+    verify = sub.add_parser(
+        "verify",
+        help="check that every authenticated exchange in scope used OAuth "
+        "(exit 0 PASS, 1 FAIL, 2 INCONCLUSIVE, 3 bad usage)",
+    )
+    verify.add_argument("captures", nargs="+", metavar="CAPTURE")
+    verify.add_argument("--client", help="client address or network (comma-separated list)")
+    verify.add_argument("--server", help="server address, network or Host name (list)")
+    verify.add_argument("--issuer", help="required token issuer: app id or product (e.g. skype)")
+    verify.add_argument("--realm", help="required realm (e.g. contoso.com or a tenant id)")
+    verify.add_argument(
+        "--require-signature", action="store_true", help="require a verified token signature"
+    )
+    verify.add_argument("--policy", metavar="FILE.toml", help="several rules ([[rule]] tables)")
+    verify.add_argument("--json", action="store_true", help="machine-readable output")
+    _keys_option(verify)
 
     decode = sub.add_parser("decode", help="explain one token: layers, principals, times, checks")
     decode.add_argument(
@@ -87,7 +126,15 @@ def _keys_option(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        if exc.code == 2 and argv[:1] == ["verify"]:
+            return USAGE_VERIFY  # verify keeps 2 for INCONCLUSIVE
+        raise
+    if args.command == "verify":
+        return _verify(args)
     try:
         if args.command == "decode":
             return _decode(args)
@@ -127,16 +174,18 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _write(result: AnalysisResult, args: argparse.Namespace, out: IO[str]) -> None:
-    records = result.tokens if args.tokens else result.events
+    records = result.tokens if args.tokens else result.findings if args.findings else result.events
     if args.format == "jsonl":
         write_jsonl(records, out, reveal_secrets=args.reveal_secrets)
     elif args.format == "csv":
-        kind = TokenRecord if args.tokens else Event
+        kind = TokenRecord if args.tokens else Finding if args.findings else Event
         write_csv(records, out, kind, reveal_secrets=args.reveal_secrets)
     elif args.tokens:
         write_tokens(result.tokens, out)
+    elif args.findings:
+        write_findings(result.findings, out, explain=True)
     else:
-        write_table(result.events, result.captures, out)
+        write_table(result.events, result.captures, out, result.verdicts, result.findings)
 
 
 def _decode(args: argparse.Namespace) -> int:
@@ -163,6 +212,42 @@ def _decode(args: argparse.Namespace) -> int:
         as_json=args.json,
     )
     return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    try:
+        if args.policy:
+            with open(args.policy, "rb") as fh:
+                rules = rules_from_policy(tomllib.load(fh))
+        else:
+            rules = [
+                make_rule(
+                    name="command line",
+                    client=args.client,
+                    server=args.server,
+                    issuer=args.issuer,
+                    realm=args.realm,
+                    require_signature=args.require_signature,
+                )
+            ]
+        for path in args.captures:
+            if not os.path.exists(path):
+                raise CaptureError(f"{path}: no such file")
+        result = analyze_paths(args.captures, key_files=args.keys)
+    except (PolicyError, CaptureError, KeyFileError, tomllib.TOMLDecodeError) as exc:
+        _error(str(exc))
+        return USAGE_VERIFY
+    except OSError as exc:
+        _error(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+        return USAGE_VERIFY
+    results = [evaluate(rule, result.events, result.captures) for rule in rules]
+    verdict = overall(results)
+    if args.json:
+        data = {"result": verdict, "rules": [r.to_dict() for r in results]}
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        write_verification(results, verdict, sys.stdout)
+    return {PASS: 0, FAIL: 1, INCONCLUSIVE: 2}[verdict]
 
 
 def _when(value: str | None) -> tuple[float | None, str]:

@@ -9,16 +9,57 @@ from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from typing import IO
 
-from analyzer.model import SCHEMES, CaptureStats, Challenge, Event, TokenRecord
+from analyzer.model import (
+    SCHEMES,
+    CaptureStats,
+    Challenge,
+    Event,
+    Finding,
+    PairVerdict,
+    TokenRecord,
+)
 
 MAX_URI = 48
 
 
-def write_table(events: list[Event], captures: list[CaptureStats], out: IO[str]) -> None:
+def write_table(
+    events: list[Event],
+    captures: list[CaptureStats],
+    out: IO[str],
+    verdicts: list[PairVerdict] = (),
+    findings: list[Finding] = (),
+) -> None:
     """Write the human summary of one analysis to ``out``."""
     _captures(captures, out)
     _pairs(events, out)
+    write_verdicts(verdicts, out)
+    write_findings(findings, out)
     _events(events, out)
+
+
+def write_verdicts(verdicts: list[PairVerdict], out: IO[str]) -> None:
+    """One line per client -> server pair: is OAuth really in use?"""
+    if not verdicts:
+        return
+    out.write("Verdicts\n")
+    for v in verdicts:
+        server = f"{v.host or v.server_ip} ({v.server_ip}:{v.server_port})"
+        out.write(f"  {v.client_ip} -> {server}: {v.verdict.upper()} - {v.summary}\n")
+    out.write("\n")
+
+
+def write_findings(findings: list[Finding], out: IO[str], explain: bool = False) -> None:
+    """Findings, most severe first, with their evidence event ids."""
+    out.write(f"Findings ({len(findings)})\n")
+    if not findings:
+        out.write("  (none)\n\n")
+        return
+    for f in findings:
+        evidence = ",".join(str(i) for i in f.event_ids)
+        out.write(f"  [{f.severity.upper():<6}] {f.rule_id}: {f.detail} (events {evidence})\n")
+        if explain:
+            out.write(f"           {f.title}. {f.explanation}\n")
+    out.write("\n")
 
 
 def _captures(captures: list[CaptureStats], out: IO[str]) -> None:

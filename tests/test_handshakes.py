@@ -1,0 +1,106 @@
+"""Handshakes and pair verdicts on the bundled and public captures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from analyzer.pipeline import analyze_paths
+
+CAPTURES = Path(__file__).resolve().parents[1] / "captures"
+PUBLIC = Path(__file__).resolve().parents[1].parent / "shared" / "captures" / "public"
+needs_public = pytest.mark.skipif(not PUBLIC.exists(), reason="public captures not present")
+
+
+@pytest.fixture(scope="module")
+def sfb():
+    return analyze_paths([str(CAPTURES / "exchange-sfb.pcap")])
+
+
+def test_sfb_handshakes(sfb) -> None:
+    summary = [(h.auth_class, h.outcome, h.event_ids, h.probe) for h in sfb.handshakes]
+    assert summary[:5] == [
+        ("oauth", "accepted", (4, 5, 6, 7), True),  # realm discovery, then three token uses
+        ("oauth", "rejected", (8,), False),  # expired token
+        ("ntlm", "accepted", (9, 10), False),  # the fallback
+        ("oauth", "rejected", (11,), False),  # tampered actor
+        ("basic", "accepted", (12,), False),
+    ]
+    probe = sfb.handshakes[0]
+    assert probe.offered == ("bearer", "negotiate", "ntlm")
+    assert (sfb.handshakes[1].diag_code, sfb.handshakes[1].diag_category) == (
+        2000002,
+        "token_expired",
+    )
+    assert sfb.handshakes[4].user == "alice" and sfb.handshakes[4].domain == "CONTOSO"
+
+
+def test_events_carry_their_handshake(sfb) -> None:
+    by_id = {e.event_id: e for e in sfb.events}
+    assert (by_id[9].handshake_id, by_id[9].auth_class, by_id[9].outcome) == (3, "ntlm", "accepted")
+    assert by_id[1].handshake_id is None  # a metadata fetch is not a handshake
+    assert by_id[14].handshake_id is None  # nor is a token-endpoint call
+
+
+def test_fallback_verdict_names_the_reason(sfb) -> None:
+    verdict = next(v for v in sfb.verdicts if v.client_ip == "10.1.0.20")
+    assert verdict.verdict == "oauth-with-fallback"
+    assert verdict.classes == {"ntlm": 2, "oauth": 5}
+    assert (verdict.oauth_attempted, verdict.oauth_accepted, verdict.oauth_rejected) == (3, 1, 2)
+    (fallback,) = verdict.fallbacks
+    assert (fallback["to_class"], fallback["diag_code"], fallback["reason"]) == (
+        "ntlm",
+        2000002,
+        "token_expired",
+    )
+    assert "token_expired" in verdict.summary and "ntlm" in verdict.summary
+    assert verdict.issuers == ("Skype for Business / Lync@contoso.com",)
+
+
+def test_anonymous_challenge_then_credentials_on_the_same_connection() -> None:
+    messy = analyze_paths([str(CAPTURES / "messy.pcapng")])
+    proxy = [h for h in messy.handshakes if h.server_port == 3128]
+    assert [(h.auth_class, h.outcome, h.event_ids) for h in proxy] == [
+        ("basic", "accepted", (7, 8)),  # 407 challenge, then Proxy-Authorization
+        ("basic", "incomplete", (9,)),  # the client reset the connection before an answer
+    ]
+    digest = next(h for h in messy.handshakes if h.auth_class == "digest")
+    assert (digest.outcome, digest.offered, digest.user) == ("accepted", ("digest",), "carol")
+
+
+@needs_public
+def test_public_ntlm_without_server_answers_is_incomplete_not_dropped() -> None:
+    result = analyze_paths([str(PUBLIC / "csl__http-ntlm.pcap")])
+    outcomes = [(h.auth_class, h.outcome, len(h.event_ids)) for h in result.handshakes]
+    assert len(outcomes) == 7
+    assert outcomes.count(("ntlm", "incomplete", 2)) == 6
+    assert outcomes[0] == ("ntlm", "accepted", 2)
+    assert sum(len(h.event_ids) for h in result.handshakes) == len(result.events) == 14
+
+
+@needs_public
+def test_public_webdav_three_legs_per_connection() -> None:
+    result = analyze_paths([str(PUBLIC / "ndpi__webdav.pcap")])
+    assert len(result.handshakes) == 7
+    assert all(h.auth_class == "ntlm" and len(h.event_ids) == 2 for h in result.handshakes)
+    assert all(h.offered == ("ntlm",) for h in result.handshakes)
+    rejected = [h for h in result.handshakes if h.outcome == "rejected"]
+    assert [h.final_status for h in rejected] == [403]
+    (verdict,) = result.verdicts
+    assert verdict.verdict == "no-oauth" and verdict.classes == {"ntlm": 14}
+
+
+@needs_public
+def test_public_basic_and_digest_classes() -> None:
+    basic = analyze_paths([str(PUBLIC / "zeek__basic-auth-with-colon.pcap")])
+    assert [(h.auth_class, h.outcome, h.user) for h in basic.handshakes] == [
+        ("basic", "accepted", "test")
+    ]
+    digest = analyze_paths([str(PUBLIC / "ark__http-digestauth.pcap")])
+    assert [(h.auth_class, h.outcome) for h in digest.handshakes] == [("digest", "incomplete")]
+    challenge = analyze_paths([str(PUBLIC / "sv__bug-130__input.pcap")])
+    assert [(h.auth_class, h.outcome) for h in challenge.handshakes] == [
+        ("anonymous", "challenged")
+    ]
+    assert challenge.verdicts[0].verdict == "unauthenticated"

@@ -1,0 +1,135 @@
+"""``oauth-analyzer verify``: answers and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from analyzer.analysis.verify import PolicyError, make_rule, rules_from_policy
+
+CAPTURES = Path(__file__).resolve().parents[1] / "captures"
+SFB = str(CAPTURES / "exchange-sfb.pcap")
+PUBLIC = Path(__file__).resolve().parents[1].parent / "shared" / "captures" / "public"
+
+
+def verify(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "analyzer", "verify", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_oauth_only_scope_passes() -> None:
+    # The first three EWS calls of the SfB pool: OAuth, issuer Skype, realm contoso.com, signed.
+    proc = verify(SFB, "--client", "10.1.0.20", "--server", "mail.contoso.com", "--json")
+    data = json.loads(proc.stdout)
+    assert data["result"] == "FAIL"  # the fallback is in scope
+    first = verify(
+        SFB,
+        "--client",
+        "10.1.0.0/24",
+        "--server",
+        "10.1.0.10",
+        "--issuer",
+        "00000004-0000-0ff1-ce00-000000000000",
+        "--realm",
+        "contoso.com",
+        "--require-signature",
+        "--json",
+    )
+    rule = json.loads(first.stdout)["rules"][0]
+    assert rule["compliant"] == 3 and rule["in_scope"] == 9
+
+
+def test_ntlm_fallback_fails_with_every_violating_exchange() -> None:
+    proc = verify(SFB, "--client", "10.1.0.20", "--issuer", "skype", "--require-signature")
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("FAIL") and lines[-1] == "FAIL"
+    assert "4 of 7 exchanges break the rule" in proc.stdout
+    assert "401 (x-ms-diagnostics 2000002 token_expired)  [event 8]" in proc.stdout
+    assert "ntlm: not OAuth: ntlm  [event 9]" in proc.stdout
+    assert "ntlm: not OAuth: ntlm  [event 10]" in proc.stdout
+    assert "invalid_signature)  [event 11]" in proc.stdout
+
+
+def test_wrong_issuer_realm_and_signature_are_violations() -> None:
+    proc = verify(SFB, "--client", "10.1.0.20", "--issuer", "exchange", "--json")
+    reasons = {v["reason"] for v in json.loads(proc.stdout)["rules"][0]["violations"]}
+    assert "issuer 00000004-0000-0ff1-ce00-000000000000@contoso.com is not exchange" in reasons
+    proc = verify(SFB, "--client", "10.1.0.20", "--realm", "fabrikam.com", "--json")
+    reasons = {v["reason"] for v in json.loads(proc.stdout)["rules"][0]["violations"]}
+    assert "realm contoso.com is not fabrikam.com" in reasons
+
+
+def test_nothing_in_scope_is_inconclusive() -> None:
+    proc = verify(SFB, "--server", "192.0.2.1")
+    assert proc.returncode == 2
+    assert proc.stdout.splitlines()[-1] == "INCONCLUSIVE"
+    assert "9 authenticated exchange(s) elsewhere" in proc.stdout
+
+
+@pytest.mark.skipif(not PUBLIC.exists(), reason="public captures not present")
+def test_only_encrypted_traffic_is_inconclusive_and_says_why() -> None:
+    proc = verify(str(PUBLIC / "lek__tls-works-dump.pcapng"))
+    assert proc.returncode == 2
+    assert "6 TLS connection(s) could not be read" in proc.stdout
+
+
+def test_bad_usage_and_unreadable_input_exit_3(tmp_path: Path) -> None:
+    assert verify(SFB, "--no-such-option").returncode == 3
+    assert verify(SFB, "--client", "not-an-ip").returncode == 3
+    assert verify(SFB, "--issuer", "no-such-product").returncode == 3
+    missing = verify(str(tmp_path / "missing.pcap"))
+    assert missing.returncode == 3 and missing.stderr.count("\n") == 1
+    junk = tmp_path / "junk.pcap"
+    junk.write_bytes(b"\x00" * 100)
+    assert verify(str(junk)).returncode == 3
+
+
+def test_policy_file_with_several_rules(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        """
+[[rule]]
+name = "sfb pool to exchange"
+client = "10.1.0.20"
+server = ["mail.contoso.com"]
+issuer = "skype"
+
+[[rule]]
+name = "nobody talks to the dmz"
+server = "192.0.2.0/24"
+"""
+    )
+    proc = verify(SFB, "--policy", str(policy), "--json")
+    assert proc.returncode == 1
+    data = json.loads(proc.stdout)
+    assert [(r["rule"], r["result"]) for r in data["rules"]] == [
+        ("sfb pool to exchange", "FAIL"),
+        ("nobody talks to the dmz", "INCONCLUSIVE"),
+    ]
+    broken = tmp_path / "broken.toml"
+    broken.write_text('[[rule]]\nclinet = "10.0.0.1"\n')
+    bad = verify(SFB, "--policy", str(broken))
+    assert bad.returncode == 3 and "clinet" in bad.stderr
+    broken.write_text("[[rule]\n")
+    assert verify(SFB, "--policy", str(broken)).returncode == 3
+
+
+def test_rule_building_rejects_nonsense() -> None:
+    with pytest.raises(PolicyError):
+        make_rule(client="10.0.0.300")
+    with pytest.raises(PolicyError):
+        rules_from_policy({"rule": "x"})
+    with pytest.raises(PolicyError):
+        rules_from_policy({"rule": [{"require_signature": "yes"}]})
+    rule = make_rule(server="mail.contoso.com, 10.0.0.0/8", issuer="skype")
+    assert rule.server_hosts == ("mail.contoso.com",)
+    assert rule.issuer_ids == frozenset({"00000004-0000-0ff1-ce00-000000000000"})
