@@ -1,7 +1,8 @@
 """oauth-traffic-analyzer: find authentication exchanges in packet captures.
 
-``analyze_paths(paths)`` runs the whole pipeline and returns the events; ``analyzer.model``
-holds the record schema every output shares.
+``analyze(paths)`` runs the whole pipeline and returns an ``Analysis`` whose tables are pandas
+DataFrames; ``analyze_paths(paths)`` returns the plain records. ``analyzer.model`` holds the
+record schema every output shares.
 """
 
 from __future__ import annotations
@@ -10,7 +11,16 @@ from typing import Any
 
 from analyzer.model import SCHEMA_VERSION, Challenge, Credential, Event
 
-__all__ = ["SCHEMA_VERSION", "AnalysisResult", "Challenge", "Credential", "Event", "analyze_paths"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Analysis",
+    "AnalysisResult",
+    "Challenge",
+    "Credential",
+    "Event",
+    "analyze",
+    "analyze_paths",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,4 +29,8 @@ def __getattr__(name: str) -> Any:
         from analyzer import pipeline
 
         return getattr(pipeline, name)
+    if name in ("analyze", "Analysis"):
+        from analyzer import api
+
+        return getattr(api, name)
     raise AttributeError(name)

@@ -53,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     analyze.add_argument("captures", nargs="+", metavar="CAPTURE")
     analyze.add_argument(
-        "--format", choices=("table", "jsonl", "csv"), default="table", help="output format"
+        "--format",
+        choices=("table", "jsonl", "csv", "parquet"),
+        default="table",
+        help="output format (parquet: one file per table in the folder given with -o)",
     )
     analyze.add_argument("-o", "--output", metavar="PATH", help="write here instead of stdout")
     analyze.add_argument(
@@ -154,11 +157,20 @@ def _analyze(args: argparse.Namespace) -> int:
         if not os.path.exists(path):
             _error(f"{path}: no such file")
             return 2
+    if args.format == "parquet" and not args.output:
+        _error("--format parquet writes one file per table: give the folder with -o DIR")
+        return 2
     for path in args.keys:
         KeyStore().add_file(path)  # fail fast, before a long read, on an unusable key file
     result = _run_with_progress(
         args.captures, show=not args.no_progress, key_files=args.keys, reveal=args.reveal_secrets
     )
+    if args.format == "parquet":
+        from analyzer.api import Analysis
+
+        for path in Analysis(result, reveal_secrets=args.reveal_secrets).to_parquet(args.output):
+            print(path)
+        return 0
     with ExitStack() as stack:
         out: IO[str] = sys.stdout
         if args.output:

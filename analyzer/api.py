@@ -1,0 +1,131 @@
+"""The Python API: ``analyze(paths) -> Analysis``, with every table as a pandas DataFrame."""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+
+from analyzer.model import (
+    SCHEMA_VERSION,
+    Event,
+    Finding,
+    Handshake,
+    PairVerdict,
+    TokenRecord,
+)
+from analyzer.pipeline import AnalysisResult, analyze_paths
+from analyzer.report.export import write_csv, write_jsonl
+from analyzer.report.frames import to_frame
+
+#: Table name -> (record type, attribute of AnalysisResult).
+TABLES = {
+    "events": (Event, "events"),
+    "handshakes": (Handshake, "handshakes"),
+    "tokens": (TokenRecord, "tokens"),
+    "findings": (Finding, "findings"),
+    "verdicts": (PairVerdict, "verdicts"),
+}
+
+
+class Analysis:
+    """One analysis: the records (``result``) and the same data as DataFrames."""
+
+    def __init__(self, result: AnalysisResult, *, reveal_secrets: bool = False) -> None:
+        self.result = result
+        self.reveal_secrets = reveal_secrets
+
+    @cached_property
+    def events(self) -> pd.DataFrame:
+        return self._frame("events")
+
+    @cached_property
+    def handshakes(self) -> pd.DataFrame:
+        return self._frame("handshakes")
+
+    @cached_property
+    def tokens(self) -> pd.DataFrame:
+        return self._frame("tokens")
+
+    @cached_property
+    def findings(self) -> pd.DataFrame:
+        return self._frame("findings")
+
+    @cached_property
+    def verdicts(self) -> pd.DataFrame:
+        return self._frame("verdicts")
+
+    def to_jsonl(self, folder: str | Path) -> list[Path]:
+        """One ``<table>.jsonl`` per table in ``folder``."""
+        return self._write(folder, "jsonl")
+
+    def to_csv(self, folder: str | Path) -> list[Path]:
+        """One ``<table>.csv`` per table in ``folder``."""
+        return self._write(folder, "csv")
+
+    def to_parquet(self, folder: str | Path) -> list[Path]:
+        """One ``<table>.parquet`` per table in ``folder``, schema version in the file metadata."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for name in TABLES:
+            frame = _flatten(self._frame(name))
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            metadata = dict(table.schema.metadata or {})
+            metadata[b"oauth_traffic_analyzer.schema_version"] = SCHEMA_VERSION.encode()
+            metadata[b"oauth_traffic_analyzer.table"] = name.encode()
+            path = out / f"{name}.parquet"
+            pq.write_table(table.replace_schema_metadata(metadata), path)
+            paths.append(path)
+        return paths
+
+    def _frame(self, name: str) -> pd.DataFrame:
+        record_type, attribute = TABLES[name]
+        records = getattr(self.result, attribute)
+        return to_frame(records, record_type, reveal_secrets=self.reveal_secrets)
+
+    def _write(self, folder: str | Path, fmt: str) -> list[Path]:
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for name, (record_type, attribute) in TABLES.items():
+            path = out / f"{name}.{fmt}"
+            with path.open("w", encoding="utf-8", newline="") as fh:
+                records = getattr(self.result, attribute)
+                if fmt == "jsonl":
+                    write_jsonl(records, fh, reveal_secrets=self.reveal_secrets)
+                else:
+                    write_csv(records, fh, record_type, reveal_secrets=self.reveal_secrets)
+            paths.append(path)
+        return paths
+
+
+def analyze(
+    paths: str | Path | list[str | Path],
+    *,
+    keys: list[str] | tuple[str, ...] = (),
+    reveal_secrets: bool = False,
+) -> Analysis:
+    """Analyze one capture or several (read in order as one stream)."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    result = analyze_paths(
+        [str(p) for p in paths], key_files=list(keys), reveal_secrets=reveal_secrets
+    )
+    return Analysis(result, reveal_secrets=reveal_secrets)
+
+
+def _flatten(frame: pd.DataFrame) -> pd.DataFrame:
+    """Nested values (lists of dicts, dicts) as JSON text, so every column has one Arrow type."""
+    frame = frame.copy()
+    for name in frame.columns:
+        if frame[name].dtype == object:
+            frame[name] = frame[name].map(
+                lambda v: v if v is None or isinstance(v, str) else json.dumps(v, default=str)
+            )
+    return frame

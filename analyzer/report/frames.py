@@ -1,0 +1,96 @@
+"""Records as pandas DataFrames with honest dtypes.
+
+Times become timezone-aware UTC datetimes, closed vocabularies (schemes, classes, outcomes,
+severities, signature states) categoricals, optional integers nullable ``Int64``; list and dict
+fields stay Python objects. Column names are the record field names (docs/schema.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import pandas as pd
+
+from analyzer.model import (
+    AUTH_CLASSES,
+    OUTCOMES,
+    SCHEMES,
+    SEVERITIES,
+    Event,
+    Finding,
+    Handshake,
+    PairVerdict,
+    TokenRecord,
+    public_fields,
+    to_dict,
+)
+
+SIGNATURES = ("verified", "bad-signature", "unknown-key", "unsigned", "not-checked")
+TOKEN_FORMATS = ("jwt", "jwt-unsigned", "jwe", "cwt", "opaque", "empty", "malformed")
+
+#: Per record type: time columns, categorical columns (with their categories), nullable ints.
+_TIMES = {
+    Event: ("ts", "response_ts", "token_nbf", "token_exp"),
+    Handshake: ("start_ts", "end_ts"),
+    TokenRecord: ("nbf", "exp", "iat", "first_seen", "last_seen"),
+    Finding: ("first_ts",),
+    PairVerdict: ("first_ts", "last_ts"),
+}
+_CATEGORIES = {
+    Event: {
+        "scheme": SCHEMES,
+        "auth_class": AUTH_CLASSES,
+        "outcome": OUTCOMES,
+        "token_format": TOKEN_FORMATS,
+        "token_signature": SIGNATURES,
+        "protocol": None,
+        "method": None,
+        "transport": ("tcp", "tls"),
+    },
+    Handshake: {"auth_class": AUTH_CLASSES, "outcome": OUTCOMES},
+    TokenRecord: {"format": TOKEN_FORMATS, "signature": SIGNATURES, "role": None},
+    Finding: {"severity": SEVERITIES, "rule_id": None},
+    PairVerdict: {"verdict": None},
+}
+_INTS = {
+    Event: (
+        "status",
+        "password_len",
+        "cred_len",
+        "diag_code",
+        "handshake_id",
+        "client_port",
+        "server_port",
+        "event_id",
+    ),
+    Handshake: ("final_status", "diag_code", "server_port", "handshake_id", "exchanges"),
+    TokenRecord: ("uses",),
+    Finding: (),
+    PairVerdict: ("server_port", "exchanges", "handshakes"),
+}
+
+
+def to_frame(
+    records: Sequence[object], record_type: type, *, reveal_secrets: bool = False
+) -> pd.DataFrame:
+    """A DataFrame of ``records`` (all of ``record_type``), one column per public field."""
+    columns = public_fields(record_type, reveal_secrets)
+    rows = [to_dict(r, reveal_secrets) for r in records]
+    frame = pd.DataFrame.from_records(rows, columns=columns)
+    for name in _TIMES.get(record_type, ()):
+        micros = (frame[name].astype("float64") * 1e6).round()  # captures keep microseconds
+        frame[name] = pd.to_datetime(micros, unit="us", utc=True)
+    for name, categories in _CATEGORIES.get(record_type, {}).items():
+        values = frame[name].astype("object")
+        if categories is None:
+            categories = sorted({v for v in values if v is not None})
+        frame[name] = pd.Categorical(values, categories=list(categories))
+    for name in _INTS.get(record_type, ()):
+        frame[name] = frame[name].astype("Int64")
+    return frame
+
+
+def field_names(record_type: type) -> list[str]:
+    """All field names of a record type (public or not)."""
+    return [f.name for f in dataclasses.fields(record_type)]
