@@ -44,7 +44,7 @@ def test_frames_hold_no_secrets_unless_revealed(analysis) -> None:
     assert "credential" not in analysis.events.columns
     assert "text" not in analysis.tokens.columns
     revealed = analyzer.analyze(SFB, reveal_secrets=True)
-    assert revealed.events["credential"].notna().sum() == 10  # the probe's is empty
+    assert revealed.events["credential"].notna().sum() == 10  # events 4-13 sent one
 
 
 def test_parquet_one_file_per_table_with_schema_version(analysis, tmp_path: Path) -> None:
