@@ -196,6 +196,10 @@ def _write(result: AnalysisResult, args: argparse.Namespace, out: IO[str]) -> No
         write_tokens(result.tokens, out)
     elif args.findings:
         write_findings(result.findings, out, explain=True)
+    elif out.isatty():
+        from analyzer.report.terminal import write_rich
+
+        write_rich(result.events, result.captures, result.verdicts, result.findings, out)
     else:
         write_table(result.events, result.captures, out, result.verdicts, result.findings)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -127,3 +128,28 @@ def test_gzip_capture_reads_the_same(tmp_path: Path) -> None:
     packed.write_bytes(gzip.compress(Path(SFB).read_bytes()))
     plain = [e.cred_fp for e in analyze_paths([SFB]).events]
     assert [e.cred_fp for e in analyze_paths([str(packed)]).events] == plain
+
+
+def test_terminal_output_uses_rich_and_plain_output_stays_plain() -> None:
+    import pty
+
+    plain = run_cli("analyze", SFB).stdout
+    assert "\x1b[" not in plain and "Verdicts" in plain
+    # On a terminal the summary is drawn with rich: colours and a boxed events table.
+    code = "import sys; from analyzer.cli import main; sys.exit(main(sys.argv[1:]))"
+    pid, fd = pty.fork()
+    if pid == 0:  # child: stdout is the pseudo-terminal
+        os.execv(sys.executable, [sys.executable, "-c", code, "analyze", SFB, "--no-progress"])
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.waitpid(pid, 0)
+    shown = b"".join(chunks).decode("utf-8", "replace")
+    assert "\x1b[" in shown
+    assert "OAUTH-WITH-FALLBACK" in shown and "┏" in shown
