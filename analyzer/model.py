@@ -85,6 +85,8 @@ class Event:
     domain: str | None = None
     workstation: str | None = None
     ntlm_response: str | None = None  # NTLM type 3: NTLMv2, NTLMv1, NTLMv1-ESS, anonymous
+    ntlm_type: int | None = None  # NTLM message type the credential carried (1 or 3)
+    spn: str | None = None  # Kerberos: the ticket's service principal name
     password_len: int | None = None
     cred_fp: str | None = None
     cred_len: int | None = None

@@ -14,7 +14,7 @@ from analyzer.pipeline import analyze_paths
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 BUNDLED = ["exchange-sfb.pcap", "messy.pcapng", "small-basic.pcap"]
-# Fields the generator cannot know (ids) or that later stages fill in (SPNEGO decoding).
+# Fields the generator cannot know (ids, notes).
 NOT_COMPARED = {"extra", "conn_id", "event_id"}
 
 
@@ -25,8 +25,15 @@ def expected_events(capture: str) -> list[dict]:
 
 def comparable(expected: dict, found: dict) -> tuple[dict, dict]:
     keys = [k for k in expected if k not in NOT_COMPARED]
-    if expected.get("scheme") == "negotiate":
-        keys.remove("mechanism")  # decoded by the SPNEGO stage, not by the HTTP layer
+    extra = expected.get("extra", {})
+    # The generator notes what NTLM / Kerberos blobs hold; the decoders put it on the event.
+    if "ntlm_user" in extra:
+        expected = {**expected, "user": extra["ntlm_user"], "domain": extra["ntlm_domain"]}
+        keys += ["workstation"]
+        expected["workstation"] = extra["workstation"]
+    if "krb_realm" in extra:
+        expected = {**expected, "domain": extra["krb_realm"], "spn": extra["krb_sname"]}
+        keys += ["spn"]
     return {k: expected[k] for k in keys}, {k: found.get(k) for k in keys}
 
 

@@ -54,8 +54,8 @@ def test_ntlm_fallback_fails_with_every_violating_exchange() -> None:
     assert lines[0].startswith("FAIL") and lines[-1] == "FAIL"
     assert "4 of 7 exchanges break the rule" in proc.stdout
     assert "401 (x-ms-diagnostics 2000002 token_expired)  [event 8]" in proc.stdout
-    assert "ntlm: not OAuth: ntlm  [event 9]" in proc.stdout
-    assert "ntlm: not OAuth: ntlm  [event 10]" in proc.stdout
+    assert "ntlm: not OAuth: ntlm  [event 9]" in proc.stdout  # NTLM NEGOTIATE: no user yet
+    assert "ntlm: not OAuth: ntlm as svc-sfb  [event 10]" in proc.stdout
     assert "invalid_signature)  [event 11]" in proc.stdout
 
 

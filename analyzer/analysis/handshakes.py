@@ -115,6 +115,8 @@ def _joins(current: _Open, e: Event, cls: str) -> bool:
         return not current.probe or cls == "oauth"
     if current.auth_class != cls:
         return False
+    if e.ntlm_type == 1:
+        return False  # an NTLM NEGOTIATE message always opens a new handshake
     if _continues(current.last):
         return True  # NTLM / Negotiate leg after a 401 carrying a continuation token
     if current.last.status is None and cls in MULTI_LEG:

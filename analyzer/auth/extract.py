@@ -25,6 +25,7 @@ from analyzer.auth.oauth_http import (
     redact_uri,
 )
 from analyzer.auth.schemes import fingerprint, parse_challenges, parse_credential
+from analyzer.auth.windows import decode_windows_credential
 from analyzer.model import Challenge, Credential, Event
 from analyzer.protocols.http1 import HttpMessage
 from analyzer.protocols.http_exchange import Exchange
@@ -75,8 +76,17 @@ def build_event(exchange: Exchange, event_id: int = 0) -> Event | None:
             cred_len=len(cred.text),
             credential=cred.text,
         )
-        if cred.scheme == "ntlm":
-            fields["mechanism"] = "ntlm"
+        windows = decode_windows_credential(cred.scheme, cred.text)
+        if windows is not None:
+            fields.update(
+                mechanism=windows.mechanism,
+                ntlm_type=windows.ntlm_type,
+                ntlm_response=windows.ntlm_response,
+                workstation=windows.workstation,
+                spn=windows.spn,
+            )
+            if windows.user or windows.domain:
+                fields.update(user=windows.user, domain=windows.domain)
 
     challenges: list[Challenge] = []
     if resp is not None:
