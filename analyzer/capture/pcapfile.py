@@ -141,6 +141,7 @@ class _Reader:
     iface: _Interface = field(default_factory=lambda: _Interface(-1))  # pcap only
     ifaces: list[_Interface] = field(default_factory=list)  # pcapng: current section
     last_ts: float = 0.0  # for pcapng simple packet blocks, which carry no timestamp
+    flows: dict | None = None  # the reassembler's direction table, for absorbing packets
 
     def add_counts(self, packets: int, slow: int, nbytes: int) -> None:
         """Add a record loop's tallies; the fast path's packets are all IPv4 TCP."""
@@ -179,8 +180,16 @@ class _Reader:
         )
 
 
-def read_packets(path: str, stats: CaptureStats) -> Iterator[Packet]:
+def read_packets(
+    path: str, stats: CaptureStats, flows: dict | None = None
+) -> Iterator[Packet]:
     """Yield one tuple per TCP or UDP packet, in file order.
+
+    ``flows`` is the TCP reassembler's direction table (``TcpReassembler.dirs``). When given,
+    the common-case loops absorb, without yielding them, the packets the reassembler would
+    only count: an in-order segment of body bytes its consumer skips, or a bare ACK (see
+    ``analyzer.flows.tcp.absorb``, which states the contract). That is what makes bulk
+    transfers cost a dict lookup and a few additions per packet.
 
     Each tuple is ``(ts, proto, src, sport, dst, dport, seq, ack, flags, payload)``: epoch
     seconds, 6 or 17, packed 4- or 16-byte addresses, ports, TCP sequence/ack numbers and flag
@@ -201,9 +210,11 @@ def read_packets(path: str, stats: CaptureStats) -> Iterator[Packet]:
             if gz.problem and not head:
                 raise CaptureError(f"{path}: not a pcap or pcapng capture ({gz.problem})")
             reader, start, scan = _identify(path, stats, head, "gzip-compressed, ")
+            reader.flows = flows
             stats.file_format += ".gz"
             return _stream(gz, fh.close, head, start, scan, reader)
         reader, start, scan = _identify(path, stats, head, "")
+        reader.flows = flows
         data = _map(fh)
         if data is None:  # a pipe, or a file system that cannot mmap: stream it
             return _stream(fh, fh.close, head, start, scan, reader)
@@ -390,6 +401,7 @@ def _scan_pcap(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
     done_n = done_slow = 0
     done_pos = pos
     n = nslow = need = 0
+    flow = reader.flows.get if reader.flows is not None else None
     try:
         for n in count(1):  # n: records consumed (read in the finally block)
             try:
@@ -430,6 +442,20 @@ def _scan_pcap(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
                 pos = e
                 # IPv4 with a 20-byte header, TCP, not a fragment, headers inside the frame.
                 if w >> 8 == 0x080045 and fp & 0x3FFF00FF == 6 and a <= q <= e:
+                    if flow is not None:  # absorb what the reassembler would only count
+                        d = flow((src, sp, dst, dp))
+                        if d is not None and seq == d.next_seq and not flags & 7 and not d.pending:
+                            plen = q - a
+                            c = d.consumer
+                            if not plen:
+                                d.last_ts = s + frac / div
+                                continue
+                            if c.skip >= plen:
+                                c.skip -= plen
+                                d.next_seq = (seq + plen) & 0xFFFFFFFF
+                                d.next_off += plen
+                                d.last_ts = s + frac / div
+                                continue
                     yield (s + frac / div, 6, src, sp, dst, dp, seq, ack, flags, mv[a:q])
                     continue
             elif caplen >= raw_min:
@@ -482,6 +508,7 @@ def _scan_pcapng(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
     n = nbytes = nslow = 0
     run0 = 0  # n when the current interface run began (for per-link-type packet counts)
     need = 0
+    flow = reader.flows.get if reader.flows is not None else None
     try:
         while True:
             try:
@@ -516,6 +543,25 @@ def _scan_pcapng(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
                     q = pos + 42 + tlen
                     pos = nxt
                     if w >> 8 == 0x080045 and fp & 0x3FFF00FF == 6 and a <= q <= e:
+                        if flow is not None:  # absorb what the reassembler would only count
+                            d = flow((src, sp, dst, dp))
+                            if (
+                                d is not None
+                                and seq == d.next_seq
+                                and not flags & 7
+                                and not d.pending
+                            ):
+                                plen = q - a
+                                c = d.consumer
+                                if not plen:
+                                    d.last_ts = ((hi << 32) | lo) / div
+                                    continue
+                                if c.skip >= plen:
+                                    c.skip -= plen
+                                    d.next_seq = (seq + plen) & 0xFFFFFFFF
+                                    d.next_off += plen
+                                    d.last_ts = ((hi << 32) | lo) / div
+                                    continue
                         yield (
                             ((hi << 32) | lo) / div,
                             6,

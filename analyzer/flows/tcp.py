@@ -79,6 +79,7 @@ class _Direction:
         "conn",
         "consumer",
         "fin_off",
+        "last_ts",
         "next_off",
         "next_seq",
         "peer",
@@ -96,20 +97,27 @@ class _Direction:
         self.fin_off: int | None = None
         self.closed = False
         self.peer: _Direction | None = None
+        self.last_ts = 0.0  # capture time of this direction's latest packet
 
 
 class _Conn:
-    __slots__ = ("a_key", "b_key", "dirs", "handler", "last_ts")
+    __slots__ = ("a_key", "b_key", "dirs", "handler")
 
     def __init__(self, a_key: tuple, b_key: tuple, handler: Connection, ts: float) -> None:
         self.a_key = a_key
         self.b_key = b_key
         self.handler = handler
-        self.last_ts = ts
         a = _Direction(handler.a_to_b, self)
         b = _Direction(handler.b_to_a, self)
         a.peer, b.peer = b, a
+        a.last_ts = b.last_ts = ts
         self.dirs = (a, b)
+
+    @property
+    def last_ts(self) -> float:
+        """Capture time of the connection's latest packet, either way."""
+        a, b = self.dirs
+        return a.last_ts if a.last_ts > b.last_ts else b.last_ts
 
 
 def _ip_text(packed: bytes) -> str:
@@ -160,8 +168,7 @@ class TcpReassembler:
             d = self._open(key, ts, flags, len(payload))
             if d is None:
                 return
-        conn = d.conn
-        conn.last_ts = ts
+        d.last_ts = ts
         n = len(payload)
         if ts >= self._next_sweep:
             self._sweep(ts)
@@ -218,13 +225,13 @@ class TcpReassembler:
                 n = len(payload)
                 c = d.consumer
                 if not n:
-                    d.conn.last_ts = ts
+                    d.last_ts = ts
                     continue
                 if c.skip >= n and not d.pending:
                     c.skip -= n
                     d.next_seq = (seq + n) % SEQ_MOD
                     d.next_off += n
-                    d.conn.last_ts = ts
+                    d.last_ts = ts
                     continue
             feed(ts, src, sport, dst, dport, seq, ack, flags, payload)
             sweep_at = self._next_sweep
