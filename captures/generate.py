@@ -38,8 +38,10 @@ from urllib.parse import urlencode
 import jwt
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, modes
 from cryptography.x509.oid import NameOID
 from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6
@@ -410,28 +412,32 @@ def ntlm_negotiate() -> bytes:
     )
 
 
-def ntlm_target_info(ts_seconds: int) -> bytes:
+def ntlm_target_info(
+    ts_seconds: int, computer: str = "MAIL", dns_computer: str = "mail.contoso.com"
+) -> bytes:
     return _av_pairs(
         [
             (2, _utf16("CONTOSO")),
-            (1, _utf16("MAIL")),
+            (1, _utf16(computer)),
             (4, _utf16("contoso.com")),
-            (3, _utf16("mail.contoso.com")),
+            (3, _utf16(dns_computer)),
             (5, _utf16("contoso.com")),
             (7, filetime(ts_seconds)),
         ]
     )
 
 
-def ntlm_challenge(server_challenge: bytes, target_info: bytes) -> bytes:
-    """NTLM CHALLENGE_MESSAGE (type 2) from mail.contoso.com."""
+def ntlm_challenge(
+    server_challenge: bytes, target_info: bytes, flags: int = NTLM_FLAGS_CHALLENGE
+) -> bytes:
+    """NTLM CHALLENGE_MESSAGE (type 2) from a CONTOSO server (mail.contoso.com by default)."""
     target = _utf16("CONTOSO")
     head = 56
     return (
         b"NTLMSSP\x00"
         + struct.pack("<I", 2)
         + struct.pack("<HHI", len(target), len(target), head)
-        + struct.pack("<I", NTLM_FLAGS_CHALLENGE)
+        + struct.pack("<I", flags)
         + server_challenge
         + b"\x00" * 8
         + struct.pack("<HHI", len(target_info), len(target_info), head + len(target))
@@ -498,6 +504,60 @@ def ntlm_authenticate(a: NtlmAuth, type1: bytes, type2: bytes) -> bytes:
     unsigned = head + b"\x00" * 16 + body
     mic = hmac_md5(a.exported_session_key, type1 + type2 + unsigned)
     return head + mic + body
+
+
+#: NTLMv1 without extended session security, as a pre-Vista client (no VERSION structure) sends
+#: it: UNICODE, OEM, REQUEST_TARGET, NTLM, ALWAYS_SIGN, (TARGET_TYPE_DOMAIN, TARGET_INFO,) 128, 56;
+#: no NEGOTIATE_EXTENDED_SESSIONSECURITY (0x00080000), no KEY_EXCH, no SIGN/SEAL. The server's
+#: type 2 offers no ESS either and carries its VERSION.
+NTLM_V1_NEGOTIATE = 0xA0008207
+NTLM_V1_CHALLENGE = 0xA2818205
+NTLM_V1_AUTHENTICATE = 0xA0808205
+assert not (NTLM_V1_NEGOTIATE | NTLM_V1_CHALLENGE | NTLM_V1_AUTHENTICATE) & 0x00080000
+
+
+def ntlm_negotiate_v1() -> bytes:
+    """NEGOTIATE_MESSAGE (type 1) without a VERSION field (32-byte header, empty fields)."""
+    empty = struct.pack("<HHI", 0, 0, 32)
+    return b"NTLMSSP\x00" + struct.pack("<II", 1, NTLM_V1_NEGOTIATE) + empty + empty
+
+
+def des_block(key7: bytes, block: bytes) -> bytes:
+    """DES-ECB of one 8-byte block under a 56-bit key (expanded with odd parity bits)."""
+    bits = int.from_bytes(key7, "big")
+    key8 = bytearray()
+    for i in range(8):
+        byte = ((bits >> (49 - 7 * i)) & 0x7F) << 1
+        key8.append(byte | (bin(byte).count("1") % 2 == 0))
+    encryptor = Cipher(TripleDES(bytes(key8) * 3), modes.ECB()).encryptor()  # K1=K2=K3: DES
+    return encryptor.update(block) + encryptor.finalize()
+
+
+def ntlmv1_response(password: str, server_challenge: bytes) -> bytes:
+    """The 24-byte NTLMv1 NT response: DESL(NTOWFv1(password), server challenge) (MS-NLMP 3.3.1)."""
+    key = md4(_utf16(password)) + b"\x00" * 5
+    return b"".join(des_block(key[i : i + 7], server_challenge) for i in (0, 7, 14))
+
+
+def ntlm_authenticate_v1(
+    domain: str, user: str, password: str, workstation: str, type2: bytes
+) -> bytes:
+    """NTLM AUTHENTICATE_MESSAGE (type 3) with an NTLMv1 response and no MIC.
+
+    The LM field repeats the NT response (what Windows sends with NoLMHash / NoLMResponseNTLMv1),
+    so both are 24 bytes; no session key is exchanged.
+    """
+    nt = ntlmv1_response(password, type2[24:32])
+    payload_parts = [_utf16(domain), _utf16(user), _utf16(workstation), nt, nt, b""]
+    offset = 64  # header without VERSION and MIC
+    fields = []
+    for part in payload_parts:
+        fields.append(struct.pack("<HHI", len(part), len(part), offset))
+        offset += len(part)
+    dom_f, user_f, ws_f, lm_f, nt_f, key_f = fields
+    head = b"NTLMSSP\x00" + struct.pack("<I", 3) + lm_f + nt_f + dom_f + user_f + ws_f + key_f
+    head += struct.pack("<I", NTLM_V1_AUTHENTICATE)
+    return head + b"".join(payload_parts)
 
 
 # --- HTTP Digest (RFC 2617, MD5, qop=auth) ------------------------------------------------------
@@ -1074,6 +1134,7 @@ class Capture:
         self.handshakes: list[tuple[str, str, list[int], str]] = []  # kind, outcome, events, note
         self.truth_extra: dict[str, Any] = {}
         self.texts: list[tuple[bytes, bytes]] = []  # per event: request bytes, response head+body
+        self.findings: dict[str, dict[str, Any]] = {}  # rule id -> events that fire / stay silent
 
     def add(self, ts: int, iface: int, data: bytes) -> None:
         self.frames.append(Frame(ts, iface, data, len(self.frames)))
@@ -1132,6 +1193,20 @@ class Capture:
 
     def handshake(self, kind: str, outcome: str, events: list[int | None], note: str) -> None:
         self.handshakes.append((kind, outcome, [e for e in events if e is not None], note))
+
+    def expect(
+        self,
+        rule_id: str,
+        fire: Sequence[int | None],
+        silent: Sequence[int | None] = (),
+        note: str = "",
+    ) -> None:
+        """Ground truth for a finding rule: the events it must flag and events it must not."""
+        self.findings[rule_id] = {
+            "fire": [e for e in fire if e is not None],
+            "silent": [e for e in silent if e is not None],
+            "note": note,
+        }
 
 
 def _resp_text(resp: Response) -> bytes:
@@ -1401,6 +1476,8 @@ class ExchangeWorld:
         content_type: str | None = "text/xml; charset=utf-8",
         cookie: bool = False,
         extra: Sequence[HeaderItem] = (),
+        fqdn: str = "mail.contoso.com",
+        netbios: str = "MAIL",
     ) -> list[HeaderItem]:
         """Headers Exchange 2019's front end puts on an EWS response."""
         out: list[HeaderItem] = [("Cache-Control", "private")]
@@ -1409,9 +1486,9 @@ class ExchangeWorld:
         out += [("Server", "Microsoft-IIS/10.0"), ("request-id", det_guid("rid/" + label))]
         out += list(extra)
         out += [
-            ("X-CalculatedBETarget", "mail.contoso.com"),
-            ("X-DiagInfo", "MAIL"),
-            ("X-BEServer", "MAIL"),
+            ("X-CalculatedBETarget", fqdn),
+            ("X-DiagInfo", netbios),
+            ("X-BEServer", netbios),
             ("X-AspNet-Version", "4.0.30319"),
         ]
         if cookie:
@@ -1420,7 +1497,7 @@ class ExchangeWorld:
             )
         out += [
             ("X-Powered-By", "ASP.NET"),
-            ("X-FEServer", "MAIL"),
+            ("X-FEServer", netbios),
             ("Date", http_date(t)),
             ("Content-Length", "{len}"),
         ]
@@ -1435,6 +1512,7 @@ class ExchangeWorld:
         cookie: str | None = None,
         ua: str = EWS_UA,
         path: str = "/EWS/Exchange.asmx",
+        host: str = "mail.contoso.com",
     ) -> Request:
         headers: list[HeaderItem] = [
             ("Content-Type", "text/xml; charset=utf-8"),
@@ -1447,7 +1525,7 @@ class ExchangeWorld:
         ]
         if auth is not None:
             headers.append(auth)
-        headers += [("Host", "mail.contoso.com")]
+        headers += [("Host", host)]
         if cookie:
             headers.append(("Cookie", cookie))
         headers += [("Content-Length", "{len}"), ("Accept-Encoding", "gzip,deflate")]
@@ -2675,6 +2753,730 @@ def build_small_basic() -> Capture:
 
 
 # ---------------------------------------------------------------------------------------------
+# Capture 4: findings.pcap
+# ---------------------------------------------------------------------------------------------
+
+T_FIND = T0 + 3 * 3600 * SEC  # 12:00:00Z
+T_FIND_S = T_FIND // SEC
+SHAREPOINT_ID = "00000003-0000-0ff1-ce00-000000000000"
+CAROL = {"sid": "S-1-5-21-3623811015-3361044348-30300820-1123", "upn": "carol.nguyen@contoso.com"}
+
+#: Every rule of analyzer/analysis/findings.py. The truth of findings.pcap and healthy-oauth.pcap
+#: lists each one, the rules that must stay silent included.
+RULE_IDS = (
+    "cleartext-basic",
+    "cleartext-bearer",
+    "token-expired-use",
+    "token-not-yet-valid",
+    "token-multiple-clients",
+    "unsigned-token",
+    "bad-signature",
+    "untrusted-issuer",
+    "audience-host-mismatch",
+    "oauth-fallback",
+    "metadata-fetch-failed",
+    "malformed-principal",
+    "ntlmv1",
+    "long-lived-token",
+    "token-endpoint-error",
+)
+
+
+def finish_findings(cap: Capture, silent: Sequence[int | None] = ()) -> None:
+    """Put the finding truth in RULE_IDS order; rules not expected to fire get ``silent``."""
+    for rule_id in RULE_IDS:
+        if rule_id not in cap.findings:
+            cap.expect(rule_id, [], silent, "must stay silent on this capture")
+    cap.findings = {rule_id: cap.findings[rule_id] for rule_id in RULE_IDS}
+
+
+class Lab(ExchangeWorld):
+    """Exchange-style header habits, with hosts made on demand: one address pair per scenario."""
+
+    def __init__(self, cap: Capture, label: str) -> None:
+        super().__init__(cap)
+        self.label = label
+        self.hosts: dict[str, Host] = {}
+
+    def host(self, ip: str) -> Host:
+        if ip not in self.hosts:
+            _, b, c, d = (int(x) for x in ip.split("."))
+            self.hosts[ip] = Host(ip, f"00:15:5d:{b:02x}:{c:02x}:{d:02x}")
+        return self.hosts[ip]
+
+    def link(self, client_ip: str, cport: int, server_ip: str, sport: int = 80) -> Conn:
+        isn = int.from_bytes(prng(f"isn/{self.label}/{cport}", 8), "big")
+        client, server = self.host(client_ip), self.host(server_ip)
+        return Conn(self.cap, 0, ether, client, cport, server, sport, isn >> 32, isn & 0xFFFFFFFF)
+
+
+def exchange_bearer(trusted: str, error: bool = False) -> ChallengeHeader:
+    """Exchange's Bearer challenge (microsoft-s2s.md 4.1), with error="invalid_token" on a bad
+    token."""
+    params = [
+        ("client_id", EXCHANGE_ID, True),
+        ("trusted_issuers", trusted, True),
+        ("token_types", "app_asserted_user_v1 service_asserted_app_v1", True),
+    ]
+    if error:
+        params.append(("error", "invalid_token", True))
+    return challenge("Bearer", params)
+
+
+def app_token(key: TestKey, issuer: str, aud_host: str, nbf: int, exp: int) -> str:
+    """An app-only S2S token (the signed actor token used alone, microsoft-s2s.md Example C)."""
+    payload = {
+        "aud": f"{EXCHANGE_ID}/{aud_host}@{REALM}",
+        "iss": issuer,
+        "nbf": str(nbf),
+        "exp": str(exp),
+        "nameid": issuer,
+    }
+    return mint_rs256(payload, key)
+
+
+def sfb_metadata_fetch(
+    cap: Capture, lab: Lab, link: tuple[str, int, str], start: int, key: TestKey
+) -> int | None:
+    """An Exchange server fetches SfB's auth metadata: GET /metadata/json/1 -> 200.
+
+    ``link`` is (Exchange address, its port, SfB pool address)."""
+    c = lab.link(*link)
+    t = c.open(start)
+    req = Request(
+        "GET", "/metadata/json/1", [("Host", "sfbpool01.contoso.com"), ("Connection", "Keep-Alive")]
+    )
+    resp = Response(
+        200,
+        "OK",
+        [
+            ("Cache-Control", "no-cache"),
+            ("Content-Type", "application/json; charset=utf-8"),
+            ("Server", "Microsoft-IIS/10.0"),
+            ("X-MS-Server-Fqdn", "sfbfe01.contoso.com"),
+            ("X-Content-Type-Options", "nosniff"),
+            ("X-Powered-By", "ASP.NET"),
+            ("Date", http_date(t + 4 * MS)),
+            ("Content-Length", "{len}"),
+        ],
+        json_bytes(sfb_metadata(key)),
+    )
+    t, event = cap.exchange(c, t + 200 * US, req, resp, "Exchange fetches SfB's auth metadata")
+    c.close(C, t + 30 * MS)
+    cap.handshake("metadata", "success", [event], "SfB metadata")
+    return event
+
+
+def build_findings(keys: dict[str, TestKey]) -> Capture:
+    cap = Capture(
+        "findings.pcap",
+        "One scenario per finding rule, each between its own client and server addresses, plus "
+        "look-alike cases that must not fire: token before nbf (2 h, and 60 s inside the clock "
+        "skew), one token from two clients, an alg-none token, an issuer the server does not "
+        "trust (and one it does), an audience naming another host (and one differing only in "
+        "case), NTLMv1 (and NTLMv2), a 7-day token. Plain HTTP as if decrypted.",
+    )
+    lab = Lab(cap, "findings")
+    ks, kx = keys["sfb"], keys["exchange"]
+    sfb_iss = f"{SFB_ID}@{REALM}"
+    trusted_std = f"{ACS_ID}@*,{sfb_iss}"
+    neg, ntlm = challenge("Negotiate"), challenge("NTLM")
+
+    def sec(n: float) -> int:
+        return T_FIND + int(n * SEC)
+
+    def ews(
+        c: Conn,
+        t: int,
+        host: str,
+        auth: AuthHeader,
+        label: str,
+        note: str,
+        *,
+        denied: Sequence[HeaderItem] | None = None,
+        user: dict[str, str] = ALICE,
+        body: bytes | None = None,
+        answer: bytes | None = None,
+    ) -> tuple[int, int | None]:
+        """One EWS POST to ``host``: 200 with a SOAP answer, or 401 with ``denied`` headers."""
+        netbios = host.split(".")[0].upper()
+        req = lab.ews_request(body or get_folder(user["upn"]), auth, user["upn"], label, host=host)
+        fqdn = host.lower()
+        if denied is None:
+            crid = ("client-request-id", det_guid("crid/" + label))
+            headers = lab.ex_headers(t, label, extra=[crid], fqdn=fqdn, netbios=netbios)
+            resp = Response(200, "OK", headers, answer or get_folder_response(label))
+            return cap.exchange(c, t + 300 * US, req, resp, note, think=21 * MS)
+        headers = lab.ex_headers(t, label, None, extra=list(denied), fqdn=fqdn, netbios=netbios)
+        return cap.exchange(c, t + 300 * US, req, Response(401, "Unauthorized", headers), note)
+
+    # 1. metadata: ex01 fetches SfB's document, so the SfB key's x5t resolves in this capture.
+    e_meta = sfb_metadata_fetch(cap, lab, ("10.2.2.11", 27901, "10.2.0.20"), sec(0.1), ks)
+
+    # 2. token-not-yet-valid: sfbfe01's clock runs 2 h fast, its app token's nbf is 2 h ahead.
+    early = cap.token(
+        app_token(ks, sfb_iss, "ex02.contoso.com", T_FIND_S + 2 + 7200, T_FIND_S + 2 + 93600),
+        "bearer",
+        ks,
+        note="app-only SfB token used 2 h before its nbf",
+    )
+    c = lab.link("10.2.1.21", 50101, "10.2.2.12")
+    t = c.open(sec(2))
+    denied = [exchange_bearer(trusted_std, error=True), neg, ntlm]
+    t, e_early = ews(
+        c,
+        t,
+        "ex02.contoso.com",
+        authorization("Bearer", early),
+        "nbf",
+        "2 h before nbf -> 401",
+        denied=denied,
+    )
+    c.close(C, t + 200 * MS)
+    cap.handshake("oauth-s2s", "failure", [e_early], "token not yet valid")
+
+    # 3. NEGATIVE: 60 s before nbf is inside the 5-minute clock skew -> accepted.
+    skew = cap.token(
+        app_token(ks, sfb_iss, "ex03.contoso.com", T_FIND_S + 4 + 60, T_FIND_S + 4 + 86460),
+        "bearer",
+        ks,
+        note="app-only SfB token used 60 s before its nbf (inside the clock skew)",
+    )
+    c = lab.link("10.2.1.22", 50102, "10.2.2.13")
+    t = c.open(sec(4))
+    t, e_skew = ews(
+        c, t, "ex03.contoso.com", authorization("Bearer", skew), "skew", "60 s before nbf -> 200"
+    )
+    c.close(C, t + 200 * MS)
+    cap.handshake("oauth-s2s", "success", [e_skew], "nbf 60 s ahead: clock skew tolerated")
+
+    # 4. token-multiple-clients: one token from sfbfe03, then replayed from another address.
+    shared = cap.token(
+        app_token(ks, sfb_iss, "ex04.contoso.com", T_FIND_S - 300, T_FIND_S - 300 + 86400),
+        "bearer",
+        ks,
+        note="valid app-only SfB token presented from 10.2.1.31 and 10.2.1.32",
+    )
+    replayed: list[int | None] = []
+    for client, port, start, label in (
+        ("10.2.1.31", 50103, 6, "shared1"),
+        ("10.2.1.32", 50104, 7, "shared2"),
+    ):
+        c = lab.link(client, port, "10.2.2.14")
+        t = c.open(sec(start))
+        t, ev = ews(
+            c,
+            t,
+            "ex04.contoso.com",
+            authorization("Bearer", shared),
+            label,
+            f"same token from {client} -> 200",
+        )
+        c.close(C, t + 200 * MS)
+        replayed.append(ev)
+    cap.handshake("oauth-s2s", "success", replayed[:1], "token from its owner")
+    cap.handshake("oauth-s2s", "success", replayed[1:], "the same token from another address")
+
+    # 5. unsigned-token: an alg-none token without actortoken, accepted by a careless API.
+    forged = cap.token(
+        mint_unsigned(
+            {
+                "aud": "api://contoso-hr",
+                "iss": f"https://sts.windows.net/{TENANT}/",
+                "iat": T_FIND_S + 8,
+                "nbf": T_FIND_S + 8,
+                "exp": T_FIND_S + 8 + 3600,
+                "appid": det_guid("app/forged"),
+                "roles": ["HR.Admin"],
+                "sub": b64url(prng("sub/forged", 32)),
+                "tid": TENANT,
+                "upn": "mallory@contoso.com",
+                "ver": "1.0",
+            }
+        ),
+        "bearer",
+        None,
+        note="hand-made alg-none token (no actortoken) the HR API wrongly accepts",
+    )
+    c = lab.link("10.2.1.41", 51000, "10.2.2.15")
+    t = c.open(sec(9))
+    req = Request(
+        "GET",
+        "/api/employees/1042",
+        [
+            ("Host", "hr-api.contoso.com"),
+            ("User-Agent", "curl/8.5.0"),
+            authorization("Bearer", forged),
+            ("Accept", "application/json"),
+        ],
+    )
+    resp = Response(
+        200,
+        "OK",
+        [
+            ("Content-Length", "{len}"),
+            ("Content-Type", "application/json; charset=utf-8"),
+            ("Server", "Kestrel"),
+            ("Date", http_date(t)),
+        ],
+        b'{"id":1042,"name":"Alice Johnson","salary":"REDACTED-TEST-VALUE"}',
+    )
+    t, e_forged = cap.exchange(c, t + 150 * US, req, resp, "alg-none token accepted -> 200")
+    c.close(C, t + 20 * MS)
+    cap.handshake("bearer", "success", [e_forged], "unsigned token accepted")
+
+    # 6. untrusted-issuer: ex05 trusts only SfB; SharePoint sends it an app-only token.
+    sp_iss = f"{SHAREPOINT_ID}@{REALM}"
+    sp_token = cap.token(
+        app_token(kx, sp_iss, "ex05.contoso.com", T_FIND_S + 11 - 300, T_FIND_S + 11 + 12 * 3600),
+        "bearer",
+        kx,
+        note="SharePoint app-only token (the exchange TEST key stands in for the farm's "
+        "certificate; no metadata for it in this capture)",
+    )
+    c = lab.link("10.2.1.51", 50105, "10.2.2.16")
+    t = c.open(sec(11))
+    only_sfb = exchange_bearer(sfb_iss)
+    t, e_sp_probe = ews(
+        c,
+        t,
+        "ex05.contoso.com",
+        authorization("Bearer", ""),
+        "sp-probe",
+        "realm discovery: trusted_issuers lists SfB only",
+        denied=[only_sfb, neg, ntlm],
+    )
+    diag = (
+        f"2000001;reason=\"The issuer of the token is unknown. Issuer was '{sp_iss}'.\";"
+        'error_category="invalid_token"'
+    )
+    t, e_sp = ews(
+        c,
+        t + 30 * MS,
+        "ex05.contoso.com",
+        authorization("Bearer", sp_token),
+        "sp-token",
+        "SharePoint issuer not trusted -> 401",
+        denied=[("x-ms-diagnostics", diag), exchange_bearer(sfb_iss, error=True), neg, ntlm],
+    )
+    c.close(C, t + 200 * MS)
+    cap.handshake("oauth-s2s", "failure", [e_sp_probe, e_sp], "issuer not in trusted_issuers")
+
+    # 7. audience-host-mismatch: the token names autodiscover.contoso.com, Host is mail.
+    wrong_aud = cap.token(
+        app_token(ks, sfb_iss, "autodiscover.contoso.com", T_FIND_S - 300, T_FIND_S + 86100),
+        "bearer",
+        ks,
+        note="aud host autodiscover.contoso.com sent to mail.contoso.com",
+    )
+    c = lab.link("10.2.1.61", 50106, "10.2.2.17")
+    t = c.open(sec(14))
+    diag = (
+        '2000003;reason="The hostname component of the audience claim value is invalid. '
+        "Expected 'mail.contoso.com'. Actual 'autodiscover.contoso.com'.\";"
+        'error_category="invalid_resource"'
+    )
+    t, e_aud = ews(
+        c,
+        t,
+        "mail.contoso.com",
+        authorization("Bearer", wrong_aud),
+        "aud",
+        "aud host autodiscover.contoso.com, Host mail.contoso.com -> 401 (4002)",
+        denied=[("x-ms-diagnostics", diag), exchange_bearer(trusted_std, error=True), neg, ntlm],
+    )
+    c.close(C, t + 200 * MS)
+    cap.handshake("oauth-s2s", "failure", [e_aud], "invalid_resource (audience host)")
+
+    # 8. NEGATIVE: audience host equal to Host but for case (MAIL.contoso.com) -> accepted.
+    case_aud = cap.token(
+        app_token(ks, sfb_iss, "mail.contoso.com", T_FIND_S - 300, T_FIND_S + 86100),
+        "bearer",
+        ks,
+        note="aud host mail.contoso.com sent with Host MAIL.contoso.com",
+    )
+    c = lab.link("10.2.1.62", 50107, "10.2.2.18")
+    t = c.open(sec(16))
+    t, e_case = ews(
+        c,
+        t,
+        "MAIL.contoso.com",
+        authorization("Bearer", case_aud),
+        "aud-case",
+        "Host differs from the aud host only in case -> 200",
+    )
+    c.close(C, t + 200 * MS)
+    cap.handshake("oauth-s2s", "success", [e_case], "host names compared case-insensitively")
+
+    # 9. NEGATIVE: trusted issuer (S2S outer + actor from SfB), twice from the same client.
+    aud7 = f"{EXCHANGE_ID}/ex07.contoso.com@{REALM}"
+    actor = cap.token(
+        mint_rs256(
+            {
+                "aud": aud7,
+                "iss": sfb_iss,
+                "nbf": str(T_FIND_S - 300),
+                "exp": str(T_FIND_S - 300 + 86400),
+                "nameid": sfb_iss,
+                "trustedfordelegation": "true",
+            },
+            ks,
+        ),
+        "actor",
+        ks,
+        note="SfB actor token (24 h) for ex07",
+    )
+    outer = cap.token(
+        mint_unsigned(
+            {
+                "aud": aud7,
+                "iss": sfb_iss,
+                "nbf": str(T_FIND_S - 300),
+                "exp": str(T_FIND_S - 300 + 8 * 3600),
+                "nameid": ALICE["sid"],
+                "nii": "urn:office:idp:activedirectory",
+                "upn": ALICE["upn"],
+                "smtp": ALICE["upn"],
+                "sip": ALICE["upn"],
+                "actortoken": actor,
+            }
+        ),
+        "outer",
+        None,
+        note="SfB user context for alice, used twice from one address",
+    )
+    c = lab.link("10.2.1.52", 50108, "10.2.2.19")
+    t = c.open(sec(18))
+    t, e_tr_probe = ews(
+        c,
+        t,
+        "ex07.contoso.com",
+        authorization("Bearer", ""),
+        "tr-probe",
+        "realm discovery: trusted_issuers lists ACS and SfB",
+        denied=[exchange_bearer(trusted_std), neg, ntlm],
+    )
+    t, e_tr1 = ews(
+        c,
+        t + 30 * MS,
+        "ex07.contoso.com",
+        authorization("Bearer", outer),
+        "tr1",
+        "trusted SfB issuer -> 200",
+    )
+    t, e_tr2 = ews(
+        c,
+        t + 400 * MS,
+        "ex07.contoso.com",
+        authorization("Bearer", outer),
+        "tr2",
+        "same token again from the same client -> 200",
+        body=create_item(ALICE["upn"], "Carol Nguyen"),
+        answer=create_item_response("tr2"),
+    )
+    c.close(C, t + 200 * MS)
+    cap.handshake("oauth-s2s", "success", [e_tr_probe, e_tr1, e_tr2], "trusted issuer")
+
+    # 10. ntlmv1: a legacy client answers with a 24-byte NT response and no ESS.
+    def iis_401(t: int, extra: Sequence[HeaderItem]) -> Response:
+        return Response(
+            401,
+            "Unauthorized",
+            [
+                ("Content-Type", "text/html"),
+                ("Server", "Microsoft-IIS/10.0"),
+                *extra,
+                ("X-Powered-By", "ASP.NET"),
+                ("Date", http_date(t)),
+                ("Content-Length", "{len}"),
+            ],
+            b"<html><body><h1>401 - Unauthorized</h1></body></html>",
+        )
+
+    def iis_200(t: int, page: bytes) -> Response:
+        return Response(
+            200,
+            "OK",
+            [
+                ("Content-Type", "text/html"),
+                ("Server", "Microsoft-IIS/10.0"),
+                ("X-Powered-By", "ASP.NET"),
+                ("Date", http_date(t)),
+                ("Content-Length", "{len}"),
+            ],
+            page,
+        )
+
+    def ntlm_dance(
+        c: Conn,
+        t: int,
+        host: str,
+        path: str,
+        ua: str,
+        blobs: tuple[bytes, bytes, bytes],
+        ident: dict[str, str],
+        label: str,
+    ) -> tuple[list[int | None], int]:
+        """Anonymous GET -> 401 NTLM; type 1 -> 401 type 2; type 3 -> 200. Returns the three
+        events and the end time."""
+        type1, type2, type3 = blobs
+
+        def get(auth: AuthHeader | None) -> Request:
+            hdrs: list[HeaderItem] = [
+                ("Accept", "text/html, */*"),
+                ("User-Agent", ua),
+                ("Host", host),
+            ]
+            if auth is not None:
+                hdrs.append(auth)
+            return Request("GET", path, [*hdrs, ("Connection", "Keep-Alive")])
+
+        t, e0 = cap.exchange(
+            c, t, get(None), iis_401(t, [neg, ntlm]), f"{label}: anonymous -> 401 NTLM"
+        )
+        auth1 = authorization("NTLM", b64(type1), mechanism="ntlm", extra={"ntlm_message": 1})
+        resp = iis_401(t, [challenge("NTLM", token68=b64(type2))])
+        t, e1 = cap.exchange(c, t + 2 * MS, get(auth1), resp, f"{label}: type 1 -> type 2")
+        auth3 = authorization(
+            "NTLM", b64(type3), mechanism="ntlm", extra={"ntlm_message": 3, **ident}
+        )
+        page = b"<html><body>Welcome, " + ident["ntlm_user"].encode() + b"</body></html>"
+        t, e3 = cap.exchange(
+            c, t + 2 * MS, get(auth3), iis_200(t, page), f"{label}: type 3 -> 200", think=9 * MS
+        )
+        return [e0, e1, e3], t
+
+    v1_type1 = ntlm_negotiate_v1()
+    v1_type2 = ntlm_challenge(
+        prng("ntlmv1-server-challenge", 8),
+        ntlm_target_info(T_FIND_S + 21, "INTRANET", "intranet.contoso.com"),
+        NTLM_V1_CHALLENGE,
+    )
+    v1_type3 = ntlm_authenticate_v1("CONTOSO", "kiosk", "Kiosk-Legacy-1", "LEGACY-XP01", v1_type2)
+    c = lab.link("10.2.1.71", 1042, "10.2.3.10")
+    t = c.open(sec(21))
+    v1_events, t = ntlm_dance(
+        c,
+        t + 200 * US,
+        "intranet.contoso.com",
+        "/hr/timesheets/",
+        "Mozilla/4.0 (compatible; MSIE 8.0; Windows NT 5.1; Trident/4.0)",
+        (v1_type1, v1_type2, v1_type3),
+        {"ntlm_user": "kiosk", "ntlm_domain": "CONTOSO", "workstation": "LEGACY-XP01"},
+        "NTLMv1",
+    )
+    c.close(C, t + 300 * MS)
+    cap.handshake("ntlm", "success", v1_events, "NTLMv1 (24-byte NT response, no ESS)")
+    cap.truth_extra["ntlmv1"] = {
+        "events": [v1_events[2]],
+        "domain": "CONTOSO",
+        "user": "kiosk",
+        "workstation": "LEGACY-XP01",
+        "password": "Kiosk-Legacy-1 (test value)",
+        "server_challenge": v1_type2[24:32].hex(),
+        "nt_response_len": 24,
+        "extended_session_security": False,
+    }
+
+    # 11. NEGATIVE: NTLMv2 from a current Windows client.
+    v2_type1 = ntlm_negotiate()
+    v2_type2 = ntlm_challenge(
+        prng("ntlmv2-portal-challenge", 8),
+        ntlm_target_info(T_FIND_S + 23, "PORTAL", "portal.contoso.com"),
+    )
+    v2_auth = NtlmAuth(
+        "CONTOSO",
+        "dave",
+        "Dave-Portal-2026!",
+        "WS-0142",
+        "HTTP/portal.contoso.com",
+        prng("ntlmv2-portal-client-challenge", 8),
+        prng("ntlmv2-portal-session-key", 16),
+    )
+    v2_type3 = ntlm_authenticate(v2_auth, v2_type1, v2_type2)
+    c = lab.link("10.2.1.72", 49880, "10.2.3.11")
+    t = c.open(sec(23))
+    v2_events, t = ntlm_dance(
+        c,
+        t + 200 * US,
+        "portal.contoso.com",
+        "/sites/finance/",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/122.0.0.0 Safari/537.36 Edg/122.0.0.0",
+        (v2_type1, v2_type2, v2_type3),
+        {"ntlm_user": "dave", "ntlm_domain": "CONTOSO", "workstation": "WS-0142"},
+        "NTLMv2",
+    )
+    c.close(C, t + 300 * MS)
+    cap.handshake("ntlm", "success", v2_events, "NTLMv2 with MIC")
+
+    # 12. long-lived-token: a correctly signed app token valid for 7 days.
+    week = cap.token(
+        app_token(ks, sfb_iss, "ex08.contoso.com", T_FIND_S - 300, T_FIND_S - 300 + 7 * 86400),
+        "bearer",
+        ks,
+        note="valid, correctly signed app-only token with a 7-day lifetime",
+    )
+    c = lab.link("10.2.1.81", 50109, "10.2.2.20")
+    t = c.open(sec(26))
+    t, e_week = ews(
+        c, t, "ex08.contoso.com", authorization("Bearer", week), "week", "7-day token -> 200"
+    )
+    c.close(C, t + 200 * MS)
+    cap.handshake("oauth-s2s", "success", [e_week], "7-day token accepted")
+
+    # --- what the finding rules must say --------------------------------------------------------
+    bearer = [e_early, e_skew, *replayed, e_forged, e_sp, e_aud, e_case, e_tr1, e_tr2, e_week]
+    cap.expect(
+        "cleartext-bearer",
+        bearer,
+        [e_sp_probe, e_tr_probe],
+        "every presented bearer token (plain HTTP); the empty realm-discovery probes are not",
+    )
+    cap.expect("token-not-yet-valid", [e_early], [e_skew], "2 h early fires; 60 s is clock skew")
+    cap.expect(
+        "token-multiple-clients",
+        replayed,
+        [e_tr1, e_tr2, e_sp_probe, e_tr_probe],
+        "one token from two addresses; a token reused by one client does not count, nor do the "
+        "empty realm-discovery probes sent by two clients (they carry no token)",
+    )
+    cap.expect(
+        "unsigned-token",
+        [e_forged],
+        [e_tr1, e_tr2],
+        "alg none without actortoken; the S2S outer token (signed actor) is fine",
+    )
+    cap.expect(
+        "untrusted-issuer",
+        [e_sp],
+        [e_sp_probe, e_tr_probe, e_tr1, e_tr2, e_early, e_aud],
+        "SharePoint issuer vs trusted_issuers=SfB; SfB tokens to servers that trust SfB are fine",
+    )
+    cap.expect(
+        "audience-host-mismatch",
+        [e_aud],
+        [e_case],
+        "autodiscover vs mail fires; MAIL.contoso.com vs mail.contoso.com does not",
+    )
+    cap.expect("ntlmv1", [v1_events[2]], [v2_events[2]], "type 3 with a 24-byte NT response")
+    cap.expect(
+        "long-lived-token", [e_week], [e_tr1, e_tr2, *replayed], "7 days fires; 24 h and 8 h do not"
+    )
+    cap.expect("metadata-fetch-failed", [], [e_meta], "the metadata fetch succeeded")
+    finish_findings(cap)
+    return cap
+
+
+# ---------------------------------------------------------------------------------------------
+# Capture 5: healthy-oauth.pcap
+# ---------------------------------------------------------------------------------------------
+
+T_HEALTHY = T0 + 4 * 3600 * SEC  # 13:00:00Z
+T_HEALTHY_S = T_HEALTHY // SEC
+
+
+def build_healthy(keys: dict[str, TestKey]) -> Capture:
+    cap = Capture(
+        "healthy-oauth.pcap",
+        "Skype for Business -> Exchange S2S OAuth working as designed (the exchange-sfb lab on a "
+        "good day), plain HTTP as if decrypted: Exchange fetches SfB's metadata, SfB probes the "
+        "realm, then 6 EWS calls with SfB-signed actor tokens for three users, all 200.",
+    )
+    lab = Lab(cap, "healthy")
+    ks = keys["sfb"]
+    sfb_iss = f"{SFB_ID}@{REALM}"
+    ex_aud = f"{EXCHANGE_ID}/mail.contoso.com@{REALM}"
+    nbf = T_HEALTHY_S - 300
+    e_meta = sfb_metadata_fetch(
+        cap, lab, ("10.1.0.10", 27821, "10.1.0.20"), T_HEALTHY + 100 * MS, ks
+    )
+    actor = cap.token(
+        mint_rs256(
+            {
+                "aud": ex_aud,
+                "iss": sfb_iss,
+                "nbf": str(nbf),
+                "exp": str(nbf + 86400),
+                "nameid": sfb_iss,
+                "trustedfordelegation": "true",
+            },
+            ks,
+        ),
+        "actor",
+        ks,
+        note="SfB self-issued actor token (24 h)",
+    )
+    outers = {}
+    for i, (who, user) in enumerate((("alice", ALICE), ("bob", BOB), ("carol", CAROL))):
+        outers[who] = cap.token(
+            mint_unsigned(
+                {
+                    "aud": ex_aud,
+                    "iss": sfb_iss,
+                    "nbf": str(nbf + i),
+                    "exp": str(nbf + i + 8 * 3600),
+                    "nameid": user["sid"],
+                    "nii": "urn:office:idp:activedirectory",
+                    "upn": user["upn"],
+                    "smtp": user["upn"],
+                    "sip": user["upn"],
+                    "actortoken": actor,
+                }
+            ),
+            "outer",
+            None,
+            note=f"SfB user context for {who}",
+        )
+    users = {"alice": ALICE, "bob": BOB, "carol": CAROL}
+    neg, ntlm = challenge("Negotiate"), challenge("NTLM")
+    bearer_params = exchange_bearer(f"{ACS_ID}@*,{sfb_iss}")
+
+    def call(c: Conn, t: int, who: str, create: bool, label: str) -> tuple[int, int | None]:
+        user = users[who]
+        body = create_item(user["upn"], "Alice Johnson") if create else get_folder(user["upn"])
+        answer = create_item_response(label) if create else get_folder_response(label)
+        req = lab.ews_request(body, authorization("Bearer", outers[who]), user["upn"], label)
+        crid = ("client-request-id", det_guid("crid/" + label))
+        resp = Response(200, "OK", lab.ex_headers(t, label, extra=[crid]), answer)
+        what = "CreateItem" if create else "GetFolder"
+        return cap.exchange(c, t, req, resp, f"S2S {who} {what} -> 200", think=19 * MS)
+
+    c = lab.link("10.1.0.20", 52311, "10.1.0.10")
+    t = c.open(T_HEALTHY + 2 * SEC)
+    req = lab.ews_request(
+        get_folder(ALICE["upn"]), authorization("Bearer", ""), ALICE["upn"], "h-probe"
+    )
+    resp = Response(
+        401, "Unauthorized", lab.ex_headers(t, "h-probe", None, extra=[bearer_params, neg, ntlm])
+    )
+    t, e_probe = cap.exchange(c, t + 300 * US, req, resp, "S2S realm discovery (empty Bearer)")
+    calls: list[int | None] = []
+    for who, create, label in (("alice", False, "h1"), ("alice", True, "h2"), ("bob", False, "h3")):
+        t, ev = call(c, t + 500 * MS, who, create, label)
+        calls.append(ev)
+    c.close(C, t + SEC)
+    cap.handshake("oauth-s2s", "success", [e_probe, *calls], "realm discovery, then 3 calls")
+    c = lab.link("10.1.0.20", 52312, "10.1.0.10")
+    t = c.open(T_HEALTHY + 40 * SEC)
+    second: list[int | None] = []
+    for who, create, label in (("bob", True, "h4"), ("carol", False, "h5"), ("carol", True, "h6")):
+        t, ev = call(c, t + 300 * MS, who, create, label)
+        second.append(ev)
+    c.close(C, t + SEC)
+    cap.handshake("oauth-s2s", "success", second, "3 more calls on a new connection")
+    everything = [e_meta, e_probe, *calls, *second]
+    cap.expect(
+        "cleartext-bearer",
+        [*calls, *second],
+        [e_meta, e_probe],
+        "only because the sample is plain HTTP; the TLS recording covers the real deployment",
+    )
+    finish_findings(cap, everything)
+    return cap
+
+
+# ---------------------------------------------------------------------------------------------
 # Writers
 # ---------------------------------------------------------------------------------------------
 
@@ -2803,6 +3605,15 @@ def finish(cap: Capture, keys: dict[str, TestKey]) -> tuple[bytes, bytes, list[F
         ],
         **_renumber_extra(cap.truth_extra, renumber),
     }
+    if cap.findings:
+        truth["findings"] = {
+            rule_id: {
+                "event_ids": sorted(renumber[e] + 1 for e in spec["fire"]),
+                "negative_event_ids": sorted(renumber[e] + 1 for e in spec["silent"]),
+                "note": spec["note"],
+            }
+            for rule_id, spec in cap.findings.items()
+        }
     return (
         (json.dumps(expected, indent=2) + "\n").encode(),
         (json.dumps(truth, indent=2) + "\n").encode(),
@@ -2828,6 +3639,8 @@ def generate(out_dir: Path) -> dict[str, int]:
         (build_exchange_sfb(keys), lambda fr: write_pcap(fr, 1)),
         (build_messy(keys), lambda fr: write_pcapng(fr, [(1, 6, "eth0"), (276, 9, "any")])),
         (build_small_basic(), lambda fr: write_pcap(fr, 0)),
+        (build_findings(keys), lambda fr: write_pcap(fr, 1)),
+        (build_healthy(keys), lambda fr: write_pcap(fr, 1)),
     ):
         expected, truth, frames = finish(cap, keys)
         stem = cap.name.rsplit(".", 1)[0]

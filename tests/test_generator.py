@@ -33,7 +33,13 @@ from cryptography.hazmat.primitives import serialization
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPTURES = ROOT / "captures"
-NAMES = ("exchange-sfb.pcap", "messy.pcapng", "small-basic.pcap")
+NAMES = (
+    "exchange-sfb.pcap",
+    "messy.pcapng",
+    "small-basic.pcap",
+    "findings.pcap",
+    "healthy-oauth.pcap",
+)
 SECRET_QUERY = ("access_token", "code", "client_secret", "refresh_token", "id_token", "assertion")
 SECRET_QUERY += ("client_assertion", "password")
 METHODS = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS ", b"PATCH ")
@@ -489,7 +495,13 @@ def test_event_counts_and_non_events() -> None:
         n: len(json.loads((CAPTURES / f"{_stem(n)}.expected.json").read_text())["events"])
         for n in NAMES
     }
-    assert counts == {"exchange-sfb.pcap": 15, "messy.pcapng": 14, "small-basic.pcap": 1}
+    assert counts == {
+        "exchange-sfb.pcap": 15,
+        "messy.pcapng": 14,
+        "small-basic.pcap": 1,
+        "findings.pcap": 20,
+        "healthy-oauth.pcap": 8,
+    }
     for name, quiet in (
         ("exchange-sfb.pcap", ["/owa/healthcheck.htm"]),
         ("messy.pcapng", ["/health"]),

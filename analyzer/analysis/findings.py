@@ -166,7 +166,7 @@ def _early(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
 )
 def _replayed(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
     for token in ctx.tokens:
-        if token.role == "bearer" and len(token.clients) > 1:
+        if token.role == "bearer" and token.format != "empty" and len(token.clients) > 1:
             uses = [e for e in ctx.events if e.token_fp == token.fingerprint]
             yield f"token {token.fingerprint} from {', '.join(token.clients)}", uses
 
