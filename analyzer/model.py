@@ -274,6 +274,12 @@ class Finding:
     token_fps: tuple[str, ...] = ()
 
 
+def request_url(event: Event) -> str:
+    """The URL an event's request went to (scheme from the transport, host from Host)."""
+    scheme = "https" if event.transport == "tls" else "http"
+    return f"{scheme}://{event.host or event.server_ip}{event.uri}"
+
+
 def public_fields(record_type: type, reveal_secrets: bool = False) -> list[str]:
     """Names of the fields a writer may emit for ``record_type``."""
     names = []

@@ -7,6 +7,7 @@ capture reader at the front.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -15,6 +16,7 @@ from analyzer.analysis.handshakes import group_handshakes, pair_verdicts
 from analyzer.analysis.tokens import TokenAnalysis, load_keys
 from analyzer.auth.extract import build_event, request_body_policy, response_body_policy
 from analyzer.capture.pcapfile import read_packets
+from analyzer.capture.tshark import read_decrypted
 from analyzer.flows.tcp import ConnectionInfo, TcpReassembler
 from analyzer.model import CaptureStats, Event, Finding, Handshake, PairVerdict, TokenRecord
 from analyzer.protocols.http_exchange import Exchange, HttpConnection
@@ -60,6 +62,18 @@ class EventCollector:
         if event is not None:
             self.events.append(event)
 
+    # -- TLS decrypted with keys (--tls-keylog) ----------------------------------------------
+    def tls_connection(self, info: ConnectionInfo) -> HttpConnection:
+        """``connection`` for plaintext decrypted from TLS: its events say transport "tls"."""
+        return HttpConnection(
+            info, self.tls_exchange, request_body_policy, response_body_policy, self.closed
+        )
+
+    def tls_exchange(self, exchange: Exchange) -> None:
+        event = build_event(exchange)
+        if event is not None:
+            self.events.append(dataclasses.replace(event, transport="tls"))
+
     def finished_events(self) -> list[Event]:
         """Events sorted by request time, numbered from 1."""
         ordered = sorted(self.events, key=lambda e: (e.ts, e.conn_id, e.client_port))
@@ -72,6 +86,7 @@ def analyze_paths(
     key_files: Iterable[str] = (),
     reveal_secrets: bool = False,
     progress: ProgressCallback | None = None,
+    tls_keylog: str | None = None,
 ) -> AnalysisResult:
     """Read every capture in ``paths`` (in order, as one stream of packets) and collect events,
     their decoded tokens, and the token table.
@@ -79,6 +94,10 @@ def analyze_paths(
     ``key_files`` add signing keys (PEM/DER certificates, JWKS, metadata JSON) to those found in
     the captures. Raises ``CaptureError`` for a file that cannot be read as a capture and
     ``KeyFileError`` for an unusable key file.
+
+    ``tls_keylog`` (a key log, or a PEM RSA private key) has tshark decrypt each file's TLS
+    connections first; their plaintext is analysed as well (events with transport "tls") and their
+    ciphertext skipped in the cleartext read. No tshark raises ``CaptureError``.
     """
     collector = EventCollector()
     result = AnalysisResult()
@@ -90,7 +109,7 @@ def analyze_paths(
             reassembler = TcpReassembler(collector.connection, stats)
         reassembler.stats = stats
         collector.stats = stats
-        _read_one(str(path), stats, reassembler, progress)
+        _read_one(str(path), stats, reassembler, progress, collector, tls_keylog)
     if reassembler is not None:
         reassembler.flush()
     events = collector.finished_events()
@@ -112,6 +131,8 @@ def _read_one(
     stats: CaptureStats,
     reassembler: TcpReassembler,
     progress: ProgressCallback | None,
+    collector: EventCollector,
+    tls_keylog: str | None,
 ) -> None:
     every = None
     if progress is not None:
@@ -119,6 +140,31 @@ def _read_one(
         def every() -> None:
             progress(path, stats.bytes)
 
-    reassembler.run(read_packets(path, stats), every)
+    decrypted = read_decrypted(path, tls_keylog, stats) if tls_keylog else None
+    # read_packets raises CaptureError for a non-capture before tshark runs
+    packets = read_packets(path, stats, reassembler.dirs)
+    skip = _read_tls(decrypted, stats, collector) if decrypted is not None else set()
+    for key in skip:
+        reassembler.ignored[key] = math.inf  # ciphertext of a decrypted connection
+    reassembler.run(packets, every)
+    for key in skip:
+        reassembler.ignored.pop(key, None)
     if progress is not None:
         progress(path, stats.bytes)
+
+
+def _read_tls(packets: Iterable[tuple], stats: CaptureStats, collector: EventCollector) -> set:
+    """Reassemble one file's decrypted TLS connections on their own; return their 4-tuples (both
+    directions) so the cleartext read skips their ciphertext."""
+    keys: set[tuple] = set()
+
+    def noted() -> Iterable[tuple]:
+        for p in packets:
+            if p[8] & 0x02:  # the synthetic SYN / SYN-ACK that opens each connection
+                keys.add((p[2], p[3], p[4], p[5]))
+            yield p
+
+    tls = TcpReassembler(collector.tls_connection, stats)
+    tls.run(noted())
+    tls.flush()
+    return keys

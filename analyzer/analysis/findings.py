@@ -12,7 +12,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from analyzer.auth.principals import parse_principal, parse_trusted_issuers
-from analyzer.model import SEVERITIES, Event, Finding, Handshake, PairVerdict, TokenRecord
+from analyzer.model import (
+    SEVERITIES,
+    Event,
+    Finding,
+    Handshake,
+    PairVerdict,
+    TokenRecord,
+    request_url,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +289,7 @@ def _metadata(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
     for _url, group in _grouped(failed, lambda e: (e.host, e.uri)):
         e = group[0]
         status = e.status if e.status is not None else "no answer"
-        yield f"http://{e.host or e.server_ip}{e.uri} -> {status}", group
+        yield f"{request_url(e)} -> {status}", group
 
 
 @rule(

@@ -15,7 +15,7 @@ from analyzer.auth.keys import KeyStore, SignatureResult, verify_token
 from analyzer.auth.principals import Principal, parse_principal
 from analyzer.auth.token_checks import check_token, failed
 from analyzer.auth.tokens import DecodedToken, decode_token, iso_utc
-from analyzer.model import Event, TokenRecord
+from analyzer.model import Event, TokenRecord, request_url
 
 #: Event fields holding token text, with the role a token found there plays.
 TOKEN_SOURCES = (
@@ -35,8 +35,7 @@ def load_keys(events: Iterable[Event], key_files: Iterable[str] = ()) -> KeyStor
     store = KeyStore()
     for event in events:
         if event.document:
-            location = f"http://{event.host or event.server_ip}{event.uri}"
-            store.add_document(event.document, location, event.ts)
+            store.add_document(event.document, request_url(event), event.ts)
     for path in key_files:
         store.add_file(path)
     return store
@@ -124,8 +123,6 @@ class TokenAnalysis:
         return seen
 
     def _fields(self, token: DecodedToken, role: str, event: Event) -> dict:
-        iss = _principal(token.iss, "issuer")
-        aud = _principal(token.aud, "audience")
         actor = token.actor_token
         presented = role == "bearer"
         host = event.host if presented else None
@@ -136,13 +133,9 @@ class TokenAnalysis:
             "token_format": token.format,
             "token_alg": token.alg,
             "token_iss": token.iss,
-            "token_iss_app": iss.app_name if iss else None,
             "token_aud": token.aud,
-            "token_aud_app": aud.app_name if aud else None,
-            "token_aud_host": aud.host if aud else None,
-            "token_realm": _realm(aud, iss),
             "token_nameid": token.nameid,
-            "token_subject": token.upn or token.smtp or token.sip or token.sub,
+            **{f"token_{name}": value for name, value in _named(token).items()},
             "token_nbf": token.nbf,
             "token_exp": token.exp,
             "token_actor_iss": actor.iss if actor else None,
@@ -176,8 +169,6 @@ class TokenAnalysis:
 
     def _record(self, seen: _Seen, reveal_secrets: bool) -> TokenRecord:
         token = seen.token
-        iss = _principal(token.iss, "issuer")
-        aud = _principal(token.aud, "audience")
         host = seen.host if seen.role in ("bearer", "actor") and seen.uses else None
         checks = check_token(token, at=seen.first, host=host, role=seen.role)
         signature = self.signature(token)
@@ -192,13 +183,9 @@ class TokenAnalysis:
             x5t=token.x5t,
             kid=token.kid,
             iss=token.iss,
-            iss_app=iss.app_name if iss else None,
             aud=token.aud,
-            aud_app=aud.app_name if aud else None,
-            aud_host=aud.host if aud else None,
-            realm=_realm(aud, iss),
             nameid=token.nameid,
-            subject=token.upn or token.smtp or token.sip or token.sub,
+            **_named(token),
             appid=token.appid,
             nbf=token.nbf,
             exp=token.exp,
@@ -228,6 +215,19 @@ def _seen_at(event: Event, presented: bool) -> float:
     if presented or event.response_ts is None:
         return event.ts
     return event.response_ts
+
+
+def _named(token: DecodedToken) -> dict[str, str | None]:
+    """What the token's principals name: products, audience host, realm, and its subject."""
+    iss = _principal(token.iss, "issuer")
+    aud = _principal(token.aud, "audience")
+    return {
+        "iss_app": iss.app_name if iss else None,
+        "aud_app": aud.app_name if aud else None,
+        "aud_host": aud.host if aud else None,
+        "realm": _realm(aud, iss),
+        "subject": token.upn or token.smtp or token.sip or token.sub,
+    }
 
 
 def _principal(value: str | None, role: str) -> Principal | None:

@@ -180,9 +180,7 @@ class _Reader:
         )
 
 
-def read_packets(
-    path: str, stats: CaptureStats, flows: dict | None = None
-) -> Iterator[Packet]:
+def read_packets(path: str, stats: CaptureStats, flows: dict | None = None) -> Iterator[Packet]:
     """Yield one tuple per TCP or UDP packet, in file order.
 
     ``flows`` is the TCP reassembler's direction table (``TcpReassembler.dirs``). When given,

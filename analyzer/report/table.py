@@ -78,6 +78,8 @@ def _captures(captures: list[CaptureStats], out: IO[str]) -> None:
             extra.append(f"{c.truncated_packets:,} packets cut by the snap length")
         if c.gaps:
             extra.append(f"{c.gaps:,} TCP gaps")
+        if c.tls_connections:
+            extra.append(f"{c.tls_connections:,} TLS connections unreadable without --tls-keylog")
         line = f"  {c.path}: {c.file_format or '?'}, {c.packets:,} packets"
         out.write(line + (f" ({'; '.join(extra)})" if extra else "") + "\n")
         for warning in c.warnings:

@@ -1,0 +1,295 @@
+"""Decrypted TLS as a packet source: tshark decrypts, we get each direction's plaintext in order.
+
+One tshark pass over the capture, with the key log (NSS ``SSLKEYLOGFILE`` format) or the server's
+RSA private key, prints one line per frame that carries TLS or ends a connection: time, TCP stream
+index, endpoints, TCP flags, whether it holds a ClientHello, and the decrypted application data of
+every TLS record completed in that frame (``data.data``, hex). HTTP, HTTP/2 and the heuristic
+sub-dissectors of TLS are disabled, so tshark hands every decrypted record, whole and exactly once,
+to its plain "data" dissector. With HTTP enabled, TLS re-assembles records for HTTP and hands the
+same bytes over again. (TLS on ports tshark maps to another protocol, e.g. 993 to IMAP, goes to
+that dissector and yields nothing here; none of those is HTTP.)
+
+:func:`read_decrypted` turns those lines into the tuples :func:`~analyzer.capture.pcapfile.
+read_packets` yields, with synthetic TCP, so :class:`~analyzer.flows.tcp.TcpReassembler` reads
+them unchanged: a SYN and SYN-ACK when a connection first yields plaintext (timed at its
+ClientHello), sequence numbers that are each direction's plaintext byte offsets, and the FIN/RST
+tshark saw. A record's time is that of the frame that completed it.
+
+Rejected alternatives: the export-PDU tap (``-U "OSI layer 7"``) exports only records a
+sub-dissector claimed, and exports bytes again each time HTTP asks TLS to re-assemble; ``-z
+follow,tls,raw`` buffers whole streams inside tshark until the end and drops timestamps; pyshark
+builds Python objects per packet.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from analyzer.capture.pcapfile import CaptureError
+from analyzer.model import CaptureStats
+
+TSHARK_MISSING = "tshark not found: install it (apt-get install tshark) to decrypt TLS"
+
+#: One output line (one frame's fields) longer than this is skipped with a warning.
+MAX_LINE = 16 << 20
+#: Connections tracked at once; beyond this the oldest tenth are forgotten.
+MAX_STREAMS = 100_000
+
+FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+
+#: The ``-T fields`` columns, in output order.
+FIELDS = (
+    "frame.time_epoch",
+    "tcp.stream",
+    "ip.src",
+    "ipv6.src",
+    "tcp.srcport",
+    "ip.dst",
+    "ipv6.dst",
+    "tcp.dstport",
+    "tcp.flags",
+    "tls.record.content_type",
+    "tls.handshake.type",
+    "data.data",
+)
+#: Dissectors that would claim decrypted bytes before the "data" dissector: HTTP (by port 443 or
+#: ALPN), HTTP/2, and the heuristic sub-dissectors registered on TLS in tshark 4.0.
+DISABLED = ("http", "http2", "rdpmt", "mq", "5gli", "fix", "credssp", "aim")
+_PREFS = (
+    "tcp.desegment_tcp_streams:TRUE",
+    "tcp.reassemble_out_of_order:TRUE",
+    "tls.desegment_ssl_records:TRUE",
+    "tls.desegment_ssl_application_data:TRUE",
+)
+_FILTER = "tls or tcp.flags.fin == 1 or tcp.flags.reset == 1"
+_HTTP2_PREFACE = b"PRI * HTTP/2.0"
+_STDERR_KEEP = 4096  # bytes of tshark's stderr read back for a failure message
+
+Packet = tuple[float, int, bytes, int, bytes, int, int, int, int, bytes]
+
+
+def tshark_command(path: str, secret: str, tshark: str = "tshark") -> list[str]:
+    """The tshark command line that prints decrypted records of ``path``.
+
+    ``secret`` is a key log file, or a PEM RSA private key file (detected by its content: RSA key
+    exchange only, no forward secrecy).
+    """
+    cmd = [tshark, "-r", path, "-n", "-Q"]
+    for pref in _PREFS:
+        cmd += ["-o", pref]
+    if _is_private_key(secret):
+        cmd += ["-o", f'uat:rsa_keys:"{_uat_escape(secret)}",""']
+    else:
+        cmd += ["-o", f"tls.keylog_file:{secret}"]
+    for proto in DISABLED:
+        cmd += ["--disable-protocol", proto]
+    cmd += ["-Y", _FILTER, "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,"]
+    for name in FIELDS:
+        cmd += ["-e", name]
+    return cmd
+
+
+def read_decrypted(path: str, keylog: str, stats: CaptureStats) -> Iterator[Packet]:
+    """Yield the decrypted TLS connections of ``path`` as synthetic TCP packet tuples.
+
+    Tuples have ``read_packets``' shape: ``(ts, 6, src, sport, dst, dport, seq, ack, flags,
+    payload)``. Checks run before this returns: no tshark, or an unreadable capture or key file,
+    raise :class:`CaptureError`. A key log that decrypts nothing, or tshark failing on the file,
+    only adds warnings to ``stats``; packet and byte counters are left to ``read_packets``.
+    """
+    tshark = shutil.which("tshark")
+    if tshark is None:
+        raise CaptureError(TSHARK_MISSING)
+    for what, name in (("capture", path), ("TLS key file", keylog)):
+        if not os.path.isfile(name):
+            raise CaptureError(f"{name}: no such {what}")
+        if not os.access(name, os.R_OK):
+            raise CaptureError(f"{name}: {what} not readable")
+    return _run(tshark_command(path, keylog, tshark), keylog, stats)
+
+
+@dataclass(slots=True)
+class _Stream:
+    """What we know of one TCP stream (tshark's ``tcp.stream`` index) that carried TLS."""
+
+    client: tuple[bytes, int] | None = None  # sender of the ClientHello
+    hello_ts: float | None = None
+    opened: bool = False  # SYN / SYN-ACK emitted: it yielded plaintext
+    sent_c: int = 0  # plaintext bytes so far, client -> server
+    sent_s: int = 0  # and server -> client
+
+
+class FieldDecoder:
+    """Turns tshark's field lines (``FIELDS``, tab-separated) into packet tuples.
+
+    Sans-I/O: :meth:`line` takes one output line and returns the tuples it stands for.
+    """
+
+    def __init__(self) -> None:
+        self.streams: dict[int, _Stream] = {}
+        self.seen = 0  # connections with TLS
+        self.decrypted = 0  # connections that yielded plaintext
+        self.http2 = 0
+        self.bad_lines = 0
+
+    def line(self, raw: bytes) -> list[Packet]:
+        """Tuples for one frame: none, its data/FIN/RST, or SYN + SYN-ACK + data on first data."""
+        f = raw.rstrip(b"\r\n").split(b"\t")
+        if len(f) != len(FIELDS):
+            self.bad_lines += 1
+            return []
+        try:
+            ts = float(f[0])
+            index = int(f[1])
+            src = _address(f[2], f[3])
+            dst = _address(f[5], f[6])
+            sport = int(_last(f[4]))
+            dport = int(_last(f[7]))
+            flags = int(_last(f[8]), 16)
+            payload = b"".join(bytes.fromhex(h.decode("ascii")) for h in f[11].split(b",") if h)
+        except (ValueError, OSError):
+            self.bad_lines += 1
+            return []
+        is_tls = bool(f[9] or f[10])
+        s = self.streams.get(index)
+        if s is None:
+            if not is_tls:
+                return []  # a FIN/RST of a connection that never showed TLS
+            s = self._new(index)
+        if s.client is None and b"1" in f[10].split(b","):
+            s.client, s.hello_ts = (src, sport), ts
+        if not is_tls:
+            payload = b""  # data.data of something that is not a TLS record
+        out: list[Packet] = []
+        if payload and not s.opened:
+            out += self._open(s, src, sport, dst, dport, ts)
+        if not s.opened or not (payload or flags & (FIN | RST)):
+            return out
+        assert s.client is not None
+        from_client = (src, sport) == s.client
+        if from_client:
+            seq, ack = 1 + s.sent_c, 1 + s.sent_s
+            if payload and not s.sent_c and payload.startswith(_HTTP2_PREFACE):
+                self.http2 += 1
+            s.sent_c += len(payload)
+        else:
+            seq, ack = 1 + s.sent_s, 1 + s.sent_c
+            s.sent_s += len(payload)
+        out.append(
+            (ts, 6, src, sport, dst, dport, seq, ack, ACK | PSH | flags & (FIN | RST), payload)
+        )
+        return out
+
+    def _new(self, index: int) -> _Stream:
+        if len(self.streams) >= MAX_STREAMS:
+            for old in list(self.streams)[: MAX_STREAMS // 10]:
+                del self.streams[old]
+        s = self.streams[index] = _Stream()
+        self.seen += 1
+        return s
+
+    def _open(
+        self, s: _Stream, src: bytes, sport: int, dst: bytes, dport: int, ts: float
+    ) -> list[Packet]:
+        """SYN and SYN-ACK for a connection about to yield its first plaintext."""
+        s.opened = True
+        self.decrypted += 1
+        if s.client is None or s.client not in ((src, sport), (dst, dport)):
+            s.client = (src, sport)  # no ClientHello seen: the first to speak is the client
+        (c_ip, c_port) = s.client
+        s_ip, s_port = (dst, dport) if s.client == (src, sport) else (src, sport)
+        t0 = s.hello_ts if s.hello_ts is not None and s.hello_ts <= ts else ts
+        return [
+            (t0, 6, c_ip, c_port, s_ip, s_port, 0, 0, SYN, b""),
+            (t0, 6, s_ip, s_port, c_ip, c_port, 0, 1, SYN | ACK, b""),
+        ]
+
+
+def _run(cmd: list[str], keylog: str, stats: CaptureStats) -> Iterator[Packet]:
+    decoder = FieldDecoder()
+    long_lines = 0
+    killed = False
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+        assert proc.stdout is not None
+        try:
+            while True:
+                raw = proc.stdout.readline(MAX_LINE)
+                if not raw:
+                    break
+                if not raw.endswith(b"\n") and len(raw) >= MAX_LINE:
+                    long_lines += 1
+                    while raw and not raw.endswith(b"\n"):
+                        raw = proc.stdout.readline(MAX_LINE)
+                    continue
+                yield from decoder.line(raw)
+        finally:
+            if proc.poll() is None:
+                killed = True  # the consumer stopped early
+                proc.kill()
+            proc.stdout.close()
+            code = proc.wait()
+        err.seek(0)
+        problem = _tshark_problem(err.read(_STDERR_KEEP))
+    if code and not killed:
+        stats.warn(f"tshark failed on this file (exit {code}): {problem or 'no message'}")
+    if long_lines:
+        stats.warn(f"TLS: {long_lines} frame(s) with over {MAX_LINE >> 20} MB of plaintext skipped")
+    if decoder.bad_lines:
+        stats.warn(f"TLS: {decoder.bad_lines} unreadable line(s) of tshark output skipped")
+    name = os.path.basename(keylog)
+    if decoder.seen and not decoder.decrypted:
+        stats.warn(
+            f"TLS: none of the {decoder.seen} TLS connection(s) could be decrypted with {name} "
+            "(wrong or incomplete key log, or a key for another server?)"
+        )
+    elif decoder.seen > decoder.decrypted:
+        stats.warn(
+            f"TLS: {decoder.seen - decoder.decrypted} of {decoder.seen} TLS connection(s) gave no "
+            f"plaintext with {name} (no key for their session, or no application data)"
+        )
+    if decoder.http2:
+        stats.warn(
+            f"TLS: {decoder.http2} decrypted connection(s) speak HTTP/2, which is not analysed"
+        )
+
+
+def _tshark_problem(stderr: bytes) -> str:
+    """The first line of tshark's stderr that is not its routine chatter."""
+    for line in stderr.decode("utf-8", "replace").splitlines():
+        line = line.strip()
+        if line and not line.startswith("Running as user"):
+            return line[:200]
+    return ""
+
+
+def _last(field: bytes) -> bytes:
+    """The innermost occurrence of a field (tunnels repeat IP and port fields)."""
+    return field.rsplit(b",", 1)[-1]
+
+
+def _address(v4: bytes, v6: bytes) -> bytes:
+    if v6:
+        return socket.inet_pton(socket.AF_INET6, _last(v6).decode("ascii"))
+    return socket.inet_pton(socket.AF_INET, _last(v4).decode("ascii"))
+
+
+def _is_private_key(path: str) -> bool:
+    """A PEM private key (use it as an RSA key) rather than a key log."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64 << 10)
+    except OSError:
+        return False
+    return b"-----BEGIN" in head and b"PRIVATE KEY-----" in head
+
+
+def _uat_escape(text: str) -> str:
+    """Quote-safe text for a tshark UAT string field."""
+    return text.replace("\\", "\\x5c").replace('"', "\\x22")
