@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up oauth-traffic-analyzer in ./.venv, then run one job:
 #   bash setup.sh demo   - analyze the bundled Exchange <-> Skype for Business capture
-#   bash setup.sh test   - install the test tools (tshark) and run the whole test suite
+#   bash setup.sh test   - install the test tools (tshark, chromium) and run the whole test suite
 # Works on a fresh Debian 12 as root (or with sudo available), with Python >= 3.10.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -33,6 +33,7 @@ case "$job" in
   test)
     .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
     if ! command -v tshark >/dev/null 2>&1; then apt_install tshark; fi
+    if [ ! -x /usr/bin/chromium ]; then apt_install chromium; fi  # the HTML report's browser test
     .venv/bin/ruff check analyzer tests captures bench
     .venv/bin/ruff format --check analyzer tests captures bench
     .venv/bin/python -m pytest -q "${@:2}"
