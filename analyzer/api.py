@@ -109,13 +109,20 @@ def analyze(
     paths: str | Path | list[str | Path],
     *,
     keys: list[str] | tuple[str, ...] = (),
+    tls_keylog: str | None = None,
     reveal_secrets: bool = False,
 ) -> Analysis:
-    """Analyze one capture or several (read in order as one stream)."""
+    """Analyze one capture or several (read in order as one stream).
+
+    ``keys`` adds signing-key files; ``tls_keylog`` decrypts HTTPS through tshark.
+    """
     if isinstance(paths, (str, Path)):
         paths = [paths]
     result = analyze_paths(
-        [str(p) for p in paths], key_files=list(keys), reveal_secrets=reveal_secrets
+        [str(p) for p in paths],
+        key_files=list(keys),
+        tls_keylog=tls_keylog,
+        reveal_secrets=reveal_secrets,
     )
     return Analysis(result, reveal_secrets=reveal_secrets)
 

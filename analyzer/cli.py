@@ -76,7 +76,29 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument(
         "--findings", action="store_true", help="list the findings alone, with explanations"
     )
+    analyze.add_argument(
+        "--charts", metavar="DIR", help="also draw the charts as PNG and SVG files in DIR"
+    )
     _keys_option(analyze)
+    _tls_option(analyze)
+
+    report = sub.add_parser(
+        "report", help="write one self-contained HTML report (verdict, findings, charts, tables)"
+    )
+    report.add_argument("captures", nargs="+", metavar="CAPTURE")
+    report.add_argument(
+        "-o", "--output", metavar="PATH", default="report.html", help="default: report.html"
+    )
+    report.add_argument(
+        "--reveal-secrets",
+        action="store_true",
+        help="include full credentials and tokens in the report (off by default)",
+    )
+    report.add_argument(
+        "--no-progress", action="store_true", help="never show the progress bar on stderr"
+    )
+    _keys_option(report)
+    _tls_option(report)
 
     verify = sub.add_parser(
         "verify",
@@ -94,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--policy", metavar="FILE.toml", help="several rules ([[rule]] tables)")
     verify.add_argument("--json", action="store_true", help="machine-readable output")
     _keys_option(verify)
+    _tls_option(verify)
 
     decode = sub.add_parser("decode", help="explain one token: layers, principals, times, checks")
     decode.add_argument(
@@ -128,6 +151,15 @@ def _keys_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _tls_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tls-keylog",
+        metavar="PATH",
+        help="decrypt TLS with tshark: an SSLKEYLOGFILE / NSS key log, or the server's PEM RSA "
+        "private key (RSA key exchange only)",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -141,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "decode":
             return _decode(args)
+        if args.command == "report":
+            return _report(args)
         return _analyze(args)
     except (CaptureError, KeyFileError) as exc:
         _error(str(exc))
@@ -163,8 +197,18 @@ def _analyze(args: argparse.Namespace) -> int:
     for path in args.keys:
         KeyStore().add_file(path)  # fail fast, before a long read, on an unusable key file
     result = _run_with_progress(
-        args.captures, show=not args.no_progress, key_files=args.keys, reveal=args.reveal_secrets
+        args.captures,
+        show=not args.no_progress,
+        key_files=args.keys,
+        reveal=args.reveal_secrets,
+        tls_keylog=args.tls_keylog,
     )
+    if args.charts:
+        from analyzer.api import Analysis
+        from analyzer.report.charts import save_charts
+
+        written = save_charts(Analysis(result), args.charts)
+        print(f"{PROG}: wrote {len(written)} chart files to {args.charts}", file=sys.stderr)
     if args.format == "parquet":
         from analyzer.api import Analysis
 
@@ -202,6 +246,28 @@ def _write(result: AnalysisResult, args: argparse.Namespace, out: IO[str]) -> No
         write_rich(result.events, result.captures, result.verdicts, result.findings, out)
     else:
         write_table(result.events, result.captures, out, result.verdicts, result.findings)
+
+
+def _report(args: argparse.Namespace) -> int:
+    for path in args.captures:
+        if not os.path.exists(path):
+            _error(f"{path}: no such file")
+            return 2
+    for path in args.keys:
+        KeyStore().add_file(path)  # fail fast on an unusable key file
+    result = _run_with_progress(
+        args.captures,
+        show=not args.no_progress,
+        key_files=args.keys,
+        reveal=args.reveal_secrets,
+        tls_keylog=args.tls_keylog,
+    )
+    from analyzer.api import Analysis
+    from analyzer.report.html import write_html
+
+    analysis = Analysis(result, reveal_secrets=args.reveal_secrets)
+    print(write_html(analysis, args.output, reveal_secrets=args.reveal_secrets))
+    return 0
 
 
 def _decode(args: argparse.Namespace) -> int:
@@ -249,7 +315,7 @@ def _verify(args: argparse.Namespace) -> int:
         for path in args.captures:
             if not os.path.exists(path):
                 raise CaptureError(f"{path}: no such file")
-        result = analyze_paths(args.captures, key_files=args.keys)
+        result = analyze_paths(args.captures, key_files=args.keys, tls_keylog=args.tls_keylog)
     except (PolicyError, CaptureError, KeyFileError, tomllib.TOMLDecodeError) as exc:
         _error(str(exc))
         return USAGE_VERIFY
@@ -284,11 +350,13 @@ def _when(value: str | None) -> tuple[float | None, str]:
 
 
 def _run_with_progress(
-    paths: list[str], show: bool, key_files: list[str], reveal: bool
+    paths: list[str], show: bool, key_files: list[str], reveal: bool, tls_keylog: str | None = None
 ) -> AnalysisResult:
     total = sum(os.path.getsize(p) for p in paths if os.path.isfile(p))
     if not (show and sys.stderr.isatty() and total >= PROGRESS_MIN_BYTES):
-        return analyze_paths(paths, key_files=key_files, reveal_secrets=reveal)
+        return analyze_paths(
+            paths, key_files=key_files, reveal_secrets=reveal, tls_keylog=tls_keylog
+        )
     from rich.progress import BarColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
     done_before: dict[str, int] = {}
@@ -307,7 +375,13 @@ def _run_with_progress(
             done_before[path] = nbytes
             bar.update(task, completed=sum(done_before.values()), description=_name(path))
 
-        return analyze_paths(paths, key_files=key_files, reveal_secrets=reveal, progress=progress)
+        return analyze_paths(
+            paths,
+            key_files=key_files,
+            reveal_secrets=reveal,
+            progress=progress,
+            tls_keylog=tls_keylog,
+        )
 
 
 def _name(path: str) -> str:
