@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from analyzer.auth.schemes import read_quoted, split_outside_quotes
+
 __all__ = ["CATEGORY_MEANINGS", "KNOWN_CODES", "MsDiagnostic", "parse_ms_diagnostics"]
 
 #: ``error_category`` text -> one-sentence meaning. The text is what to key on: Exchange 2013
@@ -206,42 +208,9 @@ class MsDiagnostic:
         }
 
 
-def _split_outside_quotes(s: str, sep: str) -> list[str]:
-    """Split on ``sep`` where it is not inside a double-quoted string (backslash escapes kept)."""
-    parts: list[str] = []
-    start, i, n, in_quote = 0, 0, len(s), False
-    while i < n:
-        c = s[i]
-        if in_quote and c == "\\":
-            i += 2
-            continue
-        if c == '"':
-            in_quote = not in_quote
-        elif c == sep and not in_quote:
-            parts.append(s[start:i])
-            start = i + 1
-        i += 1
-    parts.append(s[start:])
-    return parts
-
-
 def _unquote(value: str) -> str:
     """Strip one pair of double quotes and resolve backslash escapes; unterminated is tolerated."""
-    if not value.startswith('"'):
-        return value
-    out: list[str] = []
-    i, n = 1, len(value)
-    while i < n:
-        c = value[i]
-        if c == "\\" and i + 1 < n:
-            out.append(value[i + 1])
-            i += 2
-            continue
-        if c == '"':
-            break
-        out.append(c)
-        i += 1
-    return "".join(out)
+    return read_quoted(value, 0)[0] if value.startswith('"') else value
 
 
 def _match_detail(*texts: str | None) -> tuple[int, str, tuple[str, ...]] | None:
@@ -352,13 +321,13 @@ def parse_ms_diagnostics(value: str) -> MsDiagnostic | None:
     if not text:
         return None
 
-    first = _split_outside_quotes(text, ";")[0]
+    first = split_outside_quotes(text, ";")[0]
     backend = _BACKEND.match(text)
     if backend and _parse_code(first) is None:
         name, message = backend.group(1), backend.group(2).strip()
         return _build(raw, None, {}, message or None, "backend", name)
 
-    parts = _split_outside_quotes(text, ";")
+    parts = split_outside_quotes(text, ";")
     code = _parse_code(parts[0])
     if code is not None:
         parts = parts[1:]

@@ -75,7 +75,7 @@ def fingerprint(text: str | bytes) -> str:
 # Low-level scanning helpers (quoted-string aware)
 
 
-def _read_quoted(s: str, i: int) -> tuple[str, int]:
+def read_quoted(s: str, i: int) -> tuple[str, int]:
     """Read a quoted-string whose opening quote is at ``s[i]``; resolve backslash escapes.
 
     Returns the unquoted value and the index just past the closing quote. An unterminated quote
@@ -97,7 +97,7 @@ def _read_quoted(s: str, i: int) -> tuple[str, int]:
     return "".join(out), n
 
 
-def _split_outside_quotes(s: str, sep: str) -> list[str]:
+def split_outside_quotes(s: str, sep: str) -> list[str]:
     """Split ``s`` on ``sep`` characters that are not inside a quoted-string."""
     parts: list[str] = []
     start = 0
@@ -146,7 +146,7 @@ def _parse_param_run(item: str, params: dict[str, str]) -> None:
         while i < n and item[i] in " \t":
             i += 1
         if i < n and item[i] == '"':
-            value, i = _read_quoted(item, i)
+            value, i = read_quoted(item, i)
         else:
             j = i
             while j < n and item[j] not in _OWS:
@@ -162,7 +162,7 @@ def _parse_param_run(item: str, params: dict[str, str]) -> None:
 def _parse_auth_params(text: str) -> dict[str, str]:
     """Parse a comma-separated auth-param list (``a="x", b=y``) into a dict, names lowercased."""
     params: dict[str, str] = {}
-    for item in _split_outside_quotes(text[:_MAX_VALUE_CHARS], ","):
+    for item in split_outside_quotes(text[:_MAX_VALUE_CHARS], ","):
         if len(params) >= _MAX_PARAMS:
             break
         _parse_param_run(item, params)
@@ -321,7 +321,7 @@ def _parse_one_value(value: str, proxy: bool, out: list[Challenge]) -> None:
         if scheme is not None and len(out) < _MAX_CHALLENGES:
             out.append(Challenge(scheme=scheme, params=params, token68=token68, proxy=proxy))
 
-    for raw in _split_outside_quotes(value[:_MAX_VALUE_CHARS], ","):
+    for raw in split_outside_quotes(value[:_MAX_VALUE_CHARS], ","):
         item = raw.strip(_OWS)
         if not item:
             continue  # empty list elements are allowed (and stray commas happen)
@@ -371,7 +371,7 @@ def parse_ms_diagnostics(value: str) -> dict | None:
     """
     if not isinstance(value, str):
         return None
-    parts = _split_outside_quotes(value[:_MAX_VALUE_CHARS], ";")
+    parts = split_outside_quotes(value[:_MAX_VALUE_CHARS], ";")
     code: int | None = None
     first = parts[0].strip(_OWS) if parts else ""
     if first.isascii() and first.isdigit() and len(first) <= 18:
@@ -386,7 +386,7 @@ def parse_ms_diagnostics(value: str) -> dict | None:
         if not eq or not name:
             continue
         rest = rest.strip(_OWS)
-        val = _read_quoted(rest, 0)[0] if rest.startswith('"') else rest
+        val = read_quoted(rest, 0)[0] if rest.startswith('"') else rest
         params.setdefault(name, val[:_MAX_PARAM_VALUE_CHARS])
     if code is None and not params:
         return None
