@@ -24,14 +24,20 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+pip_install() {  # quiet unless it fails
+  if ! .venv/bin/python -m pip install -q --disable-pip-version-check "$@" >.venv/pip.log 2>&1; then
+    cat .venv/pip.log >&2
+    exit 1
+  fi
+}
 
 case "$job" in
   demo)
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e .
+    pip_install -e .
     .venv/bin/oauth-analyzer analyze captures/exchange-sfb.pcap
     ;;
   test)
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+    pip_install -e '.[test]'
     if ! command -v tshark >/dev/null 2>&1; then apt_install tshark; fi
     if [ ! -x /usr/bin/chromium ]; then apt_install chromium; fi  # the HTML report's browser test
     .venv/bin/ruff check analyzer tests captures bench
