@@ -673,6 +673,24 @@ def mint_unsigned(payload: dict[str, Any]) -> str:
     return jwt.encode(payload, None, algorithm="none", sort_headers=False)
 
 
+def user_context(
+    aud: str, iss: str, user: dict[str, str], actor: str, nbf: int, exp: int
+) -> dict[str, Any]:
+    """Claims of an S2S outer (user context) token for ``user``, carrying ``actor``."""
+    return {
+        "aud": aud,
+        "iss": iss,
+        "nbf": str(nbf),
+        "exp": str(exp),
+        "nameid": user["sid"],
+        "nii": "urn:office:idp:activedirectory",
+        "upn": user["upn"],
+        "smtp": user["upn"],
+        "sip": user["upn"],
+        "actortoken": actor,
+    }
+
+
 def jwt_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     head, body = token.split(".")[:2]
     return json.loads(_unb64url(head)), json.loads(_unb64url(body))
@@ -1566,18 +1584,7 @@ def build_exchange_sfb(keys: dict[str, TestKey]) -> Capture:
         }
 
     def sfb_outer(user: dict[str, str], actor: str, nbf: int, exp: int) -> dict[str, Any]:
-        return {
-            "aud": ex_aud,
-            "iss": sfb_iss,
-            "nbf": str(nbf),
-            "exp": str(exp),
-            "nameid": user["sid"],
-            "nii": "urn:office:idp:activedirectory",
-            "upn": user["upn"],
-            "smtp": user["upn"],
-            "sip": user["upn"],
-            "actortoken": actor,
-        }
+        return user_context(ex_aud, sfb_iss, user, actor, nbf, exp)
 
     actor = cap.token(
         mint_rs256(sfb_actor(nbf, now_exp), ks),
@@ -3128,18 +3135,7 @@ def build_findings(keys: dict[str, TestKey]) -> Capture:
     )
     outer = cap.token(
         mint_unsigned(
-            {
-                "aud": aud7,
-                "iss": sfb_iss,
-                "nbf": str(T_FIND_S - 300),
-                "exp": str(T_FIND_S - 300 + 8 * 3600),
-                "nameid": ALICE["sid"],
-                "nii": "urn:office:idp:activedirectory",
-                "upn": ALICE["upn"],
-                "smtp": ALICE["upn"],
-                "sip": ALICE["upn"],
-                "actortoken": actor,
-            }
+            user_context(aud7, sfb_iss, ALICE, actor, T_FIND_S - 300, T_FIND_S - 300 + 8 * 3600)
         ),
         "outer",
         None,
@@ -3410,20 +3406,7 @@ def build_healthy(keys: dict[str, TestKey]) -> Capture:
     outers = {}
     for i, (who, user) in enumerate((("alice", ALICE), ("bob", BOB), ("carol", CAROL))):
         outers[who] = cap.token(
-            mint_unsigned(
-                {
-                    "aud": ex_aud,
-                    "iss": sfb_iss,
-                    "nbf": str(nbf + i),
-                    "exp": str(nbf + i + 8 * 3600),
-                    "nameid": user["sid"],
-                    "nii": "urn:office:idp:activedirectory",
-                    "upn": user["upn"],
-                    "smtp": user["upn"],
-                    "sip": user["upn"],
-                    "actortoken": actor,
-                }
-            ),
+            mint_unsigned(user_context(ex_aud, sfb_iss, user, actor, nbf + i, nbf + i + 8 * 3600)),
             "outer",
             None,
             note=f"SfB user context for {who}",

@@ -90,6 +90,7 @@ from generate import (  # noqa: E402 - the sibling script, found through the pat
     oof_request,
     oof_response,
     sfb_metadata,
+    user_context,
 )
 
 NAME = "healthy-oauth-tls"
@@ -419,20 +420,8 @@ def flow(client: Client, exchange: ExchangeApp, world: ExchangeWorld) -> None:
     )
 
     def outer(user: dict[str, str], shift: int) -> str:
-        return mint_unsigned(
-            {
-                "aud": EX_AUD,
-                "iss": SFB_ISS,
-                "nbf": str(nbf + shift),
-                "exp": str(nbf + shift + 8 * 3600),
-                "nameid": user["sid"],
-                "nii": "urn:office:idp:activedirectory",
-                "upn": user["upn"],
-                "smtp": user["upn"],
-                "sip": user["upn"],
-                "actortoken": actor,
-            }
-        )
+        start = nbf + shift
+        return mint_unsigned(user_context(EX_AUD, SFB_ISS, user, actor, start, start + 8 * 3600))
 
     tokens = {"alice": outer(ALICE, 0), "bob": outer(BOB, 1)}
     users = {"alice": ALICE, "bob": BOB}
