@@ -142,11 +142,11 @@ def _read_one(
 
     decrypted = read_decrypted(path, tls_keylog, stats) if tls_keylog else None
     # read_packets raises CaptureError for a non-capture before tshark runs
-    packets = read_packets(path, stats, reassembler.dirs)
+    packets = read_packets(path, stats, reassembler.dirs, every)
     skip = _read_tls(decrypted, stats, collector) if decrypted is not None else set()
     for key in skip:
         reassembler.ignored[key] = math.inf  # ciphertext of a decrypted connection
-    reassembler.run(packets, every)
+    reassembler.run(packets)
     for key in skip:
         reassembler.ignored.pop(key, None)
     if progress is not None:

@@ -68,3 +68,23 @@ def test_cli_jsonl_is_the_same_events(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [line["cred_fp"] for line in lines] == [e["cred_fp"] for e in expected_events(capture)]
     assert all(line["schema_version"] == "1" for line in lines)
+
+
+def test_progress_follows_the_file_and_results_do_not_depend_on_it(tmp_path: Path) -> None:
+    capture = tmp_path / "bulk.pcap"
+    make = Path(__file__).resolve().parents[1] / "bench" / "make_capture.py"
+    subprocess.run(
+        [sys.executable, str(make), str(capture), "--size-gb", "0.03", "--auth", "40"],
+        check=True,
+        capture_output=True,
+    )
+    seen: list[int] = []
+    with_progress = analyze_paths([str(capture)], progress=lambda path, n: seen.append(n))
+    assert len(seen) >= 3  # every 8 MiB of a ~30 MB file, and at the end
+    assert seen == sorted(seen) and seen[-1] == with_progress.captures[0].bytes
+    truth = json.loads(capture.with_name("bulk.pcap.truth.json").read_text())
+    found = sorted(e.cred_fp for e in with_progress.events if e.scheme != "none")
+    assert found == sorted(truth["cred_fps"])
+    assert [e.cred_fp for e in analyze_paths([str(capture)]).events] == [
+        e.cred_fp for e in with_progress.events
+    ]

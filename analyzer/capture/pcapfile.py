@@ -142,6 +142,7 @@ class _Reader:
     ifaces: list[_Interface] = field(default_factory=list)  # pcapng: current section
     last_ts: float = 0.0  # for pcapng simple packet blocks, which carry no timestamp
     flows: dict | None = None  # the reassembler's direction table, for absorbing packets
+    progress: Callable[[], None] | None = None  # called as the counts grow (every 8 MiB)
 
     def add_counts(self, packets: int, slow: int, nbytes: int) -> None:
         """Add a record loop's tallies; the fast path's packets are all IPv4 TCP."""
@@ -150,6 +151,8 @@ class _Reader:
         stats.bytes += nbytes
         stats.ipv4 += packets - slow
         stats.tcp += packets - slow
+        if self.progress is not None:
+            self.progress()
 
     def count_linktype(self, linktype: int, n: int) -> None:
         if n:
@@ -180,14 +183,20 @@ class _Reader:
         )
 
 
-def read_packets(path: str, stats: CaptureStats, flows: dict | None = None) -> Iterator[Packet]:
+def read_packets(
+    path: str,
+    stats: CaptureStats,
+    flows: dict | None = None,
+    progress: Callable[[], None] | None = None,
+) -> Iterator[Packet]:
     """Yield one tuple per TCP or UDP packet, in file order.
 
     ``flows`` is the TCP reassembler's direction table (``TcpReassembler.dirs``). When given,
     the common-case loops absorb, without yielding them, the packets the reassembler would
     only count: an in-order segment of body bytes its consumer skips, or a bare ACK (see
     ``analyzer.flows.tcp.absorb``, which states the contract). That is what makes bulk
-    transfers cost a dict lookup and a few additions per packet.
+    transfers cost a dict lookup and a few additions per packet. ``progress`` is called each time
+    ``stats`` grows (every 8 MiB of file and at the end), e.g. to move a progress bar.
 
     Each tuple is ``(ts, proto, src, sport, dst, dport, seq, ack, flags, payload)``: epoch
     seconds, 6 or 17, packed 4- or 16-byte addresses, ports, TCP sequence/ack numbers and flag
@@ -208,11 +217,11 @@ def read_packets(path: str, stats: CaptureStats, flows: dict | None = None) -> I
             if gz.problem and not head:
                 raise CaptureError(f"{path}: not a pcap or pcapng capture ({gz.problem})")
             reader, start, scan = _identify(path, stats, head, "gzip-compressed, ")
-            reader.flows = flows
+            reader.flows, reader.progress = flows, progress
             stats.file_format += ".gz"
             return _stream(gz, fh.close, head, start, scan, reader)
         reader, start, scan = _identify(path, stats, head, "")
-        reader.flows = flows
+        reader.flows, reader.progress = flows, progress
         data = _map(fh)
         if data is None:  # a pipe, or a file system that cannot mmap: stream it
             return _stream(fh, fh.close, head, start, scan, reader)

@@ -22,8 +22,6 @@ from analyzer.model import CaptureStats
 SEQ_MOD = 1 << 32
 HALF = 1 << 31
 
-RUN_CALLBACK_EVERY = 1 << 14  # packets between ``run``'s progress callbacks
-
 FIN = 0x01
 SYN = 0x02
 RST = 0x04
@@ -200,24 +198,18 @@ class TcpReassembler:
         if flags & (FIN | RST):
             self._fin_or_rst(d, seq, n, flags, ts)
 
-    def run(self, packets: Iterable[tuple], every: Callable[[], None] | None = None) -> None:
+    def run(self, packets: Iterable[tuple]) -> None:
         """Feed every TCP packet of ``packets`` (tuples as ``read_packets`` yields them).
 
         The common case, an in-order segment whose bytes the consumer skips (or a bare ACK),
         is handled inline here: for bulk transfers that is nearly every packet, and it costs a
-        dict lookup and a few additions. Everything else goes through ``feed``. ``every`` is
-        called each ``RUN_CALLBACK_EVERY`` packets (progress display).
+        dict lookup and a few additions (the capture reader absorbs most such packets before
+        they get here). Everything else goes through ``feed``.
         """
         feed = self.feed
         get = self.dirs.get
-        countdown = RUN_CALLBACK_EVERY
         sweep_at = self._next_sweep
         for ts, proto, src, sport, dst, dport, seq, ack, flags, payload in packets:
-            if every is not None:
-                countdown -= 1
-                if not countdown:
-                    countdown = RUN_CALLBACK_EVERY
-                    every()
             if proto != 6:
                 continue
             d = get((src, sport, dst, dport))
