@@ -39,6 +39,7 @@ NAMES = (
     "small-basic.pcap",
     "findings.pcap",
     "healthy-oauth.pcap",
+    "classes.pcap",
 )
 SECRET_QUERY = ("access_token", "code", "client_secret", "refresh_token", "id_token", "assertion")
 SECRET_QUERY += ("client_assertion", "password")
@@ -427,7 +428,9 @@ def _check_event(event: dict[str, Any], ex: Exchange) -> None:
         header, word, text = cred
         assert event["cred_fp"] == _fp(text)
         assert event["scheme_name"] == word
-        assert event["scheme"] == ("bearer" if header == "query" else word.lower())
+        scheme = "bearer" if header == "query" else word.lower()
+        known = ("bearer", "basic", "ntlm", "negotiate", "digest")
+        assert event["scheme"] == (scheme if scheme in known else "other")  # e.g. Turbo
         assert event["extra"]["auth_header"] == header
         if word == "Basic":
             user, _, password = base64.b64decode(text).decode().partition(":")
@@ -501,6 +504,7 @@ def test_event_counts_and_non_events() -> None:
         "small-basic.pcap": 1,
         "findings.pcap": 20,
         "healthy-oauth.pcap": 8,
+        "classes.pcap": 9,
     }
     for name, quiet in (
         ("exchange-sfb.pcap", ["/owa/healthcheck.htm"]),

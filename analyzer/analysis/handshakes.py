@@ -129,7 +129,10 @@ def _continues(e: Event) -> bool:
     """A 401/407 that carries the next leg of a multi-leg scheme (NTLM type 2, SPNEGO)."""
     if e.status not in CHALLENGE:
         return False
-    return any(c.token68 and c.scheme in ("ntlm", "negotiate") for c in e.challenges)
+    return any(
+        c.token68 and c.scheme in ("ntlm", "negotiate") and c.details.get("neg_state") != "reject"
+        for c in e.challenges
+    )
 
 
 def _finish(handshake_id: int, group: _Open) -> Handshake:
@@ -144,6 +147,7 @@ def _finish(handshake_id: int, group: _Open) -> Handshake:
     outcome, reason = _outcome(group, creds)
     rejected = next((e for e in reversed(events) if e.diag_code is not None), None)
     who = next((e for e in creds if e.user), None)
+    realm = next((e.domain for e in creds if e.domain), None)  # e.g. a Kerberos ticket realm
     token_fps = []
     for e in creds:
         if e.token_fp and e.token_fp not in token_fps:
@@ -164,7 +168,7 @@ def _finish(handshake_id: int, group: _Open) -> Handshake:
         offered=tuple(offered),
         probe=group.probe,
         user=who.user if who else None,
-        domain=who.domain if who else None,
+        domain=who.domain if who else realm,
         token_fps=tuple(token_fps),
         final_status=last.status,
         diag_code=rejected.diag_code if rejected else None,
