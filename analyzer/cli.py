@@ -186,16 +186,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _analyze(args: argparse.Namespace) -> int:
-    for path in args.captures:
+def _check_inputs(captures: list[str], key_files: list[str]) -> None:
+    """Fail before a long read: a missing capture (CaptureError) or unusable key file."""
+    for path in captures:
         if not os.path.exists(path):
-            _error(f"{path}: no such file")
-            return 2
+            raise CaptureError(f"{path}: no such file")
+    for path in key_files:
+        KeyStore().add_file(path)  # raises KeyFileError
+
+
+def _analyze(args: argparse.Namespace) -> int:
     if args.format == "parquet" and not args.output:
         _error("--format parquet writes one file per table: give the folder with -o DIR")
         return 2
-    for path in args.keys:
-        KeyStore().add_file(path)  # fail fast, before a long read, on an unusable key file
+    _check_inputs(args.captures, args.keys)
     result = _run_with_progress(
         args.captures,
         show=not args.no_progress,
@@ -249,12 +253,7 @@ def _write(result: AnalysisResult, args: argparse.Namespace, out: IO[str]) -> No
 
 
 def _report(args: argparse.Namespace) -> int:
-    for path in args.captures:
-        if not os.path.exists(path):
-            _error(f"{path}: no such file")
-            return 2
-    for path in args.keys:
-        KeyStore().add_file(path)  # fail fast on an unusable key file
+    _check_inputs(args.captures, args.keys)
     result = _run_with_progress(
         args.captures,
         show=not args.no_progress,
@@ -312,9 +311,7 @@ def _verify(args: argparse.Namespace) -> int:
                     require_signature=args.require_signature,
                 )
             ]
-        for path in args.captures:
-            if not os.path.exists(path):
-                raise CaptureError(f"{path}: no such file")
+        _check_inputs(args.captures, args.keys)
         result = analyze_paths(args.captures, key_files=args.keys, tls_keylog=args.tls_keylog)
     except (PolicyError, CaptureError, KeyFileError, tomllib.TOMLDecodeError) as exc:
         _error(str(exc))
