@@ -24,6 +24,12 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+# A C compiler and the Python headers build the native record walk (analyzer/capture/_walk.c);
+# without them the package still installs and reads captures in pure Python, several times slower.
+headers=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+if ! command -v cc >/dev/null 2>&1 || [ ! -f "$headers/Python.h" ]; then
+  apt_install gcc python3-dev || echo "warning: no C compiler or Python headers: pure-Python reader" >&2
+fi
 pip_install() {  # quiet unless it fails
   if ! .venv/bin/python -m pip install -q --disable-pip-version-check "$@" >.venv/pip.log 2>&1; then
     cat .venv/pip.log >&2
@@ -38,6 +44,9 @@ case "$job" in
     ;;
   test)
     pip_install -e '.[test]'
+    # The suite must exercise the native walk, not silently skip it.
+    .venv/bin/python -c 'import analyzer.capture._walk' \
+      || { echo "error: the native record walk did not build (see .venv/pip.log)" >&2; exit 1; }
     if ! command -v tshark >/dev/null 2>&1; then apt_install tshark; fi
     if [ ! -x /usr/bin/chromium ]; then apt_install chromium; fi  # the HTML report's browser test
     .venv/bin/ruff check analyzer tests captures bench

@@ -142,7 +142,7 @@ def _read_one(
 
     decrypted = read_decrypted(path, tls_keylog, stats) if tls_keylog else None
     # read_packets raises CaptureError for a non-capture before tshark runs
-    packets = read_packets(path, stats, reassembler.dirs, every)
+    packets = read_packets(path, stats, reassembler, every)
     skip = _read_tls(decrypted, stats, collector) if decrypted is not None else set()
     for key in skip:
         reassembler.ignored[key] = math.inf  # ciphertext of a decrypted connection

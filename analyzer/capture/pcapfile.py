@@ -22,10 +22,9 @@ import stat
 import zlib
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from itertools import count
 from struct import Struct
 from struct import error as StructError
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from analyzer.capture.linklayer import (
     LINKTYPE_ETHERNET,
@@ -35,6 +34,9 @@ from analyzer.capture.linklayer import (
     LinkDecoder,
 )
 from analyzer.model import CaptureStats
+
+if TYPE_CHECKING:
+    from analyzer.capture._walk import GrantTable
 
 #: Records claiming more than this many bytes are corrupt: stop instead of buffering them.
 MAX_RECORD = 256 << 20
@@ -101,6 +103,17 @@ _Scan = Generator[Packet, None, tuple[int, int]]
 _ScanFn = Callable[[Buffer, int, "_Reader", bool], _Scan]
 
 
+class Flows(Protocol):
+    """What the reader needs of the TCP reassembler to absorb packets (``TcpReassembler``)."""
+
+    dirs: dict  # (src, sport, dst, dport) -> direction
+    grants: GrantTable | None  # directions the native walk absorbs for; None: pure Python
+
+    def grant(self, key: tuple, d: object) -> None: ...
+
+    def settle(self, src: bytes, sport: int, dst: bytes, dport: int) -> None: ...
+
+
 class CaptureError(Exception):
     """A missing or unreadable file, or one that is not a pcap/pcapng capture."""
 
@@ -141,7 +154,7 @@ class _Reader:
     iface: _Interface = field(default_factory=lambda: _Interface(-1))  # pcap only
     ifaces: list[_Interface] = field(default_factory=list)  # pcapng: current section
     last_ts: float = 0.0  # for pcapng simple packet blocks, which carry no timestamp
-    flows: dict | None = None  # the reassembler's direction table, for absorbing packets
+    flows: Flows | None = None  # the TCP reassembler, for absorbing packets
     progress: Callable[[], None] | None = None  # called as the counts grow (every 8 MiB)
 
     def add_counts(self, packets: int, slow: int, nbytes: int) -> None:
@@ -186,16 +199,17 @@ class _Reader:
 def read_packets(
     path: str,
     stats: CaptureStats,
-    flows: dict | None = None,
+    flows: Flows | None = None,
     progress: Callable[[], None] | None = None,
 ) -> Iterator[Packet]:
     """Yield one tuple per TCP or UDP packet, in file order.
 
-    ``flows`` is the TCP reassembler's direction table (``TcpReassembler.dirs``). When given,
-    the common-case loops absorb, without yielding them, the packets the reassembler would
-    only count: an in-order segment of body bytes its consumer skips, or a bare ACK (see
-    ``analyzer.flows.tcp.absorb``, which states the contract). That is what makes bulk
-    transfers cost a dict lookup and a few additions per packet. ``progress`` is called each time
+    ``flows`` is the TCP reassembler the packets go to. When given, the reader absorbs, without
+    yielding them, the packets the reassembler would only count: an in-order segment of body
+    bytes its consumer skips, or a bare ACK (the contract is in ``analyzer.flows.tcp``). With the
+    native walk built, runs of such packets never reach Python; without it each costs a dict
+    lookup and a few additions. Before yielding a packet of a connection the walk absorbed for,
+    the reader settles that connection with the reassembler. ``progress`` is called each time
     ``stats`` grows (every 8 MiB of file and at the end), e.g. to move a progress bar.
 
     Each tuple is ``(ts, proto, src, sport, dst, dport, seq, ack, flags, payload)``: epoch
@@ -408,9 +422,20 @@ def _scan_pcap(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
     done_n = done_slow = 0
     done_pos = pos
     n = nslow = need = 0
-    flow = reader.flows.get if reader.flows is not None else None
+    flows = reader.flows
+    flow = flows.dirs.get if flows is not None else None
+    grants = flows.grants if flows is not None else None
+    walk = None
+    if grants is not None and min(eth_min, raw_min) < _NEVER:
+        walk = grants.walk_pcap
+    ip_at = 14 if eth_min < _NEVER else 0
+    big = reader.order == ">"
     try:
-        for n in count(1):  # n: records consumed (read in the finally block)
+        while True:  # n: records consumed (read in the finally block)
+            if walk is not None:  # absorb what the native walk can; stop where Python must look
+                pos, k = walk(data, pos, lim, big, ip_at, div)
+                n += k
+            n += 1
             try:
                 s, frac, caplen, olen = rec(data, pos)
             except StructError:  # fewer than 16 bytes left
@@ -442,41 +467,54 @@ def _scan_pcap(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
                 done_n, done_slow, done_pos = n - 1, nslow, pos
             if caplen < olen:
                 reader.truncated()
+            # IPv4 with a 20-byte header, TCP, not a fragment, headers inside the frame.
             if caplen >= eth_min:
                 w, tlen, fp, src, dst, sp, dp, seq, ack, off, flags = eth(data, pos + 28)
                 a = pos + eth_payload[off]
                 q = pos + 30 + tlen
-                pos = e
-                # IPv4 with a 20-byte header, TCP, not a fragment, headers inside the frame.
-                if w >> 8 == 0x080045 and fp & 0x3FFF00FF == 6 and a <= q <= e:
-                    if flow is not None:  # absorb what the reassembler would only count
-                        d = flow((src, sp, dst, dp))
-                        if d is not None and seq == d.next_seq and not flags & 7 and not d.pending:
-                            plen = q - a
-                            c = d.consumer
-                            if not plen:
-                                d.last_ts = s + frac / div
-                                continue
-                            if c.skip >= plen:
-                                c.skip -= plen
-                                d.next_seq = (seq + plen) & 0xFFFFFFFF
-                                d.next_off += plen
-                                d.last_ts = s + frac / div
-                                continue
-                    yield (s + frac / div, 6, src, sp, dst, dp, seq, ack, flags, mv[a:q])
-                    continue
+                fast = w >> 8 == 0x080045
             elif caplen >= raw_min:
-                vihl, tlen, fp, src, dst, sp, dp, seq, ack, off, flags = rawip(data, pos + 16)
+                w, tlen, fp, src, dst, sp, dp, seq, ack, off, flags = rawip(data, pos + 16)
                 a = pos + raw_payload[off]
                 q = pos + 16 + tlen
-                pos = e
-                if vihl == 0x45 and fp & 0x3FFF00FF == 6 and a <= q <= e:
-                    yield (s + frac / div, 6, src, sp, dst, dp, seq, ack, flags, mv[a:q])
-                    continue
+                fast = w == 0x45
+            else:
+                fast = False
             pos = e
+            if fast and fp & 0x3FFF00FF == 6 and a <= q <= e:
+                ts = s + frac / div
+                if flow is not None:  # absorb what the reassembler would only count
+                    key = (src, sp, dst, dp)
+                    d = flow(key)
+                    if d is not None:
+                        if grants:  # the native walk may hold this direction's grant
+                            flows.settle(src, sp, dst, dp)
+                        plen = q - a
+                        c = d.consumer
+                        if (
+                            seq == d.next_seq
+                            and not flags & 7
+                            and not d.pending
+                            and (not plen or c.skip >= plen or c.dead)
+                        ):
+                            if plen and c.skip >= plen:
+                                c.skip -= plen
+                            d.next_seq = (seq + plen) & 0xFFFFFFFF
+                            d.next_off += plen
+                            d.last_ts = ts
+                            if grants is not None:
+                                flows.grant(key, d)
+                            continue
+                    if grants:  # the reassembler may look at the reverse direction too
+                        flows.settle(dst, dp, src, sp)
+                yield (ts, 6, src, sp, dst, dp, seq, ack, flags, mv[a:q])
+                continue
             nslow += 1
             r = decode(lt, data, e - caplen, e)
             if r is not None:
+                if grants and r[0] == 6:  # settle both directions of its connection
+                    flows.settle(r[1], r[2], r[3], r[4])
+                    flows.settle(r[3], r[4], r[1], r[2])
                 yield (s + frac / div, *r[:8], mv[r[8] : r[9]])
     finally:
         k = n - done_n
@@ -515,9 +553,21 @@ def _scan_pcapng(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
     n = nbytes = nslow = 0
     run0 = 0  # n when the current interface run began (for per-link-type packet counts)
     need = 0
-    flow = reader.flows.get if reader.flows is not None else None
+    flows = reader.flows
+    flow = flows.dirs.get if flows is not None else None
+    grants = flows.grants if flows is not None else None
+    walk = grants.walk_pcapng if grants is not None else None
+    walkable = False  # the native walk can take the current interface's packets
+    ip_at = 0
+    big = order == ">"
     try:
         while True:
+            if walkable:  # absorb what the native walk can; stop where Python must look
+                pos, k, nb, at = walk(data, pos, lim, big, cur, ip_at, div)
+                if k:
+                    n += k
+                    nbytes += nb
+                    last = at
             try:
                 bt, blen, ifid, hi, lo, caplen, olen = epb(data, pos)
             except StructError:  # fewer than 28 bytes left: not an enhanced packet
@@ -538,6 +588,13 @@ def _scan_pcapng(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
                     i = ifaces[ifid]
                     lt, div, tsoff = i.linktype, i.div, i.tsoffset
                     eth_min, raw_min = i.fast_minimums()
+                    walkable = (
+                        walk is not None
+                        and min(eth_min, raw_min) < _NEVER
+                        and isinstance(div, int)  # the walk divides integers as Python does
+                        and 0 < div < 1 << 64
+                    )
+                    ip_at = 14 if eth_min < _NEVER else 0
                 last = pos
                 n += 1
                 nbytes += caplen
@@ -548,63 +605,49 @@ def _scan_pcapng(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
                     w, tlen, fp, src, dst, sp, dp, seq, ack, off, flags = eth(data, pos + 40)
                     a = pos + eth_payload[off]
                     q = pos + 42 + tlen
-                    pos = nxt
-                    if w >> 8 == 0x080045 and fp & 0x3FFF00FF == 6 and a <= q <= e:
-                        if flow is not None:  # absorb what the reassembler would only count
-                            d = flow((src, sp, dst, dp))
-                            if (
-                                d is not None
-                                and seq == d.next_seq
-                                and not flags & 7
-                                and not d.pending
-                            ):
-                                plen = q - a
-                                c = d.consumer
-                                if not plen:
-                                    d.last_ts = ((hi << 32) | lo) / div
-                                    continue
-                                if c.skip >= plen:
-                                    c.skip -= plen
-                                    d.next_seq = (seq + plen) & 0xFFFFFFFF
-                                    d.next_off += plen
-                                    d.last_ts = ((hi << 32) | lo) / div
-                                    continue
-                        yield (
-                            ((hi << 32) | lo) / div,
-                            6,
-                            src,
-                            sp,
-                            dst,
-                            dp,
-                            seq,
-                            ack,
-                            flags,
-                            mv[a:q],
-                        )
-                        continue
+                    fast = w >> 8 == 0x080045
                 elif caplen >= raw_min:
-                    vihl, tlen, fp, src, dst, sp, dp, seq, ack, off, flags = rawip(data, pos + 28)
+                    w, tlen, fp, src, dst, sp, dp, seq, ack, off, flags = rawip(data, pos + 28)
                     a = pos + raw_payload[off]
                     q = pos + 28 + tlen
-                    pos = nxt
-                    if vihl == 0x45 and fp & 0x3FFF00FF == 6 and a <= q <= e:
-                        yield (
-                            ((hi << 32) | lo) / div,
-                            6,
-                            src,
-                            sp,
-                            dst,
-                            dp,
-                            seq,
-                            ack,
-                            flags,
-                            mv[a:q],
-                        )
-                        continue
+                    fast = w == 0x45
+                else:
+                    fast = False
                 pos = nxt
+                if fast and fp & 0x3FFF00FF == 6 and a <= q <= e:
+                    ts = ((hi << 32) | lo) / div
+                    if flow is not None:  # absorb what the reassembler would only count
+                        key = (src, sp, dst, dp)
+                        d = flow(key)
+                        if d is not None:
+                            if grants:  # the native walk may hold this direction's grant
+                                flows.settle(src, sp, dst, dp)
+                            plen = q - a
+                            c = d.consumer
+                            if (
+                                seq == d.next_seq
+                                and not flags & 7
+                                and not d.pending
+                                and (not plen or c.skip >= plen or c.dead)
+                            ):
+                                if plen and c.skip >= plen:
+                                    c.skip -= plen
+                                d.next_seq = (seq + plen) & 0xFFFFFFFF
+                                d.next_off += plen
+                                d.last_ts = ts
+                                if grants is not None:
+                                    flows.grant(key, d)
+                                continue
+                        if grants:  # the reassembler may look at the reverse direction too
+                            flows.settle(dst, dp, src, sp)
+                    yield (ts, 6, src, sp, dst, dp, seq, ack, flags, mv[a:q])
+                    continue
                 nslow += 1
                 r = decode(lt, data, e - caplen, e)
                 if r is not None:
+                    if grants and r[0] == 6:  # settle both directions of its connection
+                        flows.settle(r[1], r[2], r[3], r[4])
+                        flows.settle(r[3], r[4], r[1], r[2])
                     yield (((hi << 32) | lo) / div + tsoff, *r[:8], mv[r[8] : r[9]])
                 continue
 
@@ -624,6 +667,7 @@ def _scan_pcapng(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
                 order = _PCAPNG_BOMS[bom]
                 epb = _EPB[order]
                 block = _BLOCK[order]
+                big = order == ">"
             blen = block(data, pos)[1]
             if blen < 12 or blen & 3 or blen > maxrec:
                 reader.stop(f"pcapng block at offset {pos} has an invalid length {blen}")
@@ -646,6 +690,7 @@ def _scan_pcapng(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
                 reader.count_linktype(lt, n - run0)
                 run0 = n
                 cur = -1
+                walkable = False
                 last = -1
                 reader.order = order
                 reader.last_ts = 0.0
@@ -672,6 +717,9 @@ def _scan_pcapng(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
                     r = decode(plt, data, p, p + plen)
                     if r is not None:
                         pos = nxt
+                        if grants and r[0] == 6:  # settle both directions of its connection
+                            flows.settle(r[1], r[2], r[3], r[4])
+                            flows.settle(r[3], r[4], r[1], r[2])
                         yield (ts, *r[:8], mv[r[8] : r[9]])
                         continue
             pos = nxt

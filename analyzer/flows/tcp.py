@@ -7,17 +7,40 @@ connections, and a cap on buffered out-of-order bytes per direction.
 
 Consumers expose ``skip``: the number of upcoming bytes they do not need (a body being skipped). The
 reassembler drops those bytes by arithmetic alone, which is what keeps bulk transfers cheap.
+
+Absorption contract (what the capture reader may do without calling ``feed``): for a direction in
+``dirs`` with nothing pending, a packet without SYN/FIN/RST whose sequence number is ``next_seq`` is
+either a bare ACK (only ``last_ts`` moves) or carries ``n`` bytes that the consumer skips whole
+(``skip >= n``; or a dead consumer whose ``skip`` is 0): ``next_seq`` and ``next_off`` advance by
+``n`` and ``skip`` drops by ``n`` (not for the dead one). The native walk does the same for the
+directions in ``grants``; ``settle`` hands what it absorbed back before the reassembler looks at a
+direction again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from analyzer.model import CaptureStats
+
+try:  # the native record walk; absent when the package was installed without a C compiler
+    from analyzer.capture._walk import GrantTable
+except ImportError:  # pragma: no cover - depends on the build
+    GrantTable = None
+
+#: Set to 1 to run the pure-Python reader even when the native walk is built.
+PURE_PYTHON_ENV = "OAUTH_ANALYZER_PURE_PYTHON"
+
+
+def native_walk_available() -> bool:
+    """The native walk is built and not switched off by the environment."""
+    return GrantTable is not None and os.environ.get(PURE_PYTHON_ENV, "") in ("", "0")
+
 
 SEQ_MOD = 1 << 32
 HALF = 1 << 31
@@ -143,6 +166,8 @@ class TcpReassembler:
         self.ignored: dict[tuple, float] = {}  # keys of connections no consumer wanted
         self._conns = 0
         self._next_sweep = 0.0
+        # Directions the native capture walk may absorb packets for (None: pure Python).
+        self.grants = GrantTable() if native_walk_available() else None
 
     # -- entry point -------------------------------------------------------------------------
     def feed(
@@ -230,10 +255,41 @@ class TcpReassembler:
 
     def flush(self) -> None:
         """End every open connection (end of capture)."""
+        self.settle_all()
         for conn in {d.conn for d in self.dirs.values()}:
             self._close_conn(conn, conn.last_ts)
         self.dirs.clear()
         self.ignored.clear()
+
+    # -- native absorption ---------------------------------------------------------------------
+    def grant(self, key: tuple, d: _Direction) -> None:
+        """Let the native walk absorb ``d``'s coming packets (call after ``d`` is up to date)."""
+        c = d.consumer
+        if d.next_seq is not None and not d.pending and len(key[0]) == 4:
+            self.grants.grant(*key, d.next_seq, c.skip, c.dead and not c.skip)
+
+    def settle(self, src: bytes, sport: int, dst: bytes, dport: int) -> None:
+        """Take back what the native walk absorbed for this direction (if it holds a grant)."""
+        got = self.grants.take(src, sport, dst, dport)
+        if got is not None:
+            self._settled(self.dirs[(src, sport, dst, dport)], got)
+
+    def settle_all(self) -> None:
+        """Take back every grant (before the reassembler looks at many directions at once)."""
+        if self.grants:
+            for key, got in self.grants.take_all():
+                self._settled(self.dirs[key], got)
+
+    @staticmethod
+    def _settled(d: _Direction, got: tuple[int, int, float | None, bool]) -> None:
+        next_seq, consumed, last_ts, dead = got
+        d.next_seq = next_seq
+        if consumed:
+            d.next_off += consumed
+            if not dead:
+                d.consumer.skip -= consumed
+        if last_ts is not None:
+            d.last_ts = last_ts
 
     # -- helpers -----------------------------------------------------------------------------
     def _open(self, key: tuple, ts: float, flags: int, n: int) -> _Direction | None:
@@ -373,6 +429,7 @@ class TcpReassembler:
     def _sweep(self, now: float) -> None:
         """Close connections idle for longer than the timeout; forget old ignored keys."""
         self._next_sweep = now + min(self.idle_timeout / 4, 30.0)
+        self.settle_all()
         limit = now - self.idle_timeout
         stale = {d.conn for d in self.dirs.values() if d.conn.last_ts < limit}
         for conn in stale:
@@ -382,6 +439,7 @@ class TcpReassembler:
             self.ignored = {k: t for k, t in self.ignored.items() if t >= limit}
 
     def _evict_oldest(self, now: float) -> None:
+        self.settle_all()
         conns = sorted({d.conn for d in self.dirs.values()}, key=lambda c: c.last_ts)
         for conn in conns[: max(1, len(conns) // 10)]:
             self.stats.evicted += 1
