@@ -5,12 +5,14 @@ Makes the capture with ``bench/make_capture.py`` when it is missing, then times,
 warm-up read that puts the file in the page cache:
 
 1. ``oauth-analyzer analyze CAPTURE --format jsonl -o bench/out/events.jsonl`` (wall time and the
-   child's peak RSS from ``os.wait4``),
+   child's peak RSS from ``os.wait4``), and once more with ``OAUTH_ANALYZER_PURE_PYTHON=1`` (the
+   reader without its native walk; its events must be byte-identical),
 2. ``tshark -q -z credentials -r CAPTURE`` as is, and with HTTP body reassembly off (skipped with
    a note when tshark is missing),
 3. an in-process ``re.finditer`` over the mmapped file: the case-sensitive literal
    ``Authorization: `` and, separately, ``(?i)authorization:``.
 
+The analyzer and regex runs are repeated (``--repeat``, default 3) and their median is reported.
 Prints a table, the ratios and the targets, and checks the analyzer's ``cred_fp`` multiset against
 the capture's truth file. Exit status 0 only when that check passes (``--strict``: and the targets).
 """
@@ -37,6 +39,8 @@ REPO = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO / "bench" / "out"
 DEFAULT_CAPTURE = OUT_DIR / "bench.pcap"
 EVENTS = OUT_DIR / "events.jsonl"
+EVENTS_PURE = OUT_DIR / "events-pure.jsonl"
+PURE_ENV = "OAUTH_ANALYZER_PURE_PYTHON"
 MB = 1e6
 TARGET_TSHARK_RATIO = 10.0  # analyzer at least this many times faster than tshark credentials
 TARGET_REGEX_RATIO = 3.0  # analyzer at most this many times the case-sensitive regex scan
@@ -68,13 +72,18 @@ def warm(path: Path) -> None:
 
 
 def run_child(
-    name: str, argv: list[str], stdout: Path, stderr: Path, timeout: float | None = None
+    name: str,
+    argv: list[str],
+    stdout: Path,
+    stderr: Path,
+    timeout: float | None = None,
+    env: dict[str, str] | None = None,
 ) -> Timing:
     """Run ``argv`` to completion (or kill it at ``timeout`` seconds); wall time and peak RSS
     (``ru_maxrss`` is KiB on Linux)."""
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, cwd=REPO)
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, cwd=REPO, env=env)
         killer = None
         if timeout:
             killer = threading.Timer(timeout, os.kill, (proc.pid, signal.SIGKILL))
@@ -88,9 +97,9 @@ def run_child(
     return Timing(name, seconds, usage.ru_maxrss * 1024 / MB, proc.returncode, timed_out)
 
 
-def analyzer_argv(capture: Path) -> list[str]:
+def analyzer_argv(capture: Path, events: Path) -> list[str]:
     """The installed console script, or ``python -m analyzer`` when it is not installed."""
-    tail = ["analyze", str(capture), "--format", "jsonl", "-o", str(EVENTS)]
+    tail = ["analyze", str(capture), "--format", "jsonl", "-o", str(events)]
     script = REPO / ".venv" / "bin" / "oauth-analyzer"
     if script.exists():
         return [str(script), *tail]
@@ -185,17 +194,45 @@ def ensure_capture(args: argparse.Namespace) -> tuple[Path, bool]:
     return capture, True
 
 
-def time_analyzer(capture: Path) -> Timing:
-    if EVENTS.exists():
-        EVENTS.unlink()
-    warm(capture)
-    cmd = analyzer_argv(capture)
-    t = run_child("analyzer (jsonl)", cmd, OUT_DIR / "analyzer.out", OUT_DIR / "analyzer.err")
-    if t.returncode != 0:
-        t.note = f"exit {t.returncode}, see bench/out/analyzer.err"
-        tail = (OUT_DIR / "analyzer.err").read_text(errors="replace").splitlines()[-15:]
-        print(f"analyzer failed: {' '.join(cmd)}", *tail, sep="\n  ", file=sys.stderr)
-    return t
+def median(runs: list[Timing]) -> Timing:
+    """The run with the median time (a failed run wins: it must be seen)."""
+    failed = [t for t in runs if t.returncode != 0]
+    if failed:
+        return failed[0]
+    ordered = sorted(runs, key=lambda t: t.seconds)
+    best = ordered[len(ordered) // 2]
+    if len(runs) > 1:
+        times = ", ".join(f"{t.seconds:.2f}" for t in runs)
+        best.note = (best.note + "; " if best.note else "") + f"median of {times}"
+    return best
+
+
+def time_analyzer(capture: Path, pure: bool, repeat: int) -> Timing:
+    events = EVENTS_PURE if pure else EVENTS
+    env = dict(os.environ, **{PURE_ENV: "1" if pure else "0"})
+    name = "analyzer (jsonl, pure Python)" if pure else "analyzer (jsonl)"
+    cmd = analyzer_argv(capture, events)
+    runs = []
+    for _ in range(repeat):
+        events.unlink(missing_ok=True)
+        warm(capture)
+        err = OUT_DIR / "analyzer.err"
+        t = run_child(name, cmd, OUT_DIR / "analyzer.out", err, env=env)
+        runs.append(t)
+        if t.returncode != 0:
+            t.note = f"exit {t.returncode}, see bench/out/analyzer.err"
+            tail = err.read_text(errors="replace").splitlines()[-15:]
+            print(f"analyzer failed: {' '.join(cmd)}", *tail, sep="\n  ", file=sys.stderr)
+            break
+    return median(runs)
+
+
+def native_walk() -> bool:
+    """Whether the analyzer in this checkout has its native record walk built."""
+    python = REPO / ".venv" / "bin" / "python"
+    probe = [str(python if python.exists() else sys.executable), "-c"]
+    probe.append("import analyzer.capture._walk")
+    return subprocess.run(probe, cwd=REPO, capture_output=True).returncode == 0
 
 
 def time_tshark(tshark: str, capture: Path, ooo: bool, timeout: float) -> dict[str, Timing]:
@@ -231,15 +268,18 @@ def time_tshark(tshark: str, capture: Path, ooo: bool, timeout: float) -> dict[s
     return out
 
 
-def time_regex(capture: Path) -> dict[str, Timing]:
+def time_regex(capture: Path, repeat: int) -> dict[str, Timing]:
     out: dict[str, Timing] = {}
     for key, name, pattern in (
         ("regex", "regex b'Authorization: '", rb"Authorization: "),
         ("regex-i", "regex b'(?i)authorization:'", rb"(?i)authorization:"),
     ):
-        warm(capture)
-        secs, count = regex_scan(capture, pattern)
-        out[key] = Timing(name, secs, note=f"{count} matches")
+        runs = []
+        for _ in range(repeat):
+            warm(capture)
+            secs, count = regex_scan(capture, pattern)
+            runs.append(Timing(name, secs, note=f"{count} matches"))
+        out[key] = median(runs)
     return out
 
 
@@ -328,6 +368,10 @@ def main(argv: list[str] | None = None) -> int:
         default=1800.0,
         help="kill a tshark run after this many seconds and report a lower bound (default 1800)",
     )
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="runs of the analyzer and regex scans (median)"
+    )
+    ap.add_argument("--no-pure", action="store_true", help="skip the pure-Python analyzer run")
     ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = ap.parse_args(argv)
 
@@ -339,16 +383,21 @@ def main(argv: list[str] | None = None) -> int:
     headers = f", {truth['authorization_headers']} Authorization headers" if truth else ""
     print(f"capture {capture}: {size / MB:.1f} MB, {packets:,} packets{headers}")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    native = native_walk()
+    print("native record walk: " + ("built" if native else "NOT built (pure-Python reader)"))
+    repeat = max(1, args.repeat)
 
     timings: dict[str, Timing] = {}
     try:
-        timings["analyzer"] = time_analyzer(capture)
+        timings["analyzer"] = time_analyzer(capture, False, repeat)
+        if native and not args.no_pure:
+            timings["analyzer-pure"] = time_analyzer(capture, True, 1)
         tshark = shutil.which("tshark")
         if tshark and not args.no_tshark:
             timings |= time_tshark(tshark, capture, args.tshark_ooo, args.tshark_timeout)
         else:
             print("tshark: skipped (" + ("--no-tshark" if tshark else "not installed") + ")")
-        timings |= time_regex(capture)
+        timings |= time_regex(capture, repeat)
     finally:
         if created and not args.keep:
             capture.unlink(missing_ok=True)
@@ -358,6 +407,12 @@ def main(argv: list[str] | None = None) -> int:
     print()
     if not check(truth, timings["analyzer"].returncode == 0):
         return 1
+    pure = timings.get("analyzer-pure")
+    if pure is not None:
+        same = pure.returncode == 0 and EVENTS_PURE.read_bytes() == EVENTS.read_bytes()
+        print(f"pure-Python events byte-identical to native: {'PASS' if same else 'FAIL'}")
+        if not same:
+            return 1
     if args.strict and any(ok is False for ok in targets.values()):
         print("strict: a target was missed")
         return 1
