@@ -3,8 +3,9 @@
 Covers RFC 2743 GSS-API framing, RFC 4178 SPNEGO (with the MS-SPNG NegTokenInit2 variant),
 the RFC 4121 Kerberos GSS token and the RFC 4120 messages in it (AP-REQ ticket realm, service
 name and enctype; AP-REP; KRB-ERROR codes), plus raw NTLMSSP sent under the Negotiate scheme.
-ASN.1 is decoded with pyasn1 against the specs below; ciphertext, authenticators and MICs are
-never kept. Hostile input never raises: it yields problems, or None for obvious non-tokens.
+ASN.1 is read by the strict DER reader in ``analyzer.auth.der`` against the schemas below;
+ciphertext, authenticators and MICs are never kept. Hostile input never raises: it yields
+problems, or None for obvious non-tokens.
 """
 
 from __future__ import annotations
@@ -12,10 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pyasn1.codec.der import decoder
-from pyasn1.error import PyAsn1Error, SubstrateUnderrunError
-from pyasn1.type import char, namedtype, namedval, tag, univ, useful
-
+from analyzer.auth import der
 from analyzer.auth.ntlm import SIGNATURE as NTLM_SIGNATURE
 from analyzer.auth.ntlm import NtlmMessage, b64decode_lenient, parse_ntlm
 
@@ -193,93 +191,82 @@ class NegotiateToken:
         }
 
 
-# --- ASN.1 specs -------------------------------------------------------------------------------
-# Both modules use EXPLICIT TAGS: every [n] wraps the whole inner encoding.
+# --- ASN.1 schemas -----------------------------------------------------------------------------
+# Both modules use EXPLICIT TAGS: every [n] wraps the whole inner encoding. Sequences decode to
+# tuples of their fields in order (None for an absent OPTIONAL one).
+
+INTEGER = der.Integer(0x02)
+ENUMERATED = der.Integer(0x0A)
+OCTET_STRING = der.Primitive(0x04)
+BIT_STRING = der.BitString(0x03)
+OID = der.ObjectIdentifier(0x06)
+KERBEROS_STRING = der.Primitive(0x1B)  # GeneralString
+KERBEROS_TIME = der.Ascii(0x18)  # GeneralizedTime
 
 
-def _ctx(n: int, asn1: Any) -> Any:
-    return asn1.subtype(explicitTag=tag.Tag(tag.tagClassContext, tag.tagFormatConstructed, n))
+def _field(number: int, spec: der.Spec) -> der.Field:
+    return der.Field(number, spec)
 
 
-def _app(n: int) -> tag.Tag:
-    return tag.Tag(tag.tagClassApplication, tag.tagFormatConstructed, n)
+def _optional(number: int, spec: der.Spec) -> der.Field:
+    return der.Field(number, spec, optional=True)
 
 
 #: RFC 2743 3.1 InitialContextToken: [APPLICATION 0] { thisMech OID, innerContextToken ANY }.
 #: The inner token is not always one DER element (Kerberos puts a TOK_ID first), so the frame is
-#: read as a tagged ANY whose content is then split into the OID and the rest.
-GSS_FRAME = univ.Any().subtype(explicitTag=_app(0))
+#: read whole and its content then split into the OID and the rest.
+GSS_FRAME = der.Element(0x60)
 
-
-class KerberosString(char.GeneralString):
-    pass
-
-
-class PrincipalName(univ.Sequence):
-    componentType = namedtype.NamedTypes(
-        namedtype.NamedType("name-type", _ctx(0, univ.Integer())),
-        namedtype.NamedType(
-            "name-string", _ctx(1, univ.SequenceOf(componentType=KerberosString()))
-        ),
-    )
-
-
-class EncryptedData(univ.Sequence):
-    componentType = namedtype.NamedTypes(
-        namedtype.NamedType("etype", _ctx(0, univ.Integer())),
-        namedtype.OptionalNamedType("kvno", _ctx(1, univ.Integer())),
-        namedtype.NamedType("cipher", _ctx(2, univ.OctetString())),
-    )
-
-
-class Ticket(univ.Sequence):
-    tagSet = univ.Sequence.tagSet.tagExplicitly(_app(1))
-    componentType = namedtype.NamedTypes(
-        namedtype.NamedType("tkt-vno", _ctx(0, univ.Integer())),
-        namedtype.NamedType("realm", _ctx(1, KerberosString())),
-        namedtype.NamedType("sname", _ctx(2, PrincipalName())),
-        namedtype.NamedType("enc-part", _ctx(3, EncryptedData())),
-    )
-
-
-class ApReq(univ.Sequence):
-    tagSet = univ.Sequence.tagSet.tagExplicitly(_app(14))
-    componentType = namedtype.NamedTypes(
-        namedtype.NamedType("pvno", _ctx(0, univ.Integer())),
-        namedtype.NamedType("msg-type", _ctx(1, univ.Integer())),
-        namedtype.NamedType("ap-options", _ctx(2, univ.BitString())),
-        namedtype.NamedType("ticket", _ctx(3, Ticket())),
-        namedtype.NamedType("authenticator", _ctx(4, EncryptedData())),
-    )
-
-
-class ApRep(univ.Sequence):
-    tagSet = univ.Sequence.tagSet.tagExplicitly(_app(15))
-    componentType = namedtype.NamedTypes(
-        namedtype.NamedType("pvno", _ctx(0, univ.Integer())),
-        namedtype.NamedType("msg-type", _ctx(1, univ.Integer())),
-        namedtype.NamedType("enc-part", _ctx(2, EncryptedData())),
-    )
-
-
-class KrbError(univ.Sequence):
-    tagSet = univ.Sequence.tagSet.tagExplicitly(_app(30))
-    componentType = namedtype.NamedTypes(
-        namedtype.NamedType("pvno", _ctx(0, univ.Integer())),
-        namedtype.NamedType("msg-type", _ctx(1, univ.Integer())),
-        namedtype.OptionalNamedType("ctime", _ctx(2, useful.GeneralizedTime())),
-        namedtype.OptionalNamedType("cusec", _ctx(3, univ.Integer())),
-        namedtype.NamedType("stime", _ctx(4, useful.GeneralizedTime())),
-        namedtype.NamedType("susec", _ctx(5, univ.Integer())),
-        namedtype.NamedType("error-code", _ctx(6, univ.Integer())),
-        namedtype.OptionalNamedType("crealm", _ctx(7, KerberosString())),
-        namedtype.OptionalNamedType("cname", _ctx(8, PrincipalName())),
-        namedtype.NamedType("realm", _ctx(9, KerberosString())),
-        namedtype.NamedType("sname", _ctx(10, PrincipalName())),
-        namedtype.OptionalNamedType("e-text", _ctx(11, KerberosString())),
-        namedtype.OptionalNamedType("e-data", _ctx(12, univ.OctetString())),
-    )
-
+#: RFC 4120 5.2.2 PrincipalName: (name-type, name-string).
+PRINCIPAL_NAME = der.Sequence(_field(0, INTEGER), _field(1, der.SequenceOf(KERBEROS_STRING)))
+#: RFC 4120 5.2.9 EncryptedData: (etype, kvno, cipher).
+ENCRYPTED_DATA = der.Sequence(_field(0, INTEGER), _optional(1, INTEGER), _field(2, OCTET_STRING))
+#: RFC 4120 5.3 Ticket ::= [APPLICATION 1]: (tkt-vno, realm, sname, enc-part).
+TICKET = der.Explicit(
+    0x61,
+    der.Sequence(
+        _field(0, INTEGER),
+        _field(1, KERBEROS_STRING),
+        _field(2, PRINCIPAL_NAME),
+        _field(3, ENCRYPTED_DATA),
+    ),
+)
+#: RFC 4120 5.5.1 AP-REQ ::= [APPLICATION 14]:
+#: (pvno, msg-type, ap-options, ticket, authenticator).
+AP_REQ = der.Explicit(
+    0x6E,
+    der.Sequence(
+        _field(0, INTEGER),
+        _field(1, INTEGER),
+        _field(2, BIT_STRING),
+        _field(3, TICKET),
+        _field(4, ENCRYPTED_DATA),
+    ),
+)
+#: RFC 4120 5.5.2 AP-REP ::= [APPLICATION 15]: (pvno, msg-type, enc-part).
+AP_REP = der.Explicit(
+    0x6F, der.Sequence(_field(0, INTEGER), _field(1, INTEGER), _field(2, ENCRYPTED_DATA))
+)
+#: RFC 4120 5.9.1 KRB-ERROR ::= [APPLICATION 30]: (pvno, msg-type, ctime, cusec, stime, susec,
+#: error-code, crealm, cname, realm, sname, e-text, e-data).
+KRB_ERROR = der.Explicit(
+    0x7E,
+    der.Sequence(
+        _field(0, INTEGER),
+        _field(1, INTEGER),
+        _optional(2, KERBEROS_TIME),
+        _optional(3, INTEGER),
+        _field(4, KERBEROS_TIME),
+        _field(5, INTEGER),
+        _field(6, INTEGER),
+        _optional(7, KERBEROS_STRING),
+        _optional(8, PRINCIPAL_NAME),
+        _field(9, KERBEROS_STRING),
+        _field(10, PRINCIPAL_NAME),
+        _optional(11, KERBEROS_STRING),
+        _optional(12, OCTET_STRING),
+    ),
+)
 
 #: RFC 4120 application tags; AP-REQ, AP-REP and KRB-ERROR are decoded, the others only named.
 KRB_MESSAGES = {
@@ -294,59 +281,34 @@ KRB_MESSAGES = {
     22: "KRB-CRED",
     30: "KRB-ERROR",
 }
-_KRB_SPECS = {"AP-REQ": ApReq(), "AP-REP": ApRep(), "KRB-ERROR": KrbError()}
+_KRB_SPECS = {"AP-REQ": AP_REQ, "AP-REP": AP_REP, "KRB-ERROR": KRB_ERROR}
+#: Any other Kerberos message: only its framing (length, trailing bytes) is checked.
+KRB_OTHER = der.Element()
 
-
-class MechTypeList(univ.SequenceOf):
-    componentType = univ.ObjectIdentifier()
-
-
-class NegHints(univ.Sequence):
-    """MS-SPNG 2.2.1 (NegTokenInit2 only)."""
-
-    componentType = namedtype.NamedTypes(
-        namedtype.OptionalNamedType("hintName", _ctx(0, char.GeneralString())),
-        namedtype.OptionalNamedType("hintAddress", _ctx(1, univ.OctetString())),
-    )
-
-
-class MicOrHints(univ.Choice):
-    """Field [3]: mechListMIC in RFC 4178 NegTokenInit, negHints in MS-SPNG NegTokenInit2."""
-
-    componentType = namedtype.NamedTypes(
-        namedtype.NamedType("mechListMIC", univ.OctetString()),
-        namedtype.NamedType("negHints", NegHints()),
-    )
-
-
-class NegTokenInit(univ.Sequence):
-    componentType = namedtype.NamedTypes(
-        namedtype.OptionalNamedType("mechTypes", _ctx(0, MechTypeList())),
-        namedtype.OptionalNamedType("reqFlags", _ctx(1, univ.BitString())),
-        namedtype.OptionalNamedType("mechToken", _ctx(2, univ.OctetString())),
-        namedtype.OptionalNamedType("micOrHints", _ctx(3, MicOrHints())),
-        namedtype.OptionalNamedType("mechListMIC", _ctx(4, univ.OctetString())),
-    )
-
-
-class NegState(univ.Enumerated):
-    namedValues = namedval.NamedValues(*((name, n) for n, name in NEG_STATES.items()))
-
-
-class NegTokenResp(univ.Sequence):
-    componentType = namedtype.NamedTypes(
-        namedtype.OptionalNamedType("negState", _ctx(0, NegState())),
-        namedtype.OptionalNamedType("supportedMech", _ctx(1, univ.ObjectIdentifier())),
-        namedtype.OptionalNamedType("responseToken", _ctx(2, univ.OctetString())),
-        namedtype.OptionalNamedType("mechListMIC", _ctx(3, univ.OctetString())),
-    )
-
-
-class NegotiationToken(univ.Choice):
-    componentType = namedtype.NamedTypes(
-        namedtype.NamedType("negTokenInit", _ctx(0, NegTokenInit())),
-        namedtype.NamedType("negTokenResp", _ctx(1, NegTokenResp())),
-    )
+#: MS-SPNG 2.2.1 NegHints (NegTokenInit2 only): (hintName, hintAddress).
+NEG_HINTS = der.Sequence(_optional(0, KERBEROS_STRING), _optional(1, OCTET_STRING))
+#: Field [3]: mechListMIC in RFC 4178 NegTokenInit, negHints in MS-SPNG NegTokenInit2.
+MIC_OR_HINTS = der.Choice(("mechListMIC", OCTET_STRING), ("negHints", NEG_HINTS))
+#: RFC 4178 4.2.1 NegTokenInit: (mechTypes, reqFlags, mechToken, micOrHints, mechListMIC).
+NEG_TOKEN_INIT = der.Sequence(
+    _optional(0, der.SequenceOf(OID)),
+    _optional(1, BIT_STRING),
+    _optional(2, OCTET_STRING),
+    _optional(3, MIC_OR_HINTS),
+    _optional(4, OCTET_STRING),
+)
+#: RFC 4178 4.2.2 NegTokenResp: (negState, supportedMech, responseToken, mechListMIC).
+NEG_TOKEN_RESP = der.Sequence(
+    _optional(0, ENUMERATED),
+    _optional(1, OID),
+    _optional(2, OCTET_STRING),
+    _optional(3, OCTET_STRING),
+)
+#: RFC 4178 4.2 NegotiationToken ::= CHOICE { [0] NegTokenInit, [1] NegTokenResp }.
+NEGOTIATION_TOKEN = der.Choice(
+    ("negTokenInit", der.Explicit(0xA0, NEG_TOKEN_INIT)),
+    ("negTokenResp", der.Explicit(0xA1, NEG_TOKEN_RESP)),
+)
 
 
 # --- entry points ------------------------------------------------------------------------------
@@ -410,25 +372,25 @@ def _negotiation_token(
     data: bytes, problems: list[str], expect: str | None = None
 ) -> NegotiateToken:
     """RFC 4178 NegotiationToken: [0] NegTokenInit or [1] NegTokenResp."""
-    decoded = _decode(data, NegotiationToken(), "SPNEGO token", problems)
+    decoded = _decode(data, NEGOTIATION_TOKEN, "SPNEGO token", problems)
     if decoded is None:
         return NegotiateToken(kind="unknown", mechanism="unknown", problems=tuple(problems))
-    name = decoded.getName()
+    name, body = decoded
     if expect and name != expect:
         problems.append(f"GSS-API framed SPNEGO token holds {name}, expected {expect}")
-    body = decoded.getComponent()
     if name == "negTokenInit":
         return _init(body, problems)
     return _resp(body, problems)
 
 
-def _init(body: Any, problems: list[str]) -> NegotiateToken:
-    mech_types = _mech_names(body["mechTypes"]) if body["mechTypes"].isValue else ()
+def _init(body: tuple[Any, ...], problems: list[str]) -> NegotiateToken:
+    oids, _flags, mech_token, _mic_or_hints, _mic = body
+    mech_types = _mech_names(oids) if oids is not None else ()
     if not mech_types:
         problems.append("NegTokenInit offers no mechanisms")
     mechanism, kerberos, ntlm = "unknown", None, None
-    if body["mechToken"].isValue:
-        mechanism, kerberos, ntlm = _mech_token(bytes(body["mechToken"]), problems)
+    if mech_token is not None:
+        mechanism, kerberos, ntlm = _mech_token(mech_token, problems)
         first = MECHANISMS.get(mech_types[0], "unknown") if mech_types else "unknown"
         if mech_types and mechanism not in ("unknown", first):
             problems.append(
@@ -446,16 +408,16 @@ def _init(body: Any, problems: list[str]) -> NegotiateToken:
     )
 
 
-def _resp(body: Any, problems: list[str]) -> NegotiateToken:
+def _resp(body: tuple[Any, ...], problems: list[str]) -> NegotiateToken:
+    state, supported_oid, response_token, _mic = body
     neg_state = None
-    if body["negState"].isValue:
-        value = int(body["negState"])
-        neg_state = NEG_STATES.get(value, f"unknown({value})")
-    supported = _mech_names([body["supportedMech"]])[0] if body["supportedMech"].isValue else None
+    if state is not None:
+        neg_state = NEG_STATES.get(state, f"unknown({state})")
+    supported = _mech_names((supported_oid,))[0] if supported_oid is not None else None
     mechanism = MECHANISMS.get(supported, "unknown") if supported else "unknown"
     kerberos, ntlm = None, None
-    if body["responseToken"].isValue:
-        carried, kerberos, ntlm = _mech_token(bytes(body["responseToken"]), problems)
+    if response_token is not None:
+        carried, kerberos, ntlm = _mech_token(response_token, problems)
         if mechanism == "unknown":
             mechanism = carried
         elif carried not in ("unknown", mechanism):
@@ -513,7 +475,6 @@ def _mech_token(
 
 def _split_frame(data: bytes, problems: list[str]) -> tuple[str, bytes] | None:
     """RFC 2743 framing -> (thisMech as dotted OID, innerContextToken bytes)."""
-    # pyasn1 does not check the tag of a tagged ANY, so the identifier octet is checked here.
     if not data.startswith(b"\x60"):
         problems.append("GSS-API frame: not [APPLICATION 0]")
         return None
@@ -521,11 +482,11 @@ def _split_frame(data: bytes, problems: list[str]) -> tuple[str, bytes] | None:
     if content is None:
         return None
     try:
-        oid, inner = decoder.decode(bytes(content), asn1Spec=univ.ObjectIdentifier())
-    except Exception as exc:  # hostile input: pyasn1 raises many kinds
+        oid, stop = der.decode(content, OID)
+    except der.DerError as exc:
         problems.append(f"GSS-API frame: no mechanism OID ({_why(exc)})")
         return None
-    return str(oid), bytes(inner)
+    return oid, content[stop:]
 
 
 def _kerberos_message(data: bytes, problems: list[str]) -> KerberosInfo | None:
@@ -537,30 +498,24 @@ def _kerberos_message(data: bytes, problems: list[str]) -> KerberosInfo | None:
         return None
     spec = _KRB_SPECS.get(message)
     if spec is None:
-        _decode(data, univ.Any(), message, problems)  # framing only: length, trailing bytes
+        _decode(data, KRB_OTHER, message, problems)
         return KerberosInfo(message, None, None, None, None, None)
     decoded = _decode(data, spec, message, problems)
     if decoded is None:
         return KerberosInfo(message, None, None, None, None, None)
     if message == "AP-REQ":
-        ticket = decoded["ticket"]
-        etype, kvno = _enc_data(ticket["enc-part"])
+        _tkt_vno, realm, sname, (etype, kvno, _cipher) = decoded[3]  # the ticket
         return KerberosInfo(
-            message,
-            _text(ticket["realm"]),
-            _principal(ticket["sname"]),
-            etype,
-            _etype_name(etype),
-            kvno,
+            message, _text(realm), _principal(sname), etype, _etype_name(etype), kvno
         )
     if message == "AP-REP":
-        etype, kvno = _enc_data(decoded["enc-part"])
+        etype, kvno, _cipher = decoded[2]  # enc-part
         return KerberosInfo(message, None, None, etype, _etype_name(etype), kvno)
-    code = int(decoded["error-code"])
+    code, realm, sname = decoded[6], decoded[9], decoded[10]  # error-code, realm, sname
     return KerberosInfo(
         message,
-        _text(decoded["realm"]),
-        _principal(decoded["sname"]),
+        _text(realm),
+        _principal(sname),
         None,
         None,
         None,
@@ -572,46 +527,35 @@ def _kerberos_message(data: bytes, problems: list[str]) -> KerberosInfo | None:
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def _decode(data: bytes, spec: Any, what: str, problems: list[str]) -> Any:
-    """pyasn1 DER decode against ``spec``; None (and a problem) on any failure."""
+def _decode(data: bytes, spec: der.Spec, what: str, problems: list[str]) -> Any:
+    """``data`` decoded against ``spec``; None (and a problem) when it does not decode."""
     try:
-        value, rest = decoder.decode(data, asn1Spec=spec)
-    except Exception as exc:  # hostile input: pyasn1 raises many kinds
+        value, stop = der.decode(data, spec)
+    except der.DerError as exc:
         problems.append(f"{what}: {_why(exc)}")
         return None
-    if rest:
-        problems.append(f"{what}: {len(rest)} trailing bytes")
+    if stop < len(data):
+        problems.append(f"{what}: {len(data) - stop} trailing bytes")
     return value
 
 
-def _why(exc: Exception) -> str:
+def _why(exc: der.DerError) -> str:
     """A fixed description of a decode failure (never the exception text: it may quote bytes)."""
-    if isinstance(exc, SubstrateUnderrunError):
+    if isinstance(exc, der.DerTruncated):
         return "truncated"
-    if isinstance(exc, PyAsn1Error):
-        return "malformed DER or unexpected tag"
-    return f"undecodable ({type(exc).__name__})"
+    return "malformed DER or unexpected tag"
 
 
-def _mech_names(oids: Any) -> tuple[str, ...]:
-    names = []
-    for oid in oids:
-        dotted = str(oid)
-        names.append(MECH_NAMES.get(dotted, dotted))
-    return tuple(names)
+def _mech_names(oids: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(MECH_NAMES.get(oid, oid) for oid in oids)
 
 
-def _text(value: Any) -> str:
-    return bytes(value.asOctets()).decode("utf-8", errors="replace")
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", errors="replace")
 
 
-def _principal(name: Any) -> str:
-    return "/".join(_text(part) for part in name["name-string"])
-
-
-def _enc_data(enc: Any) -> tuple[int, int | None]:
-    kvno = int(enc["kvno"]) if enc["kvno"].isValue else None
-    return int(enc["etype"]), kvno
+def _principal(name: tuple[int, tuple[bytes, ...]]) -> str:
+    return "/".join(_text(part) for part in name[1])
 
 
 def _etype_name(etype: int | None) -> str | None:
