@@ -1,41 +1,24 @@
-"""The ``oauth-analyzer`` command line."""
+"""The ``oauth-analyzer`` command line.
+
+Only what ``analyze`` needs is imported up front; each other command and output format imports
+its own modules (``verify``'s rules, ``decode``'s explainer, the tables, rich, pandas) when used,
+so a JSON Lines run starts fast.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import time
 from collections.abc import Sequence
 from contextlib import ExitStack
-from datetime import datetime, timezone
 from typing import IO
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
-from analyzer.analysis.verify import (
-    FAIL,
-    INCONCLUSIVE,
-    PASS,
-    PolicyError,
-    evaluate,
-    make_rule,
-    overall,
-    rules_from_policy,
-)
 from analyzer.auth.keys import KeyFileError, KeyStore
-from analyzer.auth.tokens import decode_token
 from analyzer.capture.pcapfile import CaptureError
 from analyzer.model import Event, Finding, TokenRecord
 from analyzer.pipeline import AnalysisResult, analyze_paths
-from analyzer.report.explain import clean_token_text, write_explanation
 from analyzer.report.export import write_csv, write_jsonl
-from analyzer.report.table import write_findings, write_table, write_tokens
-from analyzer.report.verification import write_verification
 
 PROG = "oauth-analyzer"
 PROGRESS_MIN_BYTES = 32 << 20  # show a progress bar only for captures bigger than this
@@ -240,16 +223,19 @@ def _write(result: AnalysisResult, args: argparse.Namespace, out: IO[str]) -> No
     elif args.format == "csv":
         kind = TokenRecord if args.tokens else Finding if args.findings else Event
         write_csv(records, out, kind, reveal_secrets=args.reveal_secrets)
-    elif args.tokens:
-        write_tokens(result.tokens, out)
-    elif args.findings:
-        write_findings(result.findings, out, explain=True)
-    elif out.isatty():
-        from analyzer.report.terminal import write_rich
-
-        write_rich(result.events, result.captures, result.verdicts, result.findings, out)
     else:
-        write_table(result.events, result.captures, out, result.verdicts, result.findings)
+        from analyzer.report.table import write_findings, write_table, write_tokens
+
+        if args.tokens:
+            write_tokens(result.tokens, out)
+        elif args.findings:
+            write_findings(result.findings, out, explain=True)
+        elif out.isatty():
+            from analyzer.report.terminal import write_rich
+
+            write_rich(result.events, result.captures, result.verdicts, result.findings, out)
+        else:
+            write_table(result.events, result.captures, out, result.verdicts, result.findings)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -270,6 +256,9 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _decode(args: argparse.Namespace) -> int:
+    from analyzer.auth.tokens import decode_token
+    from analyzer.report.explain import clean_token_text, write_explanation
+
     text = sys.stdin.read() if args.token == "-" else args.token
     text = clean_token_text(text)
     if not text:
@@ -296,6 +285,25 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    import json
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+
+    from analyzer.analysis.verify import (
+        FAIL,
+        INCONCLUSIVE,
+        PASS,
+        PolicyError,
+        evaluate,
+        make_rule,
+        overall,
+        rules_from_policy,
+    )
+    from analyzer.report.verification import write_verification
+
     try:
         if args.policy:
             with open(args.policy, "rb") as fh:
@@ -331,6 +339,9 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _when(value: str | None) -> tuple[float | None, str]:
     """(epoch seconds, how it was chosen) for ``--at``; None when unparseable."""
+    import time
+    from datetime import datetime, timezone
+
     if value is None:
         return time.time(), "now: pass --at to check at the time the token was captured"
     try:

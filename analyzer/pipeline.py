@@ -6,9 +6,8 @@ capture reader at the front.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from analyzer.analysis.findings import Context, run_rules
@@ -16,10 +15,26 @@ from analyzer.analysis.handshakes import group_handshakes, pair_verdicts
 from analyzer.analysis.tokens import TokenAnalysis, load_keys
 from analyzer.auth.extract import build_event, request_body_policy, response_body_policy
 from analyzer.capture.pcapfile import read_packets
-from analyzer.capture.tshark import read_decrypted
 from analyzer.flows.tcp import ConnectionInfo, TcpReassembler
-from analyzer.model import CaptureStats, Event, Finding, Handshake, PairVerdict, TokenRecord
+from analyzer.model import (
+    CaptureStats,
+    Event,
+    Finding,
+    Handshake,
+    PairVerdict,
+    TokenRecord,
+    evolve,
+)
 from analyzer.protocols.http_exchange import Exchange, HttpConnection
+
+
+def read_decrypted(path: str, keylog: str, stats: CaptureStats) -> Iterator[tuple]:
+    """``analyzer.capture.tshark.read_decrypted``, imported on first use: only ``--tls-keylog``
+    runs need tshark and the subprocess / socket / tempfile machinery it loads."""
+    from analyzer.capture.tshark import read_decrypted as read
+
+    return read(path, keylog, stats)
+
 
 #: Called now and then with (path, bytes read so far in this file).
 ProgressCallback = Callable[[str, int], None]
@@ -58,7 +73,7 @@ class EventCollector:
             self.stats.tls_connections += 1
 
     def exchange(self, exchange: Exchange) -> None:
-        event = build_event(exchange)
+        event = build_event(exchange, len(self.events) + 1)  # numbered as if already in order
         if event is not None:
             self.events.append(event)
 
@@ -70,14 +85,18 @@ class EventCollector:
         )
 
     def tls_exchange(self, exchange: Exchange) -> None:
-        event = build_event(exchange)
+        event = build_event(exchange, len(self.events) + 1)
         if event is not None:
-            self.events.append(dataclasses.replace(event, transport="tls"))
+            self.events.append(evolve(event, transport="tls"))
 
     def finished_events(self) -> list[Event]:
-        """Events sorted by request time, numbered from 1."""
+        """Events sorted by request time, numbered from 1.
+
+        Exchanges mostly finish in request order, so most events already carry their final
+        number; only the ones the sort moved are copied.
+        """
         ordered = sorted(self.events, key=lambda e: (e.ts, e.conn_id, e.client_port))
-        return [dataclasses.replace(e, event_id=i) for i, e in enumerate(ordered, 1)]
+        return [e if e.event_id == i else evolve(e, event_id=i) for i, e in enumerate(ordered, 1)]
 
 
 def analyze_paths(

@@ -10,11 +10,10 @@ change of class starts a new one.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from analyzer.model import Event, Handshake, PairVerdict
+from analyzer.model import Event, Handshake, PairVerdict, evolve
 
 DENIED = (401, 403, 407)
 CHALLENGE = (401, 407)
@@ -75,7 +74,7 @@ def group_handshakes(events: list[Event]) -> tuple[list[Event], list[Handshake]]
     for event in events:
         hs = assigned.get(event.event_id)
         if hs is not None:
-            event = dataclasses.replace(
+            event = evolve(
                 event, handshake_id=hs.handshake_id, auth_class=hs.auth_class, outcome=hs.outcome
             )
         out.append(event)

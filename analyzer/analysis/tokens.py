@@ -7,7 +7,6 @@ token is decoded once (the decoder caches by fingerprint) and verified once.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -15,7 +14,7 @@ from analyzer.auth.keys import KeyStore, SignatureResult, verify_token
 from analyzer.auth.principals import Principal, parse_principal
 from analyzer.auth.token_checks import check_token, failed
 from analyzer.auth.tokens import DecodedToken, decode_token, iso_utc
-from analyzer.model import Event, TokenRecord, request_url
+from analyzer.model import Event, TokenRecord, evolve, request_url
 
 #: Event fields holding token text, with the role a token found there plays.
 TOKEN_SOURCES = (
@@ -95,7 +94,7 @@ class TokenAnalysis:
                 primary = token, role
         if primary is None:
             return event
-        return dataclasses.replace(event, **self._fields(*primary, event))
+        return evolve(event, **self._fields(*primary, event))
 
     def _remember(
         self, token: DecodedToken, text: str, role: str, event: Event, presented: bool

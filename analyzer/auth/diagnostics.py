@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from analyzer.auth.schemes import read_quoted, split_outside_quotes
@@ -154,7 +155,13 @@ _DETAILS: tuple[tuple[int, str, str], ...] = (
     ),
     (1001, r"invalid signature|signature.{0,40}(?:invalid|not valid|failed)", "invalid signature"),
 )
-_DETAIL_RES = tuple((code, re.compile(p, re.I | re.S), summary) for code, p, summary in _DETAILS)
+
+
+@cache
+def _detail_res() -> tuple[tuple[int, re.Pattern[str], str], ...]:
+    """``_DETAILS`` compiled, on first use: runs that meet no diagnostics header skip the cost."""
+    return tuple((code, re.compile(p, re.I | re.S), summary) for code, p, summary in _DETAILS)
+
 
 _HEADER_PREFIX = re.compile(
     r"\s*(x-ms-diagnostics-from-backend|x-ms-diagnostics|ms-diagnostics-public|ms-diagnostics)"
@@ -218,7 +225,7 @@ def _match_detail(*texts: str | None) -> tuple[int, str, tuple[str, ...]] | None
         if not text:
             continue
         text = text[:_MAX_MATCH_CHARS]
-        for code, pattern, summary in _DETAIL_RES:
+        for code, pattern, summary in _detail_res():
             m = pattern.search(text)
             if m:
                 return code, summary, tuple(g for g in m.groups() if g is not None)

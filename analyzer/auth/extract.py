@@ -8,7 +8,7 @@ so failed fetches show up).
 
 from __future__ import annotations
 
-import dataclasses
+import re
 from urllib.parse import urlsplit
 
 from analyzer.auth.challenges import describe_challenge
@@ -26,7 +26,7 @@ from analyzer.auth.oauth_http import (
 )
 from analyzer.auth.schemes import fingerprint, parse_challenges, parse_credential
 from analyzer.auth.windows import decode_windows_credential
-from analyzer.model import Challenge, Credential, Event
+from analyzer.model import Challenge, Credential, Event, evolve
 from analyzer.protocols.http1 import HttpMessage
 from analyzer.protocols.http_exchange import Exchange
 
@@ -34,6 +34,7 @@ REQUEST_BODY_CAP = 64 * 1024  # form bodies of token requests (assertions are a 
 RESPONSE_BODY_CAP = 1 << 20  # token responses and metadata documents
 FORM_TYPE = "application/x-www-form-urlencoded"
 DENIED = (401, 403, 407)
+_URL_NOISE = re.compile(r"[\t\r\n]")  # characters urlsplit deletes before splitting
 
 
 def request_body_policy(request: HttpMessage) -> int:
@@ -95,7 +96,7 @@ def build_event(exchange: Exchange, event_id: int = 0) -> Event | None:
         )
         if challenges:
             reasons.append("challenge")
-            challenges = [dataclasses.replace(c, details=describe_challenge(c)) for c in challenges]
+            challenges = [evolve(c, details=describe_challenge(c)) for c in challenges]
         if resp.status in DENIED:
             reasons.append("denied")
         diagnostics = resp.header("x-ms-diagnostics")
@@ -208,6 +209,9 @@ def _response_text(resp: HttpMessage | None) -> bytes | None:
 
 
 def _path(uri: str) -> str:
+    if uri[:1] == "/" and uri[1:2] != "/" and not _URL_NOISE.search(uri):
+        # origin-form, the usual case: what urlsplit would return, without its cost
+        return uri.partition("#")[0].partition("?")[0]
     try:
         return urlsplit(uri).path or uri
     except ValueError:

@@ -5,24 +5,28 @@ DER files, indexed by certificate thumbprint (``x5t``) and ``kid``. ``verify_tok
 decoded token against it. The algorithm family always comes from the key, never from the token: a
 token whose ``alg`` does not fit the key it names is a bad signature (algorithm confusion), not an
 invitation to verify an HMAC with a public key. No expiry or audience checks happen here.
+
+``cryptography`` and ``pyjwt`` are imported by the functions that need them, on first use: a run
+that meets no key document, key file or signed token never pays for loading them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-from jwt.algorithms import Algorithm, ECAlgorithm, OKPAlgorithm, RSAAlgorithm, RSAPSSAlgorithm
+from typing import TYPE_CHECKING, Any
 
 from analyzer.auth.tokens import DecodedToken, b64decode_lenient, b64url, iso_utc, parse_json
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from cryptography import x509
+    from jwt.algorithms import Algorithm
 
 DOCUMENT_CAP = 1 << 20  # bytes of one metadata / JWKS document
 FILE_CAP = 4 << 20  # bytes of one key file
@@ -36,30 +40,41 @@ MIN_RSA_BITS = 512
 STATUSES = ("verified", "bad-signature", "unknown-key", "unsigned", "not-checked")
 DOCUMENTS = ("s2s-metadata", "jwks", "openid-configuration", "pem", "der")
 
-_CURVES: dict[str, type[ec.EllipticCurve]] = {
-    "P-256": ec.SECP256R1,
-    "P-384": ec.SECP384R1,
-    "P-521": ec.SECP521R1,
-    "secp256k1": ec.SECP256K1,
+#: JWK curve name -> the ``cryptography.hazmat.primitives.asymmetric.ec`` class that names it.
+_CURVES: dict[str, str] = {
+    "P-256": "SECP256R1",
+    "P-384": "SECP384R1",
+    "P-521": "SECP521R1",
+    "secp256k1": "SECP256K1",
 }
 _CURVE_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 
-# alg -> (key family, required curve or None, pyjwt algorithm object)
-_ALGORITHMS: dict[str, tuple[str, str | None, Algorithm]] = {
-    "RS256": ("RSA", None, RSAAlgorithm(RSAAlgorithm.SHA256)),
-    "RS384": ("RSA", None, RSAAlgorithm(RSAAlgorithm.SHA384)),
-    "RS512": ("RSA", None, RSAAlgorithm(RSAAlgorithm.SHA512)),
-    "PS256": ("RSA", None, RSAPSSAlgorithm(RSAPSSAlgorithm.SHA256)),
-    "PS384": ("RSA", None, RSAPSSAlgorithm(RSAPSSAlgorithm.SHA384)),
-    "PS512": ("RSA", None, RSAPSSAlgorithm(RSAPSSAlgorithm.SHA512)),
-    "ES256": ("EC", "secp256r1", ECAlgorithm(ECAlgorithm.SHA256)),
-    "ES256K": ("EC", "secp256k1", ECAlgorithm(ECAlgorithm.SHA256)),
-    "ES384": ("EC", "secp384r1", ECAlgorithm(ECAlgorithm.SHA384)),
-    "ES512": ("EC", "secp521r1", ECAlgorithm(ECAlgorithm.SHA512)),
-    "EdDSA": ("OKP", None, OKPAlgorithm()),
-    "Ed25519": ("OKP", "ed25519", OKPAlgorithm()),
-    "Ed448": ("OKP", "ed448", OKPAlgorithm()),
+# alg -> (key family, required curve or None, pyjwt algorithm class, its hash attribute or None)
+_ALGORITHMS: dict[str, tuple[str, str | None, str, str | None]] = {
+    "RS256": ("RSA", None, "RSAAlgorithm", "SHA256"),
+    "RS384": ("RSA", None, "RSAAlgorithm", "SHA384"),
+    "RS512": ("RSA", None, "RSAAlgorithm", "SHA512"),
+    "PS256": ("RSA", None, "RSAPSSAlgorithm", "SHA256"),
+    "PS384": ("RSA", None, "RSAPSSAlgorithm", "SHA384"),
+    "PS512": ("RSA", None, "RSAPSSAlgorithm", "SHA512"),
+    "ES256": ("EC", "secp256r1", "ECAlgorithm", "SHA256"),
+    "ES256K": ("EC", "secp256k1", "ECAlgorithm", "SHA256"),
+    "ES384": ("EC", "secp384r1", "ECAlgorithm", "SHA384"),
+    "ES512": ("EC", "secp521r1", "ECAlgorithm", "SHA512"),
+    "EdDSA": ("OKP", None, "OKPAlgorithm", None),
+    "Ed25519": ("OKP", "ed25519", "OKPAlgorithm", None),
+    "Ed448": ("OKP", "ed448", "OKPAlgorithm", None),
 }
+
+
+@functools.cache
+def _algorithm(alg: str) -> Algorithm:
+    """The pyjwt algorithm object for ``alg`` (a key of ``_ALGORITHMS``), made once."""
+    from jwt import algorithms
+
+    class_name, hash_name = _ALGORITHMS[alg][2:]
+    cls = getattr(algorithms, class_name)
+    return cls(getattr(cls, hash_name)) if hash_name else cls()
 
 
 class KeyFileError(Exception):
@@ -100,6 +115,8 @@ class SigningKey:
             name = self.public_key.curve.name
             return _CURVE_NAMES.get(name, name)
         if self.family == "OKP":
+            from cryptography.hazmat.primitives.asymmetric import ed25519
+
             return "Ed25519" if isinstance(self.public_key, ed25519.Ed25519PublicKey) else "Ed448"
         return None
 
@@ -196,6 +213,8 @@ class KeyStore:
 
     def add_file(self, path: str | Path) -> int:
         """Keys from a PEM / DER certificate or public key, JWKS or metadata JSON file."""
+        from pathlib import Path
+
         p = Path(path)
         try:
             if p.stat().st_size > FILE_CAP:
@@ -377,6 +396,9 @@ class KeyStore:
         return count
 
     def _pem_file(self, data: bytes, location: str) -> int:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
         count = 0
         private = 0
         for match in _PEM_BLOCK.finditer(data):
@@ -439,6 +461,8 @@ class KeyStore:
         family = _family(public, where, self._warn)
         if family is None:
             return 0
+        from cryptography.hazmat.primitives import serialization
+
         der = cert.public_bytes(serialization.Encoding.DER)
         x5t = b64url(hashlib.sha1(der).digest())  # a thumbprint, not a security hash
         x5t_s256 = b64url(hashlib.sha256(der).digest())
@@ -556,7 +580,7 @@ def verify_token(token: DecodedToken, store: KeyStore) -> SignatureResult:
         first = candidates[0]
         return SignatureResult("bad-signature", first if named else None, _misfit(alg, first))
 
-    algorithm = _ALGORITHMS[alg][2]
+    algorithm = _algorithm(alg)
     for key in fitting:
         if _verify(algorithm, token.signing_input, key.public_key, token.signature):
             where = f"{key.source.document} {key.source.location}"
@@ -654,6 +678,8 @@ def _looks_binary(data: bytes) -> bool:
 def _load_cert(der: bytes | None) -> x509.Certificate | None:
     if not der:
         return None
+    from cryptography import x509
+
     try:
         return x509.load_der_x509_certificate(der)
     except ValueError:
@@ -663,6 +689,8 @@ def _load_cert(der: bytes | None) -> x509.Certificate | None:
 def _load_der_public(der: bytes | None) -> Any:
     if not der:
         return None
+    from cryptography.hazmat.primitives import serialization
+
     try:
         return serialization.load_der_public_key(der)
     except (ValueError, TypeError):
@@ -670,12 +698,16 @@ def _load_der_public(der: bytes | None) -> Any:
 
 
 def _spki(public: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return public.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
 
 def _family(public: Any, where: str, warn: Any) -> str | None:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
     if isinstance(public, rsa.RSAPublicKey):
         if not MIN_RSA_BITS <= public.key_size <= MAX_RSA_BITS:
             warn(f"{where}: RSA key of {public.key_size} bits ignored")
@@ -691,6 +723,7 @@ def _family(public: Any, where: str, warn: Any) -> str | None:
 
 def _jwk_public(jwk: dict[str, Any], kty: str | None, where: str, warn: Any) -> Any:
     """The public key a JWK's parameters describe, or None (with a warning when broken)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
     def number(name: str) -> int | None:
         raw = _ci(jwk, name)
@@ -718,7 +751,7 @@ def _jwk_public(jwk: dict[str, Any], kty: str | None, where: str, warn: Any) -> 
                     warn(f"{where}: EC curve {crv!r} unsupported or coordinates missing")
                 return None
             numbers = ec.EllipticCurvePublicNumbers(
-                int.from_bytes(x, "big"), int.from_bytes(y, "big"), _CURVES[crv]()
+                int.from_bytes(x, "big"), int.from_bytes(y, "big"), getattr(ec, _CURVES[crv])()
             )
             return numbers.public_key()
         if kty == "OKP":

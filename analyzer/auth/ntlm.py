@@ -16,6 +16,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any
 
 SIGNATURE = b"NTLMSSP\x00"
@@ -122,12 +123,24 @@ class NtlmMessage:
 
 
 def flag_names(flags: int) -> tuple[str, ...]:
-    """Names of the set NegotiateFlags bits, lowest bit first (unassigned bits as RESERVED_0x..)."""
+    """Names of the set NegotiateFlags bits, lowest bit first (unassigned bits as RESERVED_0x..).
+
+    Cached: a client sends the same flags in every message.
+    """
+    if type(flags) is int:
+        return _flag_names_cached(flags)
+    return _flag_names(flags)
+
+
+def _flag_names(flags: int) -> tuple[str, ...]:
     return tuple(
         FLAG_NAMES.get(1 << bit, f"RESERVED_{1 << bit:#010x}")
         for bit in range(32)
         if flags & (1 << bit)
     )
+
+
+_flag_names_cached = lru_cache(maxsize=1024)(_flag_names)
 
 
 def parse_ntlm_b64(text: str) -> NtlmMessage | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import zlib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote, unquote_plus
 
@@ -370,6 +371,10 @@ def is_metadata_uri(path: str) -> str | None:
     """
     if not isinstance(path, str):
         return None
+    return _classify(path)[0]
+
+
+def _metadata_kind(path: str) -> str | None:
     p = _path_only(path).rstrip("/")
     segments = [s for s in p.split("/") if s]
     last = segments[-1] if segments else ""
@@ -393,13 +398,16 @@ def looks_like_metadata_path(path: str) -> bool:
     """
     if not isinstance(path, str):
         return False
-    if is_metadata_uri(path) is not None:
-        return True
+    return _classify(path)[1]
+
+
+def _metadata_segment(path: str) -> bool:
     segments = _path_only(path).split("/")
     return any(s == "metadata" for s in segments[:-1])
 
 
 _TOKEN_SUFFIXES = ("/token", "/tokens/oauth/2", "/webticket/oauthtoken")
+_MAX_CACHED_PATH = 512  # longer paths are classified without the cache (bounded memory)
 
 
 def is_token_endpoint(path: str) -> bool:
@@ -411,5 +419,21 @@ def is_token_endpoint(path: str) -> bool:
     """
     if not isinstance(path, str):
         return False
-    p = _path_only(path).rstrip("/")
-    return p.endswith(_TOKEN_SUFFIXES)
+    return _classify(path)[2]
+
+
+def _classify(path: str) -> tuple[str | None, bool, bool]:
+    """(``is_metadata_uri``, ``looks_like_metadata_path``, ``is_token_endpoint``) of ``path``;
+    cached for ordinary lengths, since every exchange asks and paths repeat."""
+    if len(path) <= _MAX_CACHED_PATH:
+        return _classify_cached(path)
+    return _classify_uncached(path)
+
+
+def _classify_uncached(path: str) -> tuple[str | None, bool, bool]:
+    kind = _metadata_kind(path)
+    token = _path_only(path).rstrip("/").endswith(_TOKEN_SUFFIXES)
+    return kind, kind is not None or _metadata_segment(path), token
+
+
+_classify_cached = lru_cache(maxsize=2048)(_classify_uncached)

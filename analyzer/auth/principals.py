@@ -160,6 +160,7 @@ _HOST_ROLES = frozenset({"audience", "resource"})
 _MAX_CHARS = 2048  # a principal is ~100 characters; anything longer is cut
 _MAX_LIST_CHARS = 64 * 1024
 _MAX_LIST_ENTRIES = 256
+_MAX_CACHED_LIST_CHARS = 8 * 1024  # longer trusted_issuers values are parsed, not cached
 _MAX_SUGGEST_DISTANCE = 2
 _GUID_LEN = 36
 
@@ -169,6 +170,7 @@ _DOMAIN = re.compile(
     r"(?:[A-Za-z0-9_](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}\.?\Z", re.ASCII
 )
 _HOST = re.compile(r"[A-Za-z0-9_.\-:\[\]]+\Z", re.ASCII)
+_SPACE = re.compile(r"\s")  # the characters str.isspace() accepts, no more, no fewer
 _OFFICE_FAMILY = re.compile(r"[0-9a-f]{8}-0000-0ff1-ce00-000000000000\Z")
 _AZURE_FAMILY = re.compile(r"[0-9a-f]{8}-0000-0000-c000-000000000000\Z")
 _ENTRA_ISSUER_HOSTS = ("sts.windows.net", "login.microsoftonline.com", "login.windows.net")
@@ -333,7 +335,22 @@ def parse_principal(
     only make sense in that place, e.g. an audience must carry a host. ``expect_tenant`` says the
     realm should be a tenant GUID (ACS / Entra context); a domain realm is then flagged. A realm
     of the Microsoft STS principal is always checked that way. Never raises.
+
+    Results are cached (``Principal`` is immutable): the same few principals come back in every
+    token, check and challenge of a capture.
     """
+    if (
+        type(text) is str
+        and len(text) <= _MAX_CHARS
+        and (role is None or type(role) is str)
+        and type(expect_tenant) is bool
+    ):
+        return _parse_principal_cached(text, role, expect_tenant)
+    return _parse_principal(text, role, expect_tenant)
+
+
+def _parse_principal(text: Any, role: Any, expect_tenant: Any) -> Principal:
+    """``parse_principal`` without the cache."""
     issues: list[str] = []
     if isinstance(text, bytes):
         text = text.decode("latin-1")
@@ -352,7 +369,7 @@ def parse_principal(
     if ("%40" in folded and "@" not in text) or ("%2f" in folded and "/" not in text):
         text = unquote(text)
         issues.append("principal was URL-encoded")
-    if any(c.isspace() for c in text):
+    if _SPACE.search(text):
         issues.append("whitespace inside principal")
 
     if _URL.match(text):
@@ -423,12 +440,23 @@ def parse_principal(
     )
 
 
+_parse_principal_cached = lru_cache(maxsize=4096)(_parse_principal)
+
+
 def parse_trusted_issuers(value: str) -> list[Principal]:
     """Split a ``trusted_issuers`` value on commas (spaces tolerated) and parse each entry.
 
     Empty entries (a trailing comma) are skipped; surrounding double quotes are removed. At most
-    256 entries from the first 64 KiB are read.
+    256 entries from the first 64 KiB are read. Cached like ``parse_principal`` (a server sends
+    the same list in every challenge); each call returns a new list.
     """
+    if type(value) is str and len(value) <= _MAX_CACHED_LIST_CHARS:
+        return list(_trusted_issuers_cached(value))
+    return _parse_trusted_issuers(value)
+
+
+def _parse_trusted_issuers(value: Any) -> list[Principal]:
+    """``parse_trusted_issuers`` without the cache."""
     if isinstance(value, bytes):
         value = value.decode("latin-1")
     if not isinstance(value, str):
@@ -443,6 +471,11 @@ def parse_trusted_issuers(value: str) -> list[Principal]:
         if entry.strip():
             out.append(parse_principal(entry, role="trusted_issuer"))
     return out
+
+
+@lru_cache(maxsize=256)
+def _trusted_issuers_cached(value: str) -> tuple[Principal, ...]:
+    return tuple(_parse_trusted_issuers(value))
 
 
 def principals_equal(a: str, b: str) -> bool:

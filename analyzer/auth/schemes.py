@@ -43,6 +43,12 @@ _OWS = " \t\r\n"
 _TCHAR = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _TOKEN_FULL = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _TOKEN68_FULL = re.compile(r"[A-Za-z0-9\-._~+/]+=*\Z")
+# A quoted-string from its opening quote: to the closing quote, or left open to the end.
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*(?:"|\\?\Z)', re.DOTALL)
+_QUOTED_BODY = re.compile(r'(?:[^"\\]|\\.)*', re.DOTALL)  # up to the closing quote
+_ESCAPED = re.compile(r"\\(.)", re.DOTALL)  # a quoted-pair: backslash and the character it keeps
+# A header value split at its first whitespace run: the scheme word and the rest.
+_SCHEME_SPLIT = re.compile(r"(\S+)(?:\s+(.*))?\Z", re.DOTALL)
 # A lone word read as a scheme name rather than as a bare token (heuristic, see parse_credential).
 _SCHEME_WORD = re.compile(r"[A-Za-z][A-Za-z-]{0,19}\Z")
 # "name =" at the start of a text: the text is an auth-param list, not a token68 blob. A token68
@@ -81,43 +87,42 @@ def read_quoted(s: str, i: int) -> tuple[str, int]:
     Returns the unquoted value and the index just past the closing quote. An unterminated quote
     runs to the end of ``s``.
     """
-    out: list[str] = []
-    i += 1
-    n = len(s)
-    while i < n:
-        c = s[i]
-        if c == "\\" and i + 1 < n:
-            out.append(s[i + 1])
-            i += 2
-            continue
-        if c == '"':
-            return "".join(out), i + 1
-        out.append(c)
-        i += 1
-    return "".join(out), n
+    m = _QUOTED_BODY.match(s, i + 1)
+    assert m is not None  # the pattern matches the empty string
+    value, end = m.group(), m.end()
+    if "\\" in value:
+        value = _ESCAPED.sub(r"\1", value)
+    if end < len(s):
+        if s[end] == '"':
+            return value, end + 1
+        value += "\\"  # a lone backslash as the last character is kept as it is
+    return value, len(s)
 
 
 def split_outside_quotes(s: str, sep: str) -> list[str]:
-    """Split ``s`` on ``sep`` characters that are not inside a quoted-string."""
+    """Split ``s`` on ``sep`` characters that are not inside a quoted-string.
+
+    A quoted-string runs to its closing quote (backslash escapes the next character) or, left
+    open, to the end of ``s``. Works with ``str.find`` between quoted-strings, not per character.
+    """
+    if '"' not in s:
+        return s.split(sep)
     parts: list[str] = []
     start = 0
     i = 0
     n = len(s)
-    in_quote = False
     while i < n:
-        c = s[i]
-        if in_quote:
-            if c == "\\":
-                i += 2
-                continue
-            if c == '"':
-                in_quote = False
-        elif c == '"':
-            in_quote = True
-        elif c == sep:
-            parts.append(s[start:i])
-            start = i + 1
-        i += 1
+        quote = s.find('"', i)
+        end = n if quote < 0 else quote
+        cut = s.find(sep, i, end)
+        while cut >= 0:
+            parts.append(s[start:cut])
+            start = cut + 1
+            cut = s.find(sep, start, end)
+        if quote < 0:
+            break
+        m = _QUOTED.match(s, quote)  # always matches at a '"'
+        i = m.end() if m is not None else n
     parts.append(s[start:])
     return parts
 
@@ -204,7 +209,7 @@ def _decode_ext_value(value: str) -> str | None:
 def _split_scheme(value: str) -> tuple[str, str]:
     """Split a header value into (scheme word as sent, credential text); see parse_credential."""
     stripped = value.strip(_OWS)
-    m = re.match(r"(\S+)(?:\s+(.*))?\Z", stripped, re.DOTALL)
+    m = _SCHEME_SPLIT.match(stripped)
     if not m:
         return "", ""
     first, rest = m.group(1), m.group(2)

@@ -18,6 +18,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from analyzer.auth.schemes import fingerprint
@@ -94,7 +95,7 @@ class DecodedToken:
             "fingerprint": self.fingerprint,
             "format": self.format,
             "size": self.size,
-            "header": copy.deepcopy(self.header),
+            "header": _copy_json(self.header),
             "claims": _public_claims(self.claims, self.actor_fp, reveal_secrets),
         }
         for name in ("alg", "typ", "kid", "x5t", "enc", "iss", "aud"):
@@ -481,12 +482,28 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), "number")
 
 
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _copy_json(value: Any) -> Any:
+    """``copy.deepcopy`` of parsed JSON (dicts, lists, scalars) without deepcopy's bookkeeping;
+    anything else still goes through ``copy.deepcopy``."""
+    kind = type(value)
+    if kind is dict:
+        return {key: _copy_json(item) for key, item in value.items()}
+    if kind is list:
+        return [_copy_json(item) for item in value]
+    if kind in _JSON_SCALARS:
+        return value
+    return copy.deepcopy(value)
+
+
 def _public_claims(
     claims: dict[str, Any] | None, actor_fp: str | None, reveal_secrets: bool
 ) -> dict[str, Any] | None:
     if claims is None:
         return None
-    out = copy.deepcopy(claims)
+    out = _copy_json(claims)
     if "actortoken" in out and actor_fp is not None:
         out["actortoken"] = f"<actor token fp={actor_fp}>"
     if not reveal_secrets:
@@ -498,14 +515,26 @@ def _public_claims(
 
 
 def iso_utc(seconds: float | None) -> str | None:
-    """``2023-11-14T22:13:20Z`` for unix seconds; None when absent or out of range."""
+    """``2023-11-14T22:13:20Z`` for unix seconds; None when absent or out of range.
+
+    Cached for plain numbers: the same nbf / exp values are formatted for every use of a token.
+    """
     if seconds is None:
         return None
+    if type(seconds) is float or type(seconds) is int:
+        return _iso_utc_cached(seconds)
+    return _iso_utc(seconds)
+
+
+def _iso_utc(seconds: float) -> str | None:
     try:
         moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
     except (OverflowError, OSError, ValueError):
         return None
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_iso_utc_cached = lru_cache(maxsize=4096)(_iso_utc)
 
 
 def _encode(text: str) -> bytes:

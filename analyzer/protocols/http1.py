@@ -17,6 +17,7 @@ MAX_HEAD = 256 * 1024  # Microsoft S2S tokens make heads of tens of KB; anything
 MAX_LINE = 16 * 1024  # request/status line or chunk-size line
 HUNT_LIMIT = 256 * 1024  # bytes searched for a message start after a gap or a mid-stream start
 UNBOUNDED = 1 << 62  # "skip until close"
+_ASCII_SPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() removes
 
 _REQUEST_LINE = re.compile(rb"([A-Za-z][A-Za-z0-9_\-]{0,31}) +(\S{1,16000}) +HTTP/(\d)\.(\d)\s*$")
 _STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) +(\d{3})(?: ([^\r\n]*))?\s*$")
@@ -66,45 +67,52 @@ def _never_keep(_message: HttpMessage) -> int:
 
 def parse_head(raw: bytes, ts: float) -> HttpMessage | None:
     """Parse a complete head (start line + headers, without the blank line). None if not HTTP."""
-    lines = raw.split(b"\n")
-    start = lines[0].rstrip(b"\r")
+    start, _, rest = raw.partition(b"\n")
+    start = start.rstrip(b"\r")
     m = _REQUEST_LINE.match(start)
     if m:
+        method, uri, major, minor = m.groups()
         msg = HttpMessage(
             True,
             ts,
-            f"{m.group(3).decode()}.{m.group(4).decode()}",
-            method=m.group(1).decode("ascii").upper(),
-            uri=m.group(2).decode("latin-1"),
+            f"{major[0] - 48}.{minor[0] - 48}",  # one ASCII digit each
+            method=method.decode("ascii").upper(),
+            uri=uri.decode("latin-1"),
         )
     else:
         m = _STATUS_LINE.match(start)
         if not m:
             return None
+        major, minor, status, reason = m.groups()
         msg = HttpMessage(
             False,
             ts,
-            f"{m.group(1).decode()}.{m.group(2).decode()}",
-            status=int(m.group(3)),
-            reason=(m.group(4) or b"").decode("latin-1"),
+            f"{major[0] - 48}.{minor[0] - 48}",
+            status=int(status),
+            reason=(reason or b"").decode("latin-1"),
         )
-    headers = msg.headers
-    for line in lines[1:]:
-        line = line.rstrip(b"\r")
+    if rest:
+        _parse_fields(rest.decode("latin-1"), msg.headers)
+    return msg
+
+
+def _parse_fields(text: str, headers: list[tuple[str, str]]) -> None:
+    """Append the header fields of ``text`` (the head after its start line, decoded as latin-1,
+    one character per byte) to ``headers``. Decoding once up front is what makes this cheap; the
+    stripping below uses the ASCII whitespace that ``bytes.strip()`` knows, not Unicode's."""
+    for line in text.split("\n"):
+        line = line.rstrip("\r")
         if not line:
             continue
-        if line[:1] in (b" ", b"\t"):
+        if line[0] in " \t":
             if headers:  # obsolete line folding: continue the previous value
                 name, value = headers[-1]
-                headers[-1] = (name, f"{value} {line.strip().decode('latin-1')}".strip())
+                headers[-1] = (name, f"{value} {line.strip(_ASCII_SPACE)}".strip())
             continue
-        name, sep, value = line.partition(b":")
+        name, sep, value = line.partition(":")
         if not sep:
             continue
-        headers.append(
-            (name.strip().decode("latin-1").lower(), value.strip(b" \t").decode("latin-1"))
-        )
-    return msg
+        headers.append((name.strip(_ASCII_SPACE).lower(), value.strip(" \t")))
 
 
 class HttpStream:

@@ -9,13 +9,17 @@ from typing import IO, Any
 
 from analyzer.model import SCHEMA_VERSION, public_fields, to_dict
 
+#: ``json.dumps(row, ensure_ascii=False, separators=(",", ":"))``, made once instead of per row.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
 
 def write_jsonl(records: Iterable[Any], out: IO[str], *, reveal_secrets: bool = False) -> None:
     """One JSON object per record per line; ``schema_version`` leads each line."""
+    write = out.write
     for record in records:
-        row = {"schema_version": SCHEMA_VERSION, **to_dict(record, reveal_secrets)}
-        out.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
-        out.write("\n")
+        row = {"schema_version": SCHEMA_VERSION}
+        row.update(to_dict(record, reveal_secrets))
+        write(_encode(row) + "\n")
 
 
 def write_csv(
