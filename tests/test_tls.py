@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import ssl
 from pathlib import Path
@@ -463,3 +464,21 @@ def test_rsa_private_key_decrypts_rsa_key_exchange(tmp_path: Path) -> None:
         (42000, 443, 1 + len(REQUEST), ACK | PSH | FIN),
         (443, 42000, 1 + len(RESPONSE), ACK | PSH | FIN),
     ]
+
+
+def test_tshark_failing_after_closing_its_output_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tshark may close stdout a moment before it exits with an error: that is a failure to
+    report, not a consumer that stopped early (the process is waited for, not killed)."""
+    fake = tmp_path / "bin" / "tshark"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\nexec 1>&-\nsleep 0.3\necho "tshark: it broke" >&2\nexit 2\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    stats = CaptureStats()
+    keylog = tmp_path / "keys.txt"
+    keylog.write_text("")
+    capture = Path(__file__).resolve().parents[1] / "captures" / "small-basic.pcap"
+    assert list(read_decrypted(str(capture), str(keylog), stats)) == []
+    assert stats.warnings == ["tshark failed on this file (exit 2): tshark: it broke"]

@@ -215,6 +215,7 @@ def _run(cmd: list[str], keylog: str, stats: CaptureStats) -> Iterator[Packet]:
     decoder = FieldDecoder()
     long_lines = 0
     killed = False
+    ended = False  # tshark closed its output: let it exit by itself
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
         assert proc.stdout is not None
@@ -222,6 +223,7 @@ def _run(cmd: list[str], keylog: str, stats: CaptureStats) -> Iterator[Packet]:
             while True:
                 raw = proc.stdout.readline(MAX_LINE)
                 if not raw:
+                    ended = True
                     break
                 if not raw.endswith(b"\n") and len(raw) >= MAX_LINE:
                     long_lines += 1
@@ -230,7 +232,7 @@ def _run(cmd: list[str], keylog: str, stats: CaptureStats) -> Iterator[Packet]:
                     continue
                 yield from decoder.line(raw)
         finally:
-            if proc.poll() is None:
+            if not ended and proc.poll() is None:
                 killed = True  # the consumer stopped early
                 proc.kill()
             proc.stdout.close()
