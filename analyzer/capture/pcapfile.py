@@ -208,8 +208,8 @@ def read_packets(
     yielding them, the packets the reassembler would only count: an in-order segment of body
     bytes its consumer skips, or a bare ACK (the contract is in ``analyzer.flows.tcp``). With the
     native walk built, runs of such packets never reach Python; without it each costs a dict
-    lookup and a few additions. Before yielding a packet of a connection the walk absorbed for,
-    the reader settles that connection with the reassembler. ``progress`` is called each time
+    lookup and a few additions. Before yielding a packet, the reader settles its direction with
+    the reassembler (hands back what the walk absorbed there). ``progress`` is called each time
     ``stats`` grows (every 8 MiB of file and at the end), e.g. to move a progress bar.
 
     Each tuple is ``(ts, proto, src, sport, dst, dport, seq, ack, flags, payload)``: epoch
@@ -505,16 +505,13 @@ def _scan_pcap(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
                             if grants is not None:
                                 flows.grant(key, d)
                             continue
-                    if grants:  # the reassembler may look at the reverse direction too
-                        flows.settle(dst, dp, src, sp)
                 yield (ts, 6, src, sp, dst, dp, seq, ack, flags, mv[a:q])
                 continue
             nslow += 1
             r = decode(lt, data, e - caplen, e)
             if r is not None:
-                if grants and r[0] == 6:  # settle both directions of its connection
+                if grants and r[0] == 6:  # the native walk may hold this direction's grant
                     flows.settle(r[1], r[2], r[3], r[4])
-                    flows.settle(r[3], r[4], r[1], r[2])
                 yield (s + frac / div, *r[:8], mv[r[8] : r[9]])
     finally:
         k = n - done_n
@@ -638,16 +635,13 @@ def _scan_pcapng(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
                                 if grants is not None:
                                     flows.grant(key, d)
                                 continue
-                        if grants:  # the reassembler may look at the reverse direction too
-                            flows.settle(dst, dp, src, sp)
                     yield (ts, 6, src, sp, dst, dp, seq, ack, flags, mv[a:q])
                     continue
                 nslow += 1
                 r = decode(lt, data, e - caplen, e)
                 if r is not None:
-                    if grants and r[0] == 6:  # settle both directions of its connection
+                    if grants and r[0] == 6:  # the native walk may hold this direction's grant
                         flows.settle(r[1], r[2], r[3], r[4])
-                        flows.settle(r[3], r[4], r[1], r[2])
                     yield (((hi << 32) | lo) / div + tsoff, *r[:8], mv[r[8] : r[9]])
                 continue
 
@@ -717,9 +711,8 @@ def _scan_pcapng(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
                     r = decode(plt, data, p, p + plen)
                     if r is not None:
                         pos = nxt
-                        if grants and r[0] == 6:  # settle both directions of its connection
+                        if grants and r[0] == 6:  # the walk may hold this direction's grant
                             flows.settle(r[1], r[2], r[3], r[4])
-                            flows.settle(r[3], r[4], r[1], r[2])
                         yield (ts, *r[:8], mv[r[8] : r[9]])
                         continue
             pos = nxt

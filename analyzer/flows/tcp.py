@@ -14,7 +14,9 @@ either a bare ACK (only ``last_ts`` moves) or carries ``n`` bytes that the consu
 (``skip >= n``; or a dead consumer whose ``skip`` is 0): ``next_seq`` and ``next_off`` advance by
 ``n`` and ``skip`` drops by ``n`` (not for the dead one). The native walk does the same for the
 directions in ``grants``; ``settle`` hands what it absorbed back before the reassembler looks at a
-direction again.
+direction again: the reader settles a packet's own direction before handing it over, and the
+reassembler settles both directions of a connection it closes and every direction before it
+sweeps (consumers only ever touch their own direction's state).
 """
 
 from __future__ import annotations
@@ -408,12 +410,20 @@ class TcpReassembler:
     def _maybe_closed(self, d: _Direction, ts: float | None) -> None:
         if d.closed or d.fin_off is None or d.next_off < d.fin_off:
             return
+        self._settle_conn(d.conn)  # the close time reads both directions
         d.closed = True
         d.consumer.close(ts if ts is not None else d.conn.last_ts)
         if all(side.closed for side in d.conn.dirs):
             self._close_conn(d.conn, d.conn.last_ts)
 
+    def _settle_conn(self, conn: _Conn) -> None:
+        """Settle both directions: closing a connection reads and ends both."""
+        if self.grants:
+            self.settle(*conn.a_key)
+            self.settle(*conn.b_key)
+
     def _close_conn(self, conn: _Conn, ts: float) -> None:
+        self._settle_conn(conn)
         for side in conn.dirs:
             while side.pending:
                 self._skip_hole(side, ts)
