@@ -134,7 +134,8 @@ def analyze_paths(
     events = collector.finished_events()
     store = load_keys(events, key_files)
     tokens = TokenAnalysis(store)
-    result.events, result.handshakes = group_handshakes(tokens.enrich(events))
+    # token and handshake fields are set in one copy of each event
+    result.events, result.handshakes = group_handshakes(events, tokens.event_fields(events))
     result.tokens = tokens.records(reveal_secrets)
     result.verdicts = pair_verdicts(result.events, result.handshakes)
     result.findings = run_rules(

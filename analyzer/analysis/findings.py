@@ -225,10 +225,17 @@ def _untrusted(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
                     p.raw for p in parse_trusted_issuers(issuers)
                 ]
     suspects = []
+    verdicts: dict[tuple, bool] = {}  # (server, issuer) -> trusted: tokens are reused a lot
     for e in ctx.events:
-        entries = trusted.get((e.server_ip, e.server_port))
+        server = (e.server_ip, e.server_port)
+        entries = trusted.get(server)
         issuer = e.token_actor_iss or e.token_iss
-        if entries and issuer and _presented(e) and not any(_trusts(t, issuer) for t in entries):
+        if not (entries and issuer and _presented(e)):
+            continue
+        ok = verdicts.get((server, issuer))
+        if ok is None:
+            ok = verdicts[(server, issuer)] = any(_trusts(t, issuer) for t in entries)
+        if not ok:
             suspects.append(e)
     for (issuer,), group in _grouped(suspects, lambda e: (e.token_actor_iss or e.token_iss,)):
         yield f"issuer {issuer} not in trusted_issuers of {_where(group[0])}", group

@@ -56,8 +56,24 @@ class _Open:
         return [e for e in self.events if e.scheme != "none" and not is_probe(e)]
 
 
-def group_handshakes(events: list[Event]) -> tuple[list[Event], list[Handshake]]:
-    """Handshakes of ``events`` (in time order), and the events with handshake fields set."""
+def group_handshakes(
+    events: list[Event], token_fields: list[dict] | None = None
+) -> tuple[list[Event], list[Handshake]]:
+    """Handshakes of ``events`` (in time order), and the events with handshake fields set.
+
+    ``token_fields`` (one dict per event, from ``TokenAnalysis.event_fields``) are set in the
+    same copy of each event, so an event is copied once, not once per stage; a handshake's
+    token fingerprints are read from them.
+    """
+    if token_fields is None:
+        token_fields = [{}] * len(events)
+    elif len(token_fields) != len(events):
+        raise ValueError("token_fields must hold one dict per event")
+    token_fps = {
+        e.event_id: fields.get("token_fp")
+        for e, fields in zip(events, token_fields, strict=True)
+        if fields
+    }
     by_conn: dict[str, list[Event]] = defaultdict(list)
     for event in events:
         by_conn[event.conn_id].append(event)
@@ -65,19 +81,22 @@ def group_handshakes(events: list[Event]) -> tuple[list[Event], list[Handshake]]
     for conn_events in by_conn.values():
         groups += _group_connection(conn_events)
     groups.sort(key=lambda g: (g.events[0].ts, g.events[0].event_id))
-    handshakes = [_finish(i, g) for i, g in enumerate(groups, 1)]
+    handshakes = [_finish(i, g, token_fps) for i, g in enumerate(groups, 1)]
     assigned = {}
     for hs in handshakes:
         for event_id in hs.event_ids:
             assigned[event_id] = hs
     out = []
-    for event in events:
+    for event, fields in zip(events, token_fields, strict=True):
         hs = assigned.get(event.event_id)
         if hs is not None:
-            event = evolve(
-                event, handshake_id=hs.handshake_id, auth_class=hs.auth_class, outcome=hs.outcome
-            )
-        out.append(event)
+            fields = {
+                **fields,
+                "handshake_id": hs.handshake_id,
+                "auth_class": hs.auth_class,
+                "outcome": hs.outcome,
+            }
+        out.append(evolve(event, **fields) if fields else event)
     return out, handshakes
 
 
@@ -134,7 +153,8 @@ def _continues(e: Event) -> bool:
     )
 
 
-def _finish(handshake_id: int, group: _Open) -> Handshake:
+def _finish(handshake_id: int, group: _Open, new_fps: dict[int, str | None]) -> Handshake:
+    """The handshake of ``group``; ``new_fps`` holds the token_fp of events not yet carrying it."""
     events = group.events
     first, last = events[0], events[-1]
     creds = group.credentials()
@@ -149,8 +169,9 @@ def _finish(handshake_id: int, group: _Open) -> Handshake:
     realm = next((e.domain for e in creds if e.domain), None)  # e.g. a Kerberos ticket realm
     token_fps = []
     for e in creds:
-        if e.token_fp and e.token_fp not in token_fps:
-            token_fps.append(e.token_fp)
+        fp = new_fps.get(e.event_id, e.token_fp)
+        if fp and fp not in token_fps:
+            token_fps.append(fp)
     return Handshake(
         handshake_id=handshake_id,
         auth_class=group.auth_class,

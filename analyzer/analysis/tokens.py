@@ -2,7 +2,8 @@
 
 Keys come from the metadata / JWKS documents seen anywhere in the captures (a token used
 before its metadata was fetched still verifies) and from files the user supplies. Each distinct
-token is decoded once (the decoder caches by fingerprint) and verified once.
+token is decoded once (the decoder caches by text), verified once, and its checks that do not
+depend on the time of use are worked out once per role and Host.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 
 from analyzer.auth.keys import KeyStore, SignatureResult, verify_token
 from analyzer.auth.principals import Principal, parse_principal
-from analyzer.auth.token_checks import check_token, failed
+from analyzer.auth.token_checks import CheckPlan, failed, plan_checks
 from analyzer.auth.tokens import DecodedToken, decode_token, iso_utc
 from analyzer.model import Event, TokenRecord, evolve, request_url
 
@@ -63,9 +64,20 @@ class TokenAnalysis:
         self.store = store
         self._signatures: dict[str, SignatureResult] = {}
         self._seen: dict[str, _Seen] = {}
+        # (fingerprint, role, host) -> (token, its check plan, its event fields but the flags)
+        self._views: dict[tuple[str, str, str | None], tuple[DecodedToken, CheckPlan, dict]] = {}
 
     def enrich(self, events: list[Event]) -> list[Event]:
         """The events with their token_* fields filled in (and every token remembered)."""
+        out = []
+        for event in events:
+            fields = self._event(event)
+            out.append(evolve(event, **fields) if fields else event)
+        return out
+
+    def event_fields(self, events: list[Event]) -> list[dict]:
+        """Per event, the token_* fields ``enrich`` sets (empty for an event without a token),
+        so a caller can set them in the same copy as other fields; every token is remembered."""
         return [self._event(e) for e in events]
 
     def records(self, reveal_secrets: bool = False) -> list[TokenRecord]:
@@ -82,7 +94,7 @@ class TokenAnalysis:
         return result
 
     # -- internals -------------------------------------------------------------------------
-    def _event(self, event: Event) -> Event:
+    def _event(self, event: Event) -> dict:
         primary: tuple[DecodedToken, str] | None = None
         for name, role in TOKEN_SOURCES:
             text = getattr(event, name)
@@ -93,8 +105,8 @@ class TokenAnalysis:
             if primary is None:
                 primary = token, role
         if primary is None:
-            return event
-        return evolve(event, **self._fields(*primary, event))
+            return {}
+        return self._fields(*primary, event)
 
     def _remember(
         self, token: DecodedToken, text: str, role: str, event: Event, presented: bool
@@ -122,11 +134,29 @@ class TokenAnalysis:
         return seen
 
     def _fields(self, token: DecodedToken, role: str, event: Event) -> dict:
-        actor = token.actor_token
         presented = role == "bearer"
         host = event.host if presented else None
-        at = _seen_at(event, presented)
-        flags = self._flags(token, check_token(token, at=at, host=host, role=role))
+        token, plan, fixed = self._view(token, role, host)
+        flags = self._flags(token, plan.failed(_seen_at(event, presented)))
+        return {**fixed, "token_flags": flags}
+
+    def _view(
+        self, token: DecodedToken, role: str, host: str | None
+    ) -> tuple[DecodedToken, CheckPlan, dict]:
+        """What does not change between uses of ``token`` with this role and Host: its check
+        plan and its event fields but ``token_flags`` (a token is typically used many times)."""
+        key = (token.fingerprint, role, host)
+        view = self._views.get(key)
+        if view is None or view[0] is not token:
+            plan = plan_checks(token, host=host, role=role)
+            view = self._views[key] = (token, plan, self._fixed_fields(token))
+        return view
+
+    def _plan(self, token: DecodedToken, role: str, host: str | None) -> CheckPlan:
+        return self._view(token, role, host)[1]
+
+    def _fixed_fields(self, token: DecodedToken) -> dict:
+        actor = token.actor_token
         return {
             "token_fp": token.fingerprint,
             "token_format": token.format,
@@ -141,12 +171,11 @@ class TokenAnalysis:
             "token_actor_fp": token.actor_fp,
             "token_signature": self._effective_signature(token),
             "token_key_source": _key_source(self._verifying_result(token)),
-            "token_flags": flags,
         }
 
-    def _flags(self, token: DecodedToken, checks: list) -> tuple[str, ...]:
-        """Failed checks, then signature problems of the token and of its actor."""
-        flags = list(failed(checks))
+    def _flags(self, token: DecodedToken, failed_ids: tuple[str, ...]) -> tuple[str, ...]:
+        """Failed checks (their ids), then signature problems of the token and of its actor."""
+        flags = list(failed_ids)
         for prefix, layer in (("", token), ("actor-", token.actor_token)):
             if layer is None:
                 continue
@@ -169,10 +198,9 @@ class TokenAnalysis:
     def _record(self, seen: _Seen, reveal_secrets: bool) -> TokenRecord:
         token = seen.token
         host = seen.host if seen.role in ("bearer", "actor") and seen.uses else None
-        checks = check_token(token, at=seen.first, host=host, role=seen.role)
+        checks = self._plan(token, seen.role, host).checks(seen.first)
         signature = self.signature(token)
         start = token.nbf if token.nbf is not None else token.iat
-        view = token.to_dict(reveal_secrets=False)
         return TokenRecord(
             fingerprint=token.fingerprint,
             role=seen.role,
@@ -195,11 +223,11 @@ class TokenAnalysis:
             signature=signature.status,
             signature_detail=signature.detail,
             key_source=_key_source(signature),
-            flags=self._flags(token, checks),
+            flags=self._flags(token, failed(checks)),
             checks=tuple(c.to_dict() for c in checks),
             problems=token.problems,
-            header=view.get("header"),
-            claims=view.get("claims"),
+            header=token.public_header(),
+            claims=token.public_claims(reveal_secrets=False),
             first_seen=seen.first,
             last_seen=seen.last,
             uses=seen.uses,

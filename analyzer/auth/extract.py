@@ -9,10 +9,12 @@ so failed fetches show up).
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from analyzer.auth.challenges import describe_challenge
 from analyzer.auth.diagnostics import parse_ms_diagnostics
+from analyzer.auth.memo import Memo
 from analyzer.auth.oauth_http import (
     decode_body,
     is_metadata_uri,
@@ -35,6 +37,21 @@ RESPONSE_BODY_CAP = 1 << 20  # token responses and metadata documents
 FORM_TYPE = "application/x-www-form-urlencoded"
 DENIED = (401, 403, 407)
 _URL_NOISE = re.compile(r"[\t\r\n]")  # characters urlsplit deletes before splitting
+#: Every event is made from this one, with each required field (and the others found) replaced.
+_BLANK_EVENT = Event(
+    event_id=0,
+    ts=0.0,
+    client_ip="",
+    client_port=0,
+    server_ip="",
+    server_port=0,
+    conn_id="",
+    protocol="",
+    method="",
+    host=None,
+    uri="",
+    status=None,
+)
 
 
 def request_body_policy(request: HttpMessage) -> int:
@@ -47,8 +64,8 @@ def response_body_policy(request: HttpMessage | None, response: HttpMessage) -> 
     """Keep the answers of token requests and metadata fetches; skip everything else."""
     if request is None:
         return 0
-    path = _path(request.uri)
-    if is_metadata_uri(path) or is_token_endpoint(path):
+    facts = _uri_facts(request.uri)
+    if facts.metadata or facts.token_endpoint:
         return RESPONSE_BODY_CAP
     if request.body and b"grant_type=" in request.body:
         return RESPONSE_BODY_CAP
@@ -61,9 +78,8 @@ def build_event(exchange: Exchange, event_id: int = 0) -> Event | None:
     reasons: list[str] = []
     fields: dict = {}
 
-    uri = req.uri if req is not None else ""
-    path = _path(uri)
-    cred = _credential(req) if req is not None else None
+    facts = _uri_facts(req.uri if req is not None else "")
+    cred = _credential(req, facts.query_token) if req is not None else None
     if cred is not None:
         reasons.append("credential")
         fields.update(
@@ -89,14 +105,13 @@ def build_event(exchange: Exchange, event_id: int = 0) -> Event | None:
             if windows.user or windows.domain:
                 fields.update(user=windows.user, domain=windows.domain)
 
-    challenges: list[Challenge] = []
+    challenges: tuple[Challenge, ...] = ()
     if resp is not None:
-        challenges = parse_challenges(resp.header_all("www-authenticate")) + parse_challenges(
-            resp.header_all("proxy-authenticate"), proxy=True
+        challenges = _challenges(resp.header_all("www-authenticate"), False) + _challenges(
+            resp.header_all("proxy-authenticate"), True
         )
         if challenges:
             reasons.append("challenge")
-            challenges = [evolve(c, details=describe_challenge(c)) for c in challenges]
         if resp.status in DENIED:
             reasons.append("denied")
         diagnostics = resp.header("x-ms-diagnostics")
@@ -130,7 +145,7 @@ def build_event(exchange: Exchange, event_id: int = 0) -> Event | None:
                 fields["user"] = token_request.username
 
     body = _response_text(resp)
-    if body is not None and (is_token_endpoint(path) or "token-request" in reasons):
+    if body is not None and (facts.token_endpoint or "token-request" in reasons):
         token_response = parse_token_response(body)
         if token_response is not None:
             if "token-request" not in reasons:
@@ -146,7 +161,7 @@ def build_event(exchange: Exchange, event_id: int = 0) -> Event | None:
                 oauth_error=token_response.error,
             )
 
-    if req is not None and (is_metadata_uri(path) or looks_like_metadata_path(path)):
+    if req is not None and (facts.metadata or facts.metadata_path):
         reasons.append("metadata")
         if body is not None and resp is not None and 200 <= resp.status < 300:
             fields["document"] = body.decode("utf-8", "replace")
@@ -155,7 +170,9 @@ def build_event(exchange: Exchange, event_id: int = 0) -> Event | None:
         return None
     first = req if req is not None else resp
     assert first is not None
-    return Event(
+    # Filling a blank event's slots is faster than Event.__init__'s 80 frozen setattr calls.
+    return evolve(
+        _BLANK_EVENT,
         event_id=event_id,
         ts=first.ts,
         client_ip=exchange.client_ip,
@@ -166,25 +183,26 @@ def build_event(exchange: Exchange, event_id: int = 0) -> Event | None:
         protocol=f"http/{first.version}",
         method=req.method if req is not None else "",
         host=req.header("host") if req is not None else None,
-        uri=redact_uri(uri),
+        uri=facts.redacted,
         status=resp.status if resp is not None else None,
         response_ts=resp.ts if resp is not None else None,
-        challenges=tuple(challenges),
+        challenges=challenges,
         user_agent=req.header("user-agent") if req is not None else None,
         reasons=tuple(reasons),
         **fields,
     )
 
 
-def _credential(req: HttpMessage) -> Credential | None:
-    """The credential a request carries: Authorization, Proxy-Authorization, query, then form."""
+def _credential(req: HttpMessage, query_token: str | None) -> Credential | None:
+    """The credential a request carries: Authorization, Proxy-Authorization, query (its
+    ``access_token`` is ``query_token``), then form."""
     for header in ("authorization", "proxy-authorization"):
         value = req.header(header)
         if value is not None:
-            cred = parse_credential(value, source=header)
+            cred = _header_credential(value, header)
             if cred is not None:
                 return cred
-    token = query_access_token(req.uri)
+    token = query_token
     source = "query"
     if token is None and req.body:
         form = parse_form(req.body)
@@ -202,10 +220,81 @@ def _credential(req: HttpMessage) -> Credential | None:
     )
 
 
+#: (header value, header name) -> its Bearer / Basic credential: clients send the same token or
+#: password with every request. NTLM, Negotiate and Digest blobs are single-use: not kept.
+_CREDENTIALS = Memo(1024, 4 << 20)
+_REPEATED_SCHEMES = ("bearer", "basic")
+
+
+def _header_credential(value: str, header: str) -> Credential | None:
+    """``parse_credential(value, source=header)``, remembered for repeated Bearer / Basic values."""
+    key = (value, header)
+    cred = _CREDENTIALS.get(key)
+    if cred is None:
+        cred = parse_credential(value, source=header)
+        if cred is not None and cred.scheme in _REPEATED_SCHEMES:
+            _CREDENTIALS.put(key, cred, len(value) + len(cred.text))
+    return cred
+
+
+#: (header values, proxy) -> their challenges with details: servers send the same few challenge
+#: headers with every 401. Challenges carrying a blob (an NTLM / SPNEGO leg) are not kept.
+_CHALLENGES = Memo(512, 1 << 20)
+
+
+def _challenges(values: list[str], proxy: bool) -> tuple[Challenge, ...]:
+    """The challenges of one header's values, each with its decoded ``details``."""
+    if not values:
+        return ()
+    key = (tuple(values), proxy)
+    found = _CHALLENGES.get(key)
+    if found is None:
+        parsed = parse_challenges(values, proxy=proxy)
+        found = tuple(_described(c) for c in parsed)
+        if all(c.token68 is None for c in found):
+            _CHALLENGES.put(key, found, 2 * sum(map(len, values)))
+    return found
+
+
+def _described(challenge: Challenge) -> Challenge:
+    """``challenge`` with its ``details`` (copied only when there are some to add)."""
+    details = describe_challenge(challenge)
+    return evolve(challenge, details=details) if details else challenge
+
+
 def _response_text(resp: HttpMessage | None) -> bytes | None:
     if resp is None or not resp.body:
         return None
     return decode_body(resp.body, resp.header("content-encoding"), RESPONSE_BODY_CAP)
+
+
+class _UriFacts(NamedTuple):
+    """What a request target tells ``build_event`` (worked out once per distinct target)."""
+
+    redacted: str  # the target with secret query values replaced
+    query_token: str | None  # its access_token query parameter
+    metadata: bool  # fetches a metadata / OpenID / JWKS document
+    metadata_path: bool  # anything under a metadata/ path (mistyped fetches included)
+    token_endpoint: bool  # an OAuth token endpoint
+
+
+#: Request target -> its facts: clients call the same few URLs over and over.
+_URI_FACTS = Memo(2048, 1 << 20)
+
+
+def _uri_facts(uri: str) -> _UriFacts:
+    facts = _URI_FACTS.get(uri)
+    if facts is None:
+        path = _path(uri)
+        facts = _UriFacts(
+            redacted=redact_uri(uri),
+            query_token=query_access_token(uri),
+            metadata=bool(is_metadata_uri(path)),
+            metadata_path=looks_like_metadata_path(path),
+            token_endpoint=is_token_endpoint(path),
+        )
+        _URI_FACTS.put(uri, facts, 2 * len(uri))
+    return facts
 
 
 def _path(uri: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import hashlib
 import re
 import struct
@@ -150,9 +151,19 @@ def parse_ntlm_b64(text: str) -> NtlmMessage | None:
 
 
 def b64decode_lenient(text: str, max_bytes: int) -> bytes | None:
-    """Standard base64 with whitespace ignored and padding optional; None on junk or oversize."""
+    """Standard base64 with whitespace ignored and padding optional; None on junk or oversize.
+
+    Well-formed padded base64 (what clients send) is decoded by one strict C call; only text
+    that fails it (whitespace, missing padding, junk) takes the regex path. Both give the same
+    bytes: text the strict decoder accepts is left unchanged by the lenient clean-up.
+    """
     if not isinstance(text, str):
         return None
+    if text and len(text) <= (max_bytes * 4) // 3 + 4:
+        try:
+            return binascii.a2b_base64(text, strict_mode=True)
+        except ValueError:  # binascii.Error, or non-ASCII text
+            pass
     compact = _B64_JUNK.sub("", text).rstrip("=")
     if not compact or len(compact) > (max_bytes * 4) // 3 + 4 or len(compact) % 4 == 1:
         return None
@@ -366,13 +377,13 @@ def _u32(data: bytes, off: int) -> int | None:
 
 def _header_end(data: bytes, field_offsets: Iterable[int]) -> int:
     """Where the payload starts: the lowest offset of a non-empty field, else the message end."""
-    end = len(data)
+    size = end = len(data)
     for off in field_offsets:
-        if off + 8 > len(data):
+        if off + 8 > size:
             continue
-        length, _, offset = struct.unpack_from("<HHI", data, off)
-        if length:
-            end = min(end, offset)
+        length, _, offset = _FIELD(data, off)
+        if length and offset < end:
+            end = offset
     return end
 
 
@@ -381,7 +392,7 @@ def _field_bytes(data: bytes, off: int, name: str, problems: list[str]) -> bytes
     if off + 8 > len(data):
         problems.append(f"truncated: no {name} field")
         return None
-    length, _, offset = struct.unpack_from("<HHI", data, off)
+    length, _, offset = _FIELD(data, off)
     if not length:
         return b""
     if offset + length > len(data):
@@ -398,7 +409,7 @@ def _decode(raw: bytes | None, unicode: bool, name: str, problems: list[str]) ->
         if len(raw) % 2:
             problems.append(f"{name}: odd length {len(raw)} for a UTF-16 string")
             raw = raw[:-1]
-        return raw.decode("utf-16-le", errors="replace")
+        return _utf16(raw)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -421,33 +432,33 @@ def _av_pairs(raw: bytes, problems: list[str], trailing_ok: bool = False) -> dic
     """An AV_PAIR list as {name: text}; binary values are summarised, never copied."""
     out: dict[str, str] = {}
     pos = 0
+    size = len(raw)
     for _ in range(MAX_AV_PAIRS):
-        if pos + 4 > len(raw):
+        if pos + 4 > size:
             problems.append("AV pair list ends without MsvAvEOL")
             return out
-        av_id, length = struct.unpack_from("<HH", raw, pos)
+        av_id, length = _AV_HEADER(raw, pos)
         if av_id == AV_EOL:
-            rest = raw[pos + 4 :]
-            if rest and not trailing_ok:
-                problems.append(f"{len(rest)} bytes after MsvAvEOL")
+            if pos + 4 < size and not trailing_ok:
+                problems.append(f"{size - pos - 4} bytes after MsvAvEOL")
             return out
-        value = raw[pos + 4 : pos + 4 + length]
-        if len(value) < length:
+        end = pos + 4 + length
+        if end > size:
             problems.append(f"AV pair {av_id} runs past the end of the list")
             return out
-        name = AV_NAMES.get(av_id, f"AvId{av_id}")
+        name = AV_NAMES.get(av_id) or f"AvId{av_id}"
         if name in out:
             problems.append(f"duplicate AV pair {name}")
         else:
-            out[name] = _av_value(av_id, value)
-        pos += 4 + length
+            out[name] = _av_value(av_id, raw[pos + 4 : end])
+        pos = end
     problems.append(f"more than {MAX_AV_PAIRS} AV pairs; rest ignored")
     return out
 
 
 def _av_value(av_id: int, value: bytes) -> str:
     if av_id in _AV_STRINGS:
-        return value[: len(value) - len(value) % 2].decode("utf-16-le", errors="replace")
+        return _utf16(value[: len(value) - len(value) % 2])
     if av_id == AV_FLAGS and len(value) == 4:
         (bits,) = struct.unpack("<I", value)
         names = [n for b, n in AV_FLAG_NAMES.items() if bits & b]
@@ -457,6 +468,17 @@ def _av_value(av_id: int, value: bytes) -> str:
     if av_id == AV_CHANNEL_BINDINGS:
         return "none (all zeros)" if not any(value) else "present"
     return f"{len(value)} bytes"
+
+
+def _utf16(raw: bytes) -> str:
+    """``raw.decode("utf-16-le", errors="replace")``, calling the codec directly (that name
+    has no fast path in ``bytes.decode``, which goes through a Python-level codec wrapper)."""
+    return _UTF16_DECODE(raw, "replace", True)[0]
+
+
+_UTF16_DECODE = codecs.utf_16_le_decode
+_AV_HEADER = struct.Struct("<HH").unpack_from
+_FIELD = struct.Struct("<HHI").unpack_from  # a (Len, MaxLen, Offset) field
 
 
 def _av_flags_value(target_info: dict[str, str]) -> int | None:

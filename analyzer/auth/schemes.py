@@ -47,8 +47,7 @@ _TOKEN68_FULL = re.compile(r"[A-Za-z0-9\-._~+/]+=*\Z")
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*(?:"|\\?\Z)', re.DOTALL)
 _QUOTED_BODY = re.compile(r'(?:[^"\\]|\\.)*', re.DOTALL)  # up to the closing quote
 _ESCAPED = re.compile(r"\\(.)", re.DOTALL)  # a quoted-pair: backslash and the character it keeps
-# A header value split at its first whitespace run: the scheme word and the rest.
-_SCHEME_SPLIT = re.compile(r"(\S+)(?:\s+(.*))?\Z", re.DOTALL)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # C0 controls and DEL: not a user:password
 # A lone word read as a scheme name rather than as a bare token (heuristic, see parse_credential).
 _SCHEME_WORD = re.compile(r"[A-Za-z][A-Za-z-]{0,19}\Z")
 # "name =" at the start of a text: the text is an auth-param list, not a token68 blob. A token68
@@ -209,10 +208,16 @@ def _decode_ext_value(value: str) -> str | None:
 def _split_scheme(value: str) -> tuple[str, str]:
     """Split a header value into (scheme word as sent, credential text); see parse_credential."""
     stripped = value.strip(_OWS)
-    m = _SCHEME_SPLIT.match(stripped)
-    if not m:
+    # What ``(\S+)(?:\s+(.*))?\Z`` would match, without running a regex over a long token:
+    # str.split and \s agree on what whitespace is.
+    if not stripped or stripped[0].isspace():
         return "", ""
-    first, rest = m.group(1), m.group(2)
+    parts = stripped.split(None, 1)
+    first = parts[0]
+    if len(parts) == 2:
+        rest: str | None = parts[1]
+    else:
+        rest = None if len(first) == len(stripped) else ""  # only whitespace after the word
     if not _TOKEN_FULL.match(first):
         return "", stripped  # "cwt=...", "abc==", ...: no scheme word, a bare credential
     if rest is None:
@@ -239,7 +244,7 @@ def _parse_basic(text: str) -> tuple[str | None, str | None, int | None]:
         decoded = raw.decode("utf-8")
     except UnicodeDecodeError:
         decoded = raw.decode("latin-1")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in decoded):
+    if _CONTROL.search(decoded):
         return None, None, None
     user, colon, password = decoded.partition(":")
     if not colon:

@@ -42,22 +42,77 @@ def check_token(
     (None for a token that was issued or asserted rather than presented to that host). ``role``
     ``assertion`` marks a client assertion, which carries no ``nameid``.
     """
-    checks: list[Check] = []
+    return plan_checks(token, host=host, role=role).checks(at)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckPlan:
+    """``check_token`` split at the time of use: every check that does not depend on it is
+    worked out once per token, Host and role; only ``not-yet-valid`` and ``expired`` are
+    decided per use (``checks(at)``, ``failed(at)``).
+
+    ``layers`` holds, per token layer in order: the checks before its nbf / exp checks, the
+    token whose nbf / exp are checked (None: no such checks), the id prefix, the checks after.
+    """
+
+    token: DecodedToken
+    layers: tuple[_Layer, ...]
+
+    def checks(self, at: float | None) -> list[Check]:
+        """Every check, in ``check_token``'s order, for a use at capture time ``at``."""
+        out: list[Check] = []
+        for before, timed, prefix, after in self.layers:
+            out += before
+            if timed is not None:
+                out += _use_checks(timed, at, prefix)
+            out += after
+        return out
+
+    def failed(self, at: float | None) -> tuple[str, ...]:
+        """``failed(self.checks(at))``, without writing the messages of the per-use checks."""
+        out: list[str] = []
+        for before, timed, prefix, after in self.layers:
+            out += [c.id for c in before if c.ok is False]
+            if timed is not None and at is not None:
+                if timed.nbf is not None and timed.nbf - at > CLOCK_SKEW:
+                    out.append(f"{prefix}not-yet-valid")
+                if timed.exp is not None and at - timed.exp > CLOCK_SKEW:
+                    out.append(f"{prefix}expired")
+            out += [c.id for c in after if c.ok is False]
+        return tuple(out)
+
+
+#: One layer of a ``CheckPlan``: (checks before, token timed, prefix, checks after).
+_Layer = tuple[tuple[Check, ...], DecodedToken | None, str, tuple[Check, ...]]
+
+
+def plan_checks(token: DecodedToken, *, host: str | None = None, role: str = "bearer") -> CheckPlan:
+    """The checks of ``token`` that do not depend on the time of use (see ``CheckPlan``)."""
     if token.format in ("empty", "opaque", "cwt", "jwe"):
-        return [Check("structure", None, f"{token.format} token: no claims to check")]
-    checks.append(_structure(token))
+        only = Check("structure", None, f"{token.format} token: no claims to check")
+        return CheckPlan(token, (((only,), None, "", ()),))
+    checks: list[Check] = [_structure(token)]
     if token.claims is None:
-        return checks
+        return CheckPlan(token, ((tuple(checks), None, "", ()),))
     actor = token.actor_token
     checks += _layers(token)
     if actor is not None and actor.claims is not None:
         checks.append(_issuer_matches_actor(token, actor))
         checks.append(_audience_matches_actor(token, actor))
-    checks += _claims_checks(token, at, host, prefix="", role=role)
+    checks += _fixed_claims_checks(token, host, prefix="", role=role)
+    layers = [_layer(checks, token, "")]
     if actor is not None and actor.claims is not None:
-        checks.append(_structure(actor, prefix="actor-"))
-        checks += _claims_checks(actor, at, host, prefix="actor-", role="actor")
-    return checks
+        inner = [_structure(actor, prefix="actor-")]
+        inner += _fixed_claims_checks(actor, host, prefix="actor-", role="actor")
+        layers.append(_layer(inner, actor, "actor-"))
+    return CheckPlan(token, tuple(layers))
+
+
+def _layer(checks: list[Check], token: DecodedToken, prefix: str) -> _Layer:
+    """A layer's fixed checks, then its time checks: units, nbf / exp (per use), lifetime."""
+    if token.time_notes:
+        checks = [*checks, Check(f"{prefix}time-units", False, "; ".join(token.time_notes))]
+    return tuple(checks), token, prefix, tuple(_lifetime_check(token, prefix))
 
 
 def failed(checks: list[Check]) -> tuple[str, ...]:
@@ -128,12 +183,12 @@ def _audience_matches_actor(token: DecodedToken, actor: DecodedToken) -> Check:
     return Check("audience-matches-actor", ok, message)
 
 
-def _claims_checks(
-    token: DecodedToken, at: float | None, host: str | None, prefix: str, role: str
+def _fixed_claims_checks(
+    token: DecodedToken, host: str | None, prefix: str, role: str
 ) -> list[Check]:
+    """A layer's claim checks but the time checks (which follow them)."""
     out = [_required(token, prefix, role)]
     out += _principal_checks(token, host, prefix)
-    out += _time_checks(token, at, prefix)
     return out
 
 
@@ -191,10 +246,9 @@ def _principal_checks(token: DecodedToken, host: str | None, prefix: str) -> lis
     return out
 
 
-def _time_checks(token: DecodedToken, at: float | None, prefix: str) -> list[Check]:
+def _use_checks(token: DecodedToken, at: float | None, prefix: str) -> list[Check]:
+    """The checks that depend on the time of use: not before nbf, not after exp (with skew)."""
     out: list[Check] = []
-    if token.time_notes:
-        out.append(Check(f"{prefix}time-units", False, "; ".join(token.time_notes)))
     if at is not None and token.nbf is not None:
         early = token.nbf - at
         out.append(
@@ -219,19 +273,23 @@ def _time_checks(token: DecodedToken, at: float | None, prefix: str) -> list[Che
                 else f"used {_span(late)} after exp {iso_utc(token.exp)}",
             )
         )
-    start = token.nbf if token.nbf is not None else token.iat
-    if start is not None and token.exp is not None:
-        life = token.exp - start
-        out.append(
-            Check(
-                f"{prefix}lifetime",
-                0 < life <= MAX_LIFETIME,
-                f"lifetime {_span(life)}"
-                if 0 < life <= MAX_LIFETIME
-                else f"lifetime {_span(life)} is outside (0, 24 h]",
-            )
-        )
     return out
+
+
+def _lifetime_check(token: DecodedToken, prefix: str) -> list[Check]:
+    start = token.nbf if token.nbf is not None else token.iat
+    if start is None or token.exp is None:
+        return []
+    life = token.exp - start
+    return [
+        Check(
+            f"{prefix}lifetime",
+            0 < life <= MAX_LIFETIME,
+            f"lifetime {_span(life)}"
+            if 0 < life <= MAX_LIFETIME
+            else f"lifetime {_span(life)} is outside (0, 24 h]",
+        )
+    ]
 
 
 # -- helpers -------------------------------------------------------------------------------

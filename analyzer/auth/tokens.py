@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
-import hashlib
 import json
 import math
 from collections import OrderedDict
@@ -95,8 +94,8 @@ class DecodedToken:
             "fingerprint": self.fingerprint,
             "format": self.format,
             "size": self.size,
-            "header": _copy_json(self.header),
-            "claims": _public_claims(self.claims, self.actor_fp, reveal_secrets),
+            "header": self.public_header(),
+            "claims": self.public_claims(reveal_secrets),
         }
         for name in ("alg", "typ", "kid", "x5t", "enc", "iss", "aud"):
             out[name] = getattr(self, name)
@@ -117,6 +116,15 @@ class DecodedToken:
             out["token"] = self.text
         return out
 
+    def public_header(self) -> dict[str, Any] | None:
+        """A copy of the header, as ``to_dict`` shows it."""
+        return _copy_json(self.header)
+
+    def public_claims(self, reveal_secrets: bool = False) -> dict[str, Any] | None:
+        """A copy of the claims as ``to_dict`` shows them: the actor token replaced by its
+        fingerprint, secret-looking claims by theirs unless ``reveal_secrets``."""
+        return _public_claims(self.claims, self.actor_fp, reveal_secrets)
+
 
 class CacheInfo(NamedTuple):
     hits: int
@@ -126,16 +134,18 @@ class CacheInfo(NamedTuple):
 
 
 class TokenDecoder:
-    """``decode_token`` with a bounded LRU cache keyed by the SHA-256 of the token text.
+    """``decode_token`` with a bounded LRU cache keyed by the token text itself.
 
-    The key is the full digest, not the 12-hex fingerprint, so a crafted fingerprint collision
-    cannot make one token show another's claims. Oversized tokens are not cached.
+    The key is the whole text, not the 12-hex fingerprint, so a crafted fingerprint collision
+    cannot make one token show another's claims; and a repeated token costs a dictionary lookup
+    (its text is usually the very string object seen before), not a hash over its bytes.
+    Oversized tokens are not cached.
     """
 
     def __init__(self, maxsize: int = CACHE_ENTRIES, max_bytes: int = CACHE_BYTES) -> None:
         self.maxsize = maxsize
         self.max_bytes = max_bytes
-        self._cache: OrderedDict[tuple[bytes, int], tuple[DecodedToken, int]] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, int], tuple[DecodedToken, int]] = OrderedDict()
         self._bytes = 0
         self.hits = 0
         self.misses = 0
@@ -150,8 +160,7 @@ class TokenDecoder:
             text = bytes(text).decode("utf-8", "surrogateescape")
         elif not isinstance(text, str):
             return DecodedToken("", "malformed", problems=(f"not text ({type(text).__name__})",))
-        data = _encode(text)
-        key = (hashlib.sha256(data).digest(), depth)
+        key = (text, depth)
         hit = self._cache.get(key)
         if hit is not None:
             self.hits += 1
@@ -171,7 +180,7 @@ class TokenDecoder:
             self._store(key, token, 2 * len(text) + 512)
         return token
 
-    def _store(self, key: tuple[bytes, int], token: DecodedToken, cost: int) -> None:
+    def _store(self, key: tuple[str, int], token: DecodedToken, cost: int) -> None:
         self._cache[key] = (token, cost)
         self._bytes += cost
         while self._cache and (len(self._cache) > self.maxsize or self._bytes > self.max_bytes):
@@ -368,7 +377,9 @@ def _json_segment(name: str, segment: str, problems: list[str]) -> dict[str, Any
     except ValueError:
         problems.append(f"{name}: invalid JSON")
         return None
-    if json_depth(value) > MAX_JSON_DEPTH:
+    # Every level of nesting opens with a bracket: with few brackets, no need to walk the value.
+    deep = text.count("{") + text.count("[") > MAX_JSON_DEPTH and json_depth(value) > MAX_JSON_DEPTH
+    if deep:
         problems.append(f"{name}: JSON nested too deeply (> {MAX_JSON_DEPTH} levels)")
         return None
     if not isinstance(value, dict):
@@ -403,18 +414,16 @@ def parse_json(text: str, duplicates: list[str] | None = None) -> Any:
 
 def json_depth(value: Any) -> int:
     """Nesting depth of parsed JSON (scalars 0), computed without recursion."""
+    if not isinstance(value, dict | list):
+        return 0
     deepest = 0
     stack = [(value, 1)]
     while stack:
         item, level = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        deepest = max(deepest, level)
-        stack.extend((child, level + 1) for child in children)
+        if level > deepest:
+            deepest = level
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
     return deepest
 
 
