@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 
 from analyzer.analysis.findings import Context, run_rules
 from analyzer.analysis.handshakes import group_handshakes, pair_verdicts
@@ -40,18 +39,69 @@ def read_decrypted(path: str, keylog: str, stats: CaptureStats) -> Iterator[tupl
 ProgressCallback = Callable[[str, int], None]
 
 
-@dataclass(slots=True)
 class AnalysisResult:
-    """Events in capture-time order, plus what each capture file looked like."""
+    """Events in capture-time order, what each capture file looked like, and what follows.
 
-    events: list[Event] = field(default_factory=list)
-    captures: list[CaptureStats] = field(default_factory=list)
-    tokens: list[TokenRecord] = field(default_factory=list)
-    handshakes: list[Handshake] = field(default_factory=list)
-    verdicts: list[PairVerdict] = field(default_factory=list)
-    findings: list[Finding] = field(default_factory=list)
-    keys: int = 0  # signing keys available (captured documents and key files)
-    key_warnings: list[str] = field(default_factory=list)
+    The token table, the pair verdicts and the findings are worked out on first use (then kept):
+    an output of events alone, such as ``analyze --format jsonl``, never pays for them.
+    """
+
+    __slots__ = (
+        "_derive_tokens",
+        "_findings",
+        "_tokens",
+        "_verdicts",
+        "captures",
+        "events",
+        "handshakes",
+        "key_warnings",
+        "keys",
+    )
+
+    def __init__(
+        self,
+        events: list[Event] | None = None,
+        captures: list[CaptureStats] | None = None,
+        tokens: list[TokenRecord] | None = None,
+        handshakes: list[Handshake] | None = None,
+        verdicts: list[PairVerdict] | None = None,
+        findings: list[Finding] | None = None,
+        keys: int = 0,
+        key_warnings: list[str] | None = None,
+        *,
+        derive_tokens: Callable[[], list[TokenRecord]] | None = None,
+    ) -> None:
+        self.events = events if events is not None else []
+        self.captures = captures if captures is not None else []
+        self.handshakes = handshakes if handshakes is not None else []
+        self.keys = keys  # signing keys available (captured documents and key files)
+        self.key_warnings = key_warnings if key_warnings is not None else []
+        self._tokens = tokens
+        self._verdicts = verdicts
+        self._findings = findings
+        self._derive_tokens = derive_tokens  # makes the token table when it is first asked for
+
+    @property
+    def tokens(self) -> list[TokenRecord]:
+        """One row per distinct token, in order of first appearance."""
+        if self._tokens is None:
+            self._tokens = self._derive_tokens() if self._derive_tokens is not None else []
+        return self._tokens
+
+    @property
+    def verdicts(self) -> list[PairVerdict]:
+        """One verdict per client -> server pair."""
+        if self._verdicts is None:
+            self._verdicts = pair_verdicts(self.events, self.handshakes)
+        return self._verdicts
+
+    @property
+    def findings(self) -> list[Finding]:
+        """What the rules found in the events, handshakes, tokens and verdicts."""
+        if self._findings is None:
+            context = Context(self.events, self.handshakes, self.tokens, self.verdicts)
+            self._findings = run_rules(context)
+        return self._findings
 
 
 class EventCollector:
@@ -119,11 +169,11 @@ def analyze_paths(
     ciphertext skipped in the cleartext read. No tshark raises ``CaptureError``.
     """
     collector = EventCollector()
-    result = AnalysisResult()
+    captures: list[CaptureStats] = []
     reassembler: TcpReassembler | None = None
     for path in paths:
         stats = CaptureStats(path=str(path))
-        result.captures.append(stats)
+        captures.append(stats)
         if reassembler is None:
             reassembler = TcpReassembler(collector.connection, stats)
         reassembler.stats = stats
@@ -135,15 +185,15 @@ def analyze_paths(
     store = load_keys(events, key_files)
     tokens = TokenAnalysis(store)
     # token and handshake fields are set in one copy of each event
-    result.events, result.handshakes = group_handshakes(events, tokens.event_fields(events))
-    result.tokens = tokens.records(reveal_secrets)
-    result.verdicts = pair_verdicts(result.events, result.handshakes)
-    result.findings = run_rules(
-        Context(result.events, result.handshakes, result.tokens, result.verdicts)
+    events, handshakes = group_handshakes(events, tokens.event_fields(events))
+    return AnalysisResult(
+        events,
+        captures,
+        handshakes=handshakes,
+        keys=len(store),
+        key_warnings=list(store.warnings),
+        derive_tokens=lambda: tokens.records(reveal_secrets),
     )
-    result.keys = len(store)
-    result.key_warnings = list(store.warnings)
-    return result
 
 
 def _read_one(
