@@ -228,10 +228,11 @@ class TcpReassembler:
     def run(self, packets: Iterable[tuple]) -> None:
         """Feed every TCP packet of ``packets`` (tuples as ``read_packets`` yields them).
 
-        The common case, an in-order segment whose bytes the consumer skips (or a bare ACK),
-        is handled inline here: for bulk transfers that is nearly every packet, and it costs a
-        dict lookup and a few additions (the capture reader absorbs most such packets before
-        they get here). Everything else goes through ``feed``.
+        The common case, an in-order segment with nothing buffered before it (or a bare ACK),
+        is handled inline here, exactly as ``feed`` would: for bulk transfers that is nearly
+        every packet, and it costs a dict lookup and a few additions (the capture reader absorbs
+        most such packets before they get here); a segment the consumer wants goes straight to
+        its ``data``. Everything else goes through ``feed``.
         """
         feed = self.feed
         get = self.dirs.get
@@ -242,15 +243,21 @@ class TcpReassembler:
             d = get((src, sport, dst, dport))
             if d is not None and seq == d.next_seq and not flags & 7 and ts < sweep_at:
                 n = len(payload)
-                c = d.consumer
+                d.last_ts = ts
                 if not n:
-                    d.last_ts = ts
                     continue
-                if c.skip >= n and not d.pending:
-                    c.skip -= n
+                if not d.pending:
                     d.next_seq = (seq + n) % SEQ_MOD
                     d.next_off += n
-                    d.last_ts = ts
+                    c = d.consumer
+                    skip = c.skip
+                    if skip >= n:
+                        c.skip = skip - n
+                    elif not c.dead:
+                        if skip:
+                            c.skip = 0
+                            payload = payload[skip:]
+                        c.data(payload, ts)
                     continue
             feed(ts, src, sport, dst, dport, seq, ack, flags, payload)
             sweep_at = self._next_sweep

@@ -21,6 +21,11 @@ _ASCII_SPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() removes
 
 _REQUEST_LINE = re.compile(rb"([A-Za-z][A-Za-z0-9_\-]{0,31}) +(\S{1,16000}) +HTTP/(\d)\.(\d)\s*$")
 _STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) +(\d{3})(?: ([^\r\n]*))?\s*$")
+# The same two lines for a head decoded as latin-1 (one character per byte): with re.ASCII, \s \S
+# and \d mean exactly what they mean in a bytes pattern.
+_REQUEST_TEXT = re.compile(_REQUEST_LINE.pattern.decode("ascii"), re.ASCII)
+_STATUS_TEXT = re.compile(_STATUS_LINE.pattern.decode("ascii"), re.ASCII)
+_HEAD_END = re.compile(rb"\n\r?\n")  # how a head ends: LF LF, or LF CR LF after a CR
 _METHOD_PREFIX = re.compile(rb"[A-Za-z][A-Za-z0-9_\-]{0,31}( |$)")
 _MESSAGE_START = re.compile(
     rb"(?:^|\n)((?:[A-Z][A-Z0-9_\-]{2,31} \S+ HTTP/1\.[01]\r?\n)|(?:HTTP/1\.[01] \d{3}[ \r\n]))"
@@ -42,17 +47,30 @@ class HttpMessage:
     body: bytes | None = None  # kept body (capped), None when the body was skipped
     body_truncated: bool = False
     after_gap: bool = False  # first message after lost bytes: earlier messages may be missing
+    # First value per header name, built on the first lookup (the parser builds it at once):
+    # ``headers`` is not to be changed after that.
+    _first: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def header(self, name: str) -> str | None:
         """First value of a header (name lowercase)."""
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
+        first = self._first
+        if first is None:
+            first = self._first = _first_values(self.headers)
+        return first.get(name)
 
     def header_all(self, name: str) -> list[str]:
         """Every value of a (possibly repeated) header."""
+        first = self._first
+        if first is None:
+            first = self._first = _first_values(self.headers)
+        if name not in first:
+            return []
         return [value for key, value in self.headers if key == name]
+
+
+def _first_values(headers: list[tuple[str, str]]) -> dict[str, str]:
+    """Name -> first value (walking backwards, the first occurrence is written last)."""
+    return dict(reversed(headers))
 
 
 #: Decides, for a finished head, how many body bytes to keep (0 = skip the body).
@@ -67,40 +85,74 @@ def _never_keep(_message: HttpMessage) -> int:
 
 def parse_head(raw: bytes, ts: float) -> HttpMessage | None:
     """Parse a complete head (start line + headers, without the blank line). None if not HTTP."""
-    start, _, rest = raw.partition(b"\n")
-    start = start.rstrip(b"\r")
-    m = _REQUEST_LINE.match(start)
-    if m:
-        method, uri, major, minor = m.groups()
-        msg = HttpMessage(
-            True,
-            ts,
-            f"{major[0] - 48}.{minor[0] - 48}",  # one ASCII digit each
-            method=method.decode("ascii").upper(),
-            uri=uri.decode("latin-1"),
-        )
-    else:
-        m = _STATUS_LINE.match(start)
+    return _parse_text(raw.decode("latin-1"), ts)
+
+
+_NAMES: dict[str, str] = {}  # raw field name -> its stripped, lowercase form (a bounded cache)
+_NAMES_MAX = 1024
+
+
+def _field_name(name: str) -> str | None:
+    """Header name as stored (stripped of ASCII whitespace, lowercase); None when the line starts
+    with a space or tab (a folded continuation: the head goes the slow way)."""
+    if name.startswith((" ", "\t")):
+        return None
+    key = name.strip(_ASCII_SPACE).lower()
+    if len(name) <= 64:
+        if len(_NAMES) >= _NAMES_MAX:
+            _NAMES.clear()  # odd names filled it: start afresh with what comes now
+        _NAMES[name] = key
+    return key
+
+
+def _parse_text(text: str, ts: float) -> HttpMessage | None:
+    """``parse_head`` for a head decoded as latin-1 (one character per byte): decoded once, so
+    every step below runs on ``str`` at C speed."""
+    lines = text.split("\n")
+    # A request/status line cannot hold "\r" but in the trailing \s*: no rstrip("\r") needed.
+    # A method has no "/", so only a status line can start with "HTTP/": one regex per line.
+    start = lines[0]
+    if start.startswith("HTTP/"):
+        m = _STATUS_TEXT.match(start)
         if not m:
             return None
         major, minor, status, reason = m.groups()
-        msg = HttpMessage(
-            False,
-            ts,
-            f"{major[0] - 48}.{minor[0] - 48}",
-            status=int(status),
-            reason=(reason or b"").decode("latin-1"),
-        )
-    if rest:
-        _parse_fields(rest.decode("latin-1"), msg.headers)
+        msg = HttpMessage(False, ts, f"{major}.{minor}", "", "", int(status), reason or "")
+    else:
+        m = _REQUEST_TEXT.match(start)
+        if not m:
+            return None
+        method, uri, major, minor = m.groups()
+        msg = HttpMessage(True, ts, f"{major}.{minor}", method.upper(), uri)
+    headers = msg.headers
+    if len(lines) > 1:
+        get = _NAMES.get
+        append = headers.append
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if sep:
+                key = get(name)
+                if key is None:
+                    key = _field_name(name)
+                    if key is None:
+                        break
+                append((key, value.rstrip("\r").strip(" \t")))
+            elif line.startswith((" ", "\t")):
+                break
+        else:
+            msg._first = dict(reversed(headers))
+            return msg
+        headers.clear()  # a folded line: start over, line by line
+        _parse_fields(lines[1:], headers)
+    msg._first = dict(reversed(headers))
     return msg
 
 
-def _parse_fields(text: str, headers: list[tuple[str, str]]) -> None:
-    """Append the header fields of ``text`` (the head after its start line, decoded as latin-1,
-    one character per byte) to ``headers``. Decoding once up front is what makes this cheap; the
-    stripping below uses the ASCII whitespace that ``bytes.strip()`` knows, not Unicode's."""
-    for line in text.split("\n"):
+def _parse_fields(lines: list[str], headers: list[tuple[str, str]]) -> None:
+    """Append the header fields of ``lines`` (the head after its start line, decoded as latin-1,
+    one character per byte) to ``headers``, joining folded lines (obs-fold). The stripping uses
+    the ASCII whitespace that ``bytes.strip()`` knows, not Unicode's."""
+    for line in lines:
         line = line.rstrip("\r")
         if not line:
             continue
@@ -120,6 +172,9 @@ class HttpStream:
 
     ``role`` is "request", "response" or "" (decided by the first bytes). ``midstream`` streams
     (no SYN seen) may begin inside a body, so they hunt for a message start before giving up.
+
+    Bytes wait in ``_buf`` only while a head, a chunk-size line or a kept body is incomplete; a
+    head is searched for its end only in bytes not searched before, and parsed once.
     """
 
     def __init__(
@@ -138,7 +193,12 @@ class HttpStream:
         self.request_method = request_method
         self._buf = bytearray()
         self._base = 0  # count of bytes that ever left _buf: the buffer offset of _buf[0]
-        self._marks: deque[tuple[int, float]] = deque()  # (buffer offset, capture ts) per feed
+        # Capture times per feed: the latest feed's (buffer offset, ts) in _mark_off / _mark_ts,
+        # earlier feeds whose bytes may still be buffered in _marks.
+        self._marks: deque[tuple[int, float]] = deque()
+        self._mark_off = 0
+        self._mark_ts = 0.0
+        self._searched = 0  # buffer offset before which no head end starts (head state)
         self._expect_crlf = False  # a chunk's data ended; its CRLF is still to come
         self._hunting = midstream
         self._after_gap = midstream
@@ -156,11 +216,21 @@ class HttpStream:
         """Feed ordered bytes; return the messages they completed."""
         if self.dead:
             return []
-        self._marks.append((self._base + len(self._buf), ts))
-        self._buf += data
+        buf = self._buf
+        if buf:
+            self._marks.append((self._mark_off, self._mark_ts))
+            self._mark_off = self._base + len(buf)
+        else:  # nothing buffered: earlier feeds can no longer date a message
+            if self._marks:
+                self._marks.clear()
+            self._mark_off = self._base
+        self._mark_ts = ts
+        buf += data
         out: list[HttpMessage] = []
-        self._run(out, ts)
-        return self._emit(out)
+        self._run(out)
+        if out and self.on_messages is not None:
+            self.on_messages(out)
+        return out
 
     def gap(self, nbytes: int, ts: float) -> list[HttpMessage]:
         """Bytes were lost: finish what can be finished, then hunt for the next message."""
@@ -170,7 +240,7 @@ class HttpStream:
             self._remaining -= nbytes
             self._current.body_truncated = True
             self._keep = 0
-            self._run(out, ts)
+            self._run(out)
             return self._emit(out)
         self._finish_current(out, truncated=True)
         self._reset_to_hunt()
@@ -192,50 +262,67 @@ class HttpStream:
         return out
 
     # -- state machine -----------------------------------------------------------------------
-    def _run(self, out: list[HttpMessage], ts: float) -> None:
+    def _run(self, out: list[HttpMessage]) -> None:
+        buf = self._buf
         while not self.dead:
             state = self._state
             if state == "head":
-                if not self._parse_head(out, ts):
-                    return
-            elif state in ("body", "chunk-data"):
-                if not self._take_body(out):
+                if not self._parse_head(out):
                     return
             elif state == "chunk-size":
-                if not self._parse_chunk_size(out):
+                if not self._parse_chunk_size():
+                    return
+            elif state == "body" or state == "chunk-data":
+                if not self._take_body(out):
                     return
             elif state == "chunk-trailer":
                 if not self._parse_trailer(out):
                     return
             else:  # close-body: everything until close belongs to the body
-                self._keep_bytes(len(self._buf))
-                self._consume(len(self._buf))
+                self._keep_bytes(len(buf))
+                self._consume(len(buf))
                 return
-            if not self._buf:
+            if not buf:
                 return
 
-    def _parse_head(self, out: list[HttpMessage], ts: float) -> bool:
+    def _parse_head(self, out: list[HttpMessage]) -> bool:
         buf = self._buf
         if self._hunting and not self._hunt():
             return False
         if not self.messages_seen and not self._plausible_start(buf):
             self._give_up()
             return False
-        end = buf.find(b"\r\n\r\n")
-        sep = 4
-        if end < 0:
-            end = buf.find(b"\n\n")
-            sep = 2
+        # The head ends at the first CRLF CRLF or LF LF. Both show as LF [CR] LF, which a regex
+        # finds at memchr speed; an LF CR LF not preceded by CR ends nothing. Bytes searched by
+        # an earlier call hold no end, so only the new ones are searched.
+        base = self._base
+        start = self._searched - base
+        if start < 0:
+            start = 0
+        search = _HEAD_END.search
+        m = search(buf, start)
+        while m is not None:
+            end = m.start()
+            if m.end() - end == 2:
+                sep = 2
+                break
+            if end and buf[end - 1] == 13:  # CR before LF CR LF
+                end -= 1
+                sep = 4
+                break
+            m = search(buf, end + 1)
         else:
-            lf = buf.find(b"\n\n", 0, end)
-            if lf >= 0:
-                end, sep = lf, 2
-        if end < 0:
-            if len(buf) > MAX_HEAD or (b"\n" not in buf[:MAX_LINE] and len(buf) > MAX_LINE):
+            size = len(buf)
+            if size > MAX_HEAD or (size > MAX_LINE and buf.find(b"\n", 0, MAX_LINE) < 0):
                 self._lost_sync()
+            else:
+                self._searched = base + size - 3  # an end may start in the last 3 bytes
             return False
-        msg = parse_head(bytes(buf[:end]), self._head_ts())
-        self._consume(end + sep)
+        ts = self._mark_ts if self._mark_off <= base else self._head_ts()
+        text = buf[:end].decode("latin-1")
+        del buf[: end + sep]
+        self._base = base + end + sep
+        msg = _parse_text(text, ts)
         if msg is None:
             self._lost_sync()
             return False
@@ -253,9 +340,10 @@ class HttpStream:
             self._base += nbytes
 
     def _head_ts(self) -> float:
-        """Capture time of the packet that delivered the first buffered byte."""
+        """Capture time of the earlier feed that delivered the first buffered byte."""
         marks = self._marks
-        while len(marks) > 1 and marks[1][0] <= self._base:
+        base = self._base
+        while len(marks) > 1 and marks[1][0] <= base:
             marks.popleft()
         return marks[0][1] if marks else 0.0
 
@@ -292,65 +380,75 @@ class HttpStream:
         return True
 
     def _start_body(self, msg: HttpMessage, out: list[HttpMessage]) -> None:
-        framing, length = self._framing(msg)
+        """Decide how the body of ``msg`` is delimited (none, length, chunked, close or tunnel)
+        and set up to keep or skip it."""
+        first = msg._first
+        te = first.get("transfer-encoding")
+        chunked = bool(te) and "chunked" in te.lower()
+        length = 0
+        if msg.is_request:
+            if chunked:
+                framing = "chunked"
+            else:
+                length = _length(first.get("content-length"))
+                framing = "length" if length else "none"
+        else:
+            method = self.request_method() if self.request_method else None
+            status = msg.status
+            if status == 101 or (method == "CONNECT" and 200 <= status < 300):
+                out.append(msg)
+                self._give_up()
+                return
+            if method == "HEAD" or 100 <= status < 200 or status in (204, 304):
+                framing = "none"
+            elif chunked:
+                framing = "chunked"
+            else:
+                value = first.get("content-length")
+                if value is not None:
+                    length = _length(value)
+                    framing = "length" if length else "none"
+                else:
+                    framing = "close"
         if framing == "none":
             out.append(msg)
             return
-        if framing == "tunnel":
-            out.append(msg)
-            self._give_up()
-            return
-        keep = max(0, self.body_policy(msg))
-        self._current = msg
-        self._keep = keep
-        self._body = bytearray()
-        if keep:
+        keep = self.body_policy(msg)
+        if keep > 0:
+            self._current = msg
+            self._keep = keep
+            self._body = bytearray()
             msg.body = b""
+            if framing == "length":
+                self._state = "body"
+                self._remaining = length
+            elif framing == "chunked":
+                self._state = "chunk-size"
+            else:  # close-delimited
+                self._state = "close-body"
+            return
+        out.append(msg)
+        self._current = None
+        self._keep = 0
         if framing == "length":
-            self._state = "body"
+            self._state = "head"
             self._remaining = length
-            if not keep:
-                out.append(msg)
-                self._current = None
-                self._state = "head"
-                self._set_skip(length)
+            self._set_skip(length)
         elif framing == "chunked":
             self._state = "chunk-size"
-            if not keep:
-                out.append(msg)
-                self._current = None
-        else:  # close-delimited
+        else:
             self._state = "close-body"
-            if not keep:
-                out.append(msg)
-                self._current = None
-                self._set_skip(UNBOUNDED)
-
-    def _framing(self, msg: HttpMessage) -> tuple[str, int]:
-        """How the body of ``msg`` is delimited: none, length, chunked, close or tunnel."""
-        te = (msg.header("transfer-encoding") or "").lower()
-        if msg.is_request:
-            if "chunked" in te:
-                return "chunked", 0
-            length = _content_length(msg)
-            return ("length", length) if length else ("none", 0)
-        method = self.request_method() if self.request_method else None
-        status = msg.status
-        if status == 101 or (method == "CONNECT" and 200 <= status < 300):
-            return "tunnel", 0
-        if method == "HEAD" or 100 <= status < 200 or status in (204, 304):
-            return "none", 0
-        if "chunked" in te:
-            return "chunked", 0
-        if msg.header("content-length") is not None:
-            length = _content_length(msg)
-            return ("length", length) if length else ("none", 0)
-        return "close", 0
+            self._set_skip(UNBOUNDED)
 
     def _set_skip(self, nbytes: int) -> None:
         """Skip ``nbytes`` of body: drop what is buffered now, let the reassembler drop the rest."""
-        buffered = min(nbytes, len(self._buf))
-        self._consume(buffered)
+        buf = self._buf
+        buffered = len(buf)
+        if nbytes < buffered:
+            buffered = nbytes
+        if buffered:
+            del buf[:buffered]
+            self._base += buffered
         self.skip = nbytes - buffered
 
     def _keep_bytes(self, nbytes: int) -> None:
@@ -378,23 +476,26 @@ class HttpStream:
         self._state = "head"
         return True
 
-    def _parse_chunk_size(self, out: list[HttpMessage]) -> bool:
+    def _parse_chunk_size(self) -> bool:
         buf = self._buf
+        crlf = 0  # the CRLF ending the previous chunk's data
         if self._expect_crlf:
-            if len(buf) < 2 and buf[:1] in (b"", b"\r"):
+            if buf.startswith(b"\r\n"):
+                crlf = 2
+            elif buf.startswith(b"\n"):
+                crlf = 1
+            elif len(buf) < 2 and buf[:1] in (b"", b"\r"):
                 return False
-            if buf[:2] == b"\r\n":
-                self._consume(2)
-            elif buf[:1] == b"\n":
-                self._consume(1)
             self._expect_crlf = False
-        nl = buf.find(b"\n")
+        nl = buf.find(b"\n", crlf)
         if nl < 0:
+            self._consume(crlf)
             if len(buf) > MAX_LINE:
                 self._lost_sync()
             return False
-        line = bytes(buf[:nl]).split(b";", 1)[0].strip()
-        self._consume(nl + 1)
+        line = buf[crlf:nl].split(b";", 1)[0].strip()
+        del buf[: nl + 1]
+        self._base += nl + 1
         try:
             size = int(line, 16)
         except ValueError:
@@ -403,13 +504,13 @@ class HttpStream:
         if size == 0:
             self._state = "chunk-trailer"
             return True
-        self._remaining = size
-        self._state = "chunk-data"
         if self._current is None:  # body not kept: skip the chunk without copying it
-            self._state = "chunk-size"
             self._expect_crlf = True
             self._remaining = 0
             self._set_skip(size)
+        else:
+            self._remaining = size
+            self._state = "chunk-data"
         return True
 
     def _parse_trailer(self, out: list[HttpMessage]) -> bool:
@@ -472,8 +573,8 @@ def _could_start_message(head: bytes) -> bool:
     )
 
 
-def _content_length(msg: HttpMessage) -> int:
-    value = msg.header("content-length")
+def _length(value: str | None) -> int:
+    """A Content-Length value as a body length (0 when absent or unusable)."""
     if value is None:
         return 0
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from analyzer.flows.tcp import ConnectionInfo
 from analyzer.protocols.http1 import HttpMessage, HttpStream
@@ -60,13 +61,13 @@ class HttpConnection:
             midstream=midstream,
             body_policy=self._body_policy,
             request_method=self._pending_method,
-            on_messages=lambda msgs: self._messages(msgs, from_a=True),
+            on_messages=partial(self._messages, True),
         )
         self.b_to_a = HttpStream(
             midstream=midstream,
             body_policy=self._body_policy,
             request_method=self._pending_method,
-            on_messages=lambda msgs: self._messages(msgs, from_a=False),
+            on_messages=partial(self._messages, False),
         )
 
     @property
@@ -89,7 +90,7 @@ class HttpConnection:
     def _pending_method(self) -> str | None:
         return self.pending[0].method if self.pending else None
 
-    def _messages(self, messages: list[HttpMessage], from_a: bool) -> None:
+    def _messages(self, from_a: bool, messages: list[HttpMessage]) -> None:
         for msg in messages:
             if self.client_is_a is None:
                 self.client_is_a = from_a == msg.is_request
