@@ -11,7 +11,6 @@ them unless the user passed the explicit reveal flag.
 from __future__ import annotations
 
 import dataclasses
-import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -286,41 +285,89 @@ def request_url(event: Event) -> str:
 
 def public_fields(record_type: type, reveal_secrets: bool = False) -> list[str]:
     """Names of the fields a writer may emit for ``record_type``."""
-    return list(_public(record_type, reveal_secrets)[0])
+    return list(_public(record_type, reveal_secrets))
 
 
-#: (record type, reveal) -> (public field names, a getter returning their values as a tuple)
-_PUBLIC: dict[tuple[type, bool], tuple[tuple[str, ...], Callable[[Any], tuple]]] = {}
+#: (record type, reveal) -> the names of its public fields
+_PUBLIC: dict[tuple[type, bool], tuple[str, ...]] = {}
 
 
-def _public(record_type: type, reveal_secrets: bool) -> tuple[tuple[str, ...], Callable]:
+def _public(record_type: type, reveal_secrets: bool) -> tuple[str, ...]:
     """``public_fields`` worked out once per record type (writers call it for every row)."""
     key = (record_type, bool(reveal_secrets))
     found = _PUBLIC.get(key)
     if found is None:
-        names = tuple(
+        found = _PUBLIC[key] = tuple(
             f.name
             for f in dataclasses.fields(record_type)
             if not f.metadata.get("internal") and (reveal_secrets or not f.metadata.get("secret"))
         )
-        getter = operator.attrgetter(*names) if len(names) > 1 else _one_getter(names)
-        found = _PUBLIC[key] = (names, getter)
     return found
 
 
-def _one_getter(names: tuple[str, ...]) -> Callable[[Any], tuple]:
-    """A getter like ``attrgetter(*names)`` that returns a tuple for zero or one name too."""
-    return lambda record: tuple(getattr(record, name) for name in names)
-
-
 def to_dict(record: Any, reveal_secrets: bool = False) -> dict[str, Any]:
-    """A record as a JSON-ready dict, secrets dropped unless ``reveal_secrets``."""
-    names, getter = _public(type(record), reveal_secrets)
-    out = dict(zip(names, getter(record), strict=True))
-    for name, value in out.items():
-        if isinstance(value, tuple):
-            out[name] = [v.to_dict() if hasattr(v, "to_dict") else v for v in value]
+    """A record as a JSON-ready dict, secrets dropped unless ``reveal_secrets``.
+
+    Tuple fields become lists, each item replaced by its ``to_dict()`` when it has one. The dict
+    is built by a function compiled once per record type (``_make_dict_maker``).
+    """
+    key = (type(record), bool(reveal_secrets))
+    maker = _DICT_MAKERS.get(key)
+    if maker is None:
+        maker = _DICT_MAKERS[key] = _make_dict_maker(*key)
+    return maker(record)
+
+
+# ---------------------------------------------------------------- compiled to_dict
+
+#: (record type, reveal) -> compiled ``to_dict`` for that type
+_DICT_MAKERS: dict[tuple[type, bool], Callable[[Any], dict[str, Any]]] = {}
+
+
+def listed(values: tuple) -> list[Any]:
+    """A tuple field as ``to_dict`` writes it."""
+    return [v.to_dict() if hasattr(v, "to_dict") else v for v in values]
+
+
+def field_kinds(record_type: type) -> dict[str, list[str]]:
+    """Field name -> the types its annotation names, in order ("str", "None", "tuple", ...).
+
+    Only a hint for which fast path to try first: every value is checked at run time.
+    """
+    out = {}
+    for f in dataclasses.fields(record_type):
+        hint = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+        kinds = [
+            "tuple[str]" if alt.replace(" ", "").startswith("tuple[str,") else alt.split("[", 1)[0]
+            for alt in (alt.strip() for alt in hint.split("|"))
+        ]
+        if f.default is None and "None" not in kinds:
+            kinds.append("None")
+        out[f.name] = kinds
     return out
+
+
+def _make_dict_maker(record_type: type, reveal_secrets: bool) -> Callable[[Any], dict[str, Any]]:
+    """Compile ``to_dict`` for one record type: one dict display, tuples listed."""
+    names = _public(record_type, reveal_secrets)
+    kinds = field_kinds(record_type)
+    lines = ["def to_dict(r, listed=listed):"]
+    items = []
+    for i, name in enumerate(names):
+        v = f"v{i}"
+        lines.append(f"    {v} = r.{name}")
+        if kinds[name][0].startswith("tuple"):
+            items.append(f"        {name!r}: listed({v}) if isinstance({v}, tuple) else {v},")
+            continue
+        plain = [f"{v} is None"] + [
+            f"type({v}) is {kind}" for kind in kinds[name] if kind in ("str", "int", "float")
+        ]
+        plain.append(f"not isinstance({v}, tuple)")
+        items.append(f"        {name!r}: {v} if {' or '.join(plain)} else listed({v}),")
+    lines += ["    return {", *items, "    }"]
+    scope: dict[str, Any] = {"listed": listed}
+    exec("\n".join(lines), scope)  # source built above from field names only
+    return scope["to_dict"]
 
 
 #: record type -> function(record, changes) making the changed copy (see ``evolve``)

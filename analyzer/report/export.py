@@ -4,39 +4,79 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from analyzer.model import SCHEMA_VERSION, public_fields, to_dict
+from analyzer.report.json_text import json_encoder
 
-#: ``json.dumps(row, ensure_ascii=False, separators=(",", ":"))``, made once instead of per row.
+#: ``json.dumps(value, ensure_ascii=False, separators=(",", ":"))``, made once instead of per cell.
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+#: Lines gathered before each write: a few large writes instead of one per record.
+BATCH = 256
+
+#: The key every JSON line starts with.
+_LEAD = (("schema_version", SCHEMA_VERSION),)
 
 
 def write_jsonl(records: Iterable[Any], out: IO[str], *, reveal_secrets: bool = False) -> None:
-    """One JSON object per record per line; ``schema_version`` leads each line."""
+    """One JSON object per record per line; ``schema_version`` leads each line.
+
+    Each line is ``json.dumps({"schema_version": ..., **to_dict(record)}, ensure_ascii=False,
+    separators=(",", ":"))``, made by the encoder ``json_encoder`` compiles per record type, and
+    lines are written BATCH at a time (those made before an error are still written).
+    """
     write = out.write
-    for record in records:
-        row = {"schema_version": SCHEMA_VERSION}
-        row.update(to_dict(record, reveal_secrets))
-        write(_encode(row) + "\n")
+    pending: list[str] = []
+    append = pending.append
+    kind: type | None = None
+    encode: Callable[[Any], str] = str
+    try:
+        for record in records:
+            if type(record) is not kind:
+                kind = type(record)
+                encode = json_encoder(kind, reveal_secrets, lead=_LEAD, end="\n")
+            append(encode(record))
+            if len(pending) >= BATCH:
+                chunk = "".join(pending)
+                pending.clear()
+                write(chunk)
+    finally:
+        if pending:
+            write("".join(pending))
 
 
 def write_csv(
     records: Iterable[Any], out: IO[str], record_type: type, *, reveal_secrets: bool = False
 ) -> None:
     """One row per record of ``record_type``; list and dict fields as compact JSON in a cell."""
-    names = ["schema_version", *public_fields(record_type, reveal_secrets)]
+    fields = public_fields(record_type, reveal_secrets)
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(names)
+    writer.writerow(["schema_version", *fields])
+    writer.writerows(_csv_rows(records, fields, record_type, reveal_secrets))
+
+
+def _csv_rows(
+    records: Iterable[Any], fields: list[str], record_type: type, reveal_secrets: bool
+) -> Iterator[list[Any]]:
+    names = ["schema_version", *fields]
+    in_order = "schema_version" not in fields  # a record's dict is then the row, in order
     for record in records:
-        row = {"schema_version": SCHEMA_VERSION, **to_dict(record, reveal_secrets)}
-        writer.writerow([_cell(row[name]) for name in names])
+        row = to_dict(record, reveal_secrets)
+        if in_order and type(record) is record_type:
+            yield [
+                SCHEMA_VERSION,
+                *["" if v is None else v if type(v) is str else _cell(v) for v in row.values()],
+            ]
+        else:
+            row = {"schema_version": SCHEMA_VERSION, **row}
+            yield [_cell(row[name]) for name in names]
 
 
 def _cell(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, (list, dict)):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")) if value else ""
+        return _encode(value) if value else ""
     return value
