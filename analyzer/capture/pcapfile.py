@@ -106,10 +106,9 @@ _ScanFn = Callable[[Buffer, int, "_Reader", bool], _Scan]
 class Flows(Protocol):
     """What the reader needs of the TCP reassembler to absorb packets (``TcpReassembler``)."""
 
-    dirs: dict  # (src, sport, dst, dport) -> direction
     grants: GrantTable | None  # directions the native walk absorbs for; None: pure Python
 
-    def grant(self, key: tuple, d: object) -> None: ...
+    def absorb(self, key: tuple, seq: int, flags: int, size: int, ts: float) -> bool: ...
 
     def settle(self, src: bytes, sport: int, dst: bytes, dport: int) -> None: ...
 
@@ -423,7 +422,7 @@ def _scan_pcap(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
     done_pos = pos
     n = nslow = need = 0
     flows = reader.flows
-    flow = flows.dirs.get if flows is not None else None
+    absorb = flows.absorb if flows is not None else None
     grants = flows.grants if flows is not None else None
     walk = None
     if grants is not None and min(eth_min, raw_min) < _NEVER:
@@ -483,28 +482,9 @@ def _scan_pcap(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
             pos = e
             if fast and fp & 0x3FFF00FF == 6 and a <= q <= e:
                 ts = s + frac / div
-                if flow is not None:  # absorb what the reassembler would only count
-                    key = (src, sp, dst, dp)
-                    d = flow(key)
-                    if d is not None:
-                        if grants:  # the native walk may hold this direction's grant
-                            flows.settle(src, sp, dst, dp)
-                        plen = q - a
-                        c = d.consumer
-                        if (
-                            seq == d.next_seq
-                            and not flags & 7
-                            and not d.pending
-                            and (not plen or c.skip >= plen or c.dead)
-                        ):
-                            if plen and c.skip >= plen:
-                                c.skip -= plen
-                            d.next_seq = (seq + plen) & 0xFFFFFFFF
-                            d.next_off += plen
-                            d.last_ts = ts
-                            if grants is not None:
-                                flows.grant(key, d)
-                            continue
+                # absorb what the reassembler would only count
+                if absorb is not None and absorb((src, sp, dst, dp), seq, flags, q - a, ts):
+                    continue
                 yield (ts, 6, src, sp, dst, dp, seq, ack, flags, mv[a:q])
                 continue
             nslow += 1
@@ -551,7 +531,7 @@ def _scan_pcapng(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
     run0 = 0  # n when the current interface run began (for per-link-type packet counts)
     need = 0
     flows = reader.flows
-    flow = flows.dirs.get if flows is not None else None
+    absorb = flows.absorb if flows is not None else None
     grants = flows.grants if flows is not None else None
     walk = grants.walk_pcapng if grants is not None else None
     walkable = False  # the native walk can take the current interface's packets
@@ -613,28 +593,9 @@ def _scan_pcapng(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
                 pos = nxt
                 if fast and fp & 0x3FFF00FF == 6 and a <= q <= e:
                     ts = ((hi << 32) | lo) / div
-                    if flow is not None:  # absorb what the reassembler would only count
-                        key = (src, sp, dst, dp)
-                        d = flow(key)
-                        if d is not None:
-                            if grants:  # the native walk may hold this direction's grant
-                                flows.settle(src, sp, dst, dp)
-                            plen = q - a
-                            c = d.consumer
-                            if (
-                                seq == d.next_seq
-                                and not flags & 7
-                                and not d.pending
-                                and (not plen or c.skip >= plen or c.dead)
-                            ):
-                                if plen and c.skip >= plen:
-                                    c.skip -= plen
-                                d.next_seq = (seq + plen) & 0xFFFFFFFF
-                                d.next_off += plen
-                                d.last_ts = ts
-                                if grants is not None:
-                                    flows.grant(key, d)
-                                continue
+                    # absorb what the reassembler would only count
+                    if absorb is not None and absorb((src, sp, dst, dp), seq, flags, q - a, ts):
+                        continue
                     yield (ts, 6, src, sp, dst, dp, seq, ack, flags, mv[a:q])
                     continue
                 nslow += 1

@@ -270,7 +270,32 @@ class TcpReassembler:
         self.dirs.clear()
         self.ignored.clear()
 
-    # -- native absorption ---------------------------------------------------------------------
+    # -- absorption (the capture reader's fast path) ----------------------------------------------
+    def absorb(self, key: tuple, seq: int, flags: int, size: int, ts: float) -> bool:
+        """Take a packet whose ``size`` payload bytes the contract lets go unseen (see the module
+        docstring); False when it must be fed. Settles the direction first and, with the native
+        walk, grants it afterwards so that the walk absorbs its next packets."""
+        d = self.dirs.get(key)
+        if d is None:
+            return False
+        grants = self.grants
+        if grants:
+            self.settle(*key)
+        c = d.consumer
+        if seq != d.next_seq or flags & 7 or d.pending:
+            return False
+        if size:
+            if c.skip >= size:
+                c.skip -= size
+            elif not c.dead:
+                return False
+            d.next_seq = (seq + size) & 0xFFFFFFFF
+            d.next_off += size
+        d.last_ts = ts
+        if grants is not None:
+            self.grant(key, d)
+        return True
+
     def grant(self, key: tuple, d: _Direction) -> None:
         """Let the native walk absorb ``d``'s coming packets (call after ``d`` is up to date)."""
         c = d.consumer
