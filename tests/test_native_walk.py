@@ -8,6 +8,7 @@ big-endian pcap, raw-IP links, pcapng with micro- and nanosecond clocks.
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 import shutil
@@ -121,6 +122,11 @@ def _pcapng(src: Path, dst: Path, nanoseconds: bool) -> Path:
     return dst
 
 
+def _gzipped(src: Path, dst: Path) -> Path:
+    dst.write_bytes(gzip.compress(src.read_bytes(), compresslevel=1))
+    return dst
+
+
 def _truth(path: Path) -> Counter:
     truth = json.loads(Path(str(path) + ".truth.json").read_text())
     return Counter(truth["cred_fps"])
@@ -132,7 +138,9 @@ def _truth(path: Path) -> Counter:
 
 
 @needs_native
-@pytest.mark.parametrize("layout", ["pcap", "big-endian", "raw-ip", "pcapng-us", "pcapng-ns"])
+@pytest.mark.parametrize(
+    "layout", ["pcap", "big-endian", "raw-ip", "pcapng-us", "pcapng-ns", "gzip"]
+)
 def test_bulk_capture_same_with_and_without_walk(
     bulk: Path, layout: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -142,6 +150,7 @@ def test_bulk_capture_same_with_and_without_walk(
         "raw-ip": lambda: _raw_ip(bulk, tmp_path / "raw.pcap"),
         "pcapng-us": lambda: _pcapng(bulk, tmp_path / "us.pcapng", nanoseconds=False),
         "pcapng-ns": lambda: _pcapng(bulk, tmp_path / "ns.pcapng", nanoseconds=True),
+        "gzip": lambda: _gzipped(bulk, tmp_path / "bulk.pcap.gz"),  # read in chunks, not mapped
     }[layout]()
     events = _same_both_ways(path, monkeypatch)
     fps = Counter(e["cred_fp"] for e in events if e["cred_fp"] and e["scheme"] != "none")
