@@ -109,6 +109,22 @@ class Spec:
         """(value, offset just past the element) for the element at ``pos``."""
         raise NotImplementedError
 
+    def _element(self, buf: bytes, pos: int, end: int) -> tuple[int, int]:
+        """(content offset, content length) of the element at ``pos``, its tag checked (any tag
+        when ``tag`` is None)."""
+        ident, start, length = read_header(buf, pos, end)
+        if self.tag is not None and ident != self.tag:
+            raise _unexpected(buf, pos, end)
+        return start, length
+
+    def _content(self, buf: bytes, pos: int, end: int) -> tuple[int, int]:
+        """(start, stop) of the content octets of the element at ``pos``, inside ``end``."""
+        start, length = self._element(buf, pos, end)
+        stop = start + length
+        if stop > end:
+            raise DerTruncated("content")
+        return start, stop
+
 
 class Primitive(Spec):
     """A primitive element whose value is its content octets (OCTET STRING, GeneralString)."""
@@ -116,12 +132,7 @@ class Primitive(Spec):
     __slots__ = ()
 
     def read(self, buf: bytes, pos: int, end: int, depth: int) -> tuple[bytes, int]:
-        ident, start, length = read_header(buf, pos, end)
-        if ident != self.tag:
-            raise _unexpected(buf, pos, end)
-        stop = start + length
-        if stop > end:
-            raise DerTruncated("content")
+        start, stop = self._content(buf, pos, end)
         return buf[start:stop], stop
 
 
@@ -143,12 +154,8 @@ class Integer(Spec):
     __slots__ = ()
 
     def read(self, buf: bytes, pos: int, end: int, depth: int) -> tuple[int, int]:
-        ident, start, length = read_header(buf, pos, end)
-        if ident != self.tag:
-            raise _unexpected(buf, pos, end)
-        stop = start + length
-        if stop > end:
-            raise DerTruncated("content")
+        start, stop = self._content(buf, pos, end)
+        length = stop - start
         if not length or length > MAX_INTEGER_OCTETS:
             raise DerError(f"{length}-octet integer")
         return int.from_bytes(buf[start:stop], "big", signed=True), stop
@@ -160,9 +167,7 @@ class BitString(Spec):
     __slots__ = ()
 
     def read(self, buf: bytes, pos: int, end: int, depth: int) -> tuple[bytes, int]:
-        ident, start, length = read_header(buf, pos, end)
-        if ident != self.tag:
-            raise _unexpected(buf, pos, end)
+        start, length = self._element(buf, pos, end)
         # pyasn1's order: an empty string and a bad unused-bits count are malformed even when cut.
         if not length or start >= end:
             raise DerError("empty bit string")
@@ -181,17 +186,12 @@ class ObjectIdentifier(Spec):
     __slots__ = ()
 
     def read(self, buf: bytes, pos: int, end: int, depth: int) -> tuple[str, int]:
-        ident, start, length = read_header(buf, pos, end)
-        if ident != self.tag:
-            raise _unexpected(buf, pos, end)
-        stop = start + length
-        if stop > end:
-            raise DerTruncated("content")
+        start, stop = self._content(buf, pos, end)
         content = buf[start:stop]
         text = _OID_TEXT.get(content)
         if text is None:
             text = oid_text(content)
-            if len(_OID_TEXT) < 64 and length <= 16:
+            if len(_OID_TEXT) < 64 and len(content) <= 16:
                 _OID_TEXT[content] = text
         return text, stop
 
@@ -233,12 +233,7 @@ class Element(Spec):
         super().__init__(tag)
 
     def read(self, buf: bytes, pos: int, end: int, depth: int) -> tuple[bytes, int]:
-        ident, start, length = read_header(buf, pos, end)
-        if self.tag is not None and ident != self.tag:
-            raise _unexpected(buf, pos, end)
-        stop = start + length
-        if stop > end:
-            raise DerTruncated("content")
+        start, stop = self._content(buf, pos, end)
         return buf[start:stop], stop
 
 
@@ -252,9 +247,7 @@ class Explicit(Spec):
         self.inner = inner
 
     def read(self, buf: bytes, pos: int, end: int, depth: int) -> tuple[Any, int]:
-        ident, start, length = read_header(buf, pos, end)
-        if ident != self.tag:
-            raise _unexpected(buf, pos, end)
+        start, length = self._element(buf, pos, end)
         if depth >= MAX_DEPTH:
             raise DerError("nested too deep")
         value, stop = self.inner.read(buf, start, end, depth + 1)
@@ -295,9 +288,7 @@ class Sequence(Spec):
         self._required = tuple(i for i, f in enumerate(fields) if not f.optional)
 
     def read(self, buf: bytes, pos: int, end: int, depth: int) -> tuple[tuple[Any, ...], int]:
-        ident, start, length = read_header(buf, pos, end)
-        if ident != self.tag:
-            raise _unexpected(buf, pos, end)
+        start, length = self._element(buf, pos, end)
         if depth >= MAX_DEPTH:
             raise DerError("nested too deep")
         fields, near = self._fields, self._near
@@ -336,9 +327,7 @@ class SequenceOf(Spec):
         self.item = item
 
     def read(self, buf: bytes, pos: int, end: int, depth: int) -> tuple[tuple[Any, ...], int]:
-        ident, start, length = read_header(buf, pos, end)
-        if ident != self.tag:
-            raise _unexpected(buf, pos, end)
+        start, length = self._element(buf, pos, end)
         if depth >= MAX_DEPTH:
             raise DerError("nested too deep")
         item = self.item.read
