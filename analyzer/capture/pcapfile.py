@@ -110,8 +110,6 @@ class Flows(Protocol):
 
     def absorb(self, key: tuple, seq: int, flags: int, size: int, ts: float) -> bool: ...
 
-    def settle(self, src: bytes, sport: int, dst: bytes, dport: int) -> None: ...
-
 
 class CaptureError(Exception):
     """A missing or unreadable file, or one that is not a pcap/pcapng capture."""
@@ -207,8 +205,8 @@ def read_packets(
     yielding them, the packets the reassembler would only count: an in-order segment of body
     bytes its consumer skips, or a bare ACK (the contract is in ``analyzer.flows.tcp``). With the
     native walk built, runs of such packets never reach Python; without it each costs a dict
-    lookup and a few additions. Before yielding a packet, the reader settles its direction with
-    the reassembler (hands back what the walk absorbed there). ``progress`` is called each time
+    lookup and a few additions. The reassembler takes back what the walk absorbed for a
+    direction before it looks at that direction's next packet. ``progress`` is called each time
     ``stats`` grows (every 8 MiB of file and at the end), e.g. to move a progress bar.
 
     Each tuple is ``(ts, proto, src, sport, dst, dport, seq, ack, flags, payload)``: epoch
@@ -490,8 +488,6 @@ def _scan_pcap(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
             nslow += 1
             r = decode(lt, data, e - caplen, e)
             if r is not None:
-                if grants and r[0] == 6:  # the native walk may hold this direction's grant
-                    flows.settle(r[1], r[2], r[3], r[4])
                 yield (s + frac / div, *r[:8], mv[r[8] : r[9]])
     finally:
         k = n - done_n
@@ -601,8 +597,6 @@ def _scan_pcapng(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
                 nslow += 1
                 r = decode(lt, data, e - caplen, e)
                 if r is not None:
-                    if grants and r[0] == 6:  # the native walk may hold this direction's grant
-                        flows.settle(r[1], r[2], r[3], r[4])
                     yield (((hi << 32) | lo) / div + tsoff, *r[:8], mv[r[8] : r[9]])
                 continue
 
@@ -672,8 +666,6 @@ def _scan_pcapng(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
                     r = decode(plt, data, p, p + plen)
                     if r is not None:
                         pos = nxt
-                        if grants and r[0] == 6:  # the walk may hold this direction's grant
-                            flows.settle(r[1], r[2], r[3], r[4])
                         yield (ts, *r[:8], mv[r[8] : r[9]])
                         continue
             pos = nxt

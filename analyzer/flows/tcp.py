@@ -14,9 +14,9 @@ either a bare ACK (only ``last_ts`` moves) or carries ``n`` bytes that the consu
 (``skip >= n``; or a dead consumer whose ``skip`` is 0): ``next_seq`` and ``next_off`` advance by
 ``n`` and ``skip`` drops by ``n`` (not for the dead one). The native walk does the same for the
 directions in ``grants``; ``settle`` hands what it absorbed back before the reassembler looks at a
-direction again: the reader settles a packet's own direction before handing it over, and the
-reassembler settles both directions of a connection it closes and every direction before it
-sweeps (consumers only ever touch their own direction's state).
+direction again: the direction of every packet it is given (``absorb``, ``feed``, ``run``), both
+directions of a connection it closes, and every direction before it sweeps (consumers only ever
+touch their own direction's state).
 """
 
 from __future__ import annotations
@@ -185,6 +185,8 @@ class TcpReassembler:
         payload: memoryview | bytes,
     ) -> None:
         """Process one captured TCP segment."""
+        if self.grants:
+            self.settle(src, sport, dst, dport)
         key = (src, sport, dst, dport)
         d = self.dirs.get(key)
         if d is None:
@@ -236,10 +238,13 @@ class TcpReassembler:
         """
         feed = self.feed
         get = self.dirs.get
+        grants = self.grants
         sweep_at = self._next_sweep
         for ts, proto, src, sport, dst, dport, seq, ack, flags, payload in packets:
             if proto != 6:
                 continue
+            if grants:  # the native walk may hold this direction's grant
+                self.settle(src, sport, dst, dport)
             d = get((src, sport, dst, dport))
             if d is not None and seq == d.next_seq and not flags & 7 and ts < sweep_at:
                 n = len(payload)
