@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from analyzer.capture.pcapfile import read_packets
 from analyzer.flows import tcp
-from analyzer.model import to_dict
-from analyzer.pipeline import analyze_paths
+from analyzer.model import CaptureStats, to_dict
+from analyzer.pipeline import EventCollector, analyze_paths
 
 REPO = Path(__file__).resolve().parents[1]
 CAPTURES = REPO / "captures"
@@ -157,32 +158,44 @@ def test_bulk_capture_same_with_and_without_walk(
     assert fps == _truth(bulk)
 
 
-def _yielded(path: Path, pure: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
-    """(packets read, packets the reader handed to the reassembler)."""
-    from analyzer.capture.pcapfile import read_packets
-    from analyzer.model import CaptureStats
-    from analyzer.pipeline import EventCollector
+class _CountingReassembler(tcp.TcpReassembler):
+    """A reassembler that counts the packets absorbed in Python (``absorb`` returning True)."""
 
+    def __init__(self, stats: CaptureStats) -> None:
+        super().__init__(EventCollector().connection, stats)
+        self.absorbed_in_python = 0
+
+    def absorb(self, key: tuple, seq: int, flags: int, size: int, ts: float) -> bool:
+        taken = super().absorb(key, seq, flags, size, ts)
+        self.absorbed_in_python += taken
+        return taken
+
+
+def _reading(path: Path, pure: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int, int]:
+    """(packets read, packets handed to the reassembler, packets absorbed in Python)."""
     with monkeypatch.context() as m:
         m.setenv(tcp.PURE_PYTHON_ENV, "1" if pure else "0")
         stats = CaptureStats()
-        reassembler = tcp.TcpReassembler(EventCollector().connection, stats)
+        reassembler = _CountingReassembler(stats)
     n = 0
     for packet in read_packets(str(path), stats, reassembler):
         n += 1
         reassembler.run([packet])
     reassembler.flush()
-    return stats.packets, n
+    return stats.packets, n, reassembler.absorbed_in_python
 
 
 @needs_native
 def test_walk_absorbs_the_bulk(bulk: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Both modes hand the reassembler the same packets; the walk absorbs them outside Python."""
-    packets, native = _yielded(bulk, False, monkeypatch)
-    _, pure = _yielded(bulk, True, monkeypatch)
+    """Both modes hand the reassembler the same packets; with the walk, the bulk body segments
+    and bare ACKs are absorbed in C, not one by one in Python."""
+    packets, native, native_in_python = _reading(bulk, False, monkeypatch)
+    _, pure, pure_in_python = _reading(bulk, True, monkeypatch)
     assert native == pure
     assert packets > 12_000
     assert native < packets // 4  # bulk body segments and bare ACKs never surface
+    assert pure_in_python > packets // 2
+    assert native_in_python < packets // 10
 
 
 @needs_native
