@@ -97,14 +97,19 @@ def run_child(
     return Timing(name, seconds, usage.ru_maxrss * 1024 / MB, proc.returncode, timed_out)
 
 
+def project_python() -> str:
+    """The project's venv interpreter (where the analyzer is installed), else this one."""
+    python = REPO / ".venv" / "bin" / "python"
+    return str(python if python.exists() else sys.executable)
+
+
 def analyzer_argv(capture: Path, events: Path) -> list[str]:
     """The installed console script, or ``python -m analyzer`` when it is not installed."""
     tail = ["analyze", str(capture), "--format", "jsonl", "-o", str(events)]
     script = REPO / ".venv" / "bin" / "oauth-analyzer"
     if script.exists():
         return [str(script), *tail]
-    python = REPO / ".venv" / "bin" / "python"
-    return [str(python if python.exists() else sys.executable), "-m", "analyzer", *tail]
+    return [project_python(), "-m", "analyzer", *tail]
 
 
 def regex_scan(path: Path, pattern: bytes) -> tuple[float, int]:
@@ -230,16 +235,13 @@ def time_analyzer(capture: Path, pure: bool, repeat: int) -> Timing:
 def compile_package() -> None:
     """Write the package's bytecode once, as an installed package has it. (An editable install
     has none, and with PYTHONDONTWRITEBYTECODE set every run would recompile ~70 ms of it.)"""
-    python = REPO / ".venv" / "bin" / "python"
-    argv = [str(python if python.exists() else sys.executable), "-m", "compileall", "-q"]
-    subprocess.run([*argv, str(REPO / "analyzer")], cwd=REPO, capture_output=True, check=False)
+    argv = [project_python(), "-m", "compileall", "-q", str(REPO / "analyzer")]
+    subprocess.run(argv, cwd=REPO, capture_output=True, check=False)
 
 
 def native_walk() -> bool:
     """Whether the analyzer in this checkout has its native record walk built."""
-    python = REPO / ".venv" / "bin" / "python"
-    probe = [str(python if python.exists() else sys.executable), "-c"]
-    probe.append("import analyzer.capture._walk")
+    probe = [project_python(), "-c", "import analyzer.capture._walk"]
     return subprocess.run(probe, cwd=REPO, capture_output=True).returncode == 0
 
 
