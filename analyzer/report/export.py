@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from analyzer.model import SCHEMA_VERSION, public_fields, to_dict
-from analyzer.report.json_text import json_encoder
-
-#: ``json.dumps(value, ensure_ascii=False, separators=(",", ":"))``, made once instead of per cell.
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+from analyzer.report.json_text import compact_json, json_encoder
 
 #: Lines gathered before each write: a few large writes instead of one per record.
 BATCH = 256
@@ -78,5 +74,5 @@ def _cell(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, (list, dict)):
-        return _encode(value) if value else ""
+        return compact_json(value) if value else ""
     return value

@@ -47,29 +47,30 @@ def json_encoder(
     return encoder
 
 
-#: The writers' JSON settings, as one encoder (the plain path, and the fallback of the fast one).
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+#: The writers' JSON settings, as one encoder (the plain path, and the fallback of the fast one):
+#: ``json.dumps(value, ensure_ascii=False, separators=(",", ":"))``, made once.
+compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 #: The string escaper that encoder uses (json's C function when the accelerator is present).
 _json_str = json.encoder.encode_basestring
 
 
 def _make_c_encoder() -> Callable[[Any], str]:
-    """json's C encoder with ``_encode``'s settings, made once rather than per value.
+    """json's C encoder with ``compact_json``'s settings, made once rather than per value.
 
     No circular-reference bookkeeping (a cycle ends in RecursionError, and the caller's plain
-    path then raises json's own ValueError). Without the C accelerator: ``_encode`` itself.
+    path then raises json's own ValueError). Without the C accelerator: ``compact_json`` itself.
     """
     make = json.encoder.c_make_encoder
     if make is None:
-        return _encode
+        return compact_json
     try:
         iterencode = make(
             None, json.JSONEncoder().default, _json_str, None, ":", ",", False, False, True
         )
         if "".join(iterencode({"a": [1.5, None]}, 0)) != '{"a":[1.5,null]}':
-            return _encode
+            return compact_json
     except Exception:  # another interpreter's signature: keep the plain encoder
-        return _encode
+        return compact_json
 
     def encode(value: Any, _iterencode: Any = iterencode, _join: Any = "".join) -> str:
         return _join(_iterencode(value, 0))
@@ -110,7 +111,7 @@ def _strs_text(values: tuple[str, ...]) -> str:
 
 
 def _json_value(value: Any) -> str:
-    """JSON text of any one field value, as ``to_dict`` then ``_encode`` would write it."""
+    """JSON text of any one field value, as ``to_dict`` then ``compact_json`` would write it."""
     if isinstance(value, tuple):
         if not value:
             return "[]"
@@ -155,7 +156,7 @@ def _make_json_encoder(
         "JS": _JUST_STR.issuperset,
         "J": _json_any,
         "L": listed,
-        "slow": lambda r: _encode({**lead_values, **to_dict(r, reveal_secrets)}) + end,
+        "slow": lambda r: compact_json({**lead_values, **to_dict(r, reveal_secrets)}) + end,
     }
 
     def literal(text: str) -> str:
@@ -201,15 +202,15 @@ def _make_json_encoder(
             run += 1
         if run - pos < 2:  # one field: key, then its value
             key = keys[pos]
-            prefix = ("," if pos else "") + _encode(key) + ":"
+            prefix = ("," if pos else "") + compact_json(key) + ":"
             if key in fields:
                 pieces.append(literal(prefix) + value(key))
             else:
-                pieces.append(literal(prefix + _encode(lead_values[key])))
+                pieces.append(literal(prefix + compact_json(lead_values[key])))
             pos += 1
             continue
         block = f"b{len(body)}"  # fields pos..run-1 together: one constant when all None
-        texts = [("," if i else "") + _encode(keys[i]) + ":" for i in range(pos, run)]
+        texts = [("," if i else "") + compact_json(keys[i]) + ":" for i in range(pos, run)]
         test = " and ".join(f"v{fields[keys[i]]} is None" for i in range(pos, run))
         body.append(f"        if {test}:")
         body.append(f"            {block} = {''.join(t + 'null' for t in texts)!r}")
