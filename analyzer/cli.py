@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import IO
 
-from analyzer.auth.keys import KeyFileError, KeyStore
 from analyzer.capture.pcapfile import CaptureError
 from analyzer.model import Event, Finding, TokenRecord
+from analyzer.oauth.keys import KeyFileError, KeyStore
 from analyzer.pipeline import AnalysisResult, analyze_paths
 from analyzer.report.export import write_csv, write_jsonl
 
@@ -256,7 +256,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _decode(args: argparse.Namespace) -> int:
-    from analyzer.auth.tokens import decode_token
+    from analyzer.oauth.tokens import decode_token
     from analyzer.report.explain import clean_token_text, write_explanation
 
     text = sys.stdin.read() if args.token == "-" else args.token

@@ -1,4 +1,4 @@
-"""Tests for analyzer.auth.diagnostics: x-ms-diagnostics values explained.
+"""Tests for analyzer.oauth.diagnostics: x-ms-diagnostics values explained.
 
 Values follow docs/microsoft-s2s.md sections 6.1 / 6.2 (Exchange, Skype for Business, Entra) and
 the failures quoted in sections 2.2, 4.1 and 7.2; reason texts are Exchange's OAuthErrors templates
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from analyzer.auth.diagnostics import (
+from analyzer.oauth.diagnostics import (
     CATEGORY_MEANINGS,
     KNOWN_CODES,
     MsDiagnostic,

@@ -26,13 +26,6 @@ from analyzer.auth import extract
 from analyzer.auth.challenges import describe_challenge
 from analyzer.auth.memo import Memo
 from analyzer.auth.ntlm import b64decode_lenient, parse_ntlm
-from analyzer.auth.oauth_http import (
-    is_metadata_uri,
-    is_token_endpoint,
-    looks_like_metadata_path,
-    query_access_token,
-    redact_uri,
-)
 from analyzer.auth.schemes import (
     _KNOWN_SCHEMES,
     _SCHEME_WORD,
@@ -41,9 +34,16 @@ from analyzer.auth.schemes import (
     parse_challenges,
     parse_credential,
 )
-from analyzer.auth.token_checks import check_token, failed, plan_checks
-from analyzer.auth.tokens import TokenDecoder, decode_token, json_depth
 from analyzer.model import Event, evolve
+from analyzer.oauth.checks import check_token, failed, plan_checks
+from analyzer.oauth.endpoints import (
+    is_metadata_uri,
+    is_token_endpoint,
+    looks_like_metadata_path,
+    query_access_token,
+    redact_uri,
+)
+from analyzer.oauth.tokens import TokenDecoder, decode_token, json_depth
 from analyzer.pipeline import analyze_paths
 from analyzer.protocols.http1 import parse_head
 from analyzer.protocols.http_exchange import Exchange

@@ -15,11 +15,11 @@ from urllib.parse import urlsplit
 import pytest
 
 from analyzer.auth.extract import _path
-from analyzer.auth.oauth_http import is_metadata_uri, is_token_endpoint, looks_like_metadata_path
-from analyzer.auth.principals import parse_principal, parse_trusted_issuers
 from analyzer.auth.schemes import read_quoted, split_outside_quotes
-from analyzer.auth.tokens import iso_utc
 from analyzer.model import Challenge, Event, Handshake, evolve, public_fields, to_dict
+from analyzer.oauth.endpoints import is_metadata_uri, is_token_endpoint, looks_like_metadata_path
+from analyzer.oauth.principals import parse_principal, parse_trusted_issuers
+from analyzer.oauth.tokens import iso_utc
 from analyzer.protocols.http1 import parse_head
 
 EVENT = Event(

@@ -1,4 +1,4 @@
-"""Tests for analyzer.auth.keys: key stores from metadata / JWKS / files, and signature checks."""
+"""Tests for analyzer.oauth.keys: key stores from metadata / JWKS / files, and signature checks."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from analyzer.auth.keys import (
+from analyzer.oauth.keys import (
     KeyFileError,
     KeySource,
     KeyStore,
@@ -26,7 +26,7 @@ from analyzer.auth.keys import (
     thumbprint_forms,
     verify_token,
 )
-from analyzer.auth.tokens import decode_token
+from analyzer.oauth.tokens import decode_token
 
 REALM = "contoso.com"
 EXCHANGE = f"00000002-0000-0ff1-ce00-000000000000@{REALM}"

@@ -1,4 +1,4 @@
-"""Tests for analyzer.auth.principals: Microsoft S2S principal names and well-known app ids.
+"""Tests for analyzer.oauth.principals: Microsoft S2S principal names and well-known app ids.
 
 Principal strings are the examples of docs/microsoft-s2s.md (sections 1, 2, 4.1, 8, 9 and the
 field notes); GUIDs such as the tenant 11111111-… are the doc's own invented placeholders.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from analyzer.auth.principals import (
+from analyzer.oauth.principals import (
     APP_ALIASES,
     WELL_KNOWN_APPS,
     Principal,

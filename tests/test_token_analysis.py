@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.auth.tokens import decode_token
+from analyzer.oauth.tokens import decode_token
 from analyzer.pipeline import analyze_paths
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"

@@ -1,4 +1,4 @@
-"""Tests for analyzer.auth.tokens: decoding bearer tokens (no signature checks here)."""
+"""Tests for analyzer.oauth.tokens: decoding bearer tokens (no signature checks here)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from analyzer.auth.tokens import (
+from analyzer.oauth.tokens import (
     MAX_TOKEN_CHARS,
     DecodedToken,
     TokenDecoder,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.auth.oauth_http import redact_uri
 from analyzer.auth.schemes import parse_challenges, parse_credential
+from analyzer.oauth.endpoints import redact_uri
 from analyzer.pipeline import analyze_paths
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"

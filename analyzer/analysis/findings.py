@@ -11,7 +11,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from analyzer.auth.principals import parse_principal, parse_trusted_issuers
 from analyzer.model import (
     SEVERITIES,
     Event,
@@ -21,6 +20,7 @@ from analyzer.model import (
     TokenRecord,
     request_url,
 )
+from analyzer.oauth.principals import parse_principal, parse_trusted_issuers
 
 
 @dataclass(frozen=True, slots=True)

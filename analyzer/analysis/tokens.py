@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from analyzer.auth.keys import KeyStore, SignatureResult, verify_token
-from analyzer.auth.principals import Principal, parse_principal
-from analyzer.auth.token_checks import CheckPlan, failed, plan_checks
-from analyzer.auth.tokens import DecodedToken, decode_token, iso_utc
 from analyzer.model import Event, TokenRecord, evolve, request_url
+from analyzer.oauth.checks import CheckPlan, failed, plan_checks
+from analyzer.oauth.keys import KeyStore, SignatureResult, verify_token
+from analyzer.oauth.principals import Principal, parse_principal
+from analyzer.oauth.tokens import DecodedToken, decode_token, iso_utc
 
 #: Event fields holding token text, with the role a token found there plays.
 TOKEN_SOURCES = (

@@ -12,8 +12,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-from analyzer.auth.principals import is_guid, parse_principal, resolve_app
 from analyzer.model import CaptureStats, Event
+from analyzer.oauth.principals import is_guid, parse_principal, resolve_app
 
 PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
 RULE_KEYS = {"name", "client", "server", "issuer", "realm", "require_signature"}

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from analyzer.auth.ntlm import parse_ntlm_b64
-from analyzer.auth.principals import parse_principal, parse_trusted_issuers
 from analyzer.auth.spnego import parse_negotiate_b64
 from analyzer.model import Challenge
+from analyzer.oauth.principals import parse_principal, parse_trusted_issuers
 
 
 def describe_challenge(challenge: Challenge) -> dict[str, Any]:

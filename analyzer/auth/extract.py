@@ -13,9 +13,12 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from analyzer.auth.challenges import describe_challenge
-from analyzer.auth.diagnostics import parse_ms_diagnostics
 from analyzer.auth.memo import Memo
-from analyzer.auth.oauth_http import (
+from analyzer.auth.schemes import fingerprint, parse_challenges, parse_credential
+from analyzer.auth.windows import decode_windows_credential
+from analyzer.model import Challenge, Credential, Event, evolve
+from analyzer.oauth.diagnostics import parse_ms_diagnostics
+from analyzer.oauth.endpoints import (
     decode_body,
     is_metadata_uri,
     is_token_endpoint,
@@ -26,9 +29,6 @@ from analyzer.auth.oauth_http import (
     query_access_token,
     redact_uri,
 )
-from analyzer.auth.schemes import fingerprint, parse_challenges, parse_credential
-from analyzer.auth.windows import decode_windows_credential
-from analyzer.model import Challenge, Credential, Event, evolve
 from analyzer.protocols.http1 import HttpMessage
 from analyzer.protocols.http_exchange import Exchange
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import IO, Any
 
-from analyzer.auth.keys import KeyStore, verify_token
-from analyzer.auth.principals import parse_principal
-from analyzer.auth.token_checks import Check, check_token
-from analyzer.auth.tokens import DecodedToken, iso_utc
+from analyzer.oauth.checks import Check, check_token
+from analyzer.oauth.keys import KeyStore, verify_token
+from analyzer.oauth.principals import parse_principal
+from analyzer.oauth.tokens import DecodedToken, iso_utc
 
 PRINCIPAL_CLAIMS = {"iss": "issuer", "aud": "audience", "nameid": "nameid", "actor": "nameid"}
 TIME_CLAIMS = ("iat", "nbf", "exp")

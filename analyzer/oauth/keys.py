@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from analyzer.auth.tokens import DecodedToken, b64decode_lenient, b64url, iso_utc, parse_json
+from analyzer.oauth.tokens import DecodedToken, b64decode_lenient, b64url, iso_utc, parse_json
 
 if TYPE_CHECKING:
     from pathlib import Path

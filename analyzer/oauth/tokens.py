@@ -3,7 +3,7 @@
 ``decode_token`` turns credential text into a ``DecodedToken``: the format, the header and claims,
 the fields an analyst looks at first, Microsoft S2S specifics (the unsigned outer token that carries
 a signed ``actortoken``, times as numeric strings or FILETIME-looking values), and a list of
-problems instead of exceptions. Signatures are checked in ``analyzer.auth.keys``; this module only
+problems instead of exceptions. Signatures are checked in ``analyzer.oauth.keys``; this module only
 keeps the bytes needed to do so. Each distinct token is decoded once (bounded LRU cache).
 """
 

@@ -1,4 +1,4 @@
-"""Tests for analyzer.auth.oauth_http: OAuth material in URIs, forms, JSON and encoded bodies."""
+"""Tests for analyzer.oauth.endpoints: OAuth material in URIs, forms, JSON and encoded bodies."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import zlib
 
 import pytest
 
-from analyzer.auth.oauth_http import (
+from analyzer.auth.schemes import fingerprint
+from analyzer.oauth.endpoints import (
     SECRET_QUERY_PARAMS,
     TokenRequest,
     TokenResponse,
@@ -22,7 +23,6 @@ from analyzer.auth.oauth_http import (
     query_access_token,
     redact_uri,
 )
-from analyzer.auth.schemes import fingerprint
 
 TID = "11111111-2222-3333-4444-555555555555"
 ASSERTION = (

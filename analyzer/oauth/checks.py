@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from analyzer.auth.principals import Principal, parse_principal, principals_equal
-from analyzer.auth.tokens import DecodedToken, iso_utc
+from analyzer.oauth.principals import Principal, parse_principal, principals_equal
+from analyzer.oauth.tokens import DecodedToken, iso_utc
 
 MAX_LIFETIME = 24 * 3600  # Microsoft's longest S2S lifetime (self-issued and ACS actors)
 CLOCK_SKEW = 300  # seconds of clock difference tolerated, as .NET token validation does
