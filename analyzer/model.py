@@ -259,6 +259,31 @@ class PairVerdict:
     last_ts: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class TlsConnection:
+    """A TCP connection whose bytes were TLS, and what its cleartext handshake shows.
+
+    ``inspected`` is true when its plaintext was read (decrypted with ``--tls-keylog``); a
+    connection that was not inspected is a blind spot a verdict must count, not ignore.
+    """
+
+    conn_id: str
+    ts: float  # capture time of the connection's first packet
+    client_ip: str
+    client_port: int
+    server_ip: str
+    server_port: int
+    inspected: bool = False
+    sni: str | None = None  # server_name of the ClientHello
+    version: str | None = None  # negotiated: "TLS 1.0" .. "TLS 1.3" (ServerHello)
+    alpn: tuple[str, ...] = ()  # the protocol the server chose, else the ones the client offered
+    cert_subject: str | None = None  # server certificate (TLS <= 1.2 only: 1.3 encrypts it)
+    cert_issuer: str | None = None
+    cert_not_before: float | None = None
+    cert_not_after: float | None = None
+    cert_sha1: str | None = None  # hex SHA-1 thumbprint, as Windows and Get-AuthConfig show it
+
+
 SEVERITIES = ("high", "medium", "low", "info")
 
 

@@ -12,6 +12,8 @@ that meets no key document, key file or signed token never pays for loading them
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import functools
 import hashlib
@@ -119,6 +121,11 @@ class SigningKey:
 
             return "Ed25519" if isinstance(self.public_key, ed25519.Ed25519PublicKey) else "Ed448"
         return None
+
+    @property
+    def thumbprint(self) -> str | None:
+        """Hex SHA-1 thumbprint (upper case), as Windows and ``Get-AuthConfig`` show it."""
+        return x5t_to_hex(self.x5t) if self.x5t else None
 
     def describe(self) -> str:
         """Short label: family, size or curve, thumbprint or kid."""
@@ -632,6 +639,15 @@ def _verify(algorithm: Algorithm, message: bytes, public_key: Any, signature: by
 _KTY = {"rsa": "RSA", "ec": "EC", "okp": "OKP", "oct": "oct"}
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]{1,40})-----.{0,200000}?-----END \1-----", re.S)
 _HEX_THUMB = re.compile(r"(?:[0-9A-Fa-f]{2}[: ]?){20}|(?:[0-9A-Fa-f]{2}[: ]?){32}")
+
+
+def x5t_to_hex(x5t: str) -> str | None:
+    """The hex thumbprint (upper case) of a base64url ``x5t``; None when it is not 20 bytes."""
+    try:
+        raw = base64.urlsafe_b64decode(x5t + "=" * (-len(x5t) % 4))
+    except (ValueError, binascii.Error):
+        return None
+    return raw.hex().upper() if len(raw) == 20 else None
 
 
 def thumbprint_forms(value: str) -> list[str]:
