@@ -140,7 +140,7 @@ class Event:
     # Filled by handshake analysis
     handshake_id: int | None = None
     auth_class: str | None = None  # oauth, basic, ntlm, kerberos, negotiate-ntlm, digest, ...
-    outcome: str | None = None  # accepted, rejected, challenged, incomplete
+    outcome: str | None = None  # of this exchange: accepted, rejected, challenged, incomplete
     # Secret material for later stages; dropped by writers unless revealed.
     credential: str | None = _secret()
     assertion: str | None = _secret()
@@ -246,9 +246,10 @@ class PairVerdict:
         str  # oauth-only, oauth-with-fallback, oauth-rejected, no-oauth, mixed, unauthenticated
     )
     summary: str  # one sentence for a person
-    exchanges: int  # authenticated exchanges
+    exchanges: int  # authenticated exchanges (an NTLM / Negotiate handshake's legs count once)
     classes: dict[str, int] = field(default_factory=dict)  # exchanges per auth class
     handshakes: int = 0
+    handshake_classes: dict[str, int] = field(default_factory=dict)  # credential handshakes/class
     oauth_attempted: int = 0  # OAuth handshakes (probe-only ones included)
     oauth_accepted: int = 0
     oauth_rejected: int = 0

@@ -192,14 +192,17 @@ def test_timeline_lanes_marks_legends_and_fallback(sfb: Analysis) -> None:
     assert ytick_labels(fig) == ["10.1.0.20 -> mail.contoso.com", "10.1.0.50 -> mail.contoso.com"]
     assert legend_texts(fig) == [
         ["oauth", "basic", "ntlm", "kerberos"],
-        ["accepted", "rejected", "OAuth fallback"],
+        ["accepted", "rejected", "challenged", "OAuth fallback"],
     ]
     marks = scatters(fig)
-    # events 4-13 have a handshake: 4 oauth accepted (probe included), 2 rejected, 2 ntlm, ...
+    # events 4-13 have a handshake: the probe (challenged), 3 oauth accepted, 2 rejected, the
+    # NTLM type-1 leg (challenged) and type-3 leg (accepted), ...
     assert {k: len(c.get_offsets()) for k, c in marks.items()} == {
-        "oauth accepted": 4,
+        "oauth challenged": 1,
+        "oauth accepted": 3,
         "oauth rejected": 2,
-        "ntlm accepted": 2,
+        "ntlm challenged": 1,
+        "ntlm accepted": 1,
         "basic accepted": 1,
         "kerberos accepted": 1,
     }

@@ -38,7 +38,15 @@ def test_sfb_handshakes(sfb) -> None:
 
 def test_events_carry_their_handshake(sfb) -> None:
     by_id = {e.event_id: e for e in sfb.events}
-    assert (by_id[9].handshake_id, by_id[9].auth_class, by_id[9].outcome) == (3, "ntlm", "accepted")
+    # the NTLM type-1 leg was answered 401 with the next leg: a challenge, not "accepted"
+    assert (by_id[9].handshake_id, by_id[9].auth_class, by_id[9].outcome) == (
+        3,
+        "ntlm",
+        "challenged",
+    )
+    assert (by_id[10].handshake_id, by_id[10].outcome) == (3, "accepted")
+    # the realm-discovery probe was answered 401 too; the token that followed was accepted
+    assert (by_id[4].status, by_id[4].outcome, by_id[5].outcome) == (401, "challenged", "accepted")
     assert by_id[1].handshake_id is None  # a metadata fetch is not a handshake
     assert by_id[14].handshake_id is None  # nor is a token-endpoint call
 
@@ -46,7 +54,9 @@ def test_events_carry_their_handshake(sfb) -> None:
 def test_fallback_verdict_names_the_reason(sfb) -> None:
     verdict = next(v for v in sfb.verdicts if v.client_ip == "10.1.0.20")
     assert verdict.verdict == "oauth-with-fallback"
-    assert verdict.classes == {"ntlm": 2, "oauth": 5}
+    # NTLM's two legs are one authenticated exchange, one handshake
+    assert verdict.classes == {"ntlm": 1, "oauth": 5}
+    assert verdict.handshake_classes == {"ntlm": 1, "oauth": 3}
     assert (verdict.oauth_attempted, verdict.oauth_accepted, verdict.oauth_rejected) == (3, 1, 2)
     (fallback,) = verdict.fallbacks
     assert (fallback["to_class"], fallback["diag_code"], fallback["reason"]) == (
@@ -88,7 +98,7 @@ def test_public_webdav_three_legs_per_connection() -> None:
     rejected = [h for h in result.handshakes if h.outcome == "rejected"]
     assert [h.final_status for h in rejected] == [403]
     (verdict,) = result.verdicts
-    assert verdict.verdict == "no-oauth" and verdict.classes == {"ntlm": 14}
+    assert verdict.verdict == "no-oauth" and verdict.classes == {"ntlm": 7}
 
 
 @needs_public

@@ -94,10 +94,38 @@ def group_handshakes(
                 **fields,
                 "handshake_id": hs.handshake_id,
                 "auth_class": hs.auth_class,
-                "outcome": hs.outcome,
+                "outcome": exchange_outcome(event, hs),
             }
         out.append(evolve(event, **fields) if fields else event)
     return out, handshakes
+
+
+def exchange_outcome(event: Event, handshake: Handshake) -> str:
+    """What became of this one exchange of ``handshake``.
+
+    The handshake's last exchange carries the handshake's outcome. An earlier one was a step:
+    a challenge (the anonymous request, the realm-discovery probe, an NTLM / Negotiate leg the
+    server answered with its next leg), a credential the server refused (then the client tried
+    again), or a call accepted on a keep-alive connection.
+    """
+    if event.event_id == handshake.event_ids[-1]:
+        return handshake.outcome
+    if event.status is None:
+        return "incomplete"
+    if is_continuation(event) or (event.status in CHALLENGE and not presented(event)):
+        return "challenged"
+    return "rejected" if event.status in DENIED else "accepted"
+
+
+def presented(event: Event) -> bool:
+    """The request presented a real credential (not none, not the empty realm-discovery probe)."""
+    return event.scheme != "none" and not is_probe(event)
+
+
+def is_continuation(event: Event) -> bool:
+    """An NTLM / Negotiate leg the server answered with the next leg: one step of a handshake,
+    not an authenticated exchange of its own."""
+    return presented(event) and _continues(event)
 
 
 def _group_connection(events: list[Event]) -> list[_Open]:
@@ -227,19 +255,24 @@ def pair_verdicts(events: list[Event], handshakes: list[Handshake]) -> list[Pair
     hs_by_pair: dict[tuple, list[Handshake]] = defaultdict(list)
     for hs in handshakes:
         hs_by_pair[key_of(hs)].append(hs)
-    return [_verdict(key, events_by_pair[key], hs_by_pair[key]) for key in sorted(hs_by_pair)]
+    ordered = sorted(hs_by_pair, key=lambda k: (k[0], k[1], k[2], k[3] is not None, k[3] or ""))
+    return [_verdict(key, events_by_pair[key], hs_by_pair[key]) for key in ordered]
 
 
 def _verdict(key: tuple, events: list[Event], handshakes: list[Handshake]) -> PairVerdict:
     client_ip, server_ip, server_port, host = key
-    creds = [e for e in events if e.scheme != "none" and not is_probe(e)]
-    classes = Counter(auth_class(e) for e in creds)
+    creds = [e for e in events if presented(e)]
+    # One exchange per authentication: an NTLM / Negotiate leg answered by the next leg is part
+    # of the exchange that finishes the handshake, not one of its own.
+    exchanges = [e for e in creds if not is_continuation(e)]
+    classes = Counter(auth_class(e) for e in exchanges)
+    per_class = Counter(h.auth_class for h in handshakes if h.exchanges)
     oauth = [h for h in handshakes if h.auth_class == "oauth"]
     accepted = [h for h in oauth if h.outcome == "accepted"]
     rejected = [h for h in oauth if h.outcome == "rejected"]
     fallbacks = _fallbacks(handshakes)
     issuers = sorted({_issuer(e) for e in creds if e.token_iss})
-    signatures = Counter(e.token_signature for e in creds if e.token_signature)
+    signatures = Counter(e.token_signature for e in exchanges if e.token_signature)
     other = {c for c in classes if c != "oauth"}
     if not creds:
         verdict = "unauthenticated"
@@ -251,16 +284,28 @@ def _verdict(key: tuple, events: list[Event], handshakes: list[Handshake]) -> Pa
         verdict = "no-oauth"
     else:
         verdict = "mixed"
+    facts = _Facts(
+        classes=classes,
+        handshakes=per_class,
+        accepted=accepted,
+        rejected=rejected,
+        fallbacks=fallbacks,
+        fell_back_to=_fell_back_to(handshakes),
+        issuers=issuers,
+        connections=len({e.conn_id for e in creds}),
+        without_oauth=_connections_without_oauth(creds),
+    )
     return PairVerdict(
         client_ip=client_ip,
         server_ip=server_ip,
         server_port=server_port,
         host=host,
         verdict=verdict,
-        summary=_summary(verdict, classes, accepted, rejected, fallbacks, issuers),
-        exchanges=len(creds),
+        summary=_summary(verdict, facts),
+        exchanges=len(exchanges),
         classes=dict(sorted(classes.items())),
         handshakes=len(handshakes),
+        handshake_classes=dict(sorted(per_class.items())),
         oauth_attempted=len(oauth),
         oauth_accepted=len(accepted),
         oauth_rejected=len(rejected),
@@ -270,6 +315,21 @@ def _verdict(key: tuple, events: list[Event], handshakes: list[Handshake]) -> Pa
         first_ts=min(h.start_ts for h in handshakes),
         last_ts=max(h.end_ts for h in handshakes),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """What a pair's summary sentence is made of."""
+
+    classes: Counter  # authenticated exchanges per class
+    handshakes: Counter  # handshakes that sent a credential, per class
+    accepted: list[Handshake]
+    rejected: list[Handshake]
+    fallbacks: list[dict]
+    fell_back_to: Counter  # accepted non-OAuth handshakes after the first OAuth rejection
+    issuers: list[str]
+    connections: int  # connections that carried a credential
+    without_oauth: int  # ... of which never carried an OAuth token (nor the probe)
 
 
 def _fallbacks(handshakes: list[Handshake]) -> list[dict]:
@@ -297,37 +357,72 @@ def _fallbacks(handshakes: list[Handshake]) -> list[dict]:
     return out
 
 
+def _fell_back_to(handshakes: list[Handshake]) -> Counter:
+    """Accepted handshakes of other classes after the pair's first OAuth rejection."""
+    ordered = sorted(handshakes, key=lambda h: (h.start_ts, h.handshake_id))
+    first = next(
+        (i for i, h in enumerate(ordered) if h.auth_class == "oauth" and h.outcome == "rejected"),
+        None,
+    )
+    if first is None:
+        return Counter()
+    return Counter(
+        h.auth_class
+        for h in ordered[first + 1 :]
+        if h.outcome == "accepted" and h.auth_class not in ("oauth", "anonymous")
+    )
+
+
+def _connections_without_oauth(creds: list[Event]) -> int:
+    """Connections on which the client sent credentials but never an OAuth token or probe."""
+    tried: dict[str, bool] = {}
+    for e in creds:
+        tried[e.conn_id] = tried.get(e.conn_id, False) or e.scheme == "bearer"
+    return sum(1 for oauth in tried.values() if not oauth)
+
+
 def _issuer(e: Event) -> str:
     name = e.token_iss_app or e.token_iss or "?"
     realm = e.token_iss.rsplit("@", 1)[1] if e.token_iss and "@" in e.token_iss else None
     return f"{name}@{realm}" if realm and e.token_iss_app else name
 
 
-def _summary(
-    verdict: str,
-    classes: Counter,
-    accepted: list[Handshake],
-    rejected: list[Handshake],
-    fallbacks: list[dict],
-    issuers: list[str],
-) -> str:
-    total = sum(classes.values())
-    oauth = classes.get("oauth", 0)
-    by = ", ".join(f"{n} {c}" for c, n in classes.most_common())
-    issued = f", issuer {', '.join(issuers)}" if issuers else ""
+def counted(counts: Counter, unit: str = "handshake") -> str:
+    """``kerberos (5 handshakes), ntlm (4), basic (3)``: most first, the unit said once."""
+    ordered = sorted(counts.items(), key=lambda x: (-x[1], x[0]))
+    if not ordered:
+        return f"no {unit}s"
+    (name, n), rest = ordered[0], ordered[1:]
+    first = f"{name} ({n} {unit if n == 1 else unit + 's'})"
+    return ", ".join([first, *(f"{name} ({n})" for name, n in rest)])
+
+
+def _summary(verdict: str, f: _Facts) -> str:
+    total = sum(f.classes.values())
+    issued = f", issuer {', '.join(f.issuers)}" if f.issuers else ""
+    by = counted(f.handshakes)
     if verdict == "unauthenticated":
         return "challenged, but no credential was sent"
     if verdict == "oauth-only":
         return f"all {total} authenticated exchanges used OAuth{issued}"
     if verdict == "oauth-rejected":
-        return f"OAuth was attempted ({oauth} exchanges) and rejected{issued}"
+        oauth = f.classes.get("oauth", 0)
+        return (
+            f"OAuth was attempted ({oauth} exchanges in {len(f.rejected)} handshakes) and "
+            f"rejected{issued}"
+        )
     if verdict == "oauth-with-fallback":
-        first = fallbacks[0]
+        first = f.fallbacks[0]
         why = f" ({first['diag_code']} {first['reason']})" if first["diag_code"] else ""
         return (
-            f"OAuth was rejected{why} and the client fell back to {first['to_class']}; "
-            f"exchanges: {by}"
+            f"OAuth was rejected{why} and the client fell back to {counted(f.fell_back_to)}; "
+            f"all handshakes: {by}"
         )
     if verdict == "no-oauth":
         return f"no OAuth: {by}"
-    return f"mixed: {by}{issued}"
+    never = (
+        f"; the client never tried OAuth on {f.without_oauth} of {f.connections} connections"
+        if f.without_oauth
+        else ""
+    )
+    return f"mixed: {by}{issued}{never}"
