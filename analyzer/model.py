@@ -290,14 +290,18 @@ SEVERITIES = ("high", "medium", "low", "info")
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """Something an incident responder must see, with the rows that show it."""
+    """Something an incident responder must see on one client -> server pair, with every row
+    that shows it."""
 
     rule_id: str
     severity: str  # one of SEVERITIES
     title: str
-    detail: str  # this instance, in one line
+    detail: str  # in one line: the instance, or how many and the first of them
     explanation: str  # why it matters and what to do
     first_ts: float | None = None
+    last_ts: float | None = None
+    count: int = 1  # instances on this client -> server pair (e.g. distinct tokens)
+    examples: tuple[str, ...] = ()  # the first instances' details
     event_ids: tuple[int, ...] = ()
     handshake_ids: tuple[int, ...] = ()
     token_fps: tuple[str, ...] = ()

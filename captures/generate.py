@@ -2785,6 +2785,7 @@ RULE_IDS = (
     "malformed-principal",
     "ntlmv1",
     "long-lived-token",
+    "token-exp-before-nbf",
     "token-endpoint-error",
 )
 
@@ -3321,8 +3322,27 @@ def build_findings(keys: dict[str, TestKey]) -> Capture:
     c.close(C, t + 200 * MS)
     cap.handshake("oauth-s2s", "success", [e_week], "7-day token accepted")
 
+    # 13. token-exp-before-nbf: a signed app token whose exp is 100 s before its nbf, both
+    # within the clock skew of its use (so neither expired nor not-yet-valid fires).
+    never = cap.token(
+        app_token(ks, sfb_iss, "ex08.contoso.com", T_FIND_S + 228, T_FIND_S + 128),
+        "bearer",
+        ks,
+        note="correctly signed app-only token whose exp precedes its nbf by 100 s",
+    )
+    c = lab.link("10.2.1.82", 50221, "10.2.2.20")
+    t = c.open(sec(28))
+    t, e_never = ews(
+        c, t, "ex08.contoso.com", authorization("Bearer", never), "never", "never valid, yet 200"
+    )
+    c.close(C, t + 200 * MS)
+    cap.handshake("oauth-s2s", "success", [e_never], "token never valid, accepted anyway")
+
     # --- what the finding rules must say --------------------------------------------------------
-    bearer = [e_early, e_skew, *replayed, e_forged, e_sp, e_aud, e_case, e_tr1, e_tr2, e_week]
+    bearer = [
+        *(e_early, e_skew, *replayed, e_forged, e_sp, e_aud, e_case, e_tr1, e_tr2, e_week),
+        e_never,
+    ]
     cap.expect(
         "cleartext-bearer",
         bearer,
@@ -3357,7 +3377,16 @@ def build_findings(keys: dict[str, TestKey]) -> Capture:
     )
     cap.expect("ntlmv1", [v1_events[2]], [v2_events[2]], "type 3 with a 24-byte NT response")
     cap.expect(
-        "long-lived-token", [e_week], [e_tr1, e_tr2, *replayed], "7 days fires; 24 h and 8 h do not"
+        "long-lived-token",
+        [e_week],
+        [e_tr1, e_tr2, *replayed, e_never],
+        "7 days fires; 24 h and 8 h do not, nor a negative lifetime",
+    )
+    cap.expect(
+        "token-exp-before-nbf",
+        [e_never],
+        [e_week, e_tr1],
+        "exp 100 s before nbf; sane tokens not",
     )
     cap.expect("metadata-fetch-failed", [], [e_meta], "the metadata fetch succeeded")
     finish_findings(cap)

@@ -97,7 +97,7 @@ def test_findings_pcap_scenarios_are_the_ones_the_brief_asks_for() -> None:
     spec = truth("findings.pcap")["findings"]
     fire = {rule_id: rule["event_ids"] for rule_id, rule in spec.items() if rule["event_ids"]}
     assert fire == {
-        "cleartext-bearer": [2, 3, 4, 5, 6, 8, 9, 10, 12, 13, 20],
+        "cleartext-bearer": [2, 3, 4, 5, 6, 8, 9, 10, 12, 13, 20, 21],
         "token-not-yet-valid": [2],
         "token-multiple-clients": [4, 5],
         "unsigned-token": [6],
@@ -105,11 +105,12 @@ def test_findings_pcap_scenarios_are_the_ones_the_brief_asks_for() -> None:
         "audience-host-mismatch": [9],
         "ntlmv1": [16],
         "long-lived-token": [20],
+        "token-exp-before-nbf": [21],
     }
     events = expected_events("findings.pcap")
     # One scenario per address pair: no two scenarios share a client and server.
     pairs = {(e["client_ip"], e["server_ip"]) for e in events}
-    assert len(pairs) == 13
+    assert len(pairs) == 14
     assert (events[8]["host"], events[9]["host"]) == ("mail.contoso.com", "MAIL.contoso.com")
     assert events[8]["ms_diagnostics"] == (
         '2000003;reason="The hostname component of the audience claim value is invalid. '
@@ -152,6 +153,7 @@ def test_findings_pcap_details() -> None:
         ("audience-host-mismatch", (9,)),
         ("long-lived-token", (20,)),
         ("ntlmv1", (16,)),
+        ("token-exp-before-nbf", (21,)),
         ("token-not-yet-valid", (2,)),
         ("unsigned-token", (6,)),
         ("untrusted-issuer", (8,)),
@@ -164,7 +166,11 @@ def test_findings_pcap_details() -> None:
     )
     assert rows[("untrusted-issuer", (8,))].detail == (
         "issuer 00000003-0000-0ff1-ce00-000000000000@contoso.com not in trusted_issuers of "
-        "10.2.1.51 -> ex05.contoso.com (10.2.2.16:80)"
+        "10.2.1.51 -> ex05.contoso.com (10.2.2.16:80); refused as expected (server answered 401)"
+    )
+    # a token whose exp precedes its nbf is its own finding, not a "long-lived" one
+    assert rows[("token-exp-before-nbf", (21,))].detail.endswith(
+        "exp precedes nbf; server answered 200"
     )
     assert rows[("ntlmv1", (16,))].detail == (
         "CONTOSO\\kiosk sent NTLMv1 to 10.2.1.71 -> intranet.contoso.com (10.2.3.10:80)"
@@ -186,6 +192,7 @@ def test_findings_pcap_details() -> None:
         (10,),
         (12, 13),
         (20,),
+        (21,),
     ]
 
 

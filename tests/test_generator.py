@@ -502,7 +502,7 @@ def test_event_counts_and_non_events() -> None:
         "exchange-sfb.pcap": 15,
         "messy.pcapng": 14,
         "small-basic.pcap": 1,
-        "findings.pcap": 20,
+        "findings.pcap": 21,
         "healthy-oauth.pcap": 8,
         "classes.pcap": 9,
     }

@@ -1,8 +1,10 @@
 """Findings for post-incident review: a registry of plain rule functions, mitmproxy-addon style.
 
-Each rule has an id, a severity, a title and an explanation, and yields findings with the
+Each rule has an id, a severity, a title and an explanation, and yields instances with the
 evidence rows (event ids, handshake ids, token fingerprints). Rules read the analysis; they
-never change it.
+never change it. Instances of one rule on one client -> server pair become one finding (a count,
+first and last time, a few examples, every evidence id), so a capture with 300 expired tokens
+gives one line per pair, not 300.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from analyzer.analysis import credentials
+from analyzer.analysis.credentials import TrustedIssuers
+from analyzer.analysis.handshakes import presented
 from analyzer.model import (
     SEVERITIES,
     Event,
@@ -20,7 +25,6 @@ from analyzer.model import (
     TokenRecord,
     request_url,
 )
-from analyzer.oauth.principals import parse_principal, parse_trusted_issuers
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,37 +60,55 @@ def rule(rule_id: str, severity: str, title: str, explanation: str) -> Callable:
     return register
 
 
+#: How many instance details a finding keeps as examples.
+EXAMPLES = 3
+
+
 def run_rules(ctx: Context) -> list[Finding]:
-    """Every finding of every rule, most severe first, then in time order."""
+    """Every finding of every rule, one per rule and pair, most severe first, then in time order."""
     out = []
     for r in RULES:
+        groups: dict[tuple, list[tuple[str, list[Event]]]] = defaultdict(list)
         for detail, evidence in r.check(ctx):
-            out.append(
-                Finding(
-                    rule_id=r.rule_id,
-                    severity=r.severity,
-                    title=r.title,
-                    detail=detail,
-                    explanation=r.explanation,
-                    first_ts=min((e.ts for e in evidence), default=None),
-                    event_ids=tuple(sorted({e.event_id for e in evidence})),
-                    handshake_ids=tuple(
-                        sorted({e.handshake_id for e in evidence if e.handshake_id is not None})
-                    ),
-                    token_fps=tuple(sorted({e.token_fp for e in evidence if e.token_fp})),
-                )
-            )
+            first = min(evidence, key=lambda e: (e.ts, e.event_id))
+            groups[_pair(first)].append((detail, evidence))
+        out += [_finding(r, instances) for instances in groups.values()]
     rank = {s: i for i, s in enumerate(SEVERITIES)}
     out.sort(key=lambda f: (rank[f.severity], f.first_ts or 0.0, f.rule_id))
     return out
 
 
+def _pair(e: Event) -> tuple:
+    return (e.client_ip, e.server_ip, e.server_port, (e.host or "").lower())
+
+
+def _finding(r: Rule, instances: list[tuple[str, list[Event]]]) -> Finding:
+    """One finding from the instances of rule ``r`` on one pair."""
+    evidence = {e.event_id: e for _, events in instances for e in events}.values()
+    details = [detail for detail, _ in instances]
+    count = len(instances)
+    detail = details[0]
+    if count > 1:
+        detail = f"{count} times {_where(min(evidence, key=lambda e: e.ts))}; first: {detail}"
+    return Finding(
+        rule_id=r.rule_id,
+        severity=r.severity,
+        title=r.title,
+        detail=detail,
+        explanation=r.explanation,
+        first_ts=min((e.ts for e in evidence), default=None),
+        last_ts=max((e.ts for e in evidence), default=None),
+        count=count,
+        examples=tuple(details[:EXAMPLES]),
+        event_ids=tuple(sorted(e.event_id for e in evidence)),
+        handshake_ids=tuple(
+            sorted({e.handshake_id for e in evidence if e.handshake_id is not None})
+        ),
+        token_fps=tuple(sorted({e.token_fp for e in evidence if e.token_fp})),
+    )
+
+
 # -- helpers -------------------------------------------------------------------------------
-def _presented(e: Event) -> bool:
-    """The request presented a real (non-empty) credential."""
-    return e.scheme != "none" and not (e.scheme == "bearer" and not e.cred_len)
-
-
 def _cleartext(e: Event) -> bool:
     return e.transport != "tls"
 
@@ -131,8 +153,8 @@ def _cleartext_basic(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
     "Whoever sees a bearer token can replay it until it expires. Tokens belong on TLS only.",
 )
 def _cleartext_bearer(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
-    bearer = [e for e in ctx.events if e.scheme == "bearer" and _presented(e) and _cleartext(e)]
-    for _key, group in _grouped(bearer, lambda e: (e.client_ip, e.server_ip, e.server_port)):
+    bearer = [e for e in ctx.events if e.scheme == "bearer" and presented(e) and _cleartext(e)]
+    for _key, group in _grouped(bearer, _pair):
         tokens = len({e.cred_fp for e in group})
         yield f"{len(group)} request(s), {tokens} distinct token(s), {_where(group[0])}", group
 
@@ -145,7 +167,7 @@ def _cleartext_bearer(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
     "clock. If the server accepted it, the server does not check expiry.",
 )
 def _expired(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
-    late = [e for e in ctx.events if {"expired", "actor-expired"} & set(e.token_flags)]
+    late = [e for e in ctx.events if credentials.expired(e)]
     for _fp, group in _grouped(late, lambda e: (e.token_fp,)):
         e = group[0]
         accepted = [x for x in group if x.status is not None and x.status < 400]
@@ -160,7 +182,7 @@ def _expired(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
     "A token presented before its not-before time points at clock trouble or a forged token.",
 )
 def _early(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
-    early = [e for e in ctx.events if {"not-yet-valid", "actor-not-yet-valid"} & set(e.token_flags)]
+    early = [e for e in ctx.events if credentials.not_yet_valid(e)]
     for _fp, group in _grouped(early, lambda e: (e.token_fp,)):
         yield f"token {group[0].token_fp} used before nbf; {_accepted(group)}", group
 
@@ -187,9 +209,7 @@ def _replayed(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
     "whose actor token is signed. Any other unsigned token can be forged by anyone.",
 )
 def _unsigned(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
-    bad = [
-        e for e in ctx.events if _presented(e) and {"signed", "actor-signed"} & set(e.token_flags)
-    ]
+    bad = [e for e in ctx.events if credentials.unsigned(e)]
     for _fp, group in _grouped(bad, lambda e: (e.token_fp,)):
         yield f"token {group[0].token_fp} ({group[0].token_format}); {_accepted(group)}", group
 
@@ -202,7 +222,7 @@ def _unsigned(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
     "one published for its x5t/kid. A server that accepted it is not validating signatures.",
 )
 def _bad_signature(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
-    bad = [e for e in ctx.events if e.token_signature == "bad-signature"]
+    bad = [e for e in ctx.events if credentials.bad_signature(e)]
     for _fp, group in _grouped(bad, lambda e: (e.token_fp,)):
         layer = "actor token" if group[0].token_actor_fp else "token"
         yield f"{layer} of {group[0].token_fp} fails verification; {_accepted(group)}", group
@@ -213,39 +233,20 @@ def _bad_signature(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
     "medium",
     "Token issuer not among the server's trusted issuers",
     "The server's Bearer challenge lists the issuers it trusts (trusted_issuers); a token from "
-    "anyone else will be rejected - check the partner application / auth server configuration.",
+    "anyone else should be rejected. Rejected: check the partner application / auth server "
+    "configuration. Accepted anyway: the server does not enforce the list it advertises.",
 )
 def _untrusted(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
-    trusted: dict[tuple, list[str]] = {}
-    for e in ctx.events:
-        for c in e.challenges:
-            issuers = c.params.get("trusted_issuers") if c.scheme == "bearer" else None
-            if issuers:
-                trusted[(e.server_ip, e.server_port)] = [
-                    p.raw for p in parse_trusted_issuers(issuers)
-                ]
-    suspects = []
-    verdicts: dict[tuple, bool] = {}  # (server, issuer) -> trusted: tokens are reused a lot
-    for e in ctx.events:
-        server = (e.server_ip, e.server_port)
-        entries = trusted.get(server)
-        issuer = e.token_actor_iss or e.token_iss
-        if not (entries and issuer and _presented(e)):
-            continue
-        ok = verdicts.get((server, issuer))
-        if ok is None:
-            ok = verdicts[(server, issuer)] = any(_trusts(t, issuer) for t in entries)
-        if not ok:
-            suspects.append(e)
+    trust = TrustedIssuers(ctx.events)
+    suspects = [e for e in ctx.events if trust.untrusted(e)]
     for (issuer,), group in _grouped(suspects, lambda e: (e.token_actor_iss or e.token_iss,)):
-        yield f"issuer {issuer} not in trusted_issuers of {_where(group[0])}", group
-
-
-def _trusts(entry: str, issuer: str) -> bool:
-    want, got = parse_principal(entry), parse_principal(issuer)
-    if want.app_id_kind == "url":
-        return issuer.lower().startswith(want.app_id.rstrip("*/").lower())
-    return want.app_id.lower() == got.app_id.lower() and want.realm in ("*", got.realm)
+        taken = [e for e in group if credentials.accepted(e)]
+        what = (
+            f"ACCEPTED anyway ({_accepted(taken)})"
+            if taken
+            else f"refused as expected ({_accepted(group)})"
+        )
+        yield f"issuer {issuer} not in trusted_issuers of {_where(group[0])}; {what}", group
 
 
 @rule(
@@ -343,6 +344,19 @@ def _long_lived(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
     long = [e for e in ctx.events if {"lifetime", "actor-lifetime"} & set(e.token_flags)]
     for _fp, group in _grouped(long, lambda e: (e.token_fp,)):
         yield f"token {group[0].token_fp}: lifetime over 24 h", group
+
+
+@rule(
+    "token-exp-before-nbf",
+    "medium",
+    "Token expires before it becomes valid",
+    "A token whose exp is not after its nbf (or iat) is never valid: a broken issuer clock, "
+    "swapped claims or a hand-made token. A server that accepted it does not check times.",
+)
+def _exp_before_nbf(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
+    never = [e for e in ctx.events if credentials.exp_before_nbf(e)]
+    for _fp, group in _grouped(never, lambda e: (e.token_fp,)):
+        yield f"token {group[0].token_fp}: exp precedes nbf; {_accepted(group)}", group
 
 
 @rule(

@@ -277,17 +277,29 @@ def _use_checks(token: DecodedToken, at: float | None, prefix: str) -> list[Chec
 
 
 def _lifetime_check(token: DecodedToken, prefix: str) -> list[Check]:
+    """Lifetime within (0, 24 h]; an exp at or before the start is its own failure: such a token
+    is never valid, which says more than "lives too long"."""
     start = token.nbf if token.nbf is not None else token.iat
     if start is None or token.exp is None:
         return []
     life = token.exp - start
+    if life <= 0:
+        named = "nbf" if token.nbf is not None else "iat"
+        return [
+            Check(
+                f"{prefix}exp-before-nbf",
+                False,
+                f"exp {iso_utc(token.exp)} is not after {named} {iso_utc(start)}"
+                f" ({_span(life)} earlier): the token is never valid",
+            )
+        ]
     return [
         Check(
             f"{prefix}lifetime",
-            0 < life <= MAX_LIFETIME,
+            life <= MAX_LIFETIME,
             f"lifetime {_span(life)}"
-            if 0 < life <= MAX_LIFETIME
-            else f"lifetime {_span(life)} is outside (0, 24 h]",
+            if life <= MAX_LIFETIME
+            else f"lifetime {_span(life)} is over 24 h",
         )
     ]
 

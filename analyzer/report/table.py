@@ -55,11 +55,17 @@ def write_findings(findings: list[Finding], out: IO[str], explain: bool = False)
         out.write("  (none)\n\n")
         return
     for f in findings:
-        evidence = ",".join(str(i) for i in f.event_ids)
-        out.write(f"  [{f.severity.upper():<6}] {f.rule_id}: {f.detail} (events {evidence})\n")
+        out.write(f"  [{f.severity.upper():<6}] {f.rule_id}: {f.detail} ({evidence(f.event_ids)})\n")
         if explain:
             out.write(f"           {f.title}. {f.explanation}\n")
     out.write("\n")
+
+
+def evidence(event_ids: tuple[int, ...], shown: int = 10) -> str:
+    """``events 1,2,3 (+294 more)``: a few ids in text; JSON and the HTML keep all of them."""
+    head = ",".join(str(i) for i in event_ids[:shown])
+    more = f" (+{len(event_ids) - shown} more)" if len(event_ids) > shown else ""
+    return f"events {head}{more}"
 
 
 def _captures(captures: list[CaptureStats], out: IO[str]) -> None:
