@@ -55,7 +55,8 @@ def write_findings(findings: list[Finding], out: IO[str], explain: bool = False)
         out.write("  (none)\n\n")
         return
     for f in findings:
-        out.write(f"  [{f.severity.upper():<6}] {f.rule_id}: {f.detail} ({evidence(f.event_ids)})\n")
+        head = f"  [{f.severity.upper():<6}] {f.rule_id}"
+        out.write(f"{head}: {f.detail} ({evidence(f.event_ids)})\n")
         if explain:
             out.write(f"           {f.title}. {f.explanation}\n")
     out.write("\n")
