@@ -285,6 +285,31 @@ class TlsConnection:
     cert_sha1: str | None = None  # hex SHA-1 thumbprint, as Windows and Get-AuthConfig show it
 
 
+#: Kinds of traffic a verdict cannot vouch for (``NotInspected.kind``).
+NOT_INSPECTED_KINDS = ("tls", "request-lost")
+
+
+@dataclass(frozen=True, slots=True)
+class NotInspected:
+    """Traffic the analysis saw but could not read, so no verdict can vouch for it.
+
+    One record per connection: a TLS connection that was not decrypted, or a connection on which
+    request bytes were lost (a TCP hole, a head cut by the end of the capture) so a request's
+    credential is unknown. A verdict whose scope covers one errs towards INCONCLUSIVE.
+    """
+
+    kind: str  # one of NOT_INSPECTED_KINDS
+    conn_id: str
+    ts: float  # first packet of the connection
+    client_ip: str
+    client_port: int
+    server_ip: str
+    server_port: int
+    host: str | None = None  # the Host its requests named, or the TLS server name (SNI)
+    count: int = 1  # stretches of request bytes lost (request-lost); 1 for a TLS connection
+    detail: str = ""
+
+
 SEVERITIES = ("high", "medium", "low", "info")
 
 

@@ -20,6 +20,7 @@ from analyzer.model import (
     Event,
     Finding,
     Handshake,
+    NotInspected,
     PairVerdict,
     TokenRecord,
     evolve,
@@ -56,6 +57,7 @@ class AnalysisResult:
         "handshakes",
         "key_warnings",
         "keys",
+        "not_inspected",
     )
 
     def __init__(
@@ -68,6 +70,7 @@ class AnalysisResult:
         findings: list[Finding] | None = None,
         keys: int = 0,
         key_warnings: list[str] | None = None,
+        not_inspected: list[NotInspected] | None = None,
         *,
         derive_tokens: Callable[[], list[TokenRecord]] | None = None,
     ) -> None:
@@ -76,6 +79,8 @@ class AnalysisResult:
         self.handshakes = handshakes if handshakes is not None else []
         self.keys = keys  # signing keys available (captured documents and key files)
         self.key_warnings = key_warnings if key_warnings is not None else []
+        # what was seen but could not be read: undecrypted TLS, lost request bytes
+        self.not_inspected = not_inspected if not_inspected is not None else []
         self._tokens = tokens
         self._verdicts = verdicts
         self._findings = findings
@@ -109,6 +114,7 @@ class EventCollector:
 
     def __init__(self) -> None:
         self.events: list[Event] = []
+        self.not_inspected: list[NotInspected] = []
         self.stats = CaptureStats()  # the capture being read now
 
     def connection(self, info: ConnectionInfo) -> HttpConnection:
@@ -117,10 +123,16 @@ class EventCollector:
         )
 
     def closed(self, conn: HttpConnection) -> None:
+        """Count the connection, and remember it when part of it could not be read."""
         if conn.is_http:
             self.stats.http_connections += 1
         elif conn.a_to_b.looks_tls or conn.b_to_a.looks_tls:
             self.stats.tls_connections += 1
+            self.not_inspected.append(_not_inspected("tls", conn, 1, "TLS, not decrypted"))
+        lost = conn.requests_lost
+        if lost:
+            detail = f"{lost} stretch(es) of request bytes lost: credentials unknown"
+            self.not_inspected.append(_not_inspected("request-lost", conn, lost, detail))
 
     def exchange(self, exchange: Exchange) -> None:
         event = build_event(exchange, len(self.events) + 1)  # numbered as if already in order
@@ -147,6 +159,25 @@ class EventCollector:
         """
         ordered = sorted(self.events, key=lambda e: (e.ts, e.conn_id, e.client_port))
         return [e if e.event_id == i else evolve(e, event_id=i) for i, e in enumerate(ordered, 1)]
+
+
+def _not_inspected(kind: str, conn: HttpConnection, count: int, detail: str) -> NotInspected:
+    info = conn.info
+    a = (info.a_ip, info.a_port)
+    b = (info.b_ip, info.b_port)
+    client, server = (b, a) if conn.client_is_a is False else (a, b)
+    return NotInspected(
+        kind=kind,
+        conn_id=conn.conn_id,
+        ts=info.first_ts,
+        client_ip=client[0],
+        client_port=client[1],
+        server_ip=server[0],
+        server_port=server[1],
+        host=conn.host,
+        count=count,
+        detail=detail,
+    )
 
 
 def analyze_paths(
@@ -192,6 +223,7 @@ def analyze_paths(
         handshakes=handshakes,
         keys=len(store),
         key_warnings=list(store.warnings),
+        not_inspected=sorted(collector.not_inspected, key=lambda n: (n.ts, n.conn_id, n.kind)),
         derive_tokens=lambda: tokens.records(reveal_secrets),
     )
 

@@ -210,6 +210,9 @@ class HttpStream:
         self._body = bytearray()
         self.messages_seen = 0
         self.looks_tls = False
+        # Stretches of bytes that may have held message heads and could not be read: a TCP hole
+        # outside a body of known length, or a head cut short by the end of the stream.
+        self.lost = 0
 
     # -- consumer interface ------------------------------------------------------------------
     def data(self, data: memoryview | bytes, ts: float) -> list[HttpMessage]:
@@ -242,6 +245,8 @@ class HttpStream:
             self._keep = 0
             self._run(out)
             return self._emit(out)
+        if not self.dead:
+            self.lost += 1
         self._finish_current(out, truncated=True)
         self._reset_to_hunt()
         return self._emit(out)
@@ -249,6 +254,8 @@ class HttpStream:
     def close(self, ts: float) -> list[HttpMessage]:
         """End of stream: a close-delimited or cut-short message is finished as it stands."""
         out: list[HttpMessage] = []
+        if self._state == "head" and not self.dead and not self._hunting and self._buf.strip():
+            self.lost += 1  # a head begun and never finished (e.g. the capture was cut)
         if self._state != "head":
             self._finish_current(out, truncated=self._state != "close-body")
         self._state = "head"

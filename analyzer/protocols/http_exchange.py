@@ -56,6 +56,7 @@ class HttpConnection:
         self.response_body = response_body
         self.pending: deque[HttpMessage] = deque()
         self.client_is_a: bool | None = None
+        self.host: str | None = None  # the Host of the latest request
         midstream = not info.syn_seen
         self.a_to_b = HttpStream(
             midstream=midstream,
@@ -73,6 +74,13 @@ class HttpConnection:
     @property
     def is_http(self) -> bool:
         return self.client_is_a is not None
+
+    @property
+    def requests_lost(self) -> int:
+        """Stretches of the client's bytes that could not be read (see ``HttpStream.lost``):
+        requests whose credentials nobody can know. Without a parsed message, the side that
+        sent the first packet is taken for the client."""
+        return (self.b_to_a if self.client_is_a is False else self.a_to_b).lost
 
     def finish(self, ts: float) -> None:
         """The connection ended: unanswered requests go out without a response."""
@@ -95,6 +103,7 @@ class HttpConnection:
             if self.client_is_a is None:
                 self.client_is_a = from_a == msg.is_request
             if msg.is_request:
+                self.host = msg.header("host") or self.host
                 self.pending.append(msg)
                 if len(self.pending) > MAX_PENDING:
                     self._emit(self.pending.popleft(), None)
