@@ -87,17 +87,42 @@ def build_parser() -> argparse.ArgumentParser:
         "verify",
         help="check that every authenticated exchange in scope used OAuth "
         "(exit 0 PASS, 1 FAIL, 2 INCONCLUSIVE, 3 bad usage)",
+        description="PASS only when every authenticated exchange in scope used OAuth as the "
+        "rule says and nothing in scope went unread; FAIL lists what broke the rule; "
+        "INCONCLUSIVE when nothing in scope could be inspected, or traffic in scope could not "
+        "be read (undecrypted TLS, lost request bytes) and --partial was not given. Every list "
+        "option takes comma-separated values.",
     )
     verify.add_argument("captures", nargs="+", metavar="CAPTURE")
-    verify.add_argument("--client", help="client address or network (comma-separated list)")
-    verify.add_argument("--server", help="server address, network or Host name (list)")
-    verify.add_argument("--issuer", help="required token issuer: app id or product (e.g. skype)")
-    verify.add_argument("--realm", help="required realm (e.g. contoso.com or a tenant id)")
+    add_scope_options(verify)
+    verify.add_argument(
+        "--issuer",
+        help="accepted token issuers: app id, product (skype, exchange, acs, sharepoint, ...), "
+        "or <id>[/<host>]@<realm> as tokens print them (list)",
+    )
+    verify.add_argument("--realm", help="accepted realms, e.g. contoso.com or a tenant id (list)")
     verify.add_argument(
         "--require-signature", action="store_true", help="require a verified token signature"
     )
+    verify.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="FINDING-ID",
+        help="relax one credential rule on purpose (repeatable): unsigned-token, bad-signature, "
+        "token-expired-use, token-not-yet-valid, token-exp-before-nbf, untrusted-issuer",
+    )
+    verify.add_argument(
+        "--partial",
+        action="store_true",
+        help="judge what was inspected even when traffic in scope could not be read",
+    )
+    verify.add_argument(
+        "--details", action="store_true", help="list every violating exchange, not just counts"
+    )
     verify.add_argument("--policy", metavar="FILE.toml", help="several rules ([[rule]] tables)")
     verify.add_argument("--json", action="store_true", help="machine-readable output")
+    verify.add_argument("--scheme", help=argparse.SUPPRESS)  # refused: see _verify
     _keys_option(verify)
     _tls_option(verify)
 
@@ -121,6 +146,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _keys_option(decode)
     return parser
+
+
+#: The scope filters, the same in every command that takes them (``analysis.scope``).
+SCOPE_OPTIONS = (
+    ("--client", "client addresses or networks"),
+    ("--server", "servers: host, host:port, ip, ip:port, [v6]:port, network or URL"),
+    ("--host", "Host header or TLS server name"),
+    ("--path", "URI path prefixes, case-insensitive (e.g. /EWS/)"),
+    ("--user", "user or token subject (user@domain, DOMAIN\\user)"),
+    ("--since", "from this time (ISO 8601 or epoch seconds)"),
+    ("--until", "up to this time (ISO 8601 or epoch seconds)"),
+)
+
+
+def add_scope_options(parser: argparse.ArgumentParser) -> None:
+    for flag, text in SCOPE_OPTIONS:
+        parser.add_argument(
+            flag, help=text + (" (list)" if flag not in ("--since", "--until") else "")
+        )
+
+
+def scope_values(args: argparse.Namespace) -> dict[str, str]:
+    """The scope options that were given, by name, for ``analysis.scope.make_scope``."""
+    names = (flag[2:] for flag, _ in SCOPE_OPTIONS)
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
 def _keys_option(parser: argparse.ArgumentParser) -> None:
@@ -304,19 +354,33 @@ def _verify(args: argparse.Namespace) -> int:
     )
     from analyzer.report.verification import write_verification
 
+    if args.scheme is not None:
+        _error(
+            "verify does not take --scheme: filtering by scheme would hide the very fallbacks "
+            "(NTLM, Kerberos, Basic) it exists to find"
+        )
+        return USAGE_VERIFY
+    rule_options = {
+        **scope_values(args),
+        **{k: v for k, v in (("issuer", args.issuer), ("realm", args.realm)) if v is not None},
+    }
     try:
         if args.policy:
+            if rule_options or args.require_signature:
+                raise PolicyError(
+                    "give the rule on the command line or in --policy, not both (only --allow "
+                    "and --partial apply to every rule of a policy)"
+                )
             with open(args.policy, "rb") as fh:
-                rules = rules_from_policy(tomllib.load(fh))
+                rules = rules_from_policy(tomllib.load(fh), args.allow, args.partial)
         else:
             rules = [
                 make_rule(
                     name="command line",
-                    client=args.client,
-                    server=args.server,
-                    issuer=args.issuer,
-                    realm=args.realm,
                     require_signature=args.require_signature,
+                    allow=args.allow,
+                    partial=args.partial,
+                    **rule_options,
                 )
             ]
         _check_inputs(args.captures, args.keys)
@@ -327,13 +391,16 @@ def _verify(args: argparse.Namespace) -> int:
     except OSError as exc:
         _error(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
         return USAGE_VERIFY
-    results = [evaluate(rule, result.events, result.captures) for rule in rules]
+    results = [
+        evaluate(rule, result.events, result.captures, result.not_inspected) for rule in rules
+    ]
     verdict = overall(results)
     if args.json:
-        data = {"result": verdict, "rules": [r.to_dict() for r in results]}
+        damage = list(dict.fromkeys(w for r in results for w in r.coverage.damage))
+        data = {"result": verdict, "warnings": damage, "rules": [r.to_dict() for r in results]}
         print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
-        write_verification(results, verdict, sys.stdout)
+        write_verification(results, verdict, sys.stdout, details=args.details)
     return {PASS: 0, FAIL: 1, INCONCLUSIVE: 2}[verdict]
 
 

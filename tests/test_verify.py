@@ -44,7 +44,8 @@ def test_oauth_only_scope_passes() -> None:
         "--json",
     )
     rule = json.loads(first.stdout)["rules"][0]
-    assert rule["compliant"] == 3 and rule["in_scope"] == 9
+    # 9 exchanges: NTLM's two legs are one; the probe is not one
+    assert rule["compliant"] == 3 and rule["in_scope"] == 8
 
 
 def test_ntlm_fallback_fails_with_every_violating_exchange() -> None:
@@ -52,11 +53,21 @@ def test_ntlm_fallback_fails_with_every_violating_exchange() -> None:
     assert proc.returncode == 1
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("FAIL") and lines[-1] == "FAIL"
-    assert "4 of 7 exchanges break the rule" in proc.stdout
-    assert "401 (x-ms-diagnostics 2000002 token_expired)  [event 8]" in proc.stdout
-    assert "ntlm: not OAuth: ntlm  [event 9]" in proc.stdout  # NTLM NEGOTIATE: no user yet
-    assert "ntlm: not OAuth: ntlm as svc-sfb  [event 10]" in proc.stdout
-    assert "invalid_signature)  [event 11]" in proc.stdout
+    assert "3 of 6 exchanges break the rule" in proc.stdout
+    # grouped by kind, with counts; each exchange only with --details
+    assert "1 x not-oauth (09:00:06)" in proc.stdout
+    assert "(--details lists each of the 3 exchanges)" in proc.stdout
+    assert "[event" not in proc.stdout
+    details = verify(
+        SFB, "--client", "10.1.0.20", "--issuer", "skype", "--require-signature", "--details"
+    ).stdout
+    assert "401 (x-ms-diagnostics 2000002 token_expired); the token had expired  [event 8]" in (
+        details
+    )
+    # the NTLM handshake's two legs are one violation, named with the user of its last leg
+    assert "ntlm: not-oauth: not OAuth: ntlm as CONTOSO\\svc-sfb  [event 9,10]" in details
+    assert "bad-signature: actor token signature does not verify" in details
+    assert "invalid_signature)  [event 11]" in details
 
 
 def test_wrong_issuer_realm_and_signature_are_violations() -> None:
@@ -79,7 +90,8 @@ def test_nothing_in_scope_is_inconclusive() -> None:
 def test_only_encrypted_traffic_is_inconclusive_and_says_why() -> None:
     proc = verify(str(PUBLIC / "lek__tls-works-dump.pcapng"))
     assert proc.returncode == 2
-    assert "6 TLS connection(s) could not be read" in proc.stdout
+    assert "no authenticated exchange matches all traffic; 6 connection(s) in scope" in proc.stdout
+    assert "6 TLS connection(s) to 127.0.0.1:4491 not inspected: pass --tls-keylog" in proc.stdout
 
 
 def test_bad_usage_and_unreadable_input_exit_3(tmp_path: Path) -> None:
@@ -131,5 +143,10 @@ def test_rule_building_rejects_nonsense() -> None:
     with pytest.raises(PolicyError):
         rules_from_policy({"rule": [{"require_signature": "yes"}]})
     rule = make_rule(server="mail.contoso.com, 10.0.0.0/8", issuer="skype")
-    assert rule.server_hosts == ("mail.contoso.com",)
-    assert rule.issuer_ids == frozenset({"00000004-0000-0ff1-ce00-000000000000"})
+    assert [(s.host, str(s.network)) for s in rule.scope.servers] == [
+        ("mail.contoso.com", "None"),
+        (None, "10.0.0.0/8"),
+    ]
+    assert [i.app_ids for i in rule.issuers] == [
+        frozenset({"00000004-0000-0ff1-ce00-000000000000"})
+    ]

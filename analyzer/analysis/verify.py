@@ -1,27 +1,115 @@
 """``verify``: did every authenticated exchange in scope use OAuth the way the policy says?
 
-A policy rule scopes exchanges by client and server (address, network or Host name) and asks
-for OAuth, optionally from a given issuer (id or product name), in a realm, with a verified
-signature. PASS when every exchange in scope complies, FAIL with every one that does not,
-INCONCLUSIVE when nothing in scope could be inspected.
+A rule scopes exchanges (``analysis.scope``) and asks for OAuth, optionally from given issuers
+(app id, product name, or ``<id>[/<host>]@<realm>`` exactly as tokens print them), in given
+realms, with a verified signature. An admin signs off on the answer, so it errs towards
+INCONCLUSIVE, never towards PASS:
+
+- FAIL lists every exchange that breaks the rule: not OAuth, refused by the server, the wrong
+  issuer or realm, or a credential with a serious problem (unsigned, bad signature, expired yet
+  accepted, not yet valid, never valid, untrusted issuer) unless the rule relaxes it (``allow``).
+- INCONCLUSIVE when nothing in scope could be inspected, or when traffic in scope could not be
+  read (undecrypted TLS, lost request bytes) - unless ``partial`` and something was inspected.
+- PASS states its coverage: how many exchanges, over what time, and the capture's damage.
+
+The legs of one NTLM / Negotiate handshake are one exchange here, as in the pair verdicts.
 """
 
 from __future__ import annotations
 
-import ipaddress
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from analyzer.model import CaptureStats, Event
-from analyzer.oauth.principals import is_guid, parse_principal, resolve_app
+from analyzer.analysis.credentials import CREDENTIAL_RULES, TrustedIssuers, problems
+from analyzer.analysis.handshakes import DENIED, is_continuation, presented
+from analyzer.analysis.scope import (
+    Scope,
+    ScopeError,
+    addresses_by_host,
+    bare_host,
+    listed,
+    make_scope,
+    request_path,
+)
+from analyzer.model import CaptureStats, Event, NotInspected
+from analyzer.oauth.principals import (
+    APP_ALIASES,
+    WELL_KNOWN_APPS,
+    is_guid,
+    parse_principal,
+    resolve_app_exact,
+)
 
 PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
-RULE_KEYS = {"name", "client", "server", "issuer", "realm", "require_signature"}
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+SCOPE_KEYS = ("client", "server", "host", "path", "user", "since", "until")
+RULE_KEYS = {"name", *SCOPE_KEYS, "issuer", "realm", "require_signature", "allow", "partial"}
+#: Violation kinds, in the order they are judged and listed.
+KINDS = (
+    "not-oauth",
+    "unsigned",
+    "bad-signature",
+    "expired",
+    "not-yet-valid",
+    "never-valid",
+    "untrusted-issuer",
+    "rejected",
+    "wrong-issuer",
+    "wrong-realm",
+    "signature-not-verified",
+)
+_KIND_OF_RULE = {
+    "unsigned-token": "unsigned",
+    "bad-signature": "bad-signature",
+    "token-expired-use": "expired",
+    "token-not-yet-valid": "not-yet-valid",
+    "token-exp-before-nbf": "never-valid",
+    "untrusted-issuer": "untrusted-issuer",
+}
+TOP_SERVERS = 10  # servers listed when nothing matches a scope
 
 
 class PolicyError(ValueError):
     """A policy that cannot be applied (bad address, unknown issuer, unknown key)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerSpec:
+    """One accepted issuer: app ids, and the host and realm when the user named them."""
+
+    text: str
+    app_ids: frozenset[str]  # lower case
+    host: str | None = None
+    realm: str | None = None  # compared case-sensitively, as Microsoft's servers do; * = any
+
+    def matches(self, principal: str) -> bool:
+        p = parse_principal(principal)
+        if p.app_id.lower() not in self.app_ids:
+            return False
+        if self.realm not in (None, "*") and p.realm != self.realm:
+            return False
+        return self.host is None or (p.host or "").lower() == self.host
+
+
+def parse_issuer(value: str) -> IssuerSpec:
+    """``skype``, ``00000004-…``, ``00000004-…@contoso.com`` or ``<id>/<host>@<realm>``."""
+    text = value.strip()
+    name, host, realm = text, None, None
+    if "@" in text or "/" in text:
+        p = parse_principal(text)
+        name, host, realm = p.app_id, (p.host.lower() if p.host else None), p.realm
+        if "@" in text and not realm:
+            raise PolicyError(f"issuer {value!r}: empty realm after @ (use @* for any realm)")
+    ids = resolve_app_exact(name)
+    if not ids and is_guid(name):
+        ids = {name.lower()}
+    if not ids:
+        known = ", ".join(sorted({a for a in APP_ALIASES if "-" not in a}))
+        raise PolicyError(
+            f"issuer {value!r}: not an app id or a known product name (known names: {known}; "
+            "or an app id, optionally as <id>@<realm>)"
+        )
+    return IssuerSpec(text, frozenset(ids), host, realm)
 
 
 @dataclass(frozen=True)
@@ -29,25 +117,19 @@ class Rule:
     """One verification rule."""
 
     name: str = "rule"
-    client_nets: tuple[Network, ...] = ()
-    server_nets: tuple[Network, ...] = ()
-    server_hosts: tuple[str, ...] = ()
-    issuer_ids: frozenset[str] = frozenset()  # lowercase app ids
-    issuer_label: str | None = None
-    realm: str | None = None
+    scope: Scope = field(default_factory=Scope)
+    issuers: tuple[IssuerSpec, ...] = ()
+    realms: tuple[str, ...] = ()
     require_signature: bool = False
+    allow: frozenset[str] = frozenset()  # finding ids relaxed on purpose
+    partial: bool = False  # PASS what was inspected even when in-scope traffic was not
 
     def describe(self) -> str:
-        parts = []
-        if self.client_nets:
-            parts.append("from " + ", ".join(str(n) for n in self.client_nets))
-        servers = [str(n) for n in self.server_nets] + list(self.server_hosts)
-        if servers:
-            parts.append("to " + ", ".join(servers))
-        if self.issuer_label:
-            parts.append(f"issuer {self.issuer_label}")
-        if self.realm:
-            parts.append(f"realm {self.realm}")
+        parts = [] if self.scope.describe() == "all traffic" else [self.scope.describe()]
+        if self.issuers:
+            parts.append("issuer " + " or ".join(i.text for i in self.issuers))
+        if self.realms:
+            parts.append("realm " + " or ".join(self.realms))
         if self.require_signature:
             parts.append("signature verified")
         return "; ".join(parts) or "all traffic"
@@ -55,20 +137,82 @@ class Rule:
 
 @dataclass
 class Violation:
+    """One exchange (for NTLM / Negotiate: one handshake's legs) that breaks a rule."""
+
     event: Event
+    kind: str  # one of KINDS
     reason: str
+    event_ids: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         e = self.event
         return {
             "event_id": e.event_id,
+            "event_ids": list(self.event_ids or (e.event_id,)),
             "ts": e.ts,
             "client": f"{e.client_ip}:{e.client_port}",
             "server": f"{e.server_ip}:{e.server_port}",
             "host": e.host,
+            "uri": e.uri,
             "auth_class": e.auth_class,
             "status": e.status,
+            "kind": self.kind,
             "reason": self.reason,
+        }
+
+
+@dataclass
+class Coverage:
+    """What a rule's answer rests on, and what it could not see."""
+
+    exchanges: int = 0  # authenticated exchanges in scope, inspected
+    unanswered: int = 0  # of which no response was captured
+    first_ts: float | None = None
+    last_ts: float | None = None
+    not_inspected: list[NotInspected] = field(default_factory=list)  # in scope
+    damage: list[str] = field(default_factory=list)  # the capture's, for every rule
+
+    def blind_spots(self) -> list[str]:
+        """One line per server: what in scope was not read, and what to do about it."""
+        groups: dict[tuple, list[NotInspected]] = {}
+        for n in self.not_inspected:
+            groups.setdefault((n.kind, n.host, n.server_ip, n.server_port), []).append(n)
+        out = []
+        for (kind, host, ip, port), group in groups.items():
+            where = f"{host or ip}:{port}" + (f" ({ip})" if host else "")
+            if kind == "tls":
+                out.append(
+                    f"{len(group)} TLS connection(s) to {where} not inspected: pass --tls-keylog, "
+                    "or capture with Fiddler / a decrypting proxy"
+                )
+            else:
+                lost = sum(n.count for n in group)
+                out.append(
+                    f"request bytes lost {lost} time(s) on {len(group)} connection(s) to "
+                    f"{where}: those requests' credentials are unknown"
+                )
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "exchanges": self.exchanges,
+            "unanswered": self.unanswered,
+            "first_ts": self.first_ts,
+            "last_ts": self.last_ts,
+            "not_inspected": [
+                {
+                    "kind": n.kind,
+                    "conn_id": n.conn_id,
+                    "ts": n.ts,
+                    "client": f"{n.client_ip}:{n.client_port}",
+                    "server": f"{n.server_ip}:{n.server_port}",
+                    "host": n.host,
+                    "count": n.count,
+                }
+                for n in self.not_inspected
+            ],
+            "blind_spots": self.blind_spots(),
+            "damage": list(self.damage),
         }
 
 
@@ -80,6 +224,28 @@ class RuleResult:
     compliant: int = 0
     violations: list[Violation] = field(default_factory=list)
     reason: str = ""
+    coverage: Coverage = field(default_factory=Coverage)
+    relaxed: dict[str, int] = field(default_factory=dict)  # allowed finding id -> exchanges
+
+    def groups(self) -> list[dict[str, Any]]:
+        """Violations by kind: how many, when, and a few distinct reasons."""
+        out = []
+        for kind in KINDS:
+            group = [v for v in self.violations if v.kind == kind]
+            if not group:
+                continue
+            reasons = list(dict.fromkeys(v.reason for v in group))
+            out.append(
+                {
+                    "kind": kind,
+                    "count": len(group),
+                    "first_ts": min(v.event.ts for v in group),
+                    "last_ts": max(v.event.ts for v in group),
+                    "reasons": reasons[:3],
+                    "more_reasons": max(0, len(reasons) - 3),
+                }
+            )
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,6 +255,10 @@ class RuleResult:
             "in_scope": self.in_scope,
             "compliant": self.compliant,
             "reason": self.reason,
+            "partial": self.rule.partial,
+            "relaxed": dict(self.relaxed),
+            "coverage": self.coverage.to_dict(),
+            "violation_groups": self.groups(),
             "violations": [v.to_dict() for v in self.violations],
         }
 
@@ -96,42 +266,48 @@ class RuleResult:
 def make_rule(
     *,
     name: str = "rule",
-    client: str | list[str] | None = None,
-    server: str | list[str] | None = None,
-    issuer: str | None = None,
-    realm: str | None = None,
+    issuer: str | list[str] | None = None,
+    realm: str | list[str] | None = None,
     require_signature: bool = False,
+    allow: str | list[str] | None = None,
+    partial: bool = False,
+    **scope: Any,
 ) -> Rule:
     """Build a rule from command-line or policy-file values; raises ``PolicyError``."""
-    client_nets = tuple(_network(c) for c in _listed(client))
-    server_nets: list[Network] = []
-    server_hosts: list[str] = []
-    for value in _listed(server):
-        try:
-            server_nets.append(_network(value))
-        except PolicyError:
-            server_hosts.append(value.lower())
-    ids: frozenset[str] = frozenset()
-    if issuer:
-        ids = frozenset(resolve_app(issuer))
-        if not ids:
-            raise PolicyError(f"issuer {issuer!r}: not an app id or a known product name")
-    if not isinstance(require_signature, bool):
-        raise PolicyError("require_signature must be true or false")
+    try:
+        built_scope = make_scope(**scope)
+        issuers = tuple(parse_issuer(i) for i in listed(issuer, "issuer"))
+        realms = tuple(listed(realm, "realm"))
+        allowed = frozenset(listed(allow, "allow"))
+    except ScopeError as exc:
+        raise PolicyError(str(exc)) from exc
+    unknown = allowed - set(CREDENTIAL_RULES)
+    if unknown:
+        raise PolicyError(
+            f"allow: unknown finding id(s) {', '.join(sorted(unknown))} "
+            f"(these can be relaxed: {', '.join(CREDENTIAL_RULES)})"
+        )
+    for flag, value in (("require_signature", require_signature), ("partial", partial)):
+        if not isinstance(value, bool):
+            raise PolicyError(f"{flag} must be true or false")
     return Rule(
         name=name,
-        client_nets=client_nets,
-        server_nets=tuple(server_nets),
-        server_hosts=tuple(server_hosts),
-        issuer_ids=ids,
-        issuer_label=issuer,
-        realm=realm,
+        scope=built_scope,
+        issuers=issuers,
+        realms=realms,
         require_signature=require_signature,
+        allow=allowed,
+        partial=partial,
     )
 
 
-def rules_from_policy(data: dict[str, Any]) -> list[Rule]:
-    """Rules from a parsed policy file (``[[rule]]`` tables); raises ``PolicyError``."""
+def rules_from_policy(
+    data: dict[str, Any], allow: list[str] | None = None, partial: bool = False
+) -> list[Rule]:
+    """Rules from a parsed policy file (``[[rule]]`` tables); raises ``PolicyError``.
+
+    ``allow`` and ``partial`` from the command line apply to every rule, on top of its own.
+    """
     entries = data.get("rule")
     if not isinstance(entries, list) or not entries:
         raise PolicyError("the policy needs at least one [[rule]] table")
@@ -144,30 +320,70 @@ def rules_from_policy(data: dict[str, Any]) -> list[Rule]:
             raise PolicyError(f"rule {i} is not a table")
         unknown = set(entry) - RULE_KEYS
         if unknown:
-            raise PolicyError(f"rule {i}: unknown keys {', '.join(sorted(unknown))}")
-        rules.append(make_rule(**{"name": f"rule {i}", **entry}))
+            raise PolicyError(
+                f"rule {i}: unknown keys {', '.join(sorted(unknown))} "
+                f"(known: {', '.join(sorted(RULE_KEYS))})"
+            )
+        values = {"name": f"rule {i}", **entry}
+        try:
+            values["allow"] = [*listed(entry.get("allow"), "allow"), *(allow or [])]
+        except ScopeError as exc:
+            raise PolicyError(f"rule {i}: {exc}") from exc
+        values["partial"] = entry.get("partial", False) or partial
+        try:
+            rules.append(make_rule(**values))
+        except PolicyError as exc:
+            raise PolicyError(f"rule {i}: {exc}") from exc
     return rules
 
 
-def evaluate(rule: Rule, events: list[Event], captures: list[CaptureStats]) -> RuleResult:
-    """Check every authenticated exchange in the rule's scope."""
-    scope = [e for e in events if _authenticated(e) and _in_scope(rule, e)]
-    result = RuleResult(rule, PASS, in_scope=len(scope))
-    if not scope:
-        result.result = INCONCLUSIVE
-        result.reason = _nothing_in_scope(rule, events, captures)
-        return result
-    for e in scope:
-        problem = _violation(rule, e)
-        if problem is None:
+def evaluate(
+    rule: Rule,
+    events: list[Event],
+    captures: list[CaptureStats],
+    not_inspected: list[NotInspected] | None = None,
+) -> RuleResult:
+    """Judge every authenticated exchange in the rule's scope, and say what could not be seen."""
+    host_ips = addresses_by_host(events)
+    in_scope = [e for e in events if rule.scope.matches(e, host_ips)]
+    units = _exchanges([e for e in in_scope if presented(e)])
+    blind = [n for n in not_inspected or [] if rule.scope.covers(n, host_ips)]
+    result = RuleResult(rule, PASS, in_scope=len(units))
+    result.coverage = Coverage(
+        exchanges=len(units),
+        unanswered=sum(1 for unit in units if unit[-1].status is None),
+        first_ts=min((u[0].ts for u in units), default=None),
+        last_ts=max((u[-1].ts for u in units), default=None),
+        not_inspected=blind,
+        damage=damage(captures),
+    )
+    trust = TrustedIssuers(events)
+    relaxed: Counter = Counter()
+    for unit in units:
+        kind, reason, allowed = _judge(rule, unit[-1], trust)
+        relaxed.update(allowed)
+        if kind is None:
             result.compliant += 1
         else:
-            result.violations.append(Violation(e, problem))
-    if result.violations:
+            ids = tuple(e.event_id for e in unit)
+            result.violations.append(Violation(unit[-1], kind, reason, ids))
+    result.relaxed = dict(sorted(relaxed.items()))
+    if not units:
+        result.result = INCONCLUSIVE
+        result.reason = _nothing_inspected(rule, events, in_scope, blind, not_inspected or [])
+    elif result.violations:
         result.result = FAIL
-        result.reason = f"{len(result.violations)} of {len(scope)} exchanges break the rule"
+        result.reason = f"{len(result.violations)} of {len(units)} exchanges break the rule"
+    elif blind and not rule.partial:
+        result.result = INCONCLUSIVE
+        result.reason = (
+            f"all {len(units)} inspected exchanges used OAuth as required, but traffic in scope "
+            "was not inspected (see below); pass --partial to accept what was inspected"
+        )
     else:
-        result.reason = f"all {len(scope)} authenticated exchanges used OAuth as required"
+        result.reason = f"all {len(units)} authenticated exchanges used OAuth as required"
+        if blind:
+            result.reason += " (partial: traffic in scope was not inspected, see below)"
     return result
 
 
@@ -180,79 +396,204 @@ def overall(results: list[RuleResult]) -> str:
     return PASS
 
 
-# -- helpers -------------------------------------------------------------------------------
-def _listed(value: str | list[str] | None) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return value
-    raise PolicyError(f"expected a string or a list of strings, got {value!r}")
+def damage(captures: list[CaptureStats]) -> list[str]:
+    """What the capture lost, in words: every verdict on it carries these as warnings."""
+    out = []
+    for c in captures:
+        name = c.path or "capture"
+        if c.gaps:
+            out.append(f"{name}: {c.gaps:,} TCP gap(s): bytes missing from the capture")
+        if c.truncated_packets:
+            out.append(f"{name}: {c.truncated_packets:,} packet(s) cut by the snap length")
+        if c.evicted:
+            out.append(f"{name}: {c.evicted:,} connection(s) dropped (idle or over the buffer cap)")
+        out += [f"{name}: {w}" if not w.startswith(name) else w for w in c.warnings]
+    return out
 
 
-def _network(value: str) -> Network:
-    try:
-        return ipaddress.ip_network(value, strict=False)
-    except ValueError as exc:
-        raise PolicyError(f"{value!r} is not an IP address or network") from exc
+# -- judging one exchange ------------------------------------------------------------------
+def _exchanges(creds: list[Event]) -> list[list[Event]]:
+    """Credential events as exchanges: an NTLM / Negotiate leg answered by the next leg joins
+    the exchange that continues its handshake."""
+    units: list[list[Event]] = []
+    waiting: dict[int | None, list[Event]] = {}
+    for e in creds:
+        key = e.handshake_id if e.handshake_id is not None else -e.event_id
+        legs = waiting.pop(key, [])
+        if is_continuation(e):
+            waiting[key] = [*legs, e]
+        else:
+            units.append([*legs, e])
+    units += waiting.values()  # a handshake the client never finished is an attempt all the same
+    units.sort(key=lambda u: (u[-1].ts, u[-1].event_id))
+    return units
 
 
-def _authenticated(e: Event) -> bool:
-    return e.scheme != "none" and not (e.scheme == "bearer" and not e.cred_len)
-
-
-def _in_scope(rule: Rule, e: Event) -> bool:
-    if rule.client_nets and not _in_nets(e.client_ip, rule.client_nets):
-        return False
-    if rule.server_nets or rule.server_hosts:
-        host = (e.host or "").lower().rsplit(":", 1)[0] if e.host else ""
-        by_ip = _in_nets(e.server_ip, rule.server_nets)
-        if not by_ip and host not in rule.server_hosts:
-            return False
-    return True
-
-
-def _in_nets(address: str, nets: tuple[Network, ...]) -> bool:
-    ip = ipaddress.ip_address(address)
-    return any(ip.version == n.version and ip in n for n in nets)
-
-
-def _violation(rule: Rule, e: Event) -> str | None:
-    if e.auth_class != "oauth" and e.scheme != "bearer":
-        return f"not OAuth: {e.auth_class or e.scheme}" + (f" as {e.user}" if e.user else "")
-    if e.status in (401, 403):
-        why = f" (x-ms-diagnostics {e.diag_code} {e.diag_category})" if e.diag_code else ""
-        return f"OAuth token rejected by the server: {e.status}{why}"
-    if rule.issuer_ids:
-        issuers = [i for i in (e.token_iss, e.token_actor_iss) if i]
-        if not issuers:
-            return f"token issuer cannot be read ({e.token_format} token)"
-        if not any(_app_id(i) in rule.issuer_ids for i in issuers):
-            return f"issuer {e.token_iss} is not {rule.issuer_label}"
-    if rule.realm and e.token_realm != rule.realm:
-        return f"realm {e.token_realm or '(none)'} is not {rule.realm}"
+def _judge(rule: Rule, e: Event, trust: TrustedIssuers) -> tuple[str | None, str, list[str]]:
+    """(violation kind or None, reason, finding ids relaxed by ``allow``) for one exchange."""
+    if e.scheme != "bearer":
+        who = f"{e.domain}\\{e.user}" if e.domain and e.user else e.user
+        what = f"not OAuth: {e.auth_class or e.scheme}"
+        return "not-oauth", what + (f" as {who}" if who else ""), []
+    found = problems(e, trust)
+    relaxed = [p.rule_id for p in found if p.rule_id in rule.allow]
+    serious = [p for p in found if p.rule_id not in rule.allow]
+    answered = _answer(e)
+    if serious:
+        text = "; ".join(p.text for p in serious)
+        if e.status in DENIED:
+            text += f"; {answered}"
+        return _KIND_OF_RULE[serious[0].rule_id], text, relaxed
+    if e.status in DENIED:
+        return "rejected", f"OAuth token refused: {answered}{_diagnosis(e)}", relaxed
+    if rule.issuers:
+        kind, why = _issuer_problem(rule, e)
+        if kind:
+            return kind, why, relaxed
+    if rule.realms and e.token_realm not in rule.realms:
+        return "wrong-realm", _realm_problem(rule.realms, e.token_realm), relaxed
     if rule.require_signature and e.token_signature != "verified":
-        return f"signature {e.token_signature or 'not checked'}, verification required"
-    return None
+        return "signature-not-verified", _signature_problem(e), relaxed
+    return None, "", relaxed
 
 
-def _app_id(principal: str) -> str:
-    app_id = parse_principal(principal).app_id.lower()
-    return app_id if is_guid(app_id) else principal.lower()
+def _answer(e: Event) -> str:
+    diag = f" (x-ms-diagnostics {e.diag_code} {e.diag_category})" if e.diag_code else ""
+    return f"server answered {e.status}{diag}"
 
 
-def _nothing_in_scope(rule: Rule, events: list[Event], captures: list[CaptureStats]) -> str:
-    authenticated = sum(1 for e in events if _authenticated(e))
-    tls = sum(c.tls_connections for c in captures)
+def _diagnosis(e: Event) -> str:
+    """What the tool itself sees wrong with a refused token, when it sees something."""
+    flags = set(e.token_flags)
+    notes = []
+    if {"expired", "actor-expired"} & flags:
+        notes.append("the token had expired")
+    if {"audience-host", "actor-audience-host"} & flags:
+        notes.append(f"its audience names {e.token_aud_host}, not {e.host}")
+    if e.token_signature == "unknown-key":
+        notes.append("no key to check its signature here")
+    return f"; {', '.join(notes)}" if notes else ""
+
+
+def _issuer_problem(rule: Rule, e: Event) -> tuple[str | None, str]:
+    principals = [p for p in (e.token_iss, e.token_actor_iss) if p]
+    if not principals:
+        return "wrong-issuer", f"token issuer cannot be read ({e.token_format} token)"
+    if any(spec.matches(p) for spec in rule.issuers for p in principals):
+        return None, ""
+    wanted = " or ".join(i.text for i in rule.issuers)
+    shown = e.token_actor_iss or e.token_iss
+    same_app = [
+        (spec, p)
+        for spec in rule.issuers
+        for p in principals
+        if parse_principal(p).app_id.lower() in spec.app_ids
+    ]
+    if same_app:
+        spec, p = same_app[0]
+        got = parse_principal(p)
+        if spec.realm not in (None, "*") and got.realm != spec.realm:
+            return "wrong-realm", f"issuer {p}: {_realm_problem((spec.realm,), got.realm)}"
+        return "wrong-issuer", f"issuer {p}: host {got.host or '(none)'} is not {spec.host}"
+    return "wrong-issuer", f"issuer {shown} is not {wanted}"
+
+
+def _realm_problem(wanted: tuple[str, ...], realm: str | None) -> str:
+    text = f"realm {realm or '(none)'} is not {' or '.join(wanted)}"
+    if realm and any(realm.lower() == w.lower() for w in wanted):
+        text += " (realms compare case-sensitively, as Exchange and SharePoint do)"
+    return text
+
+
+def _signature_problem(e: Event) -> str:
+    status = e.token_signature or "not checked"
+    if status == "unsigned":
+        return "token is unsigned, verification required"
+    if status != "unknown-key":
+        return f"signature {status}, verification required"
+    return (
+        "no key to verify the signature: pass --keys with the issuer's certificate, or capture "
+        "its metadata fetch" + _metadata_hint(e)
+    )
+
+
+def _metadata_hint(e: Event) -> str:
+    """Where the issuer of ``e``'s token publishes its keys, when its principal says so."""
+    issuer = e.token_actor_iss or e.token_iss
+    if not issuer or "@" not in issuer:
+        return ""
+    p = parse_principal(issuer)
+    app = p.app_id.lower()
+    if app == "00000001-0000-0000-c000-000000000000" and p.realm:
+        return f" (https://accounts.accesscontrol.windows.net/{p.realm}/metadata/json/1)"
+    if app == "00000004-0000-0ff1-ce00-000000000000":
+        return f" (https://<the Skype for Business pool of {p.realm}>/metadata/json/1)"
+    if app == "00000002-0000-0ff1-ce00-000000000000":
+        return f" (https://autodiscover.{p.realm}/autodiscover/metadata/json/1)"
+    name = WELL_KNOWN_APPS.get(app)
+    return f" ({name}'s metadata document)" if name else ""
+
+
+# -- explaining an empty scope ---------------------------------------------------------------
+def _nothing_inspected(
+    rule: Rule,
+    events: list[Event],
+    in_scope: list[Event],
+    blind: list[NotInspected],
+    not_inspected: list[NotInspected],
+) -> str:
+    """Why there is nothing to judge, from what was seen: the scope's own unauthenticated
+    traffic first, then blind spots, then what else the capture holds."""
     parts = [f"no authenticated exchange matches {rule.describe()}"]
-    if authenticated:
-        parts.append(f"{authenticated} authenticated exchange(s) elsewhere in the capture")
-    else:
-        parts.append("the capture holds no readable authentication at all")
-    if tls:
+    failed = Counter(
+        (request_path(e.uri), e.status)
+        for e in in_scope
+        if "metadata" in e.reasons and (e.status is None or e.status >= 400)
+    )
+    for (path, status), n in failed.most_common(3):
+        answer = f"failed with {status}" if status is not None else "got no answer"
+        parts.append(f"{n} metadata fetch(es) to {path} {answer}")
+    errors = Counter(e.oauth_error for e in in_scope if e.oauth_error)
+    for error, n in errors.most_common(3):
+        parts.append(f"{n} token request(s) refused with {error}")
+    if (failed or errors) and not any(e.access_token_fp for e in in_scope):
+        parts.append("no token was ever issued")
+    challenged = [e for e in in_scope if e.scheme == "none" and e.challenges]
+    probes = [e for e in in_scope if e.scheme == "bearer" and not presented(e)]
+    if challenged or probes:
+        offered = sorted({c.scheme for e in challenged + probes for c in e.challenges})
         parts.append(
-            f"{tls} TLS connection(s) could not be read: capture behind the TLS terminator or "
-            "decrypt with a key log"
+            f"{len(challenged) + len(probes)} request(s) were challenged "
+            f"(offering {', '.join(offered) or 'nothing'}) and no credential followed"
         )
+    if blind:
+        parts.append(f"{len(blind)} connection(s) in scope could not be read")
+    elsewhere_blind = Counter(n.kind for n in not_inspected if n not in blind)
+    if elsewhere_blind["tls"]:
+        parts.append(
+            f"{elsewhere_blind['tls']} TLS connection(s) could not be read and may hold it: "
+            "capture behind the TLS terminator or decrypt with --tls-keylog"
+        )
+    scoped = {e.event_id for e in in_scope}
+    elsewhere = [e for e in events if presented(e) and e.event_id not in scoped]
+    if elsewhere:
+        parts.append(
+            f"{len(elsewhere)} authenticated exchange(s) elsewhere; servers seen: "
+            + _servers_seen(elsewhere)
+        )
+    elif not in_scope:
+        parts.append("the capture holds no readable authentication at all")
     return "; ".join(parts)
+
+
+def _servers_seen(events: list[Event]) -> str:
+    """The top servers by exchanges, named as ``--server`` accepts them."""
+    counts = Counter(
+        (bare_host(e.host) if e.host else None, e.server_ip, e.server_port) for e in events
+    )
+    shown = [
+        f"{host + ' ' if host else ''}{ip}:{port} ({n})"
+        for (host, ip, port), n in counts.most_common(TOP_SERVERS)
+    ]
+    more = f", and {len(counts) - TOP_SERVERS} more" if len(counts) > TOP_SERVERS else ""
+    return ", ".join(shown) + more

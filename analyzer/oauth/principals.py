@@ -26,6 +26,7 @@ __all__ = [
     "parse_trusted_issuers",
     "principals_equal",
     "resolve_app",
+    "resolve_app_exact",
 ]
 
 _CONSUMER = "consumer-side partner known to Exchange"
@@ -507,8 +508,25 @@ def resolve_app(query: str) -> set[str]:
 
     Order: exact id; principal string (its app id); alias (:data:`APP_ALIASES`, punctuation and
     case ignored); exact product name; then product names containing the query (3+ characters).
-    Unknown -> empty set.
+    Unknown -> empty set. For a policy, where a near miss must not pass, use
+    :func:`resolve_app_exact`.
     """
+    exact = resolve_app_exact(query)
+    if exact or not isinstance(query, str):
+        return exact
+    key = _norm_name(query.strip()[:_MAX_CHARS])
+    if len(key) < 3 or "@" in query or "/" in query:
+        return set()
+    return {
+        i
+        for i, name in WELL_KNOWN_APPS.items()
+        if key in _norm_name(name) and not name.startswith(("unknown", "not an app"))
+    }
+
+
+def resolve_app_exact(query: str) -> set[str]:
+    """``resolve_app`` without the substring step: an id, a principal's id, an alias or a
+    whole product name (case and punctuation ignored). ``skyp`` means nothing here."""
     if not isinstance(query, str):
         return set()
     q = query.strip()[:_MAX_CHARS]
@@ -525,13 +543,4 @@ def resolve_app(query: str) -> set[str]:
         return set()
     if key in _ALIAS_INDEX:
         return set(_ALIAS_INDEX[key])
-    exact = {i for i, name in WELL_KNOWN_APPS.items() if _norm_name(name) == key}
-    if exact:
-        return exact
-    if len(key) < 3:
-        return set()
-    return {
-        i
-        for i, name in WELL_KNOWN_APPS.items()
-        if key in _norm_name(name) and not name.startswith(("unknown", "not an app"))
-    }
+    return {i for i, name in WELL_KNOWN_APPS.items() if _norm_name(name) == key}

@@ -1,4 +1,6 @@
-"""Text output of ``oauth-analyzer verify``."""
+"""Text output of ``oauth-analyzer verify``: per rule the result, its reason, the violations
+grouped by kind (each exchange only with ``--details``), what was relaxed, the coverage and the
+capture's damage; then the verdict line, with a warning when the capture was damaged."""
 
 from __future__ import annotations
 
@@ -7,18 +9,70 @@ from typing import IO
 
 from analyzer.analysis.verify import RuleResult
 
+INDENT = " " * 13
 
-def write_verification(results: list[RuleResult], verdict: str, out: IO[str]) -> None:
-    """One block per rule (result, scope, reason, every violating exchange), then the verdict."""
+
+def write_verification(
+    results: list[RuleResult], verdict: str, out: IO[str], details: bool = False
+) -> None:
+    """One block per rule, then the verdict (with the capture's damage as a warning)."""
     for r in results:
         out.write(f"{r.result:<12} {r.rule.name}: {r.rule.describe()}\n")
-        out.write(f"             {r.reason}\n")
-        for v in r.violations:
-            e = v.event
-            when = datetime.fromtimestamp(e.ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-            out.write(
-                f"  {when}  {e.client_ip}:{e.client_port} -> {e.server_ip}:{e.server_port}"
-                f" ({e.host or '-'})  {e.auth_class or e.scheme}: {v.reason}"
-                f"  [event {e.event_id}]\n"
-            )
-    out.write(f"{verdict}\n")
+        out.write(f"{INDENT}{r.reason}\n")
+        for g in r.groups():
+            span = _clock(g["first_ts"])
+            if g["last_ts"] != g["first_ts"]:
+                span += f" .. {_clock(g['last_ts'])}"
+            out.write(f"{INDENT}  {g['count']} x {g['kind']} ({span})\n")
+            for reason in g["reasons"]:
+                out.write(f"{INDENT}      {reason}\n")
+            if g["more_reasons"]:
+                out.write(f"{INDENT}      ... and {g['more_reasons']} other reason(s)\n")
+        if details:
+            for v in r.violations:
+                e = v.event
+                ids = ",".join(str(i) for i in v.event_ids or (e.event_id,))
+                out.write(
+                    f"  {_time(e.ts)}  {e.client_ip}:{e.client_port} -> {e.server_ip}:"
+                    f"{e.server_port} ({e.host or '-'}) {e.method} {e.uri}  "
+                    f"{e.auth_class or e.scheme}: {v.kind}: {v.reason}  [event {ids}]\n"
+                )
+        elif r.violations:
+            out.write(f"{INDENT}(--details lists each of the {len(r.violations)} exchanges)\n")
+        for rule_id, n in r.relaxed.items():
+            out.write(f"{INDENT}relaxed on purpose: {rule_id} on {n} exchange(s) (allow)\n")
+        _coverage(r, out)
+    warnings = _damage(results)
+    more = f"; and {len(warnings) - 1} more, see above" if len(warnings) > 1 else ""
+    suffix = f" (warning: damaged capture: {warnings[0]}{more})" if warnings else ""
+    out.write(f"{verdict}{suffix}\n")
+
+
+def _coverage(r: RuleResult, out: IO[str]) -> None:
+    c = r.coverage
+    if c.exchanges:
+        span = f"{_time(c.first_ts)} .. {_time(c.last_ts)} UTC"
+        unanswered = f", {c.unanswered} without a captured response" if c.unanswered else ""
+        out.write(f"{INDENT}coverage: {c.exchanges} exchange(s) inspected, {span}{unanswered}\n")
+    for line in c.blind_spots():
+        out.write(f"{INDENT}not inspected: {line}\n")
+    for line in c.damage:
+        out.write(f"{INDENT}warning: {line}\n")
+
+
+def _damage(results: list[RuleResult]) -> list[str]:
+    return list(dict.fromkeys(line for r in results for line in r.coverage.damage))
+
+
+def _time(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    try:
+        return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError):
+        return f"<invalid time {ts}>"
+
+
+def _clock(ts: float) -> str:
+    text = _time(ts)
+    return text[11:] if not text.startswith("<") else text

@@ -1,0 +1,294 @@
+"""Which traffic a question is about: the filters ``--client``, ``--server``, ``--host``,
+``--path``, ``--user``, ``--since`` and ``--until``, parsed once and meaning the same in every
+command (``verify`` narrows its scope with them exactly as a policy rule does).
+
+Servers are accepted the way the tool prints them: ``host``, ``host:port``, ``ip``, ``ip:port``,
+``[v6]:port``, a CIDR, or a URL (reduced to its host and explicit port). Every option takes a
+comma-separated list (a policy file: a TOML list); a value matches when any item does.
+
+Traffic that could not be read (``NotInspected``) has no path or user: it is in a scope unless
+its endpoints or time rule it out, so a blind spot is never silently left out of a verdict.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from urllib.parse import urlsplit
+
+from analyzer.model import Event, NotInspected
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_HOST_NAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252})$")
+
+
+class ScopeError(ValueError):
+    """A filter value that cannot be used (one-line message)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSpec:
+    """One ``--server`` item: an address or network, or a host name, and maybe a port."""
+
+    text: str
+    network: Network | None = None
+    host: str | None = None  # lower case, no port
+    port: int | None = None
+
+    def matches(self, ip: str, port: int, host: str | None, host_ips: frozenset[str]) -> bool:
+        """Does a connection to ``ip``:``port`` with Host / SNI ``host`` match?
+
+        ``host_ips`` are the addresses that served this spec's host name in the capture: a
+        connection there without a name of its own (undecrypted TLS without SNI, a request
+        without Host) may be the named server too.
+        """
+        if self.port is not None and port != self.port:
+            return False
+        if self.network is not None:
+            return _in_network(ip, self.network)
+        if host is not None:
+            return bare_host(host) == self.host
+        return ip in host_ips
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_server(value: str) -> ServerSpec:
+    """A ``ServerSpec`` from one item as the user typed it; raises ``ScopeError``."""
+    text = value.strip()
+    if not text:
+        raise ScopeError("empty server")
+    if "://" in text:
+        parts = urlsplit(text)
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise ScopeError(f"server {value!r}: bad port") from exc
+        if not parts.hostname:
+            raise ScopeError(f"server {value!r}: no host in the URL")
+        inner = parse_server(parts.hostname)
+        return ServerSpec(text, inner.network, inner.host, port)
+    if text.startswith("["):
+        address, _, rest = text[1:].partition("]")
+        port = _port(rest[1:], value) if rest.startswith(":") else None
+        if rest and port is None:
+            raise ScopeError(f"server {value!r}: expected [address]:port")
+        return ServerSpec(text, _network(address, value), None, port)
+    try:
+        return ServerSpec(text, ipaddress.ip_network(text, strict=False))
+    except ValueError:
+        pass
+    name, port = text, None
+    if text.count(":") == 1:
+        name, _, port_text = text.partition(":")
+        port = _port(port_text, value)
+    try:
+        return ServerSpec(text, ipaddress.ip_network(name, strict=False), None, port)
+    except ValueError:
+        pass
+    if not _HOST_NAME.match(name):
+        raise ScopeError(
+            f"server {value!r}: not a host name, host:port, address, [v6]:port, network or URL"
+        )
+    return ServerSpec(text, None, name.lower().rstrip("."), port)
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """The filters of one question; empty means all traffic."""
+
+    clients: tuple[Network, ...] = ()
+    servers: tuple[ServerSpec, ...] = ()
+    hosts: tuple[str, ...] = ()  # Host header or TLS server name, lower case
+    paths: tuple[str, ...] = ()  # URI path prefixes, compared case-insensitively
+    users: tuple[str, ...] = ()  # user or token subject, lower case
+    since: float | None = None
+    until: float | None = None
+
+    def matches(self, e: Event, host_ips: dict[str, frozenset[str]] | None = None) -> bool:
+        """Is exchange ``e`` in scope? (``host_ips``: see ``addresses_by_host``)."""
+        if not self._endpoints(e.client_ip, e.server_ip, e.server_port, e.host, host_ips):
+            return False
+        if self.since is not None and e.ts < self.since:
+            return False
+        if self.until is not None and e.ts > self.until:
+            return False
+        if self.paths:
+            path = request_path(e.uri).lower()
+            if not any(path.startswith(p) for p in self.paths):
+                return False
+        if self.users:
+            who = {(v or "").lower() for v in (e.user, e.token_subject, _qualified(e))}
+            if not who & set(self.users):
+                return False
+        return True
+
+    def covers(self, n: NotInspected, host_ips: dict[str, frozenset[str]] | None = None) -> bool:
+        """Could traffic ``n`` that was not read be in scope? Only what is known rules it out."""
+        if not self._endpoints(n.client_ip, n.server_ip, n.server_port, n.host, host_ips):
+            return False
+        return self.until is None or n.ts <= self.until
+
+    def _endpoints(
+        self,
+        client_ip: str,
+        server_ip: str,
+        server_port: int,
+        host: str | None,
+        host_ips: dict[str, frozenset[str]] | None,
+    ) -> bool:
+        if self.clients and not any(_in_network(client_ip, n) for n in self.clients):
+            return False
+        if self.servers:
+            ips = host_ips or {}
+            if not any(
+                s.matches(server_ip, server_port, host, ips.get(s.host or "", frozenset()))
+                for s in self.servers
+            ):
+                return False
+        return not self.hosts or (host is not None and bare_host(host) in self.hosts)
+
+    def describe(self) -> str:
+        parts = []
+        if self.clients:
+            parts.append("from " + ", ".join(str(n) for n in self.clients))
+        if self.servers:
+            parts.append("to " + ", ".join(str(s) for s in self.servers))
+        if self.hosts:
+            parts.append("Host " + ", ".join(self.hosts))
+        if self.paths:
+            parts.append("path " + ", ".join(self.paths))
+        if self.users:
+            parts.append("user " + ", ".join(self.users))
+        if self.since is not None or self.until is not None:
+            parts.append(f"time {_iso(self.since)} .. {_iso(self.until)}")
+        return "; ".join(parts) or "all traffic"
+
+
+def make_scope(
+    *,
+    client: str | list[str] | None = None,
+    server: str | list[str] | None = None,
+    host: str | list[str] | None = None,
+    path: str | list[str] | None = None,
+    user: str | list[str] | None = None,
+    since: str | float | None = None,
+    until: str | float | None = None,
+) -> Scope:
+    """A ``Scope`` from command-line or policy-file values; raises ``ScopeError``."""
+    paths = []
+    for p in listed(path, "path"):
+        if not p.startswith("/"):
+            raise ScopeError(f"path {p!r} must start with /")
+        paths.append(p.lower())
+    start, end = parse_time(since, "since"), parse_time(until, "until")
+    if start is not None and end is not None and start > end:
+        raise ScopeError("since is after until")
+    return Scope(
+        clients=tuple(_network(c, c) for c in listed(client, "client")),
+        servers=tuple(parse_server(s) for s in listed(server, "server")),
+        hosts=tuple(bare_host(h) for h in listed(host, "host")),
+        paths=tuple(paths),
+        users=tuple(u.lower() for u in listed(user, "user")),
+        since=start,
+        until=end,
+    )
+
+
+def addresses_by_host(events: Iterable[Event]) -> dict[str, frozenset[str]]:
+    """Host name (lower case, no port) -> the server addresses that answered for it."""
+    found: dict[str, set[str]] = {}
+    for e in events:
+        if e.host:
+            found.setdefault(bare_host(e.host), set()).add(e.server_ip)
+    return {name: frozenset(ips) for name, ips in found.items()}
+
+
+def listed(value: object, what: str) -> list[str]:
+    """A comma-separated string or a list of strings, as a list of non-empty items."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return [v.strip() for v in value if v.strip()]
+    raise ScopeError(f"{what}: expected a string or a list of strings, got {value!r}")
+
+
+def parse_time(value: str | float | None, what: str = "time") -> float | None:
+    """Epoch seconds, or an ISO 8601 time (UTC when no zone is given); raises ``ScopeError``."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+        try:
+            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ScopeError(f"{what} {value!r}: not epoch seconds or an ISO 8601 time") from exc
+    else:
+        raise ScopeError(f"{what} {value!r}: not epoch seconds or an ISO 8601 time")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def bare_host(host: str) -> str:
+    """A Host header value without its port, lower case (``[v6]:port`` keeps its brackets)."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    if host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    return host.rstrip(".")
+
+
+def request_path(uri: str) -> str:
+    """The path of a request-target (origin form, or absolute form as proxies get it)."""
+    if "://" in uri[:16]:
+        uri = urlsplit(uri).path or "/"
+    return uri.split("?", 1)[0]
+
+
+def _qualified(e: Event) -> str | None:
+    return f"{e.domain}\\{e.user}" if e.domain and e.user else None
+
+
+def _in_network(address: str, network: Network) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return ip.version == network.version and ip in network
+
+
+def _network(text: str, value: str) -> Network:
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError as exc:
+        raise ScopeError(f"{value!r} is not an IP address or network") from exc
+
+
+def _port(text: str, value: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ScopeError(f"server {value!r}: bad port {text!r}")
+    return int(text)
+
+
+def _iso(ts: float | None) -> str:
+    if ts is None:
+        return "*"
+    try:
+        return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return f"<invalid time {ts}>"
