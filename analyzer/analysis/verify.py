@@ -172,8 +172,9 @@ class Coverage:
     not_inspected: list[NotInspected] = field(default_factory=list)  # in scope
     damage: list[str] = field(default_factory=list)  # the capture's, for every rule
 
-    def blind_spots(self) -> list[str]:
-        """One line per server: what in scope was not read, and what to do about it."""
+    def blind_spots(self, limit: int = TOP_SERVERS) -> list[str]:
+        """One line per server (the first ``limit``): what in scope was not read, and what to
+        do about it."""
         groups: dict[tuple, list[NotInspected]] = {}
         for n in self.not_inspected:
             groups.setdefault((n.kind, n.host, n.server_ip, n.server_port), []).append(n)
@@ -191,6 +192,8 @@ class Coverage:
                     f"request bytes lost {lost} time(s) on {len(group)} connection(s) to "
                     f"{where}: those requests' credentials are unknown"
                 )
+        if len(out) > limit:
+            out = [*out[:limit], f"... and {len(out) - limit} more server(s) (--json lists all)"]
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -211,7 +214,7 @@ class Coverage:
                 }
                 for n in self.not_inspected
             ],
-            "blind_spots": self.blind_spots(),
+            "blind_spots": self.blind_spots(limit=len(self.not_inspected)),
             "damage": list(self.damage),
         }
 
