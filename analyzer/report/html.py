@@ -37,6 +37,7 @@ from analyzer.report.table import _identity, _notes, _scheme, _time
 
 if TYPE_CHECKING:
     from analyzer.api import Analysis
+    from analyzer.pipeline import AnalysisResult
 
 VERDICT_TONE = {
     "oauth-only": "good",
@@ -113,7 +114,7 @@ def render_html(
     body = [
         _header(name, captures, result.events),
         _nav(),
-        _verdicts(result.verdicts, result.findings),
+        _verdicts(result.verdicts, result.findings, _blind_spots(result)),
         _findings(result.findings),
         _charts(analysis) if with_charts else Html(""),
         _pairs(result.verdicts),
@@ -198,7 +199,19 @@ def _nav() -> Html:
     return tag("nav", [tag("a", text, href=f"#sec-{anchor}") for anchor, text in links])
 
 
-def _verdicts(verdicts: list[PairVerdict], findings: list[Finding]) -> Html:
+def _blind_spots(result: AnalysisResult) -> list[str]:
+    """Warnings for the banner: what was not inspected, and what the capture lost."""
+    from analyzer.analysis.coverage import Coverage, damage
+
+    coverage = Coverage(not_inspected=result.not_inspected, damage=damage(result.captures))
+    return [f"Not inspected: {line}" for line in coverage.blind_spots()] + [
+        f"Damaged capture: {line}" for line in coverage.damage
+    ]
+
+
+def _verdicts(
+    verdicts: list[PairVerdict], findings: list[Finding], warnings: list[str] = ()
+) -> Html:
     tones = [VERDICT_TONE.get(v.verdict, "neutral") for v in verdicts]
     tone = min(tones, key=TONE_RANK.__getitem__) if tones else "neutral"
     counts = Counter(v.verdict for v in verdicts)
@@ -241,6 +254,7 @@ def _verdicts(verdicts: list[PairVerdict], findings: list[Finding]) -> Html:
             tag("div", "Verdict", class_="eyebrow"),
             tag("div", _headline(verdicts), class_="headline"),
             [tag("p", line) for line in lines],
+            [tag("p", "Warning: " + w, class_="banner-warning") for w in warnings],
             class_=f"banner tone-{tone}",
         ),
         tag("div", cards, class_="cards") if cards else Html(""),
@@ -729,6 +743,7 @@ nav a{margin-right:18px;font-weight:500}
 .banner .eyebrow{font-size:12px;text-transform:uppercase;letter-spacing:.08em;font-weight:600}
 .banner .headline{font-size:30px;font-weight:700;line-height:1.2;margin:2px 0 8px}
 .banner p{margin:2px 0;font-size:15px}
+.banner .banner-warning{font-weight:600;color:var(--warn)}
 .tone-good{background:var(--good-bg);border-color:var(--good);color:var(--good)}
 .tone-warn{background:var(--warn-bg);border-color:#d4a72c;color:var(--warn)}
 .tone-bad{background:var(--bad-bg);border-color:var(--bad);color:var(--bad)}
