@@ -535,12 +535,11 @@ def resolve_app_exact(query: str) -> set[str]:
     lowered = q.lower()
     if lowered in WELL_KNOWN_APPS:
         return {lowered}
+    key = _norm_name(q)
+    named = {i for i, name in WELL_KNOWN_APPS.items() if key and _norm_name(name) == key}
+    if named:  # a whole product name, which may hold a "/" ("Skype for Business / Lync")
+        return named
     if ("@" in q or "/" in q) and not _URL.match(q):
         app_id = _split(q)[0].strip().lower()
         return {app_id} if app_id in WELL_KNOWN_APPS else set()
-    key = _norm_name(q)
-    if not key:
-        return set()
-    if key in _ALIAS_INDEX:
-        return set(_ALIAS_INDEX[key])
-    return {i for i, name in WELL_KNOWN_APPS.items() if _norm_name(name) == key}
+    return set(_ALIAS_INDEX.get(key, ()))
