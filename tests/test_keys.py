@@ -180,6 +180,11 @@ def example_a(pki: Pki, key: Any = None, thumb: str | None = None) -> tuple[str,
 # ------------------------------------------------------------------------ S2S metadata + actor
 
 
+def thumb(cert: Any) -> str:
+    """The hex SHA-1 thumbprint, as Windows shows a certificate."""
+    return hashlib.sha1(der(cert)).hexdigest().upper()
+
+
 def test_exchange_metadata_verifies_example_a_actor(pki: Pki) -> None:
     store = KeyStore()
     assert (
@@ -204,8 +209,12 @@ def test_exchange_metadata_verifies_example_a_actor(pki: Pki) -> None:
     assert key.metadata_issuer == EXCHANGE
     assert key.subject == key.issuer == "CN=Microsoft Exchange Server Auth Certificate"
     assert key.not_before == dt.datetime(2023, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+    # certificates are also named by the hex SHA-1 thumbprint Windows and Get-AuthConfig show
+    thumbprint = hashlib.sha1(der(pki.cert_a)).hexdigest().upper()
+    assert key.thumbprint == thumbprint
     assert result.detail == (
-        f"RS256 verified with RSA-2048 x5t={x5t(pki.cert_a)} (s2s-metadata {METADATA_URL})"
+        f"RS256 verified with RSA-2048 x5t={x5t(pki.cert_a)} (thumbprint {thumbprint}) "
+        f"(s2s-metadata {METADATA_URL})"
     )
     view = result.to_dict()
     assert view["key"]["source"]["location"] == METADATA_URL
@@ -288,7 +297,7 @@ def test_tampered_actor_is_bad_signature(pki: Pki) -> None:
     assert result.key is not None and result.key.x5t == x5t(pki.cert_a)
     assert result.detail == (
         "RS256 signature does not match 1 key(s) named by the token "
-        f"(RSA-2048 x5t={x5t(pki.cert_a)})"
+        f"(RSA-2048 x5t={x5t(pki.cert_a)} (thumbprint {thumb(pki.cert_a)}))"
     )
 
 
@@ -302,7 +311,9 @@ def test_wrong_key_bad_signature_or_unknown_key(pki: Pki) -> None:
     _, other = example_a(pki, key=pki.rsa_b, thumb=x5t(pki.cert_b))
     result = verify_token(decode_token(other), store)
     assert result == SignatureResult(
-        "unknown-key", None, f"no key with x5t={x5t(pki.cert_b)} among 1 loaded key(s)"
+        "unknown-key",
+        None,
+        f"no key with x5t={x5t(pki.cert_b)} (thumbprint {thumb(pki.cert_b)}) among 1 loaded key(s)",
     )
     # no x5t/kid at all: every key of the right family is tried
     anonymous_a = signed({"iss": "x"}, pki.rsa_a, {})

@@ -134,7 +134,8 @@ class SigningKey:
         else:
             shape = f"{self.family} {self.curve}"
         ident = f"x5t={self.x5t}" if self.x5t else f"kid={self.kid}" if self.kid else "no id"
-        return f"{shape} {ident}"
+        hexed = f" (thumbprint {self.thumbprint})" if self.thumbprint else ""
+        return f"{shape} {ident}{hexed}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view (public material only)."""
@@ -574,6 +575,8 @@ def verify_token(token: DecodedToken, store: KeyStore) -> SignatureResult:
         candidates = store.find(x5t=token.x5t, kid=token.kid)
         if not candidates:
             ids = ", ".join(f"{n}={v}" for n, v in (("x5t", token.x5t), ("kid", token.kid)) if v)
+            hexed = x5t_to_hex(token.x5t) if token.x5t else None
+            ids += f" (thumbprint {hexed})" if hexed else ""
             return SignatureResult(
                 "unknown-key", None, f"no key with {ids} among {len(store)} loaded key(s)"
             )
