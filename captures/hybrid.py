@@ -258,6 +258,11 @@ class Scenario:
         return hid
 
     def expect(self, rule: str, result: str, partial: str | None = None, why: str = "") -> None:
+        if not why:
+            why = {
+                R1: "the healthy SfB -> EWS traffic: 6 SfB-signed S2S calls",
+                R2: "the healthy Exchange -> EXO traffic: 2 calls with an ACS-signed actor",
+            }[rule]
         self.expected[rule] = {"result": result, "partial": partial or result, "why": why}
 
     def pair(self, client: str, server: str, host: str, cls: str, port: int = 80) -> None:
@@ -1312,8 +1317,8 @@ def build_tls_blind(keys: dict[str, g.TestKey]) -> Scenario:
         port = 52500 + i
         label = f"tls-blind/{i}"
         c = sc.link(SFB_IP, port, EXCHANGE_IP, 443)
-        order = len(sc.cap.frames)
         t = c.open(T_HY + (60 + 5 * i) * SEC)
+        order = len(sc.cap.frames)  # the ClientHello's record
         hello = g.tls_client_hello("mail.contoso.com")
         hello = hello[:11] + g.prng(f"{label}/client-random", 32) + hello[43:]
         session_id = hello[44:76]
@@ -1517,7 +1522,15 @@ def build_metadata_404(keys: dict[str, g.TestKey]) -> Scenario:
     return sc
 
 
-BUILDERS = (build_healthy,)
+BUILDERS = (
+    build_healthy,
+    build_wrong_realm,
+    build_unsigned,
+    build_expired_accepted,
+    build_not_yet_valid,
+    build_untrusted_issuer,
+    build_bad_signature,
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1633,6 +1646,11 @@ def _cut(sc: Scenario, frames: list[g.Frame], blob: bytes, x: dict[str, Any]) ->
         "host_on_wire": x["host"],
         "authorization_complete": False,
         "host_header_present": b"\r\nHost:" in x["_req"][: sc.cut_payload],
+        "in_scope_because": f"same TCP connection ({x['client']} -> {x['server']}) as earlier "
+        f"requests with Host {x['host']}; the request line reads {x['method']} {x['uri']}",
+        "warning_must_say": "the capture is truncated: the file ends inside frame "
+        f"{x['frame']}, the head of the request {x['method']} {x['uri']} from {x['client']} "
+        "was lost (credential unknown)",
         "lost": "the rest of the Authorization value and every header after it (Host, "
         "Content-Length, ...), the request body, the response and the connection close",
     }
@@ -1659,7 +1677,7 @@ def finish(sc: Scenario) -> tuple[bytes, dict[str, Any]]:
         x["cut"] = True
         x["note"] += " [cut: the capture ends inside this request's head]"
     for conn in facts.get("tls_connections", []):
-        conn["frame"] = number[conn.pop("_order")]
+        conn["client_hello_frame"] = number[conn.pop("_order")]
     # Handshakes (in time order) and pairs.
     for h in sc.handshakes:
         h["exchanges"] = sorted(old_to_new[i] for i in h["exchanges"])
@@ -1700,6 +1718,24 @@ def finish(sc: Scenario) -> tuple[bytes, dict[str, Any]]:
                 "exchanges": dict(sorted(Counter(_xclass(x) for x in creds).items())),
             }
         )
+    others: dict[tuple[str, str, int, str], list[dict[str, Any]]] = {}
+    for x in xs:
+        if _pair(x) not in pairs:
+            others.setdefault(_pair(x), []).append(x)
+    other_out = [
+        {
+            "client": key[0],
+            "server": key[1],
+            "server_port": key[2],
+            "host": key[3],
+            "class": None,
+            "requests": len(group),
+            "statuses": dict(sorted(Counter(str(x["status"]) for x in group).items())),
+            "note": "no credential and no challenge (metadata fetches, token endpoint calls): "
+            "not an auth pair, no verdict class",
+        }
+        for key, group in sorted(others.items())
+    ]
     violations = []
     for i, x in enumerate(xs):
         for rule, kinds in x["_kinds"].items():
@@ -1749,6 +1785,7 @@ def finish(sc: Scenario) -> tuple[bytes, dict[str, Any]]:
         "packets": len(frames) if cut is None else cut["last_frame"],
         "expected": sc.expected,
         "pairs": pair_out,
+        "pairs_without_auth": other_out,
         "violations": violations,
         "facts": _resolve(facts, index),
         "handshakes": handshakes,

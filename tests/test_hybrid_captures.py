@@ -337,8 +337,9 @@ def judge(
     if auth is None or (auth[0] == "bearer" and auth[1] == ""):
         return set()
     kinds = set()
-    if x.status == 401:
-        kinds.add("rejected")
+    challenges = x.response.all("WWW-Authenticate") if x.response else []
+    if x.status == 401 and not any(c.startswith("NTLM ") for c in challenges):
+        kinds.add("rejected")  # answered 401, and not with the next NTLM leg
     if auth[0] != "bearer":
         return kinds | {"not-oauth"}
     header, claims = jwt_decode(auth[1])
@@ -558,6 +559,9 @@ def test_pairs_and_handshakes_match_the_bytes(
             (x.client.rsplit(":", 1)[0], x.server.rsplit(":", 1)[0], x.host), []
         ).append(h)
     assert len(pairs) == len(sc["pairs"])
+    everyone = {(x.client.rsplit(":", 1)[0], x.server.rsplit(":", 1)[0], x.host) for x in xs}
+    others = {(p["client"], p["server"], p["host"]) for p in sc["pairs_without_auth"]}
+    assert others == everyone - set(pairs) - {("10.1.0.20", "10.1.0.10", "")}  # the cut head
     for p in sc["pairs"]:
         group = pairs[(p["client"], p["server"], p["host"])]
         assert p["class"] == pair_class(group)
@@ -580,7 +584,8 @@ def test_scenario_facts_match_the_bytes(scenario: tuple[dict, Wire, list[Exchang
         for pkt in wire.packets:
             if pkt.dst[1] == 443 and pkt.payload[:1] == b"\x16" and pkt.payload[5] == 1:
                 hellos.append((pkt.frame, f"{pkt.src[0]}:{pkt.src[1]}", sni(pkt.payload)))
-        want = [(c["frame"], c["client"], c["sni"]) for c in facts["tls_connections"]]
+        conns = facts["tls_connections"]
+        want = [(c["client_hello_frame"], c["client"], c["sni"]) for c in conns]
         assert hellos == want and len(want) == facts["tls_summary"]["count"] == 3
     else:
         assert not any(p.dst[1] == 443 or p.src[1] == 443 for p in wire.packets)
