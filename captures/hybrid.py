@@ -1530,6 +1530,9 @@ BUILDERS = (
     build_not_yet_valid,
     build_untrusted_issuer,
     build_bad_signature,
+    build_fallback_ntlm,
+    build_fallback_mixed,
+    build_ntlm_legs,
 )
 
 
