@@ -1533,6 +1533,8 @@ BUILDERS = (
     build_fallback_ntlm,
     build_fallback_mixed,
     build_ntlm_legs,
+    build_tls_blind,
+    build_cut,
 )
 
 
