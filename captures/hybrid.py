@@ -1535,6 +1535,10 @@ BUILDERS = (
     build_ntlm_legs,
     build_tls_blind,
     build_cut,
+    build_wrong_tenant_acs,
+    build_no_oauth,
+    build_unauthenticated,
+    build_metadata_404,
 )
 
 

@@ -83,6 +83,7 @@ def test_policy_matches_the_truth_rules() -> None:
 
 def test_every_scenario_has_a_result_for_every_rule() -> None:
     results = {"PASS", "FAIL", "INCONCLUSIVE"}
+    assert len(SCENARIOS) == 16
     for name in SCENARIOS:
         sc = TRUTH["scenarios"][name]
         assert set(sc["expected"]) == {r["name"] for r in TRUTH["rules"]}, name
