@@ -203,6 +203,7 @@ class Scenario:
             "_ts_ns": self.cap.frames[order].ts_ns,
             "_req": req.encode(),
             "_resp": b"" if resp is None else resp.encode(),
+            "_event": g.is_event(req, resp),
             "client": f"{cip}:{cport}",
             "server": f"{sip}:{sport}",
             "method": req.method,
@@ -1678,6 +1679,9 @@ def finish(sc: Scenario) -> tuple[bytes, dict[str, Any]]:
         x["event_outcome"] = "none"
         x["cut"] = True
         x["note"] += " [cut: the capture ends inside this request's head]"
+    events = [x for x in xs if x["_event"] and not x.get("cut")]
+    for n, x in enumerate(events, 1):
+        x["event_id"] = n  # the analyzer's event numbering: events in request-time order
     for conn in facts.get("tls_connections", []):
         conn["client_hello_frame"] = number[conn.pop("_order")]
     # Handshakes (in time order) and pairs.
@@ -1745,6 +1749,7 @@ def finish(sc: Scenario) -> tuple[bytes, dict[str, Any]]:
                 {
                     "rule": rule,
                     "exchange": i,
+                    "event_id": x.get("event_id"),
                     "frame": x["frame"],
                     "ts": x["ts"],
                     "client": x["client"],
@@ -1766,7 +1771,8 @@ def finish(sc: Scenario) -> tuple[bytes, dict[str, Any]]:
     exchanges = []
     for i, x in enumerate(xs):
         out = {k: v for k, v in x.items() if not k.startswith("_")}
-        exchanges.append({"index": i, "frame": out.pop("frame"), "ts": out.pop("ts"), **out})
+        head = {"index": i, "event_id": out.pop("event_id", None), "frame": out.pop("frame")}
+        exchanges.append({**head, "ts": out.pop("ts"), **out})
     handshakes = [
         {
             "index": n,

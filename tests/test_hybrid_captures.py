@@ -456,7 +456,8 @@ def test_every_exchange_is_in_the_truth(scenario: tuple[dict, Wire, list[Exchang
     complete = [x for x in xs if x.request.complete]
     truth = [t for t in sc["exchanges"] if not t.get("cut")]
     assert len(complete) == len(truth)
-    for x, t in zip(complete, truth, strict=True):
+    for n, (x, t) in enumerate(zip(complete, truth, strict=True), 1):
+        assert t["event_id"] == n  # every readable exchange here carries auth or is a fetch
         assert (t["frame"], t["client"], t["server"]) == (x.frame, x.client, x.server)
         assert abs(t["ts"] - x.ts) < 1e-6
         assert (t["method"], t["uri"], t["host"]) == (x.method, x.uri, x.host)
@@ -536,6 +537,7 @@ def test_violations_match_an_independent_judge(
     assert sorted(got, key=str) == sorted(want, key=str)
     for v in sc["violations"]:
         x = next(x for x in xs if x.frame == v["frame"])
+        assert v["event_id"] == sc["exchanges"][v["exchange"]]["event_id"]
         assert (v["client"], v["server"], v["host"], v["uri"]) == (
             x.client,
             x.server,
