@@ -652,3 +652,24 @@ def sni(record: bytes) -> str:
             return body[pos + 9 : pos + 4 + n].decode()
         pos += 4 + n
     raise AssertionError("no SNI")
+
+
+def test_readme_table_agrees_with_the_truth() -> None:
+    """captures/README.md's hybrid table: one row per scenario, same results and pair class."""
+    text = (ROOT / "captures" / "README.md").read_text()
+    section = text[text.index("## hybrid/: the scenarios verify is judged on") :]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 7 and cells[0].isdigit():
+            rows[cells[1].strip("`")] = cells
+    assert sorted(rows) == sorted(TRUTH["scenarios"][s]["capture"] for s in SCENARIOS)
+    for name in SCENARIOS:
+        sc = TRUTH["scenarios"][name]
+        cells = rows[sc["capture"]]
+        for cell, rule in zip(cells[3:5], TRUTH["rules"], strict=True):
+            exp = sc["expected"][rule["name"]]
+            assert cell.split(":")[0].split(" ")[0] == exp["result"], (name, rule["name"])
+            assert ("PASS with `--partial`" in cell) == (exp["partial"] != exp["result"])
+        sfb = [p["class"] for p in sc["pairs"] if p["client"] == "10.1.0.20"]
+        assert cells[5].split(" ")[0] == (sfb[0] if sfb else "–"), name
