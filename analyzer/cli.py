@@ -101,21 +101,43 @@ def build_parser() -> argparse.ArgumentParser:
     _keys_option(verify)
     _tls_option(verify)
 
-    decode = sub.add_parser("decode", help="explain one token: layers, principals, times, checks")
+    decode = sub.add_parser(
+        "decode",
+        help="explain one token or x-ms-diagnostics value, verdict first "
+        "(exit 0 OK, 1 PROBLEM, 2 bad input)",
+        description="Explain one pasted token, verdict first: OK or PROBLEM in one line, then "
+        "the layers, principals, times, signature and checks. Accepts a bare token, 'Bearer "
+        "<token>', an Authorization header line, a whole request head (Authorization / "
+        "Proxy-Authorization header or access_token in the query), or an x-ms-diagnostics "
+        "value.",
+        epilog="Exit status: 0 when every check passes; 1 when one fails (a failed token "
+        "check, expired or not yet valid at --at, a bad signature, a signing key not among "
+        "--keys, an unsigned token that is not an S2S outer token with a signed actor, an "
+        "expired signing certificate, a token nothing can check offline, or any "
+        "x-ms-diagnostics value); 2 on bad input (no token, unreadable @FILE or key file, "
+        "bad --at). Without --keys the signature is not checked and the verdict says which "
+        "metadata document would check it.",
+    )
     decode.add_argument(
         "token",
         nargs="?",
         default="-",
         metavar="TOKEN",
-        help="the token, 'Bearer <token>' or an Authorization line; '-' or nothing reads stdin",
+        help="the token, 'Bearer <token>', a header line, a request head or an x-ms-diagnostics "
+        "value; @FILE reads it from FILE; '-' or nothing reads stdin",
     )
     decode.add_argument("--json", action="store_true", help="machine-readable output")
     decode.add_argument(
         "--at",
         metavar="TIME",
-        help="check nbf/exp at this time (epoch seconds or ISO 8601; default: now)",
+        help="check nbf/exp and certificates at this time (epoch seconds or ISO 8601; "
+        "default: now)",
     )
-    decode.add_argument("--host", help="the Host the token was sent to (audience host check)")
+    decode.add_argument(
+        "--host",
+        help="the Host the token was sent to (audience host check; default: the Host header "
+        "of a pasted request)",
+    )
     decode.add_argument(
         "--reveal-secrets", action="store_true", help="also print the token text itself"
     )
@@ -256,13 +278,46 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _decode(args: argparse.Namespace) -> int:
-    from analyzer.oauth.tokens import decode_token
-    from analyzer.report.explain import clean_token_text, write_explanation
+    """``decode``: verdict first; exit 0 OK, 1 PROBLEM, 2 bad input (see the parser's epilog)."""
+    import json
+    from dataclasses import replace
 
-    text = sys.stdin.read() if args.token == "-" else args.token
-    text = clean_token_text(text)
-    if not text:
-        _error("no token given (pass it as an argument or on standard input)")
+    from analyzer.oauth.diagnostics import parse_ms_diagnostics
+    from analyzer.oauth.tokens import decode_token
+    from analyzer.report.decode_verdict import with_server_answer
+    from analyzer.report.diagnostics_text import (
+        diagnostic_line,
+        diagnostic_to_dict,
+        write_diagnostic,
+    )
+    from analyzer.report.explain import explain, work_out, write_explanation
+    from analyzer.report.paste import PasteError, find_credential, read_paste
+
+    try:
+        pasted = find_credential(read_paste(args.token))
+    except PasteError as exc:
+        _error(str(exc))
+        return 2
+    diagnostics = [d for d in map(parse_ms_diagnostics, pasted.diagnostics) if d is not None]
+    if pasted.kind == "diagnostics" and diagnostics:
+        if args.json:
+            print(json.dumps(diagnostic_to_dict(diagnostics[0]), indent=2, ensure_ascii=False))
+        else:
+            write_diagnostic(diagnostics[0], sys.stdout)
+        return 1
+    if pasted.kind == "other-scheme":
+        scheme = _SCHEME_NAMES.get(pasted.scheme or "", pasted.scheme)
+        _error(
+            f"the {pasted.origin} carries {scheme} credentials, not a bearer token (decode "
+            "explains bearer tokens; run analyze on a capture for the rest)"
+        )
+        return 2
+    if pasted.kind != "token":
+        _error(
+            "no token given (pass it as an argument, @FILE or on standard input)"
+            if not pasted.origin
+            else f"the {pasted.origin} holds an empty Bearer (the realm-discovery probe)"
+        )
         return 2
     store = KeyStore()
     for path in args.keys:
@@ -271,17 +326,42 @@ def _decode(args: argparse.Namespace) -> int:
     if at is None:
         _error(f"--at {args.at!r}: not epoch seconds or an ISO 8601 time")
         return 2
-    write_explanation(
-        decode_token(text),
+    done = work_out(
+        decode_token(pasted.token),
         store,
-        sys.stdout,
         at=at,
-        at_label=label,
-        host=args.host,
-        reveal_secrets=args.reveal_secrets,
-        as_json=args.json,
+        at_given=args.at is not None,
+        host=args.host or pasted.host,
     )
-    return 0
+    if diagnostics:
+        answers = [line.removeprefix("PROBLEM: ") for line in map(diagnostic_line, diagnostics)]
+        done = replace(done, verdict=with_server_answer(done.verdict, answers))
+    options = {
+        "at": at,
+        "at_label": label,
+        "reveal_secrets": args.reveal_secrets,
+        "pasted": pasted,
+        "diagnostics": diagnostics,
+    }
+    try:
+        if args.json:
+            print(json.dumps(explain(done, **options), indent=2, ensure_ascii=False))
+        else:
+            write_explanation(done, sys.stdout, **options)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `decode ... | head -1` reads the verdict line and goes away
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return done.verdict.exit_code
+
+
+#: Scheme words as people write them, for decode's "not a bearer token" message.
+_SCHEME_NAMES = {
+    "basic": "Basic",
+    "digest": "Digest",
+    "negotiate": "Negotiate",
+    "ntlm": "NTLM",
+    "kerberos": "Kerberos",
+}
 
 
 def _verify(args: argparse.Namespace) -> int:
