@@ -312,11 +312,17 @@ def _decode(args: argparse.Namespace) -> int:
             "explains bearer tokens; run analyze on a capture for the rest)"
         )
         return 2
+    if pasted.kind == "none":
+        _error(
+            "no token in the pasted text (looked for an Authorization header, access_token, "
+            "an x-ms-diagnostics value or a token)"
+        )
+        return 2
     if pasted.kind != "token":
         _error(
             "no token given (pass it as an argument, @FILE or on standard input)"
             if not pasted.origin
-            else f"the {pasted.origin} holds an empty Bearer (the realm-discovery probe)"
+            else "the pasted Bearer is empty (the realm-discovery probe): no token to decode"
         )
         return 2
     store = KeyStore()

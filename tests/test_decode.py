@@ -301,7 +301,10 @@ def test_unreadable_file_is_one_error_line_exit_2(tmp_path, capsys, monkeypatch)
     [
         ([], "", "no token given"),
         (["-"], "  \n", "no token given"),
-        (["Authorization: Bearer"], None, "empty Bearer (the realm-discovery probe)"),
+        (["Authorization: Bearer"], None, "Bearer is empty (the realm-discovery probe)"),
+        (["Bearer"], None, "Bearer is empty (the realm-discovery probe)"),
+        (["HTTP/1.1 401 Unauthorized\nWWW-Authenticate: Bearer realm=\"\"\n"], None,
+         "no token in the pasted text"),
         (["Authorization: NTLM TlRMTVNTUAABAAAAB4IIogAAAAAAAAAAAAAAAAAAAAAGAbEdAAAADw=="], None,
          "carries NTLM credentials, not a bearer token"),
         (["eyJhbGciOiJub25lIn0.e30.", "--at", "yesterday"], None, "--at 'yesterday'"),
@@ -482,3 +485,21 @@ def test_help_states_the_exit_rule(capsys) -> None:
     assert "Exit status: 0 when every check passes; 1 when one fails" in text
     assert "2 on bad input (no token, unreadable @FILE" in text
     assert "@FILE reads it from FILE" in text
+
+
+def test_capture_rejection_pasted_with_its_token(capsys, monkeypatch) -> None:
+    """The tampered token of exchange-sfb.pcap and the server's real answer, pasted together."""
+    events = analyze_paths([str(CAPTURES / "exchange-sfb.pcap")]).events
+    tampered = next(e for e in events if e.cred_fp == "9c582e045724")
+    assert tampered.credential and tampered.ms_diagnostics
+    paste = (
+        f"POST {tampered.uri} HTTP/1.1\nHost: {tampered.host}\n"
+        f"Authorization: Bearer {tampered.credential}\n\n"
+        f"HTTP/1.1 401 Unauthorized\nx-ms-diagnostics: {tampered.ms_diagnostics}\n"
+    )
+    code, data = run_json(capsys, monkeypatch, paste, "--keys", SFB_CERT, "--at", str(tampered.ts))
+    assert code == 1
+    ids = [r["id"] for r in data["exit_reasons"]]
+    assert "actor-bad-signature" in ids and ids[-1] == "ms-diagnostics"  # tampered: exp moved
+    assert data["diagnostics"][0]["diagnostic"]["category"] == "invalid_signature"
+    assert "the server answered x-ms-diagnostics 2000000 invalid_signature" in data["line"]

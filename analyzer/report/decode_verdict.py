@@ -106,14 +106,13 @@ def judge(
             problems.append(Reason(f"{prefix}bad-signature", f"{label} {result.detail}"))
         elif result.status == "unknown-key":
             hint = key_hint(layer)
-            ident = _key_ident(layer)
             if keys_given:
-                problems.append(
-                    Reason(
-                        f"{prefix}unknown-key",
-                        f"{label} signing key {ident} is not among the keys given; {hint.text}",
-                    )
+                missing = (
+                    f"signing key {_key_ident(layer)} is not among the keys given"
+                    if layer.x5t or layer.kid
+                    else "names no key and none of the keys given verifies it"
                 )
+                problems.append(Reason(f"{prefix}unknown-key", f"{label} {missing}; {hint.text}"))
             else:
                 sig_phrase = f"signature not checked (no key: {hint.text})"
                 notes.append(Reason(f"{prefix}signature-not-checked", sig_phrase))
@@ -263,9 +262,7 @@ def _key_ident(layer: DecodedToken) -> str:
     if layer.x5t:
         hexed = x5t_to_hex(layer.x5t)
         return f"thumbprint {hexed} (x5t {layer.x5t})" if hexed else f"x5t {layer.x5t}"
-    if layer.kid:
-        return f"kid {layer.kid}"
-    return "(the token names no key)"
+    return f"kid {layer.kid}"
 
 
 def _key_name(key: SigningKey) -> str:

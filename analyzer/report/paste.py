@@ -32,7 +32,7 @@ class Pasted:
     ``kind`` is ``token`` (``token`` holds the bearer text), ``diagnostics`` (only an
     ``x-ms-diagnostics`` value: ``diagnostics`` holds it), ``other-scheme`` (an Authorization
     header with a non-bearer credential, ``scheme`` names it) or ``empty`` (nothing, or the empty
-    ``Bearer`` realm-discovery probe).
+    ``Bearer`` realm-discovery probe) or ``none`` (text in which no token was found).
     """
 
     kind: str
@@ -129,14 +129,16 @@ def find_credential(text: str) -> Pasted:
     if _BARE_DIAG.match(text):
         return Pasted("diagnostics", **{**context, "diagnostics": (text,)})
     bare = text
-    if bare[:7].lower() == "bearer ":
+    if bare[:7].lower() == "bearer " or bare.lower() == "bearer":
         bare = bare[7:].strip()
         origin = "Bearer value"
     else:
         origin = "bare token"
     token = _bearer(bare)
     if not token:
-        return Pasted("empty", **context)
+        return Pasted("empty", origin=origin if text else "", **context)
+    if any(c.isspace() for c in token):  # words, not a token: nothing recognisable was pasted
+        return Pasted("none", **context)
     return Pasted("token", token, origin, **context)
 
 
