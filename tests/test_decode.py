@@ -448,6 +448,11 @@ def test_hints_follow_the_issuer(gen, keys, capsys, monkeypatch) -> None:
     # with the right key given, the hybrid actor verifies and the hint goes away
     code, data = run_json(capsys, monkeypatch, hybrid, "--keys", ACS_CERT, "--at", str(T0 + 60))
     assert code == 0 and data["key_hint"] is None
+    assert data["line"].startswith(
+        "OK: Exchange via Microsoft STS (Azure ACS / Entra ID) -> "
+        f"Exchange@{TENANT} (outlook.office365.com), signature verified (RS256, thumbprint "
+        f"{thumbprint(keys['acs'])}, "
+    )
     assert "CN=accounts.accesscontrol.windows.net" in data["line"]
 
 

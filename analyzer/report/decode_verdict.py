@@ -229,8 +229,13 @@ def _check_reason(check: Check, token: DecodedToken, at: float, ref: str) -> Rea
 
 
 def _who(token: DecodedToken) -> str:
-    """``Skype for Business / Lync -> Exchange@contoso.com (mail.contoso.com)``."""
-    return f"{_issuer_name(token.iss)} -> {_audience_name(token.aud)}"
+    """``Skype for Business / Lync -> Exchange@contoso.com (mail.contoso.com)``; an actor from
+    another issuer (ACS in hybrid) is named too: ``Exchange via Microsoft STS (...) -> ...``."""
+    issuer = _issuer_name(token.iss)
+    actor = token.actor_token
+    if actor is not None and actor.iss and _issuer_name(actor.iss) != issuer:
+        issuer += f" via {_issuer_name(actor.iss)}"
+    return f"{issuer} -> {_audience_name(token.aud)}"
 
 
 def _issuer_name(iss: str | None) -> str:
