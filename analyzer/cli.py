@@ -279,51 +279,12 @@ def _report(args: argparse.Namespace) -> int:
 
 def _decode(args: argparse.Namespace) -> int:
     """``decode``: verdict first; exit 0 OK, 1 PROBLEM, 2 bad input (see the parser's epilog)."""
-    import json
-    from dataclasses import replace
-
-    from analyzer.oauth.diagnostics import parse_ms_diagnostics
-    from analyzer.oauth.tokens import decode_token
-    from analyzer.report.decode_verdict import with_server_answer
-    from analyzer.report.diagnostics_text import (
-        diagnostic_line,
-        diagnostic_to_dict,
-        write_diagnostic,
-    )
-    from analyzer.report.explain import explain, work_out, write_explanation
-    from analyzer.report.paste import PasteError, find_credential, read_paste
+    from analyzer.report.decode_command import DecodeInputError, pasted_input, run_decode
 
     try:
-        pasted = find_credential(read_paste(args.token))
-    except PasteError as exc:
+        pasted, diagnostics = pasted_input(args.token)
+    except DecodeInputError as exc:
         _error(str(exc))
-        return 2
-    diagnostics = [d for d in map(parse_ms_diagnostics, pasted.diagnostics) if d is not None]
-    if pasted.kind == "diagnostics" and diagnostics:
-        if args.json:
-            print(json.dumps(diagnostic_to_dict(diagnostics[0]), indent=2, ensure_ascii=False))
-        else:
-            write_diagnostic(diagnostics[0], sys.stdout)
-        return 1
-    if pasted.kind == "other-scheme":
-        scheme = _SCHEME_NAMES.get(pasted.scheme or "", pasted.scheme)
-        _error(
-            f"the {pasted.origin} carries {scheme} credentials, not a bearer token (decode "
-            "explains bearer tokens; run analyze on a capture for the rest)"
-        )
-        return 2
-    if pasted.kind == "none":
-        _error(
-            "no token in the pasted text (looked for an Authorization header, access_token, "
-            "an x-ms-diagnostics value or a token)"
-        )
-        return 2
-    if pasted.kind != "token":
-        _error(
-            "no token given (pass it as an argument, @FILE or on standard input)"
-            if not pasted.origin
-            else "the pasted Bearer is empty (the realm-discovery probe): no token to decode"
-        )
         return 2
     store = KeyStore()
     for path in args.keys:
@@ -332,42 +293,17 @@ def _decode(args: argparse.Namespace) -> int:
     if at is None:
         _error(f"--at {args.at!r}: not epoch seconds or an ISO 8601 time")
         return 2
-    done = work_out(
-        decode_token(pasted.token),
+    return run_decode(
+        pasted,
+        diagnostics,
         store,
         at=at,
+        at_label=label,
         at_given=args.at is not None,
-        host=args.host or pasted.host,
+        host=args.host,
+        as_json=args.json,
+        reveal_secrets=args.reveal_secrets,
     )
-    if diagnostics:
-        answers = [line.removeprefix("PROBLEM: ") for line in map(diagnostic_line, diagnostics)]
-        done = replace(done, verdict=with_server_answer(done.verdict, answers))
-    options = {
-        "at": at,
-        "at_label": label,
-        "reveal_secrets": args.reveal_secrets,
-        "pasted": pasted,
-        "diagnostics": diagnostics,
-    }
-    try:
-        if args.json:
-            print(json.dumps(explain(done, **options), indent=2, ensure_ascii=False))
-        else:
-            write_explanation(done, sys.stdout, **options)
-        sys.stdout.flush()
-    except BrokenPipeError:  # `decode ... | head -1` reads the verdict line and goes away
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return done.verdict.exit_code
-
-
-#: Scheme words as people write them, for decode's "not a bearer token" message.
-_SCHEME_NAMES = {
-    "basic": "Basic",
-    "digest": "Digest",
-    "negotiate": "Negotiate",
-    "ntlm": "NTLM",
-    "kerberos": "Kerberos",
-}
 
 
 def _verify(args: argparse.Namespace) -> int:

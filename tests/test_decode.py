@@ -508,3 +508,19 @@ def test_capture_rejection_pasted_with_its_token(capsys, monkeypatch) -> None:
     assert "actor-bad-signature" in ids and ids[-1] == "ms-diagnostics"  # tampered: exp moved
     assert data["diagnostics"][0]["diagnostic"]["category"] == "invalid_signature"
     assert "the server answered x-ms-diagnostics 2000000 invalid_signature" in data["line"]
+
+
+def test_reader_leaving_early_is_not_an_error(gen, keys) -> None:
+    """``decode ... | head -1``: the verdict's exit status, no 'Broken pipe' message."""
+    import subprocess
+
+    token = s2s(gen, keys)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "analyzer", "decode", token, "--at", str(EXP + 3600)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # gone before the first line is written
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 1 and err == b""
