@@ -91,37 +91,14 @@ def judge(
     (``(prefix, layer, result)``, prefix ``""`` or ``"actor-"``) at time ``at``."""
     ref = "--at" if at_given else "now"
     problems: list[Reason] = []
-    notes: list[Reason] = []
     if token.format in _UNCHECKABLE:
         problems.append(
             Reason("not-checkable", f"{_UNCHECKABLE[token.format]}: nothing to check offline")
         )
     problems += [_check_reason(c, token, at, ref) for c in checks if c.ok is False]
 
-    sig_phrase = ""
-    hint: KeyHint | None = None
-    for prefix, layer, result in signatures:
-        label = "actor token" if prefix else "token"
-        if result.status == "bad-signature":
-            problems.append(Reason(f"{prefix}bad-signature", f"{label} {result.detail}"))
-        elif result.status == "unknown-key":
-            hint = key_hint(layer)
-            if keys_given:
-                missing = (
-                    f"signing key {_key_ident(layer)} is not among the keys given"
-                    if layer.x5t or layer.kid
-                    else "names no key and none of the keys given verifies it"
-                )
-                problems.append(Reason(f"{prefix}unknown-key", f"{label} {missing}; {hint.text}"))
-            else:
-                sig_phrase = f"signature not checked (no key: {hint.text})"
-                notes.append(Reason(f"{prefix}signature-not-checked", sig_phrase))
-        elif result.status == "verified" and result.key is not None:
-            key = result.key
-            sig_phrase = f"signature verified ({layer.alg}, {_key_name(key)})"
-            cert_problems, cert_notes = certificate_notes(key, at, ref, prefix)
-            problems += cert_problems
-            notes += cert_notes
+    sig_problems, notes, sig_phrase, hint = _signature_reasons(signatures, at, ref, keys_given)
+    problems = sig_problems + problems  # a forged or unverifiable token is the headline
 
     if problems:
         parts = [r.message for r in problems]
@@ -209,6 +186,44 @@ def span(seconds: float) -> str:
 
 
 # -- helpers -------------------------------------------------------------------------------
+def _signature_reasons(
+    signatures: list[tuple[str, DecodedToken, SignatureResult]],
+    at: float,
+    ref: str,
+    keys_given: bool,
+) -> tuple[list[Reason], list[Reason], str, KeyHint | None]:
+    """(problems, notes, phrase for the line, key hint) from each layer's signature result."""
+    problems: list[Reason] = []
+    notes: list[Reason] = []
+    phrase = ""
+    hint: KeyHint | None = None
+    for prefix, layer, result in signatures:
+        label = "actor token" if prefix else "token"
+        if result.status == "bad-signature":
+            message = f"{label} signature does not verify: {result.detail}"
+            if result.key is not None and result.key.thumbprint:
+                message += f" [thumbprint {result.key.thumbprint}]"
+            problems.append(Reason(f"{prefix}bad-signature", message))
+        elif result.status == "unknown-key":
+            hint = key_hint(layer)
+            if keys_given:
+                missing = (
+                    f"signing key {_key_ident(layer)} is not among the keys given"
+                    if layer.x5t or layer.kid
+                    else "names no key and none of the keys given verifies it"
+                )
+                problems.append(Reason(f"{prefix}unknown-key", f"{label} {missing}; {hint.text}"))
+            else:
+                phrase = f"signature not checked (no key: {hint.text})"
+                notes.append(Reason(f"{prefix}signature-not-checked", phrase))
+        elif result.status == "verified" and result.key is not None:
+            phrase = f"signature verified ({layer.alg}, {_key_name(result.key)})"
+            cert_problems, cert_notes = certificate_notes(result.key, at, ref, prefix)
+            problems += cert_problems
+            notes += cert_notes
+    return problems, notes, phrase, hint
+
+
 def _check_reason(check: Check, token: DecodedToken, at: float, ref: str) -> Reason:
     """A failed check as a sentence; the time checks say how far off ``--at`` is."""
     prefix = "actor-" if check.id.startswith("actor-") else ""
