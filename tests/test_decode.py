@@ -210,6 +210,13 @@ def test_unsigned_token_without_signed_actor_is_a_problem(gen, capsys, monkeypat
     assert code == 1
     assert [r["id"] for r in data["exit_reasons"]] == ["signed"]
     assert "unsigned token (alg none) without a signed actor" in data["line"]
+    # an S2S outer token whose actor is unsigned too
+    actor = gen.mint_unsigned({**claims, "trustedfordelegation": "true"})
+    outer = gen.mint_unsigned(gen.user_context(AUD, claims["iss"], USER, actor, T0, EXP))
+    code, data = run_json(capsys, monkeypatch, outer, "--at", str(T0 + 60))
+    assert code == 1
+    assert "actor-signed" in [r["id"] for r in data["exit_reasons"]]
+    assert "actor token is not signed" in data["line"]
 
 
 def test_any_failed_check_is_a_problem(gen, keys, capsys, monkeypatch) -> None:
@@ -337,6 +344,20 @@ def test_diagnostics_value_is_explained_with_advice(text, capsys, monkeypatch) -
     assert "  detail     Exchange error 3001: token expired" in lines
     advice = next(line for line in lines if line.startswith("  what to do "))
     assert "clocks" in advice and "w32tm" in advice
+
+
+def test_every_known_code_comes_with_its_own_advice(capsys, monkeypatch) -> None:
+    from analyzer.oauth.diagnostics import KNOWN_CODES
+
+    def advice(value: str) -> str:
+        status, data = run_json(capsys, monkeypatch, value)
+        assert status == 1
+        return data["advice"]
+
+    generic = advice('1234567;reason="something failed"')
+    assert generic.startswith("Unknown category")
+    for code in KNOWN_CODES:
+        assert advice(f'{code};reason="something failed"') != generic, code
 
 
 def test_diagnostics_json_and_skype_form(capsys, monkeypatch) -> None:
