@@ -282,6 +282,7 @@ def test_every_pasted_form_finds_the_token(form, gen, keys, tmp_path, capsys, mo
     assert code == 0, data["line"]
     want = hashlib.sha256(token.encode()).hexdigest()[:12]
     assert data["fingerprint"] == want and data["format"] == "jwt-unsigned"
+    assert token.split(".")[1][:40] not in json.dumps(data)  # not even in the request line
 
 
 def test_pasted_request_head_says_where_and_checks_its_host(gen, keys, capsys, monkeypatch) -> None:
