@@ -115,8 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--keys, an unsigned token that is not an S2S outer token with a signed actor, an "
         "expired signing certificate, a token nothing can check offline, or any "
         "x-ms-diagnostics value); 2 on bad input (no token, unreadable @FILE or key file, "
-        "bad --at). Without --keys the signature is not checked and the verdict says which "
-        "metadata document would check it.",
+        "bad --at, a non-bearer credential). Without --keys the signature is not checked "
+        "and the verdict says which metadata document would check it.",
     )
     decode.add_argument(
         "token",
