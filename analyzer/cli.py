@@ -126,21 +126,43 @@ def build_parser() -> argparse.ArgumentParser:
     _keys_option(verify)
     _tls_option(verify)
 
-    decode = sub.add_parser("decode", help="explain one token: layers, principals, times, checks")
+    decode = sub.add_parser(
+        "decode",
+        help="explain one token or x-ms-diagnostics value, verdict first "
+        "(exit 0 OK, 1 PROBLEM, 2 bad input)",
+        description="Explain one pasted token, verdict first: OK or PROBLEM in one line, then "
+        "the layers, principals, times, signature and checks. Accepts a bare token, 'Bearer "
+        "<token>', an Authorization header line, a whole request head (Authorization / "
+        "Proxy-Authorization header or access_token in the query), or an x-ms-diagnostics "
+        "value.",
+        epilog="Exit status: 0 when every check passes; 1 when one fails (a failed token "
+        "check, expired or not yet valid at --at, a bad signature, a signing key not among "
+        "--keys, an unsigned token that is not an S2S outer token with a signed actor, an "
+        "expired signing certificate, a token nothing can check offline, or any "
+        "x-ms-diagnostics value); 2 on bad input (no token, unreadable @FILE or key file, "
+        "bad --at, a non-bearer credential). Without --keys the signature is not checked "
+        "and the verdict says which metadata document would check it.",
+    )
     decode.add_argument(
         "token",
         nargs="?",
         default="-",
         metavar="TOKEN",
-        help="the token, 'Bearer <token>' or an Authorization line; '-' or nothing reads stdin",
+        help="the token, 'Bearer <token>', a header line, a request head or an x-ms-diagnostics "
+        "value; @FILE reads it from FILE; '-' or nothing reads stdin",
     )
     decode.add_argument("--json", action="store_true", help="machine-readable output")
     decode.add_argument(
         "--at",
         metavar="TIME",
-        help="check nbf/exp at this time (epoch seconds or ISO 8601; default: now)",
+        help="check nbf/exp and certificates at this time (epoch seconds or ISO 8601; "
+        "default: now)",
     )
-    decode.add_argument("--host", help="the Host the token was sent to (audience host check)")
+    decode.add_argument(
+        "--host",
+        help="the Host the token was sent to (audience host check; default: the Host header "
+        "of a pasted request)",
+    )
     decode.add_argument(
         "--reveal-secrets", action="store_true", help="also print the token text itself"
     )
@@ -306,13 +328,13 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _decode(args: argparse.Namespace) -> int:
-    from analyzer.oauth.tokens import decode_token
-    from analyzer.report.explain import clean_token_text, write_explanation
+    """``decode``: verdict first; exit 0 OK, 1 PROBLEM, 2 bad input (see the parser's epilog)."""
+    from analyzer.report.decode_command import DecodeInputError, pasted_input, run_decode
 
-    text = sys.stdin.read() if args.token == "-" else args.token
-    text = clean_token_text(text)
-    if not text:
-        _error("no token given (pass it as an argument or on standard input)")
+    try:
+        pasted, diagnostics = pasted_input(args.token)
+    except DecodeInputError as exc:
+        _error(str(exc))
         return 2
     store = KeyStore()
     for path in args.keys:
@@ -321,17 +343,17 @@ def _decode(args: argparse.Namespace) -> int:
     if at is None:
         _error(f"--at {args.at!r}: not epoch seconds or an ISO 8601 time")
         return 2
-    write_explanation(
-        decode_token(text),
+    return run_decode(
+        pasted,
+        diagnostics,
         store,
-        sys.stdout,
         at=at,
         at_label=label,
+        at_given=args.at is not None,
         host=args.host,
-        reveal_secrets=args.reveal_secrets,
         as_json=args.json,
+        reveal_secrets=args.reveal_secrets,
     )
-    return 0
 
 
 def _verify(args: argparse.Namespace) -> int:

@@ -151,7 +151,8 @@ def test_decode_explains_layers_principals_times_and_checks() -> None:
         stdin=f"Authorization: Bearer {text}\n",
     )
     out = proc.stdout
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # expired at --at: a PROBLEM
+    assert out.startswith("PROBLEM: expired 2 days 16 h before --at")
     assert "unsigned JWT (alg none)" in out
     assert "Actor token fp=7491a62b9831" in out
     assert "= Skype for Business / Lync (00000004-…)@contoso.com" in out
@@ -171,7 +172,8 @@ def test_decode_json_and_bad_input() -> None:
     assert {c["id"] for c in data["checks"] if c["ok"] is False} == set()
     assert text not in proc.stdout
     bad = run_cli("decode", "not.a.jwt!", "--json")
-    assert bad.returncode == 0 and json.loads(bad.stdout)["format"] in ("opaque", "malformed")
+    assert bad.returncode == 1 and json.loads(bad.stdout)["format"] in ("opaque", "malformed")
+    assert json.loads(bad.stdout)["verdict"] == "problem"
     when = run_cli("decode", text, "--at", "yesterday")
     assert when.returncode == 2 and when.stderr.count("\n") == 1
 

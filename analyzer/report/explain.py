@@ -3,73 +3,107 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import IO, Any
 
 from analyzer.oauth.checks import Check, check_token
-from analyzer.oauth.keys import KeyStore, verify_token
+from analyzer.oauth.diagnostics import MsDiagnostic
+from analyzer.oauth.keys import KeyStore, SignatureResult, SigningKey, verify_token, x5t_to_hex
 from analyzer.oauth.principals import parse_principal
 from analyzer.oauth.tokens import DecodedToken, iso_utc
+from analyzer.report.decode_verdict import Verdict, certificate_notes, judge
+from analyzer.report.diagnostics_text import diagnostic_to_dict, write_diagnostic
+from analyzer.report.paste import Pasted
 
 PRINCIPAL_CLAIMS = {"iss": "issuer", "aud": "audience", "nameid": "nameid", "actor": "nameid"}
 TIME_CLAIMS = ("iat", "nbf", "exp")
 
 
-def clean_token_text(text: str) -> str:
-    """Accept what people paste: a bare token, ``Bearer <token>`` or a whole header line."""
-    text = text.strip()
-    if ":" in text.split(" ", 1)[0] and text.lower().startswith(
-        ("authorization:", "proxy-authorization:")
-    ):
-        text = text.split(":", 1)[1].strip()
-    if text[:7].lower() == "bearer ":
-        text = text[7:].strip()
-    return text
+@dataclass(frozen=True, slots=True)
+class Explained:
+    """One token worked through once: checks, per-layer signatures and the verdict."""
+
+    token: DecodedToken
+    checks: list[Check]
+    signatures: list[tuple[str, DecodedToken, SignatureResult]]
+    verdict: Verdict
 
 
-def explain(
+def work_out(
     token: DecodedToken,
     store: KeyStore,
     *,
     at: float,
-    at_label: str,
+    at_given: bool,
     host: str | None,
-    reveal_secrets: bool,
-) -> dict[str, Any]:
-    """Everything ``decode`` reports, as one JSON-ready dict."""
+) -> Explained:
+    """Check ``token``, verify each signed layer against ``store`` and judge the result."""
     checks = check_token(token, at=at, host=host)
-    out: dict[str, Any] = {
-        "fingerprint": token.fingerprint,
-        "format": token.format,
-        "size": token.size,
-        "checked_at": iso_utc(at),
-        "checked_at_source": at_label,
-        "token": token.to_dict(reveal_secrets=reveal_secrets),
-        "signature": verify_token(token, store).to_dict(),
-        "checks": [c.to_dict() for c in checks],
-    }
-    if token.actor_token is not None:
-        out["actor_signature"] = verify_token(token.actor_token, store).to_dict()
+    signatures = [
+        (prefix, layer, verify_token(layer, store))
+        for prefix, layer in (("", token), ("actor-", token.actor_token))
+        if layer is not None
+    ]
+    verdict = judge(token, checks, signatures, at=at, at_given=at_given, keys_given=len(store) > 0)
+    return Explained(token, checks, signatures, verdict)
+
+
+def explain(
+    done: Explained,
+    *,
+    at: float,
+    at_label: str,
+    reveal_secrets: bool,
+    pasted: Pasted | None = None,
+    diagnostics: list[MsDiagnostic] | None = None,
+) -> dict[str, Any]:
+    """Everything ``decode`` reports, as one JSON-ready dict (the verdict first)."""
+    token = done.token
+    out: dict[str, Any] = {**done.verdict.to_dict(), "kind": "token"}
+    out.update(
+        {
+            "fingerprint": token.fingerprint,
+            "format": token.format,
+            "size": token.size,
+            "found_in": pasted.origin if pasted else None,
+            "request": pasted.request if pasted else None,
+            "host": pasted.host if pasted else None,
+            "checked_at": iso_utc(at),
+            "checked_at_source": at_label,
+            "token": token.to_dict(reveal_secrets=reveal_secrets),
+        }
+    )
+    for prefix, layer, result in done.signatures:
+        name = "actor_signature" if prefix else "signature"
+        out[name] = {**result.to_dict(), "token_x5t": _x5t_view(layer)}
+        if result.key is not None:
+            out[name]["key"]["thumbprint"] = result.key.thumbprint
+    out["checks"] = [c.to_dict() for c in done.checks]
+    if diagnostics:
+        out["diagnostics"] = [diagnostic_to_dict(d) for d in diagnostics]
     return out
 
 
 def write_explanation(
-    token: DecodedToken,
-    store: KeyStore,
+    done: Explained,
     out: IO[str],
     *,
     at: float,
     at_label: str,
-    host: str | None,
     reveal_secrets: bool,
-    as_json: bool,
+    pasted: Pasted | None = None,
+    diagnostics: list[MsDiagnostic] | None = None,
 ) -> None:
-    """Write the explanation of ``token`` to ``out`` (text for people, or JSON)."""
-    if as_json:
-        data = explain(
-            token, store, at=at, at_label=at_label, host=host, reveal_secrets=reveal_secrets
-        )
-        out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-        return
+    """Write the explanation to ``out`` for people: the verdict line first."""
+    token = done.token
+    out.write(done.verdict.line + "\n\n")
+    if pasted is not None and pasted.origin:
+        where = pasted.origin
+        if pasted.request:
+            where += f" ({pasted.request}" + (f", Host {pasted.host})" if pasted.host else ")")
+        out.write(f"Read from: {where}\n")
+        if pasted.ignored:
+            out.write(f"  ({pasted.ignored} more credential(s) in the paste not decoded)\n")
     out.write(f"Token fp={token.fingerprint}: {_format_name(token)}, {token.size:,} characters\n")
     if token.problems:
         out.write("Problems: " + "; ".join(token.problems) + "\n")
@@ -78,23 +112,54 @@ def write_explanation(
         out.write("\n")
         _layer(token.actor_token, f"Actor token fp={token.actor_fp}", out)
     out.write("\nSignature\n")
-    for label, layer in (("token", token), ("actor", token.actor_token)):
-        if layer is not None:
-            result = verify_token(layer, store)
-            out.write(f"  {label:<6} {result.status}: {result.detail}\n")
-            if result.key is not None:
-                out.write(f"         key from {result.key.source.location}\n")
+    for prefix, _layer_token, result in done.signatures:
+        label = "actor" if prefix else "token"
+        out.write(f"  {label:<6} {result.status}: {result.detail}\n")
+        if result.key is not None:
+            _key_lines(result.key, at, out)
+    hint = done.verdict.key_hint
+    if hint is not None:
+        out.write(f"         key: {hint.text}\n")
     out.write(f"\nChecks (times checked at {iso_utc(at)}, {at_label})\n")
-    for check in check_token(token, at=at, host=host):
+    for check in done.checks:
         out.write(f"  {_mark(check)} {check.id}: {check.message}\n")
+    for diag in diagnostics or ():
+        out.write("\nThe server's answer (x-ms-diagnostics in the paste)\n")
+        write_diagnostic(diag, out, verdict=False)
     if reveal_secrets and token.text:
         out.write(f"\nToken text\n  {token.text}\n")
+
+
+def _key_lines(key: SigningKey, at: float, out: IO[str]) -> None:
+    """The verifying key as Windows names it: thumbprint, subject, validity, source."""
+    pad = " " * 9
+    if key.thumbprint:
+        out.write(f"{pad}thumbprint {key.thumbprint} (x5t {key.x5t})\n")
+    if key.subject:
+        out.write(f"{pad}subject    {key.subject}\n")
+    if key.not_before is not None or key.not_after is not None:
+        problems, notes = certificate_notes(key, at, "the check time")
+        flag = "".join(f"  !! {r.message}" for r in (*problems, *notes))
+        valid = f"{iso_utc(key.not_before) or '?'} .. {iso_utc(key.not_after) or '?'}"
+        out.write(f"{pad}valid      {valid}{flag}\n")
+    out.write(f"{pad}key from   {key.source.location}\n")
+
+
+def _x5t_view(token: DecodedToken) -> dict[str, str | None] | None:
+    """The token's own key reference, base64url and as a Windows hex thumbprint."""
+    if not token.x5t:
+        return None
+    return {"x5t": token.x5t, "thumbprint": x5t_to_hex(token.x5t)}
 
 
 def _layer(token: DecodedToken, title: str, out: IO[str]) -> None:
     out.write(f"{title}\n")
     if token.header is not None:
         out.write(f"  header  {json.dumps(token.header, ensure_ascii=False)}\n")
+    if token.x5t:
+        out.write(
+            f"          x5t = thumbprint {x5t_to_hex(token.x5t) or '(not a SHA-1 thumbprint)'}\n"
+        )
     claims = token.to_dict(reveal_secrets=False).get("claims") or {}
     if not claims:
         out.write("  (no claims to show)\n")
