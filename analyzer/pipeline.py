@@ -6,8 +6,9 @@ capture reader at the front.
 
 from __future__ import annotations
 
-import math
+import ipaddress
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from analyzer.analysis.findings import Context, run_rules
 from analyzer.analysis.handshakes import group_handshakes, pair_verdicts
@@ -21,10 +22,14 @@ from analyzer.model import (
     Finding,
     Handshake,
     PairVerdict,
+    TlsConnection,
     TokenRecord,
     evolve,
 )
 from analyzer.protocols.http_exchange import Exchange, HttpConnection
+
+if TYPE_CHECKING:
+    from analyzer.oauth.certificates import CertificateFacts
 
 
 def read_decrypted(path: str, keylog: str, stats: CaptureStats) -> Iterator[tuple]:
@@ -56,6 +61,7 @@ class AnalysisResult:
         "handshakes",
         "key_warnings",
         "keys",
+        "tls",
     )
 
     def __init__(
@@ -68,6 +74,7 @@ class AnalysisResult:
         findings: list[Finding] | None = None,
         keys: int = 0,
         key_warnings: list[str] | None = None,
+        tls: list[TlsConnection] | None = None,
         *,
         derive_tokens: Callable[[], list[TokenRecord]] | None = None,
     ) -> None:
@@ -76,6 +83,8 @@ class AnalysisResult:
         self.handshakes = handshakes if handshakes is not None else []
         self.keys = keys  # signing keys available (captured documents and key files)
         self.key_warnings = key_warnings if key_warnings is not None else []
+        # every TLS connection, in capture-time order (inspected: decrypted with --tls-keylog)
+        self.tls = tls if tls is not None else []
         self._tokens = tokens
         self._verdicts = verdicts
         self._findings = findings
@@ -109,7 +118,12 @@ class EventCollector:
 
     def __init__(self) -> None:
         self.events: list[Event] = []
+        self.tls: list[TlsConnection] = []
         self.stats = CaptureStats()  # the capture being read now
+        # 4-tuples (text addresses, both directions) of the connections a key log decrypted:
+        # their TLS records say inspected
+        self.decrypted: set[tuple[str, int, str, int]] = set()
+        self._certificates: dict[bytes, CertificateFacts | None] = {}  # DER -> facts
 
     def connection(self, info: ConnectionInfo) -> HttpConnection:
         return HttpConnection(
@@ -119,8 +133,37 @@ class EventCollector:
     def closed(self, conn: HttpConnection) -> None:
         if conn.is_http:
             self.stats.http_connections += 1
+        elif conn.tls is not None:
+            self.tls.append(self._tls_record(conn))
+            if not self.tls[-1].inspected:
+                self.stats.tls_connections += 1
         elif conn.a_to_b.looks_tls or conn.b_to_a.looks_tls:
             self.stats.tls_connections += 1
+
+    def _tls_record(self, conn: HttpConnection) -> TlsConnection:
+        info = conn.info
+        assert conn.tls is not None
+        der = conn.tls.server_certificate(info.a_port, info.b_port, info.syn_seen)
+        facts = None
+        if der is not None:
+            if der not in self._certificates:
+                from analyzer.oauth.certificates import certificate_facts
+
+                self._certificates[der] = certificate_facts(der)
+            facts = self._certificates[der]
+        return conn.tls.record(
+            conn.conn_id,
+            info.first_ts,
+            (info.a_ip, info.a_port),
+            (info.b_ip, info.b_port),
+            info.syn_seen,
+            inspected=(info.a_ip, info.a_port, info.b_ip, info.b_port) in self.decrypted,
+            certificate=facts,
+        )
+
+    def finished_tls(self) -> list[TlsConnection]:
+        """TLS connections in capture-time order."""
+        return sorted(self.tls, key=lambda t: (t.ts, t.conn_id))
 
     def exchange(self, exchange: Exchange) -> None:
         event = build_event(exchange, len(self.events) + 1)  # numbered as if already in order
@@ -182,6 +225,7 @@ def analyze_paths(
     if reassembler is not None:
         reassembler.flush()
     events = collector.finished_events()
+    tls = collector.finished_tls()
     store = load_keys(events, key_files)
     tokens = TokenAnalysis(store)
     # token and handshake fields are set in one copy of each event
@@ -192,6 +236,7 @@ def analyze_paths(
         handshakes=handshakes,
         keys=len(store),
         key_warnings=list(store.warnings),
+        tls=tls,
         derive_tokens=lambda: tokens.records(reveal_secrets),
     )
 
@@ -213,19 +258,18 @@ def _read_one(
     decrypted = read_decrypted(path, tls_keylog, stats) if tls_keylog else None
     # read_packets raises CaptureError for a non-capture before tshark runs
     packets = read_packets(path, stats, reassembler, every)
-    skip = _read_tls(decrypted, stats, collector) if decrypted is not None else set()
-    for key in skip:
-        reassembler.ignored[key] = math.inf  # ciphertext of a decrypted connection
+    keys = _read_tls(decrypted, stats, collector) if decrypted is not None else set()
+    # The ciphertext of a decrypted connection is read too, for its handshake (TLS record,
+    # inspected); its bytes past the handshake are skipped like any other TLS connection's.
+    collector.decrypted |= {(_ip(k[0]), k[1], _ip(k[2]), k[3]) for k in keys}
     reassembler.run(packets)
-    for key in skip:
-        reassembler.ignored.pop(key, None)
     if progress is not None:
         progress(path, stats.bytes)
 
 
 def _read_tls(packets: Iterable[tuple], stats: CaptureStats, collector: EventCollector) -> set:
     """Reassemble one file's decrypted TLS connections on their own; return their 4-tuples (both
-    directions) so the cleartext read skips their ciphertext."""
+    directions) so the cleartext read marks their TLS records inspected."""
     keys: set[tuple] = set()
 
     def noted() -> Iterable[tuple]:
@@ -235,6 +279,12 @@ def _read_tls(packets: Iterable[tuple], stats: CaptureStats, collector: EventCol
             yield p
 
     tls = TcpReassembler(collector.tls_connection, stats)
+    counted = stats.tcp_connections
     tls.run(noted())
     tls.flush()
+    stats.tcp_connections = counted  # the cleartext read counts these connections
     return keys
+
+
+def _ip(packed: bytes) -> str:
+    return str(ipaddress.ip_address(bytes(packed)))
