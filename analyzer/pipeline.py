@@ -30,6 +30,7 @@ from analyzer.protocols.http_exchange import Exchange, HttpConnection
 
 if TYPE_CHECKING:
     from analyzer.oauth.certificates import CertificateFacts
+    from analyzer.oauth.keys import SigningKey
 
 
 def read_decrypted(path: str, keylog: str, stats: CaptureStats) -> Iterator[tuple]:
@@ -54,6 +55,7 @@ class AnalysisResult:
     __slots__ = (
         "_derive_tokens",
         "_findings",
+        "_token_keys",
         "_tokens",
         "_verdicts",
         "captures",
@@ -61,6 +63,7 @@ class AnalysisResult:
         "handshakes",
         "key_warnings",
         "keys",
+        "signing_keys",
         "tls",
     )
 
@@ -75,8 +78,10 @@ class AnalysisResult:
         keys: int = 0,
         key_warnings: list[str] | None = None,
         tls: list[TlsConnection] | None = None,
+        signing_keys: list[SigningKey] | None = None,
         *,
         derive_tokens: Callable[[], list[TokenRecord]] | None = None,
+        token_keys: Callable[[], dict[str, SigningKey]] | None = None,
     ) -> None:
         self.events = events if events is not None else []
         self.captures = captures if captures is not None else []
@@ -85,6 +90,9 @@ class AnalysisResult:
         self.key_warnings = key_warnings if key_warnings is not None else []
         # every TLS connection, in capture-time order (inspected: decrypted with --tls-keylog)
         self.tls = tls if tls is not None else []
+        # the signing keys themselves (thumbprint, subject, validity, where they came from)
+        self.signing_keys = signing_keys if signing_keys is not None else []
+        self._token_keys = token_keys  # token fingerprint -> verifying key, once tokens are known
         self._tokens = tokens
         self._verdicts = verdicts
         self._findings = findings
@@ -108,7 +116,16 @@ class AnalysisResult:
     def findings(self) -> list[Finding]:
         """What the rules found in the events, handshakes, tokens and verdicts."""
         if self._findings is None:
-            context = Context(self.events, self.handshakes, self.tokens, self.verdicts)
+            tokens = self.tokens  # verifies every token: token_keys is complete after it
+            context = Context(
+                self.events,
+                self.handshakes,
+                tokens,
+                self.verdicts,
+                tls=self.tls,
+                keys=self.signing_keys,
+                token_keys=self._token_keys() if self._token_keys is not None else {},
+            )
             self._findings = run_rules(context)
         return self._findings
 
@@ -237,7 +254,9 @@ def analyze_paths(
         keys=len(store),
         key_warnings=list(store.warnings),
         tls=tls,
+        signing_keys=list(store),
         derive_tokens=lambda: tokens.records(reveal_secrets),
+        token_keys=tokens.verifying_keys,
     )
 
 
