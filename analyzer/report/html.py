@@ -30,13 +30,16 @@ from analyzer.model import (
     Finding,
     Handshake,
     PairVerdict,
+    TlsConnection,
     TokenRecord,
 )
+from analyzer.oauth.certificates import expiry, expiry_text
 from analyzer.report import charts
-from analyzer.report.table import _identity, _notes, _scheme, _time
+from analyzer.report.table import _identity, _notes, _scheme, _time, uninspected_lines
 
 if TYPE_CHECKING:
     from analyzer.api import Analysis
+    from analyzer.oauth.keys import SigningKey
 
 VERDICT_TONE = {
     "oauth-only": "good",
@@ -113,12 +116,14 @@ def render_html(
     body = [
         _header(name, captures, result.events),
         _nav(),
-        _verdicts(result.verdicts, result.findings),
+        _verdicts(result.verdicts, result.findings, result.tls),
         _findings(result.findings),
         _charts(analysis) if with_charts else Html(""),
         _pairs(result.verdicts),
         _handshakes(result.handshakes),
         _tokens(result.tokens, reveal),
+        _signing_keys(result.signing_keys, _capture_end(result.events, result.tls)),
+        _tls(result.tls),
         _events(result.events, reveal),
         _captures(captures, result.key_warnings),
         tag(
@@ -192,13 +197,17 @@ def _nav() -> Html:
         ("pairs", "Pairs"),
         ("handshakes", "Handshakes"),
         ("tokens", "Tokens"),
+        ("keys", "Signing keys"),
+        ("tls", "TLS"),
         ("events", "Events"),
         ("captures", "Captures"),
     ]
     return tag("nav", [tag("a", text, href=f"#sec-{anchor}") for anchor, text in links])
 
 
-def _verdicts(verdicts: list[PairVerdict], findings: list[Finding]) -> Html:
+def _verdicts(
+    verdicts: list[PairVerdict], findings: list[Finding], tls: list[TlsConnection] = ()
+) -> Html:
     tones = [VERDICT_TONE.get(v.verdict, "neutral") for v in verdicts]
     tone = min(tones, key=TONE_RANK.__getitem__) if tones else "neutral"
     counts = Counter(v.verdict for v in verdicts)
@@ -210,6 +219,7 @@ def _verdicts(verdicts: list[PairVerdict], findings: list[Finding]) -> Html:
         if verdicts
         else "no authentication handshake was found in the capture(s)",
         f"{len(findings)} finding(s)" + (f": {found}" if found else ""),
+        *uninspected_lines(tls),  # blind spots: what the verdict could not see
     ]
     cards = []
     for v in verdicts:
@@ -608,6 +618,92 @@ def _captures(captures: list[CaptureStats], key_warnings: list[str]) -> Html:
         )
     warnings = [tag("li", f"key warning: {w}") for w in key_warnings]
     return _section("captures", "Captures", head, rows, extra=tag("ul", warnings))
+
+
+def _capture_end(events: list[Event], tls: list[TlsConnection]) -> float | None:
+    times = [e.response_ts or e.ts for e in events] + [t.ts for t in tls]
+    return max(times, default=None)
+
+
+def _validity(not_before: float | None, not_after: float | None, at: float | None) -> Html:
+    """Validity with the 30-day rule's verdict at the capture time ``at``."""
+    text = f"{_when(not_before)} -> {_when(not_after)}"
+    state = expiry(not_after, at)
+    if state is None or not_after is None or at is None:
+        return esc(text)
+    tone = "bad" if state == "expired" else "warn"
+    note = tag("span", expiry_text(not_after, at), class_=f"badge tone-{tone}")
+    return Html(f"{esc(text)} {note}")
+
+
+def _signing_keys(keys: list[SigningKey], at: float | None) -> Html:
+    """The keys tokens were checked against: thumbprint, subject, validity, origin."""
+    head = ["thumbprint (SHA-1)", "subject", "issuer", "valid (UTC)", "key", "published by", "from"]
+    rows = []
+    for k in keys:
+        origin = k.source.location
+        if k.source.ts is not None:
+            origin += f" (captured {_time(k.source.ts)})"
+        rows.append(
+            [
+                tag("code", k.thumbprint or k.x5t or k.kid or "-"),
+                k.subject or "-",
+                k.issuer or "-",
+                _validity(k.not_before, k.not_after, at),
+                k.describe(),
+                k.metadata_issuer or "-",
+                origin,
+            ]
+        )
+    return _section("keys", f"Signing keys ({len(keys)})", head, rows)
+
+
+def _tls(tls: list[TlsConnection]) -> Html:
+    """TLS connections grouped by server, handshake facts and certificate."""
+    groups: dict[tuple, list[TlsConnection]] = {}
+    for t in tls:
+        key = (t.server_ip, t.server_port, t.sni, t.version, t.cert_sha1, t.inspected)
+        groups.setdefault(key, []).append(t)
+    head = [
+        "server",
+        "SNI",
+        "connections",
+        "inspected",
+        "version",
+        "ALPN",
+        "certificate subject",
+        "certificate issuer",
+        "valid (UTC)",
+        "thumbprint (SHA-1)",
+        "first (UTC)",
+        "last (UTC)",
+        "notes",
+    ]
+    rows = []
+    for (ip, port, sni, version, sha1, inspected), conns in groups.items():
+        first = conns[0]
+        problems = sorted({t.problem for t in conns if t.problem})
+        rows.append(
+            [
+                f"{ip}:{port}",
+                sni or "-",
+                _num(len(conns)),
+                "yes" if inspected else tag("span", "no", class_="badge tone-warn"),
+                version or "-",
+                ", ".join(first.alpn) or "-",
+                first.cert_subject or "-",
+                first.cert_issuer or "-",
+                _validity(first.cert_not_before, first.cert_not_after, conns[-1].ts)
+                if sha1
+                else "-",
+                tag("code", sha1) if sha1 else "-",
+                _when(first.ts),
+                _when(conns[-1].ts),
+                "; ".join(problems) or "-",
+            ]
+        )
+    lines = [tag("li", line) for line in uninspected_lines(tls)]
+    return _section("tls", f"TLS connections ({len(tls)})", head, rows, extra=tag("ul", lines))
 
 
 # -- small pieces ----------------------------------------------------------------------------

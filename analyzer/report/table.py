@@ -16,6 +16,7 @@ from analyzer.model import (
     Event,
     Finding,
     PairVerdict,
+    TlsConnection,
     TokenRecord,
 )
 
@@ -28,13 +29,53 @@ def write_table(
     out: IO[str],
     verdicts: list[PairVerdict] = (),
     findings: list[Finding] = (),
+    tls: list[TlsConnection] = (),
 ) -> None:
     """Write the human summary of one analysis to ``out``."""
     _captures(captures, out)
+    write_uninspected(tls, out)
     _pairs(events, out)
     write_verdicts(verdicts, out)
     write_findings(findings, out)
     _events(events, out)
+
+
+#: What to do about TLS that was not read.
+TLS_ADVICE = "pass --tls-keylog, or capture with Fiddler / a decrypting proxy"
+
+
+def uninspected_tls(tls: list[TlsConnection]) -> list[tuple[int, str]]:
+    """Per server, TLS connections nobody decrypted: ``(count, "mail.contoso.com:443
+    (10.1.0.10)")``, most connections first. A server is named by SNI when the ClientHello
+    gave one, else by its address."""
+    counts: Counter[tuple[str, int, str]] = Counter()
+    for t in tls:
+        if not t.inspected:
+            counts[(t.sni or "", t.server_port, t.server_ip)] += 1
+    out = []
+    for (sni, port, ip), n in counts.items():
+        out.append((n, f"{sni}:{port} ({ip})" if sni else f"{ip}:{port}"))
+    out.sort(key=lambda item: (-item[0], item[1]))
+    return out
+
+
+def uninspected_lines(tls: list[TlsConnection]) -> list[str]:
+    """One sentence per server with TLS connections that were not inspected."""
+    return [
+        f"{n:,} TLS connection{'s' if n != 1 else ''} to {server} not inspected: {TLS_ADVICE}"
+        for n, server in uninspected_tls(tls)
+    ]
+
+
+def write_uninspected(tls: list[TlsConnection], out: IO[str]) -> None:
+    """The blind spots: TLS connections not inspected, per server."""
+    lines = uninspected_lines(tls)
+    if not lines:
+        return
+    out.write("Not inspected\n")
+    for line in lines:
+        out.write(f"  {line}\n")
+    out.write("\n")
 
 
 def write_verdicts(verdicts: list[PairVerdict], out: IO[str]) -> None:

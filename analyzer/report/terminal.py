@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from analyzer.model import CaptureStats, Event, Finding, PairVerdict
-from analyzer.report.table import _identity, _notes, _scheme, _time
+from analyzer.model import CaptureStats, Event, Finding, PairVerdict, TlsConnection
+from analyzer.report.table import _identity, _notes, _scheme, _time, uninspected_lines
 
 VERDICT_STYLE = {
     "oauth-only": "bold green",
@@ -38,6 +38,7 @@ def write_rich(
     verdicts: list[PairVerdict],
     findings: list[Finding],
     out: IO[str],
+    tls: list[TlsConnection] = (),
 ) -> None:
     """Render the summary with colours and tables sized to the terminal."""
     console = Console(file=out, highlight=False)
@@ -49,11 +50,13 @@ def write_rich(
     for c in captures:
         for warning in c.warnings:
             console.print(f"  [yellow]warning[/]: {warning}")
-        if c.tls_connections:
+        if c.tls_connections and not tls:
             console.print(
                 f"  [yellow]{c.tls_connections} TLS connection(s) unreadable[/]: "
                 "decrypt with --tls-keylog to see inside"
             )
+    for line in uninspected_lines(tls):
+        console.print(Text.assemble("  ", (line, "yellow")))
     console.print()
     for v in verdicts:
         style = VERDICT_STYLE.get(v.verdict, "")
