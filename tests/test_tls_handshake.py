@@ -361,6 +361,21 @@ def test_small_and_out_of_order_segments_read_the_same(tmp_path, identity) -> No
     assert shuffled == want
 
 
+def test_a_client_hello_split_inside_the_record_header(tmp_path, identity) -> None:
+    cert, key, _ = identity
+    flow = Flow(("10.1.0.20", 50125), ("10.1.0.10", 443)).open()
+    flights = handshake(cert, key, "mail.contoso.com", tls12=True)
+    hello = flights[0][1]
+    flow.send(0, hello[:1])  # one byte, then two, then the rest
+    flow.send(0, hello[1:3])
+    flow.send(0, hello[3:])
+    for side, data in flights[1:]:
+        flow.send(side, data)
+    (rec,) = tls_of(write(tmp_path, flow.close().frames))
+    assert (rec.sni, rec.version, rec.problem) == ("mail.contoso.com", "TLS 1.2", None)
+    assert rec.cert_sha1 is not None
+
+
 def test_a_tls13_connection_has_no_certificate(tmp_path, identity) -> None:
     cert, key, _ = identity
     flow = Flow(("10.1.0.20", 50124), ("10.1.0.10", 8443)).open()

@@ -317,6 +317,8 @@ class HttpStream:
             if not self._hunt():
                 return False
         if not self.messages_seen and not self._plausible_start(buf):
+            if self.on_tls is not None and len(buf) < 5 and _tls_prefix(buf):
+                return False  # a TLS record header cut short: wait for the rest
             self._give_up()
             return False
         # The head ends at the first CRLF CRLF or LF LF. Both show as LF [CR] LF, which a regex
@@ -611,6 +613,11 @@ class HttpStream:
         self.dead = True
         self._state = "head"
         self.skip = 0
+
+
+def _tls_prefix(head: bytearray) -> bool:
+    """Can these few bytes begin a TLS record header (type 20-24, then major version 3)?"""
+    return 20 <= head[0] <= 24 and (len(head) < 2 or head[1] == 3)
 
 
 def _could_start_message(head: bytes) -> bool:
