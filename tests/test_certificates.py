@@ -84,6 +84,14 @@ def test_a_generated_certificate_reads_back() -> None:
     assert len(facts.sha1) == 40 and facts.sha1 == facts.sha1.upper()
 
 
+def test_control_characters_in_names_are_escaped() -> None:
+    start = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    der = make_cert("evil\n[HIGH] forged\x1b[31m", start, start + dt.timedelta(days=1))
+    facts = certificate_facts(der)
+    assert facts is not None
+    assert facts.subject == "CN=evil\\x0a[HIGH] forged\\x1b[31m"
+
+
 def test_expiry_rule_is_thirty_days_either_side_of_the_capture() -> None:
     at = 1_772_442_000.0
     assert EXPIRY_WINDOW == 30 * DAY

@@ -13,6 +13,7 @@ import hashlib
 import random
 import shutil
 import ssl
+import struct
 import subprocess
 from pathlib import Path
 
@@ -296,6 +297,21 @@ def test_hostile_mutations_of_real_handshakes_never_raise(identity) -> None:
     # a truncated ClientHello keeps the fields read before the damage
     hello = parse_client_hello(client[9 : len(client) - 3])
     assert hello.legacy_version == 0x0303 and hello.problem == "malformed ClientHello"
+
+
+def test_hostile_names_are_made_safe_to_print() -> None:
+    name = b"mail\n[HIGH] forged\x1b[31m" + b"x" * 400
+    ext = struct.pack(">HHHBH", 0, len(name) + 5, len(name) + 3, 0, len(name)) + name
+    protocols = b"".join(bytes([2]) + b"h\x07" for _ in range(100))
+    alpn = struct.pack(">HHH", 16, len(protocols) + 2, len(protocols)) + protocols
+    exts = ext + alpn
+    body = b"\x03\x03" + bytes(32) + b"\x00\x00\x02\x13\x01\x01\x00"
+    body += struct.pack(">H", len(exts)) + exts
+    hello = parse_client_hello(body)
+    assert hello.problem is None and hello.sni is not None
+    assert hello.sni.startswith("mail\\x0a[HIGH] forged\\x1b[31mxxx")
+    assert "\n" not in hello.sni and len(hello.sni) < 300
+    assert len(hello.alpn) == 32 and hello.alpn[0] == "h\\x07"
 
 
 def test_versions_and_record_shapes_are_named() -> None:

@@ -103,9 +103,13 @@ def _days(days: float) -> str:
     return f"{days:.0f} day(s)"
 
 
+_CONTROL = {i: f"\\x{i:02x}" for i in (*range(32), 127)}
+
+
 def _name(cert: x509.Certificate, which: str) -> str | None:
+    """A name in RFC 4514 form, control characters escaped (certificates are captured input)."""
     try:
-        return getattr(cert, which).rfc4514_string()
+        return getattr(cert, which).rfc4514_string().translate(_CONTROL)
     except (ValueError, TypeError, AttributeError):
         return None
 

@@ -73,6 +73,16 @@ def looks_like_record(head: bytes | bytearray | memoryview) -> bool:
     )
 
 
+MAX_NAME = 255  # characters of a server name or protocol kept
+MAX_PROTOCOLS = 32  # ALPN protocols kept from one offer
+_CONTROL = {i: f"\\x{i:02x}" for i in (*range(32), 127)}
+
+
+def _text(raw: bytes) -> str:
+    """Captured bytes as one safe line: non-ASCII replaced, control characters escaped, cut."""
+    return raw[:MAX_NAME].decode("ascii", "replace").translate(_CONTROL)
+
+
 class _Short(Exception):
     """A length field points past the end of its message."""
 
@@ -173,13 +183,13 @@ def parse_client_hello(body: bytes) -> ClientHello:
                 while names.left:
                     kind, name = names.u8(), names.vector(2)
                     if kind == 0:  # host_name
-                        got["sni"] = name.decode("ascii", "replace")
+                        got["sni"] = _text(name)
                         break
             elif ext_type == EXT_ALPN:
                 protocols = _Reader(e.vector(2))
                 offered = []
-                while protocols.left:
-                    offered.append(protocols.vector(1).decode("ascii", "replace"))
+                while protocols.left and len(offered) < MAX_PROTOCOLS:
+                    offered.append(_text(protocols.vector(1)))
                 got["alpn"] = tuple(offered)
             elif ext_type == EXT_SUPPORTED_VERSIONS:
                 listed = _Reader(e.vector(1))
@@ -209,7 +219,7 @@ def parse_server_hello(body: bytes) -> ServerHello:
                 got["selected_version"] = e.u16()
             elif ext_type == EXT_ALPN:
                 protocols = _Reader(e.vector(2))
-                got["alpn"] = protocols.vector(1).decode("ascii", "replace")
+                got["alpn"] = _text(protocols.vector(1))
     except _Short:
         got["problem"] = "malformed ServerHello"
     return ServerHello(**got)
