@@ -173,3 +173,15 @@ def test_exports_write_the_tls_table(tmp_path: Path, fmt: str) -> None:
     paths = getattr(analyzer.Analysis(certs()), f"to_{fmt}")(tmp_path)
     tls = next(p for p in paths if p.name == f"tls.{fmt}")
     assert "mail.contoso.com" in tls.read_text()
+
+
+def test_a_cloud_jwks_key_that_signs_nothing_here_is_not_reported() -> None:
+    result = certs()
+    expiring = next(k for k in result.signing_keys if k.not_after == T + 10 * DAY)
+    jwks = expiring.__class__(
+        **{**expiring.__dict__, "source": KeySource("capture", "https://sts/keys", T, "jwks")}
+    )
+    quiet = Context([], [], [], [], tls=result.tls, keys=[jwks])
+    assert "signing-certificate-expiring" not in {f.rule_id for f in run_rules(quiet)}
+    used = Context([], [], [], [], tls=result.tls, keys=[jwks], token_keys={"fp": jwks})
+    assert "signing-certificate-expiring" in {f.rule_id for f in run_rules(used)}

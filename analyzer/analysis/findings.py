@@ -445,9 +445,15 @@ def _key_events(ctx: Context, key: SigningKey) -> list[Event]:
 
 
 def _signing_certificates(ctx: Context, status: str) -> Iterator[tuple[str, list[Event]]]:
+    """Keys that sign S2S tokens: published in S2S metadata, given as files, or verifying a
+    captured token (a JWKS key of a cloud STS that signs nothing here is Microsoft's to roll)."""
     at = _capture_time(ctx)
+    verifying = {id(k) for k in ctx.token_keys.values()}
     for key in ctx.keys:
         if expiry(key.not_after, at) != status:
+            continue
+        relevant = key.source.document == "s2s-metadata" or key.source.kind == "file"
+        if not relevant and id(key) not in verifying:
             continue
         assert key.not_after is not None and at is not None
         signed = sum(1 for k in ctx.token_keys.values() if k is key)
