@@ -436,6 +436,23 @@ def test_connections_seen_from_the_middle(tmp_path, identity) -> None:
     assert result.captures[0].tls_connections == 2
 
 
+def test_garbage_after_16_03_on_the_wire_gives_a_record_with_the_reason(tmp_path) -> None:
+    rng = random.Random(3)
+    frames: list = []
+    for i, head in enumerate((b"\x16\x03\x01\x00\x30", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc")):
+        flow = Flow(("10.1.0.60", 44000 + i), ("10.1.0.10", 443), t=T0 + i).open()
+        flow.send(0, head + bytes(rng.randrange(256) for _ in range(3000)), mss=700)
+        flow.send(1, bytes(rng.randrange(256) for _ in range(2000)))
+        frames += flow.close().frames
+    result = analyze_paths([str(write(tmp_path, frames))])
+    assert [(t.client_port, t.sni, t.version) for t in result.tls] == [
+        (44000, None, None),
+        (44001, None, None),
+    ]
+    assert all(t.problem for t in result.tls)
+    assert result.captures[0].tls_connections == 2 and result.events == []
+
+
 def test_tls_next_to_http_leaves_http_alone(tmp_path, identity) -> None:
     cert, key, _ = identity
     plain = Flow(("10.1.0.30", 41000), ("10.1.0.80", 80)).open()
