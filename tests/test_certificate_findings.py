@@ -140,6 +140,9 @@ def test_uninspected_tls_is_listed_per_server_named_by_sni() -> None:
         f"12 TLS connections to mail.contoso.com:443 (10.1.0.10) {ADVICE}",
         f"1 TLS connection to 10.1.0.11:443 {ADVICE}",
     ]
+    many = [TlsConnection(f"F{i}", T, **{**base, "server_port": 1000 + i}) for i in range(25)]
+    lines = uninspected_lines(many)
+    assert len(lines) == 21 and lines[-1] == "... and 5 more to 5 other server(s) not inspected"
     out = io.StringIO()
     write_table([], [], out, tls=conns)
     assert f"Not inspected\n  12 TLS connections to mail.contoso.com:443 (10.1.0.10) {ADVICE}" in (

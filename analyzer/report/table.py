@@ -59,12 +59,19 @@ def uninspected_tls(tls: list[TlsConnection]) -> list[tuple[int, str]]:
     return out
 
 
-def uninspected_lines(tls: list[TlsConnection]) -> list[str]:
-    """One sentence per server with TLS connections that were not inspected."""
-    return [
+def uninspected_lines(tls: list[TlsConnection], limit: int = 20) -> list[str]:
+    """One sentence per server with TLS connections that were not inspected (the ``limit``
+    servers with most connections, then one line for the rest)."""
+    servers = uninspected_tls(tls)
+    lines = [
         f"{n:,} TLS connection{'s' if n != 1 else ''} to {server} not inspected: {TLS_ADVICE}"
-        for n, server in uninspected_tls(tls)
+        for n, server in servers[:limit]
     ]
+    rest = servers[limit:]
+    if rest:
+        n = sum(count for count, _ in rest)
+        lines.append(f"... and {n:,} more to {len(rest):,} other server(s) not inspected")
+    return lines
 
 
 def write_uninspected(tls: list[TlsConnection], out: IO[str]) -> None:
