@@ -14,6 +14,7 @@ from analyzer.model import (
     Finding,
     Handshake,
     PairVerdict,
+    TlsConnection,
     TokenRecord,
 )
 from analyzer.pipeline import AnalysisResult, analyze_paths
@@ -27,6 +28,7 @@ TABLES = {
     "tokens": (TokenRecord, "tokens"),
     "findings": (Finding, "findings"),
     "verdicts": (PairVerdict, "verdicts"),
+    "tls": (TlsConnection, "tls"),
 }
 
 
@@ -56,6 +58,11 @@ class Analysis:
     @cached_property
     def verdicts(self) -> pd.DataFrame:
         return self._frame("verdicts")
+
+    @cached_property
+    def tls(self) -> pd.DataFrame:
+        """One row per TLS connection (SNI, version, certificate; ``inspected`` if decrypted)."""
+        return self._frame("tls")
 
     def to_jsonl(self, folder: str | Path) -> list[Path]:
         """One ``<table>.jsonl`` per table in ``folder``."""

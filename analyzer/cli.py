@@ -305,9 +305,23 @@ def _write(result: AnalysisResult, args: argparse.Namespace, out: IO[str]) -> No
         elif out.isatty():
             from analyzer.report.terminal import write_rich
 
-            write_rich(result.events, result.captures, result.verdicts, result.findings, out)
+            write_rich(
+                result.events,
+                result.captures,
+                result.verdicts,
+                result.findings,
+                out,
+                result.not_inspected,
+            )
         else:
-            write_table(result.events, result.captures, out, result.verdicts, result.findings)
+            write_table(
+                result.events,
+                result.captures,
+                out,
+                result.verdicts,
+                result.findings,
+                result.not_inspected,
+            )
 
 
 def _report(args: argparse.Namespace) -> int:

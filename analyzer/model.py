@@ -277,12 +277,15 @@ class TlsConnection:
     inspected: bool = False
     sni: str | None = None  # server_name of the ClientHello
     version: str | None = None  # negotiated: "TLS 1.0" .. "TLS 1.3" (ServerHello)
-    alpn: tuple[str, ...] = ()  # the protocol the server chose, else the ones the client offered
+    client_version: str | None = None  # the highest version the ClientHello offered
+    # the protocol the server chose (TLS <= 1.2; 1.3 encrypts it), else the ones the client offered
+    alpn: tuple[str, ...] = ()
     cert_subject: str | None = None  # server certificate (TLS <= 1.2 only: 1.3 encrypts it)
     cert_issuer: str | None = None
     cert_not_before: float | None = None
     cert_not_after: float | None = None
     cert_sha1: str | None = None  # hex SHA-1 thumbprint, as Windows and Get-AuthConfig show it
+    problem: str | None = None  # why the handshake could not be read whole (malformed, cut, ...)
 
 
 #: Kinds of traffic a verdict cannot vouch for (``NotInspected.kind``).

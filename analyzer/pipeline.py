@@ -6,9 +6,11 @@ capture reader at the front.
 
 from __future__ import annotations
 
-import math
+import ipaddress
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
+from analyzer.analysis.coverage import from_tls
 from analyzer.analysis.findings import Context, run_rules
 from analyzer.analysis.handshakes import group_handshakes, pair_verdicts
 from analyzer.analysis.tokens import TokenAnalysis, load_keys
@@ -22,10 +24,15 @@ from analyzer.model import (
     Handshake,
     NotInspected,
     PairVerdict,
+    TlsConnection,
     TokenRecord,
     evolve,
 )
 from analyzer.protocols.http_exchange import Exchange, HttpConnection
+
+if TYPE_CHECKING:
+    from analyzer.oauth.certificates import CertificateFacts
+    from analyzer.oauth.keys import SigningKey
 
 
 def read_decrypted(path: str, keylog: str, stats: CaptureStats) -> Iterator[tuple]:
@@ -50,6 +57,7 @@ class AnalysisResult:
     __slots__ = (
         "_derive_tokens",
         "_findings",
+        "_token_keys",
         "_tokens",
         "_verdicts",
         "captures",
@@ -58,6 +66,8 @@ class AnalysisResult:
         "key_warnings",
         "keys",
         "not_inspected",
+        "signing_keys",
+        "tls",
     )
 
     def __init__(
@@ -71,8 +81,11 @@ class AnalysisResult:
         keys: int = 0,
         key_warnings: list[str] | None = None,
         not_inspected: list[NotInspected] | None = None,
+        tls: list[TlsConnection] | None = None,
+        signing_keys: list[SigningKey] | None = None,
         *,
         derive_tokens: Callable[[], list[TokenRecord]] | None = None,
+        token_keys: Callable[[], dict[str, SigningKey]] | None = None,
     ) -> None:
         self.events = events if events is not None else []
         self.captures = captures if captures is not None else []
@@ -81,6 +94,11 @@ class AnalysisResult:
         self.key_warnings = key_warnings if key_warnings is not None else []
         # what was seen but could not be read: undecrypted TLS, lost request bytes
         self.not_inspected = not_inspected if not_inspected is not None else []
+        # every TLS connection, in capture-time order (inspected: decrypted with --tls-keylog)
+        self.tls = tls if tls is not None else []
+        # the signing keys themselves (thumbprint, subject, validity, where they came from)
+        self.signing_keys = signing_keys if signing_keys is not None else []
+        self._token_keys = token_keys  # token fingerprint -> verifying key, once tokens are known
         self._tokens = tokens
         self._verdicts = verdicts
         self._findings = findings
@@ -104,7 +122,16 @@ class AnalysisResult:
     def findings(self) -> list[Finding]:
         """What the rules found in the events, handshakes, tokens and verdicts."""
         if self._findings is None:
-            context = Context(self.events, self.handshakes, self.tokens, self.verdicts)
+            tokens = self.tokens  # verifies every token: token_keys is complete after it
+            context = Context(
+                self.events,
+                self.handshakes,
+                tokens,
+                self.verdicts,
+                tls=self.tls,
+                keys=self.signing_keys,
+                token_keys=self._token_keys() if self._token_keys is not None else {},
+            )
             self._findings = run_rules(context)
         return self._findings
 
@@ -115,7 +142,12 @@ class EventCollector:
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.not_inspected: list[NotInspected] = []
+        self.tls: list[TlsConnection] = []
         self.stats = CaptureStats()  # the capture being read now
+        # 4-tuples (text addresses, both directions) of the connections a key log decrypted:
+        # their TLS records say inspected
+        self.decrypted: set[tuple[str, int, str, int]] = set()
+        self._certificates: dict[bytes, CertificateFacts | None] = {}  # DER -> facts
 
     def connection(self, info: ConnectionInfo) -> HttpConnection:
         return HttpConnection(
@@ -126,6 +158,13 @@ class EventCollector:
         """Count the connection, and remember it when part of it could not be read."""
         if conn.is_http:
             self.stats.http_connections += 1
+        elif conn.tls is not None:
+            record = self._tls_record(conn)
+            self.tls.append(record)
+            if not record.inspected:
+                self.stats.tls_connections += 1
+                self.not_inspected.append(from_tls(record))
+            return  # its bytes were TLS records, not requests
         elif conn.a_to_b.looks_tls or conn.b_to_a.looks_tls:
             self.stats.tls_connections += 1
             self.not_inspected.append(_not_inspected("tls", conn, 1, "TLS, not decrypted"))
@@ -133,6 +172,31 @@ class EventCollector:
         if lost:
             detail = f"{lost} stretch(es) of request bytes lost: credentials unknown"
             self.not_inspected.append(_not_inspected("request-lost", conn, lost, detail))
+
+    def _tls_record(self, conn: HttpConnection) -> TlsConnection:
+        info = conn.info
+        assert conn.tls is not None
+        der = conn.tls.server_certificate(info.a_port, info.b_port, info.syn_seen)
+        facts = None
+        if der is not None:
+            if der not in self._certificates:
+                from analyzer.oauth.certificates import certificate_facts
+
+                self._certificates[der] = certificate_facts(der)
+            facts = self._certificates[der]
+        return conn.tls.record(
+            conn.conn_id,
+            info.first_ts,
+            (info.a_ip, info.a_port),
+            (info.b_ip, info.b_port),
+            info.syn_seen,
+            inspected=(info.a_ip, info.a_port, info.b_ip, info.b_port) in self.decrypted,
+            certificate=facts,
+        )
+
+    def finished_tls(self) -> list[TlsConnection]:
+        """TLS connections in capture-time order."""
+        return sorted(self.tls, key=lambda t: (t.ts, t.conn_id))
 
     def exchange(self, exchange: Exchange) -> None:
         event = build_event(exchange, len(self.events) + 1)  # numbered as if already in order
@@ -213,6 +277,7 @@ def analyze_paths(
     if reassembler is not None:
         reassembler.flush()
     events = collector.finished_events()
+    tls = collector.finished_tls()
     store = load_keys(events, key_files)
     tokens = TokenAnalysis(store)
     # token and handshake fields are set in one copy of each event
@@ -224,7 +289,10 @@ def analyze_paths(
         keys=len(store),
         key_warnings=list(store.warnings),
         not_inspected=sorted(collector.not_inspected, key=lambda n: (n.ts, n.conn_id, n.kind)),
+        tls=tls,
+        signing_keys=list(store),
         derive_tokens=lambda: tokens.records(reveal_secrets),
+        token_keys=tokens.verifying_keys,
     )
 
 
@@ -245,19 +313,18 @@ def _read_one(
     decrypted = read_decrypted(path, tls_keylog, stats) if tls_keylog else None
     # read_packets raises CaptureError for a non-capture before tshark runs
     packets = read_packets(path, stats, reassembler, every)
-    skip = _read_tls(decrypted, stats, collector) if decrypted is not None else set()
-    for key in skip:
-        reassembler.ignored[key] = math.inf  # ciphertext of a decrypted connection
+    keys = _read_tls(decrypted, stats, collector) if decrypted is not None else set()
+    # The ciphertext of a decrypted connection is read too, for its handshake (TLS record,
+    # inspected); its bytes past the handshake are skipped like any other TLS connection's.
+    collector.decrypted |= {(_ip(k[0]), k[1], _ip(k[2]), k[3]) for k in keys}
     reassembler.run(packets)
-    for key in skip:
-        reassembler.ignored.pop(key, None)
     if progress is not None:
         progress(path, stats.bytes)
 
 
 def _read_tls(packets: Iterable[tuple], stats: CaptureStats, collector: EventCollector) -> set:
     """Reassemble one file's decrypted TLS connections on their own; return their 4-tuples (both
-    directions) so the cleartext read skips their ciphertext."""
+    directions) so the cleartext read marks their TLS records inspected."""
     keys: set[tuple] = set()
 
     def noted() -> Iterable[tuple]:
@@ -267,6 +334,12 @@ def _read_tls(packets: Iterable[tuple], stats: CaptureStats, collector: EventCol
             yield p
 
     tls = TcpReassembler(collector.tls_connection, stats)
+    counted = stats.tcp_connections
     tls.run(noted())
     tls.flush()
+    stats.tcp_connections = counted  # the cleartext read counts these connections
     return keys
+
+
+def _ip(packed: bytes) -> str:
+    return str(ipaddress.ip_address(bytes(packed)))

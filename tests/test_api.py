@@ -15,7 +15,7 @@ import analyzer
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 SFB = CAPTURES / "exchange-sfb.pcap"
-TABLES = ("events", "handshakes", "tokens", "findings", "verdicts")
+TABLES = ("events", "handshakes", "tokens", "findings", "verdicts", "tls")
 
 
 @pytest.fixture(scope="module")

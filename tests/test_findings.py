@@ -32,8 +32,9 @@ BUNDLED = (
     "small-basic.pcap",
     "findings.pcap",
     "healthy-oauth.pcap",
+    "certificates.pcap",
 )
-WITH_FINDING_TRUTH = ("findings.pcap", "healthy-oauth.pcap")
+WITH_FINDING_TRUTH = ("findings.pcap", "healthy-oauth.pcap", "certificates.pcap")
 RULE_IDS = [r.rule_id for r in RULES]
 EMPTY_FP = "e3b0c44298fc"  # SHA-256 of "": the realm-discovery probe "Bearer "
 

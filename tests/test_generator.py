@@ -40,6 +40,7 @@ NAMES = (
     "findings.pcap",
     "healthy-oauth.pcap",
     "classes.pcap",
+    "certificates.pcap",
 )
 SECRET_QUERY = ("access_token", "code", "client_secret", "refresh_token", "id_token", "assertion")
 SECRET_QUERY += ("client_assertion", "password")
@@ -505,6 +506,7 @@ def test_event_counts_and_non_events() -> None:
         "findings.pcap": 21,
         "healthy-oauth.pcap": 8,
         "classes.pcap": 9,
+        "certificates.pcap": 6,
     }
     for name, quiet in (
         ("exchange-sfb.pcap", ["/owa/healthcheck.htm"]),

@@ -36,12 +36,13 @@ needs_native = pytest.mark.skipif(tcp.GrantTable is None, reason="native walk no
 def _analyze(
     path: Path, pure: bool, monkeypatch: pytest.MonkeyPatch, keylog: Path | None = None
 ) -> tuple[list, list]:
-    """(events as dicts, capture counters) of one capture in one mode."""
+    """(events as dicts, capture counters and TLS connections) of one capture in one mode."""
     with monkeypatch.context() as m:
         m.setenv(tcp.PURE_PYTHON_ENV, "1" if pure else "0")
         result = analyze_paths([str(path)], tls_keylog=str(keylog) if keylog else None)
     events = [to_dict(e, reveal_secrets=True) for e in result.events]
-    return events, [to_dict(s) for s in result.captures]
+    counters = [to_dict(s) for s in result.captures] + [to_dict(t) for t in result.tls]
+    return events, counters
 
 
 def _same_both_ways(

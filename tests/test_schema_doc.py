@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.model import Challenge, Event, Finding, Handshake, PairVerdict, TokenRecord
+from analyzer.model import (
+    Challenge,
+    Event,
+    Finding,
+    Handshake,
+    PairVerdict,
+    TlsConnection,
+    TokenRecord,
+)
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "schema.md"
 
@@ -35,7 +43,7 @@ def test_internal_fields_are_named_in_the_documentation() -> None:
         assert f"`{name}`" in text
 
 
-@pytest.mark.parametrize("record", [TokenRecord, Handshake, PairVerdict, Finding])
+@pytest.mark.parametrize("record", [TokenRecord, Handshake, PairVerdict, Finding, TlsConnection])
 def test_record_fields_match_the_documentation(record: type) -> None:
     public = [f.name for f in dataclasses.fields(record)]
     assert documented(record.__name__) == public

@@ -92,7 +92,7 @@ def test_only_encrypted_traffic_is_inconclusive_and_says_why() -> None:
     assert proc.returncode == 2
     assert "no authenticated exchange matches all traffic; 6 connection(s) in scope" in proc.stdout
     for port in (4434, 4435, 4436, 4479, 4483, 4491):  # one line per server
-        assert f"1 TLS connection(s) to 127.0.0.1:{port} not inspected: pass --tls-keylog" in (
+        assert f"1 TLS connection to 127.0.0.1:{port} not inspected: pass --tls-keylog" in (
             proc.stdout
         )
 

@@ -153,7 +153,7 @@ def test_cut_capture_is_inconclusive_and_says_what_was_lost(
     assert out.splitlines()[-1].startswith(
         "INCONCLUSIVE (warning: damaged capture: " + cut_capture + ": file ends in the middle"
     )
-    assert "not inspected: request bytes lost 1 time(s) on 1 connection(s) to 10.1.0.10:80" in out
+    assert "not inspected: request bytes lost 1 time(s) on 1 connection to 10.1.0.10:80" in out
     assert "coverage: 3 exchange(s) inspected, 2026-03-02 13:00:02 .. 2026-03-02 13:00:03" in out
 
 
@@ -186,7 +186,10 @@ def test_tls_to_an_in_scope_server_is_inconclusive(capsys: pytest.CaptureFixture
     # messy.pcapng holds one undecrypted TLS connection to 93.184.215.14:443
     code, out = run(capsys, MESSY, "--server", "93.184.215.14")
     assert code == 2
-    assert "1 TLS connection(s) to 93.184.215.14:443 not inspected: pass --tls-keylog" in out
+    # named by its SNI, with the address it went to
+    assert "1 TLS connection to www.example.com:443 (93.184.215.14) not inspected" in out
+    code, out = run(capsys, MESSY, "--server", "www.example.com")  # matched by SNI too
+    assert code == 2 and "1 TLS connection to www.example.com:443" in out
     assert run(capsys, MESSY, "--server", "93.184.215.14:80")[0] == 2  # nothing there either
     assert "not inspected" not in capsys.readouterr().out
 

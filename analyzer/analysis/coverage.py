@@ -7,9 +7,58 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from analyzer.model import CaptureStats, NotInspected
+from analyzer.model import CaptureStats, NotInspected, TlsConnection
 
-TOP_SERVERS = 10  # servers listed in text before "... and N more"
+TOP_SERVERS = 20  # servers listed in text before "... and N more"
+#: What to do about TLS that was not read.
+TLS_ADVICE = "pass --tls-keylog, or capture with Fiddler / a decrypting proxy"
+
+
+def from_tls(t: TlsConnection) -> NotInspected:
+    """The blind spot an undecrypted TLS connection leaves, named by its SNI."""
+    version = f"{t.version}, " if t.version else ""
+    return NotInspected(
+        kind="tls",
+        conn_id=t.conn_id,
+        ts=t.ts,
+        client_ip=t.client_ip,
+        client_port=t.client_port,
+        server_ip=t.server_ip,
+        server_port=t.server_port,
+        host=t.sni,
+        detail=f"{version}not decrypted",
+    )
+
+
+def blind_spot_lines(not_inspected: list[NotInspected], limit: int = TOP_SERVERS) -> list[str]:
+    """One sentence per kind and server, most connections first: what was not read and what to
+    do about it ("12 TLS connections to mail.contoso.com:443 (10.1.0.10) not inspected: ...").
+    A server is named by SNI or Host when known, else by its address; past ``limit`` servers,
+    one line counts the rest."""
+    groups: dict[tuple[str, str], list[NotInspected]] = {}
+    for n in not_inspected:
+        port = f"{n.server_port}"
+        where = f"{n.host}:{port} ({n.server_ip})" if n.host else f"{n.server_ip}:{port}"
+        groups.setdefault((n.kind, where), []).append(n)
+    ordered = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
+    out = []
+    for (kind, where), group in ordered[:limit]:
+        conns = f"{len(group):,} {(kind == 'tls' and 'TLS ') or ''}connection" + (
+            "s" if len(group) != 1 else ""
+        )
+        if kind == "tls":
+            out.append(f"{conns} to {where} not inspected: {TLS_ADVICE}")
+        else:
+            lost = sum(n.count for n in group)
+            out.append(
+                f"request bytes lost {lost:,} time(s) on {conns} to {where}: "
+                "those requests' credentials are unknown"
+            )
+    rest = ordered[limit:]
+    if rest:
+        n = sum(len(group) for _, group in rest)
+        out.append(f"... and {n:,} more to {len(rest):,} other server(s) not inspected")
+    return out
 
 
 @dataclass
@@ -24,28 +73,8 @@ class Coverage:
     damage: list[str] = field(default_factory=list)  # the capture's, for every rule
 
     def blind_spots(self, limit: int = TOP_SERVERS) -> list[str]:
-        """One line per server (the first ``limit``): what in scope was not read, and what to
-        do about it."""
-        groups: dict[tuple, list[NotInspected]] = {}
-        for n in self.not_inspected:
-            groups.setdefault((n.kind, n.host, n.server_ip, n.server_port), []).append(n)
-        out = []
-        for (kind, host, ip, port), group in groups.items():
-            where = f"{host or ip}:{port}" + (f" ({ip})" if host else "")
-            if kind == "tls":
-                out.append(
-                    f"{len(group)} TLS connection(s) to {where} not inspected: pass --tls-keylog, "
-                    "or capture with Fiddler / a decrypting proxy"
-                )
-            else:
-                lost = sum(n.count for n in group)
-                out.append(
-                    f"request bytes lost {lost} time(s) on {len(group)} connection(s) to "
-                    f"{where}: those requests' credentials are unknown"
-                )
-        if len(out) > limit:
-            out = [*out[:limit], f"... and {len(out) - limit} more server(s) (--json lists all)"]
-        return out
+        """``blind_spot_lines`` of what in scope was not inspected."""
+        return blind_spot_lines(self.not_inspected, limit)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,7 +94,7 @@ class Coverage:
                 }
                 for n in self.not_inspected
             ],
-            "blind_spots": self.blind_spots(limit=len(self.not_inspected)),
+            "blind_spots": blind_spot_lines(self.not_inspected, limit=len(self.not_inspected)),
             "damage": list(self.damage),
         }
 

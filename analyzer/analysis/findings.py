@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from analyzer.analysis import credentials
 from analyzer.analysis.credentials import TrustedIssuers
@@ -22,9 +22,13 @@ from analyzer.model import (
     Finding,
     Handshake,
     PairVerdict,
+    TlsConnection,
     TokenRecord,
     request_url,
 )
+from analyzer.oauth.certificates import expiry, expiry_text
+from analyzer.oauth.keys import SigningKey, thumbprint_forms, x5t_to_hex
+from analyzer.oauth.principals import parse_principal
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +39,9 @@ class Context:
     handshakes: list[Handshake]
     tokens: list[TokenRecord]
     verdicts: list[PairVerdict]
+    tls: list[TlsConnection] = field(default_factory=list)  # every TLS connection
+    keys: list[SigningKey] = field(default_factory=list)  # captured documents and --keys files
+    token_keys: dict[str, SigningKey] = field(default_factory=dict)  # token fp -> verifying key
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +77,11 @@ def run_rules(ctx: Context) -> list[Finding]:
     for r in RULES:
         groups: dict[tuple, list[tuple[str, list[Event]]]] = defaultdict(list)
         for detail, evidence in r.check(ctx):
-            first = min(evidence, key=lambda e: (e.ts, e.event_id))
-            groups[_pair(first)].append((detail, evidence))
+            if evidence:
+                first = min(evidence, key=lambda e: (e.ts, e.event_id))
+                groups[_pair(first)].append((detail, evidence))
+            else:  # about the capture as a whole (e.g. a published key): each stands alone
+                groups[("", detail)].append((detail, evidence))
         out += [_finding(r, instances) for instances in groups.values()]
     rank = {s: i for i, s in enumerate(SEVERITIES)}
     out.sort(key=lambda f: (rank[f.severity], f.first_ts or 0.0, f.rule_id))
@@ -89,7 +99,8 @@ def _finding(r: Rule, instances: list[tuple[str, list[Event]]]) -> Finding:
     count = len(instances)
     detail = details[0]
     if count > 1:
-        detail = f"{count} times {_where(min(evidence, key=lambda e: e.ts))}; first: {detail}"
+        where = min(evidence, key=lambda e: e.ts)
+        detail = f"{count} times {_where(where)}; first: {detail}"
     return Finding(
         rule_id=r.rule_id,
         severity=r.severity,
@@ -370,3 +381,228 @@ def _endpoint_error(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
     errors = [e for e in ctx.events if e.oauth_error]
     for (error, _host), group in _grouped(errors, lambda e: (e.oauth_error, e.host)):
         yield f"{error} from {group[0].host or group[0].server_ip} ({len(group)}x)", group
+
+
+# -- certificates and signing keys -----------------------------------------------------------
+def _tls_certificates(ctx: Context, status: str) -> Iterator[tuple[str, list[Event]]]:
+    """TLS server certificates in ``status`` ("expired" / "expiring") when they were served."""
+    groups: dict[tuple, list[TlsConnection]] = defaultdict(list)
+    for t in ctx.tls:
+        if t.cert_sha1 and expiry(t.cert_not_after, t.ts) == status:
+            groups[(t.server_ip, t.server_port, t.cert_sha1)].append(t)
+    for (ip, port, sha1), conns in groups.items():
+        first = conns[0]
+        names = sorted({t.sni for t in conns if t.sni})
+        server = f"{', '.join(names)} ({ip}:{port})" if names else f"{ip}:{port}"
+        assert first.cert_not_after is not None
+        when = expiry_text(first.cert_not_after, first.ts)
+        hosts = {n.lower() for n in names}
+        evidence = [
+            e
+            for e in ctx.events
+            if (e.server_ip == ip and e.server_port == port)
+            or (e.host or "").rsplit(":", 1)[0].lower() in hosts
+        ]
+        yield (
+            (
+                f"{server} presented certificate {sha1} ({first.cert_subject}, issued by "
+                f"{first.cert_issuer}) that {when}; {len(conns)} TLS connection(s)"
+            ),
+            evidence,
+        )
+
+
+@rule(
+    "tls-certificate-expired",
+    "high",
+    "TLS server certificate expired",
+    "The server presented a certificate past its validity: clients that check it (Exchange, "
+    "Skype for Business and SharePoint all do) refuse the connection, so S2S calls, metadata "
+    "refreshes and autodiscover fail before any token is sent. Renew the certificate and bind it "
+    "(IIS, Set-CsCertificate, Enable-ExchangeCertificate). Read from the TLS <= 1.2 handshake "
+    "(TLS 1.3 encrypts the certificate).",
+)
+def _tls_certificate_expired(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
+    yield from _tls_certificates(ctx, "expired")
+
+
+@rule(
+    "tls-certificate-expiring",
+    "medium",
+    "TLS server certificate expires within 30 days",
+    "The server's certificate expires within 30 days of the capture. When it lapses, every "
+    "client that checks certificates stops connecting (S2S calls, metadata, autodiscover): "
+    "renew and bind the new one before then. Read from the TLS <= 1.2 handshake (TLS 1.3 "
+    "encrypts the certificate).",
+)
+def _tls_certificate_expiring(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
+    yield from _tls_certificates(ctx, "expiring")
+
+
+def _capture_time(ctx: Context) -> float | None:
+    """The latest time the capture shows (requests, responses, TLS connections)."""
+    times = [e.response_ts or e.ts for e in ctx.events] + [t.ts for t in ctx.tls]
+    return max(times, default=None)
+
+
+def _key_name(key: SigningKey) -> str:
+    ident = key.thumbprint or key.x5t or key.kid or "(no thumbprint)"
+    return f"{ident} ({key.subject})" if key.subject else ident
+
+
+def _key_events(ctx: Context, key: SigningKey) -> list[Event]:
+    """Events that used a token the key verified, and the fetches of documents publishing it."""
+    fps = {fp for fp, k in ctx.token_keys.items() if k is key}
+    location = key.source.location if key.source.kind == "capture" else None
+    return [
+        e
+        for e in ctx.events
+        if e.token_fp in fps
+        or e.token_actor_fp in fps
+        or ("metadata" in e.reasons and location is not None and request_url(e) == location)
+    ]
+
+
+def _signing_certificates(ctx: Context, status: str) -> Iterator[tuple[str, list[Event]]]:
+    """Keys that sign S2S tokens: published in S2S metadata, given as files, or verifying a
+    captured token (a JWKS key of a cloud STS that signs nothing here is Microsoft's to roll)."""
+    at = _capture_time(ctx)
+    verifying = {id(k) for k in ctx.token_keys.values()}
+    for key in ctx.keys:
+        if expiry(key.not_after, at) != status:
+            continue
+        relevant = key.source.document == "s2s-metadata" or key.source.kind == "file"
+        if not relevant and id(key) not in verifying:
+            continue
+        assert key.not_after is not None and at is not None
+        signed = sum(1 for k in ctx.token_keys.values() if k is key)
+        where = key.metadata_issuer or key.source.location
+        yield (
+            (
+                f"signing certificate {_key_name(key)} {expiry_text(key.not_after, at)}; "
+                f"published by {where}; verifies {signed} captured token(s)"
+            ),
+            _key_events(ctx, key),
+        )
+
+
+@rule(
+    "signing-certificate-expired",
+    "high",
+    "Token signing certificate expired",
+    "The certificate whose key signs S2S tokens (from captured metadata or --keys) is past its "
+    "validity. Partners reject tokens signed with it, and OAuth between the servers fails (often "
+    "with a fallback to NTLM or Kerberos). Renew the auth certificate (Exchange: "
+    "New-ExchangeCertificate, Set-AuthConfig -NewCertificateThumbprint, then "
+    "-PublishCertificate; SfB: Set-CsCertificate -Type OAuthTokenIssuer) and let partners "
+    "refresh the metadata.",
+)
+def _signing_certificate_expired(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
+    yield from _signing_certificates(ctx, "expired")
+
+
+@rule(
+    "signing-certificate-expiring",
+    "medium",
+    "Token signing certificate expires within 30 days",
+    "The certificate whose key signs S2S tokens (from captured metadata or --keys) expires "
+    "within 30 days of the capture. When it lapses, partners reject the tokens and S2S OAuth "
+    "breaks; nothing warns before that day. Renew the auth certificate now and publish the new "
+    "one next to it (Exchange: Set-AuthConfig -NewCertificateThumbprint ... -PublishCertificate) "
+    "so partners pick it up from the metadata before the switch.",
+)
+def _signing_certificate_expiring(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
+    yield from _signing_certificates(ctx, "expiring")
+
+
+def _same_issuer(published: str, token_iss: str) -> bool:
+    """Does a metadata document's issuer name the issuer of a token (realm "*": any realm)?"""
+    want, got = parse_principal(published), parse_principal(token_iss)
+    same_realm = want.realm == "*" or (want.realm or "").lower() == (got.realm or "").lower()
+    return bool(want.app_id) and want.app_id.lower() == got.app_id.lower() and same_realm
+
+
+def _names_key(token: TokenRecord, key: SigningKey) -> bool:
+    """Does the token's header name ``key`` (x5t, or kid as a kid or a thumbprint)?"""
+    if token.x5t and key.x5t and key.x5t in thumbprint_forms(token.x5t):
+        return True
+    if token.kid:
+        return token.kid == key.kid or bool(key.x5t and key.x5t in thumbprint_forms(token.kid))
+    return False
+
+
+def _issuers_with_both(
+    ctx: Context,
+) -> Iterator[tuple[str, list[SigningKey], list[TokenRecord]]]:
+    """Per issuer whose metadata the capture holds: its published keys and its signed tokens
+    in the capture (issuers with only one of the two are left out: nothing to compare)."""
+    published: dict[str, list[SigningKey]] = defaultdict(list)
+    for key in ctx.keys:
+        if key.source.kind == "capture" and key.metadata_issuer:
+            published[key.metadata_issuer].append(key)
+    for issuer, keys in published.items():
+        tokens = [
+            t for t in ctx.tokens if t.format == "jwt" and t.iss and _same_issuer(issuer, t.iss)
+        ]
+        if tokens:
+            yield issuer, keys, tokens
+
+
+def _token_events(ctx: Context, fps: set[str]) -> list[Event]:
+    return [e for e in ctx.events if e.token_fp in fps or e.token_actor_fp in fps]
+
+
+@rule(
+    "signing-key-unused",
+    "info",
+    "Published signing key that no captured token uses",
+    "The issuer's metadata publishes a key that none of its tokens in the capture is signed "
+    "with. Judged only for issuers whose metadata and signed tokens are both in the capture. "
+    "Normal for the next certificate of a planned rollover; a key that stays unused long after "
+    "is stale and widens what a partner trusts: unpublish it once nothing signs with it.",
+)
+def _signing_key_unused(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
+    for issuer, keys, tokens in _issuers_with_both(ctx):
+        for key in keys:
+            used = any(
+                ctx.token_keys.get(t.fingerprint) is key or _names_key(t, key) for t in tokens
+            )
+            if not used:
+                yield (
+                    (
+                        f"{issuer} publishes {_key_name(key)} at {key.source.location}, but none "
+                        f"of its {len(tokens)} signed token(s) in the capture uses it"
+                    ),
+                    _key_events(ctx, key),
+                )
+
+
+@rule(
+    "signing-key-unpublished",
+    "medium",
+    "Tokens signed with a key the issuer's metadata does not publish",
+    "The issuer signs tokens with a certificate (x5t/kid) that its captured metadata does not "
+    "list: a certificate rollover done halfway (new certificate in use, not yet published, or "
+    "the metadata partners read is stale). Partners that refreshed this metadata reject these "
+    "tokens. Judged only for issuers whose metadata and signed tokens are both in the capture. "
+    "Publish the certificate (Exchange: Set-AuthConfig -PublishCertificate) and have partners "
+    "refresh the metadata.",
+)
+def _signing_key_unpublished(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
+    for issuer, keys, tokens in _issuers_with_both(ctx):
+        groups: dict[tuple, set[str]] = defaultdict(set)
+        for t in tokens:
+            if (t.x5t or t.kid) and not any(_names_key(t, key) for key in keys):
+                groups[(t.x5t, t.kid)].add(t.fingerprint)
+        published = ", ".join(_key_name(k) for k in keys)
+        for (x5t, kid), fps in groups.items():
+            hex_id = x5t_to_hex(x5t or kid or "")
+            named = f"x5t {x5t}" if x5t else f"kid {kid}"
+            named += f" (thumbprint {hex_id})" if hex_id else ""
+            yield (
+                (
+                    f"{len(fps)} token(s) of {issuer} name {named}, but its metadata "
+                    f"publishes only {published}"
+                ),
+                _token_events(ctx, fps),
+            )

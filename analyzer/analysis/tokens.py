@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from analyzer.model import Event, TokenRecord, evolve, request_url
 from analyzer.oauth.checks import CheckPlan, failed, plan_checks
-from analyzer.oauth.keys import KeyStore, SignatureResult, verify_token
+from analyzer.oauth.keys import KeyStore, SignatureResult, SigningKey, verify_token
 from analyzer.oauth.principals import Principal, parse_principal
 from analyzer.oauth.tokens import DecodedToken, decode_token, iso_utc
 
@@ -92,6 +92,14 @@ class TokenAnalysis:
             result = verify_token(token, self.store)
             self._signatures[token.fingerprint] = result
         return result
+
+    def verifying_keys(self) -> dict[str, SigningKey]:
+        """Token fingerprint -> the key that verified it, for every token verified so far."""
+        return {
+            fp: result.key
+            for fp, result in self._signatures.items()
+            if result.status == "verified" and result.key is not None
+        }
 
     # -- internals -------------------------------------------------------------------------
     def _event(self, event: Event) -> dict:

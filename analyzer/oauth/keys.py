@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from analyzer.oauth.certificates import facts_of, load_der
 from analyzer.oauth.tokens import DecodedToken, b64decode_lenient, b64url, iso_utc, parse_json
 
 if TYPE_CHECKING:
@@ -241,7 +242,7 @@ class KeyStore:
         der = body if _looks_binary(body) else b64decode_lenient(_squash(body))
         if der:
             source = KeySource("file", location, None, "der")
-            cert = _load_cert(der)
+            cert = load_der(der)
             if cert is not None:
                 if self._add_cert(cert, source, where=location):
                     return 1
@@ -336,7 +337,7 @@ class KeyStore:
             value = _ci(entry, "keyvalue")
             raw = _ci(value, "value") if isinstance(value, dict) else value
             der = b64decode_lenient(_squash(raw)) if isinstance(raw, str) else None
-            cert = _load_cert(der) if der else None
+            cert = load_der(der) if der else None
             usage = _ci(entry, "usage")
             if cert is None:
                 public = _load_der_public(der) if der else None
@@ -377,7 +378,7 @@ class KeyStore:
             chain = _ci(jwk, "x5c")
             if isinstance(chain, list) and chain and isinstance(chain[0], str):
                 der = b64decode_lenient(_squash(chain[0]))
-                cert = _load_cert(der) if der else None
+                cert = load_der(der) if der else None
                 if cert is None:
                     self._warn(f"{at}: x5c[0] is not a base64 DER certificate")
             if (
@@ -469,11 +470,8 @@ class KeyStore:
         family = _family(public, where, self._warn)
         if family is None:
             return 0
-        from cryptography.hazmat.primitives import serialization
-
-        der = cert.public_bytes(serialization.Encoding.DER)
-        x5t = b64url(hashlib.sha1(der).digest())  # a thumbprint, not a security hash
-        x5t_s256 = b64url(hashlib.sha256(der).digest())
+        facts = facts_of(cert)
+        x5t, x5t_s256 = facts.x5t, facts.x5t_s256
         key = SigningKey(
             public_key=public,
             family=family,
@@ -481,17 +479,17 @@ class KeyStore:
             x5t=x5t,
             x5t_s256=x5t_s256,
             kid=kid,
-            subject=_name(cert, "subject"),
-            issuer=_name(cert, "issuer"),
-            not_before=_when(cert, "not_valid_before_utc"),
-            not_after=_when(cert, "not_valid_after_utc"),
+            subject=facts.subject,
+            issuer=facts.issuer,
+            not_before=facts.not_before,
+            not_after=facts.not_after,
             usage=usage,
             metadata_issuer=metadata_issuer,
         )
         if stated_x5t and x5t not in thumbprint_forms(stated_x5t):
             self._warn(f"{where}: stated x5t {stated_x5t} differs from the certificate's {x5t}")
         aliases = [x5t, x5t_s256, *_forms(stated_x5t), *_forms(stated_s256)]
-        return self._index(b"cert:" + hashlib.sha256(der).digest(), key, aliases, kid)
+        return self._index(b"cert:" + b64decode_lenient(x5t_s256), key, aliases, kid)
 
     def _add_public(
         self,
@@ -694,17 +692,6 @@ def _looks_binary(data: bytes) -> bool:
     return data[:1] == b"\x30"  # DER SEQUENCE
 
 
-def _load_cert(der: bytes | None) -> x509.Certificate | None:
-    if not der:
-        return None
-    from cryptography import x509
-
-    try:
-        return x509.load_der_x509_certificate(der)
-    except ValueError:
-        return None
-
-
 def _load_der_public(der: bytes | None) -> Any:
     if not der:
         return None
@@ -787,20 +774,6 @@ def _jwk_public(jwk: dict[str, Any], kty: str | None, where: str, warn: Any) -> 
     except (ValueError, TypeError, OverflowError) as exc:
         warn(f"{where}: bad {kty} key parameters ({type(exc).__name__})")
     return None
-
-
-def _name(cert: x509.Certificate, which: str) -> str | None:
-    try:
-        return getattr(cert, which).rfc4514_string()
-    except (ValueError, TypeError, AttributeError):
-        return None
-
-
-def _when(cert: x509.Certificate, which: str) -> float | None:
-    try:
-        return getattr(cert, which).timestamp()
-    except (ValueError, TypeError, AttributeError, OverflowError):
-        return None
 
 
 __all__ = [

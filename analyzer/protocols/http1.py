@@ -4,6 +4,11 @@
 the owner asked to keep them). HTTP is recognised by content, on any port: a stream whose first
 bytes cannot start a request or status line is abandoned at once (``dead``). Body bytes nobody needs
 are not copied: the stream sets ``skip`` and the reassembler drops them.
+
+A stream whose first bytes are a TLS record (``looks_tls``) is not HTTP either; when its owner
+gave ``on_tls``, the stream hands every byte to that TLS reader until the reader has seen the
+cleartext handshake, and only then gives up, so the reassembler (and the native walk) skip the
+rest without the handshake being lost.
 """
 
 from __future__ import annotations
@@ -12,6 +17,12 @@ import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from analyzer.protocols.tls import looks_like_record
+
+if TYPE_CHECKING:
+    from analyzer.protocols.tls import TlsStream
 
 MAX_HEAD = 256 * 1024  # Microsoft S2S tokens make heads of tens of KB; anything bigger is not HTTP
 MAX_LINE = 16 * 1024  # request/status line or chunk-size line
@@ -184,8 +195,11 @@ class HttpStream:
         body_policy: BodyPolicy = _never_keep,
         request_method: MethodLookup | None = None,
         on_messages: Callable[[list[HttpMessage]], None] | None = None,
+        on_tls: Callable[[], TlsStream] | None = None,
     ) -> None:
         self.skip = 0
+        self.on_tls = on_tls  # makes the reader the handshake goes to, when the bytes are TLS
+        self._tls: TlsStream | None = None
         self.on_messages = on_messages
         self.dead = False
         self.role = ""
@@ -203,7 +217,8 @@ class HttpStream:
         self._hunting = midstream
         self._after_gap = midstream
         self._hunted = 0
-        self._state = "head"  # head | body | chunk-size | chunk-data | chunk-trailer | close-body
+        # head | body | chunk-size | chunk-data | chunk-trailer | close-body | tls
+        self._state = "head"
         self._current: HttpMessage | None = None
         self._remaining = 0  # body bytes left in the current message / chunk
         self._keep = 0  # body bytes we still want to keep
@@ -238,6 +253,11 @@ class HttpStream:
     def gap(self, nbytes: int, ts: float) -> list[HttpMessage]:
         """Bytes were lost: finish what can be finished, then hunt for the next message."""
         out: list[HttpMessage] = []
+        if self._state == "tls":
+            assert self._tls is not None
+            self._tls.gap()
+            self._end_tls()
+            return out
         if self._state == "body" and self._current is not None and nbytes <= self._remaining:
             # The hole is inside a body we keep: the body is damaged but framing still holds.
             self._remaining -= nbytes
@@ -285,6 +305,9 @@ class HttpStream:
             elif state == "chunk-trailer":
                 if not self._parse_trailer(out):
                     return
+            elif state == "tls":
+                self._feed_tls()
+                return
             else:  # close-body: everything until close belongs to the body
                 self._keep_bytes(len(buf))
                 self._consume(len(buf))
@@ -294,9 +317,15 @@ class HttpStream:
 
     def _parse_head(self, out: list[HttpMessage]) -> bool:
         buf = self._buf
-        if self._hunting and not self._hunt():
-            return False
+        if self._hunting:
+            if not (self.messages_seen or self._hunted) and looks_like_record(buf[:5]):
+                self._give_up()  # TLS first seen mid-connection: no use hunting for HTTP
+                return False
+            if not self._hunt():
+                return False
         if not self.messages_seen and not self._plausible_start(buf):
+            if self.on_tls is not None and len(buf) < 5 and _tls_prefix(buf):
+                return False  # a TLS record header cut short: wait for the rest
             self._give_up()
             return False
         # The head ends at the first CRLF CRLF or LF LF. Both show as LF [CR] LF, which a regex
@@ -562,13 +591,40 @@ class HttpStream:
         self.skip = 0
 
     def _give_up(self) -> None:
-        if not self.messages_seen and self._buf[:1] == b"\x16" and self._buf[1:2] == b"\x03":
-            self.looks_tls = True  # a TLS handshake record: encrypted, not "not HTTP"
+        buf = self._buf
+        if not self.messages_seen and (buf[:2] == b"\x16\x03" or looks_like_record(buf[:5])):
+            self.looks_tls = True  # a TLS record: encrypted, not "not HTTP"
+            if self.on_tls is not None:
+                self._tls = self.on_tls()
+                self._state = "tls"
+                self._feed_tls()
+                return
         self.dead = True
         self._consume(len(self._buf))
         self._marks.clear()
         self._state = "head"
         self.skip = 0
+
+    def _feed_tls(self) -> None:
+        """Hand the buffered bytes to the TLS reader; give up once it wants no more."""
+        assert self._tls is not None
+        buf = self._buf
+        wants_more = self._tls.feed(buf)
+        self._consume(len(buf))
+        self._marks.clear()
+        if not wants_more:
+            self._end_tls()
+
+    def _end_tls(self) -> None:
+        self._tls = None
+        self.dead = True
+        self._state = "head"
+        self.skip = 0
+
+
+def _tls_prefix(head: bytearray) -> bool:
+    """Can these few bytes begin a TLS record header (type 20-24, then major version 3)?"""
+    return 20 <= head[0] <= 24 and (len(head) < 2 or head[1] == 3)
 
 
 def _could_start_message(head: bytes) -> bool:

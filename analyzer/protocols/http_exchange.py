@@ -14,6 +14,7 @@ from functools import partial
 
 from analyzer.flows.tcp import ConnectionInfo
 from analyzer.protocols.http1 import HttpMessage, HttpStream
+from analyzer.protocols.tls import TlsHandshake, TlsStream
 
 MAX_PENDING = 1000  # unanswered requests kept per connection before the oldest is given up
 
@@ -57,18 +58,21 @@ class HttpConnection:
         self.pending: deque[HttpMessage] = deque()
         self.client_is_a: bool | None = None
         self.host: str | None = None  # the Host of the latest request
+        self.tls: TlsHandshake | None = None  # set when either direction turned out to be TLS
         midstream = not info.syn_seen
         self.a_to_b = HttpStream(
             midstream=midstream,
             body_policy=self._body_policy,
             request_method=self._pending_method,
             on_messages=partial(self._messages, True),
+            on_tls=partial(self._tls_stream, True),
         )
         self.b_to_a = HttpStream(
             midstream=midstream,
             body_policy=self._body_policy,
             request_method=self._pending_method,
             on_messages=partial(self._messages, False),
+            on_tls=partial(self._tls_stream, False),
         )
 
     @property
@@ -90,6 +94,12 @@ class HttpConnection:
             self.on_close(self)
 
     # -- internals ---------------------------------------------------------------------------
+    def _tls_stream(self, from_a: bool) -> TlsStream:
+        """The TLS reader for one direction (both made when the first turns out to be TLS)."""
+        if self.tls is None:
+            self.tls = TlsHandshake()
+        return self.tls.a if from_a else self.tls.b
+
     def _body_policy(self, msg: HttpMessage) -> int:
         if msg.is_request:
             return self.request_body(msg)

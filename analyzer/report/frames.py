@@ -21,6 +21,7 @@ from analyzer.model import (
     Finding,
     Handshake,
     PairVerdict,
+    TlsConnection,
     TokenRecord,
     public_fields,
     to_dict,
@@ -36,6 +37,7 @@ _TIMES = {
     TokenRecord: ("nbf", "exp", "iat", "first_seen", "last_seen"),
     Finding: ("first_ts",),
     PairVerdict: ("first_ts", "last_ts"),
+    TlsConnection: ("ts", "cert_not_before", "cert_not_after"),
 }
 _CATEGORIES = {
     Event: {
@@ -52,6 +54,7 @@ _CATEGORIES = {
     TokenRecord: {"format": TOKEN_FORMATS, "signature": SIGNATURES, "role": None},
     Finding: {"severity": SEVERITIES, "rule_id": None},
     PairVerdict: {"verdict": None},
+    TlsConnection: {"version": None, "client_version": None},
 }
 _INTS = {
     Event: (
@@ -68,6 +71,7 @@ _INTS = {
     TokenRecord: ("uses",),
     Finding: (),
     PairVerdict: ("server_port", "exchanges", "handshakes"),
+    TlsConnection: ("client_port", "server_port"),
 }
 
 

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from analyzer.analysis.coverage import blind_spot_lines, from_tls
 from analyzer.model import (
     AUTH_CLASSES,
     SEVERITIES,
@@ -30,13 +31,16 @@ from analyzer.model import (
     Finding,
     Handshake,
     PairVerdict,
+    TlsConnection,
     TokenRecord,
 )
+from analyzer.oauth.certificates import expiry, expiry_text
 from analyzer.report import charts
 from analyzer.report.table import _identity, _notes, _scheme, _time
 
 if TYPE_CHECKING:
     from analyzer.api import Analysis
+    from analyzer.oauth.keys import SigningKey
     from analyzer.pipeline import AnalysisResult
 
 VERDICT_TONE = {
@@ -120,6 +124,8 @@ def render_html(
         _pairs(result.verdicts),
         _handshakes(result.handshakes),
         _tokens(result.tokens, reveal),
+        _signing_keys(result.signing_keys, _capture_end(result.events, result.tls)),
+        _tls(result.tls),
         _events(result.events, reveal),
         _captures(captures, result.key_warnings),
         tag(
@@ -193,6 +199,8 @@ def _nav() -> Html:
         ("pairs", "Pairs"),
         ("handshakes", "Handshakes"),
         ("tokens", "Tokens"),
+        ("keys", "Signing keys"),
+        ("tls", "TLS"),
         ("events", "Events"),
         ("captures", "Captures"),
     ]
@@ -622,6 +630,93 @@ def _captures(captures: list[CaptureStats], key_warnings: list[str]) -> Html:
         )
     warnings = [tag("li", f"key warning: {w}") for w in key_warnings]
     return _section("captures", "Captures", head, rows, extra=tag("ul", warnings))
+
+
+def _capture_end(events: list[Event], tls: list[TlsConnection]) -> float | None:
+    times = [e.response_ts or e.ts for e in events] + [t.ts for t in tls]
+    return max(times, default=None)
+
+
+def _validity(not_before: float | None, not_after: float | None, at: float | None) -> Html:
+    """Validity with the 30-day rule's verdict at the capture time ``at``."""
+    text = f"{_when(not_before)} -> {_when(not_after)}"
+    state = expiry(not_after, at)
+    if state is None or not_after is None or at is None:
+        return esc(text)
+    tone = "bad" if state == "expired" else "warn"
+    note = tag("span", expiry_text(not_after, at), class_=f"badge tone-{tone}")
+    return Html(f"{esc(text)} {note}")
+
+
+def _signing_keys(keys: list[SigningKey], at: float | None) -> Html:
+    """The keys tokens were checked against: thumbprint, subject, validity, origin."""
+    head = ["thumbprint (SHA-1)", "subject", "issuer", "valid (UTC)", "key", "published by", "from"]
+    rows = []
+    for k in keys:
+        origin = k.source.location
+        if k.source.ts is not None:
+            origin += f" (captured {_time(k.source.ts)})"
+        rows.append(
+            [
+                tag("code", k.thumbprint or k.x5t or k.kid or "-"),
+                k.subject or "-",
+                k.issuer or "-",
+                _validity(k.not_before, k.not_after, at),
+                k.describe(),
+                k.metadata_issuer or "-",
+                origin,
+            ]
+        )
+    return _section("keys", f"Signing keys ({len(keys)})", head, rows)
+
+
+def _tls(tls: list[TlsConnection]) -> Html:
+    """TLS connections grouped by server, handshake facts and certificate."""
+    groups: dict[tuple, list[TlsConnection]] = {}
+    for t in tls:
+        key = (t.server_ip, t.server_port, t.sni, t.version, t.cert_sha1, t.inspected)
+        groups.setdefault(key, []).append(t)
+    head = [
+        "server",
+        "SNI",
+        "connections",
+        "inspected",
+        "version",
+        "ALPN",
+        "certificate subject",
+        "certificate issuer",
+        "valid (UTC)",
+        "thumbprint (SHA-1)",
+        "first (UTC)",
+        "last (UTC)",
+        "notes",
+    ]
+    rows = []
+    for (ip, port, sni, version, sha1, inspected), conns in groups.items():
+        first = conns[0]
+        problems = sorted({t.problem for t in conns if t.problem})
+        rows.append(
+            [
+                f"{ip}:{port}",
+                sni or "-",
+                _num(len(conns)),
+                "yes" if inspected else tag("span", "no", class_="badge tone-warn"),
+                version or "-",
+                ", ".join(first.alpn) or "-",
+                first.cert_subject or "-",
+                first.cert_issuer or "-",
+                _validity(first.cert_not_before, first.cert_not_after, conns[-1].ts)
+                if sha1
+                else "-",
+                tag("code", sha1) if sha1 else "-",
+                _when(first.ts),
+                _when(conns[-1].ts),
+                "; ".join(problems) or "-",
+            ]
+        )
+    blind = [from_tls(t) for t in tls if not t.inspected]
+    lines = [tag("li", line) for line in blind_spot_lines(blind)]
+    return _section("tls", f"TLS connections ({len(tls)})", head, rows, extra=tag("ul", lines))
 
 
 # -- small pieces ----------------------------------------------------------------------------

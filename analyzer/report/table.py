@@ -9,12 +9,14 @@ from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from typing import IO
 
+from analyzer.analysis.coverage import blind_spot_lines
 from analyzer.model import (
     SCHEMES,
     CaptureStats,
     Challenge,
     Event,
     Finding,
+    NotInspected,
     PairVerdict,
     TokenRecord,
 )
@@ -28,13 +30,26 @@ def write_table(
     out: IO[str],
     verdicts: list[PairVerdict] = (),
     findings: list[Finding] = (),
+    not_inspected: list[NotInspected] = (),
 ) -> None:
     """Write the human summary of one analysis to ``out``."""
     _captures(captures, out)
+    write_uninspected(not_inspected, out)
     _pairs(events, out)
     write_verdicts(verdicts, out)
     write_findings(findings, out)
     _events(events, out)
+
+
+def write_uninspected(not_inspected: list[NotInspected], out: IO[str]) -> None:
+    """The blind spots: traffic not inspected (undecrypted TLS, lost request bytes), per server."""
+    lines = blind_spot_lines(not_inspected)
+    if not lines:
+        return
+    out.write("Not inspected\n")
+    for line in lines:
+        out.write(f"  {line}\n")
+    out.write("\n")
 
 
 def write_verdicts(verdicts: list[PairVerdict], out: IO[str]) -> None:

@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from analyzer.model import CaptureStats, Event, Finding, PairVerdict
+from analyzer.analysis.coverage import blind_spot_lines
+from analyzer.model import CaptureStats, Event, Finding, NotInspected, PairVerdict
 from analyzer.report.table import _identity, _notes, _scheme, _time
 
 VERDICT_STYLE = {
@@ -38,6 +39,7 @@ def write_rich(
     verdicts: list[PairVerdict],
     findings: list[Finding],
     out: IO[str],
+    not_inspected: list[NotInspected] = (),
 ) -> None:
     """Render the summary with colours and tables sized to the terminal."""
     console = Console(file=out, highlight=False)
@@ -49,11 +51,13 @@ def write_rich(
     for c in captures:
         for warning in c.warnings:
             console.print(f"  [yellow]warning[/]: {warning}")
-        if c.tls_connections:
+        if c.tls_connections and not not_inspected:
             console.print(
                 f"  [yellow]{c.tls_connections} TLS connection(s) unreadable[/]: "
                 "decrypt with --tls-keylog to see inside"
             )
+    for line in blind_spot_lines(not_inspected):
+        console.print(Text.assemble("  ", (line, "yellow")))
     console.print()
     for v in verdicts:
         style = VERDICT_STYLE.get(v.verdict, "")
