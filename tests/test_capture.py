@@ -664,8 +664,20 @@ def test_truncated_last_record(tmp_path: Path, cut: int) -> None:
     data = pcap([eth(ipv4(tcp(HTTP)))] * 3)
     record = 16 + 14 + 40 + len(HTTP)
     packets, stats = read(tmp_path, data[: 24 + 2 * record + cut])
-    assert len(packets) == 2 and stats.packets == 2
-    assert len(stats.warnings) == 1 and "truncated" in stats.warnings[0]
+    assert len(packets) == 2
+    assert "truncated" in stats.warnings[0]
+    # a record cut inside its data is still a packet seen (its IPv4 header is cut: undecodable)
+    assert (stats.packets, stats.undecodable) == ((2, 0) if cut == 3 else (3, 1))
+
+
+def test_truncated_last_record_keeps_what_it_holds(tmp_path: Path) -> None:
+    # The file ends inside the third record's TCP payload: its first bytes are delivered like a
+    # snaplen-cut packet, so a request head begun there can be reported lost, not silently gone.
+    data = pcap([eth(ipv4(tcp(HTTP)))] * 3)
+    record = 16 + 14 + 40 + len(HTTP)
+    packets, stats = read(tmp_path, data[: 24 + 2 * record + 16 + 54 + 10])
+    assert [bytes(p[9]) for p in packets] == [HTTP, HTTP, HTTP[:10]]
+    assert stats.packets == 3 and "file ends in the middle of a record" in stats.warnings[0]
 
 
 def test_truncated_pcapng_block(tmp_path: Path) -> None:

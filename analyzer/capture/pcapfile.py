@@ -449,11 +449,21 @@ def _scan_pcap(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
                     n -= 1
                     break
                 if e > size:
-                    if final:
-                        reader.cut_short(size - pos)
-                    else:
+                    if not final:
                         need = _PCAP_RECORD + caplen
-                    n -= 1
+                        n -= 1
+                        break
+                    reader.cut_short(size - pos)
+                    if size - pos <= 16:
+                        n -= 1
+                        break
+                    # What the cut record kept is read like a snaplen-cut packet: a request
+                    # head begun in it then shows as lost, instead of vanishing unseen.
+                    nslow += 1
+                    r = decode(lt, data, pos + 16, size)
+                    pos = size
+                    if r is not None:
+                        yield (s + frac / div, *r[:8], mv[r[8] : r[9]])
                     break
                 lim = min(size, e + window)
                 if mapped:
