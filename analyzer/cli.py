@@ -436,7 +436,12 @@ def _verify(args: argparse.Namespace) -> int:
         data = {"result": verdict, "warnings": damage, "rules": [r.to_dict() for r in results]}
         print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
-        write_verification(results, verdict, sys.stdout, details=args.details)
+        try:
+            write_verification(results, verdict, sys.stdout, details=args.details)
+            sys.stdout.flush()
+        except BrokenPipeError:  # the reader (e.g. `| head`) went away: the exit code stands
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
     return {PASS: 0, FAIL: 1, INCONCLUSIVE: 2}[verdict]
 
 

@@ -249,7 +249,7 @@ class PairVerdict:
     exchanges: int  # authenticated exchanges (an NTLM / Negotiate handshake's legs count once)
     classes: dict[str, int] = field(default_factory=dict)  # exchanges per auth class
     handshakes: int = 0
-    handshake_classes: dict[str, int] = field(default_factory=dict)  # credential handshakes/class
+    handshake_classes: dict[str, int] = field(default_factory=dict)  # handshakes per auth class
     oauth_attempted: int = 0  # OAuth handshakes (probe-only ones included)
     oauth_accepted: int = 0
     oauth_rejected: int = 0

@@ -1158,6 +1158,30 @@ def build_fallback_ntlm(keys: dict[str, g.TestKey]) -> Scenario:
     return sc
 
 
+def build_oauth_rejected(keys: dict[str, g.TestKey]) -> Scenario:
+    sc = new(
+        "oauth-rejected",
+        keys,
+        "every EWS call of the SfB pool presents an expired token and is rejected (401, "
+        "x-ms-diagnostics 2000002 token_expired); the client never falls back",
+        "The EXO part is healthy, but the SfB pool's tokens are expired: realm discovery, then "
+        "3 calls on 3 connections, each refused with 2000002 token_expired, and no other scheme "
+        "tried.",
+    )
+    hybrid_part(sc, T_HY + SEC)
+    old = expired_tokens(sc)
+    for i in range(3):
+        c = sc.link(SFB_IP, 52311 + i, EXCHANGE_IP)
+        t = c.open(T_HY + (5 + 20 * i) * SEC)
+        t, bad = rejected_call(sc, c, t + 300 * US, old.outers["bob"], f"r{i}")
+        c.close(C, t + SEC)
+        sc.handshake("oauth", "rejected", [bad], "expired token rejected (2000002)")
+    sc.pair(SFB_IP, EXCHANGE_IP, "mail.contoso.com", "oauth-rejected")
+    sc.expect(R1, "FAIL", why="3 OAuth calls rejected (2000002 token_expired), nothing accepted")
+    sc.expect(R2, "PASS")
+    return sc
+
+
 def build_fallback_mixed(keys: dict[str, g.TestKey]) -> Scenario:
     sc = new(
         "fallback-mixed",
@@ -1525,6 +1549,7 @@ BUILDERS = (
     build_untrusted_issuer,
     build_bad_signature,
     build_fallback_ntlm,
+    build_oauth_rejected,
     build_fallback_mixed,
     build_ntlm_legs,
     build_tls_blind,
@@ -1814,7 +1839,7 @@ def _xclass(x: dict[str, Any]) -> str:
 def policy_toml() -> bytes:
     lines = [
         "# Policy for the hybrid scenario family (captures/hybrid/*.pcap); see captures/README.md.",
-        "# `path` and `issuer` with an @realm are keys the verify rewrite adds.",
+        "# Use: oauth-analyzer verify hybrid/SCENARIO.pcap --policy hybrid/policy.toml",
     ]
     for rule in RULES:
         lines += [

@@ -266,7 +266,7 @@ def _verdict(key: tuple, events: list[Event], handshakes: list[Handshake]) -> Pa
     # of the exchange that finishes the handshake, not one of its own.
     exchanges = [e for e in creds if not is_continuation(e)]
     classes = Counter(auth_class(e) for e in exchanges)
-    per_class = Counter(h.auth_class for h in handshakes if h.exchanges)
+    per_class = Counter(h.auth_class for h in handshakes if h.exchanges)  # sent a credential
     oauth = [h for h in handshakes if h.auth_class == "oauth"]
     accepted = [h for h in oauth if h.outcome == "accepted"]
     rejected = [h for h in oauth if h.outcome == "rejected"]
@@ -305,7 +305,7 @@ def _verdict(key: tuple, events: list[Event], handshakes: list[Handshake]) -> Pa
         exchanges=len(exchanges),
         classes=dict(sorted(classes.items())),
         handshakes=len(handshakes),
-        handshake_classes=dict(sorted(per_class.items())),
+        handshake_classes=dict(sorted(Counter(h.auth_class for h in handshakes).items())),
         oauth_attempted=len(oauth),
         oauth_accepted=len(accepted),
         oauth_rejected=len(rejected),

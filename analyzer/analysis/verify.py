@@ -18,7 +18,7 @@ The legs of one NTLM / Negotiate handshake are one exchange here, as in the pair
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from analyzer.analysis.coverage import TOP_SERVERS, Coverage, damage
@@ -319,7 +319,10 @@ def evaluate(
     result.relaxed = dict(sorted(relaxed.items()))
     if not units:
         result.result = INCONCLUSIVE
-        result.reason = _nothing_inspected(rule, events, in_scope, blind, not_inspected or [])
+        # what the rule's endpoints saw outside its paths and times explains the empty scope too
+        around = replace(rule.scope, paths=(), since=None, until=None)
+        seen = [e for e in events if around.matches(e, host_ips)]
+        result.reason = _nothing_inspected(rule, events, seen, blind, not_inspected or [])
     elif result.violations:
         result.result = FAIL
         result.reason = f"{len(result.violations)} of {len(units)} exchanges break the rule"
@@ -484,14 +487,15 @@ def _nothing_inspected(
         for e in in_scope
         if "metadata" in e.reasons and (e.status is None or e.status >= 400)
     )
+    issued = any(e.access_token_fp for e in in_scope)
     for (path, status), n in failed.most_common(3):
         answer = f"failed with {status}" if status is not None else "got no answer"
-        parts.append(f"{n} metadata fetch(es) to {path} {answer}")
+        parts.append(f"{n} metadata {'fetches' if n > 1 else 'fetch'} to {path} {answer}")
     errors = Counter(e.oauth_error for e in in_scope if e.oauth_error)
     for error, n in errors.most_common(3):
         parts.append(f"{n} token request(s) refused with {error}")
-    if (failed or errors) and not any(e.access_token_fp for e in in_scope):
-        parts.append("no token was ever issued")
+    if (failed or errors) and not issued:
+        parts[-1] += ": no token was ever issued"
     challenged = [e for e in in_scope if e.scheme == "none" and e.challenges]
     probes = [e for e in in_scope if e.scheme == "bearer" and not presented(e)]
     if challenged or probes:

@@ -55,7 +55,7 @@ def _coverage(r: RuleResult, out: IO[str]) -> None:
         unanswered = f", {c.unanswered} without a captured response" if c.unanswered else ""
         out.write(f"{INDENT}coverage: {c.exchanges} exchange(s) inspected, {span}{unanswered}\n")
     for line in c.blind_spots():
-        out.write(f"{INDENT}not inspected: {line}\n")
+        out.write(f"{INDENT}blind spot: {line}\n")
     for line in c.damage:
         out.write(f"{INDENT}warning: {line}\n")
 
