@@ -117,6 +117,8 @@ class EventCollector:
         )
 
     def closed(self, conn: HttpConnection) -> None:
+        for problem in conn.damage():
+            self.stats.warn(problem)
         if conn.is_http:
             self.stats.http_connections += 1
         elif conn.a_to_b.looks_tls or conn.b_to_a.looks_tls:

@@ -74,6 +74,23 @@ class HttpConnection:
     def is_http(self) -> bool:
         return self.client_is_a is not None
 
+    def damage(self) -> list[str]:
+        """Warnings about this connection's HTTP framing (absurd body lengths), for the capture
+        stats: what was skipped, so a reader knows the connection was not read whole."""
+        info = self.info
+        out = []
+        for stream, src, dst in (
+            (self.a_to_b, f"{info.a_ip}:{info.a_port}", f"{info.b_ip}:{info.b_port}"),
+            (self.b_to_a, f"{info.b_ip}:{info.b_port}", f"{info.a_ip}:{info.a_port}"),
+        ):
+            if stream.absurd_lengths:
+                out.append(
+                    f"{self.conn_id} {src} -> {dst}: {stream.absurd_lengths} HTTP message(s) "
+                    f"with an absurd body length (first: {stream.absurd_length}); body skipped, "
+                    "reading resumed at the next message"
+                )
+        return out
+
     def finish(self, ts: float) -> None:
         """The connection ended: unanswered requests go out without a response."""
         while self.pending:

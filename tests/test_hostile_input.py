@@ -1,0 +1,153 @@
+"""Hostile input found already: captures that crashed a whole run or leaked a secret.
+
+Each capture is written with scapy (real bytes on real TCP connections) and read through the real
+pipeline and command line; the assertions name the exact events, warnings and output text.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from analyzer.cli import main
+from analyzer.flows import tcp
+from analyzer.pipeline import analyze_paths
+
+scapy = pytest.importorskip("scapy.all")
+
+T0 = 1772442000.0  # 2026-03-02 09:00:00 UTC
+CLIENT, SERVER = "10.9.9.1", "10.9.9.2"
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+Exchange = tuple[bytes, bytes | None]  # request bytes, response bytes (None: no answer)
+
+
+def connection(
+    exchanges: Sequence[Exchange], sport: int, t0: float, client: str = CLIENT
+) -> list[Any]:
+    """Packets of one TCP connection to SERVER:80 carrying ``exchanges`` in order, 10 ms apart."""
+    packets = []
+
+    def seg(outbound: bool, flags: str, seq: int, ack: int, payload: bytes = b"") -> None:
+        src, dst, sp, dp = (client, SERVER, sport, 80) if outbound else (SERVER, client, 80, sport)
+        packet = scapy.Ether() / scapy.IP(src=src, dst=dst)
+        packet = packet / scapy.TCP(sport=sp, dport=dp, flags=flags, seq=seq, ack=ack)
+        packets.append(packet / payload if payload else packet)
+
+    c, s = 1000, 5000
+    seg(True, "S", c, 0)
+    seg(False, "SA", s, c + 1)
+    c, s = c + 1, s + 1
+    seg(True, "A", c, s)
+    for request, response in exchanges:
+        seg(True, "PA", c, s, request)
+        c += len(request)
+        if response is not None:
+            seg(False, "PA", s, c, response)
+            s += len(response)
+    seg(True, "FA", c, s)
+    seg(False, "FA", s, c + 1)
+    seg(True, "A", c + 1, s + 1)
+    for i, packet in enumerate(packets):
+        packet.time = t0 + i * 0.01
+    return packets
+
+
+def write_capture(path: Path, *connections: Sequence[Exchange]) -> str:
+    """One pcap with each connection from its own client port, a second apart."""
+    packets = []
+    for i, exchanges in enumerate(connections):
+        packets += connection(exchanges, 40001 + i, T0 + i)
+    scapy.wrpcap(str(path), packets)
+    return str(path)
+
+
+def basic_get(
+    user: str, password: str = "pw", extra: bytes = b"", host: bytes = b"web.test"
+) -> bytes:
+    credential = base64.b64encode(f"{user}:{password}".encode())
+    head = b"GET /a HTTP/1.1\r\n" + (b"Host: " + host + b"\r\n" if host else b"")
+    return head + b"Authorization: Basic " + credential + b"\r\n" + extra + b"\r\n"
+
+
+@pytest.fixture(params=["native", "pure"])
+def walk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Run the test with the native record walk and with the pure-Python reader."""
+    if request.param == "native" and tcp.GrantTable is None:
+        pytest.skip("native walk not built")
+    monkeypatch.setenv(tcp.PURE_PYTHON_ENV, "1" if request.param == "pure" else "0")
+    yield request.param
+
+
+# -- 1. absurd body lengths ----------------------------------------------------------------------
+HUGE_LENGTH = b"12345678901234567890123"  # 23 digits: past 2**64
+HUGE_CHUNK = b"f" * 40  # 40 hex digits
+
+
+def absurd_lengths_capture(path: Path) -> str:
+    return write_capture(
+        path,
+        [  # a response whose Content-Length is absurd, then the next exchange
+            (
+                basic_get("alice"),
+                b"HTTP/1.1 200 OK\r\nContent-Length: " + HUGE_LENGTH + b"\r\n\r\n",
+            ),
+            (basic_get("bob"), OK),
+        ],
+        [  # a chunk size of 40 hex digits
+            (
+                basic_get("carol"),
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + HUGE_CHUNK + b"\r\n",
+            ),
+            (basic_get("dave"), OK),
+        ],
+        [  # a request whose Content-Length is absurd
+            (basic_get("erin", extra=b"Content-Length: " + HUGE_LENGTH + b"\r\n"), OK),
+            (basic_get("frank"), OK),
+        ],
+    )
+
+
+def test_absurd_lengths_skip_one_body_not_the_capture(tmp_path: Path, walk: str) -> None:
+    path = absurd_lengths_capture(tmp_path / "lengths.pcap")
+    result = analyze_paths([path])
+    got = [(e.user, e.client_port, e.status) for e in result.events]
+    assert got == [
+        ("alice", 40001, 200),
+        ("bob", 40001, 200),
+        ("carol", 40002, 200),
+        ("dave", 40002, 200),
+        ("erin", 40003, 200),
+        ("frank", 40003, 200),
+    ]
+    conn = {e.client_port: e.conn_id for e in result.events}
+    tail = "body skipped, reading resumed at the next message"
+    assert result.captures[0].warnings == [
+        f"{conn[40001]} {SERVER}:80 -> {CLIENT}:40001: 1 HTTP message(s) with an absurd body "
+        f"length (first: Content-Length 12345678901234567890123); {tail}",
+        f"{conn[40002]} {SERVER}:80 -> {CLIENT}:40002: 1 HTTP message(s) with an absurd body "
+        f"length (first: chunk size {'f' * 40}); {tail}",
+        f"{conn[40003]} {CLIENT}:40003 -> {SERVER}:80: 1 HTTP message(s) with an absurd body "
+        f"length (first: Content-Length 12345678901234567890123); {tail}",
+    ]
+
+
+def test_absurd_lengths_every_command_goes_on(
+    tmp_path: Path, walk: str, capsys: pytest.CaptureFixture
+) -> None:
+    path = absurd_lengths_capture(tmp_path / "lengths.pcap")
+    assert main(["analyze", path]) == 0
+    out = capsys.readouterr().out
+    assert out.count("with an absurd body length") == 3
+    assert "NO-OAUTH - no OAuth: 6 basic" in out
+    assert main(["analyze", path, "--format", "jsonl"]) == 0
+    assert capsys.readouterr().out.count('"scheme":"basic"') == 6
+    assert main(["verify", path, "--json"]) == 1
+    assert '"result": "FAIL"' in capsys.readouterr().out
+    report = tmp_path / "report.html"
+    assert main(["report", path, "-o", str(report)]) == 0
+    assert "with an absurd body length (first: chunk size" in report.read_text(encoding="utf-8")
