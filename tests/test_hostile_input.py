@@ -151,3 +151,34 @@ def test_absurd_lengths_every_command_goes_on(
     report = tmp_path / "report.html"
     assert main(["report", path, "-o", str(report)]) == 0
     assert "with an absurd body length (first: chunk size" in report.read_text(encoding="utf-8")
+
+
+# -- 2. a pair without Host next to one with it --------------------------------------------------
+def test_pair_without_host_sorts_first_in_every_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    path = write_capture(
+        tmp_path / "nohost.pcap",
+        [(basic_get("alice"), OK)],
+        [(basic_get("bob", host=b""), OK)],
+    )
+    verdicts = analyze_paths([path]).verdicts
+    assert [(v.host, v.verdict, v.exchanges) for v in verdicts] == [
+        (None, "no-oauth", 1),
+        ("web.test", "no-oauth", 1),
+    ]
+    assert main(["analyze", path]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "Verdicts\n"
+        f"  {CLIENT} -> {SERVER} ({SERVER}:80): NO-OAUTH - no OAuth: 1 basic\n"
+        f"  {CLIENT} -> web.test ({SERVER}:80): NO-OAUTH - no OAuth: 1 basic\n"
+    ) in out
+    for extra in (["--format", "jsonl"], ["--format", "csv"], ["--findings"], ["--tokens"]):
+        assert main(["analyze", path, *extra]) == 0
+    capsys.readouterr()
+    assert main(["analyze", path, "--format", "parquet", "-o", str(tmp_path / "pq")]) == 0
+    assert main(["report", path, "-o", str(tmp_path / "r.html")]) == 0
+    capsys.readouterr()
+    assert main(["verify", path]) == 1
+    assert capsys.readouterr().out.startswith("FAIL         command line: all traffic\n")

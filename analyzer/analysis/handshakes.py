@@ -227,7 +227,9 @@ def pair_verdicts(events: list[Event], handshakes: list[Handshake]) -> list[Pair
     hs_by_pair: dict[tuple, list[Handshake]] = defaultdict(list)
     for hs in handshakes:
         hs_by_pair[key_of(hs)].append(hs)
-    return [_verdict(key, events_by_pair[key], hs_by_pair[key]) for key in sorted(hs_by_pair)]
+    # None (no Host) sorts first: a bare None next to a str cannot be compared
+    pairs = sorted(hs_by_pair, key=lambda k: tuple((v is not None, v) for v in k))
+    return [_verdict(key, events_by_pair[key], hs_by_pair[key]) for key in pairs]
 
 
 def _verdict(key: tuple, events: list[Event], handshakes: list[Handshake]) -> PairVerdict:
