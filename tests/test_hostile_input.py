@@ -7,6 +7,7 @@ pipeline and command line; the assertions name the exact events, warnings and ou
 from __future__ import annotations
 
 import base64
+import io
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -182,3 +183,91 @@ def test_pair_without_host_sorts_first_in_every_command(
     capsys.readouterr()
     assert main(["verify", path]) == 1
     assert capsys.readouterr().out.startswith("FAIL         command line: all traffic\n")
+
+
+# -- 3. lone surrogates in token claims ----------------------------------------------------------
+def b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def unsigned_jwt(claims_json: bytes) -> bytes:
+    """An alg-none JWT whose claims are exactly ``claims_json`` (escapes kept as written)."""
+    return b64url(b'{"alg":"none","typ":"JWT"}') + b"." + b64url(claims_json) + b"."
+
+
+SURROGATE_CLAIMS = (
+    rb'{"iss":"issuer\ud800x","aud":"https://web.test/","upn":"eve\udfff@contoso.com",'
+    rb'"nbf":1772440000,"exp":1772445600,"\udc00key":["\ud83d\ude00","\ud800"]}'
+)
+
+
+def surrogate_capture(path: Path) -> str:
+    bearer = b"Authorization: Bearer " + unsigned_jwt(SURROGATE_CLAIMS) + b"\r\n"
+    form = b"grant_type=client_credentials&client_id=app"
+    answer = rb'{"error":"invalid_client\udbff","error_description":"bad \udc80 secret"}'
+    return write_capture(
+        path,
+        [(b"GET /a HTTP/1.1\r\nHost: web.test\r\n" + bearer + b"\r\n", OK)],
+        [
+            (
+                b"POST /oauth2/token HTTP/1.1\r\nHost: login.test\r\n"
+                b"Content-Type: application/x-www-form-urlencoded\r\n"
+                b"Content-Length: " + str(len(form)).encode() + b"\r\n\r\n" + form,
+                b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+                b"Content-Length: " + str(len(answer)).encode() + b"\r\n\r\n" + answer,
+            )
+        ],
+    )
+
+
+def test_lone_surrogates_become_replacement_characters(tmp_path: Path) -> None:
+    result = analyze_paths([surrogate_capture(tmp_path / "surrogate.pcap")])
+    bearer, token_call = result.events
+    assert bearer.token_iss == "issuer\ufffdx"
+    assert bearer.token_subject == "eve\ufffd@contoso.com"
+    assert token_call.oauth_error == "invalid_client\ufffd"
+    (token,) = result.tokens
+    assert token.claims is not None
+    assert token.claims["\ufffdkey"] == ["\U0001f600", "\ufffd"]  # a real pair stays whole
+
+
+def test_lone_surrogates_reach_every_writer(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """capsys encodes to UTF-8 strictly, as a real terminal or pipe does."""
+    path = surrogate_capture(tmp_path / "surrogate.pcap")
+    outputs = {}
+    for name, extra in {
+        "table": [],
+        "jsonl": ["--format", "jsonl"],
+        "csv": ["--format", "csv"],
+        "tokens": ["--tokens"],
+        "tokens-jsonl": ["--tokens", "--format", "jsonl"],
+        "tokens-csv": ["--tokens", "--format", "csv"],
+        "findings": ["--findings"],
+        "revealed": ["--format", "jsonl", "--reveal-secrets"],
+    }.items():
+        assert main(["analyze", path, *extra]) == 0, name
+        outputs[name] = capsys.readouterr().out
+    assert "bearer  issuer\ufffdx -> https://web.test/ [unsigned]" in outputs["table"]
+    assert '"token_iss":"issuer\ufffdx"' in outputs["jsonl"]
+    assert "issuer\ufffdx" in outputs["csv"] and "issuer\ufffdx" in outputs["tokens-csv"]
+    assert '"\ufffdkey":["\U0001f600","\ufffd"]' in outputs["tokens-jsonl"]
+    assert main(["analyze", path, "--format", "parquet", "-o", str(tmp_path / "pq")]) == 0
+    report = tmp_path / "r.html"
+    assert main(["report", path, "-o", str(report)]) == 0
+    assert "issuer\ufffdx" in report.read_text(encoding="utf-8")
+    assert main(["verify", path, "--json"]) == 0
+    assert main(["verify", path]) == 0
+    capsys.readouterr()
+    assert main(["decode", unsigned_jwt(SURROGATE_CLAIMS).decode(), "--at", "1772442000"]) == 0
+    assert "eve\ufffd@contoso.com" in capsys.readouterr().out
+
+
+def test_lone_surrogates_in_the_rich_summary(tmp_path: Path) -> None:
+    from analyzer.report.terminal import write_rich
+
+    result = analyze_paths([surrogate_capture(tmp_path / "surrogate.pcap")])
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+    write_rich(result.events, result.captures, result.verdicts, result.findings, out)
+    out.flush()
+    assert "issuer\ufffdx" in raw.getvalue().decode("utf-8")

@@ -14,6 +14,7 @@ import binascii
 import copy
 import json
 import math
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -409,7 +410,31 @@ def parse_json(text: str, duplicates: list[str] | None = None) -> Any:
     def constant(name: str) -> Any:
         raise ValueError(f"{name} is not JSON")
 
-    return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
+    value = json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
+    return without_lone_surrogates(value) if "\\u" in text else value
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_lone_surrogates(value: Any) -> Any:
+    """Parsed JSON with every lone surrogate in its strings (keys too) replaced by U+FFFD.
+
+    JSON's ``\\ud800`` escape decodes to a lone surrogate, a ``str`` no UTF-8 writer can encode:
+    one such claim crashed every output. Escaped pairs are joined by the parser, so any surrogate
+    left is lone. Call it only when the text holds a ``\\u`` escape (the only way to get one).
+    """
+    kind = type(value)
+    if kind is str:
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if kind is dict:
+        return {
+            without_lone_surrogates(key): without_lone_surrogates(item)
+            for key, item in value.items()
+        }
+    if kind is list:
+        return [without_lone_surrogates(item) for item in value]
+    return value
 
 
 def json_depth(value: Any) -> int:
