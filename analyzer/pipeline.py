@@ -112,6 +112,7 @@ class EventCollector:
         self.stats = CaptureStats()  # the capture being read now
 
     def connection(self, info: ConnectionInfo) -> HttpConnection:
+        self.stats.check_time(info.first_ts)
         return HttpConnection(
             info, self.exchange, request_body_policy, response_body_policy, self.closed
         )
@@ -132,6 +133,7 @@ class EventCollector:
     # -- TLS decrypted with keys (--tls-keylog) ----------------------------------------------
     def tls_connection(self, info: ConnectionInfo) -> HttpConnection:
         """``connection`` for plaintext decrypted from TLS: its events say transport "tls"."""
+        self.stats.check_time(info.first_ts)
         return HttpConnection(
             info, self.tls_exchange, request_body_policy, response_body_policy, self.closed
         )

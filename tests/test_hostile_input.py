@@ -7,16 +7,20 @@ pipeline and command line; the assertions name the exact events, warnings and ou
 from __future__ import annotations
 
 import base64
+import html
 import io
+import struct
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from analyzer.cli import main
 from analyzer.flows import tcp
 from analyzer.pipeline import analyze_paths
+from analyzer.report.times import format_utc
 
 scapy = pytest.importorskip("scapy.all")
 
@@ -271,3 +275,129 @@ def test_lone_surrogates_in_the_rich_summary(tmp_path: Path) -> None:
     write_rich(result.events, result.captures, result.verdicts, result.findings, out)
     out.flush()
     assert "issuer\ufffdx" in raw.getvalue().decode("utf-8")
+
+
+# -- 4. times out of range -----------------------------------------------------------------------
+def _pad4(data: bytes) -> bytes:
+    return data + b"\0" * (-len(data) % 4)
+
+
+def _block(kind: int, body: bytes) -> bytes:
+    body = _pad4(body)
+    return struct.pack("<II", kind, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+
+
+def _option(code: int, value: bytes) -> bytes:
+    return _pad4(struct.pack("<HH", code, len(value)) + value)
+
+
+def write_pcapng(path: Path, packets: list[Any], tsoffset: int) -> str:
+    """``packets`` on one Ethernet interface whose ``if_tsoffset`` adds ``tsoffset`` seconds."""
+    out = _block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1) + _option(0, b""))
+    options = _option(14, struct.pack("<q", tsoffset)) + _option(0, b"")
+    out += _block(1, struct.pack("<HHI", 1, 0, 0) + options)
+    for packet in packets:
+        micros, frame = round(float(packet.time) * 1e6), bytes(packet)
+        head = struct.pack("<IIIII", 0, micros >> 32, micros & 0xFFFFFFFF, len(frame), len(frame))
+        out += _block(6, head + _pad4(frame))
+    path.write_bytes(out)
+    return str(path)
+
+
+# exp 1e15 reads as unix milliseconds: 1e12 s, year 33658; nbf far before year 1
+ODD_TIMES_TOKEN = unsigned_jwt(
+    b'{"iss":"i@contoso.com","aud":"https://web.test/","exp":1e15,"nbf":-99999999999,'
+    b'"iat":1772440000}'
+)
+
+
+def odd_times_capture(path: Path, tsoffset: int) -> str:
+    bearer = b"GET /a HTTP/1.1\r\nHost: web.test\r\nAuthorization: Bearer " + ODD_TIMES_TOKEN
+    exchanges = [(bearer + b"\r\n\r\n", OK), (basic_get("alice"), OK)]
+    return write_pcapng(path, connection(exchanges, 40001, T0), tsoffset)
+
+
+def test_format_utc() -> None:
+    assert format_utc(None) == "-"
+    assert format_utc(T0 + 0.0304) == "2026-03-02 09:00:00.030"
+    assert format_utc(T0 + 0.0304, 0) == "2026-03-02 09:00:00"
+    assert format_utc(T0 + 0.0304, -1) == "2026-03-02 09:00"
+    assert format_utc(T0 + 0.0304, 6, date=False) == "09:00:00.030400"
+    assert format_utc(-1.5) == "1969-12-31 23:59:58.500"
+    assert format_utc(1e15) == "<invalid time 1000000000000000>"
+    assert format_utc(-1e15, 0, date=False) == "<invalid time -1000000000000000>"
+    assert format_utc(253402300800.0) == "<invalid time 253402300800>"  # year 10000
+    assert format_utc(1e300) == "<invalid time 1e+300>"
+    assert format_utc(float("nan")) == "<invalid time nan>"
+    assert format_utc(-float("inf")) == "<invalid time -inf>"
+
+
+@pytest.mark.parametrize("tsoffset", [10**15, -(10**12)])
+def test_packet_times_out_of_range_are_shown_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture, tsoffset: int
+) -> None:
+    path = odd_times_capture(tmp_path / "odd.pcapng", tsoffset)
+    result = analyze_paths([path])
+    ts = [e.ts for e in result.events]
+    assert ts == [T0 + tsoffset + 0.03, T0 + tsoffset + 0.05]
+    shown = format_utc(ts[0])
+    assert shown == f"<invalid time {ts[0]!r}>" if ts[0] % 1 else f"<invalid time {int(ts[0])}>"
+    assert main(["analyze", path]) == 0
+    out = capsys.readouterr().out
+    assert f"warning: {path}: packet times off by years (first at <invalid time " in out
+    assert f"  1  {shown}  {CLIENT}:40001  {SERVER}:80  GET /a   200     bearer  " in out
+    assert main(["analyze", path, "--tokens"]) == 0
+    assert "<invalid time -99999999999> - <invalid time 1000000000000>" in capsys.readouterr().out
+    for extra in (["--findings"], ["--format", "jsonl"], ["--format", "csv"]):
+        assert main(["analyze", path, *extra]) == 0
+    charts = tmp_path / "charts"
+    assert main(["analyze", path, "--format", "parquet", "-o", str(tmp_path / "pq")]) == 0
+    assert main(["analyze", path, "--charts", str(charts), "--format", "jsonl"]) == 0
+    assert sorted(p.suffix for p in charts.iterdir()).count(".png") >= 3
+    report = tmp_path / "r.html"
+    assert main(["report", path, "-o", str(report)]) == 0
+    page = report.read_text(encoding="utf-8")
+    assert f">{html.escape(shown)}</td>" in page
+    assert "<invalid time" not in page  # escaped, as every captured text
+    assert main(["verify", path, "--json"]) == 1
+    assert result.captures[0].warnings == [
+        f"{path}: packet times off by years (first at {format_utc(T0 + tsoffset, 0)}): "
+        "check the capture clock"
+    ]
+
+
+def test_times_pandas_cannot_hold_become_nat(tmp_path: Path) -> None:
+    from analyzer.api import Analysis
+
+    analysis = Analysis(analyze_paths([odd_times_capture(tmp_path / "odd.pcapng", 10**15)]))
+    events, tokens = analysis.events, analysis.tokens
+    assert events["ts"].isna().tolist() == [True, True]
+    assert isinstance(events["ts"].dtype, pd.DatetimeTZDtype)
+    assert analysis.result.events[0].token_exp == 1e12  # exp 1e15 read as milliseconds
+    assert events["token_exp"].isna().tolist() == [True, True]
+    assert tokens[["nbf", "exp"]].isna().values.tolist() == [[True, True]]
+    assert tokens["iat"].tolist() == [pd.Timestamp(1772440000, unit="s", tz="UTC")]
+
+
+def test_packet_times_years_off_warn_but_show(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    path = odd_times_capture(tmp_path / "1986.pcapng", -40 * 365 * 86400)
+    result = analyze_paths([path])
+    assert result.captures[0].warnings == [
+        f"{path}: packet times off by years (first at 1986-03-12 09:00:00): check the capture clock"
+    ]
+    assert main(["analyze", path]) == 0
+    assert "  1  1986-03-12 09:00:00.030  " in capsys.readouterr().out
+
+
+def test_plausible_packet_times_do_not_warn(tmp_path: Path) -> None:
+    assert analyze_paths([odd_times_capture(tmp_path / "ok.pcapng", 0)]).captures[0].warnings == []
+
+
+def test_decode_shows_invalid_token_times(capsys: pytest.CaptureFixture) -> None:
+    assert main(["decode", ODD_TIMES_TOKEN.decode(), "--at", "1772442000"]) == 0
+    out = capsys.readouterr().out
+    assert "  exp      1000000000000000.0\n             = <invalid time 1000000000000> (" in out
+    assert "[ok]   expired: valid until <invalid time 1000000000000> (" in out
+    assert "[ok]   not-yet-valid: valid from <invalid time -99999999999>\n" in out

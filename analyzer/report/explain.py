@@ -9,6 +9,7 @@ from analyzer.oauth.checks import Check, check_token
 from analyzer.oauth.keys import KeyStore, verify_token
 from analyzer.oauth.principals import parse_principal
 from analyzer.oauth.tokens import DecodedToken, iso_utc
+from analyzer.report.times import format_utc
 
 PRINCIPAL_CLAIMS = {"iss": "issuer", "aud": "audience", "nameid": "nameid", "actor": "nameid"}
 TIME_CLAIMS = ("iat", "nbf", "exp")
@@ -84,7 +85,7 @@ def write_explanation(
             out.write(f"  {label:<6} {result.status}: {result.detail}\n")
             if result.key is not None:
                 out.write(f"         key from {result.key.source.location}\n")
-    out.write(f"\nChecks (times checked at {iso_utc(at)}, {at_label})\n")
+    out.write(f"\nChecks (times checked at {iso_utc(at) or format_utc(at)}, {at_label})\n")
     for check in check_token(token, at=at, host=host):
         out.write(f"  {_mark(check)} {check.id}: {check.message}\n")
     if reveal_secrets and token.text:
@@ -120,7 +121,7 @@ def _claim_note(name: str, value: Any, token: DecodedToken, start: float | None)
         seconds = getattr(token, name)
         if seconds is None:
             return None
-        text = iso_utc(seconds) or ""
+        text = iso_utc(seconds) or format_utc(seconds)
         if name == "exp" and start is not None:
             text += f" ({_hours(seconds - start)} after {'nbf' if token.nbf else 'iat'})"
         elif name == "nbf" and token.iat is not None:

@@ -33,7 +33,8 @@ from analyzer.model import (
     TokenRecord,
 )
 from analyzer.report import charts
-from analyzer.report.table import _identity, _notes, _scheme, _time
+from analyzer.report.table import _identity, _notes, _scheme
+from analyzer.report.times import format_utc
 
 if TYPE_CHECKING:
     from analyzer.api import Analysis
@@ -170,7 +171,8 @@ def _header(name: str, captures: list[CaptureStats], events: list[Event]) -> Htm
     packets = sum(c.packets for c in captures)
     span = ""
     if events:
-        span = f"; {_time(min(e.ts for e in events))} - {_time(max(e.ts for e in events))} UTC"
+        first, last = min(e.ts for e in events), max(e.ts for e in events)
+        span = f"; {format_utc(first)} - {format_utc(last)} UTC"
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return tag(
         "header",
@@ -357,7 +359,7 @@ def _pairs(verdicts: list[PairVerdict]) -> Html:
     rows = []
     for v in verdicts:
         fallbacks = "; ".join(
-            f"{_time(fb['at'])[11:]} -> {fb.get('to_class')} ({fb.get('reason')})"
+            f"{format_utc(fb['at'], date=False)} -> {fb.get('to_class')} ({fb.get('reason')})"
             if isinstance(fb.get("at"), (int, float))
             else str(fb.get("to_class"))
             for fb in v.fallbacks
@@ -552,7 +554,7 @@ def _events(events: list[Event], reveal: bool) -> Html:
         request = f"{e.method} {e.uri}".strip() or "(response only)"
         cells = [
             tag("td", str(e.event_id), data_v=e.event_id),
-            tag("td", _time(e.ts), data_v=f"{e.ts:.6f}"),
+            tag("td", format_utc(e.ts), data_v=f"{e.ts:.6f}"),
             tag("td", f"{e.client_ip}:{e.client_port}"),
             tag("td", f"{e.server_ip}:{e.server_port}"),
             tag("td", _short(e.host or "-")),
@@ -682,7 +684,7 @@ def _num(value: int | None) -> str:
 
 
 def _when(ts: float | None) -> str:
-    return "-" if ts is None else _time(ts)
+    return format_utc(ts)
 
 
 def _short(text: str, limit: int = MAX_CELL) -> str:
