@@ -142,6 +142,8 @@ class Event:
     auth_class: str | None = None  # oauth, basic, ntlm, kerberos, negotiate-ntlm, digest, ...
     outcome: str | None = None  # accepted, rejected, challenged, incomplete
     # Secret material for later stages; dropped by writers unless revealed.
+    raw_user: str | None = _secret()  # ``user`` as sent, when secret-shaped text was masked there
+    raw_domain: str | None = _secret()  # ``domain`` as sent, likewise
     credential: str | None = _secret()
     assertion: str | None = _secret()
     access_token: str | None = _secret()

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import base64
 import html
+import importlib.util
 import io
+import json
 import struct
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from analyzer.auth.schemes import fingerprint
 from analyzer.cli import main
 from analyzer.flows import tcp
 from analyzer.pipeline import analyze_paths
@@ -24,6 +28,7 @@ from analyzer.report.times import format_utc
 
 scapy = pytest.importorskip("scapy.all")
 
+GENERATOR = Path(__file__).resolve().parents[1] / "captures" / "generate.py"
 T0 = 1772442000.0  # 2026-03-02 09:00:00 UTC
 CLIENT, SERVER = "10.9.9.1", "10.9.9.2"
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
@@ -401,3 +406,168 @@ def test_decode_shows_invalid_token_times(capsys: pytest.CaptureFixture) -> None
     assert "  exp      1000000000000000.0\n             = <invalid time 1000000000000> (" in out
     assert "[ok]   expired: valid until <invalid time 1000000000000> (" in out
     assert "[ok]   not-yet-valid: valid from <invalid time -99999999999>\n" in out
+
+
+# -- 5. secret-shaped user names and nested refresh tokens ---------------------------------------
+# a JWT of its own header (a 32-character piece of a shared header would match the bearer below)
+PASTED_JWT = ".".join(
+    base64.urlsafe_b64encode(part).rstrip(b"=").decode()
+    for part in (b'{"typ":"JWT","alg":"HS256"}', b'{"sub":"pasted","exp":1772445600}', b"sig")
+)
+SECRET_USERS = {  # user names people paste tokens into, and what each becomes
+    "github": ("ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8", "ghp_"),
+    "github-oauth": ("gho_" + "Z9y8X7w6V5u4T3s2R1q0P9o8N7m6L5k4J3i2", "gho_"),
+    "stripe": ("sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc9Xz2", "sk_live_"),
+    "aws": ("AKIA" + "Q3EGRT5KXN7WPD2M", "AKIA"),
+    "slack": ("xoxb-" + "2184093-4402197-Xp3kQ9vTzR7mW2nB8cL5", "xoxb-"),
+    "jwt": (PASTED_JWT, "eyJ"),
+    "base64": (base64.b64encode(bytes(range(40, 72))).decode(), ""),
+    "hex": (bytes(range(100, 132)).hex(), ""),
+}
+READABLE = ["alice@contoso.com", "CONTOSO\\alice"]
+NESTED_REFRESH = "0.ARoAv4j5cvGGr0GRqy180BHbR9x2" + "Kq7Wm3Pz8Ny1Lt6Rb4Vc0Hd5Jf9Sg2Ek"
+NTLM_USER = "AKIA" + "J7RT2WQX9KPM4ZL8"
+
+
+def masked(secret: str, prefix: str) -> str:
+    return f"{prefix}\u2026({len(secret)} chars, fp {fingerprint(secret)})"
+
+
+def ntlm_exchanges() -> list[Exchange]:
+    """NTLM type 1 -> 401 with type 2 -> type 3 (user NTLM_USER in CONTOSO) -> 200."""
+    gen = load_generator()
+    type1 = gen.ntlm_negotiate()
+    type2 = gen.ntlm_challenge(b"\x01\x23\x45\x67\x89\xab\xcd\xef", gen.ntlm_target_info(int(T0)))
+    auth = gen.NtlmAuth("CONTOSO", NTLM_USER, "pw", "WS01", "HTTP/web.test", b"c" * 8, b"k" * 16)
+    type3 = gen.ntlm_authenticate(auth, type1, type2)
+
+    def request(blob: bytes) -> bytes:
+        header = b"Authorization: NTLM " + base64.b64encode(blob) + b"\r\n"
+        return b"GET /ntlm HTTP/1.1\r\nHost: web.test\r\n" + header + b"\r\n"
+
+    challenge = b"WWW-Authenticate: NTLM " + base64.b64encode(type2) + b"\r\n"
+    denied = b"HTTP/1.1 401 Unauthorized\r\n" + challenge + b"Content-Length: 0\r\n\r\n"
+    return [(request(type1), denied), (request(type3), OK)]
+
+
+def load_generator() -> Any:
+    spec = importlib.util.spec_from_file_location("captures_generate", GENERATOR)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def secrets_capture(path: Path) -> str:
+    users = [secret for secret, _ in SECRET_USERS.values()] + READABLE
+    nested = json.dumps(
+        {
+            "iss": "i@contoso.com",
+            "aud": "https://web.test/",
+            "nbf": 1772440000,
+            "exp": 1772445600,
+            "ctx": {"Refresh_Token": NESTED_REFRESH, "deeper": [{"REFRESH_TOKEN": NESTED_REFRESH}]},
+            "note": SECRET_USERS["github"][0],
+        }
+    ).encode()
+    bearer = b"Authorization: Bearer " + unsigned_jwt(nested) + b"\r\n"
+    return write_capture(
+        path,
+        [(basic_get(user), OK) for user in users],
+        [(b"GET /api HTTP/1.1\r\nHost: web.test\r\n" + bearer + b"\r\n", OK)],
+        ntlm_exchanges(),
+    )
+
+
+def all_outputs(path: str, tmp_path: Path, capsys: pytest.CaptureFixture, *reveal: str) -> dict:
+    """Every output of every command, as text, by name."""
+    out = {}
+    for name, extra in {
+        "table": [],
+        "jsonl": ["--format", "jsonl"],
+        "csv": ["--format", "csv"],
+        "tokens": ["--tokens"],
+        "tokens-jsonl": ["--tokens", "--format", "jsonl"],
+        "tokens-csv": ["--tokens", "--format", "csv"],
+        "findings": ["--findings"],
+        "findings-jsonl": ["--findings", "--format", "jsonl"],
+    }.items():
+        assert main(["analyze", path, *extra, *reveal]) == 0, name
+        out[name] = capsys.readouterr().out
+    folder = tmp_path / f"pq{len(reveal)}"
+    assert main(["analyze", path, "--format", "parquet", "-o", str(folder), *reveal]) == 0
+    capsys.readouterr()
+    out["parquet"] = "".join(pd.read_parquet(p).to_csv() for p in sorted(folder.iterdir()))
+    report = tmp_path / f"report{len(reveal)}.html"
+    assert main(["report", path, "-o", str(report), *reveal]) == 0
+    out["html"] = html.unescape(report.read_text(encoding="utf-8"))
+    capsys.readouterr()
+    assert main(["verify", path, "--json"]) == 1
+    out["verify-json"] = json.dumps(json.loads(capsys.readouterr().out), ensure_ascii=False)
+    assert main(["verify", path]) == 1
+    out["verify"] = capsys.readouterr().out
+    return out
+
+
+def leaks(secret: str, outputs: dict[str, str]) -> list[str]:
+    """Names of the outputs holding any 32-character piece of ``secret``."""
+    pieces = {secret[i : i + 32] for i in range(max(1, len(secret) - 31))}
+    return [name for name, text in outputs.items() if any(p in text for p in pieces)]
+
+
+def test_secret_shaped_user_names_are_masked_in_the_records(tmp_path: Path) -> None:
+    result = analyze_paths([secrets_capture(tmp_path / "secrets.pcap")])
+    basic = [e for e in result.events if e.scheme == "basic"]
+    expected = [masked(secret, prefix) for secret, prefix in SECRET_USERS.values()]
+    assert [e.user for e in basic] == [*expected, "alice@contoso.com", "alice"]
+    assert [e.raw_user for e in basic] == [s for s, _ in SECRET_USERS.values()] + [None, None]
+    assert basic[-1].domain == "CONTOSO" and basic[-1].raw_domain is None
+    (ntlm,) = [e for e in result.events if e.ntlm_type == 3]
+    assert (ntlm.domain, ntlm.user, ntlm.raw_user) == (
+        "CONTOSO",
+        masked(NTLM_USER, "AKIA"),
+        NTLM_USER,
+    )
+    (token,) = result.tokens
+    assert token.claims is not None
+    redacted = f"<redacted fp={fingerprint(NESTED_REFRESH)}>"
+    assert token.claims["ctx"] == {
+        "Refresh_Token": redacted,
+        "deeper": [{"REFRESH_TOKEN": redacted}],
+    }
+    assert token.claims["note"] == masked(*SECRET_USERS["github"])
+    assert token.claims["iss"] == "i@contoso.com" and token.claims["aud"] == "https://web.test/"
+
+
+def test_secret_shaped_values_reach_no_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    path = secrets_capture(tmp_path / "secrets.pcap")
+    outputs = all_outputs(path, tmp_path, capsys)
+    for secret in [s for s, _ in SECRET_USERS.values()] + [NTLM_USER, NESTED_REFRESH]:
+        assert leaks(secret, outputs) == [], secret
+    github = masked(*SECRET_USERS["github"])
+    for name in ("table", "jsonl", "csv", "findings", "html", "verify-json", "verify", "parquet"):
+        assert github in outputs[name], name
+    assert f"basic: not OAuth: basic as {github}  [event 1]" in outputs["verify"]
+    assert f"[HIGH  ] cleartext-basic: {github}: 1 request(s)" in outputs["findings"]
+    for readable in ("alice@contoso.com", "CONTOSO\\alice"):
+        for name in ("table", "findings", "html"):
+            assert readable in outputs[name], (readable, name)
+    assert "basic as alice@contoso.com  [event 9]" in outputs["verify"]
+    assert "basic as alice  [event 10]" in outputs["verify"]  # verify names the user alone
+
+
+def test_revealed_secret_user_names_appear_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    path = secrets_capture(tmp_path / "secrets.pcap")
+    outputs = all_outputs(path, tmp_path, capsys, "--reveal-secrets")
+    for secret in [s for s, _ in SECRET_USERS.values()] + [NTLM_USER]:
+        assert leaks(secret, outputs) == ["jsonl", "csv", "parquet", "html"], secret
+    raw = json.loads(outputs["jsonl"].splitlines()[0])
+    assert (raw["user"], raw["raw_user"]) == (
+        masked(*SECRET_USERS["github"]),
+        SECRET_USERS["github"][0],
+    )

@@ -22,6 +22,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from analyzer.auth.schemes import fingerprint
+from analyzer.redaction import mask_secret
 
 MAX_TOKEN_CHARS = 64 * 1024  # longer credential text is not decoded
 MAX_JSON_BYTES = 64 * 1024  # decoded header / claims JSON
@@ -537,15 +538,30 @@ def _public_claims(
 ) -> dict[str, Any] | None:
     if claims is None:
         return None
-    out = _copy_json(claims)
+    if reveal_secrets:
+        out = _copy_json(claims)
+    else:
+        out = {key: _masked_claim(key, value) for key, value in claims.items()}
     if "actortoken" in out and actor_fp is not None:
         out["actortoken"] = f"<actor token fp={actor_fp}>"
-    if not reveal_secrets:
-        for key, value in out.items():
-            if key.lower() in SECRET_CLAIMS and key != "actortoken":
-                shown = fingerprint(value) if isinstance(value, str) else _json_type(value)
-                out[key] = f"<redacted fp={shown}>"
     return out
+
+
+def _masked_claim(key: str, value: Any) -> Any:
+    """A copy of one claim with the secrets in it masked, at any depth: claims named as secrets
+    (any case: ``refresh_token``, ``ctx.Refresh_Token``) by their fingerprint, other
+    secret-shaped strings (a token inside ``ctx``) by ``mask_secret``."""
+    if key.lower() in SECRET_CLAIMS and key != "actortoken":
+        shown = fingerprint(value) if isinstance(value, str) else _json_type(value)
+        return f"<redacted fp={shown}>"
+    kind = type(value)
+    if kind is dict:
+        return {k: _masked_claim(k, v) for k, v in value.items()}
+    if kind is list:
+        return [_masked_claim("", item) for item in value]
+    if kind is str:
+        return mask_secret(value)
+    return _copy_json(value)
 
 
 def iso_utc(seconds: float | None) -> str | None:

@@ -50,7 +50,15 @@ VERDICT_TONE = {
 TONE_RANK = {"bad": 0, "warn": 1, "good": 2, "neutral": 3}
 MAX_CELL = 120  # characters of a long value shown in a table cell (the full text in its title)
 VOID = frozenset({"meta", "img", "input", "br", "hr", "link"})  # elements without an end tag
-SECRET_FIELDS = ("credential", "assertion", "access_token", "refresh_token", "id_token")
+SECRET_FIELDS = (
+    "credential",
+    "assertion",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "raw_user",
+    "raw_domain",
+)
 
 
 class Html(str):
