@@ -571,3 +571,15 @@ def test_revealed_secret_user_names_appear_again(
         masked(*SECRET_USERS["github"]),
         SECRET_USERS["github"][0],
     )
+
+
+def test_key_source_of_a_document_captured_out_of_range() -> None:
+    from analyzer.analysis.tokens import _key_source
+    from analyzer.oauth.keys import KeySource, SignatureResult, SigningKey
+
+    def source(ts: float) -> str | None:
+        where = KeySource("capture", "http://sts.test/metadata", ts, "metadata")
+        return _key_source(SignatureResult("verified", SigningKey(None, "RSA", where), ""))
+
+    assert source(T0) == "http://sts.test/metadata (captured 2026-03-02T09:00:00Z)"
+    assert source(1e15) == "http://sts.test/metadata (captured <invalid time 1000000000000000>)"
