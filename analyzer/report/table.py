@@ -225,6 +225,11 @@ def _short(uri: str) -> str:
     return uri if len(uri) <= MAX_URI else uri[: MAX_URI - 3] + "..."
 
 
+def _time(ts: float) -> str:
+    """``format_utc(ts)``, under the name other report modules import (kept for them)."""
+    return format_utc(ts)
+
+
 def _grid(rows: list[list[str]], out: IO[str]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
