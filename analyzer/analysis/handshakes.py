@@ -227,9 +227,8 @@ def pair_verdicts(events: list[Event], handshakes: list[Handshake]) -> list[Pair
     hs_by_pair: dict[tuple, list[Handshake]] = defaultdict(list)
     for hs in handshakes:
         hs_by_pair[key_of(hs)].append(hs)
-    # None (no Host) sorts first: a bare None next to a str cannot be compared
-    pairs = sorted(hs_by_pair, key=lambda k: tuple((v is not None, v) for v in k))
-    return [_verdict(key, events_by_pair[key], hs_by_pair[key]) for key in pairs]
+    ordered = sorted(hs_by_pair, key=lambda k: (k[0], k[1], k[2], k[3] is not None, k[3] or ""))
+    return [_verdict(key, events_by_pair[key], hs_by_pair[key]) for key in ordered]
 
 
 def _verdict(key: tuple, events: list[Event], handshakes: list[Handshake]) -> PairVerdict:
