@@ -84,8 +84,11 @@ class Event:
     scheme_name: str | None = None  # the scheme word as sent, e.g. "Turbo" for scheme "other"
     auth_header: str | None = None  # authorization | proxy-authorization | query | form
     mechanism: str | None = None
-    user: str | None = None
+    user: str | None = None  # secret-shaped text masked (analyzer.redaction)
     domain: str | None = None
+    # ``user`` / ``domain`` as sent when they were masked; dropped by writers unless revealed
+    raw_user: str | None = _secret()
+    raw_domain: str | None = _secret()
     workstation: str | None = None
     ntlm_response: str | None = None  # NTLM type 3: NTLMv2, NTLMv1, NTLMv1-ESS, anonymous
     ntlm_type: int | None = None  # NTLM message type the credential carried (1 or 3)
@@ -142,8 +145,6 @@ class Event:
     auth_class: str | None = None  # oauth, basic, ntlm, kerberos, negotiate-ntlm, digest, ...
     outcome: str | None = None  # accepted, rejected, challenged, incomplete
     # Secret material for later stages; dropped by writers unless revealed.
-    raw_user: str | None = _secret()  # ``user`` as sent, when secret-shaped text was masked there
-    raw_domain: str | None = _secret()  # ``domain`` as sent, likewise
     credential: str | None = _secret()
     assertion: str | None = _secret()
     access_token: str | None = _secret()

@@ -211,11 +211,11 @@ class HttpStream:
         self._remaining = 0  # body bytes left in the current message / chunk
         self._keep = 0  # body bytes we still want to keep
         self._body = bytearray()
-        self.messages_seen = 0
-        self.looks_tls = False
         # Messages whose body length was absurd (see ``_absurd``), and the first such length.
         self.absurd_lengths = 0
         self.absurd_length = ""
+        self.messages_seen = 0
+        self.looks_tls = False
 
     # -- consumer interface ------------------------------------------------------------------
     def data(self, data: memoryview | bytes, ts: float) -> list[HttpMessage]:

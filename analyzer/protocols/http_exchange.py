@@ -74,6 +74,13 @@ class HttpConnection:
     def is_http(self) -> bool:
         return self.client_is_a is not None
 
+    def finish(self, ts: float) -> None:
+        """The connection ended: unanswered requests go out without a response."""
+        while self.pending:
+            self._emit(self.pending.popleft(), None)
+        if self.on_close is not None:
+            self.on_close(self)
+
     def damage(self) -> list[str]:
         """Warnings about this connection's HTTP framing (absurd body lengths), for the capture
         stats: what was skipped, so a reader knows the connection was not read whole."""
@@ -90,13 +97,6 @@ class HttpConnection:
                     "reading resumed at the next message"
                 )
         return out
-
-    def finish(self, ts: float) -> None:
-        """The connection ended: unanswered requests go out without a response."""
-        while self.pending:
-            self._emit(self.pending.popleft(), None)
-        if self.on_close is not None:
-            self.on_close(self)
 
     # -- internals ---------------------------------------------------------------------------
     def _body_policy(self, msg: HttpMessage) -> int:
