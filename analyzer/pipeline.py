@@ -114,12 +114,11 @@ class EventCollector:
     def connection(self, info: ConnectionInfo) -> HttpConnection:
         self.stats.check_time(info.first_ts)
         return HttpConnection(
-            info, self.exchange, request_body_policy, response_body_policy, self.closed
-        )
+            info, self.exchange, request_body_policy, response_body_policy, self.closed,
+            self.stats.warn,
+        )  # fmt: skip
 
     def closed(self, conn: HttpConnection) -> None:
-        for problem in conn.damage():
-            self.stats.warn(problem)
         if conn.is_http:
             self.stats.http_connections += 1
         elif conn.a_to_b.looks_tls or conn.b_to_a.looks_tls:
@@ -135,8 +134,9 @@ class EventCollector:
         """``connection`` for plaintext decrypted from TLS: its events say transport "tls"."""
         self.stats.check_time(info.first_ts)
         return HttpConnection(
-            info, self.tls_exchange, request_body_policy, response_body_policy, self.closed
-        )
+            info, self.tls_exchange, request_body_policy, response_body_policy, self.closed,
+            self.stats.warn,
+        )  # fmt: skip
 
     def tls_exchange(self, exchange: Exchange) -> None:
         event = build_event(exchange, len(self.events) + 1)

@@ -47,9 +47,11 @@ class HttpConnection:
         request_body: RequestBodyPolicy,
         response_body: ResponseBodyPolicy,
         on_close: Callable[[HttpConnection], None] | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         self.info = info
         self.on_close = on_close
+        self.warn = warn  # told what ``damage`` lists when the connection ends
         self.conn_id = info.conn_id
         self.on_exchange = on_exchange
         self.request_body = request_body
@@ -78,6 +80,9 @@ class HttpConnection:
         """The connection ended: unanswered requests go out without a response."""
         while self.pending:
             self._emit(self.pending.popleft(), None)
+        if self.warn is not None:
+            for problem in self.damage():
+                self.warn(problem)
         if self.on_close is not None:
             self.on_close(self)
 

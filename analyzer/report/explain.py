@@ -85,7 +85,7 @@ def write_explanation(
             out.write(f"  {label:<6} {result.status}: {result.detail}\n")
             if result.key is not None:
                 out.write(f"         key from {result.key.source.location}\n")
-    out.write(f"\nChecks (times checked at {iso_utc(at) or format_utc(at)}, {at_label})\n")
+    out.write(f"\nChecks (times checked at {iso_utc(at)}, {at_label})\n")
     for check in check_token(token, at=at, host=host):
         out.write(f"  {_mark(check)} {check.id}: {check.message}\n")
     if reveal_secrets and token.text:
