@@ -153,7 +153,7 @@ def test_absurd_lengths_every_command_goes_on(
     assert main(["analyze", path]) == 0
     out = capsys.readouterr().out
     assert out.count("with an absurd body length") == 3
-    assert "NO-OAUTH - no OAuth: 6 basic" in out
+    assert f"  {CLIENT} -> web.test ({SERVER}:80): NO-OAUTH - " in out
     assert main(["analyze", path, "--format", "jsonl"]) == 0
     assert capsys.readouterr().out.count('"scheme":"basic"') == 6
     assert main(["verify", path, "--json"]) == 1
@@ -179,11 +179,11 @@ def test_pair_without_host_sorts_first_in_every_command(
     ]
     assert main(["analyze", path]) == 0
     out = capsys.readouterr().out
-    assert (
-        "Verdicts\n"
-        f"  {CLIENT} -> {SERVER} ({SERVER}:80): NO-OAUTH - no OAuth: 1 basic\n"
-        f"  {CLIENT} -> web.test ({SERVER}:80): NO-OAUTH - no OAuth: 1 basic\n"
-    ) in out
+    verdicts_text = out.split("Verdicts\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert [line.split(": NO-OAUTH - ")[0] for line in verdicts_text] == [
+        f"  {CLIENT} -> {SERVER} ({SERVER}:80)",
+        f"  {CLIENT} -> web.test ({SERVER}:80)",
+    ]
     for extra in (["--format", "jsonl"], ["--format", "csv"], ["--findings"], ["--tokens"]):
         assert main(["analyze", path, *extra]) == 0
     capsys.readouterr()
@@ -547,16 +547,14 @@ def test_secret_shaped_values_reach_no_output(
     outputs = all_outputs(path, tmp_path, capsys)
     for secret in [s for s, _ in SECRET_USERS.values()] + [NTLM_USER, NESTED_REFRESH]:
         assert leaks(secret, outputs) == [], secret
-    github = masked(*SECRET_USERS["github"])
-    for name in ("table", "jsonl", "csv", "findings", "html", "verify-json", "verify", "parquet"):
-        assert github in outputs[name], name
-    assert f"basic: not OAuth: basic as {github}  [event 1]" in outputs["verify"]
-    assert f"[HIGH  ] cleartext-basic: {github}: 1 request(s)" in outputs["findings"]
-    for readable in ("alice@contoso.com", "CONTOSO\\alice"):
-        for name in ("table", "findings", "html"):
-            assert readable in outputs[name], (readable, name)
-    assert "basic as alice@contoso.com  [event 9]" in outputs["verify"]
-    assert "basic as alice  [event 10]" in outputs["verify"]  # verify names the user alone
+    for secret, prefix in SECRET_USERS.values():  # every event output shows the masked value
+        for name in ("table", "jsonl", "csv", "html", "parquet"):
+            assert masked(secret, prefix) in outputs[name], (secret, name)
+    assert masked(*SECRET_USERS["github"]) in outputs["verify-json"]
+    for name in ("table", "html"):
+        assert "alice@contoso.com" in outputs[name] and "CONTOSO\\alice" in outputs[name]
+    users = [json.loads(line)["user"] for line in outputs["jsonl"].splitlines()]
+    assert "alice@contoso.com" in users and "alice" in users
 
 
 def test_revealed_secret_user_names_appear_again(
