@@ -84,8 +84,11 @@ class Event:
     scheme_name: str | None = None  # the scheme word as sent, e.g. "Turbo" for scheme "other"
     auth_header: str | None = None  # authorization | proxy-authorization | query | form
     mechanism: str | None = None
-    user: str | None = None
+    user: str | None = None  # secret-shaped text masked (analyzer.redaction)
     domain: str | None = None
+    # ``user`` / ``domain`` as sent when they were masked; dropped by writers unless revealed
+    raw_user: str | None = _secret()
+    raw_domain: str | None = _secret()
     workstation: str | None = None
     ntlm_response: str | None = None  # NTLM type 3: NTLMv2, NTLMv1, NTLMv1-ESS, anonymous
     ntlm_type: int | None = None  # NTLM message type the credential carried (1 or 3)
@@ -503,3 +506,18 @@ class CaptureStats:
     def warn(self, message: str) -> None:
         if len(self.warnings) < 100:
             self.warnings.append(message)
+
+    def check_time(self, ts: float) -> None:
+        """Warn once about a packet time off by years (a wrong capture clock, a pcapng
+        ``if_tsoffset``): outputs show it as captured, or as ``<invalid time ...>``."""
+        if PLAUSIBLE_TIMES[0] <= ts <= PLAUSIBLE_TIMES[1]:
+            return
+        from analyzer.report.times import format_utc  # only when warning (model imports nothing)
+
+        prefix = f"{self.path}: packet times off by years"
+        if not any(w.startswith(prefix) for w in self.warnings):
+            self.warn(f"{prefix} (first at {format_utc(ts, 0)}): check the capture clock")
+
+
+#: Packet times believed without a warning: 1990-01-01 to 2100-01-01 UTC (epoch seconds).
+PLAUSIBLE_TIMES = (631_152_000.0, 4_102_444_800.0)

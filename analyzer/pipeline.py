@@ -150,9 +150,11 @@ class EventCollector:
         self._certificates: dict[bytes, CertificateFacts | None] = {}  # DER -> facts
 
     def connection(self, info: ConnectionInfo) -> HttpConnection:
+        self.stats.check_time(info.first_ts)
         return HttpConnection(
-            info, self.exchange, request_body_policy, response_body_policy, self.closed
-        )
+            info, self.exchange, request_body_policy, response_body_policy, self.closed,
+            self.stats.warn,
+        )  # fmt: skip
 
     def closed(self, conn: HttpConnection) -> None:
         """Count the connection, and remember it when part of it could not be read."""
@@ -206,9 +208,11 @@ class EventCollector:
     # -- TLS decrypted with keys (--tls-keylog) ----------------------------------------------
     def tls_connection(self, info: ConnectionInfo) -> HttpConnection:
         """``connection`` for plaintext decrypted from TLS: its events say transport "tls"."""
+        self.stats.check_time(info.first_ts)
         return HttpConnection(
-            info, self.tls_exchange, request_body_policy, response_body_policy, self.closed
-        )
+            info, self.tls_exchange, request_body_policy, response_body_policy, self.closed,
+            self.stats.warn,
+        )  # fmt: skip
 
     def tls_exchange(self, exchange: Exchange) -> None:
         event = build_event(exchange, len(self.events) + 1)

@@ -16,6 +16,7 @@ from analyzer.oauth.checks import CheckPlan, failed, plan_checks
 from analyzer.oauth.keys import KeyStore, SignatureResult, SigningKey, verify_token
 from analyzer.oauth.principals import Principal, parse_principal
 from analyzer.oauth.tokens import DecodedToken, decode_token, iso_utc
+from analyzer.report.times import format_utc
 
 #: Event fields holding token text, with the role a token found there plays.
 TOKEN_SOURCES = (
@@ -283,5 +284,5 @@ def _key_source(result: SignatureResult) -> str | None:
         return None
     source = result.key.source
     if source.ts is not None:
-        return f"{source.location} (captured {iso_utc(source.ts)})"
+        return f"{source.location} (captured {iso_utc(source.ts) or format_utc(source.ts)})"
     return source.location

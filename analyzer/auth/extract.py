@@ -31,6 +31,7 @@ from analyzer.oauth.endpoints import (
 )
 from analyzer.protocols.http1 import HttpMessage
 from analyzer.protocols.http_exchange import Exchange
+from analyzer.redaction import identity_fields
 
 REQUEST_BODY_CAP = 64 * 1024  # form bodies of token requests (assertions are a few KB)
 RESPONSE_BODY_CAP = 1 << 20  # token responses and metadata documents
@@ -168,6 +169,8 @@ def build_event(exchange: Exchange, event_id: int = 0) -> Event | None:
 
     if not reasons:
         return None
+    if "user" in fields or "domain" in fields:  # a token pasted as a user name is masked here
+        fields.update(identity_fields(fields.get("user"), fields.get("domain")))
     first = req if req is not None else resp
     assert first is not None
     # Filling a blank event's slots is faster than Event.__init__'s 80 frozen setattr calls.

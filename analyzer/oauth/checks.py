@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from analyzer.oauth.principals import Principal, parse_principal, principals_equal
 from analyzer.oauth.tokens import DecodedToken, iso_utc
+from analyzer.report.times import format_utc
 
 MAX_LIFETIME = 24 * 3600  # Microsoft's longest S2S lifetime (self-issued and ACS actors)
 CLOCK_SKEW = 300  # seconds of clock difference tolerated, as .NET token validation does
@@ -255,10 +256,10 @@ def _use_checks(token: DecodedToken, at: float | None, prefix: str) -> list[Chec
             Check(
                 f"{prefix}not-yet-valid",
                 early <= CLOCK_SKEW,
-                f"valid from {iso_utc(token.nbf)}"
+                f"valid from {_iso(token.nbf)}"
                 + (f" ({_span(early)} after this use: clock skew)" if early > 0 else "")
                 if early <= CLOCK_SKEW
-                else f"used {_span(early)} before nbf {iso_utc(token.nbf)}",
+                else f"used {_span(early)} before nbf {_iso(token.nbf)}",
             )
         )
     if at is not None and token.exp is not None:
@@ -267,13 +268,18 @@ def _use_checks(token: DecodedToken, at: float | None, prefix: str) -> list[Chec
             Check(
                 f"{prefix}expired",
                 late <= CLOCK_SKEW,
-                f"valid until {iso_utc(token.exp)}"
+                f"valid until {_iso(token.exp)}"
                 + (f" ({_span(-late)} left)" if late < 0 else f" (used {_span(late)} after)")
                 if late <= CLOCK_SKEW
-                else f"used {_span(late)} after exp {iso_utc(token.exp)}",
+                else f"used {_span(late)} after exp {_iso(token.exp)}",
             )
         )
     return out
+
+
+def _iso(ts: float) -> str:
+    """ISO 8601 UTC for a check message; ``<invalid time ...>`` past what a date can show."""
+    return iso_utc(ts) or format_utc(ts)
 
 
 def _lifetime_check(token: DecodedToken, prefix: str) -> list[Check]:

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import unquote, unquote_plus
 
 from analyzer.auth.schemes import fingerprint
+from analyzer.oauth.tokens import without_lone_surrogates
 
 __all__ = [
     "SECRET_QUERY_PARAMS",
@@ -282,6 +283,8 @@ def parse_token_response(body: bytes) -> TokenResponse | None:
         return None
     try:
         obj = json.loads(data)
+        if b"\\u" in data:  # "\ud800" decodes to a lone surrogate: no writer could encode it
+            obj = without_lone_surrogates(obj)
     except (ValueError, RecursionError, UnicodeDecodeError, TypeError):
         return None
     if not isinstance(obj, dict):

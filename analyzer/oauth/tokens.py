@@ -14,6 +14,7 @@ import binascii
 import copy
 import json
 import math
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,6 +22,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from analyzer.auth.schemes import fingerprint
+from analyzer.redaction import mask_secret
 
 MAX_TOKEN_CHARS = 64 * 1024  # longer credential text is not decoded
 MAX_JSON_BYTES = 64 * 1024  # decoded header / claims JSON
@@ -409,7 +411,31 @@ def parse_json(text: str, duplicates: list[str] | None = None) -> Any:
     def constant(name: str) -> Any:
         raise ValueError(f"{name} is not JSON")
 
-    return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
+    value = json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
+    return without_lone_surrogates(value) if "\\u" in text else value
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_lone_surrogates(value: Any) -> Any:
+    """Parsed JSON with every lone surrogate in its strings (keys too) replaced by U+FFFD.
+
+    JSON's ``\\ud800`` escape decodes to a lone surrogate, a ``str`` no UTF-8 writer can encode:
+    one such claim crashed every output. Escaped pairs are joined by the parser, so any surrogate
+    left is lone. Call it only when the text holds a ``\\u`` escape (the only way to get one).
+    """
+    kind = type(value)
+    if kind is str:
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if kind is dict:
+        return {
+            without_lone_surrogates(key): without_lone_surrogates(item)
+            for key, item in value.items()
+        }
+    if kind is list:
+        return [without_lone_surrogates(item) for item in value]
+    return value
 
 
 def json_depth(value: Any) -> int:
@@ -512,15 +538,30 @@ def _public_claims(
 ) -> dict[str, Any] | None:
     if claims is None:
         return None
-    out = _copy_json(claims)
+    if reveal_secrets:
+        out = _copy_json(claims)
+    else:
+        out = {key: _masked_claim(key, value) for key, value in claims.items()}
     if "actortoken" in out and actor_fp is not None:
         out["actortoken"] = f"<actor token fp={actor_fp}>"
-    if not reveal_secrets:
-        for key, value in out.items():
-            if key.lower() in SECRET_CLAIMS and key != "actortoken":
-                shown = fingerprint(value) if isinstance(value, str) else _json_type(value)
-                out[key] = f"<redacted fp={shown}>"
     return out
+
+
+def _masked_claim(key: str, value: Any) -> Any:
+    """A copy of one claim with the secrets in it masked, at any depth: claims named as secrets
+    (any case: ``refresh_token``, ``ctx.Refresh_Token``) by their fingerprint, other
+    secret-shaped strings (a token inside ``ctx``) by ``mask_secret``."""
+    if key.lower() in SECRET_CLAIMS and key != "actortoken":
+        shown = fingerprint(value) if isinstance(value, str) else _json_type(value)
+        return f"<redacted fp={shown}>"
+    kind = type(value)
+    if kind is dict:
+        return {k: _masked_claim(k, v) for k, v in value.items()}
+    if kind is list:
+        return [_masked_claim("", item) for item in value]
+    if kind is str:
+        return mask_secret(value)
+    return _copy_json(value)
 
 
 def iso_utc(seconds: float | None) -> str | None:

@@ -28,6 +28,9 @@ MAX_HEAD = 256 * 1024  # Microsoft S2S tokens make heads of tens of KB; anything
 MAX_LINE = 16 * 1024  # request/status line or chunk-size line
 HUNT_LIMIT = 256 * 1024  # bytes searched for a message start after a gap or a mid-stream start
 UNBOUNDED = 1 << 62  # "skip until close"
+# Longest body or chunk believed (256 TiB): a bigger Content-Length or chunk size is hostile or
+# garbage, and past 2**64 it would not even fit the native walk's counters.
+MAX_LENGTH = 1 << 48
 _ASCII_SPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() removes
 
 _REQUEST_LINE = re.compile(rb"([A-Za-z][A-Za-z0-9_\-]{0,31}) +(\S{1,16000}) +HTTP/(\d)\.(\d)\s*$")
@@ -223,6 +226,9 @@ class HttpStream:
         self._remaining = 0  # body bytes left in the current message / chunk
         self._keep = 0  # body bytes we still want to keep
         self._body = bytearray()
+        # Messages whose body length was absurd (see ``_absurd``), and the first such length.
+        self.absurd_lengths = 0
+        self.absurd_length = ""
         self.messages_seen = 0
         self.looks_tls = False
         # Stretches of bytes that may have held message heads and could not be read: a TCP hole
@@ -297,7 +303,7 @@ class HttpStream:
                 if not self._parse_head(out):
                     return
             elif state == "chunk-size":
-                if not self._parse_chunk_size():
+                if not self._parse_chunk_size(out):
                     return
             elif state == "body" or state == "chunk-data":
                 if not self._take_body(out):
@@ -428,6 +434,10 @@ class HttpStream:
             else:
                 length = _length(first.get("content-length"))
                 framing = "length" if length else "none"
+                if length > MAX_LENGTH:
+                    out.append(msg)
+                    self._absurd(msg, f"Content-Length {_shown(str(length))}")
+                    return
         else:
             method = self.request_method() if self.request_method else None
             status = msg.status
@@ -444,6 +454,10 @@ class HttpStream:
                 if value is not None:
                     length = _length(value)
                     framing = "length" if length else "none"
+                    if length > MAX_LENGTH:
+                        out.append(msg)
+                        self._absurd(msg, f"Content-Length {_shown(str(length))}")
+                        return
                 else:
                     framing = "close"
         if framing == "none":
@@ -512,7 +526,7 @@ class HttpStream:
         self._state = "head"
         return True
 
-    def _parse_chunk_size(self) -> bool:
+    def _parse_chunk_size(self, out: list[HttpMessage]) -> bool:
         buf = self._buf
         crlf = 0  # the CRLF ending the previous chunk's data
         if self._expect_crlf:
@@ -539,6 +553,11 @@ class HttpStream:
             return False
         if size == 0:
             self._state = "chunk-trailer"
+            return True
+        if size > MAX_LENGTH:
+            msg = self._current
+            self._finish_current(out, truncated=True)
+            self._absurd(msg, f"chunk size {_shown(line.decode('latin-1'))}")
             return True
         if self._current is None:  # body not kept: skip the chunk without copying it
             self._expect_crlf = True
@@ -575,6 +594,20 @@ class HttpStream:
         out.append(msg)
         self._current = None
         self._body = bytearray()
+
+    def _absurd(self, msg: HttpMessage | None, what: str) -> None:
+        """A body length past ``MAX_LENGTH``: the framing of this message cannot be believed.
+
+        The message (already handed out, or None when it was not kept) is marked truncated, the
+        stream counts the damage for the capture's warnings and hunts for the next message, so
+        the exchanges after it still come out.
+        """
+        if msg is not None:
+            msg.body_truncated = True
+        if not self.absurd_lengths:
+            self.absurd_length = what
+        self.absurd_lengths += 1
+        self._reset_to_hunt()
 
     def _lost_sync(self) -> None:
         if self.messages_seen:
@@ -636,8 +669,14 @@ def _could_start_message(head: bytes) -> bool:
     )
 
 
+def _shown(number: str) -> str:
+    """A long number for a warning: its first digits and how many there are."""
+    return number if len(number) <= 48 else f"{number[:40]}... ({len(number)} digits)"
+
+
 def _length(value: str | None) -> int:
-    """A Content-Length value as a body length (0 when absent or unusable)."""
+    """A Content-Length value as a body length (0 when absent or unusable; may be absurdly
+    large, see ``MAX_LENGTH``)."""
     if value is None:
         return 0
     try:

@@ -48,9 +48,11 @@ class HttpConnection:
         request_body: RequestBodyPolicy,
         response_body: ResponseBodyPolicy,
         on_close: Callable[[HttpConnection], None] | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         self.info = info
         self.on_close = on_close
+        self.warn = warn  # told what ``damage`` lists when the connection ends
         self.conn_id = info.conn_id
         self.on_exchange = on_exchange
         self.request_body = request_body
@@ -90,8 +92,28 @@ class HttpConnection:
         """The connection ended: unanswered requests go out without a response."""
         while self.pending:
             self._emit(self.pending.popleft(), None)
+        if self.warn is not None:
+            for problem in self.damage():
+                self.warn(problem)
         if self.on_close is not None:
             self.on_close(self)
+
+    def damage(self) -> list[str]:
+        """Warnings about this connection's HTTP framing (absurd body lengths), for the capture
+        stats: what was skipped, so a reader knows the connection was not read whole."""
+        info = self.info
+        out = []
+        for stream, src, dst in (
+            (self.a_to_b, f"{info.a_ip}:{info.a_port}", f"{info.b_ip}:{info.b_port}"),
+            (self.b_to_a, f"{info.b_ip}:{info.b_port}", f"{info.a_ip}:{info.a_port}"),
+        ):
+            if stream.absurd_lengths:
+                out.append(
+                    f"{self.conn_id} {src} -> {dst}: {stream.absurd_lengths} HTTP message(s) "
+                    f"with an absurd body length (first: {stream.absurd_length}); body skipped, "
+                    "reading resumed at the next message"
+                )
+        return out
 
     # -- internals ---------------------------------------------------------------------------
     def _tls_stream(self, from_a: bool) -> TlsStream:

@@ -26,6 +26,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from analyzer.model import AUTH_CLASSES, OUTCOMES
+from analyzer.report.times import format_utc
 
 if TYPE_CHECKING:
     from analyzer.api import Analysis
@@ -224,7 +225,8 @@ def _exchanges(events: pd.DataFrame) -> pd.DataFrame:
     """Events that belong to a handshake, with plain helper columns."""
     if events.empty or "handshake_id" not in events:
         return pd.DataFrame(columns=["_t", "_class", "_outcome", "_key"])
-    frame = events[events["handshake_id"].notna()].copy()
+    # an exchange whose time pandas cannot hold (NaT: years out of range) has no place on an axis
+    frame = events[events["handshake_id"].notna() & events["ts"].notna()].copy()
     frame["_t"] = _seconds(frame["ts"])
     frame["_class"] = frame["auth_class"].astype("object").fillna("other")
     frame["_class"] = frame["_class"].where(frame["_class"].isin(CLASS_COLORS.keys()), "other")
@@ -597,7 +599,7 @@ def _validity_bar(
 def _stamp(seconds: float | None) -> str:
     if seconds is None:
         return "?"
-    return pd.Timestamp(seconds, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M")
+    return format_utc(seconds, -1)
 
 
 def _token_uses(events: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -627,10 +629,10 @@ def _start(t: Any) -> float | None:
 
 
 def _capture_span(events: pd.DataFrame) -> tuple[float | None, float | None]:
-    if events.empty:
+    t = _seconds(events["ts"]).dropna() if not events.empty else events
+    if t.empty:  # no events, or only times pandas cannot hold (NaT)
         return None, None
-    t = _seconds(events["ts"])
-    return float(np.nanmin(t)), float(np.nanmax(t))
+    return float(t.min()), float(t.max())
 
 
 # -- shared drawing and time helpers ---------------------------------------------------------

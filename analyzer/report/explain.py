@@ -14,6 +14,7 @@ from analyzer.oauth.tokens import DecodedToken, iso_utc
 from analyzer.report.decode_verdict import Verdict, certificate_notes, judge
 from analyzer.report.diagnostics_text import diagnostic_to_dict, write_diagnostic
 from analyzer.report.paste import Pasted
+from analyzer.report.times import format_utc
 
 PRINCIPAL_CLAIMS = {"iss": "issuer", "aud": "audience", "nameid": "nameid", "actor": "nameid"}
 TIME_CLAIMS = ("iat", "nbf", "exp")
@@ -185,7 +186,7 @@ def _claim_note(name: str, value: Any, token: DecodedToken, start: float | None)
         seconds = getattr(token, name)
         if seconds is None:
             return None
-        text = iso_utc(seconds) or ""
+        text = iso_utc(seconds) or format_utc(seconds)
         if name == "exp" and start is not None:
             text += f" ({_hours(seconds - start)} after {'nbf' if token.nbf else 'iat'})"
         elif name == "nbf" and token.iat is not None:

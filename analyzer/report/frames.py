@@ -84,6 +84,7 @@ def to_frame(
     frame = pd.DataFrame.from_records(rows, columns=columns)
     for name in _TIMES.get(record_type, ()):
         micros = (frame[name].astype("float64") * 1e6).round()  # captures keep microseconds
+        micros = micros.where((micros >= _MIN_MICROS) & (micros <= _MAX_MICROS))  # else NaT
         frame[name] = pd.to_datetime(micros, unit="us", utc=True)
     for name, categories in _CATEGORIES.get(record_type, {}).items():
         values = frame[name].astype("object")
@@ -93,6 +94,21 @@ def to_frame(
     for name in _INTS.get(record_type, ()):
         frame[name] = frame[name].astype("Int64")
     return frame
+
+
+def _time_bounds() -> tuple[float, float]:
+    """The times (in microseconds) a frame holds; others become NaT rather than raise
+    ``OutOfBoundsDatetime``: years 1 to 9999, as the text outputs show them, narrowed to
+    1677-2262 where this pandas keeps nanoseconds (pandas 2)."""
+    low, high = -62_135_596_800e6, 253_402_300_799e6
+    try:
+        pd.to_datetime(pd.Series([low, high]), unit="us", utc=True)
+    except (pd.errors.OutOfBoundsDatetime, OverflowError):
+        return pd.Timestamp.min.value // 1000 + 1, pd.Timestamp.max.value // 1000 - 1
+    return low, high
+
+
+_MIN_MICROS, _MAX_MICROS = _time_bounds()
 
 
 def field_names(record_type: type) -> list[str]:

@@ -36,7 +36,8 @@ from analyzer.model import (
 )
 from analyzer.oauth.certificates import expiry, expiry_text
 from analyzer.report import charts
-from analyzer.report.table import _identity, _notes, _scheme, _time
+from analyzer.report.table import _identity, _notes, _scheme
+from analyzer.report.times import format_utc
 
 if TYPE_CHECKING:
     from analyzer.api import Analysis
@@ -54,7 +55,15 @@ VERDICT_TONE = {
 TONE_RANK = {"bad": 0, "warn": 1, "good": 2, "neutral": 3}
 MAX_CELL = 120  # characters of a long value shown in a table cell (the full text in its title)
 VOID = frozenset({"meta", "img", "input", "br", "hr", "link"})  # elements without an end tag
-SECRET_FIELDS = ("credential", "assertion", "access_token", "refresh_token", "id_token")
+SECRET_FIELDS = (
+    "credential",
+    "assertion",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "raw_user",
+    "raw_domain",
+)
 
 
 class Html(str):
@@ -177,7 +186,8 @@ def _header(name: str, captures: list[CaptureStats], events: list[Event]) -> Htm
     packets = sum(c.packets for c in captures)
     span = ""
     if events:
-        span = f"; {_time(min(e.ts for e in events))} - {_time(max(e.ts for e in events))} UTC"
+        first, last = min(e.ts for e in events), max(e.ts for e in events)
+        span = f"; {format_utc(first)} - {format_utc(last)} UTC"
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return tag(
         "header",
@@ -379,7 +389,7 @@ def _pairs(verdicts: list[PairVerdict]) -> Html:
     rows = []
     for v in verdicts:
         fallbacks = "; ".join(
-            f"{_time(fb['at'])[11:]} -> {fb.get('to_class')} ({fb.get('reason')})"
+            f"{format_utc(fb['at'], date=False)} -> {fb.get('to_class')} ({fb.get('reason')})"
             if isinstance(fb.get("at"), (int, float))
             else str(fb.get("to_class"))
             for fb in v.fallbacks
@@ -574,7 +584,7 @@ def _events(events: list[Event], reveal: bool) -> Html:
         request = f"{e.method} {e.uri}".strip() or "(response only)"
         cells = [
             tag("td", str(e.event_id), data_v=e.event_id),
-            tag("td", _time(e.ts), data_v=f"{e.ts:.6f}"),
+            tag("td", format_utc(e.ts), data_v=f"{e.ts:.6f}"),
             tag("td", f"{e.client_ip}:{e.client_port}"),
             tag("td", f"{e.server_ip}:{e.server_port}"),
             tag("td", _short(e.host or "-")),
@@ -655,7 +665,7 @@ def _signing_keys(keys: list[SigningKey], at: float | None) -> Html:
     for k in keys:
         origin = k.source.location
         if k.source.ts is not None:
-            origin += f" (captured {_time(k.source.ts)})"
+            origin += f" (captured {format_utc(k.source.ts)})"
         rows.append(
             [
                 tag("code", k.thumbprint or k.x5t or k.kid or "-"),
@@ -791,7 +801,7 @@ def _num(value: int | None) -> str:
 
 
 def _when(ts: float | None) -> str:
-    return "-" if ts is None else _time(ts)
+    return format_utc(ts)
 
 
 def _short(text: str, limit: int = MAX_CELL) -> str:

@@ -6,7 +6,6 @@ Plain, fixed-width text so it reads the same in a terminal, a log file or a test
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from datetime import datetime, timezone
 from typing import IO
 
 from analyzer.analysis.coverage import blind_spot_lines
@@ -20,6 +19,7 @@ from analyzer.model import (
     PairVerdict,
     TokenRecord,
 )
+from analyzer.report.times import format_utc
 
 MAX_URI = 48
 
@@ -138,7 +138,7 @@ def _events(events: list[Event], out: IO[str]) -> None:
         rows.append(
             [
                 str(e.event_id),
-                _time(e.ts),
+                format_utc(e.ts),
                 f"{e.client_ip}:{e.client_port}",
                 f"{e.server_ip}:{e.server_port}",
                 request,
@@ -190,8 +190,8 @@ def _named(app: str | None, raw: str | None, host: str | None = None) -> str:
 
 
 def _validity(nbf: float | None, exp: float | None) -> str:
-    start = _time(nbf)[:16] if nbf is not None else "?"
-    end = _time(exp)[:16] if exp is not None else "?"
+    start = format_utc(nbf, -1) if nbf is not None else "?"
+    end = format_utc(exp, -1) if exp is not None else "?"
     return f"{start} - {end}" if nbf is not None or exp is not None else "-"
 
 
@@ -245,10 +245,6 @@ def _challenge(c: Challenge) -> str:
 
 def _short(uri: str) -> str:
     return uri if len(uri) <= MAX_URI else uri[: MAX_URI - 3] + "..."
-
-
-def _time(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def _grid(rows: list[list[str]], out: IO[str]) -> None:

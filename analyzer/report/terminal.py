@@ -14,7 +14,8 @@ from rich.text import Text
 
 from analyzer.analysis.coverage import blind_spot_lines
 from analyzer.model import CaptureStats, Event, Finding, NotInspected, PairVerdict
-from analyzer.report.table import _identity, _notes, _scheme, _time
+from analyzer.report.table import _identity, _notes, _scheme
+from analyzer.report.times import format_utc
 
 VERDICT_STYLE = {
     "oauth-only": "bold green",
@@ -91,7 +92,7 @@ def write_rich(
         outcome = Text(e.auth_class or _scheme(e), OUTCOME_STYLE.get(e.outcome or "", ""))
         table.add_row(
             str(e.event_id),
-            _time(e.ts)[11:],
+            format_utc(e.ts, date=False),
             f"{e.client_ip}:{e.client_port}",
             f"{e.server_ip}:{e.server_port}",
             f"{e.method} {e.uri}".strip(),

@@ -4,10 +4,10 @@ capture's damage; then the verdict line, with a warning when the capture was dam
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import IO
 
 from analyzer.analysis.verify import RuleResult
+from analyzer.report.times import format_utc
 
 INDENT = " " * 13
 
@@ -65,14 +65,8 @@ def _damage(results: list[RuleResult]) -> list[str]:
 
 
 def _time(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    try:
-        return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-    except (OverflowError, OSError, ValueError):
-        return f"<invalid time {ts}>"
+    return format_utc(ts, 0)
 
 
 def _clock(ts: float) -> str:
-    text = _time(ts)
-    return text[11:] if not text.startswith("<") else text
+    return format_utc(ts, 0, date=False)
