@@ -187,3 +187,31 @@ def test_readme_shows_the_real_output_of_the_fallback_example(
     block = readme.split("For example, the NTLM\nfallback:\n\n```text\n", 1)[1].split("```", 1)[0]
     code = main(["verify", str(HYBRID / "fallback-ntlm.pcap"), "--policy", POLICY])
     assert code == 1 and capsys.readouterr().out == block
+
+
+def test_findings_count_instances_per_rule_and_pair(capsys: pytest.CaptureFixture[str]) -> None:
+    # bad-signature.pcap: the three users' outer tokens (alice, bob, carol) carry a tampered actor
+    tokens = TRUTH["scenarios"]["bad-signature"]["tokens"]
+    outers = {fp for t in tokens if t["tampered"] for fp in t["outer_fps"]}
+    (f,) = [f for f in analysis("bad-signature").findings if f.rule_id == "bad-signature"]
+    assert f.count == 3 and set(f.token_fps) == outers
+    assert f.detail.startswith("3 times 10.1.0.20 -> mail.contoso.com (10.1.0.10:80); first: ")
+    assert len(f.examples) == 3 and f.first_ts < f.last_ts and len(f.event_ids) == 6
+    assert main(["analyze", str(HYBRID / "bad-signature.pcap"), "--findings"]) == 0
+    assert capsys.readouterr().out.count("[HIGH  ] bad-signature:") == 1
+
+
+def test_allow_in_a_policy_file_relaxes_one_rule(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    capture = str(HYBRID / "untrusted-issuer.pcap")
+    text = (HYBRID / "policy.toml").read_text()
+    policy = tmp_path / "p.toml"
+    policy.write_text(
+        text.replace('path = "/EWS/"\n', 'path = "/EWS/"\nallow = ["untrusted-issuer"]\n')
+    )
+    assert main(["verify", capture, "--policy", POLICY]) == 1
+    capsys.readouterr()
+    assert main(["verify", capture, "--policy", str(policy), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["rules"][0]["relaxed"] == {"untrusted-issuer": 6}

@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from analyzer.analysis.coverage import TOP_SERVERS, Coverage, damage
+from analyzer.analysis.coverage import Coverage, damage
 from analyzer.analysis.credentials import CREDENTIAL_RULES, TrustedIssuers, problems
 from analyzer.analysis.handshakes import DENIED, is_continuation, presented
 from analyzer.analysis.scope import (
@@ -59,6 +59,7 @@ KINDS = (
     "wrong-realm",
     "signature-not-verified",
 )
+SERVERS_SEEN = 10  # servers listed when nothing matches a scope
 _KIND_OF_RULE = {
     "unsigned-token": "unsigned",
     "bad-signature": "bad-signature",
@@ -531,7 +532,7 @@ def _servers_seen(events: list[Event]) -> str:
     )
     shown = [
         f"{host + ' ' if host else ''}{ip}:{port} ({n})"
-        for (host, ip, port), n in counts.most_common(TOP_SERVERS)
+        for (host, ip, port), n in counts.most_common(SERVERS_SEEN)
     ]
-    more = f", and {len(counts) - TOP_SERVERS} more" if len(counts) > TOP_SERVERS else ""
+    more = f", and {len(counts) - SERVERS_SEEN} more" if len(counts) > SERVERS_SEEN else ""
     return ", ".join(shown) + more
