@@ -13,6 +13,7 @@ from analyzer.model import (
     Event,
     Finding,
     Handshake,
+    NotInspected,
     PairVerdict,
     TlsConnection,
     TokenRecord,
@@ -29,6 +30,7 @@ TABLES = {
     "findings": (Finding, "findings"),
     "verdicts": (PairVerdict, "verdicts"),
     "tls": (TlsConnection, "tls"),
+    "not_inspected": (NotInspected, "not_inspected"),
 }
 
 
@@ -63,6 +65,12 @@ class Analysis:
     def tls(self) -> pd.DataFrame:
         """One row per TLS connection (SNI, version, certificate; ``inspected`` if decrypted)."""
         return self._frame("tls")
+
+    @cached_property
+    def not_inspected(self) -> pd.DataFrame:
+        """What was seen but not read (undecrypted TLS, lost request bytes): the blind spots
+        every verdict counts."""
+        return self._frame("not_inspected")
 
     def to_jsonl(self, folder: str | Path) -> list[Path]:
         """One ``<table>.jsonl`` per table in ``folder``."""

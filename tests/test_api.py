@@ -15,7 +15,7 @@ import analyzer
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 SFB = CAPTURES / "exchange-sfb.pcap"
-TABLES = ("events", "handshakes", "tokens", "findings", "verdicts", "tls")
+TABLES = ("events", "handshakes", "tokens", "findings", "verdicts", "tls", "not_inspected")
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from analyzer.model import (
     Event,
     Finding,
     Handshake,
+    NotInspected,
     PairVerdict,
     TlsConnection,
     TokenRecord,
@@ -43,7 +44,9 @@ def test_internal_fields_are_named_in_the_documentation() -> None:
         assert f"`{name}`" in text
 
 
-@pytest.mark.parametrize("record", [TokenRecord, Handshake, PairVerdict, Finding, TlsConnection])
+@pytest.mark.parametrize(
+    "record", [TokenRecord, Handshake, PairVerdict, Finding, TlsConnection, NotInspected]
+)
 def test_record_fields_match_the_documentation(record: type) -> None:
     public = [f.name for f in dataclasses.fields(record)]
     assert documented(record.__name__) == public

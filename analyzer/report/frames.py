@@ -14,12 +14,14 @@ import pandas as pd
 
 from analyzer.model import (
     AUTH_CLASSES,
+    NOT_INSPECTED_KINDS,
     OUTCOMES,
     SCHEMES,
     SEVERITIES,
     Event,
     Finding,
     Handshake,
+    NotInspected,
     PairVerdict,
     TlsConnection,
     TokenRecord,
@@ -38,6 +40,7 @@ _TIMES = {
     Finding: ("first_ts",),
     PairVerdict: ("first_ts", "last_ts"),
     TlsConnection: ("ts", "cert_not_before", "cert_not_after"),
+    NotInspected: ("ts",),
 }
 _CATEGORIES = {
     Event: {
@@ -55,6 +58,7 @@ _CATEGORIES = {
     Finding: {"severity": SEVERITIES, "rule_id": None},
     PairVerdict: {"verdict": None},
     TlsConnection: {"version": None, "client_version": None},
+    NotInspected: {"kind": NOT_INSPECTED_KINDS},
 }
 _INTS = {
     Event: (
@@ -72,6 +76,7 @@ _INTS = {
     Finding: (),
     PairVerdict: ("server_port", "exchanges", "handshakes"),
     TlsConnection: ("client_port", "server_port"),
+    NotInspected: ("client_port", "server_port", "count"),
 }
 
 
