@@ -292,16 +292,17 @@ class TlsConnection:
 
 
 #: Kinds of traffic a verdict cannot vouch for (``NotInspected.kind``).
-NOT_INSPECTED_KINDS = ("tls", "request-lost")
+NOT_INSPECTED_KINDS = ("tls", "request-lost", "http2")
 
 
 @dataclass(frozen=True, slots=True)
 class NotInspected:
     """Traffic the analysis saw but could not read, so no verdict can vouch for it.
 
-    One record per connection: a TLS connection that was not decrypted, or a connection on which
+    One record per connection: a TLS connection that was not decrypted, a connection on which
     request bytes were lost (a TCP hole, a head cut by the end of the capture) so a request's
-    credential is unknown. A verdict whose scope covers one errs towards INCONCLUSIVE.
+    credential is unknown, or cleartext HTTP/2, which is not read yet. A verdict whose scope
+    covers one errs towards INCONCLUSIVE.
     """
 
     kind: str  # one of NOT_INSPECTED_KINDS

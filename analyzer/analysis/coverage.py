@@ -48,6 +48,8 @@ def blind_spot_lines(not_inspected: list[NotInspected], limit: int = TOP_SERVERS
         )
         if kind == "tls":
             out.append(f"{conns} to {where} not inspected: {TLS_ADVICE}")
+        elif kind == "http2":
+            out.append(f"{conns} to {where} not inspected: HTTP/2, which is not read yet")
         else:
             lost = sum(n.count for n in group)
             out.append(

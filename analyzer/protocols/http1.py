@@ -231,6 +231,7 @@ class HttpStream:
         self.absurd_length = ""
         self.messages_seen = 0
         self.looks_tls = False
+        self.http2 = False  # began with the HTTP/2 preface (cleartext, prior knowledge)
         # Stretches of bytes that may have held message heads and could not be read: a TCP hole
         # outside a body of known length, or a head cut short by the end of the stream.
         self.lost = 0
@@ -367,6 +368,10 @@ class HttpStream:
         msg = _parse_text(text, ts)
         if msg is None:
             self._lost_sync()
+            return False
+        if not self.messages_seen and msg.method == "PRI" and msg.version == "2.0":
+            self.http2 = True  # the HTTP/2 connection preface: binary frames follow
+            self._give_up()
             return False
         self.messages_seen += 1
         msg.after_gap, self._after_gap = self._after_gap, False
