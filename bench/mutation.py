@@ -164,6 +164,37 @@ def imported_from_mutants(modules: list[str]) -> list[str]:
     return problems
 
 
+def planted_fault_is_killed(module: str) -> str | None:
+    """Plant an obvious fault (an exception at import) in the mutated copy of ``module``, run
+    one test that mutmut associated with it, and restore the file. Returns a problem, or None
+    when the test failed on the planted fault, which shows the tests import ``mutants/``."""
+    os.environ.pop("MUTANT_UNDER_TEST", None)  # mutmut leaves its last mutant named there
+    stats = json.loads((MUTANTS / "mutmut-stats.json").read_text())
+    dotted = module.removesuffix(".py").replace("/", ".") + "."
+    tests = sorted(
+        test
+        for name, found in stats["tests_by_mangled_function_name"].items()
+        if name.startswith(dotted)
+        for test in found
+    )
+    if not tests:
+        return f"no test reaches {module}: cannot plant a fault"
+    target = MUTANTS / module
+    original = target.read_text()
+    target.write_text(original + "\nraise RuntimeError('planted fault')\n")
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", tests[0]],
+            cwd=MUTANTS, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    finally:
+        target.write_text(original)
+    if proc.returncode == 0 or "planted fault" not in proc.stdout + proc.stderr:
+        return f"a fault planted in mutants/{module} was not seen by {tests[0]}"
+    print(f"planted fault in mutants/{module}: killed by {tests[0]}")
+    return None
+
+
 def report(
     modules: dict[str, tuple[str, ...]], seconds: float, notes: list[str]
 ) -> tuple[dict, bool]:
@@ -264,6 +295,8 @@ def main() -> int:
         print(f"error: mutmut stopped (status {status}); see its output above")
         return 2
     problems = imported_from_mutants(list(modules))
+    planted = planted_fault_is_killed(next(iter(modules)))
+    problems += [planted] if planted else []
     summary, equivalents_ok = report(modules, seconds, notes)
     summary["command"] = " ".join(["python bench/mutation.py", *sys.argv[1:]])
     OUT.parent.mkdir(parents=True, exist_ok=True)

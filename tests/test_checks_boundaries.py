@@ -4,17 +4,24 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
 from token_kit import EXO_AUD, SFB_ISS, T0, actor_claims, s2s, signed, unsigned
 
 from analyzer.oauth.checks import CLOCK_SKEW, MAX_LIFETIME, Check, check_token, failed, plan_checks
-from analyzer.oauth.tokens import decode_token
+from analyzer.oauth.tokens import DecodedToken, decode_token
 
 HOST = "mail.contoso.com"
 
 
 def _by_id(text: str, at: float | None = None, host: str | None = HOST, **kw) -> dict[str, Check]:
     return {c.id: c for c in check_token(decode_token(text), at=at, host=host, **kw)}
+
+
+def b64url_json(value: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
 
 
 def _one(at: float | None, **claims) -> dict[str, Check]:
@@ -371,3 +378,80 @@ def test_time_unit_notes_fail_the_time_units_check() -> None:
     assert "time-units" not in _one(None)
     actor = _by_id(s2s(actor=actor_claims(exp=(T0 + 3600) * 1000)), at=T0)
     assert actor["actor-time-units"].ok is False
+
+
+# -- defaults, plans and hand-built tokens ----------------------------------------------------
+def test_plan_defaults_to_a_presented_bearer_token() -> None:
+    text = signed({k: v for k, v in actor_claims().items() if k != "nameid"})
+    token = decode_token(text)
+    plan = plan_checks(token)
+    assert plan.token is token
+    assert plan.failed(T0) == ("required-claims",)  # a bearer S2S token needs nameid
+    assert plan_checks(token, role="assertion").failed(T0) == ()
+
+
+def test_plans_of_tokens_without_time_checks_expose_their_layers() -> None:
+    empty = decode_token("")
+    plan = plan_checks(empty)
+    assert plan.token is empty
+    assert plan.layers == (((Check("structure", None, "empty token: no claims to check"),), None,
+                            "", ()),)  # fmt: skip
+    broken = decode_token("eyJhbGciOiJub25lIn0.eyJhIjox.")
+    plan = plan_checks(broken)
+    assert plan.token is broken
+    assert len(plan.layers) == 1 and plan.layers[0][1:] == (None, "", ())
+    assert plan.layers[0][0][0].id == "decodes"
+
+
+def test_jwe_tokens_are_not_judged() -> None:
+    header = b64url_json({"alg": "RSA-OAEP", "enc": "A256GCM"})
+    checks = check_token(decode_token(f"{header}.a.b.c.d"), at=T0, host=HOST)
+    assert checks == [Check("structure", None, "jwe token: no claims to check")]
+
+
+def test_decoding_problems_are_listed_in_full() -> None:
+    head = b64url_json({"typ": "JWT"})
+    body = b64url_json({"iss": "a"})
+    (check,) = [c for c in check_token(decode_token(f"{head}.{body}.!!")) if c.id == "decodes"]
+    assert (check.ok, check.message) == (
+        False,
+        "decoding problems: signature: bad base64url; header has no alg",
+    )
+
+
+def test_hand_built_tokens() -> None:
+    bare = check_token(DecodedToken("0" * 12, "malformed"))
+    assert bare == [Check("decodes", False, "decoding problems: does not decode")]
+    no_alg = check_token(DecodedToken("0" * 12, "jwt", claims={"sub": "x"}))[0]
+    assert (no_alg.ok, no_alg.message) == (True, "jwt, alg -")
+
+
+def test_two_time_notes_are_joined() -> None:
+    checks = _one(None, nbf=T0 * 1000, exp=(T0 + 3600) * 1000)
+    notes = checks["time-units"].message.split("; ")
+    assert len(notes) == 2 and all(notes)
+
+
+def test_url_issuers_and_audiences_with_an_at_sign_are_not_s2s() -> None:
+    entra = {"iss": "https://sts.windows.net/a@b/", "aud": "api://app@contoso", "exp": T0 + 60}
+    checks = _by_id(signed(entra), at=T0)
+    assert checks["required-claims"].ok is True  # no nameid needed outside S2S
+    assert "audience-form" not in checks
+
+
+def test_host_edge_cases() -> None:
+    v6 = signed(actor_claims(aud="00000002-0000-0ff1-ce00-000000000000/2001:db8::1@contoso.com"))
+    assert _by_id(v6, host="2001:db8::1")["audience-host"].ok is True
+    bracketed = signed(actor_claims(aud="00000002-0000-0ff1-ce00-000000000000/[a]@contoso.com"))
+    assert _by_id(bracketed, host="[a]b]:443")["audience-host"].ok is True
+
+
+@pytest.mark.parametrize(
+    ("life", "message"),
+    [
+        (144181, "lifetime 40.1 h is outside (0, 24 h]"),
+        (263521, "lifetime 3.1 days is outside (0, 24 h]"),
+    ],
+)
+def test_long_spans_round_to_a_tenth(life: int, message: str) -> None:
+    assert _one(T0, exp=T0 + life)["lifetime"].message == message
