@@ -60,6 +60,15 @@ JUDGING: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Modules whose tests run the command line in a subprocess, where mutmut cannot see coverage:
+#: their "no tests" mutants are run again against these tests (MUTANT_UNDER_TEST reaches the
+#: subprocess through the environment, and PYTHONPATH makes it import the mutants).
+SUBPROCESS_TESTS: dict[str, tuple[str, ...]] = {
+    "analyzer/analysis/verify.py": ("tests/test_verify.py",),
+    "analyzer/cli.py": ("tests/test_verify.py", "tests/test_cli.py"),
+}
+
+
 def project_python() -> str:
     """The project's venv interpreter (where the analyzer is installed), else this one."""
     python = REPO / ".venv" / "bin" / "python"
@@ -137,6 +146,40 @@ def run_mutmut(modules: dict[str, tuple[str, ...]], max_children: int | None) ->
     return 0
 
 
+def run_subprocess_tests(modules: dict[str, tuple[str, ...]], workers: int) -> dict[str, str]:
+    """Mutant id -> killed / survived for the "no tests" mutants of SUBPROCESS_TESTS modules,
+    each run (``pytest -x``) against that module's subprocess tests."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mutation_results import load_mutants, mutant_globs
+
+    jobs = [
+        (m.name, SUBPROCESS_TESTS[path])
+        for path, funcs in modules.items()
+        if path in SUBPROCESS_TESTS
+        for m in load_mutants(path, mutant_globs(path, funcs), diffs=False)
+        if m.status == "no tests"
+    ]
+    if not jobs:
+        return {}
+    print(f"\nRunning {len(jobs)} mutant(s) that only subprocess tests reach ...", flush=True)
+
+    def run(job: tuple[str, tuple[str, ...]]) -> tuple[str, str]:
+        name, tests = job
+        env = {**os.environ, "MUTANT_UNDER_TEST": name}
+        args = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+        try:
+            proc = subprocess.run(
+                args, cwd=MUTANTS, env=env, capture_output=True, text=True, timeout=600
+            )
+        except subprocess.TimeoutExpired:
+            return name, "timeout"
+        return name, "survived" if proc.returncode == 0 else "killed"
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return dict(pool.map(run, jobs))
+
+
 def imported_from_mutants(modules: list[str]) -> list[str]:
     """Problems found by importing the judged modules and the native walk in a fresh
     interpreter, with this run's environment, from outside ``mutants/``."""
@@ -196,27 +239,36 @@ def planted_fault_is_killed(module: str) -> str | None:
 
 
 def report(
-    modules: dict[str, tuple[str, ...]], seconds: float, notes: list[str]
+    modules: dict[str, tuple[str, ...]],
+    seconds: float,
+    notes: list[str],
+    rerun: dict[str, str],
 ) -> tuple[dict, bool]:
     """Print kill rates, survivors and equivalents; return the JSON summary and whether the
     equivalents file is in order."""
     from mutation_results import KILLED, load_mutants, mutant_globs, read_equivalents
 
     equivalents = {e.name: e for e in read_equivalents(EQUIVALENTS)}
+    killed_now = KILLED | {f"{s} (subprocess tests)" for s in KILLED}
     globs = [g for path, funcs in modules.items() for g in mutant_globs(path, funcs)]
     summary: dict = {"seconds": round(seconds, 1), "modules": {}, "notes": notes}
     rows = []
     survivors = []
     listed_equivalent = []
     for path, funcs in modules.items():
-        mutants = load_mutants(path, mutant_globs(path, funcs))
+        mutants = [
+            dataclasses.replace(m, status=f"{rerun[m.name]} (subprocess tests)")
+            if m.name in rerun
+            else m
+            for m in load_mutants(path, mutant_globs(path, funcs))
+        ]
         counts = {"mutants": len(mutants), "killed": 0, "survived": 0, "equivalent": 0}
         for m in mutants:
             entry = equivalents.get(m.name)
-            if entry is not None and entry.change == m.change and m.status not in KILLED:
+            if entry is not None and entry.change == m.change and m.status not in killed_now:
                 counts["equivalent"] += 1
                 listed_equivalent.append((m, entry.why))
-            elif m.status in KILLED:
+            elif m.status.split(" (")[0] in KILLED:
                 counts["killed"] += 1
             else:
                 counts["survived"] += 1
@@ -236,7 +288,10 @@ def report(
             f"{name:<{width}}  {c['mutants']:>7}  {c['killed']:>6}  {c['survived']:>8}  "
             f"{c['equivalent']:>10}  {rate:>9}"
         )
-    print("\n(kill rate = killed / (mutants - equivalent); 'no tests' mutants count as survivors)")
+    print(
+        "\n(kill rate = killed / (mutants - equivalent); 'no tests' mutants count as survivors;"
+        " mutants only subprocess tests reach were run against SUBPROCESS_TESTS)"
+    )
 
     print(f"\nSurvivors ({len(survivors)}):")
     for m in survivors:
@@ -276,6 +331,11 @@ def main() -> int:
     parser.add_argument("modules", nargs="*", help="path[::func,...] (default: JUDGING)")
     parser.add_argument("--max-children", type=int, help="parallel mutants (default: cores)")
     parser.add_argument("--keep", action="store_true", help="reuse mutants/ from the last run")
+    parser.add_argument(
+        "--no-subprocess-tests",
+        action="store_true",
+        help="leave mutants only subprocess tests reach as 'no tests' (faster)",
+    )
     parser.add_argument("--fail-under", type=float, help="exit 1 below this kill rate (%%)")
     args = parser.parse_args()
     modules = selection(args.modules)
@@ -290,14 +350,19 @@ def main() -> int:
 
     start = time.monotonic()
     status = run_mutmut(modules, args.max_children)
-    seconds = time.monotonic() - start
     if status != 0:
         print(f"error: mutmut stopped (status {status}); see its output above")
         return 2
+    rerun = (
+        {}
+        if args.no_subprocess_tests
+        else run_subprocess_tests(modules, args.max_children or os.cpu_count() or 2)
+    )
+    seconds = time.monotonic() - start
     problems = imported_from_mutants(list(modules))
     planted = planted_fault_is_killed(next(iter(modules)))
     problems += [planted] if planted else []
-    summary, equivalents_ok = report(modules, seconds, notes)
+    summary, equivalents_ok = report(modules, seconds, notes, rerun)
     summary["command"] = " ".join(["python bench/mutation.py", *sys.argv[1:]])
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(summary, indent=2) + "\n")

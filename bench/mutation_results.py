@@ -98,8 +98,9 @@ def mutant_globs(path: str, functions: tuple[str, ...]) -> list[str]:
     return out
 
 
-def load_mutants(path: str, globs: list[str]) -> list[Mutant]:
-    """The mutants of ``path`` whose names match ``globs``, with status, change and line."""
+def load_mutants(path: str, globs: list[str], diffs: bool = True) -> list[Mutant]:
+    """The mutants of ``path`` whose names match ``globs``, with status, change and line
+    (the change and line of the mutants not killed only, and only with ``diffs``)."""
     from mutmut.mutation.data import SourceFileMutationData
     from mutmut.mutation.diff_apply import get_diff_for_mutant
     from mutmut.stats import status_by_exit_code
@@ -113,7 +114,7 @@ def load_mutants(path: str, globs: list[str]) -> list[Mutant]:
         if not any(fnmatch.fnmatchcase(name, g) for g in globs):
             continue
         status = status_by_exit_code[code]
-        diff = get_diff_for_mutant(name, path=path) if status not in KILLED else ""
+        diff = get_diff_for_mutant(name, path=path) if diffs and status not in KILLED else ""
         removed, added, offset = _change(diff)
         line = _locate(tree, source, name, removed, offset) if diff else None
         out.append(Mutant(name, path, status, line, removed, added))
