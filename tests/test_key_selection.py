@@ -19,6 +19,7 @@ from token_kit import KEYS_DIR, actor_claims, keys, signed, unsigned
 from analyzer.oauth.keys import (
     MAX_WARNINGS,
     KeyFileError,
+    KeySource,
     KeyStore,
     thumbprint_forms,
     verify_token,
@@ -498,3 +499,203 @@ def test_unusable_key_files_say_why(tmp_path: Path) -> None:
     store = KeyStore()
     assert store.add_file(oidc) == 0
     assert store.jwks_uris == ["https://x/keys"]
+
+
+# -- where each key came from, as the token table shows it ----------------------------------
+def _only(store: KeyStore) -> Any:
+    (key,) = store
+    return key
+
+
+def test_key_sources_name_kind_place_time_and_document() -> None:
+    store = KeyStore()
+    store.add_document(metadata("exchange"), URL, 12.5)
+    assert _only(store).source == KeySource("capture", URL, 12.5, "s2s-metadata")
+    store = KeyStore()
+    store.add_document(json.dumps({"keys": [rsa_jwk("acs", kid="a")]}), "https://j", 3.0)
+    assert _only(store).source == KeySource("capture", "https://j", 3.0, "jwks")
+    store = KeyStore()
+    store.add_jwks(json.dumps({"keys": [rsa_jwk("acs", kid="a")]}), "https://j", 4.0)
+    assert _only(store).source == KeySource("capture", "https://j", 4.0, "jwks")
+
+
+def test_metadata_without_issuer_text_and_with_bare_keyvalue() -> None:
+    der = b64(keys()["acs"].der)
+    doc = {"issuer": 5, "keys": [{"keyinfo": "not-a-dict", "keyvalue": der, "usage": 7}]}
+    store = KeyStore()
+    assert store.add_metadata_document(json.dumps(doc), "m", None) == 1
+    key = _only(store)
+    assert (key.metadata_issuer, key.usage, key.x5t) == (None, None, keys()["acs"].x5t)
+    assert store.warnings == []
+
+
+def test_metadata_with_a_bare_public_key_keeps_the_stated_thumbprint() -> None:
+    spki = (
+        keys()["exchange"]
+        .private_key.public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    doc = {"issuer": ISSUER, "keys": [
+        {"usage": "signing", "keyinfo": {"x5t": "stated-x5t"}, "keyvalue": {"value": b64(spki)}},
+    ]}  # fmt: skip
+    store = KeyStore()
+    assert store.add_metadata_document(json.dumps(doc), "m", 1.0) == 1
+    key = _only(store)
+    assert (key.x5t, key.usage, key.metadata_issuer, key.subject) == (
+        "stated-x5t", "signing", ISSUER, None,
+    )  # fmt: skip
+    assert key.source == KeySource("capture", "m", 1.0, "s2s-metadata")
+    assert verdict(jwt.encode(actor_claims(), keys()["exchange"].private_key, "RS256",
+                              headers={"x5t": "stated-x5t"}), store)[0] == "verified"  # fmt: skip
+
+
+def test_jwk_fields_are_kept() -> None:
+    jwk = {**rsa_jwk("exchange"), "kid": "k1", "use": "sig", "x5t": "t1", "x5t#S256": "s1"}
+    store = KeyStore()
+    assert store.add_jwks(json.dumps({"keys": [jwk]}), "J", None) == 1
+    key = _only(store)
+    assert (key.kid, key.usage, key.x5t, key.x5t_s256) == ("k1", "sig", "t1", "s1")
+    assert store.find(x5t="t1") == [key] == store.find(x5t="s1") == store.find(kid="k1")
+    cert_jwk = {**jwk, "x5c": [b64(keys()["exchange"].der)]}
+    store = KeyStore()
+    assert store.add_jwks(json.dumps({"keys": [cert_jwk, cert_jwk]}), "J", None) == 2
+    key = _only(store)
+    assert (key.kid, key.usage, key.x5t) == ("k1", "sig", ex_x5t())
+    assert store.find(x5t="t1") == [key] and store.find(x5t="s1") == [key]
+    differs = f"stated x5t t1 differs from the certificate's {ex_x5t()}"
+    assert store.warnings == [f"J: keys[0]: {differs}", f"J: keys[1]: {differs}"]
+
+
+def test_jwk_private_parts_each_warn() -> None:
+    for name in ("d", "p", "q", "k"):
+        store = KeyStore()
+        store.add_jwks(json.dumps({"keys": [{**rsa_jwk("acs"), name: "AQ"}]}), "J", None)
+        assert store.warnings == [
+            "J: keys[0]: holds private or secret key material; only public parts used"
+        ], name
+    store = KeyStore()
+    store.add_jwks(json.dumps({"keys": [{"n": "AQ", "e": "AQAB"}]}), "J", None)
+    assert store.warnings == ["J: keys[0]: no usable key (kty None)"]
+    store = KeyStore()
+    store.add_jwks(json.dumps({"keys": [{**rsa_jwk("acs"), "x5c": []}]}), "J", None)
+    assert (len(store), store.warnings) == (1, [])
+    store = KeyStore()
+    store.add_jwks(json.dumps({"keys": [{**rsa_jwk("acs"), "x5c": [5]}]}), "J", None)
+    assert (len(store), store.warnings) == (1, [])
+
+
+def test_jwks_uris_are_capped_at_100() -> None:
+    store = KeyStore()
+    for i in range(105):
+        store.add_document(json.dumps({"jwks_uri": f"https://sts/{i}"}), "o", None)
+    assert len(store.jwks_uris) == 100 and store.jwks_uris[-1] == "https://sts/99"
+
+
+def test_pem_files_with_several_blocks(tmp_path: Path) -> None:
+    cert = keys()["exchange"].cert.public_bytes(serialization.Encoding.PEM)
+    acs_public = keys()["acs"].private_key.public_key()
+    public = acs_public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    pkcs1 = acs_public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1)
+    private = (KEYS_DIR / "sfb.key.pem").read_bytes()
+    x509_label = cert.replace(b"CERTIFICATE-----", b"X509 CERTIFICATE-----")
+    broken = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+    broken_public = b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"
+    other = b"-----BEGIN DH PARAMETERS-----\nAAAA\n-----END DH PARAMETERS-----\n"
+    path = tmp_path / "bundle.pem"
+    path.write_bytes(private + private + broken + broken_public + other + public + cert)
+    store = KeyStore()
+    assert store.add_file(path) == 2
+    assert {k.source for k in store} == {KeySource("file", str(path), None, "pem")}
+    assert store.warnings == [
+        f"{path}: unreadable CERTIFICATE block",
+        f"{path}: unreadable PUBLIC KEY block",
+        f"{path}: PEM block 'DH PARAMETERS' ignored",
+        f"{path}: 2 private key block(s) ignored (never loaded)",
+    ]
+    for label_file, data in (("x509.pem", x509_label), ("pkcs1.pem", pkcs1)):
+        one = tmp_path / label_file
+        one.write_bytes(data)
+        assert KeyStore().add_file(one) == 1, label_file
+
+
+def test_der_and_base64_files(tmp_path: Path) -> None:
+    spki = (
+        keys()["acs"]
+        .private_key.public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    der = tmp_path / "acs.der"
+    der.write_bytes(spki)
+    store = KeyStore()
+    assert store.add_file(der) == 1
+    assert _only(store).source == KeySource("file", str(der), None, "der")
+    bom = tmp_path / "bom.b64"
+    bom.write_bytes(b"\xef\xbb\xbf \r\n" + b64(keys()["acs"].der).encode() + b"\r\n")
+    store = KeyStore()
+    assert store.add_file(bom) == 1
+    assert _only(store).source == KeySource("file", str(bom), None, "der")
+
+
+def test_files_with_keys_that_cannot_sign(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import x25519
+
+    public = x25519.X25519PrivateKey.generate().public_key()
+    path = tmp_path / "x25519.der"
+    path.write_bytes(
+        public.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    with pytest.raises(KeyFileError) as info:
+        KeyStore().add_file(path)
+    assert str(info.value) == f"{path}: unsupported key type X25519PublicKey"
+
+
+def test_file_size_cap(tmp_path: Path) -> None:
+    from analyzer.oauth.keys import FILE_CAP
+
+    at_cap = tmp_path / "at.bin"
+    with at_cap.open("wb") as fh:
+        fh.truncate(FILE_CAP)
+    with pytest.raises(KeyFileError) as info:
+        KeyStore().add_file(at_cap)
+    assert "too large" not in str(info.value)
+    over = tmp_path / "over.bin"
+    with over.open("wb") as fh:
+        fh.truncate(FILE_CAP + 1)
+    with pytest.raises(KeyFileError) as info:
+        KeyStore().add_file(over)
+    assert str(info.value) == f"{over}: too large for a key file (> {FILE_CAP} bytes)"
+
+
+def test_json_files_name_their_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(KeyFileError) as info:
+        KeyStore().add_file(bad)
+    assert str(info.value) == f"{bad}: not JSON; no keys read"
+    meta = tmp_path / "meta.json"
+    meta.write_text(metadata("acs"))
+    store = KeyStore()
+    assert store.add_file(meta) == 1
+    assert _only(store).source == KeySource("file", str(meta), None, "s2s-metadata")
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [rsa_jwk("acs", kid="z")]}))
+    store = KeyStore()
+    store.add_file(jwks)
+    assert _only(store).source == KeySource("file", str(jwks), None, "jwks")
+
+
+def test_signature_result_to_dict() -> None:
+    result = verify_token(decode_token(signed(actor_claims())), store_with("exchange"))
+    data = result.to_dict()
+    assert (data["status"], data["detail"]) == ("verified", result.detail)
+    assert data["key"] == result.key.to_dict()  # type: ignore[union-attr]
+    unknown = verify_token(decode_token(signed(actor_claims())), KeyStore()).to_dict()
+    assert unknown == {
+        "status": "unknown-key",
+        "detail": f"no key with x5t={ex_x5t()} among 0 loaded key(s)",
+        "key": None,
+    }
