@@ -1,5 +1,5 @@
 """Suite-wide hooks: the ``public_captures`` marker (see ``shared_dir.py``), and empty caches
-for every mutant under mutmut."""
+before every test under mutmut."""
 
 from __future__ import annotations
 
@@ -18,11 +18,12 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """Under mutmut (``MUTANT_UNDER_TEST`` set) each mutant's tests run in a process forked
-    from one that already ran the suite, so the analyzer's memoised results (parsed principals,
-    decoded tokens, ...) of the unmutated code would answer instead of the mutant, and it
-    would survive. Every cache the analyzer's modules expose (``cache_clear``) starts empty."""
+def _clear_analyzer_caches() -> None:
+    """Under mutmut (``MUTANT_UNDER_TEST`` set) the analyzer's memoised results (parsed
+    principals, decoded tokens, ...) would answer instead of the code: mutmut's stats run would
+    not see which tests reach a function whose result an earlier test cached, and each mutant
+    runs in a process forked after the whole suite ran, so the unmutated results would hide it.
+    Every cache the analyzer's modules expose (``cache_clear``) is emptied before each test."""
     if "MUTANT_UNDER_TEST" not in os.environ:
         return
     for name, module in list(sys.modules.items()):
@@ -36,5 +37,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    _clear_analyzer_caches()
     for marker in item.iter_markers("public_captures"):
         require_public(*marker.args)

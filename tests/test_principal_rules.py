@@ -310,3 +310,67 @@ def test_is_guid() -> None:
     assert is_guid(EXO + "\n") is False
     assert is_guid(EXO[:-1]) is False
     assert is_guid(5) is False
+
+
+# -- hostile and unusual input --------------------------------------------------------------
+def test_unhashable_arguments_never_raise() -> None:
+    assert _fields(["x@r"]) == _fields(None)
+    assert parse_principal("x@r", expect_tenant=[True]).realm == "r"  # type: ignore[arg-type]
+
+
+def test_long_principals_keep_their_role_and_tenant_expectation() -> None:
+    long_id = "y" * 3000
+    audience = parse_principal(f"{long_id}@contoso.com", role="audience")
+    assert audience.issues == (
+        "input cut at 2048 characters",
+        "app id is not a GUID",
+        "audience has no /host part (MS-XOAUTH wants <id>/<host>@<realm>)",
+        "no realm ('@<realm>' missing)",  # cut off with the tail
+    )
+    cut = parse_principal("a@contoso.com/" + "h" * 3000, role="audience")
+    assert cut.issues[0] == "input cut at 2048 characters"
+    tenant = parse_principal("a" * 10 + "@contoso.com" + " " * 3000, expect_tenant=True)
+    assert "realm is a domain where a tenant GUID is usual" in tenant.issues
+    no_host = parse_principal("a@contoso.com" + " " * 3000, role="audience")
+    assert "audience has no /host part (MS-XOAUTH wants <id>/<host>@<realm>)" in no_host.issues
+
+
+def test_encoded_separators_are_decoded_only_when_the_plain_one_is_absent() -> None:
+    assert parse_principal("a%40b@r").issues == ("app id is not a GUID",)
+    assert parse_principal("a%2Fb/h@r").issues == ("app id is not a GUID",)
+    assert parse_principal("a%2Fh@r").host == "h"
+
+
+def test_url_principals_keep_their_issues_and_first_host() -> None:
+    spaced = parse_principal("https://sts.windows.net/ x/")
+    assert spaced.issues == ("whitespace inside principal",)
+    twice = parse_principal("https://sts.windows.net/t/x://other/")
+    assert twice.app_name == "Entra ID (Azure AD) v1 issuer URL"
+
+
+def test_uppercase_ids_are_flagged_when_they_look_like_ids() -> None:
+    assert (
+        "uppercase app id: S2S principals are lowercase"
+        in parse_principal(f"{TYPO.upper()}@r").issues
+    )
+    assert (
+        "uppercase app id: S2S principals are lowercase"
+        in parse_principal("AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE@r").issues
+    )
+    assert parse_principal("SomeApp@r").issues == ("app id is not a GUID",)
+
+
+def test_quoted_trusted_issuers_lose_only_their_quotes() -> None:
+    (entry,) = parse_trusted_issuers('"a@r"')
+    assert (entry.app_id, entry.realm) == ("a", "r")
+
+
+def test_resolve_app_by_principal_without_realm_exact_name_and_short_words() -> None:
+    assert resolve_app(f"{EXO}/mail.contoso.com") == {EXO}
+    constant = "not an app: Exchange self-issuing token realm constant"
+    assert resolve_app(constant) == {"00000002-0000-0ff1-ce00-200000000000"}
+    assert resolve_app("one") == {
+        "00000002-0000-0ff1-ce00-100000000002",
+        "2d4d3d8e-2be3-4bef-9f87-7875a61c29de",
+    }
+    assert resolve_app("bi") == set()
