@@ -699,3 +699,78 @@ def test_signature_result_to_dict() -> None:
         "detail": f"no key with x5t={ex_x5t()} among 0 loaded key(s)",
         "key": None,
     }
+
+
+# -- property names: matched case-insensitively, the exact spelling first -------------------
+def _shadowed(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` with every property shadowed by an UPPERCASE spelling holding null: the exact
+    spelling must win over a case-insensitive match."""
+    return {**{name.upper(): None for name in obj}, **obj}
+
+
+def test_metadata_exact_property_names_win_over_other_spellings() -> None:
+    entry = _shadowed({
+        "usage": "signing",
+        "keyinfo": _shadowed({"x5t": ex_x5t()}),
+        "keyvalue": _shadowed({"type": "x509Certificate", "value": b64(keys()["exchange"].der)}),
+    })  # fmt: skip
+    doc = _shadowed({"issuer": ISSUER, "keys": [entry]})
+    store = KeyStore()
+    assert store.add_document(json.dumps(doc), "m", 1.0) == 1
+    key = _only(store)
+    assert (key.usage, key.metadata_issuer, key.source.document) == (
+        "signing",
+        ISSUER,
+        "s2s-metadata",
+    )
+    assert store.warnings == []
+    only_keyvalue = _shadowed({"keyvalue": b64(keys()["acs"].der)})
+    store = KeyStore()
+    assert store.add_document(json.dumps({"keys": [only_keyvalue]}), "n", None) == 1
+    only_keyinfo = _shadowed({"keyinfo": {"x5t": "t"}})
+    store = KeyStore()
+    assert store.add_document(json.dumps({"keys": [only_keyinfo]}), "o", None) == 0
+    assert store.warnings == ["o: keys[0]: keyvalue is not a base64 DER certificate"]
+
+
+def test_jwk_exact_property_names_win_over_other_spellings() -> None:
+    jwk = {**rsa_jwk("exchange"), "kid": "k1", "use": "sig", "x5t": "t1", "x5t#S256": "s1",
+           "x5c": [b64(keys()["exchange"].der)]}  # fmt: skip
+    doc = _shadowed({"keys": [{**_shadowed(jwk), "x5t#s256": None}]})
+    store = KeyStore()
+    assert store.add_document(json.dumps(doc), "J", 2.0) == 1
+    key = _only(store)
+    assert (key.kid, key.usage, key.source.document) == ("k1", "sig", "jwks")
+    assert store.find(x5t="t1") == [key] == store.find(x5t="s1")
+    for name in ("d", "p", "q", "k"):
+        store = KeyStore()
+        store.add_jwks(json.dumps({"keys": [_shadowed({**rsa_jwk("acs"), name: "AQ"})]}), "J", 0)
+        assert store.warnings == [
+            "J: keys[0]: holds private or secret key material; only public parts used"
+        ], name
+
+
+def test_curve_names_use_the_exact_property() -> None:
+    private = ec.generate_private_key(ec.SECP256R1())
+    numbers = private.public_key().public_numbers()
+    jwk = _shadowed({"kty": "EC", "crv": "P-256", "x": b64u(numbers.x.to_bytes(32, "big")),
+                     "y": b64u(numbers.y.to_bytes(32, "big"))})  # fmt: skip
+    store = KeyStore()
+    assert store.add_jwks(json.dumps({"keys": [jwk]}), "E", None) == 1
+    raw = (
+        ed25519.Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    )
+    okp = _shadowed({"kty": "OKP", "crv": "Ed25519", "x": b64u(raw)})
+    assert KeyStore().add_jwks(json.dumps({"keys": [okp]}), "O", None) == 1
+
+
+def test_openid_configuration_exact_jwks_uri(tmp_path: Path) -> None:
+    oidc = json.dumps(_shadowed({"issuer": "https://sts", "jwks_uri": "https://sts/keys"}))
+    store = KeyStore()
+    assert store.add_document(oidc, "o", None) == 0
+    assert (store.jwks_uris, store.warnings) == (["https://sts/keys"], [])
+    path = tmp_path / "oidc.json"
+    path.write_text(oidc)
+    assert store.add_file(path) == 0  # already known: still a usable file
