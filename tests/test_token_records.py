@@ -5,7 +5,6 @@ bundled captures, and ``TokenAnalysis`` over events carrying tokens signed with 
 
 from __future__ import annotations
 
-from functools import cache
 from pathlib import Path
 
 from token_kit import EXO_AUD, KEYS_DIR, SFB_ISS, T0, actor_claims, s2s, signed, unsigned
@@ -13,15 +12,15 @@ from token_kit import EXO_AUD, KEYS_DIR, SFB_ISS, T0, actor_claims, s2s, signed,
 from analyzer.analysis.tokens import TokenAnalysis, load_keys
 from analyzer.model import Event, evolve
 from analyzer.oauth.keys import KeyStore
-from analyzer.pipeline import analyze_paths
+from analyzer.pipeline import AnalysisResult, analyze_paths
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 HEALTHY = str(CAPTURES / "healthy-oauth.pcap")
 EXCHANGE_CERT = str(KEYS_DIR / "exchange.cert.pem")
 
 
-@cache
-def _healthy():
+def _healthy() -> AnalysisResult:
+    """Analysed afresh on every call: a cached result would hide mutants from the tests."""
     return analyze_paths([HEALTHY])
 
 
@@ -261,3 +260,77 @@ def test_captured_metadata_documents_fill_the_key_store() -> None:
     (key,) = store
     assert key.source.location == "http://sfbpool01.contoso.com/metadata/json/1"
     assert key.source.ts == 1772456400.10056
+
+
+# -- the token table row ------------------------------------------------------------------
+def test_a_token_row_carries_the_decoded_fields_and_masks_secrets() -> None:
+    claims = actor_claims(appid="app-1", iat=T0 - 5, client_secret="s3cr3t")
+    text = signed(claims, kid=True)
+    analysis = _analysis(EXCHANGE_CERT)
+    analysis.enrich([
+        _use(text, T0, client_ip="10.9.9.9", server_port=443),
+        _use(text, T0 + 1),
+    ])  # fmt: skip
+    (row,) = analysis.records()
+    x5t = row.x5t
+    assert (row.typ, row.kid, row.alg, row.format) == ("JWT", x5t, "RS256", "jwt")
+    assert (row.nameid, row.appid, row.iat, row.nbf, row.exp) == (
+        SFB_ISS, "app-1", T0 - 5, T0, T0 + 3600,
+    )  # fmt: skip
+    assert (row.iss, row.aud) == (SFB_ISS, EXO_AUD)
+    assert row.signature_detail == (f"RS256 verified with RSA-2048 x5t={x5t} (pem {EXCHANGE_CERT})")
+    assert row.key_source == EXCHANGE_CERT
+    assert row.problems == ()
+    assert row.header == {"typ": "JWT", "alg": "RS256", "x5t": x5t, "kid": x5t}
+    assert row.claims is not None and row.claims["client_secret"].startswith("<redacted fp=")
+    assert row.claims["appid"] == "app-1"
+    assert row.clients == ("10.1.0.20", "10.9.9.9")
+    assert row.servers == ("10.1.0.10:443", "10.1.0.10:80")
+    assert row.uses == 2 and row.flags == ()
+    assert [c["id"] for c in row.checks][:2] == ["decodes", "signed"]
+
+
+def test_outer_and_actor_rows_reveal_their_own_text() -> None:
+    text = s2s()
+    analysis = _analysis(EXCHANGE_CERT)
+    analysis.enrich([_use(text, T0 + 10)])
+    outer, actor = analysis.records(reveal_secrets=True)
+    assert outer.text == text
+    assert actor.text == _decoded(text).actor_token.text  # type: ignore[union-attr]
+    assert actor.outer_fps == (outer.fingerprint,)
+    assert (actor.uses, actor.clients) == (1, ("10.1.0.20",))
+
+
+def test_bearer_role_requires_nameid_in_events_and_rows() -> None:
+    no_nameid = {k: v for k, v in actor_claims().items() if k != "nameid"}
+    analysis = _analysis(EXCHANGE_CERT)
+    (event,) = analysis.enrich([_use(signed(no_nameid), T0)])
+    assert event.token_flags == ("required-claims",)
+    (row,) = analysis.records()
+    assert row.flags == ("required-claims",)
+    assertion = _analysis(EXCHANGE_CERT)
+    (event,) = assertion.enrich([_use(None, T0, assertion=signed(no_nameid))])
+    assert event.token_flags == ()  # a client assertion carries no nameid
+
+
+def test_actor_rows_are_checked_against_the_host_it_was_presented_to() -> None:
+    analysis = _analysis(EXCHANGE_CERT)
+    analysis.enrich([_use(s2s(), T0 + 10, host="other.contoso.com")])
+    outer, actor = analysis.records()
+    assert "audience-host" in outer.flags
+    assert "actor-audience-host" not in actor.flags and "audience-host" in actor.flags
+
+
+def test_issued_tokens_are_not_checked_against_the_host() -> None:
+    analysis = _analysis(EXCHANGE_CERT)
+    event = _use(None, T0, access_token=signed(actor_claims()), host="other.contoso.com")
+    (enriched,) = analysis.enrich([event])
+    assert enriched.token_flags == ()
+
+
+def test_a_signed_outer_token_shows_its_own_signature() -> None:
+    outer = signed({**actor_claims(), "actortoken": signed(actor_claims())}, key="acs")
+    (event,) = _analysis(EXCHANGE_CERT).enrich([_use(outer, T0 + 10)])
+    assert event.token_signature == "unknown-key"
+    assert event.token_key_source is None
+    assert event.token_flags == ("decodes", "outer-unsigned", "unknown-key")  # Exchange 2001
