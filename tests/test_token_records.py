@@ -334,3 +334,12 @@ def test_a_signed_outer_token_shows_its_own_signature() -> None:
     assert event.token_signature == "unknown-key"
     assert event.token_key_source is None
     assert event.token_flags == ("decodes", "outer-unsigned", "unknown-key")  # Exchange 2001
+
+
+def test_only_principal_strings_name_a_product() -> None:
+    analysis = _analysis(EXCHANGE_CERT)
+    bare_id = actor_claims(iss="00000002-0000-0ff1-ce00-000000000000")
+    url_with_at = actor_claims(iss="https://sts.windows.net/a@b/")
+    (bare,) = analysis.enrich([_use(signed(bare_id), T0)])
+    (url,) = analysis.enrich([_use(signed(url_with_at), T0)])
+    assert (bare.token_iss_app, url.token_iss_app) == (None, None)
