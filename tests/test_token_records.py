@@ -343,3 +343,14 @@ def test_only_principal_strings_name_a_product() -> None:
     (bare,) = analysis.enrich([_use(signed(bare_id), T0)])
     (url,) = analysis.enrich([_use(signed(url_with_at), T0)])
     assert (bare.token_iss_app, url.token_iss_app) == (None, None)
+
+
+def test_one_token_presented_to_two_hosts_is_judged_per_host() -> None:
+    text = signed(actor_claims())
+    analysis = _analysis(EXCHANGE_CERT)
+    events = analysis.enrich([
+        _use(text, T0, host="mail.contoso.com"),
+        _use(text, T0 + 1, host="other.contoso.com"),
+        _use(text, T0 + 2, host="mail.contoso.com"),
+    ])  # fmt: skip
+    assert [e.token_flags for e in events] == [(), ("audience-host",), ()]
