@@ -7,7 +7,6 @@ some with scapy, and read back through ``read_packets``; values are compared exa
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import random
 import shutil
@@ -19,13 +18,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
+from shared_dir import PUBLIC, public_expected
 
 from analyzer.capture import pcapfile
 from analyzer.capture.linklayer import LinkDecoder
 from analyzer.capture.pcapfile import CaptureError, read_packets
 from analyzer.model import CaptureStats
 
-PUBLIC = Path(__file__).resolve().parents[1].parent / "shared" / "captures" / "public"
 T0 = 1_700_000_000
 
 # --------------------------------------------------------------------------------------------
@@ -947,10 +946,7 @@ def test_unreadable_file(tmp_path: Path) -> None:
 
 
 def _public() -> dict[str, dict]:
-    if not (PUBLIC / "expected.json").is_file():
-        pytest.skip(f"public captures not present at {PUBLIC}")
-    expected = json.loads((PUBLIC / "expected.json").read_text())
-    return {c["file"]: c for c in expected["captures"]}
+    return {c["file"]: c for c in public_expected()["captures"]}
 
 
 ENCAPSULATION_LINKTYPE = {"ether": 1, "null": 0, "rawip4": 228, "nflog": 239}

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from shared_dir import PUBLIC, needs_public
 
 from analyzer.pipeline import analyze_paths
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
-PUBLIC = Path(__file__).resolve().parents[1].parent / "shared" / "captures" / "public"
-needs_public = pytest.mark.skipif(not PUBLIC.exists(), reason="public captures not present")
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from shared_dir import PUBLIC, needs_public
 
 from analyzer.capture.pcapfile import read_packets
 from analyzer.flows import tcp
@@ -28,7 +29,6 @@ from analyzer.pipeline import EventCollector, analyze_paths
 
 REPO = Path(__file__).resolve().parents[1]
 CAPTURES = REPO / "captures"
-PUBLIC = REPO.parent / "shared" / "captures" / "public"
 
 needs_native = pytest.mark.skipif(tcp.GrantTable is None, reason="native walk not built")
 
@@ -219,7 +219,7 @@ def test_bundled_captures_same_with_and_without_walk(
 
 
 @needs_native
-@pytest.mark.skipif(not PUBLIC.is_dir(), reason="../shared/captures/public not present")
+@needs_public
 def test_public_captures_same_with_and_without_walk(monkeypatch: pytest.MonkeyPatch) -> None:
     names = sorted(
         p.name for p in PUBLIC.iterdir() if p.suffix in (".pcap", ".pcapng", ".cap", ".gz")

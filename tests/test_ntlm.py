@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from shared_dir import PUBLIC, needs_public, public_expected
 
 from analyzer.auth.ntlm import filetime_iso, flag_names, parse_ntlm, parse_ntlm_b64
 from analyzer.pipeline import analyze_paths
@@ -19,7 +20,6 @@ from analyzer.pipeline import analyze_paths
 ROOT = Path(__file__).resolve().parents[1]
 SFB_PCAP = ROOT / "captures" / "exchange-sfb.pcap"
 SFB_TRUTH = ROOT / "captures" / "exchange-sfb.truth.json"
-PUBLIC = ROOT.parent / "shared" / "captures" / "public"
 
 SIG = b"NTLMSSP\x00"
 UNICODE, OEM, REQUEST_TARGET = 0x1, 0x2, 0x4
@@ -481,15 +481,14 @@ def test_exchange_sfb_capture_matches_truth() -> None:
 
 
 def _expected(name: str) -> dict:
-    data = json.loads((PUBLIC / "expected.json").read_text())
-    return next(c for c in data["captures"] if c["file"] == name)
+    return next(c for c in public_expected()["captures"] if c["file"] == name)
 
 
 def _users(messages: list) -> set[str]:
     return {f"{m.domain}\\{m.user}@{m.workstation}" for m in messages if m.type == 3}
 
 
-@pytest.mark.skipif(not PUBLIC.is_dir(), reason="public captures not present")
+@needs_public("csl__http-ntlm.pcap")
 def test_public_csl_http_ntlm() -> None:
     expected = _expected("csl__http-ntlm.pcap")
     messages = [parse_ntlm_b64(blob) for blob in _blobs(PUBLIC / "csl__http-ntlm.pcap")]
@@ -503,7 +502,7 @@ def test_public_csl_http_ntlm() -> None:
     }
 
 
-@pytest.mark.skipif(not PUBLIC.is_dir(), reason="public captures not present")
+@needs_public("ndpi__webdav.pcap")
 def test_public_ndpi_webdav() -> None:
     expected = _expected("ndpi__webdav.pcap")
     messages = [parse_ntlm_b64(blob) for blob in _blobs(PUBLIC / "ndpi__webdav.pcap")]
@@ -528,7 +527,7 @@ def test_public_ndpi_webdav() -> None:
     assert {(m.response, m.unicode, m.nt_response_len) for m in type3} == {("NTLMv2", False, 168)}
 
 
-@pytest.mark.skipif(not PUBLIC.is_dir(), reason="public captures not present")
+@needs_public("ndpi__webdav.pcap")
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
 def test_public_webdav_agrees_with_tshark() -> None:
     pcap = PUBLIC / "ndpi__webdav.pcap"

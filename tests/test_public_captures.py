@@ -1,30 +1,25 @@
 """Conformance over real captures published by other projects, against tshark's ground truth.
 
 The captures live outside the repository (``../shared/captures/public``); the tests skip when that
-folder is absent, as it is in a user's fresh clone.
+folder is absent, as it is in a user's fresh clone, and fail when it is absent under CI
+(``shared_dir.py``).
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
+from shared_dir import PUBLIC, needs_public, public_captures_listed
 
 from analyzer.auth.schemes import fingerprint
 from analyzer.pipeline import analyze_paths
 
-PUBLIC = Path(__file__).resolve().parents[1].parent / "shared" / "captures" / "public"
-EXPECTED = PUBLIC / "expected.json"
-
-pytestmark = pytest.mark.skipif(not EXPECTED.exists(), reason="public captures not present")
+pytestmark = needs_public("expected.json")
 
 
 def _captures() -> list[dict]:
-    if not EXPECTED.exists():
-        return []
-    return json.loads(EXPECTED.read_text())["captures"]
+    return public_captures_listed()
 
 
 def _by_file(name: str) -> dict:

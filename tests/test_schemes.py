@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
-from pathlib import Path
 
 import pytest
+from shared_dir import PUBLIC, public_expected
 
 from analyzer.auth.schemes import (
     fingerprint,
@@ -17,8 +16,6 @@ from analyzer.auth.schemes import (
     parse_ms_diagnostics,
 )
 from analyzer.model import Challenge
-
-PUBLIC = Path(__file__).resolve().parents[1].parent / "shared" / "captures" / "public"
 
 
 def b64(text: str) -> str:
@@ -571,9 +568,7 @@ _CHAL_LINE = re.compile(rb"(?im)^((?:www|proxy)-authenticate):[ \t]*([^\r\n]*)\r
 
 
 def _expected() -> list[dict]:
-    if not (PUBLIC / "expected.json").is_file():
-        pytest.skip("public captures not present")
-    return json.loads((PUBLIC / "expected.json").read_text())["captures"]
+    return public_expected()["captures"]
 
 
 def _records(capture: dict, kinds: tuple[str, ...]) -> list[dict]:

@@ -14,13 +14,13 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from shared_dir import PUBLIC, needs_public, public_captures_listed
 
 from analyzer.auth.ntlm import SIGNATURE, parse_ntlm
 from analyzer.auth.spnego import NegotiateToken, parse_negotiate, parse_negotiate_b64
 from analyzer.pipeline import analyze_paths
 
 ROOT = Path(__file__).resolve().parents[1]
-PUBLIC = ROOT.parent / "shared" / "captures" / "public"
 KRB5 = "1.2.840.113554.1.2.2"
 
 
@@ -375,11 +375,8 @@ def test_every_prefix_and_many_mutations_stay_bounded(gen: ModuleType) -> None:
 
 
 def _public_with_negotiate() -> list[str]:
-    expected = PUBLIC / "expected.json"
-    if not expected.exists():
-        return []
     names = []
-    for capture in json.loads(expected.read_text())["captures"]:
+    for capture in public_captures_listed():
         counts = capture.get("counts", {})
         headers = {
             **counts.get("http_authorization", {}),
@@ -390,6 +387,7 @@ def _public_with_negotiate() -> list[str]:
     return names
 
 
+@needs_public("expected.json")
 @pytest.mark.skipif(not _public_with_negotiate(), reason="no public capture carries Negotiate")
 @pytest.mark.parametrize("name", _public_with_negotiate() or ["none"])
 def test_public_capture_tokens_decode_cleanly(name: str) -> None:

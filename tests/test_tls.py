@@ -18,6 +18,7 @@ import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
+from shared_dir import PUBLIC, needs_public
 
 from analyzer.capture.pcapfile import CaptureError
 from analyzer.capture.tshark import (
@@ -40,7 +41,6 @@ from analyzer.protocols.http_exchange import Exchange, HttpConnection
 ROOT = Path(__file__).resolve().parents[1]
 CAPTURES = ROOT / "captures"
 KEYS = CAPTURES / "keys"
-PUBLIC = ROOT.parent / "shared" / "captures" / "public"
 LEK = PUBLIC / "lek__tls-works-dump.pcapng"
 LEK_KEYS = PUBLIC / "lek__tls-works-premaster.txt"
 HEALTHY = CAPTURES / "healthy-oauth-tls.pcapng"
@@ -48,7 +48,7 @@ HEALTHY_KEYS = CAPTURES / "healthy-oauth-tls.keys"
 LO = b"\x7f\x00\x00\x01"
 
 needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
-needs_lek = pytest.mark.skipif(not LEK.is_file(), reason="public captures not available")
+needs_lek = needs_public(LEK.name, LEK_KEYS.name)
 
 
 # -- helpers ---------------------------------------------------------------------------------

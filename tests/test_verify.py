@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from shared_dir import PUBLIC, needs_public
 
 from analyzer.analysis.verify import PolicyError, make_rule, rules_from_policy
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 SFB = str(CAPTURES / "exchange-sfb.pcap")
-PUBLIC = Path(__file__).resolve().parents[1].parent / "shared" / "captures" / "public"
 
 
 def verify(*args: str) -> subprocess.CompletedProcess:
@@ -86,7 +86,7 @@ def test_nothing_in_scope_is_inconclusive() -> None:
     assert "9 authenticated exchange(s) elsewhere" in proc.stdout
 
 
-@pytest.mark.skipif(not PUBLIC.exists(), reason="public captures not present")
+@needs_public("lek__tls-works-dump.pcapng")
 def test_only_encrypted_traffic_is_inconclusive_and_says_why() -> None:
     proc = verify(str(PUBLIC / "lek__tls-works-dump.pcapng"))
     assert proc.returncode == 2

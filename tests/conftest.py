@@ -1,0 +1,42 @@
+"""Suite-wide hooks: the ``public_captures`` marker (see ``shared_dir.py``), and empty caches
+before every test under mutmut."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+from shared_dir import require_public
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "public_captures(*names): needs ../shared/captures/public (and these files in it); "
+        "skips when missing, fails under CI=true",
+    )
+
+
+def _clear_analyzer_caches() -> None:
+    """Under mutmut (``MUTANT_UNDER_TEST`` set) the analyzer's memoised results (parsed
+    principals, decoded tokens, ...) would answer instead of the code: mutmut's stats run would
+    not see which tests reach a function whose result an earlier test cached, and each mutant
+    runs in a process forked after the whole suite ran, so the unmutated results would hide it.
+    Every cache the analyzer's modules expose (``cache_clear``) is emptied before each test."""
+    if "MUTANT_UNDER_TEST" not in os.environ:
+        return
+    for name, module in list(sys.modules.items()):
+        if name != "analyzer" and not name.startswith("analyzer."):
+            continue
+        for value in list(vars(module).values()):
+            clear = getattr(value, "cache_clear", None)
+            if callable(clear) and not isinstance(value, type):
+                clear()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _clear_analyzer_caches()
+    for marker in item.iter_markers("public_captures"):
+        require_public(*marker.args)
