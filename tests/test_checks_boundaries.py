@@ -84,7 +84,7 @@ def test_without_a_time_of_use_no_validity_checks() -> None:
     assert "expired" not in checks and "not-yet-valid" not in checks
     assert checks["lifetime"].ok is True
     plan = plan_checks(decode_token(signed(actor_claims(exp=T0 - 10_000))), role="actor")
-    assert plan.failed(None) == ("lifetime",)  # exp before nbf; no use, no expiry
+    assert plan.failed(None) == ("exp-before-nbf",)  # exp before nbf; no use, no expiry
 
 
 def test_missing_nbf_or_exp_skips_that_check_only() -> None:
@@ -114,13 +114,20 @@ def test_missing_nbf_or_exp_skips_that_check_only() -> None:
         (86401, False, "lifetime 24.0 h is outside (0, 24 h]"),
         (172799, False, "lifetime 48.0 h is outside (0, 24 h]"),
         (172800, False, "lifetime 2.0 days is outside (0, 24 h]"),
-        (0, False, "lifetime 0 s is outside (0, 24 h]"),
-        (-600, False, "lifetime 10 min is outside (0, 24 h]"),
     ],
 )
 def test_lifetime_is_at_most_24_hours(life: int, ok: bool, message: str) -> None:
     check = _one(T0, exp=T0 + life)["lifetime"]
     assert (check.ok, check.message) == (ok, message)
+
+
+@pytest.mark.parametrize(("life", "span"), [(0, "0 s"), (-600, "10 min")])
+def test_exp_at_or_before_nbf_is_never_valid_not_long_lived(life: int, span: str) -> None:
+    checks = _one(T0, exp=T0 + life)
+    assert "lifetime" not in checks
+    check = checks["exp-before-nbf"]
+    assert check.ok is False
+    assert check.message.endswith(f"({span} earlier): the token is never valid")
 
 
 def test_lifetime_counts_from_iat_without_nbf_and_needs_both_ends() -> None:

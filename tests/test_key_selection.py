@@ -31,6 +31,14 @@ URL = "https://mail.contoso.com/autodiscover/metadata/json/1"
 ISSUER = "00000002-0000-0ff1-ce00-000000000000@contoso.com"
 
 
+def tp(x5t: str) -> str:
+    """`` (thumbprint HEX)``: the hex SHA-1 Windows shows, decoded here from the base64url x5t."""
+    import base64
+
+    raw = base64.urlsafe_b64decode(x5t + "=" * (-len(x5t) % 4))
+    return f" (thumbprint {raw.hex().upper()})" if len(raw) == 20 else ""
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
@@ -81,7 +89,9 @@ def test_metadata_key_verifies_a_token_naming_its_x5t() -> None:
     store = store_with("exchange")
     result = verify_token(decode_token(signed(actor_claims())), store)
     assert result.status == "verified"
-    assert result.detail == (f"RS256 verified with RSA-2048 x5t={ex_x5t()} (s2s-metadata {URL})")
+    assert result.detail == (
+        f"RS256 verified with RSA-2048 x5t={ex_x5t()}{tp(ex_x5t())} (s2s-metadata {URL})"
+    )
     assert result.key is not None and result.key.to_dict() == {
         "family": "RSA",
         "key_size": 2048,
@@ -135,11 +145,11 @@ def test_unknown_x5t_is_an_unknown_key() -> None:
     acs = keys()["acs"].x5t
     assert verdict(signed(actor_claims(), key="acs"), store) == (
         "unknown-key",
-        f"no key with x5t={acs} among 1 loaded key(s)",
+        f"no key with x5t={acs}{tp(acs)} among 1 loaded key(s)",
     )
     assert verdict(signed(actor_claims()), KeyStore()) == (
         "unknown-key",
-        f"no key with x5t={ex_x5t()} among 0 loaded key(s)",
+        f"no key with x5t={ex_x5t()}{tp(ex_x5t())} among 0 loaded key(s)",
     )
 
 
@@ -154,7 +164,8 @@ def test_named_key_that_does_not_verify_is_a_bad_signature() -> None:
     assert result.status == "bad-signature"
     assert result.key is not None and result.key.x5t == ex_x5t()
     assert result.detail == (
-        f"RS256 signature does not match 1 key(s) named by the token (RSA-2048 x5t={ex_x5t()})"
+        "RS256 signature does not match 1 key(s) named by the token "
+        f"(RSA-2048 x5t={ex_x5t()}{tp(ex_x5t())})"
     )
 
 
@@ -696,7 +707,7 @@ def test_signature_result_to_dict() -> None:
     unknown = verify_token(decode_token(signed(actor_claims())), KeyStore()).to_dict()
     assert unknown == {
         "status": "unknown-key",
-        "detail": f"no key with x5t={ex_x5t()} among 0 loaded key(s)",
+        "detail": f"no key with x5t={ex_x5t()}{tp(ex_x5t())} among 0 loaded key(s)",
         "key": None,
     }
 

@@ -19,6 +19,14 @@ HEALTHY = str(CAPTURES / "healthy-oauth.pcap")
 EXCHANGE_CERT = str(KEYS_DIR / "exchange.cert.pem")
 
 
+def tp(x5t: str) -> str:
+    """`` (thumbprint HEX)``: the hex SHA-1 Windows shows, decoded here from the base64url x5t."""
+    import base64
+
+    raw = base64.urlsafe_b64decode(x5t + "=" * (-len(x5t) % 4))
+    return f" (thumbprint {raw.hex().upper()})" if len(raw) == 20 else ""
+
+
 def _healthy() -> AnalysisResult:
     """Analysed afresh on every call: a cached result would hide mutants from the tests."""
     return analyze_paths([HEALTHY])
@@ -51,7 +59,8 @@ def test_healthy_capture_token_table() -> None:
         6,
     )
     assert actor.signature_detail == (
-        "RS256 verified with RSA-8192 x5t=US-Sa0BJHwUJ8WkaF0G6FIERR5Y "
+        "RS256 verified with RSA-8192 x5t=US-Sa0BJHwUJ8WkaF0G6FIERR5Y"
+        f"{tp('US-Sa0BJHwUJ8WkaF0G6FIERR5Y')} "
         "(s2s-metadata http://sfbpool01.contoso.com/metadata/json/1)"
     )
     assert actor.key_source == (
@@ -278,7 +287,9 @@ def test_a_token_row_carries_the_decoded_fields_and_masks_secrets() -> None:
         SFB_ISS, "app-1", T0 - 5, T0, T0 + 3600,
     )  # fmt: skip
     assert (row.iss, row.aud) == (SFB_ISS, EXO_AUD)
-    assert row.signature_detail == (f"RS256 verified with RSA-2048 x5t={x5t} (pem {EXCHANGE_CERT})")
+    assert row.signature_detail == (
+        f"RS256 verified with RSA-2048 x5t={x5t}{tp(x5t)} (pem {EXCHANGE_CERT})"
+    )
     assert row.key_source == EXCHANGE_CERT
     assert row.problems == ()
     assert row.header == {"typ": "JWT", "alg": "RS256", "x5t": x5t, "kid": x5t}

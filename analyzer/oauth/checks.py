@@ -305,7 +305,7 @@ def _lifetime_check(token: DecodedToken, prefix: str) -> list[Check]:
             life <= MAX_LIFETIME,
             f"lifetime {_span(life)}"
             if life <= MAX_LIFETIME
-            else f"lifetime {_span(life)} is over 24 h",
+            else f"lifetime {_span(life)} is outside (0, 24 h]",
         )
     ]
 
