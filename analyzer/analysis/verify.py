@@ -514,7 +514,11 @@ def _nothing_inspected(
             "capture behind the TLS terminator or decrypt with --tls-keylog"
         )
     scoped = {e.event_id for e in in_scope}
-    elsewhere = [e for e in events if presented(e) and e.event_id not in scoped]
+    elsewhere = [
+        e
+        for e in events
+        if presented(e) and not is_continuation(e) and e.event_id not in scoped
+    ]
     if elsewhere:
         parts.append(
             f"{len(elsewhere)} authenticated exchange(s) elsewhere; servers seen: "

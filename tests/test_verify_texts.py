@@ -1,0 +1,285 @@
+"""What ``verify`` tells an admin, word for word: the scope line, the reasons (with the tool's own
+diagnosis and where to get a missing key), the INCONCLUSIVE explanations, the JSON records and
+the policy errors. An admin acts on these sentences, so each is pinned exactly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from analyzer.analysis.verify import PolicyError, make_rule, rules_from_policy
+from analyzer.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+CAPTURES = ROOT / "captures"
+HYBRID = CAPTURES / "hybrid"
+POLICY = str(HYBRID / "policy.toml")
+TRUTH = json.loads((HYBRID / "truth.json").read_text())
+R1 = "SfB pool to Exchange EWS"
+
+
+def verify_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict]:
+    code = main(["verify", *args, "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def reasons(data: dict, rule: int = 0) -> dict[int, tuple[str, str]]:
+    return {v["event_id"]: (v["kind"], v["reason"]) for v in data["rules"][rule]["violations"]}
+
+
+# -- reasons -------------------------------------------------------------------------------
+def test_unknown_key_says_where_the_issuers_key_is(capsys: pytest.CaptureFixture[str]) -> None:
+    # certificates.pcap: SfB-issued tokens whose signing key the capture does not publish
+    path = str(CAPTURES / "certificates.pcap")
+    _, data = verify_json(capsys, path, "--client", "10.30.0.20", "--require-signature")
+    hint = (
+        "no key to verify the signature: pass --keys with the issuer's certificate, or capture "
+        "its metadata fetch (https://<the Skype for Business pool of contoso.com>/metadata/json/1)"
+    )
+    assert reasons(data) == {
+        5: ("signature-not-verified", hint),
+        6: ("signature-not-verified", hint),
+    }
+
+
+def test_refused_tokens_carry_the_tools_own_diagnosis(capsys: pytest.CaptureFixture[str]) -> None:
+    path = str(CAPTURES / "messy.pcapng")
+    _, data = verify_json(capsys, path, "--client", "192.168.100.21", "--require-signature")
+    got = reasons(data)
+    assert got[4] == ("rejected", "OAuth token refused: server answered 401")
+    assert got[5] == (
+        "rejected",
+        "OAuth token refused: server answered 401; the token had expired, no key to check its "
+        "signature here",
+    )
+    # an Entra token (URL issuer) names no metadata document to fetch
+    assert got[1] == (
+        "signature-not-verified",
+        "no key to verify the signature: pass --keys with the issuer's certificate, or capture "
+        "its metadata fetch",
+    )
+    assert got[3] == ("signature-not-verified", "signature not-checked, verification required")
+
+
+def test_audience_host_diagnosis(capsys: pytest.CaptureFixture[str]) -> None:
+    # findings.pcap event 9: aud host autodiscover.contoso.com sent to mail.contoso.com -> 401
+    _, data = verify_json(capsys, str(CAPTURES / "findings.pcap"), "--client", "10.2.1.61")
+    assert reasons(data)[9] == (
+        "rejected",
+        "OAuth token refused: server answered 401 (x-ms-diagnostics 2000003 invalid_resource); "
+        "its audience names autodiscover.contoso.com, not mail.contoso.com",
+    )
+
+
+def test_one_violation_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    _, data = verify_json(capsys, str(HYBRID / "fallback-ntlm.pcap"), "--policy", POLICY)
+    truth = next(
+        v for v in TRUTH["scenarios"]["fallback-ntlm"]["violations"] if v["event_id"] == 11
+    )
+    assert data["rules"][0]["violations"][0] == {
+        "event_id": 11,
+        "event_ids": [11],
+        "ts": truth["ts"],
+        "client": truth["client"],
+        "server": truth["server"],
+        "host": "mail.contoso.com",
+        "uri": "/EWS/Exchange.asmx",
+        "auth_class": "oauth",
+        "status": 401,
+        "kind": "rejected",
+        "reason": "OAuth token refused: server answered 401 (x-ms-diagnostics 2000002 "
+        "token_expired); the token had expired",
+    }
+    ntlm = data["rules"][0]["violations"][1]
+    legs = [v["event_id"] for v in TRUTH["scenarios"]["fallback-ntlm"]["violations"]][1:]
+    assert (ntlm["event_id"], ntlm["event_ids"], ntlm["kind"]) == (legs[-1], legs, "not-oauth")
+
+
+def test_rule_result_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    _, data = verify_json(capsys, str(HYBRID / "fallback-ntlm.pcap"), "--policy", POLICY)
+    rule = {k: v for k, v in data["rules"][0].items() if k != "violations"}
+    assert rule == {
+        "rule": R1,
+        "scope": "from 10.1.0.20/32; to mail.contoso.com; path /ews/; issuer "
+        "00000004-0000-0ff1-ce00-000000000000@contoso.com; signature verified",
+        "result": "FAIL",
+        "in_scope": 5,
+        "compliant": 3,
+        "reason": "2 of 5 exchanges break the rule",
+        "partial": False,
+        "relaxed": {},
+        "coverage": {
+            "exchanges": 5,
+            "unanswered": 0,
+            "first_ts": 1772463605.50466,
+            "last_ts": 1772463643.32752,
+            "not_inspected": [],
+            "blind_spots": [],
+            "damage": [],
+        },
+        "violation_groups": [
+            {
+                "kind": "not-oauth",
+                "count": 1,
+                "first_ts": 1772463643.32752,
+                "last_ts": 1772463643.32752,
+                "reasons": ["not OAuth: ntlm as CONTOSO\\svc-sfb"],
+                "more_reasons": 0,
+            },
+            {
+                "kind": "rejected",
+                "count": 1,
+                "first_ts": 1772463643.30036,
+                "last_ts": 1772463643.30036,
+                "reasons": [
+                    "OAuth token refused: server answered 401 (x-ms-diagnostics 2000002 "
+                    "token_expired); the token had expired"
+                ],
+                "more_reasons": 0,
+            },
+        ],
+    }
+    assert data["result"] == "FAIL" and data["warnings"] == []
+
+
+def test_blind_spot_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    _, data = verify_json(capsys, str(HYBRID / "tls-blind.pcap"), "--policy", POLICY)
+    coverage = data["rules"][0]["coverage"]
+    tls = TRUTH["scenarios"]["tls-blind"]["facts"]
+    assert len(coverage["not_inspected"]) == 3
+    first = coverage["not_inspected"][0]
+    assert (first["kind"], first["server"], first["host"], first["count"]) == (
+        "tls",
+        "10.1.0.10:443",
+        "mail.contoso.com",
+        1,
+    )
+    assert first["client"].startswith("10.1.0.20:") and "tls" in json.dumps(tls).lower()
+    assert data["rules"][0]["reason"] == (
+        "all 6 inspected exchanges used OAuth as required, but traffic in scope was not "
+        "inspected (see below); pass --partial to accept what was inspected"
+    )
+    _, data = verify_json(capsys, str(HYBRID / "tls-blind.pcap"), "--policy", POLICY, "--partial")
+    assert data["rules"][0]["reason"] == (
+        "all 6 authenticated exchanges used OAuth as required (partial: traffic in scope was not "
+        "inspected, see below)"
+    )
+    assert data["rules"][0]["partial"] is True
+
+
+# -- explaining INCONCLUSIVE ---------------------------------------------------------------
+def test_inconclusive_explanations(capsys: pytest.CaptureFixture[str]) -> None:
+    scope = (
+        "no authenticated exchange matches from 10.1.0.20/32; to mail.contoso.com; path /ews/; "
+        "issuer 00000004-0000-0ff1-ce00-000000000000@contoso.com; signature verified"
+    )
+    elsewhere = "2 authenticated exchange(s) elsewhere; servers seen: autodiscover-s.outlook.com "
+    _, data = verify_json(capsys, str(HYBRID / "metadata-404.pcap"), "--policy", POLICY)
+    facts = TRUTH["scenarios"]["metadata-404"]["facts"]["failed_metadata_fetches"]
+    assert data["rules"][0]["reason"] == (
+        f"{scope}; {facts['explanation']}; {elsewhere}52.96.0.10:80 (2)"
+    )
+    _, data = verify_json(capsys, str(HYBRID / "unauthenticated.pcap"), "--policy", POLICY)
+    assert data["rules"][0]["reason"] == (
+        f"{scope}; 2 request(s) were challenged (offering bearer, negotiate, ntlm) and no "
+        f"credential followed; {elsewhere}52.96.0.10:80 (2)"
+    )
+
+
+def test_inconclusive_lists_the_servers_seen(capsys: pytest.CaptureFixture[str]) -> None:
+    _, data = verify_json(capsys, str(CAPTURES / "healthy-oauth.pcap"), "--server", "192.0.2.9")
+    assert data["rules"][0]["reason"] == (
+        "no authenticated exchange matches to 192.0.2.9; 6 authenticated exchange(s) elsewhere; "
+        "servers seen: mail.contoso.com 10.1.0.10:80 (6)"
+    )
+    _, data = verify_json(capsys, str(CAPTURES / "small-basic.pcap"), "--client", "192.0.2.9")
+    assert data["rules"][0]["reason"] == (
+        "no authenticated exchange matches from 192.0.2.9/32; 1 authenticated exchange(s) "
+        "elsewhere; servers seen: localhost 127.0.0.1:8000 (1)"
+    )
+
+
+def test_servers_seen_are_the_top_ten(capsys: pytest.CaptureFixture[str]) -> None:
+    # findings.pcap: 14 exchanges (NTLM's legs count once) to 11 servers: ten named, then a count
+    _, data = verify_json(capsys, str(CAPTURES / "findings.pcap"), "--server", "192.0.2.9")
+    reason = data["rules"][0]["reason"]
+    assert "; 14 authenticated exchange(s) elsewhere; servers seen: " in reason
+    seen = reason.split("servers seen: ", 1)[1]
+    assert seen.startswith("ex04.contoso.com 10.2.2.14:80 (2), ex07.contoso.com 10.2.2.19:80 (2)")
+    assert len(seen.split(", and ")[0].split(", ")) == 10 and seen.endswith(", and 1 more")
+
+
+# -- the scope line ------------------------------------------------------------------------
+def test_the_scope_line_names_every_constraint() -> None:
+    rule = make_rule(
+        client="10.1.0.20, 10.2.0.0/16",
+        server="mail.contoso.com:443",
+        host="mail.contoso.com",
+        path="/EWS/",
+        user="alice@contoso.com",
+        since="2026-03-02T13:00:00Z",
+        until="2026-03-02T14:00:00Z",
+        issuer="skype, acs",
+        realm="contoso.com",
+        require_signature=True,
+    )
+    assert rule.describe() == (
+        "from 10.1.0.20/32, 10.2.0.0/16; to mail.contoso.com:443; Host mail.contoso.com; "
+        "path /ews/; user alice@contoso.com; time 2026-03-02T13:00:00Z .. 2026-03-02T14:00:00Z; "
+        "issuer skype or acs; realm contoso.com; signature verified"
+    )
+    assert make_rule().describe() == "all traffic"
+    assert make_rule(since="1772456400").describe() == "time 2026-03-02T13:00:00Z .. *"
+
+
+# -- policy errors -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        ({"rule": []}, "the policy needs at least one [[rule]] table"),
+        ({"rule": [{}], "x": 1}, "unknown policy keys: x"),
+        ({"rule": ["x"]}, "rule 1 is not a table"),
+        (
+            {"rule": [{}, {"clinet": "a"}]},
+            "rule 2: unknown keys clinet (known: allow, client, host, issuer, name, partial, "
+            "path, realm, require_signature, server, since, until, user)",
+        ),
+        ({"rule": [{"allow": 3}]}, "rule 1: allow: expected a string or a list of strings, got 3"),
+        ({"rule": [{"partial": "yes"}]}, "rule 1: partial must be true or false"),
+        ({"rule": [{"require_signature": 1}]}, "rule 1: require_signature must be true or false"),
+        ({"rule": [{"issuer": "nope"}]}, "rule 1: issuer 'nope': not an app id or a known"),
+        ({"rule": [{"allow": ["x"]}]}, "rule 1: allow: unknown finding id(s) x (these can be"),
+        ({"rule": [{"client": "a.b"}]}, "rule 1: 'a.b' is not an IP address or network"),
+    ],
+)
+def test_policy_errors_say_what_is_wrong(policy: dict, message: str) -> None:
+    with pytest.raises(PolicyError) as err:
+        rules_from_policy(policy)
+    assert str(err.value).startswith(message)
+
+
+def test_policy_rules_are_named_and_take_the_command_lines_allow_and_partial() -> None:
+    rules = rules_from_policy(
+        {"rule": [{"name": "a"}, {"allow": "unsigned-token"}]}, ["bad-signature"], True
+    )
+    assert [(r.name, sorted(r.allow), r.partial) for r in rules] == [
+        ("a", ["bad-signature"], True),
+        ("rule 2", ["bad-signature", "unsigned-token"], True),
+    ]
+    assert rules_from_policy({"rule": [{"partial": True}]})[0].partial is True
+    assert rules_from_policy({"rule": [{}]})[0].partial is False
+
+
+def test_issuer_specs_parse_exactly() -> None:
+    with pytest.raises(PolicyError) as err:
+        make_rule(issuer="00000004-0000-0ff1-ce00-000000000000@")
+    assert str(err.value).endswith("empty realm after @ (use @* for any realm)")
+    (spec,) = make_rule(issuer="00000004-0000-0ff1-ce00-000000000000/SFB.contoso.com@R").issuers
+    assert (spec.host, spec.realm) == ("sfb.contoso.com", "R")
+    assert spec.matches("00000004-0000-0ff1-ce00-000000000000/sfb.CONTOSO.com@R")
+    assert not spec.matches("00000004-0000-0ff1-ce00-000000000000/other.contoso.com@R")
+    assert not spec.matches("00000004-0000-0ff1-ce00-000000000000@R")
+    (guid,) = make_rule(issuer="12345678-1234-1234-1234-123456789ABC").issuers
+    assert guid.app_ids == frozenset({"12345678-1234-1234-1234-123456789abc"})
