@@ -283,3 +283,97 @@ def test_issuer_specs_parse_exactly() -> None:
     assert not spec.matches("00000004-0000-0ff1-ce00-000000000000@R")
     (guid,) = make_rule(issuer="12345678-1234-1234-1234-123456789ABC").issuers
     assert guid.app_ids == frozenset({"12345678-1234-1234-1234-123456789abc"})
+
+
+# -- blind spots by name, and what the other reasons say -----------------------------------
+def test_lost_request_without_host_is_in_a_host_named_scope(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # the cut request never showed its Host, but its server answered for mail.contoso.com
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes((CAPTURES / "healthy-oauth.pcap").read_bytes()[:30000])
+    for scope in (["--server", "mail.contoso.com"], ["--server", "mail.contoso.com:80"]):
+        code, data = verify_json(capsys, str(cut), *scope, "--path", "/EWS/")
+        (blind,) = data["rules"][0]["coverage"]["not_inspected"]
+        assert code == 2 and (blind["kind"], blind["host"]) == ("request-lost", None)
+    code, data = verify_json(capsys, str(cut), "--server", "sfbpool01.contoso.com")
+    assert code == 2 and data["rules"][0]["coverage"]["not_inspected"] == []
+
+
+def test_issuer_with_a_host_and_no_realm(capsys: pytest.CaptureFixture[str]) -> None:
+    healthy = str(CAPTURES / "healthy-oauth.pcap")
+    sfb = "00000004-0000-0ff1-ce00-000000000000"
+    _, data = verify_json(capsys, healthy, "--issuer", f"{sfb}/sfbpool01.contoso.com")
+    kinds = {v for v in reasons(data).values()}
+    assert kinds == {
+        ("wrong-issuer", f"issuer {sfb}@contoso.com: host (none) is not sfbpool01.contoso.com")
+    }
+
+
+def test_realm_option_and_its_case(capsys: pytest.CaptureFixture[str]) -> None:
+    healthy = str(CAPTURES / "healthy-oauth.pcap")
+    _, data = verify_json(capsys, healthy, "--realm", "Contoso.com,x.org")
+    assert set(reasons(data).values()) == {
+        (
+            "wrong-realm",
+            "realm contoso.com is not Contoso.com or x.org (realms compare case-sensitively, as "
+            "Exchange and SharePoint do)",
+        )
+    }
+    assert verify_json(capsys, healthy, "--realm", "x.org,contoso.com")[0] == 0
+
+
+def test_not_oauth_names_the_class_and_who(capsys: pytest.CaptureFixture[str]) -> None:
+    _, data = verify_json(capsys, str(CAPTURES / "classes.pcap"))
+    got = {tuple(v["event_ids"]): v["reason"] for v in data["rules"][0]["violations"]}
+    assert got == {
+        (1, 2): "not OAuth: negotiate-ntlm as CONTOSO\\carol",
+        (5,): "not OAuth: ntlm",
+        (6,): "not OAuth: other (Turbo)",
+        (8,): "not OAuth: digest as dave",
+        (9,): "not OAuth: kerberos",
+    }
+    _, data = verify_json(capsys, str(CAPTURES / "small-basic.pcap"))
+    assert [v["reason"] for v in data["rules"][0]["violations"]] == ["not OAuth: basic as demo"]
+
+
+def test_what_an_empty_scope_saw(capsys: pytest.CaptureFixture[str]) -> None:
+    _, data = verify_json(capsys, str(CAPTURES / "exchange-sfb.pcap"), "--client", "10.1.0.10")
+    assert data["rules"][0]["reason"] == (
+        "no authenticated exchange matches from 10.1.0.10/32; 1 metadata fetch to "
+        "/metadata/jason/1 failed with 404; 1 token request(s) refused with invalid_grant; "
+        "8 authenticated exchange(s) elsewhere; servers seen: mail.contoso.com 10.1.0.10:80 (8)"
+    )
+    _, data = verify_json(capsys, str(CAPTURES / "messy.pcapng"), "--server", "192.0.2.9")
+    assert data["rules"][0]["reason"].startswith(
+        "no authenticated exchange matches to 192.0.2.9; 1 TLS connection(s) could not be read "
+        "and may hold it: capture behind the TLS terminator or decrypt with --tls-keylog; 11 "
+        "authenticated exchange(s) elsewhere; servers seen: app.contoso.local "
+        "192.168.100.80:8080 (5), www.example.org 10.20.0.5:3128 (2), "
+    )
+
+
+def test_a_capture_without_authentication(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    scapy = pytest.importorskip("scapy.all")
+    get = b"GET / HTTP/1.1\r\nHost: plain.test\r\n\r\n"
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    packets = []
+    for src, dst, sp, dp, flags, seq, ack, data in (
+        ("10.9.9.1", "10.9.9.2", 40001, 80, "S", 1000, 0, b""),
+        ("10.9.9.2", "10.9.9.1", 80, 40001, "SA", 5000, 1001, b""),
+        ("10.9.9.1", "10.9.9.2", 40001, 80, "PA", 1001, 5001, get),
+        ("10.9.9.2", "10.9.9.1", 80, 40001, "PA", 5001, 1001 + len(get), ok),
+    ):
+        tcp = scapy.TCP(sport=sp, dport=dp, flags=flags, seq=seq, ack=ack)
+        packet = scapy.Ether() / scapy.IP(src=src, dst=dst) / tcp / data
+        packet.time = 1772442000.0 + len(packets) * 0.01
+        packets.append(packet)
+    path = tmp_path / "plain.pcap"
+    scapy.wrpcap(str(path), packets)
+    code, data = verify_json(capsys, str(path))
+    assert code == 2 and data["rules"][0]["reason"] == (
+        "no authenticated exchange matches all traffic; the capture holds no readable "
+        "authentication at all"
+    )

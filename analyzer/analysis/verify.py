@@ -372,6 +372,8 @@ def _judge(rule: Rule, e: Event, trust: TrustedIssuers) -> tuple[str | None, str
     if e.scheme != "bearer":
         who = f"{e.domain}\\{e.user}" if e.domain and e.user else e.user
         what = f"not OAuth: {e.auth_class or e.scheme}"
+        if e.scheme == "other" and e.scheme_name:
+            what += f" ({e.scheme_name})"
         return "not-oauth", what + (f" as {who}" if who else ""), []
     found = problems(e, trust)
     relaxed = [p.rule_id for p in found if p.rule_id in rule.allow]
