@@ -53,7 +53,7 @@ class _Open:
         return self.events[-1]
 
     def credentials(self) -> list[Event]:
-        return [e for e in self.events if e.scheme != "none" and not is_probe(e)]
+        return [e for e in self.events if presented(e)]
 
 
 def group_handshakes(
