@@ -337,6 +337,11 @@ def main() -> int:
         action="store_true",
         help="leave mutants only subprocess tests reach as 'no tests' (faster)",
     )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="print the report of the last run in mutants/ without running anything",
+    )
     parser.add_argument("--fail-under", type=float, help="exit 1 below this kill rate (%%)")
     args = parser.parse_args()
     modules = selection(args.modules)
@@ -346,6 +351,9 @@ def main() -> int:
     notes = environment()
     for note in notes:
         print(f"note: {note}")
+    if args.report_only:
+        summary, _ = report(modules, 0.0, notes, {})
+        return 0
     if not args.keep and MUTANTS.exists():
         shutil.rmtree(MUTANTS)
 
