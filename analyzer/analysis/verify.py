@@ -517,9 +517,7 @@ def _nothing_inspected(
         )
     scoped = {e.event_id for e in in_scope}
     elsewhere = [
-        e
-        for e in events
-        if presented(e) and not is_continuation(e) and e.event_id not in scoped
+        e for e in events if presented(e) and not is_continuation(e) and e.event_id not in scoped
     ]
     if elsewhere:
         parts.append(
