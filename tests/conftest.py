@@ -18,16 +18,22 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
 def _clear_analyzer_caches() -> None:
     """Under mutmut (``MUTANT_UNDER_TEST`` set) the analyzer's memoised results (parsed
     principals, decoded tokens, ...) would answer instead of the code: mutmut's stats run would
     not see which tests reach a function whose result an earlier test cached, and each mutant
     runs in a process forked after the whole suite ran, so the unmutated results would hide it.
-    Every cache the analyzer's modules expose (``cache_clear``) is emptied before each test."""
+    Every cache the analyzer's modules expose (``cache_clear``) is emptied before each test, and
+    so is every cache of a test module (an analysis a test module keeps with ``functools.cache``
+    would likewise be the unmutated one)."""
     if "MUTANT_UNDER_TEST" not in os.environ:
         return
     for name, module in list(sys.modules.items()):
-        if name != "analyzer" and not name.startswith("analyzer."):
+        in_tests = os.path.dirname(getattr(module, "__file__", None) or "") == TESTS
+        if name != "analyzer" and not name.startswith("analyzer.") and not in_tests:
             continue
         for value in list(vars(module).values()):
             clear = getattr(value, "cache_clear", None)
