@@ -113,3 +113,41 @@ def test_public_basic_and_digest_classes() -> None:
         ("anonymous", "challenged")
     ]
     assert challenge.verdicts[0].verdict == "unauthenticated"
+
+
+def test_each_outcome_says_why_in_words(tmp_path) -> None:
+    """The reason of every outcome, as the handshake table and the report print it."""
+    captures = CAPTURES / "hybrid"
+    classes = analyze_paths([str(CAPTURES / "classes.pcap")])
+    assert [(h.auth_class, h.outcome, h.reason) for h in classes.handshakes] == [
+        ("negotiate-ntlm", "accepted", "credential answered 200"),
+        (
+            "anonymous",
+            "challenged",
+            "anonymous request answered 401 offering basic; no credential followed",
+        ),
+        (
+            "oauth",
+            "challenged",
+            "realm-discovery probe answered 401 offering bearer, negotiate, ntlm; "
+            "no credential followed",
+        ),
+        ("ntlm", "incomplete", "server sent the next ntlm leg; the client never answered"),
+        ("other", "accepted", "credential answered 200"),
+        ("digest", "rejected", "credential answered 401"),
+        ("kerberos", "rejected", "credential answered 401"),
+    ]
+    fallback = analyze_paths([str(captures / "fallback-ntlm.pcap")])
+    assert [h.reason for h in fallback.handshakes if h.outcome == "rejected"] == [
+        "credential answered 401 (2000002 token_expired)"
+    ]
+    # the capture ends after the 10th request and before its answer
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes((captures / "healthy.pcap").read_bytes()[:44000])
+    result = analyze_paths([str(cut)])
+    (last,) = [h for h in result.handshakes if h.outcome == "incomplete"]
+    assert last.reason == "no response to the last credential was captured"
+    assert [(e.status, e.outcome) for e in result.events][-2:] == [
+        (200, "accepted"),
+        (None, "incomplete"),
+    ]
