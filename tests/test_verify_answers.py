@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from wire_kit import OK, write_capture
 
 from analyzer.analysis.scope import ScopeError, make_scope, parse_server
 from analyzer.analysis.verify import PolicyError, make_rule, parse_issuer
@@ -298,26 +299,11 @@ def test_time_scope() -> None:
 def test_cleartext_http2_to_an_in_scope_server_is_a_blind_spot(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    scapy = pytest.importorskip("scapy.all")
+    pytest.importorskip("scapy.all")
     # an HTTP/1.1 Bearer call, then an h2c (prior knowledge) connection to the same server
     preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
     bearer = b"GET /api HTTP/1.1\r\nHost: api.test\r\nAuthorization: Bearer abc.def\r\n\r\n"
-    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
-    packets = []
-    for port, request, response in ((40001, bearer, ok), (40002, preface, preface[24:])):
-        c, s = 1000, 5000
-        for src, dst, sp, dp, flags, seq, ack, data in (
-            ("10.9.9.1", "10.9.9.2", port, 80, "S", c, 0, b""),
-            ("10.9.9.2", "10.9.9.1", 80, port, "SA", s, c + 1, b""),
-            ("10.9.9.1", "10.9.9.2", port, 80, "PA", c + 1, s + 1, request),
-            ("10.9.9.2", "10.9.9.1", 80, port, "PA", s + 1, c + 1 + len(request), response),
-        ):
-            tcp = scapy.TCP(sport=sp, dport=dp, flags=flags, seq=seq, ack=ack)
-            packet = scapy.Ether() / scapy.IP(src=src, dst=dst) / tcp / data
-            packet.time = 1772442000.0 + len(packets) * 0.01
-            packets.append(packet)
-    path = tmp_path / "h2c.pcap"
-    scapy.wrpcap(str(path), packets)
+    path = write_capture(tmp_path / "h2c.pcap", [(bearer, OK)], [(preface, preface[24:])])
     code, out = run(capsys, str(path), "--server", "10.9.9.2")
     assert code == 2
     assert "blind spot: 1 connection to 10.9.9.2:80 not inspected: HTTP/2, which is not read" in out

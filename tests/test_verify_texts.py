@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from wire_kit import OK, write_capture
 
 from analyzer.analysis.verify import PolicyError, make_rule, rules_from_policy
 from analyzer.cli import main
@@ -356,22 +357,9 @@ def test_what_an_empty_scope_saw(capsys: pytest.CaptureFixture[str]) -> None:
 def test_a_capture_without_authentication(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    scapy = pytest.importorskip("scapy.all")
+    pytest.importorskip("scapy.all")
     get = b"GET / HTTP/1.1\r\nHost: plain.test\r\n\r\n"
-    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
-    packets = []
-    for src, dst, sp, dp, flags, seq, ack, data in (
-        ("10.9.9.1", "10.9.9.2", 40001, 80, "S", 1000, 0, b""),
-        ("10.9.9.2", "10.9.9.1", 80, 40001, "SA", 5000, 1001, b""),
-        ("10.9.9.1", "10.9.9.2", 40001, 80, "PA", 1001, 5001, get),
-        ("10.9.9.2", "10.9.9.1", 80, 40001, "PA", 5001, 1001 + len(get), ok),
-    ):
-        tcp = scapy.TCP(sport=sp, dport=dp, flags=flags, seq=seq, ack=ack)
-        packet = scapy.Ether() / scapy.IP(src=src, dst=dst) / tcp / data
-        packet.time = 1772442000.0 + len(packets) * 0.01
-        packets.append(packet)
-    path = tmp_path / "plain.pcap"
-    scapy.wrpcap(str(path), packets)
+    path = write_capture(tmp_path / "plain.pcap", [(get, OK)])
     code, data = verify_json(capsys, str(path))
     assert code == 2 and data["rules"][0]["reason"] == (
         "no authenticated exchange matches all traffic; the capture holds no readable "
