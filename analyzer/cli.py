@@ -387,6 +387,7 @@ def _verify(args: argparse.Namespace) -> int:
         make_rule,
         overall,
         rules_from_policy,
+        warnings,
     )
     from analyzer.report.verification import write_verification
 
@@ -432,8 +433,11 @@ def _verify(args: argparse.Namespace) -> int:
     ]
     verdict = overall(results)
     if args.json:
-        damage = list(dict.fromkeys(w for r in results for w in r.coverage.damage))
-        data = {"result": verdict, "warnings": damage, "rules": [r.to_dict() for r in results]}
+        data = {
+            "result": verdict,
+            "warnings": warnings(results),
+            "rules": [r.to_dict() for r in results],
+        }
         print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from analyzer.analysis.handshakes import DENIED, presented
+from analyzer.analysis.handshakes import presented
 from analyzer.model import Event
 from analyzer.oauth.principals import parse_principal, parse_trusted_issuers
 
@@ -55,7 +55,7 @@ def exp_before_nbf(e: Event) -> bool:
 
 def accepted(e: Event) -> bool:
     """The server answered the exchange with something other than a refusal."""
-    return e.status is not None and e.status not in DENIED and e.status < 400
+    return e.status is not None and e.status < 400
 
 
 class TrustedIssuers:

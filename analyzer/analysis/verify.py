@@ -340,6 +340,11 @@ def evaluate(
     return result
 
 
+def warnings(results: list[RuleResult]) -> list[str]:
+    """The capture's damage, once: every rule carries the same lines."""
+    return list(dict.fromkeys(line for r in results for line in r.coverage.damage))
+
+
 def overall(results: list[RuleResult]) -> str:
     """FAIL beats INCONCLUSIVE beats PASS."""
     outcomes = {r.result for r in results}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import IO
 
-from analyzer.analysis.verify import RuleResult
+from analyzer.analysis.verify import RuleResult, warnings
 from analyzer.report.times import format_utc
 
 INDENT = " " * 13
@@ -42,9 +42,9 @@ def write_verification(
         for rule_id, n in r.relaxed.items():
             out.write(f"{INDENT}relaxed on purpose: {rule_id} on {n} exchange(s) (allow)\n")
         _coverage(r, out)
-    warnings = _damage(results)
-    more = f"; and {len(warnings) - 1} more, see above" if len(warnings) > 1 else ""
-    suffix = f" (warning: damaged capture: {warnings[0]}{more})" if warnings else ""
+    damage = warnings(results)
+    more = f"; and {len(damage) - 1} more, see above" if len(damage) > 1 else ""
+    suffix = f" (warning: damaged capture: {damage[0]}{more})" if damage else ""
     out.write(f"{verdict}{suffix}\n")
 
 
@@ -58,10 +58,6 @@ def _coverage(r: RuleResult, out: IO[str]) -> None:
         out.write(f"{INDENT}blind spot: {line}\n")
     for line in c.damage:
         out.write(f"{INDENT}warning: {line}\n")
-
-
-def _damage(results: list[RuleResult]) -> list[str]:
-    return list(dict.fromkeys(line for r in results for line in r.coverage.damage))
 
 
 def _time(ts: float | None) -> str:
