@@ -24,7 +24,7 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
-# A C compiler and the Python headers build the native record walk (analyzer/capture/_walk.c);
+# A C compiler and the Python headers build the native record walk (analyzer/sources/_walk.c);
 # without them the package still installs and reads captures in pure Python, several times slower.
 headers=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 if ! command -v cc >/dev/null 2>&1 || [ ! -f "$headers/Python.h" ]; then
@@ -45,7 +45,7 @@ case "$job" in
   test)
     pip_install -e '.[test]'
     # The suite must exercise the native walk, not silently skip it.
-    .venv/bin/python -c 'import analyzer.capture._walk' \
+    .venv/bin/python -c 'import analyzer.sources._walk' \
       || { echo "error: the native record walk did not build (see .venv/pip.log)" >&2; exit 1; }
     if ! command -v tshark >/dev/null 2>&1; then apt_install tshark; fi
     if [ ! -x /usr/bin/chromium ]; then apt_install chromium; fi  # the HTML report's browser test

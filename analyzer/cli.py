@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import IO
 
-from analyzer.capture.pcapfile import CaptureError
 from analyzer.model import Event, Finding, TokenRecord
 from analyzer.oauth.keys import KeyFileError, KeyStore
 from analyzer.pipeline import AnalysisResult, analyze_paths
 from analyzer.report.export import write_csv, write_jsonl
+from analyzer.sources.pcapfile import CaptureError
 
 PROG = "oauth-analyzer"
 PROGRESS_MIN_BYTES = 32 << 20  # show a progress bar only for captures bigger than this

@@ -15,7 +15,6 @@ from analyzer.analysis.findings import Context, run_rules
 from analyzer.analysis.handshakes import group_handshakes, pair_verdicts
 from analyzer.analysis.tokens import TokenAnalysis, load_keys
 from analyzer.auth.extract import build_event, request_body_policy, response_body_policy
-from analyzer.capture.pcapfile import read_packets
 from analyzer.flows.tcp import ConnectionInfo, TcpReassembler
 from analyzer.model import (
     CaptureStats,
@@ -29,6 +28,7 @@ from analyzer.model import (
     evolve,
 )
 from analyzer.protocols.http_exchange import Exchange, HttpConnection
+from analyzer.sources.pcapfile import read_packets
 
 if TYPE_CHECKING:
     from analyzer.oauth.certificates import CertificateFacts
@@ -36,9 +36,9 @@ if TYPE_CHECKING:
 
 
 def read_decrypted(path: str, keylog: str, stats: CaptureStats) -> Iterator[tuple]:
-    """``analyzer.capture.tshark.read_decrypted``, imported on first use: only ``--tls-keylog``
+    """``analyzer.sources.tshark.read_decrypted``, imported on first use: only ``--tls-keylog``
     runs need tshark and the subprocess / socket / tempfile machinery it loads."""
-    from analyzer.capture.tshark import read_decrypted as read
+    from analyzer.sources.tshark import read_decrypted as read
 
     return read(path, keylog, stats)
 

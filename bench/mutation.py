@@ -14,7 +14,7 @@ that copy behind a switch, and runs, per mutant, the tests that reach the mutate
   subprocesses (``python -m analyzer ...``) import the mutants. The project's editable install
   points back at the unmutated tree; had it won, every mutant would survive. After the run it
   checks, in a fresh interpreter, that the judged modules and the compiled native walk
-  (``analyzer/capture/_walk*.so``) are imported from ``mutants/``;
+  (``analyzer/sources/_walk*.so``) are imported from ``mutants/``;
 - makes ``../shared`` (the public captures) visible from the copy via ``OAUTH_ANALYZER_SHARED``
   (``mutants/`` has no ``../shared`` beside it);
 - reads ``bench/equivalent-mutants.txt``: reviewed mutants that cannot change behaviour, each
@@ -187,7 +187,7 @@ def imported_from_mutants(modules: list[str]) -> list[str]:
     """Problems found by importing the judged modules and the native walk in a fresh
     interpreter, with this run's environment, from outside ``mutants/``."""
     names = [m.removesuffix(".py").replace("/", ".") for m in modules]
-    names.append("analyzer.capture._walk")
+    names.append("analyzer.sources._walk")
     code = (
         "import importlib, json, sys\n"
         "out = {}\n"

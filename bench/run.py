@@ -241,7 +241,7 @@ def compile_package() -> None:
 
 def native_walk() -> bool:
     """Whether the analyzer in this checkout has its native record walk built."""
-    probe = [project_python(), "-c", "import analyzer.capture._walk"]
+    probe = [project_python(), "-c", "import analyzer.sources._walk"]
     return subprocess.run(probe, cwd=REPO, capture_output=True).returncode == 0
 
 

@@ -1,4 +1,4 @@
-"""Tests for the capture reader (analyzer.capture.pcapfile) and frame decoder (linklayer).
+"""Tests for the capture reader (analyzer.sources.pcapfile) and frame decoder (linklayer).
 
 Captures are built here as bytes (struct-packed pcap / pcapng records around hand-made frames),
 some with scapy, and read back through ``read_packets``; values are compared exactly.
@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 from shared_dir import PUBLIC, public_expected
 
-from analyzer.capture import pcapfile
-from analyzer.capture.linklayer import LinkDecoder
-from analyzer.capture.pcapfile import CaptureError, read_packets
 from analyzer.model import CaptureStats
+from analyzer.sources import pcapfile
+from analyzer.sources.linklayer import LinkDecoder
+from analyzer.sources.pcapfile import CaptureError, read_packets
 
 T0 = 1_700_000_000
 

@@ -1,4 +1,4 @@
-"""Tests for the native record walk (analyzer/capture/_walk.c) and its reassembler contract.
+"""Tests for the native record walk (analyzer/sources/_walk.c) and its reassembler contract.
 
 The walk must change nothing but speed: every capture gives the same events and the same counters
 with it as with the pure-Python reader (``OAUTH_ANALYZER_PURE_PYTHON=1``). Bulk captures come from
@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 from shared_dir import PUBLIC, needs_public
 
-from analyzer.capture.pcapfile import read_packets
 from analyzer.flows import tcp
 from analyzer.model import CaptureStats, to_dict
 from analyzer.pipeline import EventCollector, analyze_paths
+from analyzer.sources.pcapfile import read_packets
 
 REPO = Path(__file__).resolve().parents[1]
 CAPTURES = REPO / "captures"

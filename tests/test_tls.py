@@ -20,8 +20,13 @@ from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
 from shared_dir import PUBLIC, needs_public
 
-from analyzer.capture.pcapfile import CaptureError
-from analyzer.capture.tshark import (
+from analyzer.cli import main
+from analyzer.flows.tcp import ConnectionInfo, TcpReassembler
+from analyzer.model import CaptureStats
+from analyzer.pipeline import AnalysisResult, analyze_paths
+from analyzer.protocols.http_exchange import Exchange, HttpConnection
+from analyzer.sources.pcapfile import CaptureError
+from analyzer.sources.tshark import (
     ACK,
     FIN,
     PSH,
@@ -32,11 +37,6 @@ from analyzer.capture.tshark import (
     read_decrypted,
     tshark_command,
 )
-from analyzer.cli import main
-from analyzer.flows.tcp import ConnectionInfo, TcpReassembler
-from analyzer.model import CaptureStats
-from analyzer.pipeline import AnalysisResult, analyze_paths
-from analyzer.protocols.http_exchange import Exchange, HttpConnection
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPTURES = ROOT / "captures"

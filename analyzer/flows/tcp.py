@@ -31,7 +31,7 @@ from typing import Protocol
 from analyzer.model import CaptureStats
 
 try:  # the native record walk; absent when the package was installed without a C compiler
-    from analyzer.capture._walk import GrantTable
+    from analyzer.sources._walk import GrantTable
 except ImportError:  # pragma: no cover - depends on the build
     GrantTable = None
 

@@ -9,7 +9,7 @@ to its plain "data" dissector. With HTTP enabled, TLS re-assembles records for H
 same bytes over again. (TLS on ports tshark maps to another protocol, e.g. 993 to IMAP, goes to
 that dissector and yields nothing here; none of those is HTTP.)
 
-:func:`read_decrypted` turns those lines into the tuples :func:`~analyzer.capture.pcapfile.
+:func:`read_decrypted` turns those lines into the tuples :func:`~analyzer.sources.pcapfile.
 read_packets` yields, with synthetic TCP, so :class:`~analyzer.flows.tcp.TcpReassembler` reads
 them unchanged: a SYN and SYN-ACK when a connection first yields plaintext (timed at its
 ClientHello), sequence numbers that are each direction's plaintext byte offsets, and the FIN/RST
@@ -31,8 +31,8 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from analyzer.capture.pcapfile import CaptureError
 from analyzer.model import CaptureStats
+from analyzer.sources.pcapfile import CaptureError
 
 TSHARK_MISSING = "tshark not found: install it (apt-get install tshark) to decrypt TLS"
 

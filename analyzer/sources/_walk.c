@@ -442,7 +442,7 @@ static PySequenceMethods GrantTable_as_sequence = {
 };
 
 static PyTypeObject GrantTableType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "analyzer.capture._walk.GrantTable",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "analyzer.sources._walk.GrantTable",
     .tp_basicsize = sizeof(GrantTable),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "TCP directions whose in-order skipped bytes and bare ACKs the walk absorbs.",
@@ -455,7 +455,7 @@ static PyTypeObject GrantTableType = {
 static struct PyModuleDef walk_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "_walk",
-    .m_doc = "Native record walk for analyzer.capture.pcapfile.",
+    .m_doc = "Native record walk for analyzer.sources.pcapfile.",
     .m_size = -1,
 };
 

@@ -7,7 +7,7 @@ bytes, not their name) and non-seekable files are read in bounded chunks through
 
 The common frame (Ethernet or raw IP, IPv4 without options, TCP) is decoded inline in the record
 loops with one ``unpack_from`` and a handful of comparisons; every other frame goes through
-:class:`analyzer.capture.linklayer.LinkDecoder`.
+:class:`analyzer.sources.linklayer.LinkDecoder`.
 
 Counters and warnings go into the caller's :class:`~analyzer.model.CaptureStats`. The hot-loop
 counters are added when the iterator is exhausted or closed.
@@ -26,17 +26,17 @@ from struct import Struct
 from struct import error as StructError
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-from analyzer.capture.linklayer import (
+from analyzer.model import CaptureStats
+from analyzer.sources.linklayer import (
     LINKTYPE_ETHERNET,
     LINKTYPE_IPV4,
     RAW_IP_TYPES,
     Buffer,
     LinkDecoder,
 )
-from analyzer.model import CaptureStats
 
 if TYPE_CHECKING:
-    from analyzer.capture._walk import GrantTable
+    from analyzer.sources._walk import GrantTable
 
 #: Records claiming more than this many bytes are corrupt: stop instead of buffering them.
 MAX_RECORD = 256 << 20
