@@ -24,11 +24,11 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # The pipeline pulls in every stage; load it only when asked for.
+    # The engine pulls in every stage; load it only when asked for.
     if name in ("analyze_paths", "AnalysisResult"):
-        from analyzer import pipeline
+        from analyzer import engine
 
-        return getattr(pipeline, name)
+        return getattr(engine, name)
     if name in ("analyze", "Analysis"):
         from analyzer import api
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analyzer.engine import AnalysisResult, analyze_paths
 from analyzer.model import (
     SCHEMA_VERSION,
     Event,
@@ -18,7 +19,6 @@ from analyzer.model import (
     TlsConnection,
     TokenRecord,
 )
-from analyzer.pipeline import AnalysisResult, analyze_paths
 from analyzer.report.export import write_csv, write_jsonl
 from analyzer.report.frames import to_frame
 

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import IO
 
+from analyzer.engine import AnalysisResult, analyze_paths
 from analyzer.model import Event, Finding, TokenRecord
 from analyzer.oauth.keys import KeyFileError, KeyStore
-from analyzer.pipeline import AnalysisResult, analyze_paths
 from analyzer.report.export import write_csv, write_jsonl
 from analyzer.sources.pcapfile import CaptureError
 

@@ -17,9 +17,9 @@ import pytest
 import analyzer
 from analyzer.analysis.coverage import blind_spot_lines, from_tls
 from analyzer.analysis.findings import Context, run_rules
+from analyzer.engine import AnalysisResult, analyze_paths
 from analyzer.model import TlsConnection
 from analyzer.oauth.keys import KeySource, KeyStore
-from analyzer.pipeline import AnalysisResult, analyze_paths
 from analyzer.report.html import render_html
 from analyzer.report.table import write_table
 

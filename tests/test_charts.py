@@ -19,8 +19,8 @@ from analyzer.analysis.findings import Context, run_rules
 from analyzer.analysis.handshakes import group_handshakes, pair_verdicts
 from analyzer.api import Analysis
 from analyzer.cli import main
+from analyzer.engine import AnalysisResult
 from analyzer.model import Event, TokenRecord
-from analyzer.pipeline import AnalysisResult
 from analyzer.report import charts
 from analyzer.report.charts import (
     CLASS_COLORS,

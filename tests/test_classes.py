@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from analyzer.analysis.findings import RULES
+from analyzer.engine import AnalysisResult, analyze_paths
 from analyzer.model import AUTH_CLASSES, OUTCOMES, Event, Handshake
-from analyzer.pipeline import AnalysisResult, analyze_paths
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 NAME = "classes.pcap"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from analyzer.cli import main
-from analyzer.pipeline import analyze_paths
+from analyzer.engine import analyze_paths
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 SFB = str(CAPTURES / "exchange-sfb.pcap")

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from analyzer.cli import main
-from analyzer.pipeline import analyze_paths
+from analyzer.engine import analyze_paths
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 KEYS = CAPTURES / "keys"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from analyzer.engine import analyze_paths
 from analyzer.model import to_dict
-from analyzer.pipeline import analyze_paths
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 BUNDLED = ["exchange-sfb.pcap", "messy.pcapng", "small-basic.pcap"]

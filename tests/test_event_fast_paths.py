@@ -34,6 +34,7 @@ from analyzer.auth.schemes import (
     parse_challenges,
     parse_credential,
 )
+from analyzer.engine import analyze_paths
 from analyzer.model import Event, evolve
 from analyzer.oauth.checks import check_token, failed, plan_checks
 from analyzer.oauth.endpoints import (
@@ -44,7 +45,6 @@ from analyzer.oauth.endpoints import (
     redact_uri,
 )
 from analyzer.oauth.tokens import TokenDecoder, decode_token, json_depth
-from analyzer.pipeline import analyze_paths
 from analyzer.protocols.http1 import parse_head
 from analyzer.protocols.http_exchange import Exchange
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from analyzer.engine import AnalysisResult, analyze_paths
 from analyzer.model import (
     SCHEMA_VERSION,
     Challenge,
@@ -33,7 +34,6 @@ from analyzer.model import (
     public_fields,
     to_dict,
 )
-from analyzer.pipeline import AnalysisResult, analyze_paths
 from analyzer.report.export import write_csv, write_jsonl
 from analyzer.report.json_text import json_encoder, to_json
 

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from analyzer.analysis.findings import RULES
+from analyzer.engine import AnalysisResult, analyze_paths
 from analyzer.model import SEVERITIES, Finding
-from analyzer.pipeline import AnalysisResult, analyze_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPTURES = ROOT / "captures"

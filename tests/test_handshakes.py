@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from shared_dir import PUBLIC, needs_public
 
-from analyzer.pipeline import analyze_paths
+from analyzer.engine import analyze_paths
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 

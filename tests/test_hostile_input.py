@@ -23,8 +23,8 @@ from wire_kit import CLIENT, OK, SERVER, T0, Exchange, connection, write_capture
 
 from analyzer.auth.schemes import fingerprint
 from analyzer.cli import main
+from analyzer.engine import analyze_paths
 from analyzer.flows import tcp
-from analyzer.pipeline import analyze_paths
 from analyzer.report.times import format_utc
 
 scapy = pytest.importorskip("scapy.all")

@@ -17,7 +17,7 @@ import pytest
 import analyzer
 from analyzer.api import Analysis
 from analyzer.cli import main
-from analyzer.pipeline import AnalysisResult, analyze_paths
+from analyzer.engine import AnalysisResult, analyze_paths
 from analyzer.report.html import esc, render_html, tag, write_html
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 from shared_dir import PUBLIC, needs_public
 
+from analyzer.engine import EventCollector, analyze_paths
 from analyzer.flows import tcp
 from analyzer.model import CaptureStats, to_dict
-from analyzer.pipeline import EventCollector, analyze_paths
 from analyzer.sources.pcapfile import read_packets
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,7 +15,7 @@ import pytest
 from shared_dir import PUBLIC, needs_public, public_expected
 
 from analyzer.auth.ntlm import filetime_iso, flag_names, parse_ntlm, parse_ntlm_b64
-from analyzer.pipeline import analyze_paths
+from analyzer.engine import analyze_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 SFB_PCAP = ROOT / "captures" / "exchange-sfb.pcap"

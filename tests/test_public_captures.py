@@ -13,7 +13,7 @@ import pytest
 from shared_dir import PUBLIC, needs_public, public_captures_listed
 
 from analyzer.auth.schemes import fingerprint
-from analyzer.pipeline import analyze_paths
+from analyzer.engine import analyze_paths
 
 pytestmark = needs_public("expected.json")
 

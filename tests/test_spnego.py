@@ -16,7 +16,7 @@ from pyasn1.codec.der import encoder
 from pyasn1.type import char, tag, univ, useful
 
 from analyzer.auth.spnego import parse_negotiate, parse_negotiate_b64
-from analyzer.pipeline import analyze_paths
+from analyzer.engine import analyze_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 SFB_PCAP = ROOT / "captures" / "exchange-sfb.pcap"

@@ -18,7 +18,7 @@ from shared_dir import PUBLIC, needs_public, public_captures_listed
 
 from analyzer.auth.ntlm import SIGNATURE, parse_ntlm
 from analyzer.auth.spnego import NegotiateToken, parse_negotiate, parse_negotiate_b64
-from analyzer.pipeline import analyze_paths
+from analyzer.engine import analyze_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 KRB5 = "1.2.840.113554.1.2.2"

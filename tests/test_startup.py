@@ -32,8 +32,8 @@ def loaded_packages(code: str) -> set[str]:
     return set(json.loads(done.stdout.splitlines()[-1]))
 
 
-def test_importing_cli_and_pipeline_loads_no_heavy_library() -> None:
-    loaded = loaded_packages("import analyzer, analyzer.cli, analyzer.pipeline")
+def test_importing_cli_and_engine_loads_no_heavy_library() -> None:
+    loaded = loaded_packages("import analyzer, analyzer.cli, analyzer.engine")
     assert "analyzer" in loaded
     assert loaded & HEAVY == set()
 
@@ -62,7 +62,7 @@ def test_keys_load_cryptography_when_needed(tmp_path: Path) -> None:
     )
     assert "cryptography" in loaded  # pyjwt waits for a signed token to verify
     loaded = loaded_packages(
-        "from analyzer.pipeline import analyze_paths\n"
+        "from analyzer.engine import analyze_paths\n"
         f"assert analyze_paths([{str(CAPTURES / 'exchange-sfb.pcap')!r}]).keys > 0"
     )
     assert {"cryptography", "jwt"} <= loaded

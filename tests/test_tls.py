@@ -21,9 +21,9 @@ from scapy.utils import wrpcap
 from shared_dir import PUBLIC, needs_public
 
 from analyzer.cli import main
+from analyzer.engine import AnalysisResult, analyze_paths
 from analyzer.flows.tcp import ConnectionInfo, TcpReassembler
 from analyzer.model import CaptureStats
-from analyzer.pipeline import AnalysisResult, analyze_paths
 from analyzer.protocols.http_exchange import Exchange, HttpConnection
 from analyzer.sources.pcapfile import CaptureError
 from analyzer.sources.tshark import (

@@ -26,9 +26,9 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
 
+from analyzer.engine import analyze_paths
 from analyzer.flows import tcp
 from analyzer.model import to_dict
-from analyzer.pipeline import analyze_paths
 from analyzer.protocols.tls import (
     MAX_BUFFERED,
     TlsHandshake,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from analyzer.engine import analyze_paths
 from analyzer.oauth.tokens import decode_token
-from analyzer.pipeline import analyze_paths
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 SFB = str(CAPTURES / "exchange-sfb.pcap")

@@ -10,9 +10,9 @@ from pathlib import Path
 from token_kit import EXO_AUD, KEYS_DIR, SFB_ISS, T0, actor_claims, s2s, signed, unsigned
 
 from analyzer.analysis.tokens import TokenAnalysis, load_keys
+from analyzer.engine import AnalysisResult, analyze_paths
 from analyzer.model import Event, evolve
 from analyzer.oauth.keys import KeyStore
-from analyzer.pipeline import AnalysisResult, analyze_paths
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 HEALTHY = str(CAPTURES / "healthy-oauth.pcap")

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from analyzer.auth.schemes import parse_challenges, parse_credential
+from analyzer.engine import analyze_paths
 from analyzer.oauth.endpoints import redact_uri
-from analyzer.pipeline import analyze_paths
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 TSHARK = shutil.which("tshark")

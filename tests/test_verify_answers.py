@@ -278,7 +278,7 @@ def test_ipv6_server_forms() -> None:
 
 
 def test_ipv6_capture_server_scope(capsys: pytest.CaptureFixture[str]) -> None:
-    from analyzer.pipeline import analyze_paths
+    from analyzer.engine import analyze_paths
 
     v6 = [e for e in analyze_paths([MESSY]).events if ":" in e.server_ip and e.cred_len]
     assert v6, "messy.pcapng carries authenticated IPv6 exchanges"

@@ -18,7 +18,7 @@ import pytest
 
 from analyzer.analysis.handshakes import counted
 from analyzer.cli import main
-from analyzer.pipeline import AnalysisResult, analyze_paths
+from analyzer.engine import AnalysisResult, analyze_paths
 
 HYBRID = Path(__file__).resolve().parents[1] / "captures" / "hybrid"
 POLICY = str(HYBRID / "policy.toml")

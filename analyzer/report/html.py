@@ -41,8 +41,8 @@ from analyzer.report.times import format_utc
 
 if TYPE_CHECKING:
     from analyzer.api import Analysis
+    from analyzer.engine import AnalysisResult
     from analyzer.oauth.keys import SigningKey
-    from analyzer.pipeline import AnalysisResult
 
 VERDICT_TONE = {
     "oauth-only": "good",
