@@ -34,7 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     analyze = sub.add_parser(
         "analyze", help="list every auth exchange in one or more captures (pcap, pcapng, gzip)"
     )
-    analyze.add_argument("captures", nargs="+", metavar="CAPTURE")
+    analyze.add_argument(
+        "captures",
+        nargs="+",
+        metavar="CAPTURE",
+        help="capture files; '-' reads pcap/pcapng from standard input as it arrives "
+        "(e.g. tcpdump -U -w - | oauth-analyzer analyze -), printing each event when it completes",
+    )
     analyze.add_argument(
         "--format",
         choices=("table", "jsonl", "csv", "parquet"),
@@ -126,6 +132,71 @@ def build_parser() -> argparse.ArgumentParser:
     _keys_option(verify)
     _tls_option(verify)
 
+    live = sub.add_parser(
+        "live",
+        help="sniff interfaces and print each auth exchange as it completes (Ctrl-C ends)",
+        description="Capture from network interfaces (dumpcap when installed, else scapy's raw "
+        "sockets) and print each authentication exchange the moment it completes, with a status "
+        "line on a terminal; on stop (--duration, --count, Ctrl-C, SIGTERM) print the summary, "
+        "verdicts and findings, with the packets the capture dropped. With --verify, print each "
+        "exchange that breaks the rule as it completes and exit with verify's status.",
+    )
+    live.add_argument(
+        "-i",
+        "--interface",
+        action="append",
+        default=[],
+        metavar="IFACE",
+        help="interface to capture on (repeatable; 'any' for all; default: any)",
+    )
+    live.add_argument("--bpf", metavar="EXPR", help="kernel capture filter, e.g. 'tcp port 80'")
+    live.add_argument("--duration", type=_positive_float, metavar="S", help="stop after S seconds")
+    live.add_argument("--count", type=_positive_int, metavar="N", help="stop after about N packets")
+    live.add_argument(
+        "--write", metavar="FILE.pcapng", help="also keep what was captured, for a later analyze"
+    )
+    live.add_argument(
+        "--ring",
+        type=_ring,
+        metavar="N:MB",
+        help="with --write: keep at most N files of MB megabytes each",
+    )
+    live.add_argument(
+        "--engine",
+        choices=("dumpcap", "scapy"),
+        help="capture engine (default: dumpcap when installed, else scapy)",
+    )
+    live.add_argument(
+        "--format", choices=("table", "jsonl", "csv"), default="table", help="event rows"
+    )
+    live.add_argument("-o", "--output", metavar="PATH", help="write the event rows here")
+    live.add_argument(
+        "--reveal-secrets",
+        action="store_true",
+        help="include full credentials and tokens in jsonl/csv rows (off by default)",
+    )
+    live.add_argument(
+        "--verify",
+        action="store_true",
+        help="judge each exchange as verify does (the same rule options) and exit with "
+        "verify's status: 0 PASS, 1 FAIL, 2 INCONCLUSIVE, 3 bad usage",
+    )
+    add_scope_options(live)
+    live.add_argument("--issuer", help="with --verify: accepted token issuers (list)")
+    live.add_argument("--realm", help="with --verify: accepted realms (list)")
+    live.add_argument(
+        "--require-signature", action="store_true", help="with --verify: require a signature"
+    )
+    live.add_argument(
+        "--allow", action="append", default=[], metavar="FINDING-ID", help="with --verify"
+    )
+    live.add_argument("--partial", action="store_true", help="with --verify")
+    live.add_argument("--details", action="store_true", help="with --verify")
+    live.add_argument("--policy", metavar="FILE.toml", help="with --verify: several rules")
+    live.add_argument("--json", action="store_true", help="with --verify: JSON lines and answer")
+    live.add_argument("--scheme", help=argparse.SUPPRESS)  # refused, as verify refuses it
+    _keys_option(live)
+
     decode = sub.add_parser(
         "decode",
         help="explain one token or x-ms-diagnostics value, verdict first "
@@ -195,6 +266,34 @@ def scope_values(args: argparse.Namespace) -> dict[str, str]:
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number of seconds")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive whole number")
+    return int(text)
+
+
+def _ring(text: str) -> tuple[int, float]:
+    """``N:MB`` -> (files, megabytes per file)."""
+    files, _, size = text.partition(":")
+    try:
+        n, mb = int(files), float(size)
+    except ValueError:
+        n, mb = 0, 0.0
+    if n < 1 or not mb > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected N:MB, e.g. 10:100")
+    return n, mb
+
+
 def _keys_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--keys",
@@ -225,6 +324,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
     if args.command == "verify":
         return _verify(args)
+    if args.command == "live":
+        from analyzer.stream_commands import live
+
+        return live(args)
     try:
         if args.command == "decode":
             return _decode(args)
@@ -254,6 +357,10 @@ def _analyze(args: argparse.Namespace) -> int:
     if args.format == "parquet" and not args.output:
         _error("--format parquet writes one file per table: give the folder with -o DIR")
         return 2
+    if "-" in args.captures:
+        from analyzer.stream_commands import analyze_stdin
+
+        return analyze_stdin(args)
     _check_inputs(args.captures, args.keys)
     result = _run_with_progress(
         args.captures,
@@ -371,25 +478,35 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    import json
+    from analyzer.analysis.verify import PolicyError, evaluate
 
+    rules = _verify_rules(args)
+    if isinstance(rules, int):
+        return rules
+    try:
+        _check_inputs(args.captures, args.keys)
+        result = analyze_paths(args.captures, key_files=args.keys, tls_keylog=args.tls_keylog)
+    except (PolicyError, CaptureError, KeyFileError) as exc:
+        _error(str(exc))
+        return USAGE_VERIFY
+    except OSError as exc:
+        _error(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+        return USAGE_VERIFY
+    results = [
+        evaluate(rule, result.events, result.captures, result.not_inspected) for rule in rules
+    ]
+    return _verification(results, args)
+
+
+def _verify_rules(args: argparse.Namespace) -> list | int:
+    """The rules ``verify`` (or ``live --verify``) judges by, or its exit status for bad usage
+    (after one error line)."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - Python 3.10
         import tomli as tomllib
 
-    from analyzer.analysis.verify import (
-        FAIL,
-        INCONCLUSIVE,
-        PASS,
-        PolicyError,
-        evaluate,
-        make_rule,
-        overall,
-        rules_from_policy,
-        warnings,
-    )
-    from analyzer.report.verification import write_verification
+    from analyzer.analysis.verify import PolicyError, make_rule, rules_from_policy
 
     if args.scheme is not None:
         _error(
@@ -409,28 +526,30 @@ def _verify(args: argparse.Namespace) -> int:
                     "and --partial apply to every rule of a policy)"
                 )
             with open(args.policy, "rb") as fh:
-                rules = rules_from_policy(tomllib.load(fh), args.allow, args.partial)
-        else:
-            rules = [
-                make_rule(
-                    name="command line",
-                    require_signature=args.require_signature,
-                    allow=args.allow,
-                    partial=args.partial,
-                    **rule_options,
-                )
-            ]
-        _check_inputs(args.captures, args.keys)
-        result = analyze_paths(args.captures, key_files=args.keys, tls_keylog=args.tls_keylog)
-    except (PolicyError, CaptureError, KeyFileError, tomllib.TOMLDecodeError) as exc:
+                return rules_from_policy(tomllib.load(fh), args.allow, args.partial)
+        return [
+            make_rule(
+                name="command line",
+                require_signature=args.require_signature,
+                allow=args.allow,
+                partial=args.partial,
+                **rule_options,
+            )
+        ]
+    except (PolicyError, tomllib.TOMLDecodeError) as exc:
         _error(str(exc))
-        return USAGE_VERIFY
     except OSError as exc:
         _error(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
-        return USAGE_VERIFY
-    results = [
-        evaluate(rule, result.events, result.captures, result.not_inspected) for rule in rules
-    ]
+    return USAGE_VERIFY
+
+
+def _verification(results: list, args: argparse.Namespace) -> int:
+    """Print verify's answer (text, or JSON with --json) and return its exit status."""
+    import json
+
+    from analyzer.analysis.verify import FAIL, INCONCLUSIVE, PASS, overall, warnings
+    from analyzer.report.verification import write_verification
+
     verdict = overall(results)
     if args.json:
         data = {

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from analyzer.analysis.coverage import from_tls
 from analyzer.analysis.findings import Context, run_rules
-from analyzer.analysis.handshakes import group_handshakes, pair_verdicts
+from analyzer.analysis.handshakes import (
+    HandshakeTracker,
+    group_handshakes,
+    keep_handshake_ids,
+    pair_verdicts,
+)
 from analyzer.analysis.tokens import TokenAnalysis, load_keys
 from analyzer.auth.extract import build_event, request_body_policy, response_body_policy
 from analyzer.flows.tcp import ConnectionInfo, TcpReassembler
@@ -26,9 +31,10 @@ from analyzer.model import (
     TlsConnection,
     TokenRecord,
     evolve,
+    request_url,
 )
 from analyzer.protocols.http_exchange import Exchange, HttpConnection
-from analyzer.sources.pcapfile import read_packets
+from analyzer.sources.pcapfile import read_packets, read_stream
 
 if TYPE_CHECKING:
     from analyzer.oauth.certificates import CertificateFacts
@@ -137,13 +143,24 @@ class AnalysisResult:
 
 
 class EventCollector:
-    """Turns finished exchanges into events (the consumer factory for the reassembler)."""
+    """Turns finished exchanges into events (the consumer factory for the reassembler).
 
-    def __init__(self) -> None:
+    Events are numbered as their exchanges complete. ``sink``, when set, sees each event at
+    that moment (a stream's view); otherwise events are only kept, for the end.
+    """
+
+    def __init__(
+        self, sink: Callable[[Event], Event] | None = None, keep: int | None = None
+    ) -> None:
         self.events: list[Event] = []
+        self.keep = keep  # at most this many events, TLS and not-inspected records are kept
+        self.dropped = 0  # records let go to stay within ``keep``
         self.not_inspected: list[NotInspected] = []
         self.tls: list[TlsConnection] = []
         self.stats = CaptureStats()  # the capture being read now
+        self.sink = sink
+        self.completed = 0  # events numbered so far
+        self.on_close: Callable[[str], None] | None = None  # told each closed connection's id
         # 4-tuples (text addresses, both directions) of the connections a key log decrypted:
         # their TLS records say inspected
         self.decrypted: set[tuple[str, int, str, int]] = set()
@@ -158,6 +175,8 @@ class EventCollector:
 
     def closed(self, conn: HttpConnection) -> None:
         """Count the connection, and remember it when part of it could not be read."""
+        if self.on_close is not None:
+            self.on_close(conn.conn_id)
         if conn.is_http:
             self.stats.http_connections += 1
         elif conn.tls is not None:
@@ -166,6 +185,7 @@ class EventCollector:
             if not record.inspected:
                 self.stats.tls_connections += 1
                 self.not_inspected.append(from_tls(record))
+            self._bound()
             return  # its bytes were TLS records, not requests
         elif conn.a_to_b.looks_tls or conn.b_to_a.looks_tls:
             self.stats.tls_connections += 1
@@ -177,6 +197,13 @@ class EventCollector:
         if lost:
             detail = f"{lost} stretch(es) of request bytes lost: credentials unknown"
             self.not_inspected.append(_not_inspected("request-lost", conn, lost, detail))
+        self._bound()
+
+    def _bound(self) -> None:
+        if self.keep is not None:
+            for records in (self.tls, self.not_inspected):
+                if len(records) > self.keep:
+                    self._trim(records)
 
     def _tls_record(self, conn: HttpConnection) -> TlsConnection:
         info = conn.info
@@ -204,9 +231,7 @@ class EventCollector:
         return sorted(self.tls, key=lambda t: (t.ts, t.conn_id))
 
     def exchange(self, exchange: Exchange) -> None:
-        event = build_event(exchange, len(self.events) + 1)  # numbered as if already in order
-        if event is not None:
-            self.events.append(event)
+        self._add(build_event(exchange, self.completed + 1))
 
     # -- TLS decrypted with keys (--tls-keylog) ----------------------------------------------
     def tls_connection(self, info: ConnectionInfo) -> HttpConnection:
@@ -218,9 +243,25 @@ class EventCollector:
         )  # fmt: skip
 
     def tls_exchange(self, exchange: Exchange) -> None:
-        event = build_event(exchange, len(self.events) + 1)
-        if event is not None:
-            self.events.append(evolve(event, transport="tls"))
+        event = build_event(exchange, self.completed + 1)
+        self._add(evolve(event, transport="tls") if event is not None else None)
+
+    def _add(self, event: Event | None) -> None:
+        if event is None:
+            return
+        self.completed += 1
+        if self.sink is not None:
+            event = self.sink(event)
+        self.events.append(event)
+        if self.keep is not None and len(self.events) > self.keep:
+            self._trim(self.events)
+
+    def _trim(self, records: list) -> None:
+        """Let the oldest tenth of ``records`` go (a stream's memory stays bounded)."""
+        assert self.keep is not None
+        n = max(1, self.keep // 10)
+        del records[:n]
+        self.dropped += n
 
     def finished_events(self) -> list[Event]:
         """Events sorted by request time, numbered from 1.
@@ -228,8 +269,12 @@ class EventCollector:
         Exchanges mostly finish in request order, so most events already carry their final
         number; only the ones the sort moved are copied.
         """
-        ordered = sorted(self.events, key=lambda e: (e.ts, e.conn_id, e.client_port))
+        ordered = sorted(self.events, key=_request_order)
         return [e if e.event_id == i else evolve(e, event_id=i) for i, e in enumerate(ordered, 1)]
+
+
+def _request_order(e: Event) -> tuple:
+    return (e.ts, e.conn_id, e.client_port)
 
 
 def _not_inspected(kind: str, conn: HttpConnection, count: int, detail: str) -> NotInspected:
@@ -251,6 +296,149 @@ def _not_inspected(kind: str, conn: HttpConnection, count: int, detail: str) -> 
     )
 
 
+#: Events a stream keeps for its closing summary (verdicts and findings) before it lets the
+#: oldest go; counters and every event streamed out are unaffected.
+STREAM_KEEP = 100_000
+
+
+class Engine:
+    """The one engine: packets in, each event out as its exchange completes, the whole analysis
+    (tokens, handshakes, verdicts, findings) at the end.
+
+    ``analyze FILE`` runs it over files (``read_file``) and keeps every event; ``analyze -`` and
+    ``live`` run it over a stream (``read_stream``) with ``on_event``, which sees each event the
+    moment its exchange completes (response seen, connection closed, or idle), with the token
+    and handshake fields known by then (see ``StreamView``). A stream keeps at most ``keep``
+    events for its closing summary: memory is bounded by open connections and that cap, not by
+    the length of the run.
+    """
+
+    def __init__(
+        self,
+        *,
+        key_files: Iterable[str] = (),
+        reveal_secrets: bool = False,
+        on_event: Callable[[Event], None] | None = None,
+        keep: int = STREAM_KEEP,
+        idle_timeout: float = 600.0,
+    ) -> None:
+        self.key_files = list(key_files)
+        self.reveal_secrets = reveal_secrets
+        self.view = StreamView(self.key_files, on_event) if on_event is not None else None
+        self.collector = EventCollector(
+            self.view.add if self.view is not None else None,
+            keep if self.view is not None else None,
+        )
+        if self.view is not None:
+            self.collector.on_close = self.view.handshakes.closed
+        self.captures: list[CaptureStats] = []
+        self.idle_timeout = idle_timeout
+        self._reassembler: TcpReassembler | None = None
+
+    @property
+    def streaming(self) -> bool:
+        return self.view is not None
+
+    def _start(self, stats: CaptureStats) -> TcpReassembler:
+        """Begin one input: its packets continue the same connections as the last one's."""
+        self.captures.append(stats)
+        if self._reassembler is None:
+            self._reassembler = TcpReassembler(
+                self.collector.connection, stats, idle_timeout=self.idle_timeout
+            )
+        self._reassembler.stats = stats
+        self.collector.stats = stats
+        return self._reassembler
+
+    def read_file(
+        self,
+        path: str,
+        progress: ProgressCallback | None = None,
+        tls_keylog: str | None = None,
+    ) -> CaptureStats:
+        """Read one capture file (pcap, pcapng, gzip; a FIFO is read as it is written)."""
+        stats = CaptureStats(path=str(path))
+        reassembler = self._start(stats)
+        _read_one(str(path), stats, reassembler, progress, self.collector, tls_keylog)
+        return stats
+
+    def read_stream(
+        self,
+        stream: BinaryIO,
+        name: str,
+        tee: Callable[[bytes], None] | None = None,
+        progress: Callable[[CaptureStats], None] | None = None,
+    ) -> CaptureStats:
+        """Read a pcap or pcapng byte stream (standard input, a live capture's pipe) as it
+        arrives: the events of the packets read so far are out before the next read waits.
+        ``tee`` gets every chunk read (``live --write``); ``progress`` is called after each."""
+        stats = CaptureStats(path=name)
+        reassembler = self._start(stats)
+        every = (lambda: progress(stats)) if progress is not None else None
+        reassembler.run(read_stream(stream, name, stats, reassembler, every, tee))
+        return stats
+
+    def finish(self) -> AnalysisResult:
+        """End every open connection and work out the analysis of what was kept."""
+        if self._reassembler is not None:
+            self._reassembler.flush()
+        collector = self.collector
+        view = self.view
+        store = load_keys(collector.events, self.key_files)  # every key, wherever it came
+        tokens = TokenAnalysis(store)
+        if view is None:
+            events = collector.finished_events()
+            events, handshakes = group_handshakes(events, tokens.event_fields(events))
+        else:
+            streamed = sorted(collector.events, key=_request_order)  # numbered as streamed
+            events, handshakes = group_handshakes(streamed, tokens.event_fields(streamed))
+            events, handshakes = keep_handshake_ids(streamed, events, handshakes)
+            if collector.dropped and self.captures:
+                self.captures[-1].warn(
+                    f"{collector.dropped} older records (events, TLS connections, blind spots) "
+                    "were streamed but not kept for this summary: verdicts and findings cover "
+                    "the most recent ones"
+                )
+        return AnalysisResult(
+            events,
+            self.captures,
+            handshakes=handshakes,
+            keys=len(store),
+            key_warnings=list(store.warnings),
+            not_inspected=sorted(collector.not_inspected, key=lambda n: (n.ts, n.conn_id, n.kind)),
+            tls=collector.finished_tls(),
+            signing_keys=list(store),
+            derive_tokens=lambda: tokens.records(self.reveal_secrets),
+            token_keys=tokens.verifying_keys,
+        )
+
+
+class StreamView:
+    """What a stream says about each event when its exchange completes, and what it keeps.
+
+    Token fields use the keys known by then (the user's files and the metadata / JWKS documents
+    already seen: a token whose key is fetched later streams as ``unknown-key`` and is verified
+    in the closing summary); handshake fields come from a ``HandshakeTracker``.
+    """
+
+    def __init__(self, key_files: list[str], on_event: Callable[[Event], None]) -> None:
+        self.store = load_keys((), key_files)
+        self.tokens = TokenAnalysis(self.store)
+        self.handshakes = HandshakeTracker()
+        self.on_event = on_event
+
+    def add(self, event: Event) -> Event:
+        """Fill in the event and hand it out; returns it as handed out."""
+        if event.document and self.store.add_document(event.document, request_url(event), event.ts):
+            self.tokens = TokenAnalysis(self.store)  # earlier verdicts on signatures may change
+        fields = self.tokens.event_fields([event])[0]
+        event = evolve(event, **fields) if fields else event
+        shake = self.handshakes.add(event)
+        event = evolve(event, **shake) if shake else event
+        self.on_event(event)
+        return event
+
+
 def analyze_paths(
     paths: Iterable[str],
     *,
@@ -270,37 +458,10 @@ def analyze_paths(
     connections first; their plaintext is analysed as well (events with transport "tls") and their
     ciphertext skipped in the cleartext read. No tshark raises ``CaptureError``.
     """
-    collector = EventCollector()
-    captures: list[CaptureStats] = []
-    reassembler: TcpReassembler | None = None
+    engine = Engine(key_files=key_files, reveal_secrets=reveal_secrets)
     for path in paths:
-        stats = CaptureStats(path=str(path))
-        captures.append(stats)
-        if reassembler is None:
-            reassembler = TcpReassembler(collector.connection, stats)
-        reassembler.stats = stats
-        collector.stats = stats
-        _read_one(str(path), stats, reassembler, progress, collector, tls_keylog)
-    if reassembler is not None:
-        reassembler.flush()
-    events = collector.finished_events()
-    tls = collector.finished_tls()
-    store = load_keys(events, key_files)
-    tokens = TokenAnalysis(store)
-    # token and handshake fields are set in one copy of each event
-    events, handshakes = group_handshakes(events, tokens.event_fields(events))
-    return AnalysisResult(
-        events,
-        captures,
-        handshakes=handshakes,
-        keys=len(store),
-        key_warnings=list(store.warnings),
-        not_inspected=sorted(collector.not_inspected, key=lambda n: (n.ts, n.conn_id, n.kind)),
-        tls=tls,
-        signing_keys=list(store),
-        derive_tokens=lambda: tokens.records(reveal_secrets),
-        token_keys=tokens.verifying_keys,
-    )
+        engine.read_file(str(path), progress, tls_keylog)
+    return engine.finish()
 
 
 def _read_one(

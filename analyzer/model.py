@@ -502,6 +502,7 @@ class CaptureStats:
     tls_connections: int = 0  # connections whose bytes start like TLS: unreadable without keys
     gaps: int = 0  # holes in TCP streams given up on
     evicted: int = 0  # connections dropped for idleness or the buffer cap
+    dropped: int = 0  # live capture: packets the kernel or capture engine dropped (missed)
     warnings: list[str] = field(default_factory=list)
 
     def warn(self, message: str) -> None:

@@ -106,6 +106,8 @@ def damage(captures: list[CaptureStats]) -> list[str]:
     out = []
     for c in captures:
         name = c.path or "capture"
+        if c.dropped:
+            out.append(f"{name}: {c.dropped:,} packet(s) dropped by the capture: traffic missed")
         if c.gaps:
             out.append(f"{name}: {c.gaps:,} TCP gap(s): bytes missing from the capture")
         if c.truncated_packets:

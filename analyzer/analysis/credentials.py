@@ -7,6 +7,7 @@ Each problem carries the id of the finding that reports it (``unsigned-token``,
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from analyzer.analysis.handshakes import presented
@@ -61,15 +62,20 @@ def accepted(e: Event) -> bool:
 class TrustedIssuers:
     """The issuers each server said it trusts (``trusted_issuers`` of its Bearer challenges)."""
 
-    def __init__(self, events: list[Event]) -> None:
+    def __init__(self, events: Iterable[Event] = ()) -> None:
         self._entries: dict[tuple[str, int], list[str]] = {}
-        for e in events:
-            for c in e.challenges:
-                listed = c.params.get("trusted_issuers") if c.scheme == "bearer" else None
-                if listed:
-                    entries = [p.raw for p in parse_trusted_issuers(listed)]
-                    self._entries[(e.server_ip, e.server_port)] = entries
         self._verdicts: dict[tuple, bool] = {}  # tokens are reused a lot
+        for e in events:
+            self.add(e)
+
+    def add(self, e: Event) -> None:
+        """Learn what ``e``'s Bearer challenges say (a stream learns as events arrive)."""
+        for c in e.challenges:
+            listed = c.params.get("trusted_issuers") if c.scheme == "bearer" else None
+            if listed:
+                entries = [p.raw for p in parse_trusted_issuers(listed)]
+                self._entries[(e.server_ip, e.server_port)] = entries
+                self._verdicts.clear()
 
     def entries(self, e: Event) -> list[str] | None:
         """The trusted issuers of ``e``'s server, None when it never said."""

@@ -132,26 +132,95 @@ def _group_connection(events: list[Event]) -> list[_Open]:
     groups: list[_Open] = []
     current: _Open | None = None
     for e in events:
-        cls = auth_class(e)
-        denied = e.status in DENIED
-        if cls is None:
-            if not denied and not e.challenges:
-                continue  # a token-endpoint call or metadata fetch: not a handshake step
-            current = _Open("anonymous", [e])
-            groups.append(current)
-            continue
-        if is_probe(e):
-            current = _Open("oauth", [e], probe=True)
-            groups.append(current)
-            continue
-        if current is not None and _joins(current, e, cls):
-            if current.auth_class == "anonymous":
-                current.auth_class = cls
-            current.events.append(e)
-            continue
-        current = _Open(cls, [e])
-        groups.append(current)
+        group, new = _place(current, e)
+        if group is None:
+            continue  # a token-endpoint call or metadata fetch: not a handshake step
+        if new:
+            groups.append(group)
+        current = group
     return groups
+
+
+def _place(current: _Open | None, e: Event) -> tuple[_Open | None, bool]:
+    """The handshake ``e`` belongs to, given the connection's open one (``current``), and
+    whether it is a new one; (None, False) when ``e`` is not a handshake step."""
+    cls = auth_class(e)
+    if cls is None:
+        if e.status not in DENIED and not e.challenges:
+            return None, False
+        return _Open("anonymous", [e]), True
+    if is_probe(e):
+        return _Open("oauth", [e], probe=True), True
+    if current is not None and _joins(current, e, cls):
+        if current.auth_class == "anonymous":
+            current.auth_class = cls
+        current.events.append(e)
+        return current, False
+    return _Open(cls, [e]), True
+
+
+class HandshakeTracker:
+    """Handshakes built as a stream's events arrive, one open handshake per connection.
+
+    ``add`` gives each event its handshake fields as known when its exchange completes: the
+    handshake's id (numbered as handshakes open), its class so far, and the exchange's outcome
+    so far (an NTLM / Negotiate leg answered by the next leg is "challenged"; a file analysis
+    calls the last such leg of a handshake "incomplete"). Memory: per open connection, the
+    handshake's first credential and its last event; ``closed`` forgets a connection.
+    """
+
+    def __init__(self) -> None:
+        self._open: dict[str, tuple[int, _Open]] = {}  # conn_id -> (handshake id, handshake)
+        self.opened = 0  # handshakes numbered so far
+
+    def add(self, event: Event) -> dict:
+        """The handshake fields of ``event`` (empty when it is not a handshake step)."""
+        held = self._open.get(event.conn_id)
+        group, new = _place(held[1] if held else None, event)
+        if group is None:
+            return {}
+        if new or held is None:
+            self.opened += 1
+            held = self._open[event.conn_id] = (self.opened, group)
+        creds = group.credentials()
+        # Keep what joining and outcomes look at: whether a credential was sent, and the last.
+        group.events = [creds[0], event] if creds and creds[0] is not event else [event]
+        outcome = "challenged" if is_continuation(event) else _outcome(group, creds)[0]
+        return {"handshake_id": held[0], "auth_class": group.auth_class, "outcome": outcome}
+
+    def closed(self, conn_id: str) -> None:
+        self._open.pop(conn_id, None)
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+
+def keep_handshake_ids(
+    streamed: list[Event], events: list[Event], handshakes: list[Handshake]
+) -> tuple[list[Event], list[Handshake]]:
+    """Give the handshakes of a finished stream the ids its events were streamed with.
+
+    ``group_handshakes`` numbers handshakes in time order; a stream numbered them as they
+    opened. ``streamed`` are the events as streamed (same order as ``events``, which
+    ``group_handshakes`` returned); a handshake keeps the id its first event carried.
+    """
+    was = {e.event_id: e.handshake_id for e in streamed}
+    used = {h for h in was.values() if h is not None}
+    spare = max(used, default=0)
+    ids: dict[int, int] = {}
+    taken: set[int] = set()
+    for hs in handshakes:
+        old = was.get(hs.event_ids[0])
+        if old is None or old in taken:  # grouped otherwise than while streaming
+            spare += 1
+            old = spare
+        ids[hs.handshake_id] = old
+        taken.add(old)
+    out_events = [
+        e if e.handshake_id is None else evolve(e, handshake_id=ids[e.handshake_id]) for e in events
+    ]
+    out_hs = [evolve(h, handshake_id=ids[h.handshake_id]) for h in handshakes]
+    return out_events, out_hs
 
 
 def _joins(current: _Open, e: Event, cls: str) -> bool:

@@ -354,6 +354,53 @@ def overall(results: list[RuleResult]) -> str:
     return PASS
 
 
+class Watch:
+    """``verify`` over a stream (``live --verify``): each exchange judged the moment it completes.
+
+    It knows what was seen so far: the Host names' addresses and the servers' trusted issuers
+    of earlier events, the token fields as streamed. The closing ``evaluate`` over the kept
+    events has the last word on coverage; a violation seen here fails the run even when its
+    event was no longer kept by then (``seen``).
+    """
+
+    def __init__(self, rules: list[Rule]) -> None:
+        self.rules = rules
+        self.trust = TrustedIssuers()
+        self.hosts: dict[str, set[str]] = {}
+        self.seen: Counter = Counter()  # rule name -> violations streamed
+
+    def event(self, e: Event) -> list[tuple[Rule, Violation]]:
+        """The rules ``e`` breaks (empty for a compliant, out-of-scope or non-credential one).
+        An NTLM / Negotiate leg answered by the next leg is judged with the leg that ends it."""
+        self.trust.add(e)
+        if e.host:
+            self.hosts.setdefault(bare_host(e.host), set()).add(e.server_ip)
+        if not presented(e) or is_continuation(e):
+            return []
+        hosts = {name: frozenset(ips) for name, ips in self.hosts.items()}
+        out = []
+        for rule in self.rules:
+            if not rule.scope.matches(e, hosts):
+                continue
+            kind, reason, _allowed = _judge(rule, e, self.trust)
+            if kind is not None:
+                self.seen[rule.name] += 1
+                out.append((rule, Violation(e, kind, reason, (e.event_id,))))
+        return out
+
+    def settle(self, results: list[RuleResult]) -> list[RuleResult]:
+        """The closing results, failed where the stream saw a violation the kept events lost."""
+        for r in results:
+            streamed = self.seen[r.rule.name]
+            if streamed and r.result != FAIL:
+                r.result = FAIL
+                r.reason = (
+                    f"{streamed} exchanges broke the rule while streaming (no longer kept for "
+                    "this summary)"
+                )
+        return results
+
+
 # -- judging one exchange ------------------------------------------------------------------
 def _exchanges(creds: list[Event]) -> list[list[Event]]:
     """Credential events as exchanges: an NTLM / Negotiate leg answered by the next leg joins

@@ -171,6 +171,11 @@ class TcpReassembler:
         # Directions the native capture walk may absorb packets for (None: pure Python).
         self.grants = GrantTable() if native_walk_available() else None
 
+    @property
+    def open_connections(self) -> int:
+        """Connections being followed now."""
+        return self._conns
+
     # -- entry point -------------------------------------------------------------------------
     def feed(
         self,

@@ -50,10 +50,10 @@ def write_csv(
     fields = public_fields(record_type, reveal_secrets)
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["schema_version", *fields])
-    writer.writerows(_csv_rows(records, fields, record_type, reveal_secrets))
+    writer.writerows(csv_rows(records, fields, record_type, reveal_secrets))
 
 
-def _csv_rows(
+def csv_rows(
     records: Iterable[Any], fields: list[str], record_type: type, reveal_secrets: bool
 ) -> Iterator[list[Any]]:
     names = ["schema_version", *fields]

@@ -33,12 +33,24 @@ def write_table(
     not_inspected: list[NotInspected] = (),
 ) -> None:
     """Write the human summary of one analysis to ``out``."""
+    write_summary(events, captures, out, verdicts, findings, not_inspected)
+    _events(events, out)
+
+
+def write_summary(
+    events: list[Event],
+    captures: list[CaptureStats],
+    out: IO[str],
+    verdicts: list[PairVerdict] = (),
+    findings: list[Finding] = (),
+    not_inspected: list[NotInspected] = (),
+) -> None:
+    """The table's summary without its list of events (a stream printed them as they came)."""
     _captures(captures, out)
     write_uninspected(not_inspected, out)
     _pairs(events, out)
     write_verdicts(verdicts, out)
     write_findings(findings, out)
-    _events(events, out)
 
 
 def write_uninspected(not_inspected: list[NotInspected], out: IO[str]) -> None:
@@ -94,6 +106,8 @@ def _captures(captures: list[CaptureStats], out: IO[str]) -> None:
     )
     for c in captures:
         extra = []
+        if c.dropped:
+            extra.append(f"{c.dropped:,} packets dropped by the capture")
         if c.ip_fragments:
             extra.append(f"{c.ip_fragments:,} IP fragments not reassembled")
         if c.truncated_packets:
@@ -130,25 +144,29 @@ def _events(events: list[Event], out: IO[str]) -> None:
     if not events:
         return
     out.write("Events\n")
-    rows = [
-        ["#", "time (UTC)", "client", "server", "request", "status", "scheme", "identity", "notes"]
+    _grid([list(EVENT_COLUMNS), *(event_cells(e) for e in events)], out)
+
+
+#: The columns of the events list (``event_cells`` fills them).
+EVENT_COLUMNS = (
+    "#", "time (UTC)", "client", "server", "request", "status", "scheme", "identity", "notes",
+)  # fmt: skip
+
+
+def event_cells(e: Event) -> list[str]:
+    """One event as the table's cells (the events list, and a stream's rows)."""
+    request = f"{e.method} {_short(e.uri)}".strip() or "(response only)"
+    return [
+        str(e.event_id),
+        format_utc(e.ts),
+        f"{e.client_ip}:{e.client_port}",
+        f"{e.server_ip}:{e.server_port}",
+        request,
+        "-" if e.status is None else str(e.status),
+        _scheme(e),
+        _identity(e),
+        _notes(e),
     ]
-    for e in events:
-        request = f"{e.method} {_short(e.uri)}".strip() or "(response only)"
-        rows.append(
-            [
-                str(e.event_id),
-                format_utc(e.ts),
-                f"{e.client_ip}:{e.client_port}",
-                f"{e.server_ip}:{e.server_port}",
-                request,
-                "-" if e.status is None else str(e.status),
-                _scheme(e),
-                _identity(e),
-                _notes(e),
-            ]
-        )
-    _grid(rows, out)
 
 
 def write_tokens(tokens: list[TokenRecord], out: IO[str]) -> None:

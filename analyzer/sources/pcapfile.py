@@ -24,7 +24,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as StructError
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from analyzer.model import CaptureStats
 from analyzer.sources.linklayer import (
@@ -241,6 +241,78 @@ def read_packets(
     except BaseException:
         fh.close()
         raise
+
+
+def read_stream(
+    stream: BinaryIO,
+    name: str,
+    stats: CaptureStats,
+    flows: Flows | None = None,
+    progress: Callable[[], None] | None = None,
+    tee: Callable[[bytes], None] | None = None,
+) -> Iterator[Packet]:
+    """``read_packets`` for a byte stream that arrives over time: standard input, a pipe from
+    ``tcpdump -U -w -`` or ``ssh host tcpdump``, a live capture engine's output.
+
+    Each read takes what has arrived (``read1``: one system call), so the packets of every
+    complete record are yielded before the reader waits for more; the same record loops (and
+    native walk) as for files run over the chunks. ``name`` labels warnings (e.g. "-").
+    ``tee`` is given every chunk as read (to keep a copy of the capture). A stream that ends
+    inside a record gives a warning and the packets before it. Raises :class:`CaptureError`
+    when the first bytes are not a capture.
+    """
+    stats.path = name
+    src = _Chunks(stream, tee)
+    head = b""
+    while len(head) < 64:
+        chunk = src.read(CHUNK)
+        if not chunk:
+            break
+        head += chunk
+    if head[:2] == _GZIP_MAGIC:
+        gz = _Gunzip(_Chunks(_Prefixed(head, src), None))
+        head = gz.read(64)
+        if gz.problem and not head:
+            raise CaptureError(f"{name}: not a pcap or pcapng capture ({gz.problem})")
+        reader, start, scan = _identify(name, stats, head, "gzip-compressed, ")
+        reader.flows, reader.progress = flows, progress
+        stats.file_format += ".gz"
+        return _stream(gz, _nothing, head, start, scan, reader)
+    reader, start, scan = _identify(name, stats, head, "")
+    reader.flows, reader.progress = flows, progress
+    return _stream(src, _nothing, head, start, scan, reader)
+
+
+class _Chunks:
+    """``read(n)`` that returns what one system call gives (never waits for ``n`` bytes)."""
+
+    def __init__(self, stream: Any, tee: Callable[[bytes], None] | None) -> None:
+        self._read = getattr(stream, "read1", None) or stream.read
+        self._tee = tee
+
+    def read(self, size: int) -> bytes:
+        chunk = self._read(size)
+        if chunk and self._tee is not None:
+            self._tee(chunk)
+        return chunk or b""
+
+
+class _Prefixed:
+    """A stream that first gives back bytes already read from it."""
+
+    def __init__(self, first: bytes, rest: _Chunks) -> None:
+        self._first = first
+        self._rest = rest
+
+    def read1(self, size: int) -> bytes:
+        if self._first:
+            out, self._first = self._first[:size], self._first[size:]
+            return out
+        return self._rest.read(size)
+
+
+def _nothing() -> None:
+    """The stream belongs to the caller: nothing to close."""
 
 
 def _open(path: str) -> BinaryIO:

@@ -1,0 +1,100 @@
+"""Writers for a stream (``analyze -``, ``live``): each event the moment its exchange completes.
+
+Every row is flushed as written, so a reader at the other end of a pipe (``jq``, a terminal)
+sees it at once; the closing summary is written by the table writers when the stream ends.
+A status line (packets, megabytes, drops, open connections, events, elapsed time) is kept on a
+terminal's standard error, and cleared before each row when both go to the same terminal.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from typing import IO, Any
+
+from analyzer.model import SCHEMA_VERSION, Event, public_fields
+from analyzer.report.export import csv_rows
+from analyzer.report.json_text import json_encoder
+from analyzer.report.table import EVENT_COLUMNS, event_cells
+
+#: Seconds between two repaints of the status line.
+STATUS_EVERY = 0.5
+
+
+class EventRows:
+    """Writes one event per row in ``fmt`` (``jsonl``, ``csv`` or ``table``), flushed."""
+
+    def __init__(
+        self, fmt: str, out: IO[str], *, reveal_secrets: bool = False, status: StatusLine | None
+    ) -> None:
+        self.fmt = fmt
+        self.out = out
+        self.reveal_secrets = reveal_secrets
+        self.status = status
+        self.count = 0
+        self._encode = json_encoder(
+            Event, reveal_secrets, lead=(("schema_version", SCHEMA_VERSION),), end="\n"
+        )
+        self._fields = public_fields(Event, reveal_secrets)
+        self._csv = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
+
+    def __call__(self, event: Event) -> None:
+        if self.status is not None:
+            self.status.clear()
+        if self.count == 0:
+            self._header()
+        self.count += 1
+        if self.fmt == "jsonl":
+            self.out.write(self._encode(event))
+        elif self._csv is not None:
+            self._csv.writerows(csv_rows([event], self._fields, Event, self.reveal_secrets))
+        else:
+            self.out.write("  " + "  ".join(event_cells(event)).rstrip() + "\n")
+        self.out.flush()
+
+    def _header(self) -> None:
+        if self._csv is not None:
+            self._csv.writerow(["schema_version", *self._fields])
+        elif self.fmt == "table":
+            self.out.write("Events, as their exchanges complete\n")
+            self.out.write("  " + "  ".join(EVENT_COLUMNS) + "\n")
+
+
+class StatusLine:
+    """One line on a terminal, repainted at most every ``STATUS_EVERY`` seconds."""
+
+    def __init__(self, err: IO[str]) -> None:
+        self.err = err
+        self.started = time.monotonic()
+        self._painted = 0.0
+        self._shown = False
+
+    def show(self, **counts: Any) -> None:
+        now = time.monotonic()
+        if now - self._painted < STATUS_EVERY:
+            return
+        self._painted = now
+        text = status_text(elapsed=now - self.started, **counts)
+        self.err.write("\r\x1b[K" + text)
+        self.err.flush()
+        self._shown = True
+
+    def clear(self) -> None:
+        if self._shown:
+            self.err.write("\r\x1b[K")
+            self.err.flush()
+            self._shown = False
+            self._painted = 0.0  # repaint at the next chance
+
+
+def status_text(
+    *, packets: int, nbytes: int, drops: int | None, connections: int, events: int, elapsed: float
+) -> str:
+    """``12,345 packets, 18.2 MB, 0 dropped, 12 open connections, 7 events, 0:01:05``."""
+    minutes, seconds = divmod(int(elapsed), 60)
+    hours, minutes = divmod(minutes, 60)
+    dropped = "drops unknown" if drops is None else f"{drops:,} dropped"
+    return (
+        f"{packets:,} packets, {nbytes / 1e6:.1f} MB, {dropped}, {connections:,} open "
+        f"connections, {events:,} events, {hours}:{minutes:02}:{seconds:02}"
+    )

@@ -1,0 +1,346 @@
+"""The commands that read a stream: ``analyze -`` (a capture on standard input) and ``live``.
+
+Both run the engine (``analyzer.engine.Engine``) with ``on_event``: each event is written the
+moment its exchange completes, and the summary, verdicts and findings come when the stream
+ends. Ctrl-C ends a stream cleanly: for ``live`` it stops the capture, the packets already
+captured are read to the end, the summary is printed and the exit status is 0 (or verify's);
+a second Ctrl-C gives up at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import IO, Any
+
+from analyzer.cli import (
+    PROG,
+    USAGE_VERIFY,
+    _error,
+    _verification,
+    _verify_rules,
+    _write,
+)
+from analyzer.engine import AnalysisResult, Engine
+from analyzer.model import CaptureStats, Event
+from analyzer.oauth.keys import KeyFileError, KeyStore
+from analyzer.report.stream import EventRows, StatusLine
+from analyzer.sources.pcapfile import CaptureError
+
+STDIN_NAME = "stdin"
+
+
+def analyze_stdin(args: argparse.Namespace) -> int:
+    """``analyze -``: read pcap/pcapng from standard input as it arrives."""
+    if args.captures != ["-"]:
+        _error("'-' reads standard input: give it alone, not with capture files")
+        return 2
+    if args.tls_keylog:
+        _error(
+            "--tls-keylog needs a capture file (tshark reads it whole): save the stream "
+            "first, e.g. with tee, and analyze the file"
+        )
+        return 2
+    if sys.stdin is None or sys.stdin.isatty():
+        _error("'-' reads a capture from standard input, e.g. tcpdump -U -w - | oauth-analyzer "
+               "analyze -")  # fmt: skip
+        return 2
+    try:
+        for path in args.keys:
+            KeyStore().add_file(path)
+    except KeyFileError as exc:
+        _error(str(exc))
+        return 2
+    listing = not (args.tokens or args.findings or args.format == "parquet")
+    with ExitStack() as stack:
+        out = _output(stack, args.output)
+        rows = EventRows(args.format, out, reveal_secrets=args.reveal_secrets, status=None)
+        engine = Engine(
+            key_files=args.keys,
+            reveal_secrets=args.reveal_secrets,
+            on_event=rows if listing else _ignore,
+        )
+        try:
+            engine.read_stream(sys.stdin.buffer, STDIN_NAME)
+        except CaptureError as exc:
+            _error(str(exc))
+            return 2
+        except KeyboardInterrupt:
+            _interrupted(engine)
+        except BrokenPipeError:
+            return _reader_gone()
+        result = engine.finish()
+        try:
+            if listing:
+                _summary(result, args.format, out)
+            else:
+                _finish_listing(result, args, out)
+        except BrokenPipeError:
+            return _reader_gone()
+    return 0
+
+
+def live(args: argparse.Namespace) -> int:
+    """``live``: capture, print events as they complete, summarise (or verify) at the end."""
+    from analyzer.sources.live import LiveError, open_live
+    from analyzer.sources.ringfile import RingWriter
+
+    usage = USAGE_VERIFY if args.verify else 2
+    rules = _verify_rules(args) if args.verify else []
+    if isinstance(rules, int):
+        return rules
+    if not args.verify and _verify_only(args):
+        _error(f"{_verify_only(args)} is a rule option: it needs --verify")
+        return 2
+    if args.ring and not args.write:
+        _error("--ring N:MB needs --write FILE.pcapng")
+        return usage
+    try:
+        for path in args.keys:
+            KeyStore().add_file(path)
+        _check_writable(args.output)
+        _check_writable(args.write)
+    except (KeyFileError, OSError) as exc:
+        _error(str(exc) if isinstance(exc, KeyFileError) else _os_text(exc))
+        return usage
+    from analyzer.analysis.verify import Watch
+
+    watch = Watch(rules) if args.verify else None
+    interfaces = args.interface or ["any"]
+    try:
+        capture = open_live(interfaces, args.bpf, args.engine)
+    except LiveError as exc:
+        _error(str(exc))
+        return usage
+    with ExitStack() as stack:
+        stack.callback(capture.close)
+        out = _output(stack, args.output)
+        status = StatusLine(sys.stderr) if sys.stderr.isatty() else None
+        rows = EventRows(args.format, out, reveal_secrets=args.reveal_secrets, status=status)
+        on_event = rows
+        if watch is not None:
+            shout = _violations(watch, args.json, status)
+            on_event = shout if args.output is None else _both(rows, shout)
+        engine = Engine(key_files=args.keys, reveal_secrets=args.reveal_secrets, on_event=on_event)
+        ring = None
+        if args.write:
+            files, megabytes = args.ring or (None, None)
+            try:
+                ring = RingWriter(args.write, files, megabytes)
+            except OSError as exc:
+                _error(_os_text(exc))
+                return usage
+            stack.callback(ring.close)
+        name = f"live:{','.join(interfaces)}"
+        progress = _live_progress(engine, capture, args.count, status)
+        stream = stack.enter_context(os.fdopen(capture.fd, "rb", buffering=0, closefd=False))
+        timer = threading.Timer(args.duration, capture.stop) if args.duration else None
+        with _stop_on_signals(capture.stop):
+            if timer is not None:
+                timer.daemon = True
+                timer.start()
+            try:
+                stats = engine.read_stream(
+                    stream, name, tee=ring.write if ring else None, progress=progress
+                )
+            except CaptureError as exc:
+                _error(str(exc))
+                return usage
+            except KeyboardInterrupt:  # the second Ctrl-C: give up at once
+                _interrupted(engine)
+                stats = engine.captures[-1] if engine.captures else CaptureStats(path=name)
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                capture.stop()
+        if status is not None:
+            status.clear()
+        capture.close()
+        stats.dropped = sum(capture.drops().values())
+        stats.file_format = f"live ({capture.engine})"
+        result = engine.finish()
+        if watch is None:
+            try:
+                _summary(result, args.format if args.output is None else "table", _closing(args))
+            except BrokenPipeError:
+                return _reader_gone()
+            return 0
+        from analyzer.analysis.verify import evaluate
+
+        results = watch.settle(
+            [evaluate(r, result.events, result.captures, result.not_inspected) for r in rules]
+        )
+        return _verification(results, args)
+
+
+# -- pieces ------------------------------------------------------------------------------------
+def _ignore(_event: Event) -> None:
+    """``analyze - --tokens`` (and --findings, parquet): nothing to print per event."""
+
+
+def _output(stack: ExitStack, path: str | None) -> IO[str]:
+    if path is None:
+        return sys.stdout
+    return stack.enter_context(open(path, "w", encoding="utf-8", newline=""))
+
+
+def _closing(args: argparse.Namespace) -> IO[str]:
+    """Where a live run's summary goes: standard output, unless the rows went there as JSON
+    Lines or CSV (then standard error, so the rows stay one format)."""
+    return sys.stderr if args.output is None and args.format != "table" else sys.stdout
+
+
+def _summary(result: AnalysisResult, fmt: str, out: IO[str]) -> None:
+    """The closing summary: after table rows on the same output, else on standard error."""
+    from analyzer.report.table import write_summary
+
+    target = out if fmt == "table" else sys.stderr
+    if fmt == "table":
+        target.write("\n")
+    write_summary(
+        result.events,
+        result.captures,
+        target,
+        result.verdicts,
+        result.findings,
+        result.not_inspected,
+    )
+    target.flush()
+
+
+def _finish_listing(result: AnalysisResult, args: argparse.Namespace, out: IO[str]) -> None:
+    """``--tokens``, ``--findings`` and parquet of a stream: written once it has ended."""
+    if args.format == "parquet":
+        from analyzer.api import Analysis
+
+        for path in Analysis(result, reveal_secrets=args.reveal_secrets).to_parquet(args.output):
+            print(path)
+        return
+    _write(result, args, out)
+    out.flush()
+
+
+def _interrupted(engine: Engine) -> None:
+    stats = engine.captures[-1] if engine.captures else None
+    if stats is not None:
+        stats.warn(f"{stats.path}: interrupted; the packets read before are analysed")
+
+
+def _reader_gone() -> int:
+    """The reader of our output (e.g. ``| head``) went away: not an error for us."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 0
+
+
+def _violations(watch: Any, as_json: bool, status: StatusLine | None) -> Callable[[Event], None]:
+    """Judge each event as it completes; print what breaks a rule at once."""
+    import json
+
+    def judge(event: Event) -> None:
+        for rule, violation in watch.event(event):
+            if status is not None:
+                status.clear()
+            if as_json:
+                line = json.dumps({"rule": rule.name, **violation.to_dict()}, ensure_ascii=False)
+            else:
+                e = violation.event
+                line = (
+                    f"VIOLATION {rule.name}: {violation.kind}: {violation.reason} "
+                    f"(event {e.event_id}, {e.client_ip}:{e.client_port} -> "
+                    f"{e.host or e.server_ip} {e.method} {e.uri})"
+                )
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+    return judge
+
+
+def _both(*handlers: Callable[[Event], None]) -> Callable[[Event], None]:
+    def call(event: Event) -> None:
+        for handler in handlers:
+            handler(event)
+
+    return call
+
+
+def _live_progress(
+    engine: Engine, capture: Any, count: int | None, status: StatusLine | None
+) -> Callable[[CaptureStats], None]:
+    """After each chunk read: stop at --count, repaint the status line."""
+
+    def progress(stats: CaptureStats) -> None:
+        if count is not None and stats.packets >= count:
+            capture.stop()
+        if status is not None:
+            reassembler = engine._reassembler
+            status.show(
+                packets=stats.packets,
+                nbytes=stats.bytes,
+                drops=sum(capture.drops().values()),
+                connections=reassembler.open_connections if reassembler else 0,
+                events=engine.collector.completed,
+            )
+
+    return progress
+
+
+@contextmanager
+def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """SIGINT / SIGTERM stop the capture (its packets are then read to the end); a second
+    SIGINT raises KeyboardInterrupt as usual."""
+    hits = []
+
+    def handler(signum: int, _frame: Any) -> None:
+        hits.append(signum)
+        if len(hits) > 1 and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop()
+
+    old_int = signal.signal(signal.SIGINT, handler)
+    old_term = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+
+
+_VERIFY_ONLY = (
+    ("issuer", "--issuer"),
+    ("realm", "--realm"),
+    ("require_signature", "--require-signature"),
+    ("allow", "--allow"),
+    ("partial", "--partial"),
+    ("details", "--details"),
+    ("policy", "--policy"),
+    ("json", "--json"),
+)
+
+
+def _verify_only(args: argparse.Namespace) -> str | None:
+    """The first rule option given without --verify, if any."""
+    return next((flag for name, flag in _VERIFY_ONLY if getattr(args, name)), None)
+
+
+def _check_writable(path: str | None) -> None:
+    """Fail before capturing when an output file could not be written (raises OSError)."""
+    if path is None:
+        return
+    if os.path.isdir(path):
+        raise IsADirectoryError(21, "is a directory", path)
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(2, "no such folder", parent)
+
+
+def _os_text(exc: OSError) -> str:
+    return f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")
+
+
+__all__ = ["PROG", "analyze_stdin", "live"]
