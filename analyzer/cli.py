@@ -139,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
         "sockets) and print each authentication exchange the moment it completes, with a status "
         "line on a terminal; on stop (--duration, --count, Ctrl-C, SIGTERM) print the summary, "
         "verdicts and findings, with the packets the capture dropped. With --verify, print each "
-        "exchange that breaks the rule as it completes and exit with verify's status.",
+        "exchange that breaks the rule as it completes and exit with verify's status. The scope "
+        "options (--client ... --until) narrow the rows, or with --verify the rule, as in "
+        "verify; the closing summary covers everything captured.",
     )
     live.add_argument(
         "-i",
@@ -194,7 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--details", action="store_true", help="with --verify")
     live.add_argument("--policy", metavar="FILE.toml", help="with --verify: several rules")
     live.add_argument("--json", action="store_true", help="with --verify: JSON lines and answer")
-    live.add_argument("--scheme", help=argparse.SUPPRESS)  # refused, as verify refuses it
+    live.add_argument(
+        "--scheme",
+        help="without --verify: rows of these schemes or classes only (list); --verify refuses "
+        "it, as verify does",
+    )
     _keys_option(live)
 
     decode = sub.add_parser(

@@ -296,6 +296,8 @@ def _not_inspected(kind: str, conn: HttpConnection, count: int, detail: str) -> 
     )
 
 
+#: Distinct tokens a stream's view remembers (decoded and verified) before starting afresh.
+TOKENS_REMEMBERED = 10_000
 #: Events a stream keeps for its closing summary (verdicts and findings) before it lets the
 #: oldest go; counters and every event streamed out are unaffected.
 STREAM_KEEP = 100_000
@@ -384,7 +386,8 @@ class Engine:
             self._reassembler.flush()
         collector = self.collector
         view = self.view
-        store = load_keys(collector.events, self.key_files)  # every key, wherever it came
+        # every key, wherever it came from (a stream's documents may no longer be kept)
+        store = view.store if view is not None else load_keys(collector.events, self.key_files)
         tokens = TokenAnalysis(store)
         if view is None:
             events = collector.finished_events()
@@ -431,6 +434,8 @@ class StreamView:
         """Fill in the event and hand it out; returns it as handed out."""
         if event.document and self.store.add_document(event.document, request_url(event), event.ts):
             self.tokens = TokenAnalysis(self.store)  # earlier verdicts on signatures may change
+        elif self.tokens.distinct > TOKENS_REMEMBERED:
+            self.tokens = TokenAnalysis(self.store)  # a cache: bounded over a long run
         fields = self.tokens.event_fields([event])[0]
         event = evolve(event, **fields) if fields else event
         shake = self.handshakes.add(event)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import IO, Any
 
+from analyzer.analysis.scope import HostsSeen, ScopeError, listed, make_scope
 from analyzer.cli import (
     PROG,
     USAGE_VERIFY,
@@ -25,6 +26,7 @@ from analyzer.cli import (
     _verification,
     _verify_rules,
     _write,
+    scope_values,
 )
 from analyzer.engine import AnalysisResult, Engine
 from analyzer.model import CaptureStats, Event
@@ -122,7 +124,13 @@ def live(args: argparse.Namespace) -> int:
         out = _output(stack, args.output)
         status = StatusLine(sys.stderr) if sys.stderr.isatty() else None
         rows = EventRows(args.format, out, reveal_secrets=args.reveal_secrets, status=status)
-        on_event = rows
+        on_event: Callable[[Event], None] = rows
+        if watch is None and (scope_values(args) or args.scheme):
+            try:
+                on_event = _only_in_scope(args, rows)
+            except ScopeError as exc:
+                _error(str(exc))
+                return usage
         if watch is not None:
             shout = _violations(watch, args.json, status)
             on_event = shout if args.output is None else _both(rows, shout)
@@ -259,6 +267,24 @@ def _violations(watch: Any, as_json: bool, status: StatusLine | None) -> Callabl
             sys.stdout.flush()
 
     return judge
+
+
+def _only_in_scope(
+    args: argparse.Namespace, rows: Callable[[Event], None]
+) -> Callable[[Event], None]:
+    """Rows for the events in the scope options (and ``--scheme``) only; raises ScopeError."""
+    scope = make_scope(**scope_values(args))
+    schemes = {s.lower() for s in listed(args.scheme, "scheme")}
+    hosts = HostsSeen()
+
+    def row(event: Event) -> None:
+        hosts.add(event)
+        if schemes and event.scheme not in schemes and (event.auth_class or "") not in schemes:
+            return
+        if scope.matches(event, hosts.addresses()):
+            rows(event)
+
+    return row
 
 
 def _both(*handlers: Callable[[Event], None]) -> Callable[[Event], None]:

@@ -208,6 +208,27 @@ def addresses_by_host(events: Iterable[Event]) -> dict[str, frozenset[str]]:
     return {name: frozenset(ips) for name, ips in found.items()}
 
 
+class HostsSeen:
+    """``addresses_by_host`` learnt as a stream's events arrive."""
+
+    def __init__(self) -> None:
+        self._found: dict[str, set[str]] = {}
+        self._frozen: dict[str, frozenset[str]] | None = {}
+
+    def add(self, e: Event) -> None:
+        if e.host:
+            ips = self._found.setdefault(bare_host(e.host), set())
+            if e.server_ip not in ips:
+                ips.add(e.server_ip)
+                self._frozen = None
+
+    def addresses(self) -> dict[str, frozenset[str]]:
+        """Host name -> the server addresses that answered for it so far."""
+        if self._frozen is None:
+            self._frozen = {name: frozenset(ips) for name, ips in self._found.items()}
+        return self._frozen
+
+
 def listed(value: object, what: str) -> list[str]:
     """A comma-separated string or a list of strings, as a list of non-empty items."""
     if value is None:

@@ -68,6 +68,11 @@ class TokenAnalysis:
         # (fingerprint, role, host) -> (token, its check plan, its event fields but the flags)
         self._views: dict[tuple[str, str, str | None], tuple[DecodedToken, CheckPlan, dict]] = {}
 
+    @property
+    def distinct(self) -> int:
+        """Distinct tokens seen so far."""
+        return len(self._seen)
+
     def enrich(self, events: list[Event]) -> list[Event]:
         """The events with their token_* fields filled in (and every token remembered)."""
         out = []

@@ -25,6 +25,7 @@ from analyzer.analysis.coverage import Coverage, damage
 from analyzer.analysis.credentials import CREDENTIAL_RULES, TrustedIssuers, problems
 from analyzer.analysis.handshakes import DENIED, is_continuation, presented
 from analyzer.analysis.scope import (
+    HostsSeen,
     Scope,
     ScopeError,
     addresses_by_host,
@@ -366,18 +367,17 @@ class Watch:
     def __init__(self, rules: list[Rule]) -> None:
         self.rules = rules
         self.trust = TrustedIssuers()
-        self.hosts: dict[str, set[str]] = {}
+        self.hosts = HostsSeen()
         self.seen: Counter = Counter()  # rule name -> violations streamed
 
     def event(self, e: Event) -> list[tuple[Rule, Violation]]:
         """The rules ``e`` breaks (empty for a compliant, out-of-scope or non-credential one).
         An NTLM / Negotiate leg answered by the next leg is judged with the leg that ends it."""
         self.trust.add(e)
-        if e.host:
-            self.hosts.setdefault(bare_host(e.host), set()).add(e.server_ip)
+        self.hosts.add(e)
         if not presented(e) or is_continuation(e):
             return []
-        hosts = {name: frozenset(ips) for name, ips in self.hosts.items()}
+        hosts = self.hosts.addresses()
         out = []
         for rule in self.rules:
             if not rule.scope.matches(e, hosts):
