@@ -22,7 +22,13 @@ from pathlib import Path
 import pytest
 
 from analyzer.model import CaptureStats
-from analyzer.sources.afpacket import SKF_AD_OFF, SKF_AD_PKTTYPE, SKF_AD_PROTOCOL, compile_filter
+from analyzer.sources.afpacket import (
+    SKF_AD_OFF,
+    SKF_AD_PKTTYPE,
+    SKF_AD_PROTOCOL,
+    _frame,
+    compile_filter,
+)
 from analyzer.sources.live import LiveCapture, LiveError, list_interfaces, open_live
 from analyzer.sources.pcapfile import read_packets
 from analyzer.sources.ringfile import RingWriter
@@ -354,3 +360,28 @@ def test_cooked_filters_read_past_the_missing_header() -> None:
     assert loads(compile_filter("ip[9] == 6", 113, 1000, cooked=True)) == [SKF_AD_OFF, 9]
     with pytest.raises(LiveError, match="capture with dumpcap"):
         compile_filter("ether[2] == 0", 113, 1000, cooked=True)
+
+
+def test_vlan_tags_the_kernel_took_off_are_put_back(tmp_path: Path) -> None:
+    """Frames as the scapy engine rebuilds them (Ethernet, and Linux SLL from a cooked
+    socket's address) with the 802.1Q tag restored, read by our reader as tagged TCP."""
+    ip = bytes.fromhex("450000280001000040060000") + socket.inet_aton("127.0.0.1") * 2
+    tcp = struct.pack(">HHIIBBHHH", 40000, 80, 1, 0, 0x50, SYN, 1024, 0, 0)
+    ethernet = b"\0" * 12 + b"\x08\x00" + ip + tcp
+    address = ("eth0", 0x0800, 0, 1, b"\x02\0\0\0\0\x01")  # host, Ethernet, its MAC
+    frames = [
+        (1, _frame(memoryview(ethernet), (0x8100, 7), None)),
+        (113, _frame(memoryview(ip + tcp), (0x8100, 7), address)),
+        (113, _frame(memoryview(ip + tcp), None, address)),
+    ]
+    assert frames[0][1][12:18] == b"\x81\x00\x00\x07\x08\x00"
+    assert frames[1][1][14:20] == b"\x81\x00\x00\x07\x08\x00"
+    for linktype, frame in frames:
+        path = tmp_path / f"{linktype}.pcap"
+        header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype)
+        record = struct.pack("<IIII", 1, 0, len(frame), len(frame))
+        path.write_bytes(header + record + frame)
+        stats = CaptureStats()
+        (packet,) = read_packets(str(path), stats)
+        assert (packet[3], packet[5], packet[8]) == (40000, 80, SYN)
+        assert stats.warnings == []

@@ -8,9 +8,10 @@ Interfaces framed as Ethernet (Ethernet, loopback) are read raw: link type 1. Ev
 interface, and ``any``, is read "cooked" as libpcap does: the kernel strips the link header, a
 Linux SLL header (link type 113) is built from the socket address, and the filter's loads are
 moved off that header (onto the kernel's packet-type and protocol fields where they read those).
-On loopback each packet passes twice, outgoing then incoming; the outgoing copy is skipped, as
-libpcap does. scapy's own listening socket is not used: it hands both loopback copies over
-without the packet type that tells them apart, and it cannot listen on ``any``.
+On loopback each packet passes twice, outgoing then incoming; instructions put before the filter
+reject the outgoing copy in the kernel (libpcap skips it after reading it). scapy's own listening
+socket is not used: it hands both loopback copies over without the packet type that tells them
+apart, and it cannot listen on ``any``.
 
 Drops are the kernel's (PACKET_STATISTICS, read every half second and at the end); received
 counts the frames written to the stream. Both end the stream as Interface Statistics Blocks.
@@ -47,7 +48,8 @@ TP_STATUS_VLAN_VALID, TP_STATUS_VLAN_TPID_VALID = 0x10, 0x40
 # BPF instruction classes and addressing modes, and the kernel's ancillary loads (linux/filter.h)
 BPF_LD, BPF_LDX = 0x00, 0x01
 BPF_ABS, BPF_IND, BPF_MSH = 0x20, 0x40, 0xA0
-SKF_AD_OFF, SKF_AD_PROTOCOL, SKF_AD_PKTTYPE = -0x1000, 0, 4
+SKF_AD_OFF, SKF_AD_PROTOCOL, SKF_AD_PKTTYPE, SKF_AD_IFINDEX = -0x1000, 0, 4, 8
+BPF_LD_W_ABS, BPF_JEQ_K, BPF_RET_K = 0x20, 0x15, 0x06
 SLL_LEN = 16
 
 #: Kernel receive buffer per socket: bursts wait there while the thread writes the pipe.
@@ -178,16 +180,14 @@ class SocketCapture(LiveCapture):
             os.close(self._out)
 
     def _pump(self, ifid: int, tap: _Tap) -> int:
-        """Move a batch of waiting frames into the pipe: how many were taken off the socket, or
-        -1 if it failed."""
+        """Move a batch of waiting frames into the pipe: how many, or -1 if the socket failed."""
         out: list[bytes] = []
         n = self._read(ifid, tap, out)
         self._write(out)
         return n
 
     def _read(self, ifid: int, tap: _Tap, out: list[bytes]) -> int:
-        """Append waiting frames as EPB pieces (up to a batch): how many were taken off the
-        socket (loopback's outgoing twins too), -1 on a socket error."""
+        """Append waiting frames as EPB pieces (up to a batch): how many, -1 on a socket error."""
         view = memoryview(tap.buf)
         buffers = [tap.buf]
         cooked = tap.linktype == LINKTYPE_LINUX_SLL
@@ -203,9 +203,6 @@ class SocketCapture(LiveCapture):
                 self._error = f"capture on {tap.name} ended: {exc.strerror or exc}"
                 return -1
             frames += 1
-            _name, protocol, pkttype, hatype, hwaddr = address
-            if pkttype == socket.PACKET_OUTGOING and hatype == ARPHRD_LOOPBACK:
-                continue
             ts, length, tag = 0, n, None
             for level, kind, data in ancillary:
                 if level == SOL_PACKET and kind == PACKET_AUXDATA and len(data) >= _AUX.size:
@@ -215,12 +212,7 @@ class SocketCapture(LiveCapture):
                 elif kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
                     sec, nsec = _TIMESPEC.unpack_from(data)
                     ts = sec * 1_000_000_000 + nsec
-            if cooked:
-                frame = _sll(pkttype, hatype, hwaddr, protocol, tag) + view[:n]
-            elif tag is not None:
-                frame = b"".join((view[:12], _TAG.pack(*tag), view[12:n]))
-            else:
-                frame = bytes(view[:n])
+            frame = _frame(view[:n], tag, address if cooked else None)
             size = len(frame)
             blen = 32 + size + (-size & 3)
             ts = ts or time.time_ns()
@@ -251,7 +243,10 @@ def _open_tap(name: str, bpf: str | None, snaplen: int) -> _Tap:
     """A packet socket on ``name`` (``any``: every interface) with ``bpf`` in the kernel."""
     cooked = _hatype(name) not in (ARPHRD_ETHER, ARPHRD_LOOPBACK)
     linktype = LINKTYPE_LINUX_SLL if cooked else LINKTYPE_ETHERNET
-    program = compile_filter(bpf, linktype, snaplen, cooked) if bpf else None
+    program = (
+        compile_filter(bpf, linktype, snaplen, cooked) if bpf else [(BPF_RET_K, 0, 0, snaplen)]
+    )
+    program = _without_loopback_twins(name) + program
     kind = socket.SOCK_DGRAM if cooked else socket.SOCK_RAW
     try:
         # A named interface's socket hears nothing until bound (protocol 0), so no frame slips
@@ -266,8 +261,7 @@ def _open_tap(name: str, bpf: str | None, snaplen: int) -> _Tap:
     except OSError as exc:
         raise LiveError(f"cannot open a packet socket for {name}: {exc.strerror}") from None
     try:
-        if program is not None:
-            _attach(sock, program)
+        _attach(sock, program)
         if name == "any":
             with contextlib.suppress(BlockingIOError):
                 for _ in range(DRAIN):
@@ -347,6 +341,27 @@ def _uncook(expr: str, insns: list[tuple[int, int, int, int]]) -> list[tuple[int
     return fixed
 
 
+def _without_loopback_twins(name: str) -> list[tuple[int, int, int, int]]:
+    """Kernel filter instructions to put first: reject loopback's outgoing copy of each packet
+    (the incoming copy follows), so it costs neither a read nor room in the socket's buffer."""
+    outgoing = [
+        (BPF_LD_W_ABS, 0, 0, SKF_AD_OFF + SKF_AD_PKTTYPE),
+        (BPF_JEQ_K, 0, 1, socket.PACKET_OUTGOING),
+        (BPF_RET_K, 0, 0, 0),
+    ]
+    if name != "any":
+        return outgoing if _hatype(name) == ARPHRD_LOOPBACK else []
+    try:
+        loopback = socket.if_nametoindex("lo")
+    except OSError:
+        return []
+    return [
+        (BPF_LD_W_ABS, 0, 0, SKF_AD_OFF + SKF_AD_IFINDEX),
+        (BPF_JEQ_K, 0, len(outgoing), loopback),
+        *outgoing,
+    ]
+
+
 def _attach(sock: socket.socket, insns: list[tuple[int, int, int, int]]) -> None:
     from scapy.libs.structures import bpf_insn, sock_fprog
 
@@ -355,12 +370,19 @@ def _attach(sock: socket.socket, insns: list[tuple[int, int, int, int]]) -> None
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(program))
 
 
-def _sll(pkttype: int, hatype: int, hwaddr: bytes, protocol: int, tag: tuple | None) -> bytes:
-    """The Linux SLL header libpcap writes for a cooked frame (a VLAN tag follows it)."""
+def _frame(data: memoryview, tag: tuple[int, int] | None, address: tuple | None) -> bytes:
+    """The frame as libpcap writes it: Ethernet with the VLAN tag the kernel took off put back
+    after the addresses; or, for a cooked socket (``address`` from recvmsg), a Linux SLL header
+    built from the address, then the tag, then the packet."""
+    if address is not None:
+        _name, protocol, pkttype, hatype, hwaddr = address
+        head = (pkttype, hatype, len(hwaddr), hwaddr[:8])
+        if tag is None:
+            return _SLL.pack(*head, protocol) + data
+        return _SLL.pack(*head, tag[0]) + _TAG.pack(tag[1], protocol) + data
     if tag is None:
-        return _SLL.pack(pkttype, hatype, len(hwaddr), hwaddr[:8], protocol)
-    tpid, tci = tag
-    return _SLL.pack(pkttype, hatype, len(hwaddr), hwaddr[:8], tpid) + _TAG.pack(tci, protocol)
+        return bytes(data)
+    return b"".join((data[:12], _TAG.pack(*tag), data[12:]))
 
 
 def _option(code: int, value: bytes) -> bytes:
