@@ -122,7 +122,11 @@ def _dumpcap_names(dumpcap: str) -> frozenset[str]:
 
 
 class LiveCapture(ABC):
-    """A running capture: read the pcapng stream from ``fd``; stop(), read to EOF, close()."""
+    """A running capture: read the pcapng stream from ``fd``; stop(), read to EOF, close().
+
+    ``fd`` belongs to the capture: read it (``os.read``, or a file object opened with
+    ``closefd=False``), never close it; close() does.
+    """
 
     engine: str  # "dumpcap" or "scapy"
     interfaces: list[str]
