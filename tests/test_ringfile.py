@@ -144,3 +144,14 @@ def test_a_ring_needs_a_size(tmp_path: Path) -> None:
         RingWriter(str(tmp_path / "x.pcapng"), files=3)
     with pytest.raises(ValueError, match="positive size"):
         RingWriter(str(tmp_path / "x.pcapng"), files=0, megabytes=1)
+
+
+def test_a_damaged_stream_is_named_where_it_breaks(tmp_path: Path) -> None:
+    data = bytearray((CAPTURES / "messy.pcapng").read_bytes())
+    second = int.from_bytes(data[4:8], "little")  # the first interface block starts here
+    data[second + 4 : second + 8] = (13).to_bytes(4, "little")
+    writer = RingWriter(str(tmp_path / "x.pcapng"), megabytes=1)
+    writer.write(bytes(data[: second + 4]))  # the section header is written by now
+    with pytest.raises(WriteError, match=f"a block of length 13 at byte {second}$"):
+        writer.write(bytes(data[second + 4 :]))
+    writer.close()

@@ -29,12 +29,14 @@ _PCAP_MAGICS = {  # magic as stored -> byte order
 _SHB = b"\x0a\x0d\x0d\x0a"
 _BOMS = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
 _IDB = 1
+_PACKET_BLOCKS = frozenset({2, 3, 6})  # obsolete, simple and enhanced packet blocks
 _PCAP_HEADER, _PCAP_RECORD = 24, 16
 _U32 = {order: Struct(order + "I").unpack_from for order in "<>"}
 _BLOCK = {order: Struct(order + "II").unpack_from for order in "<>"}
 # What a unit of the stream is to the ring: a section start (SHB, pcap file header), an
-# interface description (kept for the next files), or anything else (packets, statistics).
-_START, _INTERFACE, _OTHER = 0, 1, 2
+# interface description (kept for the next files), a packet, or anything else (statistics, ...).
+# A new file starts only before a section or a packet: statistics stay with their packets.
+_START, _INTERFACE, _PACKET, _OTHER = 0, 1, 2, 3
 
 
 class WriteError(Exception):
@@ -59,6 +61,7 @@ class RingWriter:
         #: The files written and still kept, oldest first.
         self.paths: list[str] = []
         self._pending = bytearray()  # the start of a unit not complete yet
+        self._offset = 0  # where in the stream _pending starts
         self._order = ""  # "" until the stream's first unit told its format
         self._pcap = False
         self._headers: list[bytes] = []  # what each new file starts with
@@ -74,6 +77,7 @@ class RingWriter:
         self._pending += chunk
         done = self._cut(self._pending)
         del self._pending[:done]
+        self._offset += done
 
     @property
     def pending(self) -> int:
@@ -107,7 +111,7 @@ class RingWriter:
         end = len(buf)
         while (unit := self._unit(buf, pos, end)) is not None:
             size, kind = unit
-            if self._size > self._limit and self._holds_data and kind != _INTERFACE:
+            if self._size > self._limit and self._holds_data and kind in (_START, _PACKET):
                 self._put(buf[run:pos])
                 run = pos
                 self._rotate(fresh_section=kind == _START)
@@ -134,7 +138,7 @@ class RingWriter:
             if end - pos < _PCAP_RECORD:
                 return None
             size = _PCAP_RECORD + _U32[self._order](buf, pos + 8)[0]
-            kind = _OTHER
+            kind = _PACKET
         else:
             if end - pos < 12:
                 return None
@@ -142,19 +146,24 @@ class RingWriter:
             if buf[pos : pos + 4] == _SHB:
                 order = _BOMS.get(bytes(buf[pos + 8 : pos + 12]))
                 if order is None:
-                    raise WriteError(
-                        f"cannot cut the capture into ring files: bad section at {pos}"
-                    )
+                    raise self._corrupt("a bad section header", pos)
                 self._order = order
                 kind = _START
             btype, size = _BLOCK[self._order](buf, pos)
             if btype == _IDB:
                 kind = _INTERFACE
+            elif btype in _PACKET_BLOCKS:
+                kind = _PACKET
             if size < 12 or size & 3:
-                raise WriteError(f"cannot cut the capture into ring files: bad block at {pos}")
+                raise self._corrupt(f"a block of length {size}", pos)
         if size > MAX_BLOCK:
-            raise WriteError(f"cannot cut the capture into ring files: {size}-byte block at {pos}")
+            raise self._corrupt(f"a block of length {size}", pos)
         return (size, kind) if pos + size <= end else None
+
+    def _corrupt(self, what: str, pos: int) -> WriteError:
+        return WriteError(
+            f"cannot cut the capture into ring files: {what} at byte {self._offset + pos}"
+        )
 
     def _identify(self, buf: bytearray) -> None:
         magic = bytes(buf[:4])
