@@ -9,8 +9,9 @@ to a local server, and reads the stream the way the analyzer does (``os.read`` o
   the marker is in the stream (median, 90th percentile, max);
 - stop: time from ``stop()`` to EOF on the stream;
 - bulk: ``--megabytes`` sent over one connection in 1448-byte writes (TCP_NODELAY; loopback
-  still merges writes that queue up into larger segments), read as fast as possible: packets per
-  second, stream MB/s, mean frame size, and the engine's received/dropped counts.
+  still merges writes that queue up into larger segments) between two child processes, the
+  stream read here as fast as possible: packets per second, stream MB/s, mean frame size, and
+  the engine's received/dropped counts.
 
 Only 127.0.0.1 is used. Needs root (or the capture capabilities). Usage:
 ``python bench/live_latency.py [--engines dumpcap,scapy] [--markers 30] [--megabytes 100]``
@@ -22,6 +23,8 @@ import argparse
 import os
 import socket
 import statistics
+import subprocess
+import sys
 import threading
 import time
 
@@ -62,24 +65,40 @@ class Reader(threading.Thread):
             return self.seen.get(marker)
 
 
-def drain(sock: socket.socket) -> None:
-    while sock.recv(1 << 20):
-        pass
+def transfer(port: int, megabytes: int) -> None:
+    """``megabytes`` from a child process to a sink in another child, over 127.0.0.1:port."""
+    code = (
+        "import os, socket, sys\n"
+        "c = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n"
+        "c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)\n"
+        "segment = os.urandom(1448)\n"
+        "for _ in range(int(sys.argv[2]) * 1_000_000 // 1448):\n"
+        "    c.sendall(segment)\n"
+    )
+    sink = (
+        "import socket, sys\n"
+        "s = socket.create_server(('127.0.0.1', int(sys.argv[1])))\n"
+        "print(flush=True)\n"
+        "c, _ = s.accept()\n"
+        "while c.recv(1 << 20):\n"
+        "    pass\n"
+    )
+    receiver = subprocess.Popen([sys.executable, "-c", sink, str(port)], stdout=subprocess.PIPE)
+    assert receiver.stdout is not None
+    receiver.stdout.readline()  # listening
+    subprocess.run([sys.executable, "-c", code, str(port), str(megabytes)], check=True)
+    receiver.wait()
 
 
 def run_engine(engine: str, markers: int, megabytes: int) -> dict[str, object]:
     server = socket.create_server(("127.0.0.1", 0))
-    port = server.getsockname()[1]
+    port = server.getsockname()[1]  # the bulk transfer's sink listens here later
     started = time.monotonic()
     capture = open_live(["lo"], bpf=f"tcp port {port}", engine=engine)
     start = time.monotonic() - started
     reader = Reader(capture.fd)
-    client = socket.socket()
-    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 1448)
-    client.connect(("127.0.0.1", port))
+    client = socket.create_connection(("127.0.0.1", port))
     peer, _ = server.accept()
-    sink = threading.Thread(target=drain, args=(peer,))
-    sink.start()
     delays = []
     for i in range(markers):
         marker = b"MARK%012d" % i
@@ -89,13 +108,11 @@ def run_engine(engine: str, markers: int, megabytes: int) -> dict[str, object]:
         seen = reader.wait(marker)
         delays.append(float("inf") if seen is None else seen - sent)
         time.sleep(0.1)
-    segment = os.urandom(1448)
-    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    before, bulk_started = reader.size, time.monotonic()
-    for _ in range(megabytes * 1_000_000 // len(segment)):
-        client.sendall(segment)
     client.close()
-    sink.join()
+    peer.close()
+    server.close()
+    before, bulk_started = reader.size, time.monotonic()
+    transfer(port, megabytes)
     while time.monotonic() - reader.last < 0.5:  # until the stream has caught up
         time.sleep(0.05)
     bulk = reader.last - bulk_started
@@ -105,8 +122,6 @@ def run_engine(engine: str, markers: int, megabytes: int) -> dict[str, object]:
     stop = reader.eof - stopped
     received, drops = capture.received().get("lo", 0), capture.drops().get("lo", 0)
     capture.close()
-    peer.close()
-    server.close()
     delays.sort()
     return {
         "engine": engine,

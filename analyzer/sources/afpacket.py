@@ -92,8 +92,6 @@ class SocketCapture(LiveCapture):
     engine = "scapy"
 
     def __init__(self, interfaces: list[str], bpf: str | None, snaplen: int):
-        if not hasattr(socket, "AF_PACKET"):
-            raise LiveError("the scapy engine needs Linux packet sockets: install dumpcap")
         self.interfaces = interfaces
         self._taps: list[_Tap] = []
         self._stopping = False
@@ -250,7 +248,8 @@ def _open_tap(name: str, bpf: str | None, snaplen: int) -> _Tap:
     kind = socket.SOCK_DGRAM if cooked else socket.SOCK_RAW
     try:
         # A named interface's socket hears nothing until bound (protocol 0), so no frame slips
-        # in before the filter; "any" is never bound: its queue is emptied after the filter.
+        # in before the filter. "any" is never bound: what it heard before rejecting everything
+        # is emptied out, then the filter goes on (libpcap's way).
         protocol = socket.htons(ETH_P_ALL) if name == "any" else 0
         sock = socket.socket(socket.AF_PACKET, kind, protocol)
     except PermissionError:
@@ -261,12 +260,13 @@ def _open_tap(name: str, bpf: str | None, snaplen: int) -> _Tap:
     except OSError as exc:
         raise LiveError(f"cannot open a packet socket for {name}: {exc.strerror}") from None
     try:
-        _attach(sock, program)
         if name == "any":
+            _attach(sock, [(BPF_RET_K, 0, 0, 0)])
             with contextlib.suppress(BlockingIOError):
-                for _ in range(DRAIN):
+                while True:
                     sock.recv(1, socket.MSG_DONTWAIT)
-        else:
+        _attach(sock, program)
+        if name != "any":
             sock.bind((name, ETH_P_ALL))
             mreq = _PROMISC.pack(socket.if_nametoindex(name), PACKET_MR_PROMISC, 0, b"")
             sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)

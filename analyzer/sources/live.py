@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import os
 import re
 import select
@@ -37,9 +38,14 @@ from types import TracebackType
 MAX_SNAPLEN = 262144
 #: How long dumpcap may take to open the interfaces and write the stream's first block.
 START_SECONDS = 10.0
-#: How long dumpcap runs on after stop(): longer than libpcap's 0.25 s block timeout, so the
-#: packets captured just before stop() are in the stream.
-LINGER = 0.3
+#: How long dumpcap runs on after stop(): libpcap's 0.25 s block timeout plus time for dumpcap
+#: to write the last block, so the packets captured just before stop() are in the stream.
+LINGER = 0.4
+#: dumpcap's kernel buffer per interface, MiB. Its default, 2, drops half the packets of a fast
+#: loopback transfer (frames of tens of KB) even when dumpcap writes to /dev/null; 16 drops none.
+BUFFER_MB = 16
+#: Pipe capacity asked for (the kernel may grant less): bursts wait there for the consumer.
+PIPE_SIZE = 1 << 20
 #: How long close() waits for the engine to finish its stream before it forces the end.
 CLOSE_SECONDS = 5.0
 _STDERR_LINES = 200  # dumpcap's messages kept (it writes a handful)
@@ -92,6 +98,8 @@ def open_live(
         _check_names(names, lambda: _dumpcap_names(dumpcap))
         return DumpcapCapture(dumpcap, names, bpf, snaplen)
     if engine == "scapy":
+        if not hasattr(socket, "AF_PACKET"):
+            raise LiveError("the scapy engine reads Linux packet sockets: install dumpcap")
         _check_names(names)
         from analyzer.sources.afpacket import SocketCapture
 
@@ -163,7 +171,7 @@ class LiveCapture(ABC):
 
 
 class DumpcapCapture(LiveCapture):
-    """``dumpcap -i IFACE -s SNAPLEN [-f BPF] ... -n -w - -q`` with its stdout as the stream.
+    """``dumpcap -i IFACE -s SNAPLEN [-f BPF] ... -B 16 -n -w - -q``, its stdout the stream.
 
     dumpcap runs in its own process group, so a Ctrl-C at the terminal reaches only us and the
     capture ends through stop(), which loses nothing: a packet waits up to ~0.25 s in the
@@ -188,7 +196,7 @@ class DumpcapCapture(LiveCapture):
             args += ["-i", name, "-s", str(snaplen)]
             if bpf:
                 args += ["-f", bpf]
-        args += ["-n", "-w", "-", "-q"]
+        args += ["-B", str(BUFFER_MB), "-n", "-w", "-", "-q"]
         self._wake = os.pipe()
         os.set_blocking(self._wake[1], False)
         self._proc = subprocess.Popen(
@@ -200,6 +208,8 @@ class DumpcapCapture(LiveCapture):
         )
         assert self._proc.stdout is not None and self._proc.stderr is not None
         self.fd = self._proc.stdout.fileno()
+        with contextlib.suppress(OSError):  # bursts wait in the pipe, not in dumpcap's buffer
+            fcntl.fcntl(self.fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         self._watcher = threading.Thread(target=self._watch, name="dumpcap-watch", daemon=True)
         self._watcher.start()
         _RUNNING.add(self)
@@ -328,12 +338,17 @@ class DumpcapCapture(LiveCapture):
             os.close(fd)
 
     def _settle(self) -> None:
-        """After stop (or dumpcap's own exit) wait briefly for its final counts."""
-        if self._stopping and not self._closed:
+        """Once dumpcap is ending (stopped, or its stream closed) wait briefly for its counts."""
+        if not self._closed and (self._stopping or self._hung_up()):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(LINGER + 2.0)
-        if self._proc.poll() is not None:
             self._watcher.join(2.0)
+
+    def _hung_up(self) -> bool:
+        """dumpcap has closed its end of the stream: it exited, or is exiting."""
+        poller = select.poll()
+        poller.register(self.fd, 0)  # POLLHUP is always reported
+        return any(events & select.POLLHUP for _fd, events in poller.poll(0))
 
     def drops(self) -> dict[str, int]:
         self._settle()
@@ -345,9 +360,9 @@ class DumpcapCapture(LiveCapture):
 
     @property
     def error(self) -> str | None:
-        if self._stopping or self._proc.poll() in (None, 0):
+        self._settle()
+        if self._proc.poll() in (None, 0):  # running, or ended by stop() (SIGTERM: status 0)
             return None
-        self._watcher.join(2.0)
         return self._failure() or self._exit()
 
     def _exit(self) -> str:
