@@ -342,6 +342,20 @@ def test_without_dumpcap_scapy_captures(monkeypatch: pytest.MonkeyPatch, tmp_pat
         assert capture.engine == "scapy"
 
 
+def test_a_dumpcap_we_may_not_run_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Debian's dumpcap may be executable by the wireshark group only."""
+    (tmp_path / "dumpcap").write_bytes(b"")
+    (tmp_path / "dumpcap").chmod(0o644)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    for engine in ("dumpcap", None):
+        with pytest.raises(LiveError) as caught:
+            open_live(["lo"], engine=engine)
+        assert str(caught.value) == (
+            f"no permission to run {tmp_path}/dumpcap: run as root, or add your user to the "
+            "wireshark group"
+        )
+
+
 def test_list_interfaces_has_loopback_and_any() -> None:
     names = list_interfaces()
     assert "lo" in names and names[-1] == "any"

@@ -86,14 +86,20 @@ def open_live(
     if not 1 <= snaplen <= MAX_SNAPLEN:
         raise LiveError(f"snapshot length {snaplen} is out of range (1 to {MAX_SNAPLEN})")
     bpf = bpf.strip() if bpf else None
-    dumpcap = shutil.which("dumpcap")
+    present = shutil.which("dumpcap", mode=os.F_OK)
     if engine is None:
-        engine = "dumpcap" if dumpcap else "scapy"
+        engine = "dumpcap" if present else "scapy"
     if engine == "dumpcap":
-        if dumpcap is None:
+        if present is None:
             raise LiveError(
                 "dumpcap not found: install it (apt-get install wireshark-common) or capture "
                 "with --engine scapy"
+            )
+        dumpcap = shutil.which("dumpcap")
+        if dumpcap is None:  # Debian's may be executable by group wireshark only
+            raise LiveError(
+                f"no permission to run {present}: run as root, or add your user to the "
+                "wireshark group"
             )
         _check_names(names, lambda: _dumpcap_names(dumpcap))
         return DumpcapCapture(dumpcap, names, bpf, snaplen)
@@ -197,15 +203,18 @@ class DumpcapCapture(LiveCapture):
             if bpf:
                 args += ["-f", bpf]
         args += ["-B", str(BUFFER_MB), "-n", "-w", "-", "-q"]
+        try:
+            self._proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise LiveError(f"cannot run {dumpcap}: {exc.strerror or exc}") from None
         self._wake = os.pipe()
         os.set_blocking(self._wake[1], False)
-        self._proc = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
         assert self._proc.stdout is not None and self._proc.stderr is not None
         self.fd = self._proc.stdout.fileno()
         with contextlib.suppress(OSError):  # bursts wait in the pipe, not in dumpcap's buffer
