@@ -155,3 +155,4 @@ def test_a_damaged_stream_is_named_where_it_breaks(tmp_path: Path) -> None:
     with pytest.raises(WriteError, match=f"a block of length 13 at byte {second}$"):
         writer.write(bytes(data[second + 4 :]))
     writer.close()
+    assert Path(writer.paths[0]).read_bytes() == data  # kept as it came, once

@@ -75,9 +75,7 @@ class RingWriter:
             self._put(chunk)
             return
         self._pending += chunk
-        done = self._cut(self._pending)
-        del self._pending[:done]
-        self._offset += done
+        self._cut(self._pending)
 
     @property
     def pending(self) -> int:
@@ -104,27 +102,29 @@ class RingWriter:
     ) -> None:
         self.close()
 
-    def _cut(self, buf: bytearray) -> int:
-        """Write the complete units in ``buf``, starting new files where due; return how many
-        bytes were consumed."""
+    def _cut(self, buf: bytearray) -> None:
+        """Write the complete units at the start of ``buf`` (and drop them from it), starting
+        new files where due."""
         pos = run = 0  # the next unit; the first byte not yet written
-        end = len(buf)
-        while (unit := self._unit(buf, pos, end)) is not None:
-            size, kind = unit
-            if self._size > self._limit and self._holds_data and kind in (_START, _PACKET):
-                self._put(buf[run:pos])
-                run = pos
-                self._rotate(fresh_section=kind == _START)
-            if kind == _START:
-                self._headers = [_unbounded(buf[pos : pos + size], self._pcap)]
-            elif kind == _INTERFACE:
-                self._headers.append(bytes(buf[pos : pos + size]))
-            else:
-                self._holds_data = True
-            self._size += size
-            pos += size
-        self._put(buf[run:pos])
-        return pos
+        try:
+            while (unit := self._unit(buf, pos, len(buf))) is not None:
+                size, kind = unit
+                if self._size > self._limit and self._holds_data and kind in (_START, _PACKET):
+                    self._put(buf[run:pos])
+                    run = pos
+                    self._rotate(fresh_section=kind == _START)
+                if kind == _START:
+                    self._headers = [_unbounded(buf[pos : pos + size], self._pcap)]
+                elif kind == _INTERFACE:
+                    self._headers.append(bytes(buf[pos : pos + size]))
+                else:
+                    self._holds_data = True
+                self._size += size
+                pos += size
+        finally:  # also when the stream turns out damaged: what came before it is kept
+            self._put(buf[run:pos])
+            del buf[:pos]
+            self._offset += pos
 
     def _unit(self, buf: bytearray, pos: int, end: int) -> tuple[int, int] | None:
         """(length, kind) of the unit at ``pos`` if it is complete, else None."""
