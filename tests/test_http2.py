@@ -483,3 +483,47 @@ def test_header_block_cut_by_the_end_of_the_capture_is_a_lost_request() -> None:
     frames = client.headers(1, request("/cut", ("authorization", "Bearer c")), end=True)
     wire.client(frames[:-3])
     assert wire.finish() == [] and wire.conn.requests_lost == 1
+
+
+def test_mangled_frames_never_raise() -> None:
+    """Bytes flipped, cut, inserted and repeated in a conversation using every frame kind: the
+    reader gives up or names blind spots, it never raises."""
+    import random
+
+    rng = random.Random(2026)
+    client, server = Peer(), Peer()
+    upstream, downstream = [PREFACE, settings((4, 65535))], [settings((1, 8192))]
+    for i in range(4):
+        sid = 2 * i + 1
+        auth = ("authorization", f"Bearer t{i}")
+        upstream.append(
+            client.headers(sid, request(f"/{i}", auth), pad=i, priority=i == 1, split=7)
+        )
+        upstream.append(data(sid, b"grant_type=x", end=True, pad=3))
+        downstream.append(server.push(sid, 2 * sid, request("/pushed")) if i == 2 else b"")
+        downstream.append(server.headers(sid, response(200, ("x-a", "b")), pad=2))
+        downstream.append(data(sid, b'{"access_token":"x"}', end=True, pad=1))
+    upstream += [rst(3), ping()]
+    downstream.append(goaway(5))
+    sent = b"".join(upstream), b"".join(downstream)
+    for _ in range(400):
+        mangled = []
+        for original in sent:
+            buf = bytearray(original)
+            for _ in range(rng.randint(1, 5)):
+                i = rng.randrange(len(buf))
+                roll = rng.random()
+                if roll < 0.5:
+                    buf[i] = rng.randrange(256)
+                elif roll < 0.75:
+                    del buf[i : i + rng.randint(1, 20)]
+                else:
+                    buf[i:i] = buf[rng.randrange(len(buf)) :][:40]
+            mangled.append(bytes(buf))
+        wire = Wire(syn=rng.random() < 0.8, piece=rng.choice([0, 1, 13]))
+        wire.client(mangled[0])
+        wire.server(mangled[1])
+        for exchange in wire.finish():
+            build_event(exchange)
+        if wire.conn.h2 is not None:
+            wire.conn.h2.blind_spot()
