@@ -18,7 +18,7 @@ from wire_kit import T0, conversation, write_packets
 
 from analyzer.auth.schemes import fingerprint
 from analyzer.cli import main
-from analyzer.engine import analyze_paths
+from analyzer.engine import Engine, analyze_paths
 from analyzer.flows.tcp import PURE_PYTHON_ENV
 from analyzer.model import Event
 
@@ -107,6 +107,21 @@ def test_decrypted_http2_through_the_key_log() -> None:
     assert {(e.protocol, e.transport) for e in result.events} == {("http/2", "tls")}
     assert result.captures[0].warnings == []  # no "speak HTTP/2, which is not analysed"
     assert [t.inspected for t in result.tls] == [True] and result.not_inspected == []
+
+
+@needs_tshark
+def test_decrypted_http2_from_a_stream() -> None:
+    """``analyze -`` / ``live`` with a key log: tshark decrypts alongside, HTTP/2 is read."""
+    seen: list[Event] = []
+    engine = Engine(on_event=seen.append)
+    with TLS.open("rb") as stream:
+        engine.read_stream(stream, "stdin", tls_keylog=str(KEYS))
+    result = engine.finish()
+    assert rows(seen) == rows(result.events)
+    assert [(e.stream_id, e.scheme, e.transport) for e in seen] == [
+        (1, "bearer", "tls"),
+        (3, "basic", "tls"),
+    ]
 
 
 def tshark_headers(path: Path, *options: str) -> list[dict[str, str]]:
