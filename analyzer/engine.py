@@ -190,9 +190,9 @@ class EventCollector:
         elif conn.a_to_b.looks_tls or conn.b_to_a.looks_tls:
             self.stats.tls_connections += 1
             self.not_inspected.append(_not_inspected("tls", conn, 1, "TLS, not decrypted"))
-        elif conn.a_to_b.http2 or conn.b_to_a.http2:
-            detail = "HTTP/2 (cleartext, prior knowledge): not read yet"
-            self.not_inspected.append(_not_inspected("http2", conn, 1, detail))
+        unread = conn.h2.blind_spot() if conn.h2 is not None else None
+        if unread is not None:  # HTTP/2 streams whose headers could not be decoded
+            self.not_inspected.append(_not_inspected("http2", conn, *unread))
         lost = conn.requests_lost
         if lost:
             detail = f"{lost} stretch(es) of request bytes lost: credentials unknown"

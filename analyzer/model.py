@@ -74,11 +74,12 @@ class Event:
     server_ip: str
     server_port: int
     conn_id: str
-    protocol: str  # http/1.0, http/1.1
+    protocol: str  # http/1.0, http/1.1, http/2
     method: str
     host: str | None
     uri: str  # secrets in the query string redacted
     status: int | None  # response status, None when no response was seen
+    stream_id: int | None = None  # HTTP/2 stream the exchange was on; None for HTTP/1.x
     response_ts: float | None = None
     scheme: str = "none"  # credential scheme the request sent (see SCHEMES)
     scheme_name: str | None = None  # the scheme word as sent, e.g. "Turbo" for scheme "other"
@@ -301,8 +302,9 @@ class NotInspected:
 
     One record per connection: a TLS connection that was not decrypted, a connection on which
     request bytes were lost (a TCP hole, a head cut by the end of the capture) so a request's
-    credential is unknown, or cleartext HTTP/2, which is not read yet. A verdict whose scope
-    covers one errs towards INCONCLUSIVE.
+    credential is unknown, or HTTP/2 streams whose headers could not be decoded (the capture
+    began mid-connection, an HPACK error, frames that could not be followed). A verdict whose
+    scope covers one errs towards INCONCLUSIVE.
     """
 
     kind: str  # one of NOT_INSPECTED_KINDS
@@ -313,7 +315,9 @@ class NotInspected:
     server_ip: str
     server_port: int
     host: str | None = None  # the Host its requests named, or the TLS server name (SNI)
-    count: int = 1  # stretches of request bytes lost (request-lost); 1 for a TLS connection
+    # stretches of request bytes lost (request-lost); HTTP/2 streams not decoded (http2); 1 for
+    # a TLS connection
+    count: int = 1
     detail: str = ""
 
 

@@ -63,6 +63,7 @@ _CATEGORIES = {
 _INTS = {
     Event: (
         "status",
+        "stream_id",
         "password_len",
         "cred_len",
         "diag_code",
