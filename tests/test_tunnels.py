@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import importlib
+import io
 import random
 import shutil
 import struct
@@ -26,6 +27,7 @@ from analyzer.auth.schemes import parse_credential
 from analyzer.engine import EventCollector, analyze_paths
 from analyzer.flows import tcp
 from analyzer.model import CaptureStats, to_dict
+from analyzer.report.table import write_summary
 from analyzer.sources import linklayer
 from analyzer.sources.linklayer import LinkDecoder, inner_address, tunnel_text
 from analyzer.sources.pcapfile import read_packets
@@ -556,6 +558,40 @@ def test_unread_encapsulations_are_counted_and_named(tmp_path: Path) -> None:
     assert stats.encapsulations == {"IP-in-IP": linklayer.MAX_DEPTH}
     assert result.events == [] and stats.tcp_connections == 0
     assert sum("GRE protocol 0x88b5" in w for w in stats.warnings) == 1
+    out = io.StringIO()
+    write_summary(result.events, result.captures, out)
+    text = out.getvalue()
+    assert (
+        f"encapsulations not read (counted, not analysed): GRE protocol 0x88b5 {len(frames)} "
+        "packets, ERSPAN III frame type 3 1 packet, GTP-C 1 packet" in text
+    )
+
+
+def test_summary_names_encapsulations_and_their_ids(tmp_path: Path) -> None:
+    a = inner_packets(auth_connections()[:1])
+    frames = wrapped(a, _vxlan(5001)) + wrapped(
+        inner_packets(auth_connections()[:1], t0=T0 + 5), _vxlan(5002)
+    )
+    frames += wrapped(inner_packets(auth_connections()[:1], t0=T0 + 9), _erspan2)
+    result = analyze_paths([_write(tmp_path / "s.pcap", frames)])
+    out = io.StringIO()
+    write_summary(result.events, result.captures, out)
+    n = len(a)
+    assert (
+        f"    encapsulations: VXLAN {2 * n} packets (VNIs 5001, 5002), "
+        f"ERSPAN II {n} packets (session 7)\n" in out.getvalue()
+    )
+
+
+def test_many_tunnel_ids_are_summarised() -> None:
+    stats = CaptureStats(path="x.pcap", packets=100)
+    stats.encapsulations = {"GTP-U": 100, "IP-in-IP": 3}
+    stats.tunnel_ids = {"GTP-U": list(range(1, linklayer.MAX_TUNNEL_IDS + 1))}
+    out = io.StringIO()
+    write_summary([], [stats], out)
+    assert "GTP-U 100 packets (TEIDs 0x1, 0x2, 0x3, 0x4, 0x5 and 59+ more), IP-in-IP 3" in (
+        out.getvalue()
+    )
 
 
 # --------------------------------------------------------------------------------------------
