@@ -1,9 +1,10 @@
 """Tunnelled traffic: GRE, ERSPAN I/II/III, VXLAN, VXLAN-GPE, GENEVE, MPLS, PPPoE, IP-in-IP,
-6in4, 4in6, 6in6, GTP-U, and tunnels inside tunnels (analyzer.sources.linklayer).
+6in4, 4in6, 6in6, GTP-U, and tunnels inside tunnels (analyzer.sources.linklayer, the native walk).
 
 Captures are written with scapy: the same HTTP/1.1 exchanges (Bearer, Basic, NTLM, Negotiate)
 over plain Ethernet and inside each encapsulation must give the same events, paired the same;
-tshark reads the same files for a cross-check.
+tshark reads the same files for a cross-check. Bulk captures from ``bench/make_capture.py`` are
+rewritten into the tunnels the native walk takes apart, and read with and without it.
 """
 
 from __future__ import annotations
@@ -649,3 +650,278 @@ def test_truncated_and_damaged_tunnels_never_raise() -> None:
             for _ in range(rng.randrange(1, 6)):
                 data[rng.randrange(14, min(len(data), 110))] = rng.randrange(256)
             _decode(bytes(data), [8472])
+
+
+# --------------------------------------------------------------------------------------------
+# The native walk on tunnelled bulk: the same events and counters as the pure-Python reader
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bulk(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """~6 MB of keep-alive bulk transfer with 40 auth exchanges (plain Ethernet pcap)."""
+    out = tmp_path_factory.mktemp("bulk") / "bulk.pcap"
+    make = [sys.executable, str(REPO / "bench" / "make_capture.py"), str(out)]
+    subprocess.run(
+        [*make, "--size-gb", "0.006", "--auth", "40", "--seed", "3"],
+        check=True,
+        capture_output=True,
+    )
+    return out
+
+
+def _records(path: Path) -> tuple[bytes, list[tuple[int, int, bytes]]]:
+    data = path.read_bytes()
+    out, pos = [], 24
+    while pos + 16 <= len(data):
+        s, us, caplen, _olen = struct.unpack_from("<IIII", data, pos)
+        out.append((s, us, data[pos + 16 : pos + 16 + caplen]))
+        pos += 16 + caplen
+    return data[:24], out
+
+
+def _ip4(payload: bytes, proto: int, flip: bool) -> bytes:
+    a, b = bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2])
+    src, dst = (b, a) if flip else (a, b)
+    return (
+        struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0x4000, 64, proto, 0, src, dst)
+        + payload
+    )
+
+
+def _ip6(payload: bytes, nh: int, flip: bool) -> bytes:
+    a, b = b"\x20\x01\x0d\xb8" + b"\0" * 11 + b"\1", b"\x20\x01\x0d\xb8" + b"\0" * 11 + b"\2"
+    src, dst = (b, a) if flip else (a, b)
+    return struct.pack(">IHBB16s16s", 0x60000000, len(payload), nh, 64, src, dst) + payload
+
+
+def _eth(payload: bytes, etype: int = 0x0800) -> bytes:
+    return b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01" + struct.pack(">H", etype) + payload
+
+
+def _udp_b(payload: bytes, dport: int) -> bytes:
+    return struct.pack(">HHHH", 49152, dport, 8 + len(payload), 0) + payload
+
+
+def _vlan(frame: bytes, vid: int) -> bytes:
+    return frame[:12] + struct.pack(">HH", 0x8100, vid) + frame[12:]
+
+
+#: Byte-level rewrites of an Ethernet/IPv4/TCP frame (flip: the packet goes server to client).
+BULK_TUNNELS: dict[str, Callable[[bytes, bool], bytes]] = {
+    "vxlan": lambda f, r: _eth(_ip4(_udp_b(b"\x08\0\0\0\0\x13\x89\0" + f, 4789), 17, r)),
+    "vxlan-ipv6-vlan": lambda f, r: _eth(
+        _ip6(_udp_b(b"\x08\0\0\0\0\x13\x89\0" + _vlan(f, 10), 4789), 17, r), 0x86DD
+    ),
+    "geneve": lambda f, r: _eth(
+        _ip4(_udp_b(b"\x02\0\x65\x58\0\0\x4d\0" + b"\1\2\x80\1" + b"\0" * 4 + f, 6081), 17, r)
+    ),
+    "gre": lambda f, r: _eth(_ip4(b"\0\0\x08\0" + f[14:], 47, r)),
+    "gre-key-vlan": lambda f, r: _vlan(
+        _eth(_ip4(b"\xb0\0\x65\x58\0\0\0\0\0\0\0\x2a\0\0\0\1" + f, 47, r)), 5
+    ),
+    "erspan-1": lambda f, r: _eth(_ip4(b"\0\0\x88\xbe" + f, 47, r)),
+    "erspan-2": lambda f, r: _eth(
+        _ip4(b"\x10\0\x88\xbe\0\0\0\1" + b"\x10\0\0\x07\0\0\0\0" + f, 47, r)
+    ),
+    "erspan-3": lambda f, r: _eth(
+        _ip4(b"\0\0\x22\xeb" + b"\x20\0\0\x09" + b"\0" * 6 + b"\0\x01" + b"\0" * 8 + f, 47, r)
+    ),
+    "ip-in-ip": lambda f, r: _eth(_ip4(f[14:], 4, r)),
+    "ipv4-in-ipv6": lambda f, r: _eth(_ip6(f[14:], 4, r), 0x86DD),
+    "mpls": lambda f, r: _eth(b"\0\x10\0\x40\0\x64\x01\x40" + f[14:], 0x8847),  # Python only
+}
+WALKED = set(BULK_TUNNELS) - {"mpls"}
+
+
+def _tunnelled(bulk: Path, out: Path, wrap: Callable[[bytes, bool], bytes]) -> Path:
+    head, records = _records(bulk)
+    client = None
+    parts = [head]
+    for s, us, frame in records:
+        client = client or frame[26:30]
+        f = wrap(frame, frame[26:30] != client)
+        parts.append(struct.pack("<IIII", s, us, len(f), len(f)) + f)
+    out.write_bytes(b"".join(parts))
+    return out
+
+
+def _analyze(path: Path, pure: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[list, list]:
+    with monkeypatch.context() as m:
+        m.setenv(tcp.PURE_PYTHON_ENV, "1" if pure else "0")
+        result = analyze_paths([str(path)])
+    return [to_dict(e, reveal_secrets=True) for e in result.events], [
+        to_dict(s) for s in result.captures
+    ]
+
+
+def _truth(bulk: Path) -> Counter:
+    import json
+
+    return Counter(json.loads(Path(str(bulk) + ".truth.json").read_text())["cred_fps"])
+
+
+class _Counting(tcp.TcpReassembler):
+    """A reassembler that counts the packets absorbed in Python (``absorb`` returning True)."""
+
+    def __init__(self, stats: CaptureStats) -> None:
+        super().__init__(EventCollector().connection, stats)
+        self.in_python = 0
+
+    def absorb(self, key: tuple, seq: int, flags: int, size: int, ts: float) -> bool:
+        taken = super().absorb(key, seq, flags, size, ts)
+        self.in_python += taken
+        return taken
+
+
+def _reading(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int, int]:
+    """(packets read, packets handed to the reassembler, packets absorbed in Python) with the
+    native walk."""
+    with monkeypatch.context() as m:
+        m.setenv(tcp.PURE_PYTHON_ENV, "0")
+        stats = CaptureStats()
+        reassembler = _Counting(stats)
+    n = 0
+    for packet in read_packets(str(path), stats, reassembler):
+        n += 1
+        reassembler.run([packet])
+    reassembler.flush()
+    return stats.packets, n, reassembler.in_python
+
+
+@needs_native
+@pytest.mark.parametrize("name", sorted(BULK_TUNNELS))
+def test_tunnelled_bulk_same_with_and_without_walk(
+    name: str, bulk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _tunnelled(bulk, tmp_path / f"{name}.pcap", BULK_TUNNELS[name])
+    native = _analyze(path, False, monkeypatch)
+    pure = _analyze(path, True, monkeypatch)
+    assert native[1] == pure[1]
+    assert native[0] == pure[0]
+    assert Counter(e["cred_fp"] for e in native[0] if e["scheme"] != "none") == _truth(bulk)
+    stats = native[1][0]
+    assert sum(stats["encapsulations"].values()) == stats["packets"]
+    assert not stats["unread_encapsulations"] and not stats["undecodable"]
+    packets, fed, in_python = _reading(path, monkeypatch)
+    assert fed < packets // 4  # bulk body segments and bare ACKs are absorbed, not fed
+    if name in WALKED:  # ... in C, by the walk
+        assert in_python < packets // 10
+    else:  # ... one by one in Python, after the decoder took the tunnel apart
+        assert in_python > packets // 2
+
+
+def _as_pcapng(src: Path, dst: Path) -> Path:
+    """The same records as pcapng enhanced packet blocks (nanosecond clock)."""
+    _head, records = _records(src)
+    parts = [struct.pack("<IIIHHqI", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1, 28)]
+    idb = struct.pack("<HHI", 1, 0, 0) + struct.pack("<HHB3x", 9, 1, 9) + struct.pack("<HH", 0, 0)
+    parts.append(struct.pack("<II", 1, 12 + len(idb)) + idb + struct.pack("<I", 12 + len(idb)))
+    for s, us, frame in records:
+        ticks = (s * 1_000_000 + us) * 1000
+        pad = b"\0" * (-len(frame) % 4)
+        blen = 32 + len(frame) + len(pad)
+        body = struct.pack("<IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF, len(frame), len(frame))
+        parts.append(struct.pack("<II", 6, blen) + body + frame + pad + struct.pack("<I", blen))
+    dst.write_bytes(b"".join(parts))
+    return dst
+
+
+def _as_raw_ip(src: Path, dst: Path) -> Path:
+    """The same records on a raw-IP link (linktype 101): outer Ethernet headers dropped."""
+    head, records = _records(src)
+    parts = [head[:20] + struct.pack("<I", 101)]
+    for s, us, frame in records:
+        parts.append(struct.pack("<IIII", s, us, len(frame) - 14, len(frame) - 14) + frame[14:])
+    dst.write_bytes(b"".join(parts))
+    return dst
+
+
+@needs_native
+@pytest.mark.parametrize(
+    ("name", "layout"),
+    [("vxlan", "pcapng"), ("erspan-3", "pcapng"), ("gre", "raw-ip"), ("ip-in-ip", "raw-ip")],
+)
+def test_tunnelled_bulk_in_other_layouts_same_with_and_without_walk(
+    name: str, layout: str, bulk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pcapng walk, and a raw-IP link whose outer IPv4 header starts the frame."""
+    path = _tunnelled(bulk, tmp_path / "t.pcap", BULK_TUNNELS[name])
+    convert = _as_pcapng if layout == "pcapng" else _as_raw_ip
+    path = convert(path, tmp_path / f"t.{layout}")
+    native = _analyze(path, False, monkeypatch)
+    assert native == _analyze(path, True, monkeypatch)
+    assert Counter(e["cred_fp"] for e in native[0] if e["scheme"] != "none") == _truth(bulk)
+    packets, _fed, in_python = _reading(path, monkeypatch)
+    assert in_python < packets // 10
+
+
+@needs_native
+def test_two_tenants_bulk_same_with_and_without_walk(
+    bulk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two VXLAN tenants with the very same inner packets, records interleaved: both walks keep
+    them apart (the VNI is part of the grant's key) and find every credential twice."""
+    head, records = _records(bulk)
+    client = records[0][2][26:30]
+    parts = [head]
+    for s, us, frame in records:
+        for vni in (b"\0\x13\x89", b"\0\x13\x8a"):
+            f = _eth(
+                _ip4(_udp_b(b"\x08\0\0\0" + vni + b"\0" + frame, 4789), 17, frame[26:30] != client)
+            )
+            parts.append(struct.pack("<IIII", s, us, len(f), len(f)) + f)
+    path = tmp_path / "tenants.pcap"
+    path.write_bytes(b"".join(parts))
+    native = _analyze(path, False, monkeypatch)
+    pure = _analyze(path, True, monkeypatch)
+    assert native == pure
+    truth = _truth(bulk)
+    assert Counter(e["cred_fp"] for e in native[0] if e["scheme"] != "none") == truth + truth
+    assert native[1][0]["tunnel_ids"] == {"VXLAN": [5001, 5002]}
+
+
+@needs_native
+@pytest.mark.parametrize("name", ["vxlan", "geneve", "gre-key-vlan", "erspan-2", "erspan-3"])
+def test_damaged_tunnelled_bulk_same_with_and_without_walk(
+    name: str, bulk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bit flips in the tunnel and inner headers: the walk stops where Python would read the
+    packet differently, so events and counters still match the pure-Python reader."""
+    rng = random.Random(name)
+    head, records = _records(bulk)
+    client = records[0][2][26:30]
+    parts = [head]
+    for s, us, frame in records:
+        f = bytearray(BULK_TUNNELS[name](frame, frame[26:30] != client))
+        if rng.random() < 0.03:
+            f[rng.randrange(14, min(len(f), 120))] ^= 1 << rng.randrange(8)
+        parts.append(struct.pack("<IIII", s, us, len(f), len(f)) + bytes(f))
+    path = tmp_path / "damaged.pcap"
+    path.write_bytes(b"".join(parts))
+    native = _analyze(path, False, monkeypatch)
+    pure = _analyze(path, True, monkeypatch)
+    assert native[1] == pure[1]
+    assert native[0] == pure[0]
+
+
+@needs_native
+def test_grant_table_keys_carry_one_tunnel_tag() -> None:
+    table = tcp.GrantTable()
+    a, b = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+    vni = struct.pack(">BI", linklayer.TAG_VXLAN, 5001)
+    table.grant(a + vni, 1, b + vni, 2, 100, 0, False)
+    table.grant(a, 1, b, 2, 200, 0, False)
+    assert table.take(a + vni, 1, b + vni, 2) == (100, 0, None, False)
+    table.grant(a + vni, 1, b + vni, 2, 300, 0, False)
+    assert dict(table.take_all()) == {
+        (a + vni, 1, b + vni, 2): (300, 0, None, False),
+        (a, 1, b, 2): (200, 0, None, False),
+    }
+    other = struct.pack(">BI", linklayer.TAG_VXLAN, 5002)
+    for src, dst in ((a + vni, b + other), (a + vni + vni, b + vni + vni), (a + b"\0" * 5, b)):
+        with pytest.raises(ValueError):
+            table.grant(src, 1, dst, 2, 0, 0, False)
+    assert table.encapsulated() == []
+    with pytest.raises(ValueError):
+        table.set_vxlan_ports(range(1, 18))

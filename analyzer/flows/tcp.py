@@ -50,6 +50,10 @@ def native_walk_available() -> bool:
     return GrantTable is not None and os.environ.get(PURE_PYTHON_ENV, "") in ("", "0")
 
 
+#: Packed address lengths of the flows the native walk keys: IPv4, alone or with one tunnel tag
+#: (analyzer.sources.linklayer appends 5 bytes per tunnel id).
+_WALKABLE = frozenset({4, 9})
+
 SEQ_MOD = 1 << 32
 HALF = 1 << 31
 
@@ -321,7 +325,7 @@ class TcpReassembler:
     def grant(self, key: tuple, d: _Direction) -> None:
         """Let the native walk absorb ``d``'s coming packets (call after ``d`` is up to date)."""
         c = d.consumer
-        if d.next_seq is not None and not d.pending and len(key[0]) == 4:
+        if d.next_seq is not None and not d.pending and len(key[0]) in _WALKABLE:
             self.grants.grant(*key, d.next_seq, c.skip, c.dead and not c.skip)
 
     def settle(self, src: bytes, sport: int, dst: bytes, dport: int) -> None:
