@@ -507,6 +507,13 @@ class CaptureStats:
     gaps: int = 0  # holes in TCP streams given up on
     evicted: int = 0  # connections dropped for idleness or the buffer cap
     dropped: int = 0  # live capture: packets the kernel or capture engine dropped (missed)
+    # Tunnels taken apart (analyzer.sources.linklayer): packets per encapsulation read (once per
+    # layer: "VXLAN", "GRE", "ERSPAN II", "MPLS", ...), the ids seen in each (VNI, GRE key,
+    # ERSPAN session, TEID, bottom MPLS label, PPPoE session; the first 64 distinct), and packets
+    # of encapsulations not read, by name ("GRE protocol 0x88b5", "GTP-C", "L2TP", ...).
+    encapsulations: dict[str, int] = field(default_factory=dict)
+    tunnel_ids: dict[str, list[int]] = field(default_factory=dict)
+    unread_encapsulations: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
     def warn(self, message: str) -> None:

@@ -8,6 +8,11 @@ connections, and a cap on buffered out-of-order bytes per direction.
 Consumers expose ``skip``: the number of upcoming bytes they do not need (a body being skipped). The
 reassembler drops those bytes by arithmetic alone, which is what keeps bulk transfers cheap.
 
+Directions are keyed by ``(src, sport, dst, dport)`` as the capture reader gives them. For a
+tunnelled packet the packed addresses carry the tunnel ids after the inner IP address (see
+``analyzer.sources.linklayer``), so two tenants with the same inner addresses stay two
+connections; ``ConnectionInfo`` holds the inner addresses as text and names the tunnel.
+
 Absorption contract (what the capture reader may do without calling ``feed``): for a direction in
 ``dirs`` with nothing pending, a packet without SYN/FIN/RST whose sequence number is ``next_seq`` is
 either a bare ACK (only ``last_ts`` moves) or carries ``n`` bytes that the consumer skips whole
@@ -29,6 +34,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from analyzer.model import CaptureStats
+from analyzer.sources.linklayer import inner_address, tunnel_text
 
 try:  # the native record walk; absent when the package was installed without a C compiler
     from analyzer.sources._walk import GrantTable
@@ -43,6 +49,10 @@ def native_walk_available() -> bool:
     """The native walk is built and not switched off by the environment."""
     return GrantTable is not None and os.environ.get(PURE_PYTHON_ENV, "") in ("", "0")
 
+
+#: Packed address lengths of the flows the native walk keys: IPv4, alone or with one tunnel tag
+#: (analyzer.sources.linklayer appends 5 bytes per tunnel id).
+_WALKABLE = frozenset({4, 9})
 
 SEQ_MOD = 1 << 32
 HALF = 1 << 31
@@ -76,11 +86,16 @@ class ConnectionInfo:
     b_port: int
     first_ts: float
     syn_seen: bool  # the first packet was a SYN: a true connection start
+    # The tunnel ids that keep this connection apart from others with the same addresses
+    # ("VXLAN VNI 5001"); "" outside a keyed tunnel. The addresses above are the inner ones.
+    tunnel: str = ""
 
     @property
     def conn_id(self) -> str:
         """Short stable id of the connection, like Zeek's uid (same capture, same id)."""
         text = f"{self.a_ip}|{self.a_port}|{self.b_ip}|{self.b_port}|{self.first_ts:.6f}"
+        if self.tunnel:
+            text += f"|{self.tunnel}"
         return "C" + hashlib.sha1(text.encode()).hexdigest()[:11]
 
 
@@ -144,7 +159,8 @@ class _Conn:
 
 
 def _ip_text(packed: bytes) -> str:
-    return str(ipaddress.ip_address(bytes(packed)))
+    """The inner IP address of a packed flow address (tunnel tags dropped), as text."""
+    return str(ipaddress.ip_address(bytes(inner_address(packed))))
 
 
 class TcpReassembler:
@@ -309,7 +325,7 @@ class TcpReassembler:
     def grant(self, key: tuple, d: _Direction) -> None:
         """Let the native walk absorb ``d``'s coming packets (call after ``d`` is up to date)."""
         c = d.consumer
-        if d.next_seq is not None and not d.pending and len(key[0]) == 4:
+        if d.next_seq is not None and not d.pending and len(key[0]) in _WALKABLE:
             self.grants.grant(*key, d.next_seq, c.skip, c.dead and not c.skip)
 
     def settle(self, src: bytes, sport: int, dst: bytes, dport: int) -> None:
@@ -346,7 +362,9 @@ class TcpReassembler:
         if flags & SYN and flags & ACK:
             # We saw the SYN-ACK first: the sender is the server; name the client "a".
             src, sport, dst, dport = dst, dport, src, sport
-        info = ConnectionInfo(_ip_text(src), sport, _ip_text(dst), dport, ts, syn_start)
+        info = ConnectionInfo(
+            _ip_text(src), sport, _ip_text(dst), dport, ts, syn_start, tunnel_text(src)
+        )
         handler = self.factory(info)
         a_key = (src, sport, dst, dport)
         b_key = (dst, dport, src, sport)
