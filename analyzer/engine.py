@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 from analyzer.analysis.coverage import from_tls
@@ -38,7 +39,7 @@ from analyzer.sources.pcapfile import read_packets, read_stream
 
 if TYPE_CHECKING:
     from analyzer.oauth.certificates import CertificateFacts
-    from analyzer.oauth.keys import SigningKey
+    from analyzer.oauth.keys import KeyStore, SigningKey
 
 
 def read_decrypted(path: str, keylog: str, stats: CaptureStats) -> Iterator[tuple]:
@@ -281,13 +282,8 @@ class EventCollector:
         self.dropped += n
 
     def finished_events(self) -> list[Event]:
-        """Events sorted by request time, numbered from 1.
-
-        Exchanges mostly finish in request order, so most events already carry their final
-        number; only the ones the sort moved are copied.
-        """
-        ordered = sorted(self.events, key=_request_order)
-        return [e if e.event_id == i else evolve(e, event_id=i) for i, e in enumerate(ordered, 1)]
+        """Events sorted by request time, numbered from 1."""
+        return numbered(self.events)
 
 
 def _both(first: Callable[[bytes], None], second: Callable[[bytes], None]) -> Callable:
@@ -348,8 +344,10 @@ class Engine:
         on_event: Callable[[Event], None] | None = None,
         keep: int = STREAM_KEEP,
         idle_timeout: float = 600.0,
+        shard: tuple[int, int] | None = None,
     ) -> None:
         self.key_files = list(key_files)
+        self.shard = shard  # (k, n): worker k of n follows its share of the connections
         self.reveal_secrets = reveal_secrets
         self.view = StreamView(self.key_files, on_event) if on_event is not None else None
         self.collector = EventCollector(
@@ -371,7 +369,7 @@ class Engine:
         self.captures.append(stats)
         if self._reassembler is None:
             self._reassembler = TcpReassembler(
-                self.collector.connection, stats, idle_timeout=self.idle_timeout
+                self.collector.connection, stats, idle_timeout=self.idle_timeout, shard=self.shard
             )
         self._reassembler.stats = stats
         self.collector.stats = stats
@@ -443,39 +441,88 @@ class Engine:
 
     def finish(self) -> AnalysisResult:
         """End every open connection and work out the analysis of what was kept."""
+        parts = self.parts()
+        collector = self.collector
+        view = self.view
+        if view is None:
+            return assemble(parts, self.key_files, self.reveal_secrets)
+        # every key, wherever it came from (a stream's documents may no longer be kept)
+        store = view.store
+        tokens = TokenAnalysis(store)
+        streamed = sorted(parts.events, key=_request_order)  # numbered as streamed
+        events, handshakes = group_handshakes(streamed, tokens.event_fields(streamed))
+        events, handshakes = keep_handshake_ids(streamed, events, handshakes)
+        if collector.dropped and self.captures:
+            self.captures[-1].warn(
+                f"{collector.dropped} older records (events, TLS connections, blind spots) "
+                "were streamed but not kept for this summary: verdicts and findings cover "
+                "the most recent ones"
+            )
+        return _result(events, handshakes, parts, store, tokens, self.reveal_secrets)
+
+    def parts(self) -> Parts:
+        """End every open connection; what was found, before tokens and handshakes (what a
+        worker of a parallel run hands back: ``analyzer.parallel``)."""
         if self._reassembler is not None:
             self._reassembler.flush()
         collector = self.collector
-        view = self.view
-        # every key, wherever it came from (a stream's documents may no longer be kept)
-        store = view.store if view is not None else load_keys(collector.events, self.key_files)
-        tokens = TokenAnalysis(store)
-        if view is None:
-            events = collector.finished_events()
-            events, handshakes = group_handshakes(events, tokens.event_fields(events))
-        else:
+        if self.view is not None:
             collector.recheck_decrypted()
-            streamed = sorted(collector.events, key=_request_order)  # numbered as streamed
-            events, handshakes = group_handshakes(streamed, tokens.event_fields(streamed))
-            events, handshakes = keep_handshake_ids(streamed, events, handshakes)
-            if collector.dropped and self.captures:
-                self.captures[-1].warn(
-                    f"{collector.dropped} older records (events, TLS connections, blind spots) "
-                    "were streamed but not kept for this summary: verdicts and findings cover "
-                    "the most recent ones"
-                )
-        return AnalysisResult(
-            events,
-            self.captures,
-            handshakes=handshakes,
-            keys=len(store),
-            key_warnings=list(store.warnings),
-            not_inspected=sorted(collector.not_inspected, key=lambda n: (n.ts, n.conn_id, n.kind)),
-            tls=collector.finished_tls(),
-            signing_keys=list(store),
-            derive_tokens=lambda: tokens.records(self.reveal_secrets),
-            token_keys=tokens.verifying_keys,
-        )
+        return Parts(collector.events, self.captures, collector.tls, collector.not_inspected)
+
+
+@dataclass(slots=True)
+class Parts:
+    """What reading found: events numbered as they completed, the inputs' counters, TLS
+    connections and blind spots, in no particular order."""
+
+    events: list[Event]
+    captures: list[CaptureStats]
+    tls: list[TlsConnection]
+    not_inspected: list[NotInspected]
+
+
+def assemble(parts: Parts, key_files: Iterable[str], reveal_secrets: bool) -> AnalysisResult:
+    """The analysis of what one reading (or the merged readings of a parallel run) found:
+    events in request order numbered from 1, tokens, handshakes; verdicts and findings on use."""
+    events = numbered(parts.events)
+    store = load_keys(events, key_files)
+    tokens = TokenAnalysis(store)
+    # token and handshake fields are set in one copy of each event
+    events, handshakes = group_handshakes(events, tokens.event_fields(events))
+    return _result(events, handshakes, parts, store, tokens, reveal_secrets)
+
+
+def numbered(events: list[Event]) -> list[Event]:
+    """Events sorted by request time, numbered from 1.
+
+    Exchanges mostly finish in request order, so most events already carry their final number;
+    only the ones the sort moved are copied.
+    """
+    ordered = sorted(events, key=_request_order)
+    return [e if e.event_id == i else evolve(e, event_id=i) for i, e in enumerate(ordered, 1)]
+
+
+def _result(
+    events: list[Event],
+    handshakes: list[Handshake],
+    parts: Parts,
+    store: KeyStore,
+    tokens: TokenAnalysis,
+    reveal_secrets: bool,
+) -> AnalysisResult:
+    return AnalysisResult(
+        events,
+        parts.captures,
+        handshakes=handshakes,
+        keys=len(store),
+        key_warnings=list(store.warnings),
+        not_inspected=sorted(parts.not_inspected, key=lambda n: (n.ts, n.conn_id, n.kind)),
+        tls=sorted(parts.tls, key=lambda t: (t.ts, t.conn_id)),
+        signing_keys=list(store),
+        derive_tokens=lambda: tokens.records(reveal_secrets),
+        token_keys=tokens.verifying_keys,
+    )
 
 
 class StreamView:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -139,12 +140,15 @@ class _Direction:
 
 
 class _Conn:
-    __slots__ = ("a_key", "b_key", "dirs", "handler")
+    __slots__ = ("a_key", "b_key", "dirs", "foreign", "handler")
 
-    def __init__(self, a_key: tuple, b_key: tuple, handler: Connection, ts: float) -> None:
+    def __init__(
+        self, a_key: tuple, b_key: tuple, handler: Connection, ts: float, foreign: bool = False
+    ) -> None:
         self.a_key = a_key
         self.b_key = b_key
         self.handler = handler
+        self.foreign = foreign  # another worker's connection (see ``TcpReassembler.shard``)
         a = _Direction(handler.a_to_b, self)
         b = _Direction(handler.b_to_a, self)
         a.peer, b.peer = b, a
@@ -156,6 +160,48 @@ class _Conn:
         """Capture time of the connection's latest packet, either way."""
         a, b = self.dirs
         return a.last_ts if a.last_ts > b.last_ts else b.last_ts
+
+
+def shard_of(key: tuple, n: int) -> int:
+    """Which of ``n`` workers follows the connection of ``key`` (src, sport, dst, dport).
+
+    Both directions get the same answer (the endpoints are ordered first), in every process
+    (CRC-32, not Python's salted ``hash``). Packed addresses carry any tunnel id (see
+    ``linklayer``), so tenants with identical inner addresses may go to different workers.
+    """
+    src, sport, dst, dport = key
+    a = src + sport.to_bytes(2, "big")
+    b = dst + dport.to_bytes(2, "big")
+    return zlib.crc32(a + b if a <= b else b + a) % n
+
+
+class _Dead:
+    """A consumer that wants nothing (another worker's connection)."""
+
+    skip = 0
+    dead = True
+
+    def data(self, data: memoryview | bytes, ts: float) -> None:  # pragma: no cover - dead
+        pass
+
+    def gap(self, nbytes: int, ts: float) -> None:  # pragma: no cover - dead
+        pass
+
+    def close(self, ts: float) -> None:
+        pass
+
+
+class _Foreign:
+    """The handler of another worker's connection: both directions dead, nothing to finish."""
+
+    a_to_b = _Dead()
+    b_to_a = _Dead()
+
+    def finish(self, ts: float) -> None:
+        pass
+
+
+_FOREIGN = _Foreign()
 
 
 def _ip_text(packed: bytes) -> str:
@@ -174,8 +220,12 @@ class TcpReassembler:
         idle_timeout: float = 600.0,
         max_pending_bytes: int = 4 << 20,
         max_connections: int = 200_000,
+        shard: tuple[int, int] | None = None,
     ) -> None:
         self.factory = factory
+        # (k, n): follow only the connections ``shard_of`` gives to worker k of n; the others
+        # are stepped over (their consumers are dead, so the native walk absorbs them)
+        self.shard = shard
         self.stats = stats
         self.idle_timeout = idle_timeout
         self.max_pending_bytes = max_pending_bytes
@@ -362,12 +412,19 @@ class TcpReassembler:
         if flags & SYN and flags & ACK:
             # We saw the SYN-ACK first: the sender is the server; name the client "a".
             src, sport, dst, dport = dst, dport, src, sport
+        a_key = (src, sport, dst, dport)
+        b_key = (dst, dport, src, sport)
+        shard = self.shard
+        if shard is not None and shard_of(a_key, shard[1]) != shard[0]:
+            conn = _Conn(a_key, b_key, _FOREIGN, ts, foreign=True)
+            self.dirs[a_key] = conn.dirs[0]
+            self.dirs[b_key] = conn.dirs[1]
+            self._conns += 1
+            return self.dirs[key]
         info = ConnectionInfo(
             _ip_text(src), sport, _ip_text(dst), dport, ts, syn_start, tunnel_text(src)
         )
         handler = self.factory(info)
-        a_key = (src, sport, dst, dport)
-        b_key = (dst, dport, src, sport)
         if handler is None:
             self.ignored[a_key] = ts
             self.ignored[b_key] = ts
@@ -503,7 +560,7 @@ class TcpReassembler:
         limit = now - self.idle_timeout
         stale = {d.conn for d in self.dirs.values() if d.conn.last_ts < limit}
         for conn in stale:
-            self.stats.evicted += 1
+            self.stats.evicted += not conn.foreign
             self._close_conn(conn, conn.last_ts)
         if self.ignored:
             self.ignored = {k: t for k, t in self.ignored.items() if t >= limit}
@@ -512,5 +569,5 @@ class TcpReassembler:
         self.settle_all()
         conns = sorted({d.conn for d in self.dirs.values()}, key=lambda c: c.last_ts)
         for conn in conns[: max(1, len(conns) // 10)]:
-            self.stats.evicted += 1
+            self.stats.evicted += not conn.foreign
             self._close_conn(conn, conn.last_ts)
