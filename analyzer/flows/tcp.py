@@ -170,6 +170,8 @@ class TcpReassembler:
         self._next_sweep = 0.0
         # Directions the native capture walk may absorb packets for (None: pure Python).
         self.grants = GrantTable() if native_walk_available() else None
+        # Where ``run`` hands UDP packets: (ts, src, sport, dst, dport, payload); None skips them.
+        self.datagrams: Callable[..., None] | None = None
 
     @property
     def open_connections(self) -> int:
@@ -233,7 +235,8 @@ class TcpReassembler:
             self._fin_or_rst(d, seq, n, flags, ts)
 
     def run(self, packets: Iterable[tuple]) -> None:
-        """Feed every TCP packet of ``packets`` (tuples as ``read_packets`` yields them).
+        """Feed every TCP packet of ``packets`` (tuples as ``read_packets`` yields them); UDP
+        packets go to ``datagrams`` when it is set.
 
         The common case, an in-order segment with nothing buffered before it (or a bare ACK),
         is handled inline here, exactly as ``feed`` would: for bulk transfers that is nearly
@@ -244,9 +247,12 @@ class TcpReassembler:
         feed = self.feed
         get = self.dirs.get
         grants = self.grants
+        datagrams = self.datagrams
         sweep_at = self._next_sweep
         for ts, proto, src, sport, dst, dport, seq, ack, flags, payload in packets:
             if proto != 6:
+                if proto == 17 and datagrams is not None:
+                    datagrams(ts, src, sport, dst, dport, payload)
                 continue
             if grants:  # the native walk may hold this direction's grant
                 self.settle(src, sport, dst, dport)
