@@ -371,3 +371,47 @@ def test_undecided_bytes_go_to_the_default_in_the_end() -> None:
     silent = FirstBytes(lambda first: None, lambda: Pair("default"))
     silent.finish(1.0)
     assert silent.chosen is not None and silent.chosen.finished
+
+
+# -- hostile input ---------------------------------------------------------------------------
+def test_a_head_fed_byte_by_byte_is_searched_once() -> None:
+    """Each byte is searched for the head's end once, not once per later segment: a 200 KB head
+    arriving a byte at a time costs linear time (a quadratic search would take minutes)."""
+    import time
+
+    s, got = stream()
+    head = request(X_Filler="a" * 200_000)
+    started = time.perf_counter()
+    for i in range(len(head)):
+        s.data(head[i : i + 1], 1.0)
+    assert [m.method for m in got] == ["REGISTER"]
+    assert time.perf_counter() - started < 20  # a hang guard; linear takes well under a second
+
+
+def test_garbage_and_mangled_messages_never_raise() -> None:
+    import random
+
+    from analyzer.auth.sip_events import build_sip_event
+
+    rng = random.Random(11)
+    samples = [request(Authorization='NTLM gssapi-data="TlRMTVNTUAAD", opaque="1"'), response(401)]
+    samples.append(response(401, WWW_Authenticate='Kerberos gssapi-data="YIIB", opaque="x"'))
+    samples.append(request(Authorization='TLS-DSK gssapi-data="FgMDAAQLAAAA", cnum="9"'))
+    for _ in range(300):
+        data = bytearray(rng.choice(samples))
+        for _ in range(rng.randrange(1, 8)):
+            at = rng.randrange(len(data))
+            data[at : at + rng.randrange(1, 4)] = bytes(rng.randrange(256) for _ in range(3))
+        raw = bytes(data)
+        out: list[SipExchange] = []
+        conn = SipConnection(INFO, out.append)
+        cut = rng.randrange(len(raw))
+        conn.a_to_b.data(raw[:cut], 1.0)
+        conn.a_to_b.data(raw[cut:], 1.1)
+        conn.b_to_a.data(rng.choice(samples), 1.2)
+        conn.finish(2.0)
+        datagrams = SipDatagrams(INFO, out.append)
+        datagrams.datagram(True, raw, 1.0, (1, 2))
+        datagrams.finish()
+        for exchange in out:
+            build_sip_event(exchange)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import struct
 
 from analyzer.auth.challenges import describe_challenge
+from analyzer.auth.ntlm import b64decode_lenient
 from analyzer.auth.schemes import (
     parse_challenges,
     parse_credential,
@@ -183,8 +184,6 @@ def _windows_fields(word: str, windows: WindowsCredential) -> dict:
 def _tls_dsk_user(blob: str) -> str | None:
     """The subject of the client certificate a TLS-DSK leg carries (its TLS Certificate
     handshake message), e.g. ``sip:alice@contoso.com``; None when the leg holds none."""
-    from analyzer.auth.ntlm import b64decode_lenient
-
     data = b64decode_lenient(blob, 1 << 20)
     if not data:
         return None
@@ -214,8 +213,11 @@ def _certificate_name(der: bytes) -> str | None:
         return None
     from cryptography.x509.oid import NameOID
 
-    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    value = names[0].value if names else cert.subject.rfc4514_string()
+    try:  # the subject is parsed on first use: a hostile one raises here
+        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        value = names[0].value if names else cert.subject.rfc4514_string()
+    except ValueError:
+        return None
     return value if isinstance(value, str) and value else None
 
 

@@ -204,6 +204,7 @@ class SipStream:
         self.lost = 0  # stretches of bytes that may have held message heads and were not read
         self._buf = bytearray()
         self._ts = 0.0  # capture time of the first buffered byte
+        self._searched = 0  # bytes of _buf already searched for a head's end (none there)
         self._hunting = midstream
         self._after_gap = midstream
 
@@ -224,6 +225,7 @@ class SipStream:
             return
         self.lost += 1  # the lost bytes may have held a message head
         self._buf.clear()
+        self._searched = 0
         self._hunting = self._after_gap = True
 
     def close(self, ts: float) -> None:
@@ -244,6 +246,7 @@ class SipStream:
             if start:
                 del buf[:start]
                 self._ts = ts
+                self._searched = 0
                 if not buf:
                     return
             if not self.messages_seen and not self._hunting:
@@ -253,13 +256,16 @@ class SipStream:
                 if not sip:
                     self._give_up()
                     return
-            m = _HEAD_END.search(buf)
+            # only the bytes not searched before (an end is at most 4 bytes long)
+            m = _HEAD_END.search(buf, max(0, self._searched - 3))
             if m is None:
+                self._searched = len(buf)
                 if len(buf) > MAX_HEAD:
                     self._lost_sync()
                 return
             msg = parse_head(bytes(buf[: m.start()]), self._ts)
             del buf[: m.end()]
+            self._searched = 0
             if msg is None or msg.body_length < 0 or msg.body_length > MAX_LENGTH:
                 self._lost_sync()
                 continue
@@ -285,12 +291,14 @@ class SipStream:
             return False
         del buf[: m.start(1)]
         self._hunting = False
+        self._searched = 0
         return True
 
     def _lost_sync(self) -> None:
         """A head that is not SIP, or too long: count it lost and hunt for the next message."""
         self.lost += 1
         self._buf.clear()
+        self._searched = 0
         self._hunting = self._after_gap = True
 
     def _give_up(self) -> None:
