@@ -1,4 +1,5 @@
-"""Wires the stages together: capture -> TCP reassembly -> HTTP exchanges -> auth events.
+"""Wires the stages together: capture -> TCP reassembly (and UDP flows) -> HTTP and SIP
+exchanges -> auth events.
 
 This is the one place that knows the whole chain; every stage it calls is sans-I/O except the
 capture reader at the front.

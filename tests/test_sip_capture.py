@@ -351,7 +351,7 @@ def test_the_public_capture_as_tshark_reads_it() -> None:
 
 
 # -- outputs ---------------------------------------------------------------------------------
-def test_sip_pairs_are_labelled_in_the_text_and_html_outputs(
+def test_sip_in_the_text_html_and_pandas_outputs(
     captures: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["analyze", str(captures["udp"])]) == 0
@@ -359,5 +359,9 @@ def test_sip_pairs_are_labelled_in_the_text_and_html_outputs(
     assert "-> SIP contoso.com (10.20.0.5:5060): NO-OAUTH" in text
     import analyzer
 
-    page = render_html(analyzer.analyze(captures["udp"]), with_charts=False)
+    analysis = analyzer.analyze(captures["udp"])
+    page = render_html(analysis, with_charts=False)
     assert "SIP contoso.com" in page and "tls-dsk" in page
+    frame = analysis.events  # pandas: UDP is a transport, the association's number an integer
+    assert list(frame["transport"].unique()) == ["udp"]
+    assert str(frame["sip_cnum"].dtype) == "Int64" and frame["sip_cnum"].max() == 3
