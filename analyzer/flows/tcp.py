@@ -124,12 +124,13 @@ class _Direction:
 
 
 class _Conn:
-    __slots__ = ("a_key", "b_key", "dirs", "handler")
+    __slots__ = ("a_key", "b_key", "closed", "dirs", "handler")
 
     def __init__(self, a_key: tuple, b_key: tuple, handler: Connection, ts: float) -> None:
         self.a_key = a_key
         self.b_key = b_key
         self.handler = handler
+        self.closed = False  # finished (``_close_conn``): never finished twice
         a = _Direction(handler.a_to_b, self)
         b = _Direction(handler.b_to_a, self)
         a.peer, b.peer = b, a
@@ -471,6 +472,8 @@ class TcpReassembler:
             self.settle(*conn.b_key)
 
     def _close_conn(self, conn: _Conn, ts: float) -> None:
+        if conn.closed:
+            return
         self._settle_conn(conn)
         for side in conn.dirs:
             while side.pending:
@@ -478,6 +481,9 @@ class TcpReassembler:
             if not side.closed:
                 side.closed = True
                 side.consumer.close(ts)
+        if conn.closed:
+            return  # the bytes delivered past a hole ended both directions: closed in there
+        conn.closed = True
         conn.handler.finish(ts)
         for key in (conn.a_key, conn.b_key):
             if self.dirs.get(key) is not None and self.dirs[key].conn is conn:
