@@ -359,7 +359,8 @@ class EventCollector:
         lost = conn.requests_lost
         if lost:
             detail = f"{lost} stretch(es) of SIP bytes lost: credentials unknown"
-            self.not_inspected.append(_not_inspected("request-lost", conn, lost, detail))
+            record = _not_inspected("request-lost", conn, lost, detail)
+            self.not_inspected.append(evolve(record, protocol="sip"))
             self._bound()
 
 

@@ -325,6 +325,7 @@ class NotInspected:
     host: str | None = None  # the Host its requests named, or the TLS server name (SNI)
     count: int = 1  # stretches of request bytes lost (request-lost); 1 for a TLS connection
     detail: str = ""
+    protocol: str | None = None  # what the connection spoke when known (sip); None: any
 
 
 SEVERITIES = ("high", "medium", "low", "info")

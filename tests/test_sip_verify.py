@@ -104,3 +104,23 @@ def test_the_command_line_flag(sfb: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(["verify", str(sfb), "--protocol", "sip"]) == 1
     assert main(["verify", str(sfb), "--protocol", "xmpp"]) == 3
     assert "protocol: unknown xmpp" in capsys.readouterr().err
+
+
+def test_lost_sip_bytes_only_blind_a_rule_that_judges_sip(tmp_path: Path, bearer: Path) -> None:
+    """A SIP connection with a hole is a blind spot for SIP, not for HTTP."""
+    from scapy.utils import rdpcap, wrpcap
+
+    token = signed(actor_claims(nbf=int(kit.T0) - 60, exp=int(kit.T0) + 3600), key="sfb")
+    msgs = kit.bearer_register(token) + kit.digest_register()
+    whole = kit.tcp_capture(tmp_path / "whole.pcap", msgs, segment=300, t0=kit.T0 + 600)
+    frames = list(rdpcap(whole))
+    sizes = [len(bytes(f["TCP"].payload)) for f in frames]
+    hole = max(i for i, f in enumerate(frames) if sizes[i] and f["IP"].src == kit.CLIENT) - 1
+    wrpcap(str(tmp_path / "hole.pcap"), frames[:hole] + frames[hole + 1 :])
+    result = analyze_paths([str(tmp_path / "hole.pcap")])
+    (lost,) = result.not_inspected
+    assert (lost.kind, lost.protocol, lost.server_port) == ("request-lost", "sip", 5060)
+    paths = [HEALTHY, bearer, tmp_path / "hole.pcap"]
+    assert judge(paths).result == PASS  # HTTP: the SIP hole is not its blind spot
+    sip = judge([bearer, tmp_path / "hole.pcap"], protocol="sip")
+    assert sip.result == INCONCLUSIVE and sip.coverage.not_inspected == [lost]

@@ -149,8 +149,12 @@ class Rule:
 
     def judges(self, e: Event) -> bool:
         """Is ``e`` of a protocol this rule judges?"""
+        return self.judges_protocol(e.protocol)
+
+    def judges_protocol(self, protocol: str) -> bool:
+        """Does this rule judge ``protocol`` (``http/1.1``, ``sip``, ...)?"""
         return any(
-            e.protocol == p or e.protocol.startswith(p + "/")
+            protocol == p or protocol.startswith(p + "/")
             for p in self.protocols or DEFAULT_PROTOCOLS
         )
 
@@ -334,7 +338,12 @@ def evaluate(
     host_ips = addresses_by_host(judged)  # a SIP domain names no HTTP server, nor the reverse
     in_scope = [e for e in judged if rule.scope.matches(e, host_ips)]
     units = _exchanges([e for e in in_scope if presented(e)])
-    blind = [n for n in not_inspected or [] if rule.scope.covers(n, host_ips)]
+    blind = [
+        n
+        for n in not_inspected or []
+        if rule.scope.covers(n, host_ips)
+        and (n.protocol is None or rule.judges_protocol(n.protocol))
+    ]
     result = RuleResult(rule, PASS, in_scope=len(units))
     result.coverage = Coverage(
         exchanges=len(units),
