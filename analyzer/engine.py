@@ -1,4 +1,5 @@
-"""Wires the stages together: capture -> TCP reassembly -> HTTP exchanges -> auth events.
+"""Wires the stages together: capture -> TCP reassembly (and UDP flows) -> HTTP and SIP
+exchanges -> auth events.
 
 This is the one place that knows the whole chain; every stage it calls is sans-I/O except the
 capture reader at the front.
@@ -21,7 +22,9 @@ from analyzer.analysis.handshakes import (
 )
 from analyzer.analysis.tokens import TokenAnalysis, load_keys
 from analyzer.auth.extract import build_event, request_body_policy, response_body_policy
-from analyzer.flows.tcp import ConnectionInfo, TcpReassembler
+from analyzer.auth.sip_events import build_sip_event
+from analyzer.flows.tcp import Connection, ConnectionInfo, TcpReassembler
+from analyzer.flows.udp import UdpFlows
 from analyzer.model import (
     CaptureStats,
     Event,
@@ -34,7 +37,10 @@ from analyzer.model import (
     evolve,
     request_url,
 )
+from analyzer.protocols.dispatch import FirstBytes
 from analyzer.protocols.http_exchange import Exchange, HttpConnection
+from analyzer.protocols.sip import looks_like_sip
+from analyzer.protocols.sip_exchange import SipConnection, SipDatagrams, SipExchange
 from analyzer.sources.pcapfile import read_packets, read_stream
 
 if TYPE_CHECKING:
@@ -285,6 +291,84 @@ class EventCollector:
         """Events sorted by request time, numbered from 1."""
         return numbered(self.events)
 
+    # -- SIP ---------------------------------------------------------------------------------
+    def any_connection(self, info: ConnectionInfo) -> Connection:
+        """The reassembler's factory: ``connection`` (HTTP), or SIP where the first bytes say
+        so (``sip_or``)."""
+        return self.sip_or(info, self.connection, decrypted=False)
+
+    def any_tls_connection(self, info: ConnectionInfo) -> Connection:
+        """``any_connection`` for plaintext decrypted from TLS (SIP on 5061, or on 443 through a
+        Skype for Business Edge)."""
+        return self.sip_or(info, self.tls_connection, decrypted=True)
+
+    def sip_or(
+        self,
+        info: ConnectionInfo,
+        http: Callable[[ConnectionInfo], HttpConnection],
+        *,
+        decrypted: bool,
+    ) -> Connection:
+        """A connection read as SIP when its first bytes are a SIP start line, else by ``http``.
+
+        Cleartext is looked at only on the SIP ports (anything else goes straight to ``http``,
+        at no cost to bulk HTTP); decrypted TLS always, as SIP reaches Edge servers on 443. On a
+        SIP port, a connection caught mid-stream is SIP unless its bytes are HTTP or TLS.
+        """
+        sip_port = info.a_port in SIP_PORTS or info.b_port in SIP_PORTS
+        if not (decrypted or sip_port):
+            return http(info)
+
+        def choose(first: bytes) -> Connection | None:
+            sip = looks_like_sip(first)
+            if sip is None:
+                return None
+            if sip or (sip_port and not info.syn_seen and not _http_or_tls(first)):
+                return self.sip_connection(info, decrypted)
+            return http(info)
+
+        return FirstBytes(choose, lambda: http(info))
+
+    def sip_connection(self, info: ConnectionInfo, decrypted: bool) -> SipConnection:
+        self.stats.check_time(info.first_ts)
+        on_exchange = self.tls_sip_exchange if decrypted else self.sip_exchange
+        return SipConnection(info, on_exchange, self.sip_closed)
+
+    def sip_flow(self, info: ConnectionInfo, first: memoryview | bytes) -> SipDatagrams | None:
+        """The UDP flows' factory: a flow whose first datagram is a SIP message."""
+        if not looks_like_sip(first):
+            return None
+        self.stats.check_time(info.first_ts)
+        return SipDatagrams(info, self.sip_exchange)
+
+    def sip_exchange(self, exchange: SipExchange) -> None:
+        self._add(build_sip_event(exchange, self.completed + 1))
+
+    def tls_sip_exchange(self, exchange: SipExchange) -> None:
+        event = build_sip_event(exchange, self.completed + 1)
+        self._add(evolve(event, transport="tls") if event is not None else None)
+
+    def sip_closed(self, conn: SipConnection) -> None:
+        """A SIP connection ended: remember the stretches of its bytes that were lost."""
+        if self.on_close is not None:
+            self.on_close(conn.conn_id)
+        lost = conn.requests_lost
+        if lost:
+            detail = f"{lost} stretch(es) of SIP bytes lost: credentials unknown"
+            record = _not_inspected("request-lost", conn, lost, detail)
+            self.not_inspected.append(evolve(record, protocol="sip"))
+            self._bound()
+
+
+#: TCP ports on which cleartext connections are tried as SIP: 5060 (SIP) and 5061 (SIP over
+#: TLS), and the range Skype for Business servers listen on for SIP (to 5087).
+SIP_PORTS = frozenset(range(5060, 5088))
+
+
+def _http_or_tls(first: bytes) -> bool:
+    """First bytes of HTTP/1.x or of a TLS record: not SIP, whatever the port."""
+    return first[:2] == b"\x16\x03" or first.startswith(b"HTTP/") or b" HTTP/1." in first[:256]
+
 
 def _both(first: Callable[[bytes], None], second: Callable[[bytes], None]) -> Callable:
     def both(chunk: bytes) -> None:
@@ -298,7 +382,9 @@ def _request_order(e: Event) -> tuple:
     return (e.ts, e.conn_id, e.client_port)
 
 
-def _not_inspected(kind: str, conn: HttpConnection, count: int, detail: str) -> NotInspected:
+def _not_inspected(
+    kind: str, conn: HttpConnection | SipConnection, count: int, detail: str
+) -> NotInspected:
     info = conn.info
     a = (info.a_ip, info.a_port)
     b = (info.b_ip, info.b_port)
@@ -359,6 +445,7 @@ class Engine:
         self.captures: list[CaptureStats] = []
         self.idle_timeout = idle_timeout
         self._reassembler: TcpReassembler | None = None
+        self._udp = UdpFlows(self.collector.sip_flow, idle_timeout=idle_timeout, shard=shard)
 
     @property
     def streaming(self) -> bool:
@@ -369,8 +456,12 @@ class Engine:
         self.captures.append(stats)
         if self._reassembler is None:
             self._reassembler = TcpReassembler(
-                self.collector.connection, stats, idle_timeout=self.idle_timeout, shard=self.shard
+                self.collector.any_connection,
+                stats,
+                idle_timeout=self.idle_timeout,
+                shard=self.shard,
             )
+            self._reassembler.datagrams = self._udp.feed
         self._reassembler.stats = stats
         self.collector.stats = stats
         return self._reassembler
@@ -408,7 +499,7 @@ class Engine:
 
             decryptor = StreamDecryptor(tls_keylog, stats)
             tls = TcpReassembler(
-                self.collector.tls_connection, stats, idle_timeout=self.idle_timeout
+                self.collector.any_tls_connection, stats, idle_timeout=self.idle_timeout
             )
             tee = _both(tee, decryptor.feed) if tee is not None else decryptor.feed
 
@@ -465,6 +556,7 @@ class Engine:
         worker of a parallel run hands back: ``analyzer.parallel``)."""
         if self._reassembler is not None:
             self._reassembler.flush()
+        self._udp.flush()
         collector = self.collector
         if self.view is not None:
             collector.recheck_decrypted()
@@ -615,7 +707,7 @@ def _read_tls(packets: Iterable[tuple], stats: CaptureStats, collector: EventCol
                 keys.add((p[2], p[3], p[4], p[5]))
             yield p
 
-    tls = TcpReassembler(collector.tls_connection, stats)
+    tls = TcpReassembler(collector.any_tls_connection, stats)
     counted = stats.tcp_connections
     tls.run(noted())
     tls.flush()

@@ -65,7 +65,8 @@ class Credential:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One HTTP exchange (request + its response, if seen) that carries authentication material."""
+    """One HTTP or SIP exchange (request + its response, if seen) that carries authentication
+    material."""
 
     event_id: int
     ts: float  # capture time of the packet holding the request's first byte (epoch seconds)
@@ -74,7 +75,7 @@ class Event:
     server_ip: str
     server_port: int
     conn_id: str
-    protocol: str  # http/1.0, http/1.1, http/2
+    protocol: str  # http/1.0, http/1.1, http/2, sip
     method: str
     host: str | None
     uri: str  # secrets in the query string redacted
@@ -101,7 +102,7 @@ class Event:
     ms_diagnostics: str | None = None  # raw x-ms-diagnostics response header
     user_agent: str | None = None
     reasons: tuple[str, ...] = ()  # why this exchange is an event: credential, challenge, ...
-    transport: str = "tcp"  # tcp (read in the clear) or tls (decrypted with keys)
+    transport: str = "tcp"  # tcp or udp (read in the clear), or tls (decrypted with keys)
     # OAuth token endpoint traffic (request form, then JSON response)
     grant_type: str | None = None
     client_id: str | None = None
@@ -153,6 +154,13 @@ class Event:
     id_token: str | None = _secret()
     # The body of a metadata / JWKS document, for signature checks; never written.
     document: str | None = field(default=None, repr=False, metadata={"internal": True})
+    # SIP only (protocol "sip"): the dialog or registration, and the security association
+    call_id: str | None = None
+    sip_from: str | None = None  # URI of the From header
+    sip_to: str | None = None  # URI of the To header
+    cseq: str | None = None  # "<number> <method>", as the CSeq header reads
+    sip_opaque: str | None = None  # security association (MS-SIPAE opaque) of the credential
+    sip_cnum: int | None = None  # the client's number of a message signed in that association
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +213,7 @@ AUTH_CLASSES = (
     "kerberos",
     "negotiate-ntlm",
     "digest",
+    "tls-dsk",
     "anonymous",
     "other",
 )
@@ -262,6 +271,7 @@ class PairVerdict:
     signatures: dict[str, int] = field(default_factory=dict)  # token_signature -> exchanges
     first_ts: float | None = None
     last_ts: float | None = None
+    protocol: str = "http"  # http, sip (or http+sip when one port and Host carried both)
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +329,7 @@ class NotInspected:
     # a TLS connection
     count: int = 1
     detail: str = ""
+    protocol: str | None = None  # what the connection spoke when known (sip); None: any
 
 
 SEVERITIES = ("high", "medium", "low", "info")

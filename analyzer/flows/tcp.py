@@ -140,7 +140,7 @@ class _Direction:
 
 
 class _Conn:
-    __slots__ = ("a_key", "b_key", "dirs", "foreign", "handler")
+    __slots__ = ("a_key", "b_key", "closed", "dirs", "foreign", "handler")
 
     def __init__(
         self, a_key: tuple, b_key: tuple, handler: Connection, ts: float, foreign: bool = False
@@ -149,6 +149,7 @@ class _Conn:
         self.b_key = b_key
         self.handler = handler
         self.foreign = foreign  # another worker's connection (see ``TcpReassembler.shard``)
+        self.closed = False  # finished (``_close_conn``): never finished twice
         a = _Direction(handler.a_to_b, self)
         b = _Direction(handler.b_to_a, self)
         a.peer, b.peer = b, a
@@ -236,6 +237,8 @@ class TcpReassembler:
         self._next_sweep = 0.0
         # Directions the native capture walk may absorb packets for (None: pure Python).
         self.grants = GrantTable() if native_walk_available() else None
+        # Where ``run`` hands UDP packets: (ts, src, sport, dst, dport, payload); None skips them.
+        self.datagrams: Callable[..., None] | None = None
 
     @property
     def open_connections(self) -> int:
@@ -299,7 +302,8 @@ class TcpReassembler:
             self._fin_or_rst(d, seq, n, flags, ts)
 
     def run(self, packets: Iterable[tuple]) -> None:
-        """Feed every TCP packet of ``packets`` (tuples as ``read_packets`` yields them).
+        """Feed every TCP packet of ``packets`` (tuples as ``read_packets`` yields them); UDP
+        packets go to ``datagrams`` when it is set.
 
         The common case, an in-order segment with nothing buffered before it (or a bare ACK),
         is handled inline here, exactly as ``feed`` would: for bulk transfers that is nearly
@@ -310,9 +314,12 @@ class TcpReassembler:
         feed = self.feed
         get = self.dirs.get
         grants = self.grants
+        datagrams = self.datagrams
         sweep_at = self._next_sweep
         for ts, proto, src, sport, dst, dport, seq, ack, flags, payload in packets:
             if proto != 6:
+                if proto == 17 and datagrams is not None:
+                    datagrams(ts, src, sport, dst, dport, payload)
                 continue
             if grants:  # the native walk may hold this direction's grant
                 self.settle(src, sport, dst, dport)
@@ -540,6 +547,8 @@ class TcpReassembler:
             self.settle(*conn.b_key)
 
     def _close_conn(self, conn: _Conn, ts: float) -> None:
+        if conn.closed:
+            return
         self._settle_conn(conn)
         for side in conn.dirs:
             while side.pending:
@@ -547,6 +556,9 @@ class TcpReassembler:
             if not side.closed:
                 side.closed = True
                 side.consumer.close(ts)
+        if conn.closed:
+            return  # the bytes delivered past a hole ended both directions: closed in there
+        conn.closed = True
         conn.handler.finish(ts)
         for key in (conn.a_key, conn.b_key):
             if self.dirs.get(key) is not None and self.dirs[key].conn is conn:

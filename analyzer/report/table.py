@@ -86,6 +86,7 @@ def write_verdicts(verdicts: list[PairVerdict], out: IO[str]) -> None:
     out.write("Verdicts\n")
     for v in verdicts:
         server = f"{v.host or v.server_ip} ({v.server_ip}:{v.server_port})"
+        server = f"SIP {server}" if v.protocol == "sip" else server
         out.write(f"  {v.client_ip} -> {server}: {v.verdict.upper()} - {v.summary}\n")
     out.write("\n")
 

@@ -62,8 +62,9 @@ FIELDS = (
     "data.data",
 )
 #: Dissectors that would claim decrypted bytes before the "data" dissector: HTTP (by port 443 or
-#: ALPN), HTTP/2, and the heuristic sub-dissectors registered on TLS in tshark 4.0.
-DISABLED = ("http", "http2", "rdpmt", "mq", "5gli", "fix", "credssp", "aim")
+#: ALPN), HTTP/2, SIP (by port 5061), and the heuristic sub-dissectors registered on TLS in
+#: tshark 4.0.
+DISABLED = ("http", "http2", "sip", "rdpmt", "mq", "5gli", "fix", "credssp", "aim")
 _PREFS = (
     "tcp.desegment_tcp_streams:TRUE",
     "tcp.reassemble_out_of_order:TRUE",
