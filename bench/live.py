@@ -84,6 +84,7 @@ SETTLE = 1.0  # s after the packet socket appears, for the filter and the reader
 START_LIMIT = 30.0  # s for a capture to open its packet socket
 EXIT_LIMIT = 60.0  # s for a capture to exit after SIGINT before it is killed
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+BUSY_WARN = 10.0  # % of the capture core taken by other processes that makes a step suspect
 
 _children: list[subprocess.Popen[bytes]] = []  # every process group this run started
 _tshark_logs: list[Path] = []  # their "File:" lines name tshark's temporary capture files
@@ -349,6 +350,15 @@ def wait_idle(pid: int, limit: float) -> float:
     return limit
 
 
+def core_busy(cpu: int) -> float:
+    """Seconds core ``cpu`` has been busy since boot (/proc/stat: all but idle and iowait)."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{cpu} "):
+            ticks = [int(x) for x in line.split()[1:]]
+            return (sum(ticks[:8]) - ticks[3] - ticks[4]) / CLK_TCK
+    return 0.0
+
+
 def softnet_drops() -> int:
     """Packets the kernel's per-CPU backlog dropped (second column of /proc/net/softnet_stat):
     loss before any capture sees them, which would void a step."""
@@ -495,6 +505,7 @@ class Step:
     lag: float = 0.0
     cpu_s: float = 0.0  # user+sys from wait4, whole life
     core_pct: float = 0.0  # share of one core from the replay's start until idle
+    others_pct: float = 0.0  # share of the capture core that other processes (and IRQs) took
     rss_mb: float = 0.0  # the largest program's peak VmHWM
     rss_peaks: dict[str, float] = field(default_factory=dict)  # per program
     ru_maxrss_mb: float = 0.0  # from wait4: includes this script's RSS at the exec
@@ -534,10 +545,10 @@ def measure(
             return step
         watch.begin()
         backlog = softnet_drops()
-        cpu0 = cpu_seconds(tree(proc.pid))
+        cpu0, busy0, t0 = cpu_seconds(tree(proc.pid)), core_busy(args.cap_cpu), time.monotonic()
         rep = replay(work, mbps, args.gen_cpu, LOG_DIR / f"{tag}.tcpreplay")
         step.lag = wait_idle(proc.pid, args.drain_limit)
-        cpu1 = cpu_seconds(tree(proc.pid))
+        cpu1, busy1, t1 = cpu_seconds(tree(proc.pid)), core_busy(args.cap_cpu), time.monotonic()
         step.backlog_drops = softnet_drops() - backlog
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGINT)
@@ -555,6 +566,7 @@ def measure(
     step.cpu_s = usage.ru_utime + usage.ru_stime
     busy = rep.seconds + step.lag  # the traffic, then catching up
     step.core_pct = 100 * (cpu1 - cpu0) / busy if busy > 0 else 0.0
+    step.others_pct = max(0.0, 100 * (busy1 - busy0 - (cpu1 - cpu0)) / max(t1 - t0, 1e-3))
     step.ru_maxrss_mb = usage.ru_maxrss * 1024 / MB
     said = err_path.read_text(errors="replace")
     if out_path != out:  # live prints its summary on stdout when the rows go to -o FILE
@@ -608,9 +620,9 @@ def step_gb(mbps: float, seconds: float, cap_gb: float) -> float:
     return min(cap_gb, mbps * 1e6 * seconds / 8 / 1e9)
 
 
-def sweep(args: argparse.Namespace, tmp: Path) -> list[Step]:
-    """Each rate in turn (one workload, made once), every contender that has not failed yet."""
-    steps: list[Step] = []
+def sweep(args: argparse.Namespace, tmp: Path, steps: list[Step]) -> None:
+    """Each rate in turn (one workload, made once), every contender that has not failed yet;
+    appends to ``steps`` as it goes (an interrupted run still reports what it measured)."""
     failed: set[str] = set()
     for mbps in args.rates:
         engines = [e for e in args.engines if e not in failed or args.all_rates]
@@ -628,7 +640,6 @@ def sweep(args: argparse.Namespace, tmp: Path) -> list[Step]:
                 failed.add(engine)
         for f in work.files:
             f.unlink(missing_ok=True)
-    return steps
 
 
 def long_rate(args: argparse.Namespace, steps: list[Step]) -> float:
@@ -671,7 +682,8 @@ def print_rss(samples: list[tuple[float, float]]) -> None:
 # -- report --------------------------------------------------------------------------------------
 HEADER = (
     f"{'contender':<14}{'offered':>8}{'Mbit/s':>9}{'kpps':>8}{'received':>11}{'dropped':>9}"
-    f"{'auth':>13}{'events/s':>9}{'lag s':>7}{'CPU s':>7}{'core %':>7}{'RSS MB':>8}  result"
+    f"{'auth':>13}{'events/s':>9}{'lag s':>7}{'CPU s':>7}{'core %':>7}{'other %':>8}"
+    f"{'RSS MB':>8}  result"
 )
 
 
@@ -686,8 +698,8 @@ def row(s: Step) -> str:
         result += " (" + "; ".join(s.notes) + ")"
     return (
         f"{s.engine:<14}{s.target_mbps:>8g}{s.mbps:>9.1f}{s.pps / 1e3:>8.1f}{recv:>11}{drop:>9}"
-        f"{auth:>13}{eps:>9}{s.lag:>7.1f}{s.cpu_s:>7.1f}{s.core_pct:>7.0f}{s.rss_mb:>8.0f}"
-        f"  {result}"
+        f"{auth:>13}{eps:>9}{s.lag:>7.1f}{s.cpu_s:>7.1f}{s.core_pct:>7.0f}{s.others_pct:>8.0f}"
+        f"{s.rss_mb:>8.0f}  {result}"
     )
 
 
@@ -714,6 +726,12 @@ def report(steps: list[Step], args: argparse.Namespace) -> dict[str, Any]:
     print("\n" + HEADER)
     for s in steps:
         print(row(s))
+    shared = [s for s in steps if s.others_pct >= BUSY_WARN]
+    if shared:
+        print(
+            f"warning: in {len(shared)} step(s) other processes took >= {BUSY_WARN:g} % of the "
+            "capture core (column 'other %'): their figures understate the contender"
+        )
     print("\nhighest offered rate with no drop, no missed auth header and no lag:")
     best: dict[str, Any] = {}
     for engine in args.engines:
@@ -835,13 +853,14 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _interrupt)
     steps: list[Step] = []
     long_step = None
+    interrupted = False
     try:
-        steps = sweep(args, tmp)
+        sweep(args, tmp, steps)
         if args.long > 0:
             long_step = long_run(args, tmp, long_rate(args, steps))
     except KeyboardInterrupt:
-        print("\ninterrupted: cleaning up", file=sys.stderr)
-        return 130
+        print("\ninterrupted: cleaning up; the steps measured so far follow", file=sys.stderr)
+        interrupted = True
     finally:
         cleanup()
         signal.signal(signal.SIGTERM, previous)
@@ -854,7 +873,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nlong run ({args.long:g} s):\n  " + row(long_step))
         print_rss(long_step.rss_samples)
     write_json(started, info, args, steps, summary, long_step)
-    return 0
+    return 130 if interrupted else 0
 
 
 def write_json(
