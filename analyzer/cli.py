@@ -196,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--details", action="store_true", help="with --verify")
     live.add_argument("--policy", metavar="FILE.toml", help="with --verify: several rules")
     live.add_argument("--json", action="store_true", help="with --verify: JSON lines and answer")
+    _tls_option(live)
     live.add_argument(
         "--scheme",
         help="without --verify: rows of these schemes or classes only (list); --verify refuses "

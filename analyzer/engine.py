@@ -226,6 +226,23 @@ class EventCollector:
             certificate=facts,
         )
 
+    def recheck_decrypted(self) -> None:
+        """A stream decrypts alongside the cleartext read: a TLS connection that ended before
+        its plaintext came back from tshark was recorded as not inspected. Correct those."""
+        if not self.decrypted:
+            return
+        fixed = set()
+        for i, t in enumerate(self.tls):
+            key = (t.client_ip, t.client_port, t.server_ip, t.server_port)
+            if not t.inspected and (key in self.decrypted or key[2:] + key[:2] in self.decrypted):
+                self.tls[i] = evolve(t, inspected=True)
+                fixed.add(t.conn_id)
+        if fixed:
+            self.not_inspected = [
+                n for n in self.not_inspected if not (n.kind == "tls" and n.conn_id in fixed)
+            ]
+            self.stats.tls_connections = max(0, self.stats.tls_connections - len(fixed))
+
     def finished_tls(self) -> list[TlsConnection]:
         """TLS connections in capture-time order."""
         return sorted(self.tls, key=lambda t: (t.ts, t.conn_id))
@@ -271,6 +288,14 @@ class EventCollector:
         """
         ordered = sorted(self.events, key=_request_order)
         return [e if e.event_id == i else evolve(e, event_id=i) for i, e in enumerate(ordered, 1)]
+
+
+def _both(first: Callable[[bytes], None], second: Callable[[bytes], None]) -> Callable:
+    def both(chunk: bytes) -> None:
+        first(chunk)
+        second(chunk)
+
+    return both
 
 
 def _request_order(e: Event) -> tuple:
@@ -370,15 +395,51 @@ class Engine:
         name: str,
         tee: Callable[[bytes], None] | None = None,
         progress: Callable[[CaptureStats], None] | None = None,
+        tls_keylog: str | None = None,
     ) -> CaptureStats:
         """Read a pcap or pcapng byte stream (standard input, a live capture's pipe) as it
         arrives: the events of the packets read so far are out before the next read waits.
-        ``tee`` gets every chunk read (``live --write``); ``progress`` is called after each."""
+        ``tee`` gets every chunk read (``live --write``); ``progress`` is called after each.
+        ``tls_keylog`` has tshark decrypt the stream alongside (``StreamDecryptor``): its
+        plaintext is read as it comes, and what is left when the stream ends."""
         stats = CaptureStats(path=name)
         reassembler = self._start(stats)
-        every = (lambda: progress(stats)) if progress is not None else None
-        reassembler.run(read_stream(stream, name, stats, reassembler, every, tee))
+        decryptor = tls = None
+        if tls_keylog:
+            from analyzer.sources.tshark import StreamDecryptor
+
+            decryptor = StreamDecryptor(tls_keylog, stats)
+            tls = TcpReassembler(
+                self.collector.tls_connection, stats, idle_timeout=self.idle_timeout
+            )
+            tee = _both(tee, decryptor.feed) if tee is not None else decryptor.feed
+
+        def every() -> None:
+            if decryptor is not None and tls is not None:
+                self._decrypted(decryptor.ready(), tls, stats)
+            if progress is not None:
+                progress(stats)
+
+        try:
+            reassembler.run(read_stream(stream, name, stats, reassembler, every, tee, every))
+        finally:
+            if decryptor is not None and tls is not None:
+                self._decrypted(decryptor.close(), tls, stats)
+                counted = stats.tcp_connections
+                tls.flush()
+                stats.tcp_connections = counted
         return stats
+
+    def _decrypted(self, packets: list[tuple], tls: TcpReassembler, stats: CaptureStats) -> None:
+        """Read decrypted packets on their own reassembler; note which connections they are."""
+        if not packets:
+            return
+        for p in packets:
+            if p[8] & 0x02:  # the synthetic SYN / SYN-ACK that opens each connection
+                self.collector.decrypted.add((_ip(p[2]), p[3], _ip(p[4]), p[5]))
+        counted = stats.tcp_connections  # the cleartext read counts these connections
+        tls.run(packets)
+        stats.tcp_connections = counted
 
     def finish(self) -> AnalysisResult:
         """End every open connection and work out the analysis of what was kept."""
@@ -393,6 +454,7 @@ class Engine:
             events = collector.finished_events()
             events, handshakes = group_handshakes(events, tokens.event_fields(events))
         else:
+            collector.recheck_decrypted()
             streamed = sorted(collector.events, key=_request_order)  # numbered as streamed
             events, handshakes = group_handshakes(streamed, tokens.event_fields(streamed))
             events, handshakes = keep_handshake_ids(streamed, events, handshakes)

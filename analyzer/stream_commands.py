@@ -10,6 +10,7 @@ a second Ctrl-C gives up at once.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import signal
 import sys
@@ -42,12 +43,6 @@ def analyze_stdin(args: argparse.Namespace) -> int:
     if args.captures != ["-"]:
         _error("'-' reads standard input: give it alone, not with capture files")
         return 2
-    if args.tls_keylog:
-        _error(
-            "--tls-keylog needs a capture file (tshark reads it whole): save the stream "
-            "first, e.g. with tee, and analyze the file"
-        )
-        return 2
     if sys.stdin is None or sys.stdin.isatty():
         _error("'-' reads a capture from standard input, e.g. tcpdump -U -w - | oauth-analyzer "
                "analyze -")  # fmt: skip
@@ -68,7 +63,7 @@ def analyze_stdin(args: argparse.Namespace) -> int:
             on_event=rows if listing else _ignore,
         )
         try:
-            engine.read_stream(sys.stdin.buffer, STDIN_NAME)
+            engine.read_stream(_stdin(), STDIN_NAME, tls_keylog=args.tls_keylog)
         except CaptureError as exc:
             _error(str(exc))
             return 2
@@ -107,6 +102,8 @@ def live(args: argparse.Namespace) -> int:
             KeyStore().add_file(path)
         _check_writable(args.output)
         _check_writable(args.write)
+        if args.tls_keylog and not os.access(args.tls_keylog, os.R_OK):
+            raise FileNotFoundError(2, "no such TLS key log, or not readable", args.tls_keylog)
     except (KeyFileError, OSError) as exc:
         _error(str(exc) if isinstance(exc, KeyFileError) else _os_text(exc))
         return usage
@@ -154,7 +151,11 @@ def live(args: argparse.Namespace) -> int:
                 timer.start()
             try:
                 stats = engine.read_stream(
-                    stream, name, tee=ring.write if ring else None, progress=progress
+                    stream,
+                    name,
+                    tee=ring.write if ring else None,
+                    progress=progress,
+                    tls_keylog=args.tls_keylog,
                 )
             except CaptureError as exc:
                 _error(str(exc))
@@ -168,8 +169,10 @@ def live(args: argparse.Namespace) -> int:
                 capture.stop()
         if status is not None:
             status.clear()
-        capture.close()
         stats.dropped = sum(capture.drops().values())
+        if capture.error:
+            stats.warn(f"{name}: the capture ended by itself: {capture.error}")
+        capture.close()
         stats.file_format = f"live ({capture.engine})"
         result = engine.finish()
         if watch is None:
@@ -187,6 +190,15 @@ def live(args: argparse.Namespace) -> int:
 
 
 # -- pieces ------------------------------------------------------------------------------------
+def _stdin() -> IO[bytes]:
+    """Standard input as bytes; unbuffered when it is a real file descriptor, so the reader
+    can tell when nothing has arrived (and read what tshark decrypted meanwhile)."""
+    try:
+        return os.fdopen(sys.stdin.fileno(), "rb", buffering=0, closefd=False)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return sys.stdin.buffer
+
+
 def _ignore(_event: Event) -> None:
     """``analyze - --tokens`` (and --findings, parquet): nothing to print per event."""
 
@@ -305,10 +317,12 @@ def _live_progress(
             capture.stop()
         if status is not None:
             reassembler = engine._reassembler
+            # dumpcap tells its drops only when it exits; scapy's kernel counters are live
+            drops = sum(capture.drops().values()) if capture.engine != "dumpcap" else None
             status.show(
                 packets=stats.packets,
                 nbytes=stats.bytes,
-                drops=sum(capture.drops().values()),
+                drops=drops,
                 connections=reassembler.open_connections if reassembler else 0,
                 events=engine.collector.completed,
             )

@@ -13,7 +13,8 @@ for each rule of ``policy.toml``, the verdict class and handshake counts of ever
 pair, every violating exchange (frame, time, endpoints, Host, URI, kind) and the facts an
 explanation needs. All of it is written from what this module puts on the wire, never from the
 analyzer's output. Building blocks (TCP connections, HTTP messages, tokens, NTLM, Kerberos, pcap
-writer) come from ``generate.py``; output is byte-identical on every run, like generate.py's.
+writer) come from the ``generate`` package (captures/generate/); output is byte-identical on every
+run, like the bundled captures'.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ OUT_DIR = HERE / "hybrid"
 SEC, MS, US = g.SEC, g.MS, g.US
 C, S = g.C, g.S
 
-#: 2026-03-02T15:00:00Z, the base time of every hybrid scenario (generate.py uses 09:00-14:00).
+#: 2026-03-02T15:00:00Z, the base time of every hybrid scenario (generate uses 09:00-14:00).
 T_HY = g.T0 + 6 * 3600 * g.SEC
 T_HY_S = T_HY // SEC
 SKEW = 300  # the 5-minute clock-skew allowance of the S2S validators

@@ -61,7 +61,7 @@ from cryptography.x509.oid import NameOID
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from generate import (  # noqa: E402 - the sibling script, found through the path set above
+from generate import (  # noqa: E402 - the sibling package, found through the path set above
     ACS_ID,
     ALICE,
     BOB,

@@ -7,7 +7,7 @@ Tokens are minted with the TEST keys in ``captures/keys`` or taken from the bund
 from __future__ import annotations
 
 import hashlib
-import importlib.util
+import importlib
 import io
 import json
 import sys
@@ -35,12 +35,10 @@ EXP = T0 + 8 * 3600  # the outer token's exp: 2026-03-02T17:00:00Z
 
 
 def _load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("captures_generate", CAPTURES / "generate.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+    """The capture generator (captures/generate), imported with captures/ on the path."""
+    if str(CAPTURES) not in sys.path:
+        sys.path.insert(0, str(CAPTURES))
+    return importlib.import_module("generate")
 
 
 @pytest.fixture(scope="module")

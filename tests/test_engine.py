@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -196,3 +197,26 @@ class _Stdin:
 
     def isatty(self) -> bool:
         return False
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark decrypts TLS")
+def test_analyze_stdin_decrypts_tls_with_a_key_log() -> None:
+    capture = CAPTURES / "healthy-oauth-tls.pcapng"
+    keys = CAPTURES / "healthy-oauth-tls.keys"
+    batch = subprocess.run(
+        _cli("analyze", str(capture), "--tls-keylog", str(keys), "--format", "jsonl"),
+        capture_output=True, cwd=REPO, check=True, timeout=120,
+    )  # fmt: skip
+    streamed = subprocess.run(
+        _cli("analyze", "-", "--tls-keylog", str(keys), "--format", "jsonl"),
+        input=capture.read_bytes(), capture_output=True, cwd=REPO, check=True, timeout=120,
+    )  # fmt: skip
+    rows = [json.loads(line) for line in streamed.stdout.splitlines()]
+    expected = [json.loads(line) for line in batch.stdout.splitlines()]
+    assert len(rows) == len(expected) == 8
+    assert {r["transport"] for r in rows} == {"tls"}
+    drop = ("event_id", "handshake_id")
+    assert sorted(
+        json.dumps({k: v for k, v in r.items() if k not in drop}) for r in rows
+    ) == sorted(json.dumps({k: v for k, v in r.items() if k not in drop}) for r in expected)
+    assert b"not inspected" not in streamed.stderr

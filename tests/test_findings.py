@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import functools
-import importlib.util
+import importlib
 import json
 import struct
 import sys
@@ -213,12 +213,10 @@ def test_findings_pcap_events_carry_the_facts_the_rules_read() -> None:
 
 
 def _load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("captures_generate", CAPTURES / "generate.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    """The capture generator (captures/generate), imported with captures/ on the path."""
+    if str(CAPTURES) not in sys.path:
+        sys.path.insert(0, str(CAPTURES))
+    return importlib.import_module("generate")
 
 
 def test_ntlmv1_type3_bytes_are_a_real_ntlmv1_response() -> None:

@@ -12,7 +12,7 @@ import base64
 import gzip
 import hashlib
 import hmac
-import importlib.util
+import importlib
 import ipaddress
 import itertools
 import json
@@ -48,12 +48,10 @@ METHODS = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS ", b"PATC
 
 
 def _load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("captures_generate", CAPTURES / "generate.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+    """The capture generator (captures/generate), imported with captures/ on the path."""
+    if str(CAPTURES) not in sys.path:
+        sys.path.insert(0, str(CAPTURES))
+    return importlib.import_module("generate")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
-import importlib.util
+import importlib
 import io
 import json
 import struct
@@ -29,7 +29,7 @@ from analyzer.report.times import format_utc
 
 scapy = pytest.importorskip("scapy.all")
 
-GENERATOR = Path(__file__).resolve().parents[1] / "captures" / "generate.py"
+CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 
 
 def basic_get(
@@ -411,12 +411,10 @@ def ntlm_exchanges() -> list[Exchange]:
 
 
 def load_generator() -> Any:
-    spec = importlib.util.spec_from_file_location("captures_generate", GENERATOR)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    """The capture generator (captures/generate), imported with captures/ on the path."""
+    if str(CAPTURES) not in sys.path:
+        sys.path.insert(0, str(CAPTURES))
+    return importlib.import_module("generate")
 
 
 def secrets_capture(path: Path) -> str:

@@ -5,6 +5,7 @@ to exactly the fields the pyasn1-based decoder returned (recorded here), and sta
 from __future__ import annotations
 
 import base64
+import importlib
 import importlib.util
 import json
 import random
@@ -35,7 +36,9 @@ def _load(name: str, path: Path) -> ModuleType:
 
 @pytest.fixture(scope="module")
 def gen() -> ModuleType:
-    return _load("captures_generate", ROOT / "captures" / "generate.py")
+    if str(ROOT / "captures") not in sys.path:  # the capture generator lives in captures/
+        sys.path.insert(0, str(ROOT / "captures"))
+    return importlib.import_module("generate")
 
 
 @pytest.fixture(scope="module")

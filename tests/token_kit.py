@@ -1,9 +1,9 @@
 """Real tokens for tests: the TEST-ONLY keys in ``captures/keys`` and the capture generator's
-minting functions (``captures/generate.py``), so the bytes are those a capture would carry."""
+minting functions (``captures/generate``), so the bytes are those a capture would carry."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import sys
 from functools import cache
@@ -24,15 +24,10 @@ T0 = 1_772_442_000  # 2026-03-02T09:00:00Z, the generator's base time
 
 @cache
 def generator() -> ModuleType:
-    """``captures/generate.py`` loaded as a module (once)."""
-    spec = importlib.util.spec_from_file_location(
-        "captures_generate", ROOT / "captures" / "generate.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+    """The capture generator (captures/generate), imported with captures/ on the path."""
+    if str(ROOT / "captures") not in sys.path:
+        sys.path.insert(0, str(ROOT / "captures"))
+    return importlib.import_module("generate")
 
 
 @cache

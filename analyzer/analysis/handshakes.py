@@ -166,7 +166,7 @@ class HandshakeTracker:
     handshake's id (numbered as handshakes open), its class so far, and the exchange's outcome
     so far (an NTLM / Negotiate leg answered by the next leg is "challenged"; a file analysis
     calls the last such leg of a handshake "incomplete"). Memory: per open connection, the
-    handshake's first credential and its last event; ``closed`` forgets a connection.
+    handshake's last event; ``closed`` forgets a connection.
     """
 
     def __init__(self) -> None:
@@ -183,8 +183,9 @@ class HandshakeTracker:
             self.opened += 1
             held = self._open[event.conn_id] = (self.opened, group)
         creds = group.credentials()
-        # Keep what joining and outcomes look at: whether a credential was sent, and the last.
-        group.events = [creds[0], event] if creds and creds[0] is not event else [event]
+        # Joining looks at the last event only (every event that joins a handshake sent a
+        # credential, so the last one says whether one was sent): keep just that.
+        group.events = [event]
         outcome = "challenged" if is_continuation(event) else _outcome(group, creds)[0]
         return {"handshake_id": held[0], "auth_class": group.auth_class, "outcome": outcome}
 

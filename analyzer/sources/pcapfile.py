@@ -16,8 +16,10 @@ counters are added when the iterator is exhausted or closed.
 from __future__ import annotations
 
 import contextlib
+import io
 import mmap
 import os
+import select
 import stat
 import zlib
 from collections.abc import Callable, Generator, Iterator
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
 
 #: Records claiming more than this many bytes are corrupt: stop instead of buffering them.
 MAX_RECORD = 256 << 20
+#: Seconds a stream may stay silent before its reader's ``idle`` hook runs.
+IDLE_EVERY = 0.25
 #: Read size for streamed (gzip / non-seekable) captures.
 CHUNK = 1 << 20
 _GZIP_INPUT = 256 << 10  # compressed bytes read at a time
@@ -250,6 +254,7 @@ def read_stream(
     flows: Flows | None = None,
     progress: Callable[[], None] | None = None,
     tee: Callable[[bytes], None] | None = None,
+    idle: Callable[[], None] | None = None,
 ) -> Iterator[Packet]:
     """``read_packets`` for a byte stream that arrives over time: standard input, a pipe from
     ``tcpdump -U -w -`` or ``ssh host tcpdump``, a live capture engine's output.
@@ -257,12 +262,14 @@ def read_stream(
     Each read takes what has arrived (``read1``: one system call), so the packets of every
     complete record are yielded before the reader waits for more; the same record loops (and
     native walk) as for files run over the chunks. ``name`` labels warnings (e.g. "-").
-    ``tee`` is given every chunk as read (to keep a copy of the capture). A stream that ends
-    inside a record gives a warning and the packets before it. Raises :class:`CaptureError`
+    ``tee`` is given every chunk as read (to keep a copy of the capture). ``idle`` is called
+    every ``IDLE_EVERY`` seconds while nothing arrives (for a stream with a file descriptor
+    and no buffer of its own: a pipe opened unbuffered). A stream that ends inside a record
+    gives a warning and the packets before it. Raises :class:`CaptureError`
     when the first bytes are not a capture.
     """
     stats.path = name
-    src = _Chunks(stream, tee)
+    src = _Chunks(stream, tee, idle)
     head = b""
     while len(head) < 64:
         chunk = src.read(CHUNK)
@@ -270,7 +277,7 @@ def read_stream(
             break
         head += chunk
     if head[:2] == _GZIP_MAGIC:
-        gz = _Gunzip(_Chunks(_Prefixed(head, src), None))
+        gz = _Gunzip(_Chunks(_Prefixed(head, src), None, None))
         head = gz.read(64)
         if gz.problem and not head:
             raise CaptureError(f"{name}: not a pcap or pcapng capture ({gz.problem})")
@@ -286,11 +293,21 @@ def read_stream(
 class _Chunks:
     """``read(n)`` that returns what one system call gives (never waits for ``n`` bytes)."""
 
-    def __init__(self, stream: Any, tee: Callable[[bytes], None] | None) -> None:
+    def __init__(
+        self, stream: Any, tee: Callable[[bytes], None] | None, idle: Callable[[], None] | None
+    ) -> None:
         self._read = getattr(stream, "read1", None) or stream.read
         self._tee = tee
+        self._idle = idle
+        self._fd: int | None = None
+        if idle is not None and isinstance(stream, io.RawIOBase):  # no buffer to hide data
+            with contextlib.suppress(OSError, ValueError):
+                self._fd = stream.fileno()
 
     def read(self, size: int) -> bytes:
+        if self._fd is not None and self._idle is not None:
+            while not select.select([self._fd], [], [], IDLE_EVERY)[0]:
+                self._idle()
         chunk = self._read(size)
         if chunk and self._tee is not None:
             self._tee(chunk)

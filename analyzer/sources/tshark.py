@@ -23,11 +23,14 @@ builds Python objects per packet.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -243,6 +246,107 @@ def _run(cmd: list[str], keylog: str, stats: CaptureStats) -> Iterator[Packet]:
         stats.warn(f"tshark failed on this file (exit {code}): {problem or 'no message'}")
     if long_lines:
         stats.warn(f"TLS: {long_lines} frame(s) with over {MAX_LINE >> 20} MB of plaintext skipped")
+    _decrypt_warnings(decoder, keylog, stats)
+
+
+class StreamDecryptor:
+    """tshark decrypting a capture that is still arriving (``live``, ``analyze -``).
+
+    The capture's bytes are handed over with ``feed`` (exactly as read: tshark reads the same
+    pcap/pcapng stream on its standard input, ``-r -``); a writer thread passes them on, so a slow
+    tshark never stalls the cleartext read (up to ``FEED_BACKLOG`` chunks wait; beyond that the
+    rest is not decrypted and a warning says so). A reader thread decodes tshark's lines
+    (``-l``: flushed per packet) with :class:`FieldDecoder`; ``ready`` hands over the decrypted
+    packet tuples decoded so far, ``close`` ends the input and returns the rest. tshark reads
+    the key log again as new sessions appear, so keys a client writes while it runs are used.
+    """
+
+    FEED_BACKLOG = 4096
+
+    def __init__(self, keylog: str, stats: CaptureStats, tshark: str | None = None) -> None:
+        tshark = tshark or shutil.which("tshark")
+        if tshark is None:
+            raise CaptureError(TSHARK_MISSING)
+        if not os.path.isfile(keylog) or not os.access(keylog, os.R_OK):
+            raise CaptureError(f"{keylog}: no such TLS key file, or not readable")
+        self.keylog = keylog
+        self.stats = stats
+        self.decoder = FieldDecoder()
+        cmd = tshark_command("-", keylog, tshark)
+        cmd.insert(1, "-l")
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        self._proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err
+        )
+        self._in: queue.Queue[bytes | None] = queue.Queue(self.FEED_BACKLOG)
+        self._out: queue.Queue[Packet] = queue.Queue()
+        self.overflow = False
+        self._writer = threading.Thread(target=self._write, daemon=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._writer.start()
+        self._reader.start()
+
+    def feed(self, chunk: bytes) -> None:
+        """Hand over the next bytes of the capture (never blocks)."""
+        if self.overflow:
+            return
+        try:
+            self._in.put_nowait(chunk)
+        except queue.Full:  # tshark cannot keep up
+            self.overflow = True
+
+    def ready(self) -> list[Packet]:
+        """The decrypted packet tuples decoded so far (never blocks)."""
+        out = []
+        while True:
+            try:
+                out.append(self._out.get_nowait())
+            except queue.Empty:
+                return out
+
+    def close(self) -> list[Packet]:
+        """End tshark's input, wait for its last lines; the packets not yet handed over."""
+        self._in.put(None)
+        self._writer.join()
+        self._reader.join()
+        code = self._proc.wait()
+        self._err.seek(0)
+        problem = _tshark_problem(self._err.read(_STDERR_KEEP))
+        self._err.close()
+        if code and problem:
+            self.stats.warn(f"tshark failed decrypting the stream (exit {code}): {problem}")
+        if self.overflow:
+            self.stats.warn("TLS: tshark fell behind the capture; the rest was not decrypted")
+        _decrypt_warnings(self.decoder, self.keylog, self.stats)
+        return self.ready()
+
+    def _write(self) -> None:
+        stdin = self._proc.stdin
+        assert stdin is not None
+        try:
+            while (chunk := self._in.get()) is not None:
+                stdin.write(chunk)
+                stdin.flush()
+        except OSError:  # tshark went away: its exit status says why
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                stdin.close()
+
+    def _read(self) -> None:
+        stdout = self._proc.stdout
+        assert stdout is not None
+        for raw in iter(lambda: stdout.readline(MAX_LINE), b""):
+            if raw.endswith(b"\n"):
+                for packet in self.decoder.line(raw):
+                    self._out.put(packet)
+            else:
+                self.decoder.bad_lines += 1
+        stdout.close()
+
+
+def _decrypt_warnings(decoder: FieldDecoder, keylog: str, stats: CaptureStats) -> None:
+    """What a decrypting pass could not do, as capture warnings."""
     if decoder.bad_lines:
         stats.warn(f"TLS: {decoder.bad_lines} unreadable line(s) of tshark output skipped")
     name = os.path.basename(keylog)
