@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import functools
 import hashlib
 import json
 import math
@@ -436,7 +437,8 @@ def contender_argv(engine: str, analyzer: str | None = None) -> list[str]:
     """The command of one contender; ``{out}`` stands for the file of its findings (tshark
     writes them on standard output)."""
     if engine == "dumpcap":
-        return ["dumpcap", "-i", IFACE, "-s", str(SNAPLEN), "-f", BPF, "-n", "-w", os.devnull, "-q"]
+        capture = ["-i", IFACE, "-s", str(SNAPLEN), "-f", BPF, "-B", str(dumpcap_buffer_mb())]
+        return ["dumpcap", *capture, "-n", "-w", os.devnull, "-q"]
     if engine in ("tshark", "tshark-nobody"):
         prefs = ["-o", "http.desegment_body:FALSE"] if engine == "tshark-nobody" else []
         fields = ["-T", "fields", "-e", "http.authorization"]
@@ -445,6 +447,15 @@ def contender_argv(engine: str, analyzer: str | None = None) -> list[str]:
         tail = ["live", "-i", IFACE, "--bpf", BPF, "--format", "jsonl", "-o", "{out}"]
         return [*analyzer_cmd(analyzer), *tail, "--engine", engine.removeprefix("live-")]
     raise ValueError(engine)
+
+
+@functools.cache
+def dumpcap_buffer_mb() -> int:
+    """The kernel buffer (MiB) ``live``'s dumpcap engine asks for, so that the bare dumpcap
+    row differs from it only in what reads the packets; dumpcap's default, 2, before it had one."""
+    probe = "from analyzer.sources.live import BUFFER_MB; print(BUFFER_MB)"
+    done = subprocess.run([project_python(), "-c", probe], capture_output=True, text=True, cwd=REPO)
+    return int(done.stdout) if done.returncode == 0 and done.stdout.strip().isdigit() else 2
 
 
 def tshark_fps(path: Path) -> Counter[str]:
