@@ -883,7 +883,8 @@ def main(argv: list[str] | None = None) -> int:
     if long_step is not None:
         print(f"\nlong run ({args.long:g} s):\n  " + row(long_step))
         print_rss(long_step.rss_samples)
-    write_json(started, info, args, steps, summary, long_step)
+    if steps or long_step:  # an early Ctrl-C leaves the last run's file alone
+        write_json(started, info, args, steps, summary, long_step)
     return 130 if interrupted else 0
 
 
