@@ -185,34 +185,42 @@ class Replay:
     failed: int = 0
 
 
-def replay(work: Workload, mbps: float, cpu: int, log: Path) -> Replay:
+def replay(work: Workload, mbps: float, cpu: int, niceness: int, log: Path) -> Replay:
     """``tcpreplay -i lo --mbps R`` over the workload's files, pinned to ``cpu``. Small
     workloads are preloaded into memory so reading the file does not pace the sender."""
-    argv = ["taskset", "-c", str(cpu), "tcpreplay", "-i", IFACE, f"--mbps={mbps:g}"]
+    argv = ["tcpreplay", "-i", IFACE, f"--mbps={mbps:g}"]
     if work.size < 3e9:
         argv.append("--preload-pcap")
     argv += [str(f) for f in work.files]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    log.write_text(done.stdout + done.stderr)
-    if done.returncode != 0:
-        raise SystemExit(f"tcpreplay failed (exit {done.returncode}), see {log}")
-    out = Replay()
-    text = done.stdout
+    with open(log, "wb") as out:
+        proc = spawn(argv, cpu, niceness, out, out)
+        code = proc.wait()
+    text = log.read_text(errors="replace")
+    if code != 0:
+        raise SystemExit(f"tcpreplay failed (exit {code}), see {log}")
+    rep = Replay()
     if m := re.search(r"Actual: (\d+) packets \((\d+) bytes\) sent in ([\d.]+) seconds", text):
-        out.packets, out.nbytes, out.seconds = int(m[1]), int(m[2]), float(m[3])
+        rep.packets, rep.nbytes, rep.seconds = int(m[1]), int(m[2]), float(m[3])
     if m := re.search(r"Rated: [\d.]+ Bps, ([\d.]+) Mbps, ([\d.]+) pps", text):
-        out.mbps, out.pps = float(m[1]), float(m[2])
+        rep.mbps, rep.pps = float(m[1]), float(m[2])
     if m := re.search(r"Failed packets:\s+(\d+)", text):
-        out.failed = int(m[1])
-    return out
+        rep.failed = int(m[1])
+    return rep
 
 
 # -- processes -----------------------------------------------------------------------------------
-def spawn(argv: list[str], cpu: int, stdout: IO[bytes], stderr: IO[bytes]) -> subprocess.Popen:
-    """Start ``argv`` pinned to ``cpu`` in its own process group (so a Ctrl-C on the terminal
-    reaches only this script, which then ends the whole group)."""
+def spawn(
+    argv: list[str], cpu: int, niceness: int, stdout: IO[bytes], stderr: IO[bytes]
+) -> subprocess.Popen:
+    """Start ``argv`` pinned to core ``cpu`` in a session of its own: a Ctrl-C on the terminal
+    reaches only this script, which then ends the whole group.
+
+    ``niceness`` (when not 0) is set twice: with ``nice`` for the process, and on the session's
+    autogroup. With autogroups on (Debian's default) the scheduler first shares a core between
+    sessions, so a process's own niceness only counts against its own session."""
+    nice = ["nice", "-n", str(niceness)] if niceness else []
     proc = subprocess.Popen(
-        ["taskset", "-c", str(cpu), *argv],
+        ["taskset", "-c", str(cpu), *nice, *argv],
         stdin=subprocess.DEVNULL,
         stdout=stdout,
         stderr=stderr,
@@ -220,6 +228,9 @@ def spawn(argv: list[str], cpu: int, stdout: IO[bytes], stderr: IO[bytes]) -> su
         start_new_session=True,
     )
     _children.append(proc)
+    if niceness:
+        with contextlib.suppress(OSError):  # no autogroups: plain nice is enough
+            Path(f"/proc/{proc.pid}/autogroup").write_text(str(niceness))
     return proc
 
 
@@ -395,7 +406,7 @@ class TreeWatch(threading.Thread):
             for pid in tree(self.pid):
                 status = proc_status(pid)
                 name = status.get("Name", "?")
-                if "VmHWM" in status and name != "taskset":  # not yet exec'd
+                if "VmHWM" in status and name not in ("taskset", "nice"):  # not yet exec'd
                     self.peaks[name] = max(self.peaks.get(name, 0.0), status["VmHWM"])
             t0 = self._t0
             if t0 is not None and time.monotonic() - t0 >= due:
@@ -543,7 +554,7 @@ def measure(
     if engine.startswith("tshark"):
         _tshark_logs.append(err_path)
     with open(err_path, "wb") as err, open(out_path, "wb") as stdout:
-        proc = spawn(argv, args.cap_cpu, stdout, err)
+        proc = spawn(argv, args.cap_cpu, args.nice, stdout, err)
         watch = TreeWatch(proc.pid, args.sample)
         watch.start()
         try:
@@ -557,7 +568,7 @@ def measure(
         watch.begin()
         backlog = softnet_drops()
         cpu0, busy0, t0 = cpu_seconds(tree(proc.pid)), core_busy(args.cap_cpu), time.monotonic()
-        rep = replay(work, mbps, args.gen_cpu, LOG_DIR / f"{tag}.tcpreplay")
+        rep = replay(work, mbps, args.gen_cpu, args.nice, LOG_DIR / f"{tag}.tcpreplay")
         step.lag = wait_idle(proc.pid, args.drain_limit)
         cpu1, busy1, t1 = cpu_seconds(tree(proc.pid)), core_busy(args.cap_cpu), time.monotonic()
         step.backlog_drops = softnet_drops() - backlog
@@ -837,6 +848,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--gen-cpu", type=int, default=0, help="core of tcpreplay")
     ap.add_argument("--cap-cpu", type=int, default=1, help="core of the capture")
+    ap.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="niceness of tcpreplay and the capture, e.g. -10 on a machine other work shares",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the generated captures")
     ap.add_argument("--analyzer", help="oauth-analyzer to run (default: this checkout's .venv)")
     args = ap.parse_args(argv)
@@ -860,7 +877,8 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.datetime.now(datetime.timezone.utc)
     info = machine()
     print(f"{started:%Y-%m-%d %H:%M} UTC, {info['cpus']} CPUs, load {info['loadavg'][0]:.2f}")
-    print(f"generator on core {args.gen_cpu}, captures on core {args.cap_cpu}; filter: {BPF}")
+    nice = f", nice {args.nice}" if args.nice else ""
+    print(f"generator on core {args.gen_cpu}, captures on core {args.cap_cpu}{nice}; filter: {BPF}")
     previous = signal.signal(signal.SIGTERM, _interrupt)
     steps: list[Step] = []
     long_step = None
