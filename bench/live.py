@@ -703,7 +703,7 @@ def print_rss(samples: list[tuple[float, float]]) -> None:
 
 # -- report --------------------------------------------------------------------------------------
 HEADER = (
-    f"{'contender':<14}{'offered':>8}{'Mbit/s':>9}{'kpps':>8}{'received':>11}{'dropped':>9}"
+    f"{'contender':<14}{'offered':>8}{'Mbit/s':>9}{'kpps':>8}{'received':>11}{'dropped':>11}"
     f"{'auth':>13}{'events/s':>9}{'lag s':>7}{'CPU s':>7}{'core %':>7}{'other %':>8}"
     f"{'RSS MB':>8}  result"
 )
@@ -719,7 +719,7 @@ def row(s: Step) -> str:
     if s.ok and s.notes:
         result += " (" + "; ".join(s.notes) + ")"
     return (
-        f"{s.engine:<14}{s.target_mbps:>8g}{s.mbps:>9.1f}{s.pps / 1e3:>8.1f}{recv:>11}{drop:>9}"
+        f"{s.engine:<14}{s.target_mbps:>8g}{s.mbps:>9.1f}{s.pps / 1e3:>8.1f}{recv:>11} {drop:>10}"
         f"{auth:>13}{eps:>9}{s.lag:>7.1f}{s.cpu_s:>7.1f}{s.core_pct:>7.0f}{s.others_pct:>8.0f}"
         f"{s.rss_mb:>8.0f}  {result}"
     )
@@ -776,7 +776,11 @@ def report(steps: list[Step], args: argparse.Namespace) -> dict[str, Any]:
             if a is None or b is None:
                 continue
             ratios[f"{ours}/{base}"] = a / b
-            print(f"  {ours} / {base}: {a / b:.2f}x the sustained rate")
+            top = max(args.rates)  # a contender that passed the top rate has a lower bound
+            bound = {(True, False): ">= ", (False, True): "<= "}.get((a == top, b == top), "")
+            if a == top and b == top:
+                bound = "~ "  # both bounds: no ratio known
+            print(f"  {ours} / {base}: {bound}{a / b:.2f}x the sustained rate")
         for base in ("dumpcap", "tshark", "tshark-nobody"):
             cpu = cpu_ratio(steps, ours, base)
             if cpu is not None:
