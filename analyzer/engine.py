@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from typing import TYPE_CHECKING, BinaryIO
 
 from analyzer.analysis.coverage import from_tls
@@ -158,6 +159,7 @@ class EventCollector:
         self.not_inspected: list[NotInspected] = []
         self.tls: list[TlsConnection] = []
         self.stats = CaptureStats()  # the capture being read now
+        self.source: str | None = None  # its input kind (None: pcap or pcapng, as read)
         self.sink = sink
         self.completed = 0  # events numbered so far
         self.on_close: Callable[[str], None] | None = None  # told each closed connection's id
@@ -168,10 +170,18 @@ class EventCollector:
 
     def connection(self, info: ConnectionInfo) -> HttpConnection:
         self.stats.check_time(info.first_ts)
+        on_exchange = partial(self.exchange, source=self.input_kind())
         return HttpConnection(
-            info, self.exchange, request_body_policy, response_body_policy, self.closed,
+            info, on_exchange, request_body_policy, response_body_policy, self.closed,
             self.stats.warn,
         )  # fmt: skip
+
+    def input_kind(self) -> str:
+        """The ``source`` of the events read now: as set, else the capture's format (a
+        connection's events keep the kind of the input it began in)."""
+        if self.source is not None:
+            return self.source
+        return "pcapng" if self.stats.file_format.startswith("pcapng") else "pcap"
 
     def closed(self, conn: HttpConnection) -> None:
         """Count the connection, and remember it when part of it could not be read."""
@@ -247,25 +257,33 @@ class EventCollector:
         """TLS connections in capture-time order."""
         return sorted(self.tls, key=lambda t: (t.ts, t.conn_id))
 
-    def exchange(self, exchange: Exchange) -> None:
-        self._add(build_event(exchange, self.completed + 1))
+    def exchange(self, exchange: Exchange, source: str | None = None) -> None:
+        """Make the event of a finished exchange (if it carries auth material)."""
+        event = build_event(exchange, self.completed + 1)
+        self._add(event, source or self.input_kind())
 
     # -- TLS decrypted with keys (--tls-keylog) ----------------------------------------------
     def tls_connection(self, info: ConnectionInfo) -> HttpConnection:
         """``connection`` for plaintext decrypted from TLS: its events say transport "tls"."""
         self.stats.check_time(info.first_ts)
+        on_exchange = partial(self.tls_exchange, source=self.input_kind())
         return HttpConnection(
-            info, self.tls_exchange, request_body_policy, response_body_policy, self.closed,
+            info, on_exchange, request_body_policy, response_body_policy, self.closed,
             self.stats.warn,
         )  # fmt: skip
 
-    def tls_exchange(self, exchange: Exchange) -> None:
+    def tls_exchange(self, exchange: Exchange, source: str | None = None) -> None:
         event = build_event(exchange, self.completed + 1)
-        self._add(evolve(event, transport="tls") if event is not None else None)
+        source = source or self.input_kind()
+        self._add(
+            evolve(event, transport="tls", source=source) if event is not None else None, source
+        )
 
-    def _add(self, event: Event | None) -> None:
+    def _add(self, event: Event | None, source: str) -> None:
         if event is None:
             return
+        if event.source != source:
+            event = evolve(event, source=source)
         self.completed += 1
         if self.sink is not None:
             event = self.sink(event)
@@ -366,8 +384,9 @@ class Engine:
     def streaming(self) -> bool:
         return self.view is not None
 
-    def _start(self, stats: CaptureStats) -> TcpReassembler:
-        """Begin one input: its packets continue the same connections as the last one's."""
+    def _start(self, stats: CaptureStats, source: str | None = None) -> TcpReassembler:
+        """Begin one input: its packets continue the same connections as the last one's.
+        ``source``: the input kind of its events (None: pcap or pcapng, as read)."""
         self.captures.append(stats)
         if self._reassembler is None:
             self._reassembler = TcpReassembler(
@@ -375,6 +394,7 @@ class Engine:
             )
         self._reassembler.stats = stats
         self.collector.stats = stats
+        self.collector.source = source
         return self._reassembler
 
     def read_file(
@@ -396,14 +416,18 @@ class Engine:
         tee: Callable[[bytes], None] | None = None,
         progress: Callable[[CaptureStats], None] | None = None,
         tls_keylog: str | None = None,
+        source: str | None = None,
     ) -> CaptureStats:
         """Read a pcap or pcapng byte stream (standard input, a live capture's pipe) as it
         arrives: the events of the packets read so far are out before the next read waits.
         ``tee`` gets every chunk read (``live --write``); ``progress`` is called after each.
         ``tls_keylog`` has tshark decrypt the stream alongside (``StreamDecryptor``): its
-        plaintext is read as it comes, and what is left when the stream ends."""
+        plaintext is read as it comes, and what is left when the stream ends. ``source`` is
+        the events' input kind: by default ``live`` for a stream named ``live:...`` (as
+        ``live`` names its capture), else the stream's format (pcap or pcapng)."""
         stats = CaptureStats(path=name)
         reassembler = self._start(stats)
+        self.collector.source = source or ("live" if name.startswith("live:") else None)
         decryptor = tls = None
         if tls_keylog:
             from analyzer.sources.tshark import StreamDecryptor
