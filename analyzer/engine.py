@@ -35,6 +35,8 @@ from analyzer.model import (
     request_url,
 )
 from analyzer.protocols.http_exchange import Exchange, HttpConnection
+from analyzer.sources.archive import Archived
+from analyzer.sources.kinds import input_kind
 from analyzer.sources.pcapfile import read_packets, read_stream
 
 if TYPE_CHECKING:
@@ -403,10 +405,56 @@ class Engine:
         progress: ProgressCallback | None = None,
         tls_keylog: str | None = None,
     ) -> CaptureStats:
-        """Read one capture file (pcap, pcapng, gzip; a FIFO is read as it is written)."""
-        stats = CaptureStats(path=str(path))
-        reassembler = self._start(stats)
-        _read_one(str(path), stats, reassembler, progress, self.collector, tls_keylog)
+        """Read one input file, of the kind its first bytes say: a capture (pcap, pcapng, gzip;
+        a FIFO is read as it is written), a Fiddler SAZ, an HTTP archive (HAR), or any other
+        format tshark reads (converted to pcapng as a stream)."""
+        path = str(path)
+        kind = input_kind(path)
+        if kind in ("saz", "har"):
+            return self.read_archive(path, kind, tls_keylog)
+        stats = CaptureStats(path=path)
+        reassembler = self._start(stats, "tshark" if kind in ("etl", "other") else None)
+        convert = kind in ("etl", "other")
+        _read_one(path, stats, reassembler, progress, self.collector, tls_keylog, convert)
+        return stats
+
+    def read_archive(self, path: str, kind: str, tls_keylog: str | None = None) -> CaptureStats:
+        """Read a Fiddler SAZ (``kind`` "saz") or an HTTP archive ("har"): their exchanges need
+        no reassembly (see ``read_exchanges``). Raises ``CaptureError`` for an unreadable one."""
+        from analyzer.sources.har import read_har
+        from analyzer.sources.saz import read_saz
+
+        stats = CaptureStats(path=path)
+        items = read_saz(path, stats) if kind == "saz" else read_har(path, stats)
+        if tls_keylog:
+            stats.warn(
+                f"{path}: --tls-keylog not used: the {kind.upper()}'s traffic was decrypted "
+                "by the tool that recorded it"
+            )
+        return self.read_exchanges(items, stats, kind)
+
+    def read_exchanges(
+        self, items: Iterable[Archived | NotInspected], stats: CaptureStats, source: str
+    ) -> CaptureStats:
+        """Take HTTP exchanges that were recorded whole (a SAZ's sessions, a HAR's entries) and
+        what their archive could not show: they enter where reassembled traffic hands over its
+        exchanges, and become events like any other, with ``source`` set."""
+        self.captures.append(stats)
+        collector = self.collector
+        collector.stats = stats
+        collector.source = source
+        for item in items:
+            if isinstance(item, NotInspected):
+                collector.not_inspected.append(item)
+                continue
+            exchange = item.exchange
+            first = exchange.request or exchange.response
+            if first is not None:
+                stats.check_time(first.ts)
+            if item.tls:
+                collector.tls_exchange(exchange, source)
+            else:
+                collector.exchange(exchange, source)
         return stats
 
     def read_stream(
@@ -562,6 +610,7 @@ def _read_one(
     progress: ProgressCallback | None,
     collector: EventCollector,
     tls_keylog: str | None,
+    convert: bool = False,
 ) -> None:
     every = None
     if progress is not None:
@@ -570,8 +619,13 @@ def _read_one(
             progress(path, stats.bytes)
 
     decrypted = read_decrypted(path, tls_keylog, stats) if tls_keylog else None
-    # read_packets raises CaptureError for a non-capture before tshark runs
-    packets = read_packets(path, stats, reassembler, every)
+    # the readers raise CaptureError for a non-capture before tshark decrypts anything
+    if convert:
+        from analyzer.sources.convert import read_converted  # the subprocess machinery
+
+        packets = read_converted(path, stats, reassembler, every)
+    else:
+        packets = read_packets(path, stats, reassembler, every)
     keys = _read_tls(decrypted, stats, collector) if decrypted is not None else set()
     # The ciphertext of a decrypted connection is read too, for its handshake (TLS record,
     # inspected); its bytes past the handshake are skipped like any other TLS connection's.
