@@ -150,7 +150,10 @@ def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
         (b'{"log": {"entries": [{"request": ', "not valid JSON"),
         (b'{"log": {"entries": [}}', "not valid JSON"),
         (b'{"log": {"entries": ["\xff\xfe"]}}', "not"),
+        (b'{"log": {"entries": [' + b"[" * 100_000 + b"]" * 100_000 + b"]}}", "nested more"),
+        (b'{"log": {"pages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}", "nested more"),
     ],
+    ids=lambda v: v[:40] if isinstance(v, bytes) else v,
 )
 def test_a_har_of_the_wrong_shape_is_one_line(
     tmp_path: Path, parser: str, content: bytes, says: str

@@ -61,6 +61,8 @@ SECRET_PARAMS = frozenset(
     | {"refresh_token", "id_token"}
 )
 _AUTH_HEADERS = ("authorization", "proxy-authorization")
+MAX_DEPTH = 64  # nesting a HAR never needs (an entry is about 5 deep)
+_TOO_DEEP = f"not a usable HTTP archive (JSON nested more than {MAX_DEPTH} deep)"
 _TIMINGS = ("blocked", "dns", "connect", "send", "wait")  # before the response's first byte
 _SCHEMES = {"http": False, "https": True, "ws": False, "wss": True}
 SENSITIVE_EXPORT = (
@@ -440,6 +442,8 @@ def _loaded_entries(path: str, fh: IO[bytes]) -> Iterator[Any]:
         raise CaptureError(f"{path}: not an HTTP archive (not UTF-8 text: {exc.reason})") from None
     except json.JSONDecodeError as exc:
         raise CaptureError(f"{path}: {_not_json(exc.msg, exc.lineno, exc.colno)}") from None
+    except RecursionError:
+        raise CaptureError(f"{path}: {_TOO_DEEP}") from None
     entries = _log_entries(path, document)
     del document
     entries.reverse()  # pop from the end: each entry is let go once converted
@@ -461,33 +465,34 @@ def _log_entries(path: str, document: Any) -> list[Any]:
 
 
 def _streamed_entries(path: str, fh: IO[bytes], ijson: Any) -> Iterator[Any]:
-    """Each ``log.entries`` item built from ijson's events as it is read (nothing else of the
-    document is built)."""
+    """Each ``log.entries`` item, built from ijson's events as it is read; nothing else of the
+    document is built. The position is tracked here (ijson's own prefixes grow with the nesting
+    depth, quadratically in memory for a hostile document), and nesting is capped."""
     from ijson.common import ObjectBuilder
 
     found = None  # the first event at log.entries: start_array for a usable archive
+    keys: list[str | None] = []  # per open container: the current key, or "item" in an array
     try:
-        events = ijson.parse(fh, use_float=True)
-        for prefix, event, value in events:
-            if prefix == "" and event not in ("start_map", "end_map", "map_key"):
+        events = ijson.basic_parse(fh, use_float=True)
+        for event, value in events:
+            if event == "map_key":
+                keys[-1] = value
+                continue
+            if event in ("end_map", "end_array"):
+                keys.pop()
+                continue
+            where = tuple(keys)
+            if not where and event != "start_map":
                 break  # the document is not an object
-            if prefix == "log.entries" and found is None:
+            if where == ("log", "entries") and found is None:
                 found = event
-            elif prefix == "log.entries.item" and event in ("start_map", "start_array"):
-                builder = ObjectBuilder()
-                builder.event(event, value)
-                depth = 1
-                for _, inner, inner_value in events:
-                    builder.event(inner, inner_value)
-                    if inner in ("start_map", "start_array"):
-                        depth += 1
-                    elif inner in ("end_map", "end_array"):
-                        depth -= 1
-                        if depth == 0:
-                            break
-                yield builder.value
-            elif prefix == "log.entries.item":
-                yield value
+            elif where == ("log", "entries", "item"):
+                yield _built(path, event, value, events, ObjectBuilder)
+                continue
+            if event in ("start_map", "start_array"):
+                keys.append("item" if event == "start_array" else None)
+                if len(keys) > MAX_DEPTH:
+                    raise CaptureError(f"{path}: {_TOO_DEEP}")
     except ijson.JSONError as exc:
         raise CaptureError(f"{path}: {_not_json(str(exc).splitlines()[0][:200])}") from None
     except UnicodeDecodeError as exc:
@@ -496,6 +501,26 @@ def _streamed_entries(path: str, fh: IO[bytes], ijson: Any) -> Iterator[Any]:
         raise CaptureError(f"{path}: JSON, but not an HTTP archive (no log.entries)")
     if found != "start_array":
         raise CaptureError(f"{path}: not a usable HTTP archive (log.entries is not a list)")
+
+
+def _built(path: str, event: str, value: Any, events: Iterator, builder_type: Any) -> Any:
+    """One value from its first event on (a scalar as it is), nesting capped."""
+    if event not in ("start_map", "start_array"):
+        return value
+    builder = builder_type()
+    builder.event(event, value)
+    depth = 1
+    for inner, inner_value in events:
+        builder.event(inner, inner_value)
+        if inner in ("start_map", "start_array"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise CaptureError(f"{path}: {_TOO_DEEP}")
+        elif inner in ("end_map", "end_array"):
+            depth -= 1
+            if depth == 0:
+                break
+    return builder.value
 
 
 def _not_json(why: str, line: int | None = None, column: int | None = None) -> str:
