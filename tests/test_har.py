@@ -208,3 +208,17 @@ def test_entries_of_wrong_types_are_skipped_with_one_warning_each(
     assert "request.headers is not a list" in warning
     assert "startedDateTime is not an ISO 8601 time" in warning
     assert "an entry is not an object (2 times" in warning
+
+
+def test_blind_spot_lines_count_the_entries() -> None:
+    from analyzer.analysis.coverage import blind_spot_lines
+    from analyzer.model import NotInspected
+
+    def removed(count: int, conn: str) -> NotInspected:
+        return NotInspected("sanitized", conn, 0.0, "", 0, "10.1.0.10", 443, "a.test", count)
+
+    assert blind_spot_lines([removed(1, "C1")]) == [
+        "1 HAR entry to a.test:443 (10.1.0.10) with credentials removed: export the HAR again "
+        "with sensitive data"
+    ]
+    assert blind_spot_lines([removed(2, "C1"), removed(3, "C2")])[0].startswith("5 HAR entries")

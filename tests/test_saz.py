@@ -294,3 +294,16 @@ def test_a_response_body_is_kept_only_as_the_wire_path_keeps_it(tmp_path: Path) 
     }
     result = analysis(make_saz(tmp_path / "m.saz", entries))
     assert result.events[0].document == document.decode()
+
+
+def test_blind_spot_lines_say_how_to_see_inside(tmp_path: Path) -> None:
+    from analyzer.analysis.coverage import blind_spot_lines
+
+    saz = write_saz(HYBRID / "tls-blind.pcap", tmp_path / "blind.saz")
+    tunnels = analysis(saz).not_inspected
+    assert blind_spot_lines(tunnels) == [
+        "3 CONNECT tunnels to mail.contoso.com:443 (10.1.0.10) not decrypted by Fiddler: turn on "
+        "Tools > Options > HTTPS > Decrypt HTTPS traffic (the client must trust Fiddler's root "
+        "certificate) and capture again"
+    ]
+    assert blind_spot_lines(tunnels[:1])[0].startswith("1 CONNECT tunnel to mail.contoso.com")
