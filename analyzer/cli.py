@@ -32,13 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     analyze = sub.add_parser(
-        "analyze", help="list every auth exchange in one or more captures (pcap, pcapng, gzip)"
+        "analyze",
+        help="list every auth exchange in one or more inputs: captures (pcap, pcapng, gzip, and "
+        "any format tshark reads, e.g. Network Monitor .cap), Fiddler .saz, browser .har",
     )
     analyze.add_argument(
         "captures",
         nargs="+",
         metavar="CAPTURE",
-        help="capture files; '-' reads pcap/pcapng from standard input as it arrives "
+        help="capture files, Fiddler session archives (.saz) or HTTP archives (.har), read as one "
+        "timeline; '-' reads pcap/pcapng from standard input as it arrives "
         "(e.g. tcpdump -U -w - | oauth-analyzer analyze -), printing each event when it completes",
     )
     analyze.add_argument(

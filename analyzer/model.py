@@ -21,6 +21,9 @@ SCHEMA_VERSION = "1"
 
 #: Credential schemes an event's ``scheme`` field can hold (lowercase).
 SCHEMES = ("bearer", "basic", "ntlm", "negotiate", "digest", "other", "none")
+#: Input kinds an event's ``source`` field can hold: capture files, a live capture, a Fiddler
+#: session archive, a browser's HTTP archive, and any other format converted through tshark.
+SOURCES = ("pcap", "pcapng", "live", "saz", "har", "tshark")
 
 
 def _secret() -> Any:
@@ -102,7 +105,9 @@ class Event:
     ms_diagnostics: str | None = None  # raw x-ms-diagnostics response header
     user_agent: str | None = None
     reasons: tuple[str, ...] = ()  # why this exchange is an event: credential, challenge, ...
-    transport: str = "tcp"  # tcp or udp (read in the clear), or tls (decrypted with keys)
+    transport: str = "tcp"  # tcp or udp (cleartext on the wire), or tls (decrypted by keys or
+    # the recorder of a SAZ / HAR)
+    source: str = "pcap"  # the input kind the exchange was read from (see SOURCES)
     # OAuth token endpoint traffic (request form, then JSON response)
     grant_type: str | None = None
     client_id: str | None = None
@@ -303,7 +308,7 @@ class TlsConnection:
 
 
 #: Kinds of traffic a verdict cannot vouch for (``NotInspected.kind``).
-NOT_INSPECTED_KINDS = ("tls", "request-lost", "http2")
+NOT_INSPECTED_KINDS = ("tls", "request-lost", "http2", "connect-tunnel", "sanitized")
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,9 +317,11 @@ class NotInspected:
 
     One record per connection: a TLS connection that was not decrypted, a connection on which
     request bytes were lost (a TCP hole, a head cut by the end of the capture) so a request's
-    credential is unknown, or HTTP/2 streams whose headers could not be decoded (the capture
-    began mid-connection, an HPACK error, frames that could not be followed). A verdict whose
-    scope covers one errs towards INCONCLUSIVE.
+    credential is unknown, HTTP/2 streams whose headers could not be decoded (the capture
+    began mid-connection, an HPACK error, frames that could not be followed), a CONNECT
+    tunnel a proxy trace (SAZ) did not decrypt, or HTTP archive (HAR) entries whose
+    credentials the export removed. A verdict whose scope covers one errs towards
+    INCONCLUSIVE.
     """
 
     kind: str  # one of NOT_INSPECTED_KINDS
@@ -325,8 +332,8 @@ class NotInspected:
     server_ip: str
     server_port: int
     host: str | None = None  # the Host its requests named, or the TLS server name (SNI)
-    # stretches of request bytes lost (request-lost); HTTP/2 streams not decoded (http2); 1 for
-    # a TLS connection
+    # stretches of request bytes lost (request-lost); HTTP/2 streams not decoded (http2);
+    # entries sanitized; 1 for a TLS connection or a tunnel
     count: int = 1
     detail: str = ""
     protocol: str | None = None  # what the connection spoke when known (sip); None: any
@@ -500,8 +507,10 @@ class CaptureStats:
     """Counters and warnings gathered while reading one capture (mutable: sources fill it in)."""
 
     path: str = ""
-    file_format: str = ""  # pcap, pcapng, pcap.gz, ...
+    # the input kind: pcap, pcapng, pcap.gz, live (...), saz, har, tshark (<format>)
+    file_format: str = ""
     packets: int = 0
+    exchanges: int = 0  # HTTP exchanges read from an archive (SAZ sessions, HAR entries)
     bytes: int = 0
     link_types: dict[int, int] = field(default_factory=dict)
     ipv4: int = 0

@@ -341,3 +341,17 @@ def test_http2_read_whole_is_judged_like_http1(
     path = write_packets(tmp_path / "h2.pcap", conversation(flow, 40001, T0))
     code, out = run(capsys, str(path), "--server", "10.9.9.2")
     assert code == 1 and "blind spot" not in out
+
+
+def test_an_unknown_client_is_not_ruled_out_by_a_client_filter() -> None:
+    """An HTTP archive does not record the browser's address (client_ip ""): a client filter
+    keeps its exchanges and blind spots in scope, and still rules out a known other client."""
+    from analyzer.model import Event, NotInspected
+
+    scope = make_scope(client="10.1.0.20")
+    blank = Event(0, 0.0, "", 0, "10.1.0.10", 443, "C1", "http/1.1", "GET", "a.test", "/", 200)
+    assert scope.matches(blank)
+    assert scope.covers(NotInspected("sanitized", "C1", 0.0, "", 0, "10.1.0.10", 443))
+    other = Event(0, 0.0, "10.1.0.50", 1, "10.1.0.10", 443, "C1", "http/1.1", "GET", "a", "/", 200)
+    assert not scope.matches(other)
+    assert scope.matches(Event(0, 0.0, "10.1.0.20", 1, "10.1.0.10", 443, "C", "", "", None, "/", 1))

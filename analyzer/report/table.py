@@ -116,9 +116,12 @@ def _captures(captures: list[CaptureStats], out: IO[str]) -> None:
     packets = sum(c.packets for c in captures)
     conns = sum(c.tcp_connections for c in captures)
     http = sum(c.http_connections for c in captures)
+    archived = sum(c.exchanges for c in captures)
     out.write(
         f"Read {len(captures)} capture(s): {packets:,} packets, {conns:,} TCP connections, "
-        f"{http:,} carrying HTTP\n"
+        f"{http:,} carrying HTTP"
+        + (f"; {archived:,} archived HTTP exchanges (SAZ, HAR)" if archived else "")
+        + "\n"
     )
     for c in captures:
         extra = []
@@ -132,7 +135,8 @@ def _captures(captures: list[CaptureStats], out: IO[str]) -> None:
             extra.append(f"{c.gaps:,} TCP gaps")
         if c.tls_connections:
             extra.append(f"{c.tls_connections:,} TLS connections unreadable without --tls-keylog")
-        line = f"  {c.path}: {c.file_format or '?'}, {c.packets:,} packets"
+        read = f"{c.exchanges:,} exchanges" if c.exchanges else f"{c.packets:,} packets"
+        line = f"  {c.path}: {c.file_format or '?'}, {read}"
         out.write(line + (f" ({'; '.join(extra)})" if extra else "") + "\n")
         for text in encapsulation_lines(c):
             out.write(f"    {text}\n")
