@@ -425,10 +425,12 @@ def _not_inspected(
 
 
 #: Distinct tokens a stream's view remembers (decoded and verified) before starting afresh.
-TOKENS_REMEMBERED = 10_000
+TOKENS_REMEMBERED = 5_000
 #: Events a stream keeps for its closing summary (verdicts and findings) before it lets the
 #: oldest go; counters and every event streamed out are unaffected.
-STREAM_KEEP = 100_000
+STREAM_KEEP = 50_000
+#: Event fields holding token text, shared between the events a stream keeps.
+SHARED_TEXTS = ("credential", "access_token", "id_token", "refresh_token", "assertion")
 
 
 class Engine:
@@ -703,19 +705,37 @@ class StreamView:
         self.tokens = TokenAnalysis(self.store)
         self.handshakes = HandshakeTracker()
         self.on_event = on_event
+        self._texts: dict[str, str] = {}  # token text -> the one string kept for it
 
     def add(self, event: Event) -> Event:
         """Fill in the event and hand it out; returns it as handed out."""
         if event.document and self.store.add_document(event.document, request_url(event), event.ts):
-            self.tokens = TokenAnalysis(self.store)  # earlier verdicts on signatures may change
+            self._fresh()  # earlier verdicts on signatures may change
         elif self.tokens.distinct > TOKENS_REMEMBERED:
-            self.tokens = TokenAnalysis(self.store)  # a cache: bounded over a long run
+            self._fresh()  # a cache: bounded over a long run
+        event = self._shared_texts(event)
         fields = self.tokens.event_fields([event])[0]
         event = evolve(event, **fields) if fields else event
         shake = self.handshakes.add(event)
         event = evolve(event, **shake) if shake else event
         self.on_event(event)
         return event
+
+    def _fresh(self) -> None:
+        self.tokens = TokenAnalysis(self.store)
+        self._texts.clear()
+
+    def _shared_texts(self, event: Event) -> Event:
+        """The event with each long token text replaced by the one string kept for it: a token
+        is typically sent hundreds of times, and the events kept for the summary hold it once."""
+        changes = {}
+        for name in SHARED_TEXTS:
+            text = getattr(event, name)
+            if text is not None and len(text) > 64:
+                kept = self._texts.setdefault(text, text)
+                if kept is not text:
+                    changes[name] = kept
+        return evolve(event, **changes) if changes else event
 
 
 def analyze_paths(
