@@ -92,7 +92,7 @@ class Analysis:
             frame = _flatten(self._frame(name))
             table = pa.Table.from_pandas(frame, preserve_index=False)
             metadata = dict(table.schema.metadata or {})
-            metadata[b"oauth_traffic_analyzer.schema_version"] = SCHEMA_VERSION.encode()
+            metadata[b"oauth_traffic_analyzer.schema_version"] = str(SCHEMA_VERSION).encode()
             metadata[b"oauth_traffic_analyzer.table"] = name.encode()
             path = out / f"{name}.parquet"
             pq.write_table(table.replace_schema_metadata(metadata), path)
