@@ -12,8 +12,8 @@ import csv
 import time
 from typing import IO, Any
 
-from analyzer.model import SCHEMA_VERSION, Event, public_fields
-from analyzer.report.export import csv_rows
+from analyzer.model import SCHEMA_VERSION, Event
+from analyzer.report.export import csv_header, csv_rows
 from analyzer.report.json_text import json_encoder
 from analyzer.report.table import EVENT_COLUMNS, event_cells
 
@@ -35,7 +35,6 @@ class EventRows:
         self._encode = json_encoder(
             Event, reveal_secrets, lead=(("schema_version", SCHEMA_VERSION),), end="\n"
         )
-        self._fields = public_fields(Event, reveal_secrets)
         self._csv = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
 
     def __call__(self, event: Event) -> None:
@@ -47,17 +46,17 @@ class EventRows:
         if self.fmt == "jsonl":
             self.out.write(self._encode(event))
         elif self._csv is not None:
-            self._csv.writerows(csv_rows([event], self._fields, Event, self.reveal_secrets))
+            self._csv.writerows(csv_rows([event], Event, self.reveal_secrets))
         else:
             self.out.write("  " + "  ".join(event_cells(event)).rstrip() + "\n")
         self.out.flush()
 
     def _header(self) -> None:
         if self._csv is not None:
-            self._csv.writerow(["schema_version", *self._fields])
+            self._csv.writerow(csv_header(Event, self.reveal_secrets))
         elif self.fmt == "table":
             self.out.write("Events, as their exchanges complete\n")
-            self.out.write("  " + "  ".join(EVENT_COLUMNS) + "\n")
+            self.out.write("  " + "  ".join(c.name for c in EVENT_COLUMNS) + "\n")
 
 
 class StatusLine:
