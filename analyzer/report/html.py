@@ -59,6 +59,7 @@ TONE_RANK = {"bad": 0, "warn": 1, "good": 2, "neutral": 3}
 MAX_CELL = 120  # characters of a long value shown in a table cell (the full text in its title)
 VOID = frozenset({"meta", "img", "input", "br", "hr", "link"})  # elements without an end tag
 SECRET_FIELDS = (
+    "password",
     "credential",
     "assertion",
     "access_token",
