@@ -11,6 +11,7 @@ import pandas as pd
 from analyzer.engine import AnalysisResult, analyze_paths
 from analyzer.model import (
     SCHEMA_VERSION,
+    CredentialRecord,
     Event,
     Finding,
     Handshake,
@@ -65,6 +66,38 @@ class Analysis:
     def tls(self) -> pd.DataFrame:
         """One row per TLS connection (SNI, version, certificate; ``inspected`` if decrypted)."""
         return self._frame("tls")
+
+    @cached_property
+    def credentials(self) -> pd.DataFrame:
+        """One row per distinct credential: scheme, identity or issuer, first and last use,
+        clients, servers and outcomes (``oauth-analyzer analyze --credentials``)."""
+        from analyzer.analysis.credential_view import credential_records
+
+        records = credential_records(self.result.events)
+        return to_frame(records, CredentialRecord, reveal_secrets=self.reveal_secrets)
+
+    def where(self, **filters: str | list[str]) -> Analysis:
+        """The analysis narrowed as the command line's filters narrow it: ``client``,
+        ``server``, ``host``, ``path``, ``user``, ``scheme``, ``since``, ``until`` (times as ISO
+        8601, epoch seconds or offsets into the capture such as ``"+30s"``). Raises
+        ``analyzer.analysis.scope.ScopeError`` for a value that cannot be used."""
+        from analyzer.analysis.scope import make_scope
+        from analyzer.analysis.subset import narrow
+
+        return Analysis(
+            narrow(self.result, make_scope(**filters)), reveal_secrets=self.reveal_secrets
+        )
+
+    def to_excel(self, path: str | Path) -> Path:
+        """One ``.xlsx`` workbook, a sheet per table (and ``credentials``), the columns of the
+        CSV export; text cells are never formulas. Needs openpyxl (the ``excel`` extra)."""
+        from analyzer.analysis.credential_view import credential_records
+        from analyzer.report.excel import write_xlsx
+
+        tables = [(n, t, getattr(self.result, a)) for n, (t, a) in TABLES.items()]
+        tables.append(("credentials", CredentialRecord, credential_records(self.result.events)))
+        write_xlsx(tables, path, self.reveal_secrets)
+        return Path(path)
 
     @cached_property
     def not_inspected(self) -> pd.DataFrame:
