@@ -1052,6 +1052,8 @@ border-radius:6px}
 figcaption{color:var(--muted);font-size:13px;margin-top:4px}
 .scroll{overflow:auto;max-width:100%;max-height:80vh;border:1px solid var(--line);
 border-radius:6px}
+#sec-handshakes,#sec-tokens,#sec-keys,#sec-tls,#sec-events,#sec-captures{
+content-visibility:auto;contain-intrinsic-size:auto 900px}
 table.grid{border-collapse:collapse;width:100%;font-size:12.5px}
 .grid th,.grid td{padding:5px 8px;border-bottom:1px solid var(--line);text-align:left;
 vertical-align:top;white-space:nowrap}
