@@ -310,7 +310,7 @@ def test_ten_thousand_events_render_fast_and_aggregated(big: Analysis, tmp_path:
     assert len(labels) == MAX_LANES
     assert labels[0] == "10.1.0.20 -> mail.big.test\n8,008 exchanges (peak 134 per 2 min)"
     assert fig.axes[0].get_title(loc="right") == (
-        "21 quieter pair(s) not shown; lanes with over 500 exchanges show counts per 2 min"
+        "21 quieter pairs not shown; lanes with over 500 exchanges show counts per 2 min"
     )
     per_lane: dict[int, int] = {}  # marks drawn one by one, per lane (scatters span lanes)
     for collection in scatters(fig).values():
@@ -329,7 +329,7 @@ def test_ten_thousand_events_render_fast_and_aggregated(big: Analysis, tmp_path:
     assert all(label.startswith("e0000") for label in labels[:8])  # the 8 expired uses
     assert labels[8].startswith("000000000000 bearer")
     assert len(scatters(fig)["use outside validity"].get_offsets()) == 8
-    assert fig.axes[0].get_title(loc="right") == "48 less-used token(s) not shown (showing 40)"
+    assert fig.axes[0].get_title(loc="right") == "48 less-used tokens not shown (showing 40)"
 
 
 def test_hostile_host_is_drawn_literally() -> None:

@@ -107,7 +107,7 @@ def test_summary_only() -> None:
 
 
 def test_ipv6_endpoints_are_bracketed() -> None:
-    from analyzer.report.words import endpoint
+    from analyzer.words import endpoint
 
     assert endpoint("2001:db8::1", 443) == "[2001:db8::1]:443"
     assert endpoint("10.0.0.1", 80) == "10.0.0.1:80"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from analyzer.model import CredentialRecord, Event
-from analyzer.report.words import endpoint
+from analyzer.words import endpoint
 
 
 def credential_records(events: list[Event]) -> list[CredentialRecord]:

@@ -29,6 +29,7 @@ from matplotlib.text import Annotation
 
 from analyzer.model import AUTH_CLASSES, OUTCOMES
 from analyzer.report.times import format_utc
+from analyzer.words import plural
 
 if TYPE_CHECKING:
     from analyzer.api import Analysis
@@ -222,7 +223,7 @@ def timeline(analysis: Analysis) -> Figure:
         fig.legend(handles=outcome_handles, title="outcome", loc="outside right lower")
     notes = []
     if len(lanes) > len(shown):
-        notes.append(f"{len(lanes) - len(shown):,} quieter pair(s) not shown")
+        notes.append(f"{plural(len(lanes) - len(shown), 'quieter pair')} not shown")
     if dense_any:
         notes.append(
             f"lanes with over {DENSE_LANE} exchanges show counts per {interval_label(interval)}"
@@ -569,7 +570,7 @@ def token_validity(analysis: Analysis) -> Figure:
     fig.legend(handles=handles, loc="outside right upper", fontsize=NOTE_SIZE)
     if len(rows) > n:
         ax.set_title(
-            f"{len(rows) - n:,} less-used token(s) not shown (showing {n})",
+            f"{plural(len(rows) - n, 'less-used token')} not shown (showing {n})",
             loc="right",
             fontsize=NOTE_SIZE,
             color="#555555",

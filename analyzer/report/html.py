@@ -40,7 +40,7 @@ from analyzer.report import charts
 from analyzer.report.cells import identity_text, notes_text, scheme_text
 from analyzer.report.table import spans_days
 from analyzer.report.times import format_utc
-from analyzer.report.words import endpoint, plural
+from analyzer.words import endpoint, plural
 
 if TYPE_CHECKING:
     from analyzer.api import Analysis

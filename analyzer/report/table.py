@@ -27,7 +27,7 @@ from analyzer.model import (
 from analyzer.report.cells import class_text, identity_text, notes_text, request_text
 from analyzer.report.layout import Column, fit, render, wrap_text
 from analyzer.report.times import format_utc
-from analyzer.report.words import endpoint, plural
+from analyzer.words import endpoint, plural
 
 #: Line width of text written to a pipe or file (``--wide``: no limit).
 PIPE_WIDTH = 160
