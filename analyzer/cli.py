@@ -40,13 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     analyze = sub.add_parser(
-        "analyze", help="list every auth exchange in one or more captures (pcap, pcapng, gzip)"
+        "analyze",
+        help="list every auth exchange in one or more inputs: captures (pcap, pcapng, gzip, and "
+        "any format tshark reads, e.g. Network Monitor .cap), Fiddler .saz, browser .har",
     )
     analyze.add_argument(
         "captures",
         nargs="+",
         metavar="CAPTURE",
-        help="capture files; '-' reads pcap/pcapng from standard input as it arrives "
+        help="capture files, Fiddler session archives (.saz) or HTTP archives (.har), read as one "
+        "timeline; '-' reads pcap/pcapng from standard input as it arrives "
         "(e.g. tcpdump -U -w - | oauth-analyzer analyze -), printing each event when it completes",
     )
     analyze.add_argument(
@@ -144,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
         "or <id>[/<host>]@<realm> as tokens print them (list)",
     )
     verify.add_argument("--realm", help="accepted realms, e.g. contoso.com or a tenant id (list)")
+    verify.add_argument(
+        "--protocol",
+        help="protocols to judge: http (the default), sip, or both (list); Skype for Business "
+        "users rightly sign in to SIP with NTLM, Kerberos or TLS-DSK, so SIP is judged only here",
+    )
     verify.add_argument(
         "--require-signature", action="store_true", help="require a verified token signature"
     )
@@ -749,6 +757,7 @@ def _verify_rules(args: argparse.Namespace) -> list | int:
     rule_options = {
         **scope_values(args),
         **{k: v for k, v in (("issuer", args.issuer), ("realm", args.realm)) if v is not None},
+        **({"protocol": args.protocol} if getattr(args, "protocol", None) else {}),
     }
     try:
         if args.policy:

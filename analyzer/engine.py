@@ -1,4 +1,5 @@
-"""Wires the stages together: capture -> TCP reassembly -> HTTP exchanges -> auth events.
+"""Wires the stages together: capture -> TCP reassembly (and UDP flows) -> HTTP and SIP
+exchanges -> auth events.
 
 This is the one place that knows the whole chain; every stage it calls is sans-I/O except the
 capture reader at the front.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, BinaryIO
 
 from analyzer.analysis.coverage import from_tls
@@ -20,7 +23,9 @@ from analyzer.analysis.handshakes import (
 )
 from analyzer.analysis.tokens import TokenAnalysis, load_keys
 from analyzer.auth.extract import build_event, request_body_policy, response_body_policy
-from analyzer.flows.tcp import ConnectionInfo, TcpReassembler
+from analyzer.auth.sip_events import build_sip_event
+from analyzer.flows.tcp import Connection, ConnectionInfo, TcpReassembler
+from analyzer.flows.udp import UdpFlows
 from analyzer.model import (
     CaptureStats,
     Event,
@@ -33,12 +38,17 @@ from analyzer.model import (
     evolve,
     request_url,
 )
+from analyzer.protocols.dispatch import FirstBytes
 from analyzer.protocols.http_exchange import Exchange, HttpConnection
+from analyzer.protocols.sip import looks_like_sip
+from analyzer.protocols.sip_exchange import SipConnection, SipDatagrams, SipExchange
+from analyzer.sources.archive import Archived
+from analyzer.sources.kinds import input_kind
 from analyzer.sources.pcapfile import read_packets, read_stream
 
 if TYPE_CHECKING:
     from analyzer.oauth.certificates import CertificateFacts
-    from analyzer.oauth.keys import SigningKey
+    from analyzer.oauth.keys import KeyStore, SigningKey
 
 
 def read_decrypted(path: str, keylog: str, stats: CaptureStats) -> Iterator[tuple]:
@@ -158,6 +168,7 @@ class EventCollector:
         self.not_inspected: list[NotInspected] = []
         self.tls: list[TlsConnection] = []
         self.stats = CaptureStats()  # the capture being read now
+        self.source: str | None = None  # its input kind (None: pcap or pcapng, as read)
         self.sink = sink
         self.completed = 0  # events numbered so far
         self.on_close: Callable[[str], None] | None = None  # told each closed connection's id
@@ -168,10 +179,18 @@ class EventCollector:
 
     def connection(self, info: ConnectionInfo) -> HttpConnection:
         self.stats.check_time(info.first_ts)
+        on_exchange = partial(self.exchange, source=self.input_kind())
         return HttpConnection(
-            info, self.exchange, request_body_policy, response_body_policy, self.closed,
+            info, on_exchange, request_body_policy, response_body_policy, self.closed,
             self.stats.warn,
         )  # fmt: skip
+
+    def input_kind(self) -> str:
+        """The ``source`` of the events read now: as set, else the capture's format (a
+        connection's events keep the kind of the input it began in)."""
+        if self.source is not None:
+            return self.source
+        return "pcapng" if self.stats.file_format.startswith("pcapng") else "pcap"
 
     def closed(self, conn: HttpConnection) -> None:
         """Count the connection, and remember it when part of it could not be read."""
@@ -190,9 +209,9 @@ class EventCollector:
         elif conn.a_to_b.looks_tls or conn.b_to_a.looks_tls:
             self.stats.tls_connections += 1
             self.not_inspected.append(_not_inspected("tls", conn, 1, "TLS, not decrypted"))
-        elif conn.a_to_b.http2 or conn.b_to_a.http2:
-            detail = "HTTP/2 (cleartext, prior knowledge): not read yet"
-            self.not_inspected.append(_not_inspected("http2", conn, 1, detail))
+        unread = conn.h2.blind_spot() if conn.h2 is not None else None
+        if unread is not None:  # HTTP/2 streams whose headers could not be decoded
+            self.not_inspected.append(_not_inspected("http2", conn, *unread))
         lost = conn.requests_lost
         if lost:
             detail = f"{lost} stretch(es) of request bytes lost: credentials unknown"
@@ -247,25 +266,33 @@ class EventCollector:
         """TLS connections in capture-time order."""
         return sorted(self.tls, key=lambda t: (t.ts, t.conn_id))
 
-    def exchange(self, exchange: Exchange) -> None:
-        self._add(build_event(exchange, self.completed + 1))
+    def exchange(self, exchange: Exchange, source: str | None = None) -> None:
+        """Make the event of a finished exchange (if it carries auth material)."""
+        event = build_event(exchange, self.completed + 1)
+        self._add(event, source or self.input_kind())
 
     # -- TLS decrypted with keys (--tls-keylog) ----------------------------------------------
     def tls_connection(self, info: ConnectionInfo) -> HttpConnection:
         """``connection`` for plaintext decrypted from TLS: its events say transport "tls"."""
         self.stats.check_time(info.first_ts)
+        on_exchange = partial(self.tls_exchange, source=self.input_kind())
         return HttpConnection(
-            info, self.tls_exchange, request_body_policy, response_body_policy, self.closed,
+            info, on_exchange, request_body_policy, response_body_policy, self.closed,
             self.stats.warn,
         )  # fmt: skip
 
-    def tls_exchange(self, exchange: Exchange) -> None:
+    def tls_exchange(self, exchange: Exchange, source: str | None = None) -> None:
         event = build_event(exchange, self.completed + 1)
-        self._add(evolve(event, transport="tls") if event is not None else None)
+        source = source or self.input_kind()
+        self._add(
+            evolve(event, transport="tls", source=source) if event is not None else None, source
+        )
 
-    def _add(self, event: Event | None) -> None:
+    def _add(self, event: Event | None, source: str) -> None:
         if event is None:
             return
+        if event.source != source:
+            event = evolve(event, source=source)
         self.completed += 1
         if self.sink is not None:
             event = self.sink(event)
@@ -281,13 +308,87 @@ class EventCollector:
         self.dropped += n
 
     def finished_events(self) -> list[Event]:
-        """Events sorted by request time, numbered from 1.
+        """Events sorted by request time, numbered from 1."""
+        return numbered(self.events)
 
-        Exchanges mostly finish in request order, so most events already carry their final
-        number; only the ones the sort moved are copied.
+    # -- SIP ---------------------------------------------------------------------------------
+    def any_connection(self, info: ConnectionInfo) -> Connection:
+        """The reassembler's factory: ``connection`` (HTTP), or SIP where the first bytes say
+        so (``sip_or``)."""
+        return self.sip_or(info, self.connection, decrypted=False)
+
+    def any_tls_connection(self, info: ConnectionInfo) -> Connection:
+        """``any_connection`` for plaintext decrypted from TLS (SIP on 5061, or on 443 through a
+        Skype for Business Edge)."""
+        return self.sip_or(info, self.tls_connection, decrypted=True)
+
+    def sip_or(
+        self,
+        info: ConnectionInfo,
+        http: Callable[[ConnectionInfo], HttpConnection],
+        *,
+        decrypted: bool,
+    ) -> Connection:
+        """A connection read as SIP when its first bytes are a SIP start line, else by ``http``.
+
+        Cleartext is looked at only on the SIP ports (anything else goes straight to ``http``,
+        at no cost to bulk HTTP); decrypted TLS always, as SIP reaches Edge servers on 443. On a
+        SIP port, a connection caught mid-stream is SIP unless its bytes are HTTP or TLS.
         """
-        ordered = sorted(self.events, key=_request_order)
-        return [e if e.event_id == i else evolve(e, event_id=i) for i, e in enumerate(ordered, 1)]
+        sip_port = info.a_port in SIP_PORTS or info.b_port in SIP_PORTS
+        if not (decrypted or sip_port):
+            return http(info)
+
+        def choose(first: bytes) -> Connection | None:
+            sip = looks_like_sip(first)
+            if sip is None:
+                return None
+            if sip or (sip_port and not info.syn_seen and not _http_or_tls(first)):
+                return self.sip_connection(info, decrypted)
+            return http(info)
+
+        return FirstBytes(choose, lambda: http(info))
+
+    def sip_connection(self, info: ConnectionInfo, decrypted: bool) -> SipConnection:
+        self.stats.check_time(info.first_ts)
+        on_exchange = self.tls_sip_exchange if decrypted else self.sip_exchange
+        return SipConnection(info, on_exchange, self.sip_closed)
+
+    def sip_flow(self, info: ConnectionInfo, first: memoryview | bytes) -> SipDatagrams | None:
+        """The UDP flows' factory: a flow whose first datagram is a SIP message."""
+        if not looks_like_sip(first):
+            return None
+        self.stats.check_time(info.first_ts)
+        return SipDatagrams(info, self.sip_exchange)
+
+    def sip_exchange(self, exchange: SipExchange) -> None:
+        self._add(build_sip_event(exchange, self.completed + 1), self.input_kind())
+
+    def tls_sip_exchange(self, exchange: SipExchange) -> None:
+        event = build_sip_event(exchange, self.completed + 1)
+        source = self.input_kind()
+        self._add(evolve(event, transport="tls") if event is not None else None, source)
+
+    def sip_closed(self, conn: SipConnection) -> None:
+        """A SIP connection ended: remember the stretches of its bytes that were lost."""
+        if self.on_close is not None:
+            self.on_close(conn.conn_id)
+        lost = conn.requests_lost
+        if lost:
+            detail = f"{lost} stretch(es) of SIP bytes lost: credentials unknown"
+            record = _not_inspected("request-lost", conn, lost, detail)
+            self.not_inspected.append(evolve(record, protocol="sip"))
+            self._bound()
+
+
+#: TCP ports on which cleartext connections are tried as SIP: 5060 (SIP) and 5061 (SIP over
+#: TLS), and the range Skype for Business servers listen on for SIP (to 5087).
+SIP_PORTS = frozenset(range(5060, 5088))
+
+
+def _http_or_tls(first: bytes) -> bool:
+    """First bytes of HTTP/1.x or of a TLS record: not SIP, whatever the port."""
+    return first[:2] == b"\x16\x03" or first.startswith(b"HTTP/") or b" HTTP/1." in first[:256]
 
 
 def _both(first: Callable[[bytes], None], second: Callable[[bytes], None]) -> Callable:
@@ -302,7 +403,9 @@ def _request_order(e: Event) -> tuple:
     return (e.ts, e.conn_id, e.client_port)
 
 
-def _not_inspected(kind: str, conn: HttpConnection, count: int, detail: str) -> NotInspected:
+def _not_inspected(
+    kind: str, conn: HttpConnection | SipConnection, count: int, detail: str
+) -> NotInspected:
     info = conn.info
     a = (info.a_ip, info.a_port)
     b = (info.b_ip, info.b_port)
@@ -322,10 +425,12 @@ def _not_inspected(kind: str, conn: HttpConnection, count: int, detail: str) -> 
 
 
 #: Distinct tokens a stream's view remembers (decoded and verified) before starting afresh.
-TOKENS_REMEMBERED = 10_000
+TOKENS_REMEMBERED = 5_000
 #: Events a stream keeps for its closing summary (verdicts and findings) before it lets the
 #: oldest go; counters and every event streamed out are unaffected.
-STREAM_KEEP = 100_000
+STREAM_KEEP = 50_000
+#: Event fields holding token text, shared between the events a stream keeps.
+SHARED_TEXTS = ("credential", "access_token", "id_token", "refresh_token", "assertion")
 
 
 class Engine:
@@ -348,8 +453,10 @@ class Engine:
         on_event: Callable[[Event], None] | None = None,
         keep: int = STREAM_KEEP,
         idle_timeout: float = 600.0,
+        shard: tuple[int, int] | None = None,
     ) -> None:
         self.key_files = list(key_files)
+        self.shard = shard  # (k, n): worker k of n follows its share of the connections
         self.reveal_secrets = reveal_secrets
         self.view = StreamView(self.key_files, on_event) if on_event is not None else None
         self.collector = EventCollector(
@@ -361,20 +468,27 @@ class Engine:
         self.captures: list[CaptureStats] = []
         self.idle_timeout = idle_timeout
         self._reassembler: TcpReassembler | None = None
+        self._udp = UdpFlows(self.collector.sip_flow, idle_timeout=idle_timeout, shard=shard)
 
     @property
     def streaming(self) -> bool:
         return self.view is not None
 
-    def _start(self, stats: CaptureStats) -> TcpReassembler:
-        """Begin one input: its packets continue the same connections as the last one's."""
+    def _start(self, stats: CaptureStats, source: str | None = None) -> TcpReassembler:
+        """Begin one input: its packets continue the same connections as the last one's.
+        ``source``: the input kind of its events (None: pcap or pcapng, as read)."""
         self.captures.append(stats)
         if self._reassembler is None:
             self._reassembler = TcpReassembler(
-                self.collector.connection, stats, idle_timeout=self.idle_timeout
+                self.collector.any_connection,
+                stats,
+                idle_timeout=self.idle_timeout,
+                shard=self.shard,
             )
+            self._reassembler.datagrams = self._udp.feed
         self._reassembler.stats = stats
         self.collector.stats = stats
+        self.collector.source = source
         return self._reassembler
 
     def read_file(
@@ -383,10 +497,56 @@ class Engine:
         progress: ProgressCallback | None = None,
         tls_keylog: str | None = None,
     ) -> CaptureStats:
-        """Read one capture file (pcap, pcapng, gzip; a FIFO is read as it is written)."""
-        stats = CaptureStats(path=str(path))
-        reassembler = self._start(stats)
-        _read_one(str(path), stats, reassembler, progress, self.collector, tls_keylog)
+        """Read one input file, of the kind its first bytes say: a capture (pcap, pcapng, gzip;
+        a FIFO is read as it is written), a Fiddler SAZ, an HTTP archive (HAR), or any other
+        format tshark reads (converted to pcapng as a stream)."""
+        path = str(path)
+        kind = input_kind(path)
+        if kind in ("saz", "har"):
+            return self.read_archive(path, kind, tls_keylog)
+        stats = CaptureStats(path=path)
+        reassembler = self._start(stats, "tshark" if kind in ("etl", "other") else None)
+        convert = kind in ("etl", "other")
+        _read_one(path, stats, reassembler, progress, self.collector, tls_keylog, convert)
+        return stats
+
+    def read_archive(self, path: str, kind: str, tls_keylog: str | None = None) -> CaptureStats:
+        """Read a Fiddler SAZ (``kind`` "saz") or an HTTP archive ("har"): their exchanges need
+        no reassembly (see ``read_exchanges``). Raises ``CaptureError`` for an unreadable one."""
+        from analyzer.sources.har import read_har
+        from analyzer.sources.saz import read_saz
+
+        stats = CaptureStats(path=path)
+        items = read_saz(path, stats) if kind == "saz" else read_har(path, stats)
+        if tls_keylog:
+            stats.warn(
+                f"{path}: --tls-keylog not used: the {kind.upper()}'s traffic was decrypted "
+                "by the tool that recorded it"
+            )
+        return self.read_exchanges(items, stats, kind)
+
+    def read_exchanges(
+        self, items: Iterable[Archived | NotInspected], stats: CaptureStats, source: str
+    ) -> CaptureStats:
+        """Take HTTP exchanges that were recorded whole (a SAZ's sessions, a HAR's entries) and
+        what their archive could not show: they enter where reassembled traffic hands over its
+        exchanges, and become events like any other, with ``source`` set."""
+        self.captures.append(stats)
+        collector = self.collector
+        collector.stats = stats
+        collector.source = source
+        for item in items:
+            if isinstance(item, NotInspected):
+                collector.not_inspected.append(item)
+                continue
+            exchange = item.exchange
+            first = exchange.request or exchange.response
+            if first is not None:
+                stats.check_time(first.ts)
+            if item.tls:
+                collector.tls_exchange(exchange, source)
+            else:
+                collector.exchange(exchange, source)
         return stats
 
     def read_stream(
@@ -396,21 +556,25 @@ class Engine:
         tee: Callable[[bytes], None] | None = None,
         progress: Callable[[CaptureStats], None] | None = None,
         tls_keylog: str | None = None,
+        source: str | None = None,
     ) -> CaptureStats:
         """Read a pcap or pcapng byte stream (standard input, a live capture's pipe) as it
         arrives: the events of the packets read so far are out before the next read waits.
         ``tee`` gets every chunk read (``live --write``); ``progress`` is called after each.
         ``tls_keylog`` has tshark decrypt the stream alongside (``StreamDecryptor``): its
-        plaintext is read as it comes, and what is left when the stream ends."""
+        plaintext is read as it comes, and what is left when the stream ends. ``source`` is
+        the events' input kind: by default ``live`` for a stream named ``live:...`` (as
+        ``live`` names its capture), else the stream's format (pcap or pcapng)."""
         stats = CaptureStats(path=name)
         reassembler = self._start(stats)
+        self.collector.source = source or ("live" if name.startswith("live:") else None)
         decryptor = tls = None
         if tls_keylog:
             from analyzer.sources.tshark import StreamDecryptor
 
             decryptor = StreamDecryptor(tls_keylog, stats)
             tls = TcpReassembler(
-                self.collector.tls_connection, stats, idle_timeout=self.idle_timeout
+                self.collector.any_tls_connection, stats, idle_timeout=self.idle_timeout
             )
             tee = _both(tee, decryptor.feed) if tee is not None else decryptor.feed
 
@@ -443,39 +607,89 @@ class Engine:
 
     def finish(self) -> AnalysisResult:
         """End every open connection and work out the analysis of what was kept."""
-        if self._reassembler is not None:
-            self._reassembler.flush()
+        parts = self.parts()
         collector = self.collector
         view = self.view
-        # every key, wherever it came from (a stream's documents may no longer be kept)
-        store = view.store if view is not None else load_keys(collector.events, self.key_files)
-        tokens = TokenAnalysis(store)
         if view is None:
-            events = collector.finished_events()
-            events, handshakes = group_handshakes(events, tokens.event_fields(events))
-        else:
+            return assemble(parts, self.key_files, self.reveal_secrets)
+        # every key, wherever it came from (a stream's documents may no longer be kept)
+        store = view.store
+        tokens = TokenAnalysis(store)
+        streamed = sorted(parts.events, key=_request_order)  # numbered as streamed
+        events, handshakes = group_handshakes(streamed, tokens.event_fields(streamed))
+        events, handshakes = keep_handshake_ids(streamed, events, handshakes)
+        if collector.dropped and self.captures:
+            self.captures[-1].warn(
+                f"{collector.dropped} older records (events, TLS connections, blind spots) "
+                "were streamed but not kept for this summary: verdicts and findings cover "
+                "the most recent ones"
+            )
+        return _result(events, handshakes, parts, store, tokens, self.reveal_secrets)
+
+    def parts(self) -> Parts:
+        """End every open connection; what was found, before tokens and handshakes (what a
+        worker of a parallel run hands back: ``analyzer.parallel``)."""
+        if self._reassembler is not None:
+            self._reassembler.flush()
+        self._udp.flush()
+        collector = self.collector
+        if self.view is not None:
             collector.recheck_decrypted()
-            streamed = sorted(collector.events, key=_request_order)  # numbered as streamed
-            events, handshakes = group_handshakes(streamed, tokens.event_fields(streamed))
-            events, handshakes = keep_handshake_ids(streamed, events, handshakes)
-            if collector.dropped and self.captures:
-                self.captures[-1].warn(
-                    f"{collector.dropped} older records (events, TLS connections, blind spots) "
-                    "were streamed but not kept for this summary: verdicts and findings cover "
-                    "the most recent ones"
-                )
-        return AnalysisResult(
-            events,
-            self.captures,
-            handshakes=handshakes,
-            keys=len(store),
-            key_warnings=list(store.warnings),
-            not_inspected=sorted(collector.not_inspected, key=lambda n: (n.ts, n.conn_id, n.kind)),
-            tls=collector.finished_tls(),
-            signing_keys=list(store),
-            derive_tokens=lambda: tokens.records(self.reveal_secrets),
-            token_keys=tokens.verifying_keys,
-        )
+        return Parts(collector.events, self.captures, collector.tls, collector.not_inspected)
+
+
+@dataclass(slots=True)
+class Parts:
+    """What reading found: events numbered as they completed, the inputs' counters, TLS
+    connections and blind spots, in no particular order."""
+
+    events: list[Event]
+    captures: list[CaptureStats]
+    tls: list[TlsConnection]
+    not_inspected: list[NotInspected]
+
+
+def assemble(parts: Parts, key_files: Iterable[str], reveal_secrets: bool) -> AnalysisResult:
+    """The analysis of what one reading (or the merged readings of a parallel run) found:
+    events in request order numbered from 1, tokens, handshakes; verdicts and findings on use."""
+    events = numbered(parts.events)
+    store = load_keys(events, key_files)
+    tokens = TokenAnalysis(store)
+    # token and handshake fields are set in one copy of each event
+    events, handshakes = group_handshakes(events, tokens.event_fields(events))
+    return _result(events, handshakes, parts, store, tokens, reveal_secrets)
+
+
+def numbered(events: list[Event]) -> list[Event]:
+    """Events sorted by request time, numbered from 1.
+
+    Exchanges mostly finish in request order, so most events already carry their final number;
+    only the ones the sort moved are copied.
+    """
+    ordered = sorted(events, key=_request_order)
+    return [e if e.event_id == i else evolve(e, event_id=i) for i, e in enumerate(ordered, 1)]
+
+
+def _result(
+    events: list[Event],
+    handshakes: list[Handshake],
+    parts: Parts,
+    store: KeyStore,
+    tokens: TokenAnalysis,
+    reveal_secrets: bool,
+) -> AnalysisResult:
+    return AnalysisResult(
+        events,
+        parts.captures,
+        handshakes=handshakes,
+        keys=len(store),
+        key_warnings=list(store.warnings),
+        not_inspected=sorted(parts.not_inspected, key=lambda n: (n.ts, n.conn_id, n.kind)),
+        tls=sorted(parts.tls, key=lambda t: (t.ts, t.conn_id)),
+        signing_keys=list(store),
+        derive_tokens=lambda: tokens.records(reveal_secrets),
+        token_keys=tokens.verifying_keys,
+    )
 
 
 class StreamView:
@@ -491,19 +705,37 @@ class StreamView:
         self.tokens = TokenAnalysis(self.store)
         self.handshakes = HandshakeTracker()
         self.on_event = on_event
+        self._texts: dict[str, str] = {}  # token text -> the one string kept for it
 
     def add(self, event: Event) -> Event:
         """Fill in the event and hand it out; returns it as handed out."""
         if event.document and self.store.add_document(event.document, request_url(event), event.ts):
-            self.tokens = TokenAnalysis(self.store)  # earlier verdicts on signatures may change
+            self._fresh()  # earlier verdicts on signatures may change
         elif self.tokens.distinct > TOKENS_REMEMBERED:
-            self.tokens = TokenAnalysis(self.store)  # a cache: bounded over a long run
+            self._fresh()  # a cache: bounded over a long run
+        event = self._shared_texts(event)
         fields = self.tokens.event_fields([event])[0]
         event = evolve(event, **fields) if fields else event
         shake = self.handshakes.add(event)
         event = evolve(event, **shake) if shake else event
         self.on_event(event)
         return event
+
+    def _fresh(self) -> None:
+        self.tokens = TokenAnalysis(self.store)
+        self._texts.clear()
+
+    def _shared_texts(self, event: Event) -> Event:
+        """The event with each long token text replaced by the one string kept for it: a token
+        is typically sent hundreds of times, and the events kept for the summary hold it once."""
+        changes = {}
+        for name in SHARED_TEXTS:
+            text = getattr(event, name)
+            if text is not None and len(text) > 64:
+                kept = self._texts.setdefault(text, text)
+                if kept is not text:
+                    changes[name] = kept
+        return evolve(event, **changes) if changes else event
 
 
 def analyze_paths(
@@ -538,6 +770,7 @@ def _read_one(
     progress: ProgressCallback | None,
     collector: EventCollector,
     tls_keylog: str | None,
+    convert: bool = False,
 ) -> None:
     every = None
     if progress is not None:
@@ -546,8 +779,13 @@ def _read_one(
             progress(path, stats.bytes)
 
     decrypted = read_decrypted(path, tls_keylog, stats) if tls_keylog else None
-    # read_packets raises CaptureError for a non-capture before tshark runs
-    packets = read_packets(path, stats, reassembler, every)
+    # the readers raise CaptureError for a non-capture before tshark decrypts anything
+    if convert:
+        from analyzer.sources.convert import read_converted  # the subprocess machinery
+
+        packets = read_converted(path, stats, reassembler, every)
+    else:
+        packets = read_packets(path, stats, reassembler, every)
     keys = _read_tls(decrypted, stats, collector) if decrypted is not None else set()
     # The ciphertext of a decrypted connection is read too, for its handshake (TLS record,
     # inspected); its bytes past the handshake are skipped like any other TLS connection's.
@@ -568,7 +806,7 @@ def _read_tls(packets: Iterable[tuple], stats: CaptureStats, collector: EventCol
                 keys.add((p[2], p[3], p[4], p[5]))
             yield p
 
-    tls = TcpReassembler(collector.tls_connection, stats)
+    tls = TcpReassembler(collector.any_tls_connection, stats)
     counted = stats.tcp_connections
     tls.run(noted())
     tls.flush()

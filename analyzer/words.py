@@ -20,7 +20,10 @@ def plural(n: int, noun: str, many: str | None = None) -> str:
 
 
 def endpoint(ip: str, port: int | None) -> str:
-    """``10.0.0.1:80``, ``[2001:db8::1]:443``; the address alone without a port."""
+    """``10.0.0.1:80``, ``[2001:db8::1]:443``; the address alone without a port; ``-`` for an
+    unknown address (an HTTP archive does not record the browser's)."""
+    if not ip:
+        return "-"
     if port is None:
         return ip
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"

@@ -13,6 +13,12 @@ from analyzer.words import plural
 TOP_SERVERS = 20  # servers listed in text before "... and N more"
 #: What to do about TLS that was not read.
 TLS_ADVICE = "pass --tls-keylog, or capture with Fiddler / a decrypting proxy"
+#: What to do about a proxy trace's tunnels, and a browser's sanitized HTTP archive.
+TUNNEL_ADVICE = (
+    "turn on Tools > Options > HTTPS > Decrypt HTTPS traffic (the client must trust Fiddler's "
+    "root certificate) and capture again"
+)
+SANITIZED_ADVICE = "export the HAR again with sensitive data"
 
 
 def from_tls(t: TlsConnection) -> NotInspected:
@@ -48,7 +54,18 @@ def blind_spot_lines(not_inspected: list[NotInspected], limit: int = TOP_SERVERS
         if kind == "tls":
             out.append(f"{conns} to {where} not inspected: {TLS_ADVICE}")
         elif kind == "http2":
-            out.append(f"{conns} to {where} not inspected: HTTP/2, which is not read yet")
+            streams = sum(n.count for n in group)
+            out.append(
+                f"{conns} to {where} not inspected: {streams:,} HTTP/2 stream(s) whose headers "
+                "could not be decoded (see the not-inspected details)"
+            )
+        elif kind == "connect-tunnel":
+            tunnels = f"{len(group):,} CONNECT tunnel" + ("s" if len(group) != 1 else "")
+            out.append(f"{tunnels} to {where} not decrypted by Fiddler: {TUNNEL_ADVICE}")
+        elif kind == "sanitized":
+            n = sum(r.count for r in group)
+            entries = f"{n:,} HAR entr" + ("ies" if n != 1 else "y")
+            out.append(f"{entries} to {where} with credentials removed: {SANITIZED_ADVICE}")
         else:
             lost = sum(n.count for n in group)
             out.append(

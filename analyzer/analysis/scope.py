@@ -12,7 +12,9 @@ Servers are accepted the way the tool prints them: ``host``, ``host:port``, ``ip
 comma-separated list (a policy file: a TOML list); a value matches when any item does.
 
 Traffic that could not be read (``NotInspected``) has no path or user: it is in a scope unless
-its endpoints or time rule it out, so a blind spot is never silently left out of a verdict.
+its endpoints or time rule it out, so a blind spot is never silently left out of a verdict. In
+the same way an exchange whose client is unknown (``client_ip`` empty: an HTTP archive does not
+record the browser's address) is not ruled out by a client filter.
 """
 
 from __future__ import annotations
@@ -167,7 +169,8 @@ class Scope:
         host: str | None,
         host_ips: dict[str, frozenset[str]] | None,
     ) -> bool:
-        if self.clients and not any(_in_network(client_ip, n) for n in self.clients):
+        # An unknown client ("": a HAR does not record the browser's address) is not ruled out.
+        if self.clients and client_ip and not any(_in_network(client_ip, n) for n in self.clients):
             return False
         if self.servers:
             ips = host_ips or {}

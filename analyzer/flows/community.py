@@ -12,6 +12,7 @@ from functools import lru_cache
 import communityid
 
 TCP = 6
+UDP = 17
 _HASHER = communityid.CommunityID(seed=0)
 
 
@@ -19,8 +20,8 @@ _HASHER = communityid.CommunityID(seed=0)
 def community_id(
     client_ip: str, client_port: int, server_ip: str, server_port: int, proto: int = TCP
 ) -> str | None:
-    """``1:<base64 SHA-1>`` for a TCP (or ``proto``) flow; None when an address is not an IP
-    address (a SAZ or HAR entry may only know a host name)."""
+    """``1:<base64 SHA-1>`` for a TCP (or ``proto``: ``UDP``) flow; None when an address is not
+    an IP address (a HAR entry does not record the browser's address)."""
     try:
         flow = communityid.FlowTuple(proto, client_ip, server_ip, client_port, server_port)
         # hash + render is what CommunityID.calc does, without its per-call log formatting

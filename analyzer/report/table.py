@@ -27,11 +27,26 @@ from analyzer.model import (
 from analyzer.report.cells import class_text, identity_text, notes_text, request_text
 from analyzer.report.layout import Column, fit, render, wrap_text
 from analyzer.report.times import format_utc
+from analyzer.sources.linklayer import MAX_TUNNEL_IDS
 from analyzer.words import endpoint, plural
 
 #: Line width of text written to a pipe or file (``--wide``: no limit).
 PIPE_WIDTH = 160
 _DAY = 86400.0
+#: What the ids of each encapsulation are called in the summary (one, several).
+_ID_NAMES = {
+    "VXLAN": ("VNI", "VNIs"),
+    "VXLAN-GPE": ("VNI", "VNIs"),
+    "GENEVE": ("VNI", "VNIs"),
+    "GRE": ("key", "keys"),
+    "ERSPAN II": ("session", "sessions"),
+    "ERSPAN III": ("session", "sessions"),
+    "GTP-U": ("TEID", "TEIDs"),
+    "MPLS": ("label", "labels"),
+    "PPPoE": ("session", "sessions"),
+}
+_HEX_IDS = frozenset({"GTP-U", "PPPoE"})  # shown in hex, as tshark shows them
+_IDS_SHOWN = 5
 
 #: The events list, most important column first where the width runs short.
 EVENT_COLUMNS = (
@@ -113,10 +128,13 @@ def write_captures(
     packets = sum(c.packets for c in captures)
     conns = sum(c.tcp_connections for c in captures)
     http = sum(c.http_connections for c in captures)
+    archived = sum(c.exchanges for c in captures)
     out.write(
         style.heading(f"Read {plural(len(captures), 'capture')}")
         + f": {plural(packets, 'packet')}, {plural(conns, 'TCP connection')}, "
-        f"{http:,} carrying HTTP\n"
+        f"{http:,} carrying HTTP"
+        + (f"; {plural(archived, 'archived HTTP exchange')} (SAZ, HAR)" if archived else "")
+        + "\n"
     )
     for c in captures:
         extra = []
@@ -132,11 +150,46 @@ def write_captures(
             extra.append(
                 f"{plural(c.tls_connections, 'TLS connection')} unreadable without --tls-keylog"
             )
-        line = f"{c.path}: {c.file_format or '?'}, {plural(c.packets, 'packet')}"
+        read = plural(c.exchanges, "exchange") if c.exchanges else plural(c.packets, "packet")
+        line = f"{c.path}: {c.file_format or '?'}, {read}"
         _prose(line + (f" ({'; '.join(extra)})" if extra else ""), out, width)
+        for text in encapsulation_lines(c):
+            _prose(text, out, width, indent=4)
         for warning in c.warnings:
             _prose(style.warning("warning") + f": {warning}", out, width, indent=4)
     out.write("\n")
+
+
+def encapsulation_lines(c: CaptureStats) -> list[str]:
+    """The tunnels a capture's packets came in, with their ids, and those not read, e.g.
+    ``encapsulations: VXLAN 1,204 packets (VNI 5001), ERSPAN II 88 packets (session 7)``."""
+    lines = []
+    if c.encapsulations:
+        parts = []
+        for name, n in _by_count(c.encapsulations):
+            ids = c.tunnel_ids.get(name)
+            if ids and name in _ID_NAMES:
+                one, several = _ID_NAMES[name]
+                shown = ", ".join(hex(i) if name in _HEX_IDS else str(i) for i in ids[:_IDS_SHOWN])
+                if len(ids) > _IDS_SHOWN:
+                    plus = "+" if len(ids) >= MAX_TUNNEL_IDS else ""
+                    shown += f" and {len(ids) - _IDS_SHOWN}{plus} more"
+                parts.append(f"{_packets(name, n)} ({one if len(ids) == 1 else several} {shown})")
+            else:
+                parts.append(_packets(name, n))
+        lines.append("encapsulations: " + ", ".join(parts))
+    if c.unread_encapsulations:
+        parts = [_packets(name, n) for name, n in _by_count(c.unread_encapsulations)]
+        lines.append("encapsulations not read (counted, not analysed): " + ", ".join(parts))
+    return lines
+
+
+def _by_count(counts: dict[str, int]) -> list[tuple[str, int]]:
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _packets(name: str, n: int) -> str:
+    return f"{name} {plural(n, 'packet')}"
 
 
 def write_uninspected(
@@ -169,8 +222,10 @@ def write_verdicts(
 
 
 def pair_server(v: PairVerdict) -> str:
-    """``mail.contoso.com (10.1.0.10:80)``: the Host (or address) and the endpoint."""
-    return f"{v.host or v.server_ip} ({endpoint(v.server_ip, v.server_port)})"
+    """``mail.contoso.com (10.1.0.10:80)``: the Host (or address) and the endpoint; ``SIP``
+    before it for a SIP pair."""
+    server = f"{v.host or v.server_ip} ({endpoint(v.server_ip, v.server_port)})"
+    return f"SIP {server}" if v.protocol == "sip" else server
 
 
 def write_findings(
@@ -210,7 +265,7 @@ def evidence(event_ids: tuple[int, ...], shown: int = 10) -> str:
 def _pairs(events: list[Event], out: IO[str], width: int, style: Style) -> None:
     counts: dict[tuple[str, str, str], Counter[str]] = defaultdict(Counter)
     for e in events:
-        pair = (e.client_ip, endpoint(e.server_ip, e.server_port), e.host or "-")
+        pair = (e.client_ip or "-", endpoint(e.server_ip, e.server_port), e.host or "-")
         counts[pair][e.scheme] += 1
     out.write(style.heading(f"Events by client -> server, per scheme sent ({len(events):,})"))
     out.write("\n")
