@@ -11,6 +11,7 @@ import pytest
 
 from analyzer.model import (
     Challenge,
+    CredentialRecord,
     Event,
     Finding,
     Handshake,
@@ -46,7 +47,8 @@ def test_internal_fields_are_named_in_the_documentation() -> None:
 
 
 @pytest.mark.parametrize(
-    "record", [TokenRecord, Handshake, PairVerdict, Finding, TlsConnection, NotInspected]
+    "record",
+    [TokenRecord, Handshake, PairVerdict, Finding, TlsConnection, NotInspected, CredentialRecord],
 )
 def test_record_fields_match_the_documentation(record: type) -> None:
     public = [f.name for f in dataclasses.fields(record)]
@@ -66,7 +68,9 @@ def test_json_schema_is_the_one_the_model_generates() -> None:
     )
 
 
-@pytest.mark.parametrize("table", ["events", "handshakes", "tokens", "findings", "verdicts"])
+@pytest.mark.parametrize(
+    "table", ["events", "handshakes", "tokens", "findings", "verdicts", "credentials"]
+)
 def test_json_lines_validate_against_the_schema(table: str, capsys) -> None:
     jsonschema = pytest.importorskip("jsonschema")
     from analyzer.cli import main
@@ -74,7 +78,8 @@ def test_json_lines_validate_against_the_schema(table: str, capsys) -> None:
     schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
     validator = jsonschema.Draft202012Validator(schema)
     record = {"events": "Event", "handshakes": "Handshake", "tokens": "TokenRecord",
-              "findings": "Finding", "verdicts": "PairVerdict"}[table]  # fmt: skip
+              "findings": "Finding", "verdicts": "PairVerdict",
+              "credentials": "CredentialRecord"}[table]  # fmt: skip
     alone = {k: v for k, v in schema.items() if k != "oneOf"}
     one = jsonschema.Draft202012Validator({**alone, "$ref": f"#/$defs/{record}"})
     for reveal in ([], ["--reveal-secrets"]):

@@ -21,6 +21,7 @@ from analyzer.model import (
     SCHEMES,
     SEVERITIES,
     Challenge,
+    CredentialRecord,
     Event,
     Finding,
     Handshake,
@@ -39,6 +40,7 @@ RECORDS: dict[str, type] = {
     "verdicts": PairVerdict,
     "tls": TlsConnection,
     "not_inspected": NotInspected,
+    "credentials": CredentialRecord,
 }
 #: Closed vocabularies: (record type, field) -> the values it may hold.
 ENUMS: dict[tuple[type, str], tuple[str, ...]] = {
@@ -49,6 +51,7 @@ ENUMS: dict[tuple[type, str], tuple[str, ...]] = {
     (Handshake, "outcome"): OUTCOMES,
     (Finding, "severity"): SEVERITIES,
     (NotInspected, "kind"): NOT_INSPECTED_KINDS,
+    (CredentialRecord, "scheme"): SCHEMES,
 }
 _SCALARS = {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}
 _NESTED = {"Challenge": Challenge}
