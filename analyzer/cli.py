@@ -14,11 +14,9 @@ import sys
 from collections.abc import Sequence
 from typing import IO
 
-from analyzer.analysis.scope import ScopeError
 from analyzer.engine import AnalysisResult, Engine
 from analyzer.oauth.keys import KeyFileError, KeyStore
 from analyzer.report.export import write_csv, write_jsonl
-from analyzer.report.outputs import OutputError
 from analyzer.report.progress import Stages
 from analyzer.sources.pcapfile import CaptureError
 
@@ -37,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Find authentication exchanges in packet captures and decode their tokens.",
     )
-    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     analyze = sub.add_parser(
         "analyze",
@@ -408,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "report":
             return _report(args)
         return _analyze(args)
-    except (CaptureError, KeyFileError, OutputError, ScopeError) as exc:
+    except _usage_errors() as exc:
         _error(str(exc))
         return USAGE_VERIFY if args.command == "verify" else 2
     except OSError as exc:
@@ -423,6 +421,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return INTERRUPTED
+
+
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """The errors that are one line for the user (evaluated only when something was raised,
+    so a run that succeeds never imports the modules that define them)."""
+    from analyzer.analysis.scope import ScopeError
+    from analyzer.report.outputs import OutputError
+
+    return (CaptureError, KeyFileError, OutputError, ScopeError)
+
+
+class _Version(argparse.Action):
+    """``--version``: looked up only when asked (reading package metadata costs a start-up)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object, **_kw: object) -> None:
+        print(f"{PROG} {_version()}")
+        parser.exit()
 
 
 #: The engines this process ran: an interrupted command says how far they read.
@@ -504,8 +522,9 @@ def _analyze(args: argparse.Namespace) -> int:
     stages = Stages(args.captures, show=not args.no_progress)
     try:
         result = _scoped(read_captures(args, stages), args)
-        with stages.stage("tokens"):
-            result.findings  # noqa: B018 - tokens, verdicts and findings, under the bar
+        if _needs_findings(args, xlsx):  # JSON Lines or CSV of events never pay for them
+            with stages.stage("tokens"):
+                result.findings  # noqa: B018 - tokens, verdicts and findings, under the bar
         with stages.stage("report"):
             if args.charts:
                 _charts(result, args.charts)
@@ -534,6 +553,14 @@ def _analyze(args: argparse.Namespace) -> int:
     _write(result, args, sys.stdout)
     sys.stdout.flush()
     return 0
+
+
+def _needs_findings(args: argparse.Namespace, xlsx: bool) -> bool:
+    """Does this output show tokens, verdicts or findings (worked out under the bar), or only
+    events (then they are never worked out)?"""
+    if args.format in ("table", "parquet") or xlsx or args.charts:
+        return True
+    return _table_name(args) in ("tokens", "findings", "verdicts")
 
 
 def _charts(result: AnalysisResult, folder: str) -> None:

@@ -136,7 +136,27 @@ def test_failed_run_leaves_no_partial_file(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pcap"]
 
 
-def test_progress_bar_names_its_stages(monkeypatch) -> None:
+def test_special_files_are_written_in_place_never_replaced(tmp_path: Path) -> None:
+    """-o /dev/null (or a FIFO) is written to, not renamed over."""
+    target = fifo(tmp_path)
+    reader = subprocess.Popen(["cat", str(target)], stdout=subprocess.PIPE)
+    proc = cli("analyze", SFB, "--format", "jsonl", "-o", target, stdout=subprocess.PIPE)
+    proc.communicate(timeout=HANG_GUARD)
+    out, _ = reader.communicate(timeout=HANG_GUARD)
+    assert proc.returncode == 0 and len(out.splitlines()) == 15
+    assert target.is_fifo() and sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+    devnull = Path(os.devnull)
+    assert main_code("analyze", SFB, "-o", str(devnull)) == 0
+    assert devnull.is_char_device()
+
+
+def main_code(*args: str | Path) -> int:
+    from analyzer.cli import main
+
+    return main([str(a) for a in args])
+
+
+def test_progress_bar_names_its_stages(monkeypatch, tmp_path: Path) -> None:
     """On a terminal the bar shows for analyze, verify and report, naming each stage."""
     from analyzer.report import progress
 
@@ -167,9 +187,9 @@ def test_progress_bar_names_its_stages(monkeypatch) -> None:
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     from analyzer.cli import main
 
-    for command in (["analyze", str(SFB), "--format", "jsonl", "-o", os.devnull],
+    for command in (["analyze", str(SFB), "-o", str(tmp_path / "out.txt")],
                     ["verify", str(SFB)],
-                    ["report", str(SFB), "-o", os.devnull]):  # fmt: skip
+                    ["report", str(SFB), "-o", str(tmp_path / "r.html")]):  # fmt: skip
         seen.clear()
         main(command)
         assert seen[0] == "reading"

@@ -42,15 +42,16 @@ def narrow(result: AnalysisResult, scope: Scope) -> AnalysisResult:
     if scope == Scope():
         return result
     host_ips = addresses_by_host(result.events)
-    tokens = result.tokens  # derived first: verifying them fills the token -> key map
     events = [e for e in result.events if scope.matches(e, host_ips)]
     ids = {e.event_id for e in events}
     handshakes = [h for h in result.handshakes if ids.intersection(h.event_ids)]
     fps = _fingerprints(events)
-    narrowed = AnalysisResult(
+    narrowed = NarrowedResult(
         events,
         result.captures,
-        tokens=[t for t in tokens if t.fingerprint in fps or fps.intersection(t.outer_fps)],
+        derive_tokens=lambda: [
+            t for t in result.tokens if t.fingerprint in fps or fps.intersection(t.outer_fps)
+        ],
         handshakes=handshakes,
         verdicts=pair_verdicts(events, handshakes),
         keys=result.keys,
@@ -60,10 +61,24 @@ def narrow(result: AnalysisResult, scope: Scope) -> AnalysisResult:
         signing_keys=result.signing_keys,
         token_keys=result._token_keys,
     )
-    keys = [_trimmed(f, ids) for f in result.findings if f.rule_id in KEY_RULES]
-    others = [f for f in narrowed.findings if f.rule_id not in KEY_RULES]
-    narrowed._findings = _by_severity(others + [f for f in keys if f is not None])
+    narrowed.whole, narrowed.ids = result, ids
     return narrowed
+
+
+class NarrowedResult(AnalysisResult):
+    """An ``AnalysisResult`` of the exchanges in a scope; its findings, worked out on first use
+    like any result's, are the rules run again over it, with the whole capture's findings about
+    signing keys that have an event in scope."""
+
+    __slots__ = ("ids", "whole")
+
+    @property
+    def findings(self) -> list[Finding]:
+        if self._findings is None:
+            own = [f for f in AnalysisResult.findings.fget(self) if f.rule_id not in KEY_RULES]
+            keys = [_trimmed(f, self.ids) for f in self.whole.findings if f.rule_id in KEY_RULES]
+            self._findings = _by_severity(own + [f for f in keys if f is not None])
+        return self._findings
 
 
 def _fingerprints(events: list[Event]) -> set[str]:

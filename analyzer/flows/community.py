@@ -7,13 +7,11 @@ once per connection: the hash is the same for both directions of a flow.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
-import communityid
+from functools import cache, lru_cache
+from typing import Any
 
 TCP = 6
 UDP = 17
-_HASHER = communityid.CommunityID(seed=0)
 
 
 @lru_cache(maxsize=1 << 16)
@@ -22,9 +20,19 @@ def community_id(
 ) -> str | None:
     """``1:<base64 SHA-1>`` for a TCP (or ``proto``: ``UDP``) flow; None when an address is not
     an IP address (a HAR entry does not record the browser's address)."""
+    package, hasher = _package()
     try:
-        flow = communityid.FlowTuple(proto, client_ip, server_ip, client_port, server_port)
+        flow = package.FlowTuple(proto, client_ip, server_ip, client_port, server_port)
         # hash + render is what CommunityID.calc does, without its per-call log formatting
-        return _HASHER.render(_HASHER.hash(flow.in_nbo().in_order()))
-    except (communityid.error.FlowTupleError, ValueError, TypeError):
+        return hasher.render(hasher.hash(flow.in_nbo().in_order()))
+    except (package.error.FlowTupleError, ValueError, TypeError):
         return None
+
+
+@cache
+def _package() -> tuple[Any, Any]:
+    """The package and its hasher (seed 0), imported when the first event needs them: it
+    brings logging and socket, which a run without events need not load."""
+    import communityid
+
+    return communityid, communityid.CommunityID(seed=0)

@@ -25,6 +25,8 @@ def check_file(path: str, what: str = "-o") -> None:
     target = Path(path)
     if target.is_dir():
         raise OutputError(f"{what} {path}: is a folder; give a file name")
+    if target.exists() and not target.is_file():  # /dev/null, a FIFO: written in place
+        return
     _check_parent(target, what, path)
     if target.exists() and not os.access(target, os.W_OK):
         raise OutputError(f"{what} {path}: not writable")
@@ -52,12 +54,19 @@ def _check_parent(target: Path, what: str, path: str) -> None:
 
 @contextmanager
 def atomic_file(path: str | Path, binary: bool = False) -> Iterator[IO]:
-    """An open file that becomes ``path`` when the block ends without an exception."""
+    """An open file that becomes ``path`` when the block ends without an exception.
+
+    A path that exists and is not a regular file (``/dev/null``, a FIFO, a terminal) is written
+    in place: it is never replaced."""
     target = Path(path)
+    mode = "wb" if binary else "w"
+    encoding = None if binary else "utf-8"
+    if target.exists() and not target.is_file():
+        with open(target, mode, encoding=encoding, newline=None if binary else "") as fh:
+            yield fh
+        return
     fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     try:
-        mode = "wb" if binary else "w"
-        encoding = None if binary else "utf-8"
         with os.fdopen(fd, mode, encoding=encoding, newline=None if binary else "") as fh:
             yield fh
         os.chmod(temp, 0o666 & ~_umask())
