@@ -1053,6 +1053,7 @@ border-radius:6px}
 figcaption{color:var(--muted);font-size:13px;margin-top:4px}
 .scroll{overflow:auto;max-width:100%;max-height:80vh;border:1px solid var(--line);
 border-radius:6px}
+section,article,tr{scroll-margin-top:84px}
 #sec-handshakes,#sec-tokens,#sec-keys,#sec-tls,#sec-events,#sec-captures{
 content-visibility:auto;contain-intrinsic-size:auto 900px}
 table.grid{border-collapse:collapse;width:100%;font-size:12.5px}
