@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 _R = TypeVar("_R")
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = 1  # an integer: raised when a field changes meaning or is removed
 
 #: Credential schemes an event's ``scheme`` field can hold (lowercase).
 SCHEMES = ("bearer", "basic", "ntlm", "negotiate", "digest", "other", "none")
@@ -78,6 +78,9 @@ class Event:
     server_ip: str
     server_port: int
     conn_id: str
+    # Community ID v1 of the connection (Zeek, Suricata, Arkime print it); keyword-only so it can
+    # sit beside conn_id with a default
+    community_id: str | None = field(default=None, kw_only=True)
     protocol: str  # http/1.0, http/1.1, http/2, sip
     method: str
     host: str | None
@@ -99,6 +102,8 @@ class Event:
     ntlm_type: int | None = None  # NTLM message type the credential carried (1 or 3)
     spn: str | None = None  # Kerberos: the ticket's service principal name
     password_len: int | None = None
+    # Basic: the password itself, kept for --reveal-secrets only (dropped by writers otherwise)
+    password: str | None = field(default=None, repr=False, kw_only=True, metadata={"secret": True})
     cred_fp: str | None = None
     cred_len: int | None = None
     challenges: tuple[Challenge, ...] = ()
@@ -305,6 +310,24 @@ class TlsConnection:
     cert_not_after: float | None = None
     cert_sha1: str | None = None  # hex SHA-1 thumbprint, as Windows and Get-AuthConfig show it
     problem: str | None = None  # why the handshake could not be read whole (malformed, cut, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialRecord:
+    """One distinct credential (by ``cred_fp``) and where it was used, like NetworkMiner's
+    Credentials tab (``analyze --credentials``)."""
+
+    cred_fp: str
+    scheme: str  # one of SCHEMES
+    identity: str | None  # DOMAIN\\user, user, or the token's subject
+    issuer: str | None  # a token's issuer (product name when known)
+    first_seen: float
+    last_seen: float
+    uses: int  # requests that presented it
+    clients: tuple[str, ...] = ()
+    servers: tuple[str, ...] = ()  # Host, else server address:port
+    outcomes: dict[str, int] = field(default_factory=dict)  # accepted, rejected, ... -> requests
+    password: str | None = _secret()  # Basic: the password (--reveal-secrets only)
 
 
 #: Kinds of traffic a verdict cannot vouch for (``NotInspected.kind``).
@@ -527,6 +550,7 @@ class CaptureStats:
     gaps: int = 0  # holes in TCP streams given up on
     evicted: int = 0  # connections dropped for idleness or the buffer cap
     dropped: int = 0  # live capture: packets the kernel or capture engine dropped (missed)
+    first_ts: float | None = None  # time of the first TCP packet (offsets like --since +30s)
     # Tunnels taken apart (analyzer.sources.linklayer): packets per encapsulation read (once per
     # layer: "VXLAN", "GRE", "ERSPAN II", "MPLS", ...), the ids seen in each (VNI, GRE key,
     # ERSPAN session, TEID, bottom MPLS label, PPPoE session; the first 64 distinct), and packets
@@ -542,7 +566,10 @@ class CaptureStats:
 
     def check_time(self, ts: float) -> None:
         """Warn once about a packet time off by years (a wrong capture clock, a pcapng
-        ``if_tsoffset``): outputs show it as captured, or as ``<invalid time ...>``."""
+        ``if_tsoffset``): outputs show it as captured, or as ``<invalid time ...>``. Called with
+        each connection's first packet time, it also keeps the earliest (``first_ts``)."""
+        if self.first_ts is None or ts < self.first_ts:
+            self.first_ts = ts
         if PLAUSIBLE_TIMES[0] <= ts <= PLAUSIBLE_TIMES[1]:
             return
         from analyzer.report.times import format_utc  # only when warning (model imports nothing)

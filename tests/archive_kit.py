@@ -31,7 +31,7 @@ BUNDLED = (
 )
 #: What only a capture knows: how the same exchange is named in each kind of input.
 SAZ_ONLY = frozenset({"conn_id", "source"})
-HAR_ONLY = SAZ_ONLY | {"client_ip", "client_port", "response_ts"}
+HAR_ONLY = SAZ_ONLY | {"client_ip", "client_port", "response_ts", "community_id"}  # no client
 
 
 def generator() -> Any:

@@ -91,7 +91,7 @@ def test_unsigned_token_fails_and_allow_relaxes_it(capsys: pytest.CaptureFixture
     assert "1 x unsigned" in out and "unsigned token (jwt-unsigned), not S2S" in out
     code, out = run(capsys, FINDINGS, "--client", "10.2.1.41", "--allow", "unsigned-token")
     assert code == 0 and out.splitlines()[-1] == "PASS"
-    assert "relaxed on purpose: unsigned-token on 1 exchange(s) (allow)" in out
+    assert "relaxed on purpose: unsigned-token on 1 exchange (allow)" in out
     code, data = run_json(capsys, FINDINGS, "--client", "10.2.1.41", "--allow", "unsigned-token")
     assert data["rules"][0]["relaxed"] == {"unsigned-token": 1}
 
@@ -156,8 +156,8 @@ def test_cut_capture_is_inconclusive_and_says_what_was_lost(
     assert out.splitlines()[-1].startswith(
         "INCONCLUSIVE (warning: damaged capture: " + cut_capture + ": file ends in the middle"
     )
-    assert "blind spot: request bytes lost 1 time(s) on 1 connection to 10.1.0.10:80" in out
-    assert "coverage: 3 exchange(s) inspected, 2026-03-02 13:00:02 .. 2026-03-02 13:00:03" in out
+    assert "blind spot: request bytes lost 1 time on 1 connection to 10.1.0.10:80" in out
+    assert "coverage: 3 exchanges inspected, 2026-03-02 13:00:02 .. 2026-03-02 13:00:03" in out
 
 
 def test_cut_capture_with_partial_passes_with_the_warning(
@@ -203,7 +203,7 @@ def test_html_banner_warns_of_damage(cut_capture: str, tmp_path: Path, capsys) -
     page = out.read_text()
     banner = page[page.index('class="banner') : page.index("</section>", page.index("banner"))]
     assert "Warning: Damaged capture:" in banner and "file ends in the middle" in banner
-    assert "Warning: Not inspected: request bytes lost 1 time(s)" in banner
+    assert "Warning: Not inspected: request bytes lost 1 time" in banner
 
 
 # -- 4. hybrid traffic: lists and paths ------------------------------------------------------
