@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_scope_options(analyze, scheme=True)
     _keys_option(analyze)
     _tls_option(analyze)
+    _wire_options(analyze)
 
     report = sub.add_parser(
         "report", help="write one self-contained HTML report (verdict, findings, charts, tables)"
@@ -126,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_scope_options(report, scheme=True)
     _keys_option(report)
     _tls_option(report)
+    _wire_options(report)
 
     verify = sub.add_parser(
         "verify",
@@ -177,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--scheme", help=argparse.SUPPRESS)  # refused: see _verify
     _keys_option(verify)
     _tls_option(verify)
+    _wire_options(verify)
 
     live = sub.add_parser(
         "live",
@@ -243,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--policy", metavar="FILE.toml", help="with --verify: several rules")
     live.add_argument("--json", action="store_true", help="with --verify: JSON lines and answer")
     _tls_option(live)
+    _wire_options(live, jobs=False)
     live.add_argument(
         "--scheme",
         help="without --verify: rows of these schemes or classes only (list); --verify refuses "
@@ -370,6 +374,39 @@ def _keys_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _wire_options(parser: argparse.ArgumentParser, jobs: bool = True) -> None:
+    """Options about reading the wire, the same in every command that reads captures."""
+    parser.add_argument(
+        "--vxlan-port",
+        action="append",
+        type=_port,
+        default=[],
+        metavar="PORT",
+        help="also read UDP PORT as VXLAN (4789 always is; repeatable)",
+    )
+    if jobs:
+        parser.add_argument(
+            "--jobs",
+            type=_positive_int,
+            default=_default_jobs(),
+            metavar="N",
+            help="processes to read captures of 64 MB or more with, split by connection "
+            "(default: the cores, here %(default)s); the output is the same for any N",
+        )
+
+
+def _default_jobs() -> int:
+    from analyzer.parallel import default_jobs
+
+    return default_jobs()
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a UDP port (1-65535)")
+    return int(text)
+
+
 def _tls_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tls-keylog",
@@ -467,7 +504,24 @@ def _check_inputs(captures: list[str], key_files: list[str]) -> None:
 
 
 def read_captures(args: argparse.Namespace, stages: Stages) -> AnalysisResult:
-    """Read every capture of a file command with one engine, the bar showing the bytes read."""
+    """Read every capture of a file command with one engine, the bar showing the bytes read;
+    or, with ``--jobs`` above 1 on captures big enough, on that many processes."""
+    if getattr(args, "vxlan_port", None):
+        from analyzer.sources.linklayer import set_vxlan_ports
+
+        set_vxlan_ports(args.vxlan_port)
+    jobs = getattr(args, "jobs", 1) or 1
+    if jobs > 1:
+        from analyzer import parallel
+
+        if parallel.worth_it(args.captures, jobs, args.tls_keylog):
+            with stages.stage(f"reading on {jobs} processes"):
+                return parallel.analyze_parallel(
+                    args.captures,
+                    jobs,
+                    key_files=args.keys,
+                    reveal_secrets=getattr(args, "reveal_secrets", False),
+                )
     engine = Engine(key_files=args.keys, reveal_secrets=getattr(args, "reveal_secrets", False))
     _ENGINES.append(engine)
     for path in args.captures:

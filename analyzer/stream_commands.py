@@ -42,6 +42,7 @@ STDIN_NAME = "stdin"
 
 def analyze_stdin(args: argparse.Namespace) -> int:
     """``analyze -``: read pcap/pcapng from standard input as it arrives."""
+    _vxlan_ports(args)
     if args.captures != ["-"]:
         _error("'-' reads standard input: give it alone, not with capture files")
         return 2
@@ -100,6 +101,7 @@ def live(args: argparse.Namespace) -> int:
     from analyzer.sources.ringfile import RingWriter
 
     usage = USAGE_VERIFY if args.verify else 2
+    _vxlan_ports(args)
     rules = _verify_rules(args) if args.verify else []
     if isinstance(rules, int):
         return rules
@@ -204,6 +206,13 @@ def live(args: argparse.Namespace) -> int:
 
 
 # -- pieces ------------------------------------------------------------------------------------
+def _vxlan_ports(args: argparse.Namespace) -> None:
+    if getattr(args, "vxlan_port", None):
+        from analyzer.sources.linklayer import set_vxlan_ports
+
+        set_vxlan_ports(args.vxlan_port)
+
+
 def _stdin() -> IO[bytes]:
     """Standard input as bytes; unbuffered when it is a real file descriptor, so the reader
     can tell when nothing has arrived (and read what tshark decrypted meanwhile)."""
