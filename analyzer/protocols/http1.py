@@ -368,7 +368,7 @@ class HttpStream:
         msg = _parse_text(text, ts)
         if msg is None:
             self._lost_sync()
-            return False
+            return not self.dead  # hunt in what is buffered: a message may follow the junk
         if not self.messages_seen and msg.method == "PRI" and msg.version == "2.0":
             self.http2 = True  # the HTTP/2 connection preface: binary frames follow
             self._give_up()

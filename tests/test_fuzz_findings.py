@@ -1,0 +1,36 @@
+"""What fuzzing found, each pinned with the smallest input that showed it.
+
+Found by the property tests (``tests/test_fuzz_decoders.py``) or the atheris campaign
+(``bench/fuzz.py``; its crash inputs are replayed by ``tests/test_fuzz_regressions.py``).
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+from wire_kit import OK, write_capture
+
+from analyzer.engine import analyze_paths
+from analyzer.protocols.http1 import HttpStream
+
+
+def test_a_request_after_junk_in_the_same_segment_is_read() -> None:
+    """A head that is not HTTP made the stream hunt, but only from the next feed on: a request
+    right behind it in the same segment, the last one of the connection, was never read."""
+    data = b"GET / HTTP/1.1\r\n\r\n0\r\n\r\nGET /b HTTP/1.1\r\n\r\n"
+    stream = HttpStream()
+    got = stream.data(data, 1.0) + stream.close(2.0)
+    assert [(m.method, m.uri, m.after_gap) for m in got] == [
+        ("GET", "/", False),
+        ("GET", "/b", True),
+    ]
+
+
+def test_a_credential_after_junk_reaches_the_events(tmp_path: Path) -> None:
+    basic = b"Authorization: Basic " + base64.b64encode(b"alice:pw") + b"\r\n"
+    request = b"GET /a HTTP/1.1\r\nHost: web.test\r\n\r\nnot http\r\n\r\n"
+    request += b"GET /b HTTP/1.1\r\nHost: web.test\r\n" + basic + b"\r\n"
+    path = write_capture(tmp_path / "junk.pcap", [(request, OK)])
+    events = analyze_paths([path]).events
+    assert [(e.uri, e.user, e.scheme) for e in events] == [("/b", "alice", "basic")]
