@@ -228,12 +228,16 @@ class KeyStore:
         from pathlib import Path
 
         p = Path(path)
+        too_large = f"{p}: too large for a key file (> {FILE_CAP} bytes)"
         try:
             if p.stat().st_size > FILE_CAP:
-                raise KeyFileError(f"{p}: too large for a key file (> {FILE_CAP} bytes)")
-            data = p.read_bytes()
+                raise KeyFileError(too_large)
+            with p.open("rb") as fh:  # at most one byte past the cap: /dev/zero, a pipe
+                data = fh.read(FILE_CAP + 1)
         except OSError as exc:
             raise KeyFileError(f"{p}: cannot read ({exc.strerror or exc})") from None
+        if len(data) > FILE_CAP:
+            raise KeyFileError(too_large)
         body = data.lstrip(b"\xef\xbb\xbf \t\r\n")
         if not body:
             raise KeyFileError(f"{p}: file is empty")

@@ -357,6 +357,7 @@ class HttpStream:
         else:
             size = len(buf)
             if size > MAX_HEAD or (size > MAX_LINE and buf.find(b"\n", 0, MAX_LINE) < 0):
+                self.lost += 1  # a head too long to read: what it carried is unknown
                 self._lost_sync()
             else:
                 self._searched = base + size - 3  # an end may start in the last 3 bytes
