@@ -8,6 +8,7 @@ from typing import IO, Any
 
 from analyzer.model import SCHEMA_VERSION, public_fields, to_dict
 from analyzer.report.json_text import compact_json, json_encoder
+from analyzer.report.safe_text import one_line, spreadsheet_cell
 
 #: Lines gathered before each write: a few large writes instead of one per record.
 BATCH = 256
@@ -21,7 +22,8 @@ def write_jsonl(records: Iterable[Any], out: IO[str], *, reveal_secrets: bool = 
 
     Each line is ``json.dumps({"schema_version": ..., **to_dict(record)}, ensure_ascii=False,
     separators=(",", ":"))``, made by the encoder ``json_encoder`` compiles per record type, and
-    lines are written BATCH at a time (those made before an error are still written).
+    lines are written BATCH at a time (those made before an error are still written). The
+    Unicode line breaks JSON leaves raw (U+2028, U+2029, NEL) are escaped: one record, one line.
     """
     write = out.write
     pending: list[str] = []
@@ -37,16 +39,18 @@ def write_jsonl(records: Iterable[Any], out: IO[str], *, reveal_secrets: bool = 
             if len(pending) >= BATCH:
                 chunk = "".join(pending)
                 pending.clear()
-                write(chunk)
+                write(one_line(chunk))
     finally:
         if pending:
-            write("".join(pending))
+            write(one_line("".join(pending)))
 
 
 def write_csv(
     records: Iterable[Any], out: IO[str], record_type: type, *, reveal_secrets: bool = False
 ) -> None:
-    """One row per record of ``record_type``; list and dict fields as compact JSON in a cell."""
+    """One row per record of ``record_type``; list and dict fields as compact JSON in a cell.
+    Text cells that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, CR
+    first) get a leading ``'``; numbers stay numbers."""
     fields = public_fields(record_type, reveal_secrets)
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["schema_version", *fields])
@@ -63,7 +67,10 @@ def csv_rows(
         if in_order and type(record) is record_type:
             yield [
                 SCHEMA_VERSION,
-                *["" if v is None else v if type(v) is str else _cell(v) for v in row.values()],
+                *[
+                    "" if v is None else spreadsheet_cell(v) if type(v) is str else _cell(v)
+                    for v in row.values()
+                ],
             ]
         else:
             row = {"schema_version": SCHEMA_VERSION, **row}
@@ -75,4 +82,6 @@ def _cell(value: Any) -> Any:
         return ""
     if isinstance(value, (list, dict)):
         return compact_json(value) if value else ""
+    if isinstance(value, str):
+        return spreadsheet_cell(value)
     return value

@@ -15,6 +15,7 @@ from typing import IO, Any
 from analyzer.model import SCHEMA_VERSION, Event, public_fields
 from analyzer.report.export import csv_rows
 from analyzer.report.json_text import json_encoder
+from analyzer.report.safe_text import one_line, printable
 from analyzer.report.table import EVENT_COLUMNS, event_cells
 
 #: Seconds between two repaints of the status line.
@@ -45,11 +46,11 @@ class EventRows:
             self._header()
         self.count += 1
         if self.fmt == "jsonl":
-            self.out.write(self._encode(event))
+            self.out.write(one_line(self._encode(event)))
         elif self._csv is not None:
             self._csv.writerows(csv_rows([event], self._fields, Event, self.reveal_secrets))
         else:
-            self.out.write("  " + "  ".join(event_cells(event)).rstrip() + "\n")
+            self.out.write("  " + "  ".join(map(printable, event_cells(event))).rstrip() + "\n")
         self.out.flush()
 
     def _header(self) -> None:

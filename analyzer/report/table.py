@@ -19,6 +19,7 @@ from analyzer.model import (
     PairVerdict,
     TokenRecord,
 )
+from analyzer.report.safe_text import printable, terminal_safe
 from analyzer.report.times import format_utc
 
 MAX_URI = 48
@@ -32,7 +33,9 @@ def write_table(
     findings: list[Finding] = (),
     not_inspected: list[NotInspected] = (),
 ) -> None:
-    """Write the human summary of one analysis to ``out``."""
+    """Write the human summary of one analysis to ``out``. Captured text is data: control
+    characters and ANSI sequences in it are escaped (``safe_text``), never sent to a terminal."""
+    out = terminal_safe(out)
     write_summary(events, captures, out, verdicts, findings, not_inspected)
     _events(events, out)
 
@@ -46,6 +49,7 @@ def write_summary(
     not_inspected: list[NotInspected] = (),
 ) -> None:
     """The table's summary without its list of events (a stream printed them as they came)."""
+    out = terminal_safe(out)
     _captures(captures, out)
     write_uninspected(not_inspected, out)
     _pairs(events, out)
@@ -60,7 +64,7 @@ def write_uninspected(not_inspected: list[NotInspected], out: IO[str]) -> None:
         return
     out.write("Not inspected\n")
     for line in lines:
-        out.write(f"  {line}\n")
+        out.write(f"  {printable(line)}\n")
     out.write("\n")
 
 
@@ -71,19 +75,21 @@ def write_verdicts(verdicts: list[PairVerdict], out: IO[str]) -> None:
     out.write("Verdicts\n")
     for v in verdicts:
         server = f"{v.host or v.server_ip} ({v.server_ip}:{v.server_port})"
-        out.write(f"  {v.client_ip} -> {server}: {v.verdict.upper()} - {v.summary}\n")
+        line = f"  {v.client_ip} -> {server}: {v.verdict.upper()} - {v.summary}"
+        out.write(printable(line) + "\n")
     out.write("\n")
 
 
 def write_findings(findings: list[Finding], out: IO[str], explain: bool = False) -> None:
     """Findings, most severe first, with their evidence event ids."""
+    out = terminal_safe(out)
     out.write(f"Findings ({len(findings)})\n")
     if not findings:
         out.write("  (none)\n\n")
         return
     for f in findings:
         head = f"  [{f.severity.upper():<6}] {f.rule_id}"
-        out.write(f"{head}: {f.detail} ({evidence(f.event_ids)})\n")
+        out.write(printable(f"{head}: {f.detail} ({evidence(f.event_ids)})") + "\n")
         if explain:
             out.write(f"           {f.title}. {f.explanation}\n")
     out.write("\n")
@@ -119,7 +125,7 @@ def _captures(captures: list[CaptureStats], out: IO[str]) -> None:
         line = f"  {c.path}: {c.file_format or '?'}, {c.packets:,} packets"
         out.write(line + (f" ({'; '.join(extra)})" if extra else "") + "\n")
         for warning in c.warnings:
-            out.write(f"    warning: {warning}\n")
+            out.write(f"    warning: {printable(warning)}\n")
     out.write("\n")
 
 
@@ -171,6 +177,7 @@ def event_cells(e: Event) -> list[str]:
 
 def write_tokens(tokens: list[TokenRecord], out: IO[str]) -> None:
     """One line per distinct token: who issued it for whom, validity, signature, use."""
+    out = terminal_safe(out)
     out.write(f"Tokens ({len(tokens):,} distinct)\n")
     if not tokens:
         out.write("  (no tokens found)\n")
@@ -195,7 +202,7 @@ def write_tokens(tokens: list[TokenRecord], out: IO[str]) -> None:
     _grid(rows, out)
     for t in tokens:
         if t.key_source:
-            out.write(f"  {t.fingerprint} {t.signature}: key from {t.key_source}\n")
+            out.write(printable(f"  {t.fingerprint} {t.signature}: key from {t.key_source}") + "\n")
 
 
 def _named(app: str | None, raw: str | None, host: str | None = None) -> str:
@@ -266,6 +273,7 @@ def _short(uri: str) -> str:
 
 
 def _grid(rows: list[list[str]], out: IO[str]) -> None:
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         cells = [cell.ljust(widths[i]) for i, cell in enumerate(row)]

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from analyzer.analysis.coverage import blind_spot_lines
 from analyzer.model import CaptureStats, Event, Finding, NotInspected, PairVerdict
+from analyzer.report.safe_text import printable
 from analyzer.report.table import _identity, _notes, _scheme
 from analyzer.report.times import format_utc
 
@@ -50,22 +51,24 @@ def write_rich(
         f"{len(events):,} auth events"
     )
     for c in captures:
-        for warning in c.warnings:
-            console.print(f"  [yellow]warning[/]: {warning}")
+        for warning in c.warnings:  # captured text: never read as markup or control codes
+            console.print(Text.assemble("  ", ("warning", "yellow"), ": ", printable(warning)))
         if c.tls_connections and not not_inspected:
             console.print(
                 f"  [yellow]{c.tls_connections} TLS connection(s) unreadable[/]: "
                 "decrypt with --tls-keylog to see inside"
             )
     for line in blind_spot_lines(not_inspected):
-        console.print(Text.assemble("  ", (line, "yellow")))
+        console.print(Text.assemble("  ", (printable(line), "yellow")))
     console.print()
     for v in verdicts:
         style = VERDICT_STYLE.get(v.verdict, "")
         line = Text.assemble(
             (f"{v.verdict.upper():<20}", style),
-            f" {v.client_ip} -> {v.host or v.server_ip} ({v.server_ip}:{v.server_port}): ",
-            v.summary,
+            printable(
+                f" {v.client_ip} -> {v.host or v.server_ip} ({v.server_ip}:{v.server_port}): "
+            ),
+            printable(v.summary),
         )
         console.print(line)
     if verdicts:
@@ -77,7 +80,7 @@ def write_rich(
             Text.assemble(
                 (f"  {f.severity.upper():<7}", SEVERITY_STYLE.get(f.severity, "")),
                 (f"{f.rule_id}", "bold"),
-                f": {f.detail} (events {ids})",
+                printable(f": {f.detail} (events {ids})"),
             )
         )
     console.print()
@@ -95,10 +98,10 @@ def write_rich(
             format_utc(e.ts, date=False),
             f"{e.client_ip}:{e.client_port}",
             f"{e.server_ip}:{e.server_port}",
-            f"{e.method} {e.uri}".strip(),
+            printable(f"{e.method} {e.uri}".strip()),
             "-" if e.status is None else str(e.status),
             outcome,
-            _identity(e),
-            _notes(e),
+            printable(_identity(e)),
+            printable(_notes(e)),
         )
     console.print(table)
