@@ -34,3 +34,21 @@ def test_a_credential_after_junk_reaches_the_events(tmp_path: Path) -> None:
     path = write_capture(tmp_path / "junk.pcap", [(request, OK)])
     events = analyze_paths([path]).events
     assert [(e.uri, e.user, e.scheme) for e in events] == [("/b", "alice", "basic")]
+
+
+def test_empty_lines_before_a_request_are_ignored(tmp_path: Path) -> None:
+    """RFC 9112 2.2: a server ignores empty lines before a request line (clients send a CRLF
+    after a POST body). The parser read the CRLF as the start of a head, so the request after
+    it vanished with its credential - found while building the leak test's capture."""
+    stream = HttpStream()
+    got = stream.data(b"\r\nGET /a HTTP/1.1\r\n\r\n\r\n\r\nGET /b HTTP/1.1\r\n\r\n", 1.0)
+    assert [(m.uri, m.after_gap) for m in got] == [("/a", False), ("/b", False)]
+    bearer = b"Proxy-Authorization: Bearer abc\r\n"
+    path = write_capture(
+        tmp_path / "crlf.pcap",
+        [
+            (b"GET /a HTTP/1.1\r\nHost: web.test\r\n\r\n\r\n", OK),
+            (b"GET /b HTTP/1.1\r\nHost: web.test\r\n" + bearer + b"\r\n", OK),
+        ],
+    )
+    assert [(e.uri, e.scheme) for e in analyze_paths([path]).events] == [("/b", "bearer")]

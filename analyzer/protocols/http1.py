@@ -32,6 +32,7 @@ UNBOUNDED = 1 << 62  # "skip until close"
 # garbage, and past 2**64 it would not even fit the native walk's counters.
 MAX_LENGTH = 1 << 48
 _ASCII_SPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() removes
+_LINE_ENDS = (b"\r", b"\n")
 
 _REQUEST_LINE = re.compile(rb"([A-Za-z][A-Za-z0-9_\-]{0,31}) +(\S{1,16000}) +HTTP/(\d)\.(\d)\s*$")
 _STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) +(\d{3})(?: ([^\r\n]*))?\s*$")
@@ -329,6 +330,10 @@ class HttpStream:
                 self._give_up()  # TLS first seen mid-connection: no use hunting for HTTP
                 return False
             if not self._hunt():
+                return False
+        if buf[:1] in _LINE_ENDS:  # empty lines before a message are ignored (RFC 9112 2.2)
+            self._consume(len(buf) - len(buf.lstrip(b"\r\n")))
+            if not buf:
                 return False
         if not self.messages_seen and not self._plausible_start(buf):
             if self.on_tls is not None and len(buf) < 5 and _tls_prefix(buf):
