@@ -52,3 +52,25 @@ def test_empty_lines_before_a_request_are_ignored(tmp_path: Path) -> None:
         ],
     )
     assert [(e.uri, e.scheme) for e in analyze_paths([path]).events] == [("/b", "bearer")]
+
+
+def test_a_fin_seen_before_the_data_keeps_the_connection() -> None:
+    """Segments in any order: a FIN captured before the data it ends must not end the
+    connection (found by the any-order property after connections without data were made
+    light: the FIN dropped them, and the data then started a new, mid-stream connection)."""
+    from test_fuzz_decoders import A, B, Pair
+
+    from analyzer.flows.tcp import TcpReassembler
+    from analyzer.model import CaptureStats
+
+    pairs: list = []
+    r = TcpReassembler(lambda info: pairs.append(Pair()) or pairs[-1], CaptureStats())
+    r.feed(1.0, A, 40000, B, 80, 0, 0, 0x02, b"")  # SYN
+    r.feed(1.0, B, 80, A, 40000, 7, 1, 0x12, b"")  # SYN-ACK
+    r.feed(1.1, A, 40000, B, 80, 3, 8, 0x11, b"")  # FIN after two bytes not yet seen
+    r.feed(1.2, A, 40000, B, 80, 2, 8, 0x18, b"\x01")
+    r.feed(1.3, A, 40000, B, 80, 1, 8, 0x18, b"\x00")
+    r.flush()
+    (pair,) = pairs
+    assert pair.a_to_b.chunks == [(0, b"\x00"), (1, b"\x01")] and pair.a_to_b.gaps == []
+    assert pair.a_to_b.closed == 1

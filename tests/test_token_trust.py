@@ -345,3 +345,16 @@ def test_unknown_key_algorithm_in_key_files(cert: x509.Certificate, tmp_path: An
         with pytest.raises(KeyFileError) as caught:
             KeyStore().add_file(path)
         assert str(caught.value).startswith(str(path))
+
+
+def test_a_key_file_of_exactly_the_cap_is_read(cert: x509.Certificate, tmp_path: Any) -> None:
+    """The size cap refuses what is over it, not what is at it (a PEM padded to the cap)."""
+    from analyzer.oauth.keys import FILE_CAP
+
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    path = tmp_path / "padded.pem"
+    path.write_bytes(pem + b"\n" * (FILE_CAP - len(pem)))
+    assert KeyStore().add_file(path) == 1
+    path.write_bytes(pem + b"\n" * (FILE_CAP + 1 - len(pem)))
+    with pytest.raises(KeyFileError, match="too large for a key file"):
+        KeyStore().add_file(path)

@@ -210,7 +210,7 @@ class TcpReassembler:
             if key in self.ignored:
                 return
             if not self._hatching and self._embryo(
-                key, (ts, src, sport, dst, dport, seq, ack, flags, b"" if not payload else payload)
+                key, (ts, src, sport, dst, dport, seq, ack, flags, payload or b"")
             ):
                 return
             d = self.dirs.get(key) or self._open(key, ts, flags, len(payload))
@@ -319,7 +319,7 @@ class TcpReassembler:
             if packet[0] >= self._next_sweep:
                 self._sweep(packet[0])
             return True
-        if flags & (FIN | RST):  # closed before any data: counted, nothing to read
+        if flags & RST:  # reset before any data: counted, nothing to read
             self._drop_embryo(first, evicted=False)
             return True
         if len(kept) < _EMBRYO_PACKETS:
