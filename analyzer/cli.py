@@ -108,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--realm", help="accepted realms, e.g. contoso.com or a tenant id (list)")
     verify.add_argument(
+        "--protocol",
+        help="protocols to judge: http (the default), sip, or both (list); Skype for Business "
+        "users rightly sign in to SIP with NTLM, Kerberos or TLS-DSK, so SIP is judged only here",
+    )
+    verify.add_argument(
         "--require-signature", action="store_true", help="require a verified token signature"
     )
     verify.add_argument(
@@ -524,6 +529,7 @@ def _verify_rules(args: argparse.Namespace) -> list | int:
     rule_options = {
         **scope_values(args),
         **{k: v for k, v in (("issuer", args.issuer), ("realm", args.realm)) if v is not None},
+        **({"protocol": args.protocol} if getattr(args, "protocol", None) else {}),
     }
     try:
         if args.policy:

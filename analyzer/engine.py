@@ -1,4 +1,5 @@
-"""Wires the stages together: capture -> TCP reassembly -> HTTP exchanges -> auth events.
+"""Wires the stages together: capture -> TCP reassembly (and UDP flows) -> HTTP and SIP
+exchanges -> auth events.
 
 This is the one place that knows the whole chain; every stage it calls is sans-I/O except the
 capture reader at the front.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 from analyzer.analysis.coverage import from_tls
@@ -20,7 +22,9 @@ from analyzer.analysis.handshakes import (
 )
 from analyzer.analysis.tokens import TokenAnalysis, load_keys
 from analyzer.auth.extract import build_event, request_body_policy, response_body_policy
-from analyzer.flows.tcp import ConnectionInfo, TcpReassembler
+from analyzer.auth.sip_events import build_sip_event
+from analyzer.flows.tcp import Connection, ConnectionInfo, TcpReassembler
+from analyzer.flows.udp import UdpFlows
 from analyzer.model import (
     CaptureStats,
     Event,
@@ -33,12 +37,15 @@ from analyzer.model import (
     evolve,
     request_url,
 )
+from analyzer.protocols.dispatch import FirstBytes
 from analyzer.protocols.http_exchange import Exchange, HttpConnection
+from analyzer.protocols.sip import looks_like_sip
+from analyzer.protocols.sip_exchange import SipConnection, SipDatagrams, SipExchange
 from analyzer.sources.pcapfile import read_packets, read_stream
 
 if TYPE_CHECKING:
     from analyzer.oauth.certificates import CertificateFacts
-    from analyzer.oauth.keys import SigningKey
+    from analyzer.oauth.keys import KeyStore, SigningKey
 
 
 def read_decrypted(path: str, keylog: str, stats: CaptureStats) -> Iterator[tuple]:
@@ -190,9 +197,9 @@ class EventCollector:
         elif conn.a_to_b.looks_tls or conn.b_to_a.looks_tls:
             self.stats.tls_connections += 1
             self.not_inspected.append(_not_inspected("tls", conn, 1, "TLS, not decrypted"))
-        elif conn.a_to_b.http2 or conn.b_to_a.http2:
-            detail = "HTTP/2 (cleartext, prior knowledge): not read yet"
-            self.not_inspected.append(_not_inspected("http2", conn, 1, detail))
+        unread = conn.h2.blind_spot() if conn.h2 is not None else None
+        if unread is not None:  # HTTP/2 streams whose headers could not be decoded
+            self.not_inspected.append(_not_inspected("http2", conn, *unread))
         lost = conn.requests_lost
         if lost:
             detail = f"{lost} stretch(es) of request bytes lost: credentials unknown"
@@ -281,13 +288,86 @@ class EventCollector:
         self.dropped += n
 
     def finished_events(self) -> list[Event]:
-        """Events sorted by request time, numbered from 1.
+        """Events sorted by request time, numbered from 1."""
+        return numbered(self.events)
 
-        Exchanges mostly finish in request order, so most events already carry their final
-        number; only the ones the sort moved are copied.
+    # -- SIP ---------------------------------------------------------------------------------
+    def any_connection(self, info: ConnectionInfo) -> Connection:
+        """The reassembler's factory: ``connection`` (HTTP), or SIP where the first bytes say
+        so (``sip_or``)."""
+        return self.sip_or(info, self.connection, decrypted=False)
+
+    def any_tls_connection(self, info: ConnectionInfo) -> Connection:
+        """``any_connection`` for plaintext decrypted from TLS (SIP on 5061, or on 443 through a
+        Skype for Business Edge)."""
+        return self.sip_or(info, self.tls_connection, decrypted=True)
+
+    def sip_or(
+        self,
+        info: ConnectionInfo,
+        http: Callable[[ConnectionInfo], HttpConnection],
+        *,
+        decrypted: bool,
+    ) -> Connection:
+        """A connection read as SIP when its first bytes are a SIP start line, else by ``http``.
+
+        Cleartext is looked at only on the SIP ports (anything else goes straight to ``http``,
+        at no cost to bulk HTTP); decrypted TLS always, as SIP reaches Edge servers on 443. On a
+        SIP port, a connection caught mid-stream is SIP unless its bytes are HTTP or TLS.
         """
-        ordered = sorted(self.events, key=_request_order)
-        return [e if e.event_id == i else evolve(e, event_id=i) for i, e in enumerate(ordered, 1)]
+        sip_port = info.a_port in SIP_PORTS or info.b_port in SIP_PORTS
+        if not (decrypted or sip_port):
+            return http(info)
+
+        def choose(first: bytes) -> Connection | None:
+            sip = looks_like_sip(first)
+            if sip is None:
+                return None
+            if sip or (sip_port and not info.syn_seen and not _http_or_tls(first)):
+                return self.sip_connection(info, decrypted)
+            return http(info)
+
+        return FirstBytes(choose, lambda: http(info))
+
+    def sip_connection(self, info: ConnectionInfo, decrypted: bool) -> SipConnection:
+        self.stats.check_time(info.first_ts)
+        on_exchange = self.tls_sip_exchange if decrypted else self.sip_exchange
+        return SipConnection(info, on_exchange, self.sip_closed)
+
+    def sip_flow(self, info: ConnectionInfo, first: memoryview | bytes) -> SipDatagrams | None:
+        """The UDP flows' factory: a flow whose first datagram is a SIP message."""
+        if not looks_like_sip(first):
+            return None
+        self.stats.check_time(info.first_ts)
+        return SipDatagrams(info, self.sip_exchange)
+
+    def sip_exchange(self, exchange: SipExchange) -> None:
+        self._add(build_sip_event(exchange, self.completed + 1))
+
+    def tls_sip_exchange(self, exchange: SipExchange) -> None:
+        event = build_sip_event(exchange, self.completed + 1)
+        self._add(evolve(event, transport="tls") if event is not None else None)
+
+    def sip_closed(self, conn: SipConnection) -> None:
+        """A SIP connection ended: remember the stretches of its bytes that were lost."""
+        if self.on_close is not None:
+            self.on_close(conn.conn_id)
+        lost = conn.requests_lost
+        if lost:
+            detail = f"{lost} stretch(es) of SIP bytes lost: credentials unknown"
+            record = _not_inspected("request-lost", conn, lost, detail)
+            self.not_inspected.append(evolve(record, protocol="sip"))
+            self._bound()
+
+
+#: TCP ports on which cleartext connections are tried as SIP: 5060 (SIP) and 5061 (SIP over
+#: TLS), and the range Skype for Business servers listen on for SIP (to 5087).
+SIP_PORTS = frozenset(range(5060, 5088))
+
+
+def _http_or_tls(first: bytes) -> bool:
+    """First bytes of HTTP/1.x or of a TLS record: not SIP, whatever the port."""
+    return first[:2] == b"\x16\x03" or first.startswith(b"HTTP/") or b" HTTP/1." in first[:256]
 
 
 def _both(first: Callable[[bytes], None], second: Callable[[bytes], None]) -> Callable:
@@ -302,7 +382,9 @@ def _request_order(e: Event) -> tuple:
     return (e.ts, e.conn_id, e.client_port)
 
 
-def _not_inspected(kind: str, conn: HttpConnection, count: int, detail: str) -> NotInspected:
+def _not_inspected(
+    kind: str, conn: HttpConnection | SipConnection, count: int, detail: str
+) -> NotInspected:
     info = conn.info
     a = (info.a_ip, info.a_port)
     b = (info.b_ip, info.b_port)
@@ -348,8 +430,10 @@ class Engine:
         on_event: Callable[[Event], None] | None = None,
         keep: int = STREAM_KEEP,
         idle_timeout: float = 600.0,
+        shard: tuple[int, int] | None = None,
     ) -> None:
         self.key_files = list(key_files)
+        self.shard = shard  # (k, n): worker k of n follows its share of the connections
         self.reveal_secrets = reveal_secrets
         self.view = StreamView(self.key_files, on_event) if on_event is not None else None
         self.collector = EventCollector(
@@ -361,6 +445,7 @@ class Engine:
         self.captures: list[CaptureStats] = []
         self.idle_timeout = idle_timeout
         self._reassembler: TcpReassembler | None = None
+        self._udp = UdpFlows(self.collector.sip_flow, idle_timeout=idle_timeout, shard=shard)
 
     @property
     def streaming(self) -> bool:
@@ -371,8 +456,12 @@ class Engine:
         self.captures.append(stats)
         if self._reassembler is None:
             self._reassembler = TcpReassembler(
-                self.collector.connection, stats, idle_timeout=self.idle_timeout
+                self.collector.any_connection,
+                stats,
+                idle_timeout=self.idle_timeout,
+                shard=self.shard,
             )
+            self._reassembler.datagrams = self._udp.feed
         self._reassembler.stats = stats
         self.collector.stats = stats
         return self._reassembler
@@ -410,7 +499,7 @@ class Engine:
 
             decryptor = StreamDecryptor(tls_keylog, stats)
             tls = TcpReassembler(
-                self.collector.tls_connection, stats, idle_timeout=self.idle_timeout
+                self.collector.any_tls_connection, stats, idle_timeout=self.idle_timeout
             )
             tee = _both(tee, decryptor.feed) if tee is not None else decryptor.feed
 
@@ -443,39 +532,89 @@ class Engine:
 
     def finish(self) -> AnalysisResult:
         """End every open connection and work out the analysis of what was kept."""
-        if self._reassembler is not None:
-            self._reassembler.flush()
+        parts = self.parts()
         collector = self.collector
         view = self.view
-        # every key, wherever it came from (a stream's documents may no longer be kept)
-        store = view.store if view is not None else load_keys(collector.events, self.key_files)
-        tokens = TokenAnalysis(store)
         if view is None:
-            events = collector.finished_events()
-            events, handshakes = group_handshakes(events, tokens.event_fields(events))
-        else:
+            return assemble(parts, self.key_files, self.reveal_secrets)
+        # every key, wherever it came from (a stream's documents may no longer be kept)
+        store = view.store
+        tokens = TokenAnalysis(store)
+        streamed = sorted(parts.events, key=_request_order)  # numbered as streamed
+        events, handshakes = group_handshakes(streamed, tokens.event_fields(streamed))
+        events, handshakes = keep_handshake_ids(streamed, events, handshakes)
+        if collector.dropped and self.captures:
+            self.captures[-1].warn(
+                f"{collector.dropped} older records (events, TLS connections, blind spots) "
+                "were streamed but not kept for this summary: verdicts and findings cover "
+                "the most recent ones"
+            )
+        return _result(events, handshakes, parts, store, tokens, self.reveal_secrets)
+
+    def parts(self) -> Parts:
+        """End every open connection; what was found, before tokens and handshakes (what a
+        worker of a parallel run hands back: ``analyzer.parallel``)."""
+        if self._reassembler is not None:
+            self._reassembler.flush()
+        self._udp.flush()
+        collector = self.collector
+        if self.view is not None:
             collector.recheck_decrypted()
-            streamed = sorted(collector.events, key=_request_order)  # numbered as streamed
-            events, handshakes = group_handshakes(streamed, tokens.event_fields(streamed))
-            events, handshakes = keep_handshake_ids(streamed, events, handshakes)
-            if collector.dropped and self.captures:
-                self.captures[-1].warn(
-                    f"{collector.dropped} older records (events, TLS connections, blind spots) "
-                    "were streamed but not kept for this summary: verdicts and findings cover "
-                    "the most recent ones"
-                )
-        return AnalysisResult(
-            events,
-            self.captures,
-            handshakes=handshakes,
-            keys=len(store),
-            key_warnings=list(store.warnings),
-            not_inspected=sorted(collector.not_inspected, key=lambda n: (n.ts, n.conn_id, n.kind)),
-            tls=collector.finished_tls(),
-            signing_keys=list(store),
-            derive_tokens=lambda: tokens.records(self.reveal_secrets),
-            token_keys=tokens.verifying_keys,
-        )
+        return Parts(collector.events, self.captures, collector.tls, collector.not_inspected)
+
+
+@dataclass(slots=True)
+class Parts:
+    """What reading found: events numbered as they completed, the inputs' counters, TLS
+    connections and blind spots, in no particular order."""
+
+    events: list[Event]
+    captures: list[CaptureStats]
+    tls: list[TlsConnection]
+    not_inspected: list[NotInspected]
+
+
+def assemble(parts: Parts, key_files: Iterable[str], reveal_secrets: bool) -> AnalysisResult:
+    """The analysis of what one reading (or the merged readings of a parallel run) found:
+    events in request order numbered from 1, tokens, handshakes; verdicts and findings on use."""
+    events = numbered(parts.events)
+    store = load_keys(events, key_files)
+    tokens = TokenAnalysis(store)
+    # token and handshake fields are set in one copy of each event
+    events, handshakes = group_handshakes(events, tokens.event_fields(events))
+    return _result(events, handshakes, parts, store, tokens, reveal_secrets)
+
+
+def numbered(events: list[Event]) -> list[Event]:
+    """Events sorted by request time, numbered from 1.
+
+    Exchanges mostly finish in request order, so most events already carry their final number;
+    only the ones the sort moved are copied.
+    """
+    ordered = sorted(events, key=_request_order)
+    return [e if e.event_id == i else evolve(e, event_id=i) for i, e in enumerate(ordered, 1)]
+
+
+def _result(
+    events: list[Event],
+    handshakes: list[Handshake],
+    parts: Parts,
+    store: KeyStore,
+    tokens: TokenAnalysis,
+    reveal_secrets: bool,
+) -> AnalysisResult:
+    return AnalysisResult(
+        events,
+        parts.captures,
+        handshakes=handshakes,
+        keys=len(store),
+        key_warnings=list(store.warnings),
+        not_inspected=sorted(parts.not_inspected, key=lambda n: (n.ts, n.conn_id, n.kind)),
+        tls=sorted(parts.tls, key=lambda t: (t.ts, t.conn_id)),
+        signing_keys=list(store),
+        derive_tokens=lambda: tokens.records(reveal_secrets),
+        token_keys=tokens.verifying_keys,
+    )
 
 
 class StreamView:
@@ -568,7 +707,7 @@ def _read_tls(packets: Iterable[tuple], stats: CaptureStats, collector: EventCol
                 keys.add((p[2], p[3], p[4], p[5]))
             yield p
 
-    tls = TcpReassembler(collector.tls_connection, stats)
+    tls = TcpReassembler(collector.any_tls_connection, stats)
     counted = stats.tcp_connections
     tls.run(noted())
     tls.flush()

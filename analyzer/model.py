@@ -65,7 +65,8 @@ class Credential:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One HTTP exchange (request + its response, if seen) that carries authentication material."""
+    """One HTTP or SIP exchange (request + its response, if seen) that carries authentication
+    material."""
 
     event_id: int
     ts: float  # capture time of the packet holding the request's first byte (epoch seconds)
@@ -74,11 +75,12 @@ class Event:
     server_ip: str
     server_port: int
     conn_id: str
-    protocol: str  # http/1.0, http/1.1
+    protocol: str  # http/1.0, http/1.1, http/2, sip
     method: str
     host: str | None
     uri: str  # secrets in the query string redacted
     status: int | None  # response status, None when no response was seen
+    stream_id: int | None = None  # HTTP/2 stream the exchange was on; None for HTTP/1.x
     response_ts: float | None = None
     scheme: str = "none"  # credential scheme the request sent (see SCHEMES)
     scheme_name: str | None = None  # the scheme word as sent, e.g. "Turbo" for scheme "other"
@@ -100,7 +102,7 @@ class Event:
     ms_diagnostics: str | None = None  # raw x-ms-diagnostics response header
     user_agent: str | None = None
     reasons: tuple[str, ...] = ()  # why this exchange is an event: credential, challenge, ...
-    transport: str = "tcp"  # tcp (read in the clear) or tls (decrypted with keys)
+    transport: str = "tcp"  # tcp or udp (read in the clear), or tls (decrypted with keys)
     # OAuth token endpoint traffic (request form, then JSON response)
     grant_type: str | None = None
     client_id: str | None = None
@@ -152,6 +154,13 @@ class Event:
     id_token: str | None = _secret()
     # The body of a metadata / JWKS document, for signature checks; never written.
     document: str | None = field(default=None, repr=False, metadata={"internal": True})
+    # SIP only (protocol "sip"): the dialog or registration, and the security association
+    call_id: str | None = None
+    sip_from: str | None = None  # URI of the From header
+    sip_to: str | None = None  # URI of the To header
+    cseq: str | None = None  # "<number> <method>", as the CSeq header reads
+    sip_opaque: str | None = None  # security association (MS-SIPAE opaque) of the credential
+    sip_cnum: int | None = None  # the client's number of a message signed in that association
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +213,7 @@ AUTH_CLASSES = (
     "kerberos",
     "negotiate-ntlm",
     "digest",
+    "tls-dsk",
     "anonymous",
     "other",
 )
@@ -261,6 +271,7 @@ class PairVerdict:
     signatures: dict[str, int] = field(default_factory=dict)  # token_signature -> exchanges
     first_ts: float | None = None
     last_ts: float | None = None
+    protocol: str = "http"  # http, sip (or http+sip when one port and Host carried both)
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,8 +312,9 @@ class NotInspected:
 
     One record per connection: a TLS connection that was not decrypted, a connection on which
     request bytes were lost (a TCP hole, a head cut by the end of the capture) so a request's
-    credential is unknown, or cleartext HTTP/2, which is not read yet. A verdict whose scope
-    covers one errs towards INCONCLUSIVE.
+    credential is unknown, or HTTP/2 streams whose headers could not be decoded (the capture
+    began mid-connection, an HPACK error, frames that could not be followed). A verdict whose
+    scope covers one errs towards INCONCLUSIVE.
     """
 
     kind: str  # one of NOT_INSPECTED_KINDS
@@ -313,8 +325,11 @@ class NotInspected:
     server_ip: str
     server_port: int
     host: str | None = None  # the Host its requests named, or the TLS server name (SNI)
-    count: int = 1  # stretches of request bytes lost (request-lost); 1 for a TLS connection
+    # stretches of request bytes lost (request-lost); HTTP/2 streams not decoded (http2); 1 for
+    # a TLS connection
+    count: int = 1
     detail: str = ""
+    protocol: str | None = None  # what the connection spoke when known (sip); None: any
 
 
 SEVERITIES = ("high", "medium", "low", "info")
@@ -503,6 +518,13 @@ class CaptureStats:
     gaps: int = 0  # holes in TCP streams given up on
     evicted: int = 0  # connections dropped for idleness or the buffer cap
     dropped: int = 0  # live capture: packets the kernel or capture engine dropped (missed)
+    # Tunnels taken apart (analyzer.sources.linklayer): packets per encapsulation read (once per
+    # layer: "VXLAN", "GRE", "ERSPAN II", "MPLS", ...), the ids seen in each (VNI, GRE key,
+    # ERSPAN session, TEID, bottom MPLS label, PPPoE session; the first 64 distinct), and packets
+    # of encapsulations not read, by name ("GRE protocol 0x88b5", "GTP-C", "L2TP", ...).
+    encapsulations: dict[str, int] = field(default_factory=dict)
+    tunnel_ids: dict[str, list[int]] = field(default_factory=dict)
+    unread_encapsulations: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
     def warn(self, message: str) -> None:

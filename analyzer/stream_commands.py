@@ -169,8 +169,10 @@ def live(args: argparse.Namespace) -> int:
                 capture.stop()
         if status is not None:
             status.clear()
-        capture.close()
         stats.dropped = sum(capture.drops().values())
+        if capture.error:
+            stats.warn(f"{name}: the capture ended by itself: {capture.error}")
+        capture.close()
         stats.file_format = f"live ({capture.engine})"
         result = engine.finish()
         if watch is None:
@@ -315,10 +317,12 @@ def _live_progress(
             capture.stop()
         if status is not None:
             reassembler = engine._reassembler
+            # dumpcap tells its drops only when it exits; scapy's kernel counters are live
+            drops = sum(capture.drops().values()) if capture.engine != "dumpcap" else None
             status.show(
                 packets=stats.packets,
                 nbytes=stats.bytes,
-                drops=sum(capture.drops().values()),
+                drops=drops,
                 connections=reassembler.open_connections if reassembler else 0,
                 events=engine.collector.completed,
             )

@@ -43,9 +43,9 @@ def test_every_authorization_header_found_with_scheme_endpoints_and_fingerprint(
     found = Counter(
         (e.client_ip, e.server_ip, e.method, e.uri, e.host, e.scheme_name, e.cred_fp)
         for e in results[capture].events
-        if e.auth_header in ("authorization", "proxy-authorization")
+        if e.auth_header in ("authorization", "proxy-authorization") and e.protocol != "sip"
     )
-    assert found == expected
+    assert found == expected  # SIP's: tests/test_sip_capture.py
 
 
 @pytest.mark.parametrize("capture", [c["file"] for c in _captures()])
@@ -64,6 +64,7 @@ def test_every_challenge_found(capture: str, results: dict) -> None:
             fingerprint(c.token68) if c.token68 else None,
         )
         for e in results[capture].events
+        if e.protocol != "sip"
         for c in e.challenges
     )
     assert found == expected
@@ -90,9 +91,9 @@ def test_scheme_normalisation_on_public_captures(results: dict) -> None:
     assert challenge.challenges[0].params == {"realm": "Authentification user password"}
 
 
-def test_captures_without_http_auth_give_no_events(results: dict) -> None:
+def test_captures_without_http_auth_give_no_http_events(results: dict) -> None:
     for name in ("zeek__nflog-http.pcap", "lek__tls-works-dump.pcapng", "ndpi__sip.pcap"):
-        assert results[name].events == [], name
+        assert [e for e in results[name].events if e.protocol != "sip"] == [], name
 
 
 def test_ntlm_requests_whose_answers_were_not_captured_stay_unanswered(results: dict) -> None:

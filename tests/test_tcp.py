@@ -215,3 +215,20 @@ def test_conn_id_is_stable_and_short() -> None:
     info = ConnectionInfo("10.0.0.1", 1, "10.0.0.2", 80, 1.5, True)
     assert info.conn_id == ConnectionInfo("10.0.0.1", 1, "10.0.0.2", 80, 1.5, False).conn_id
     assert info.conn_id.startswith("C") and len(info.conn_id) == 12
+
+
+def test_a_connection_closed_past_a_hole_is_finished_once() -> None:
+    """Closing a connection delivers what waits past a hole; when that reaches the client's FIN
+    and the server had closed already, the delivery itself ends the connection. It is finished
+    once (an HTTP connection finished twice recorded its blind spots twice)."""
+    finished: list[float] = []
+    r, pairs, _stats = make()
+    handshake(r)
+    server(r, 0.2, 5001, b"ok", flags=FIN | ACK)
+    client(r, 0.3, 1001, b"one ")
+    client(r, 0.5, 1009, b"three", flags=FIN | ACK)  # "two " (1005) never arrives
+    (p,) = pairs
+    p.finish = finished.append  # type: ignore[method-assign]
+    r.flush()
+    assert p.a_to_b.data_bytes == b"one three" and p.a_to_b.gaps == [4]
+    assert len(finished) == 1 and r.open_connections == 0

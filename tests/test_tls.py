@@ -224,7 +224,7 @@ def test_decoder_opens_at_the_client_hello_even_when_the_server_speaks_first() -
         ctype="",
     )
     assert d.line(rst) == [(103.0, 6, s, 443, c, 50000, 3, 4, ACK | PSH | RST, b"")]
-    assert (d.seen, d.decrypted, d.bad_lines, d.http2) == (1, 1, 0, 0)
+    assert (d.seen, d.decrypted, d.bad_lines) == (1, 1, 0)
 
 
 def test_decoder_without_client_hello_takes_the_first_speaker_as_client_and_reads_ipv6() -> None:
@@ -234,7 +234,6 @@ def test_decoder_without_client_hello_takes_the_first_speaker_as_client_and_read
     c = bytes.fromhex("20010db8000000000000000000000001")
     assert [p[2] for p in out] == [c, bytes.fromhex("20010db8000000000000000000000002"), c]
     assert out[2][9] == b"PRI * HTTP/2.0"
-    assert d.http2 == 1
 
 
 def test_decoder_ignores_what_is_not_tls_and_counts_broken_lines() -> None:

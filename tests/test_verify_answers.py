@@ -7,11 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
-from wire_kit import OK, write_capture
+from h2_kit import Peer, request, response, settings
+from wire_kit import OK, T0, connection, conversation, write_packets
 
 from analyzer.analysis.scope import ScopeError, make_scope, parse_server
 from analyzer.analysis.verify import PolicyError, make_rule, parse_issuer
 from analyzer.cli import main
+from analyzer.protocols.http2_frames import PREFACE
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 HEALTHY = str(CAPTURES / "healthy-oauth.pcap")
@@ -296,16 +298,46 @@ def test_time_scope() -> None:
         make_scope(since="2026-03-03", until="2026-03-02")
 
 
-def test_cleartext_http2_to_an_in_scope_server_is_a_blind_spot(
+def test_undecodable_http2_to_an_in_scope_server_is_a_blind_spot(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     pytest.importorskip("scapy.all")
-    # an HTTP/1.1 Bearer call, then an h2c (prior knowledge) connection to the same server
-    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+    # an HTTP/1.1 Bearer call, then HTTP/2 captured mid-connection: the client's HPACK table
+    # is unknown, so stream 7's credential cannot be read
+    client = Peer()
+    fields = request("/api", ("authorization", "Basic YWxpY2U6cHc="))
+    client.encoder.encode(fields)  # before the capture began: the block below refers to it
+    h2 = [(True, client.headers(7, fields, end=True))]
     bearer = b"GET /api HTTP/1.1\r\nHost: api.test\r\nAuthorization: Bearer abc.def\r\n\r\n"
-    path = write_capture(tmp_path / "h2c.pcap", [(bearer, OK)], [(preface, preface[24:])])
+    path = write_packets(
+        tmp_path / "h2.pcap",
+        connection([(bearer, OK)], 40001, T0),
+        conversation(h2, 40002, T0 + 1, syn=False),
+    )
     code, out = run(capsys, str(path), "--server", "10.9.9.2")
     assert code == 2
-    assert "blind spot: 1 connection to 10.9.9.2:80 not inspected: HTTP/2, which is not read" in out
+    assert (
+        "blind spot: 1 connection to 10.9.9.2:80 not inspected: 1 HTTP/2 stream(s) whose "
+        "headers could not be decoded"
+    ) in out
     code, out = run(capsys, str(path), "--server", "10.9.9.2", "--partial")
     assert code == 0 and "all 1 authenticated exchanges used OAuth" in out
+
+
+def test_http2_read_whole_is_judged_like_http1(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    pytest.importorskip("scapy.all")
+    client, server = Peer(), Peer()
+    flow = [
+        (
+            True,
+            PREFACE
+            + settings()
+            + client.headers(1, request("/api", ("authorization", "Basic YWxpY2U6cHc=")), end=True),
+        ),
+        (False, settings() + server.headers(1, response(200), end=True)),
+    ]
+    path = write_packets(tmp_path / "h2.pcap", conversation(flow, 40001, T0))
+    code, out = run(capsys, str(path), "--server", "10.9.9.2")
+    assert code == 1 and "blind spot" not in out

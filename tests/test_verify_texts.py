@@ -245,7 +245,7 @@ def test_the_scope_line_names_every_constraint() -> None:
         (
             {"rule": [{}, {"clinet": "a"}]},
             "rule 2: unknown keys clinet (known: allow, client, host, issuer, name, partial, "
-            "path, realm, require_signature, server, since, until, user)",
+            "path, protocol, realm, require_signature, server, since, until, user)",
         ),
         ({"rule": [{"allow": 3}]}, "rule 1: allow: expected a string or a list of strings, got 3"),
         ({"rule": [{"partial": "yes"}]}, "rule 1: partial must be true or false"),

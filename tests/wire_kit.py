@@ -56,3 +56,48 @@ def write_capture(path: Path, *connections: Sequence[Exchange]) -> str:
         packets += connection(exchanges, 40001 + i, T0 + i)
     scapy.wrpcap(str(path), packets)
     return str(path)
+
+
+Segment = tuple[bool, bytes]  # (sent by the client, payload)
+
+
+def conversation(
+    segments: Sequence[Segment], sport: int, t0: float, *, syn: bool = True, mss: int = 1460
+) -> list[Any]:
+    """Packets of one TCP connection to SERVER:80 carrying ``segments`` in order (each cut at
+    ``mss``), 10 ms apart; ``syn=False`` leaves out the handshake (a capture begun mid-way)."""
+    import scapy.all as scapy
+
+    packets = []
+    seq = {True: 1001, False: 5001}
+
+    def seg(outbound: bool, flags: str, payload: bytes = b"") -> None:
+        src, dst, sp, dp = (CLIENT, SERVER, sport, 80) if outbound else (SERVER, CLIENT, 80, sport)
+        packet = scapy.Ether() / scapy.IP(src=src, dst=dst)
+        tcp = scapy.TCP(sport=sp, dport=dp, flags=flags, seq=seq[outbound], ack=seq[not outbound])
+        packets.append(packet / tcp / payload if payload else packet / tcp)
+        seq[outbound] += len(payload) + (1 if "S" in flags or "F" in flags else 0)
+
+    if syn:
+        seq[True] -= 1
+        seq[False] -= 1
+        seg(True, "S")
+        seg(False, "SA")
+        seg(True, "A")
+    for outbound, payload in segments:
+        for i in range(0, len(payload), mss):
+            seg(outbound, "PA", payload[i : i + mss])
+    seg(True, "FA")
+    seg(False, "FA")
+    seg(True, "A")
+    for i, packet in enumerate(packets):
+        packet.time = t0 + i * 0.01
+    return packets
+
+
+def write_packets(path: Path, *connections: list[Any]) -> str:
+    """One pcap of the packets of ``connections`` (lists of scapy packets), in that order."""
+    import scapy.all as scapy
+
+    scapy.wrpcap(str(path), [p for packets in connections for p in packets])
+    return str(path)

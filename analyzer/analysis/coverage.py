@@ -49,7 +49,11 @@ def blind_spot_lines(not_inspected: list[NotInspected], limit: int = TOP_SERVERS
         if kind == "tls":
             out.append(f"{conns} to {where} not inspected: {TLS_ADVICE}")
         elif kind == "http2":
-            out.append(f"{conns} to {where} not inspected: HTTP/2, which is not read yet")
+            streams = sum(n.count for n in group)
+            out.append(
+                f"{conns} to {where} not inspected: {streams:,} HTTP/2 stream(s) whose headers "
+                "could not be decoded (see the not-inspected details)"
+            )
         else:
             lost = sum(n.count for n in group)
             out.append(

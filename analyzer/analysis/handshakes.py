@@ -1,6 +1,7 @@
 """Events -> handshakes -> one verdict per client -> server pair.
 
-A handshake lives on one connection: an optional challenge (an anonymous request answered
+A handshake lives on one connection (SIP: in one security association, see
+``analysis.sip_handshakes``): an optional challenge (an anonymous request answered
 401/407, or Microsoft's realm-discovery probe, an empty ``Bearer`` answered by a Bearer
 challenge), then credentials, then the outcome. NTLM and Negotiate continue across exchanges
 while the server answers 401 with a continuation token of the same scheme. Consecutive accepted
@@ -13,6 +14,13 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+from analyzer.analysis.sip_handshakes import (
+    association_key,
+    call_key,
+    opens,
+    sip_class,
+    sip_continues,
+)
 from analyzer.model import Event, Handshake, PairVerdict, evolve
 
 DENIED = (401, 403, 407)
@@ -32,7 +40,7 @@ def auth_class(event: Event) -> str | None:
         )
     if event.scheme in ("basic", "ntlm", "digest"):
         return event.scheme
-    return "other"
+    return sip_class(event) if event.protocol == "sip" else "other"
 
 
 def is_probe(event: Event) -> bool:
@@ -75,11 +83,16 @@ def group_handshakes(
         if fields
     }
     by_conn: dict[str, list[Event]] = defaultdict(list)
+    sip: list[Event] = []
     for event in events:
-        by_conn[event.conn_id].append(event)
+        if event.protocol == "sip":
+            sip.append(event)
+        else:
+            by_conn[event.conn_id].append(event)
     groups: list[_Open] = []
     for conn_events in by_conn.values():
         groups += _group_connection(conn_events)
+    groups += _group_sip(sip)
     groups.sort(key=lambda g: (g.events[0].ts, g.events[0].event_id))
     handshakes = [_finish(i, g, token_fps) for i, g in enumerate(groups, 1)]
     assigned = {}
@@ -171,17 +184,25 @@ class HandshakeTracker:
 
     def __init__(self) -> None:
         self._open: dict[str, tuple[int, _Open]] = {}  # conn_id -> (handshake id, handshake)
+        self._sip = _SipOpen()  # SIP: security association or Call-ID -> (id, handshake)
         self.opened = 0  # handshakes numbered so far
 
     def add(self, event: Event) -> dict:
         """The handshake fields of ``event`` (empty when it is not a handshake step)."""
-        held = self._open.get(event.conn_id)
+        if event.protocol == "sip":
+            key, held = self._sip.find(event)
+        else:
+            key, held = event.conn_id, self._open.get(event.conn_id)
         group, new = _place(held[1] if held else None, event)
         if group is None:
             return {}
         if new or held is None:
             self.opened += 1
-            held = self._open[event.conn_id] = (self.opened, group)
+            held = (self.opened, group)
+        if event.protocol == "sip":
+            self._sip.put(key, held)
+        else:
+            self._open[event.conn_id] = held
         creds = group.credentials()
         # Joining looks at the last event only (every event that joins a handshake sent a
         # credential, so the last one says whether one was sent): keep just that.
@@ -190,10 +211,10 @@ class HandshakeTracker:
         return {"handshake_id": held[0], "auth_class": group.auth_class, "outcome": outcome}
 
     def closed(self, conn_id: str) -> None:
-        self._open.pop(conn_id, None)
+        self._open.pop(conn_id, None)  # a SIP association outlives its connections
 
     def __len__(self) -> int:
-        return len(self._open)
+        return len(self._open) + len(self._sip.open)
 
 
 def keep_handshake_ids(
@@ -242,13 +263,62 @@ def _joins(current: _Open, e: Event, cls: str) -> bool:
 
 
 def _continues(e: Event) -> bool:
-    """A 401/407 that carries the next leg of a multi-leg scheme (NTLM type 2, SPNEGO)."""
+    """A 401/407 that carries the next leg of a multi-leg scheme (NTLM type 2, SPNEGO; in SIP
+    the gssapi-data of NTLM, Kerberos and TLS-DSK)."""
     if e.status not in CHALLENGE:
         return False
+    if e.protocol == "sip":
+        return sip_continues(e)
     return any(
         c.token68 and c.scheme in ("ntlm", "negotiate") and c.details.get("neg_state") != "reject"
         for c in e.challenges
     )
+
+
+def _group_sip(events: list[Event]) -> list[_Open]:
+    """SIP handshakes, each in its security association (or Call-ID): see ``_SipOpen``."""
+    groups: list[_Open] = []
+    found = _SipOpen(limit=None)
+    for e in events:
+        key, held = found.find(e)
+        group, new = _place(held[1] if held else None, e)
+        if group is None:
+            continue
+        if new:
+            groups.append(group)
+        found.put(key, (0, group) if new or held is None else held)
+    return groups
+
+
+class _SipOpen:
+    """The open SIP handshake of each security association or Call-ID (at most ``limit``).
+
+    ``find`` gives an event's key and the handshake open under it. An event that opens an
+    association (its 401 named the ``opaque``) adopts the handshake still open under its
+    Call-ID when that one holds only a challenge: the anonymous request that was answered by
+    the offer of schemes.
+    """
+
+    def __init__(self, limit: int | None = 10_000) -> None:
+        self.open: dict[tuple, tuple[int, _Open]] = {}
+        self.limit = limit
+
+    def find(self, e: Event) -> tuple[tuple, tuple[int, _Open] | None]:
+        key = association_key(e)
+        opening = opens(e) is not None  # a first leg: no earlier handshake of the key continues
+        held = None if opening else self.open.get(key)
+        if held is None and key[0] == "sa":
+            waiting = self.open.get(call_key(e))
+            if waiting is not None and not waiting[1].credentials():
+                del self.open[call_key(e)]
+                held = waiting
+        return key, held
+
+    def put(self, key: tuple, held: tuple[int, _Open]) -> None:
+        self.open.pop(key, None)
+        self.open[key] = held  # the most recently used last
+        if self.limit is not None and len(self.open) > self.limit:
+            del self.open[next(iter(self.open))]
 
 
 def _finish(handshake_id: int, group: _Open, new_fps: dict[int, str | None]) -> Handshake:
@@ -384,6 +454,7 @@ def _verdict(key: tuple, events: list[Event], handshakes: list[Handshake]) -> Pa
         signatures=dict(sorted(signatures.items())),
         first_ts=min(h.start_ts for h in handshakes),
         last_ts=max(h.end_ts for h in handshakes),
+        protocol="+".join(sorted({e.protocol.split("/", 1)[0] for e in events})) or "http",
     )
 
 

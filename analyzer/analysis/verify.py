@@ -12,6 +12,10 @@ INCONCLUSIVE, never towards PASS:
   read (undecrypted TLS, lost request bytes) - unless ``partial`` and something was inspected.
 - PASS states its coverage: how many exchanges, over what time, and the capture's damage.
 
+A rule judges HTTP unless it names its protocols (``--protocol sip``, a policy's ``protocol``):
+Skype for Business users rightly sign in to SIP with NTLM, Kerberos or TLS-DSK, so SIP is judged
+only when asked.
+
 The legs of one NTLM / Negotiate handshake are one exchange here, as in the pair verdicts.
 """
 
@@ -45,7 +49,19 @@ from analyzer.oauth.principals import (
 
 PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
 SCOPE_KEYS = ("client", "server", "host", "path", "user", "since", "until")
-RULE_KEYS = {"name", *SCOPE_KEYS, "issuer", "realm", "require_signature", "allow", "partial"}
+RULE_KEYS = {
+    "name",
+    *SCOPE_KEYS,
+    "protocol",
+    "issuer",
+    "realm",
+    "require_signature",
+    "allow",
+    "partial",
+}
+#: What a rule's ``protocol`` may name: every HTTP version, SIP, or one HTTP version exactly.
+PROTOCOLS = ("http", "sip")
+DEFAULT_PROTOCOLS = ("http",)
 #: Violation kinds, in the order they are judged and listed.
 KINDS = (
     "not-oauth",
@@ -129,9 +145,23 @@ class Rule:
     require_signature: bool = False
     allow: frozenset[str] = frozenset()  # finding ids relaxed on purpose
     partial: bool = False  # PASS what was inspected even when in-scope traffic was not
+    protocols: tuple[str, ...] = ()  # "http", "sip", "http/1.1", ...; empty: DEFAULT_PROTOCOLS
+
+    def judges(self, e: Event) -> bool:
+        """Is ``e`` of a protocol this rule judges?"""
+        return self.judges_protocol(e.protocol)
+
+    def judges_protocol(self, protocol: str) -> bool:
+        """Does this rule judge ``protocol`` (``http/1.1``, ``sip``, ...)?"""
+        return any(
+            protocol == p or protocol.startswith(p + "/")
+            for p in self.protocols or DEFAULT_PROTOCOLS
+        )
 
     def describe(self) -> str:
         parts = [] if self.scope.describe() == "all traffic" else [self.scope.describe()]
+        if self.protocols:
+            parts.append("protocol " + ", ".join(self.protocols))
         if self.issuers:
             parts.append("issuer " + " or ".join(i.text for i in self.issuers))
         if self.realms:
@@ -222,10 +252,12 @@ def make_rule(
     require_signature: bool = False,
     allow: str | list[str] | None = None,
     partial: bool = False,
+    protocol: str | list[str] | None = None,
     **scope: Any,
 ) -> Rule:
     """Build a rule from command-line or policy-file values; raises ``PolicyError``."""
     try:
+        protocols = tuple(p.lower() for p in listed(protocol, "protocol"))
         built_scope = make_scope(**scope)
         issuers = tuple(parse_issuer(i) for i in listed(issuer, "issuer"))
         realms = tuple(listed(realm, "realm"))
@@ -238,6 +270,12 @@ def make_rule(
             f"allow: unknown finding id(s) {', '.join(sorted(unknown))} "
             f"(these can be relaxed: {', '.join(CREDENTIAL_RULES)})"
         )
+    odd = [p for p in protocols if p not in PROTOCOLS and not p.startswith("http/")]
+    if odd:
+        raise PolicyError(
+            f"protocol: unknown {', '.join(odd)} (known: http, sip, or one HTTP version such "
+            "as http/1.1)"
+        )
     for flag, value in (("require_signature", require_signature), ("partial", partial)):
         if not isinstance(value, bool):
             raise PolicyError(f"{flag} must be true or false")
@@ -249,6 +287,7 @@ def make_rule(
         require_signature=require_signature,
         allow=allowed,
         partial=partial,
+        protocols=protocols,
     )
 
 
@@ -295,10 +334,16 @@ def evaluate(
     not_inspected: list[NotInspected] | None = None,
 ) -> RuleResult:
     """Judge every authenticated exchange in the rule's scope, and say what could not be seen."""
-    host_ips = addresses_by_host(events)
-    in_scope = [e for e in events if rule.scope.matches(e, host_ips)]
+    judged = [e for e in events if rule.judges(e)]
+    host_ips = addresses_by_host(judged)  # a SIP domain names no HTTP server, nor the reverse
+    in_scope = [e for e in judged if rule.scope.matches(e, host_ips)]
     units = _exchanges([e for e in in_scope if presented(e)])
-    blind = [n for n in not_inspected or [] if rule.scope.covers(n, host_ips)]
+    blind = [
+        n
+        for n in not_inspected or []
+        if rule.scope.covers(n, host_ips)
+        and (n.protocol is None or rule.judges_protocol(n.protocol))
+    ]
     result = RuleResult(rule, PASS, in_scope=len(units))
     result.coverage = Coverage(
         exchanges=len(units),
@@ -323,7 +368,7 @@ def evaluate(
         result.result = INCONCLUSIVE
         # what the rule's endpoints saw outside its paths and times explains the empty scope too
         around = replace(rule.scope, paths=(), since=None, until=None)
-        seen = [e for e in events if around.matches(e, host_ips)]
+        seen = [e for e in judged if around.matches(e, host_ips)]
         result.reason = _nothing_inspected(rule, events, seen, blind, not_inspected or [])
     elif result.violations:
         result.result = FAIL
@@ -380,7 +425,7 @@ class Watch:
         hosts = self.hosts.addresses()
         out = []
         for rule in self.rules:
-            if not rule.scope.matches(e, hosts):
+            if not rule.judges(e) or not rule.scope.matches(e, hosts):
                 continue
             kind, reason, _allowed = _judge(rule, e, self.trust)
             if kind is not None:
@@ -568,16 +613,23 @@ def _nothing_inspected(
             "capture behind the TLS terminator or decrypt with --tls-keylog"
         )
     scoped = {e.event_id for e in in_scope}
-    elsewhere = [
+    others = [
         e for e in events if presented(e) and not is_continuation(e) and e.event_id not in scoped
     ]
+    elsewhere = [e for e in others if rule.judges(e)]
+    unjudged = Counter(e.protocol.split("/", 1)[0] for e in others if not rule.judges(e))
     if elsewhere:
         parts.append(
             f"{len(elsewhere)} authenticated exchange(s) elsewhere; servers seen: "
             + _servers_seen(elsewhere)
         )
-    elif not in_scope:
+    elif not in_scope and not unjudged:
         parts.append("the capture holds no readable authentication at all")
+    for protocol, n in sorted(unjudged.items()):
+        parts.append(
+            f"{n} authenticated {protocol.upper()} exchange(s) not judged by this rule "
+            f'(judge them with --protocol {protocol}, or protocol = "{protocol}" in a policy)'
+        )
     return "; ".join(parts)
 
 

@@ -183,7 +183,9 @@ def build_event(exchange: Exchange, event_id: int = 0) -> Event | None:
         server_ip=exchange.server_ip,
         server_port=exchange.server_port,
         conn_id=exchange.conn_id,
-        protocol=f"http/{first.version}",
+        # every stream of an HTTP/2 connection, the request an h2c upgrade made stream 1 too
+        protocol="http/2" if exchange.stream_id is not None else f"http/{first.version}",
+        stream_id=exchange.stream_id,
         method=req.method if req is not None else "",
         host=req.header("host") if req is not None else None,
         uri=facts.redacted,

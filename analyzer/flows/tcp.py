@@ -8,6 +8,11 @@ connections, and a cap on buffered out-of-order bytes per direction.
 Consumers expose ``skip``: the number of upcoming bytes they do not need (a body being skipped). The
 reassembler drops those bytes by arithmetic alone, which is what keeps bulk transfers cheap.
 
+Directions are keyed by ``(src, sport, dst, dport)`` as the capture reader gives them. For a
+tunnelled packet the packed addresses carry the tunnel ids after the inner IP address (see
+``analyzer.sources.linklayer``), so two tenants with the same inner addresses stay two
+connections; ``ConnectionInfo`` holds the inner addresses as text and names the tunnel.
+
 Absorption contract (what the capture reader may do without calling ``feed``): for a direction in
 ``dirs`` with nothing pending, a packet without SYN/FIN/RST whose sequence number is ``next_seq`` is
 either a bare ACK (only ``last_ts`` moves) or carries ``n`` bytes that the consumer skips whole
@@ -25,11 +30,13 @@ import hashlib
 import ipaddress
 import itertools
 import os
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from analyzer.model import CaptureStats
+from analyzer.sources.linklayer import inner_address, tunnel_text
 
 try:  # the native record walk; absent when the package was installed without a C compiler
     from analyzer.sources._walk import GrantTable
@@ -47,6 +54,9 @@ def native_walk_available() -> bool:
 
 #: Packets kept per connection that has carried no data yet (SYN, SYN-ACK, ACK, retries).
 _EMBRYO_PACKETS = 6
+#: Packed address lengths of the flows the native walk keys: IPv4, alone or with one tunnel tag
+#: (analyzer.sources.linklayer appends 5 bytes per tunnel id).
+_WALKABLE = frozenset({4, 9})
 
 SEQ_MOD = 1 << 32
 HALF = 1 << 31
@@ -80,11 +90,16 @@ class ConnectionInfo:
     b_port: int
     first_ts: float
     syn_seen: bool  # the first packet was a SYN: a true connection start
+    # The tunnel ids that keep this connection apart from others with the same addresses
+    # ("VXLAN VNI 5001"); "" outside a keyed tunnel. The addresses above are the inner ones.
+    tunnel: str = ""
 
     @property
     def conn_id(self) -> str:
         """Short stable id of the connection, like Zeek's uid (same capture, same id)."""
         text = f"{self.a_ip}|{self.a_port}|{self.b_ip}|{self.b_port}|{self.first_ts:.6f}"
+        if self.tunnel:
+            text += f"|{self.tunnel}"
         return "C" + hashlib.sha1(text.encode()).hexdigest()[:11]
 
 
@@ -128,12 +143,16 @@ class _Direction:
 
 
 class _Conn:
-    __slots__ = ("a_key", "b_key", "dirs", "handler")
+    __slots__ = ("a_key", "b_key", "closed", "dirs", "foreign", "handler")
 
-    def __init__(self, a_key: tuple, b_key: tuple, handler: Connection, ts: float) -> None:
+    def __init__(
+        self, a_key: tuple, b_key: tuple, handler: Connection, ts: float, foreign: bool = False
+    ) -> None:
         self.a_key = a_key
         self.b_key = b_key
         self.handler = handler
+        self.foreign = foreign  # another worker's connection (see ``TcpReassembler.shard``)
+        self.closed = False  # finished (``_close_conn``): never finished twice
         a = _Direction(handler.a_to_b, self)
         b = _Direction(handler.b_to_a, self)
         a.peer, b.peer = b, a
@@ -147,8 +166,51 @@ class _Conn:
         return a.last_ts if a.last_ts > b.last_ts else b.last_ts
 
 
+def shard_of(key: tuple, n: int) -> int:
+    """Which of ``n`` workers follows the connection of ``key`` (src, sport, dst, dport).
+
+    Both directions get the same answer (the endpoints are ordered first), in every process
+    (CRC-32, not Python's salted ``hash``). Packed addresses carry any tunnel id (see
+    ``linklayer``), so tenants with identical inner addresses may go to different workers.
+    """
+    src, sport, dst, dport = key
+    a = src + sport.to_bytes(2, "big")
+    b = dst + dport.to_bytes(2, "big")
+    return zlib.crc32(a + b if a <= b else b + a) % n
+
+
+class _Dead:
+    """A consumer that wants nothing (another worker's connection)."""
+
+    skip = 0
+    dead = True
+
+    def data(self, data: memoryview | bytes, ts: float) -> None:  # pragma: no cover - dead
+        pass
+
+    def gap(self, nbytes: int, ts: float) -> None:  # pragma: no cover - dead
+        pass
+
+    def close(self, ts: float) -> None:
+        pass
+
+
+class _Foreign:
+    """The handler of another worker's connection: both directions dead, nothing to finish."""
+
+    a_to_b = _Dead()
+    b_to_a = _Dead()
+
+    def finish(self, ts: float) -> None:
+        pass
+
+
+_FOREIGN = _Foreign()
+
+
 def _ip_text(packed: bytes) -> str:
-    return str(ipaddress.ip_address(bytes(packed)))
+    """The inner IP address of a packed flow address (tunnel tags dropped), as text."""
+    return str(ipaddress.ip_address(bytes(inner_address(packed))))
 
 
 class TcpReassembler:
@@ -163,8 +225,12 @@ class TcpReassembler:
         max_pending_bytes: int = 4 << 20,
         max_connections: int = 200_000,
         max_embryos: int = 200_000,
+        shard: tuple[int, int] | None = None,
     ) -> None:
         self.factory = factory
+        # (k, n): follow only the connections ``shard_of`` gives to worker k of n; the others
+        # are stepped over (their consumers are dead, so the native walk absorbs them)
+        self.shard = shard
         self.stats = stats
         self.idle_timeout = idle_timeout
         self.max_pending_bytes = max_pending_bytes
@@ -182,6 +248,8 @@ class TcpReassembler:
         self._next_sweep = 0.0
         # Directions the native capture walk may absorb packets for (None: pure Python).
         self.grants = GrantTable() if native_walk_available() else None
+        # Where ``run`` hands UDP packets: (ts, src, sport, dst, dport, payload); None skips them.
+        self.datagrams: Callable[..., None] | None = None
 
     @property
     def open_connections(self) -> int:
@@ -249,7 +317,8 @@ class TcpReassembler:
             self._fin_or_rst(d, seq, n, flags, ts)
 
     def run(self, packets: Iterable[tuple]) -> None:
-        """Feed every TCP packet of ``packets`` (tuples as ``read_packets`` yields them).
+        """Feed every TCP packet of ``packets`` (tuples as ``read_packets`` yields them); UDP
+        packets go to ``datagrams`` when it is set.
 
         The common case, an in-order segment with nothing buffered before it (or a bare ACK),
         is handled inline here, exactly as ``feed`` would: for bulk transfers that is nearly
@@ -260,9 +329,12 @@ class TcpReassembler:
         feed = self.feed
         get = self.dirs.get
         grants = self.grants
+        datagrams = self.datagrams
         sweep_at = self._next_sweep
         for ts, proto, src, sport, dst, dport, seq, ack, flags, payload in packets:
             if proto != 6:
+                if proto == 17 and datagrams is not None:
+                    datagrams(ts, src, sport, dst, dport, payload)
                 continue
             if grants:  # the native walk may hold this direction's grant
                 self.settle(src, sport, dst, dport)
@@ -313,6 +385,8 @@ class TcpReassembler:
         if kept is None:
             if not flags & SYN or flags & (FIN | RST):
                 return False  # not a connection start: as before (a bare ACK opens nothing)
+            if self.shard is not None and shard_of(key, self.shard[1]) != self.shard[0]:
+                return False  # another worker's connection: stepped over as before
             if len(embryos) >= self.max_embryos:
                 embryos = self._thin_embryos()
             embryos[key] = [packet]
@@ -383,7 +457,7 @@ class TcpReassembler:
     def grant(self, key: tuple, d: _Direction) -> None:
         """Let the native walk absorb ``d``'s coming packets (call after ``d`` is up to date)."""
         c = d.consumer
-        if d.next_seq is not None and not d.pending and len(key[0]) == 4:
+        if d.next_seq is not None and not d.pending and len(key[0]) in _WALKABLE:
             self.grants.grant(*key, d.next_seq, c.skip, c.dead and not c.skip)
 
     def settle(self, src: bytes, sport: int, dst: bytes, dport: int) -> None:
@@ -420,10 +494,19 @@ class TcpReassembler:
         if flags & SYN and flags & ACK:
             # We saw the SYN-ACK first: the sender is the server; name the client "a".
             src, sport, dst, dport = dst, dport, src, sport
-        info = ConnectionInfo(_ip_text(src), sport, _ip_text(dst), dport, ts, syn_start)
-        handler = self.factory(info)
         a_key = (src, sport, dst, dport)
         b_key = (dst, dport, src, sport)
+        shard = self.shard
+        if shard is not None and shard_of(a_key, shard[1]) != shard[0]:
+            conn = _Conn(a_key, b_key, _FOREIGN, ts, foreign=True)
+            self.dirs[a_key] = conn.dirs[0]
+            self.dirs[b_key] = conn.dirs[1]
+            self._conns += 1
+            return self.dirs[key]
+        info = ConnectionInfo(
+            _ip_text(src), sport, _ip_text(dst), dport, ts, syn_start, tunnel_text(src)
+        )
+        handler = self.factory(info)
         if handler is None:
             self.ignored[a_key] = ts
             self.ignored[b_key] = ts
@@ -539,6 +622,8 @@ class TcpReassembler:
             self.settle(*conn.b_key)
 
     def _close_conn(self, conn: _Conn, ts: float) -> None:
+        if conn.closed:
+            return
         self._settle_conn(conn)
         for side in conn.dirs:
             while side.pending:
@@ -546,6 +631,9 @@ class TcpReassembler:
             if not side.closed:
                 side.closed = True
                 side.consumer.close(ts)
+        if conn.closed:
+            return  # the bytes delivered past a hole ended both directions: closed in there
+        conn.closed = True
         conn.handler.finish(ts)
         for key in (conn.a_key, conn.b_key):
             if self.dirs.get(key) is not None and self.dirs[key].conn is conn:
@@ -559,7 +647,7 @@ class TcpReassembler:
         limit = now - self.idle_timeout
         stale = {d.conn for d in self.dirs.values() if d.conn.last_ts < limit}
         for conn in stale:
-            self.stats.evicted += 1
+            self.stats.evicted += not conn.foreign
             self._close_conn(conn, conn.last_ts)
         if self.ignored:
             self.ignored = {k: t for k, t in self.ignored.items() if t >= limit}
@@ -571,5 +659,5 @@ class TcpReassembler:
         self.settle_all()
         conns = sorted({d.conn for d in self.dirs.values()}, key=lambda c: c.last_ts)
         for conn in conns[: max(1, len(conns) // 10)]:
-            self.stats.evicted += 1
+            self.stats.evicted += not conn.foreign
             self._close_conn(conn, conn.last_ts)

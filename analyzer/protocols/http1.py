@@ -9,6 +9,11 @@ A stream whose first bytes are a TLS record (``looks_tls``) is not HTTP either; 
 gave ``on_tls``, the stream hands every byte to that TLS reader until the reader has seen the
 cleartext handshake, and only then gives up, so the reassembler (and the native walk) skip the
 rest without the handshake being lost.
+
+HTTP/2 is handed over the same way, when the owner gave ``on_http2``: a stream that begins with
+the client preface or with HTTP/2 frames, or a ``101 Switching Protocols`` to ``h2c`` that
+``on_upgrade`` accepts, passes every later byte to the HTTP/2 frame reader its owner returns,
+and takes that reader's ``skip`` and ``dead`` for its own.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from analyzer.protocols.http2_frames import PREFACE, looks_like_frames
 from analyzer.protocols.tls import looks_like_record
 
 if TYPE_CHECKING:
+    from analyzer.protocols.http2_frames import FrameReader
     from analyzer.protocols.tls import TlsStream
 
 MAX_HEAD = 256 * 1024  # Microsoft S2S tokens make heads of tens of KB; anything bigger is not HTTP
@@ -92,6 +99,10 @@ def _first_values(headers: list[tuple[str, str]]) -> dict[str, str]:
 BodyPolicy = Callable[[HttpMessage], int]
 #: For a response head: the method of the request it answers (None when unknown).
 MethodLookup = Callable[[], "str | None"]
+#: Given a stream's first bytes (the preface, or frames): the HTTP/2 reader to hand them to.
+Http2Hook = Callable[[bytes], "FrameReader | None"]
+#: Given a ``101`` response to ``h2c``: the HTTP/2 reader for the bytes after it.
+UpgradeHook = Callable[[HttpMessage], "FrameReader | None"]
 
 
 def _never_keep(_message: HttpMessage) -> int:
@@ -200,10 +211,16 @@ class HttpStream:
         request_method: MethodLookup | None = None,
         on_messages: Callable[[list[HttpMessage]], None] | None = None,
         on_tls: Callable[[], TlsStream] | None = None,
+        on_http2: Http2Hook | None = None,
+        on_upgrade: UpgradeHook | None = None,
     ) -> None:
         self.skip = 0
         self.on_tls = on_tls  # makes the reader the handshake goes to, when the bytes are TLS
         self._tls: TlsStream | None = None
+        self.on_http2 = on_http2
+        self.on_upgrade = on_upgrade
+        self._h2: FrameReader | None = None  # set once the stream turned out to be HTTP/2
+        self._probing = False  # waiting for more bytes to tell whether they are HTTP/2 frames
         self.on_messages = on_messages
         self.dead = False
         self.role = ""
@@ -232,7 +249,6 @@ class HttpStream:
         self.absurd_length = ""
         self.messages_seen = 0
         self.looks_tls = False
-        self.http2 = False  # began with the HTTP/2 preface (cleartext, prior knowledge)
         # Stretches of bytes that may have held message heads and could not be read: a TCP hole
         # outside a body of known length, or a head cut short by the end of the stream.
         self.lost = 0
@@ -241,6 +257,9 @@ class HttpStream:
     def data(self, data: memoryview | bytes, ts: float) -> list[HttpMessage]:
         """Feed ordered bytes; return the messages they completed."""
         if self.dead:
+            return []
+        if self._h2 is not None:
+            self._feed_h2(data, ts)
             return []
         buf = self._buf
         if buf:
@@ -261,6 +280,11 @@ class HttpStream:
     def gap(self, nbytes: int, ts: float) -> list[HttpMessage]:
         """Bytes were lost: finish what can be finished, then hunt for the next message."""
         out: list[HttpMessage] = []
+        if self._h2 is not None:
+            if self._h2.gap(nbytes):
+                self.lost += 1
+            self._h2_done()
+            return out
         if self._state == "tls":
             assert self._tls is not None
             self._tls.gap()
@@ -282,7 +306,19 @@ class HttpStream:
     def close(self, ts: float) -> list[HttpMessage]:
         """End of stream: a close-delimited or cut-short message is finished as it stands."""
         out: list[HttpMessage] = []
-        if self._state == "head" and not self.dead and not self._hunting and self._buf.strip():
+        if self._h2 is not None:
+            if self._h2.close():
+                self.lost += 1  # a header block cut short
+            self.dead = True
+            self.skip = 0
+            return out
+        if (
+            self._state == "head"
+            and not self.dead
+            and not self._hunting
+            and not self._probing
+            and self._buf.strip()
+        ):
             self.lost += 1  # a head begun and never finished (e.g. the capture was cut)
         if self._state != "head":
             self._finish_current(out, truncated=self._state != "close-body")
@@ -316,6 +352,8 @@ class HttpStream:
             elif state == "tls":
                 self._feed_tls()
                 return
+            elif state == "h2":
+                return
             else:  # close-body: everything until close belongs to the body
                 self._keep_bytes(len(buf))
                 self._consume(len(buf))
@@ -325,9 +363,13 @@ class HttpStream:
 
     def _parse_head(self, out: list[HttpMessage]) -> bool:
         buf = self._buf
+        if buf.startswith(b"PRI") and self.on_http2 is not None and self._preface():
+            return False
         if self._hunting:
             if not (self.messages_seen or self._hunted) and looks_like_record(buf[:5]):
                 self._give_up()  # TLS first seen mid-connection: no use hunting for HTTP
+                return False
+            if not self.messages_seen and self._frames():
                 return False
             if not self._hunt():
                 return False
@@ -338,6 +380,8 @@ class HttpStream:
         if not self.messages_seen and not self._plausible_start(buf):
             if self.on_tls is not None and len(buf) < 5 and _tls_prefix(buf):
                 return False  # a TLS record header cut short: wait for the rest
+            if self._frames():
+                return False
             self._give_up()
             return False
         # The head ends at the first CRLF CRLF or LF LF. Both show as LF [CR] LF, which a regex
@@ -375,9 +419,8 @@ class HttpStream:
         if msg is None:
             self._lost_sync()
             return not self.dead  # hunt in what is buffered: a message may follow the junk
-        if not self.messages_seen and msg.method == "PRI" and msg.version == "2.0":
-            self.http2 = True  # the HTTP/2 connection preface: binary frames follow
-            self._give_up()
+        if msg.method == "PRI" and msg.version == "2.0":
+            self._give_up()  # the HTTP/2 preface, and nobody to hand the frames to
             return False
         self.messages_seen += 1
         msg.after_gap, self._after_gap = self._after_gap, False
@@ -385,6 +428,59 @@ class HttpStream:
             self.role = "request" if msg.is_request else "response"
         self._start_body(msg, out)
         return True
+
+    # -- HTTP/2 -------------------------------------------------------------------------------
+    def _preface(self) -> bool:
+        """The buffer starts with "PRI": True when it is the HTTP/2 preface (then the stream
+        is HTTP/2 from here on) or may still become it (wait for more bytes)."""
+        buf = self._buf
+        if len(buf) < len(PREFACE):
+            return PREFACE.startswith(buf)
+        if not buf.startswith(PREFACE):
+            return False
+        reader = self.on_http2(bytes(buf[: len(PREFACE)])) if self.on_http2 else None
+        if reader is None:
+            self._give_up()
+        else:
+            self._to_h2(reader)
+        return True
+
+    def _frames(self) -> bool:
+        """First bytes that are not HTTP/1.x: True when they are HTTP/2 frames (the stream is
+        handed over) or too few to tell (wait for more bytes)."""
+        if self.on_http2 is None:
+            return False
+        verdict = looks_like_frames(self._buf)
+        self._probing = verdict is None
+        if verdict is None:
+            return True
+        if not verdict:
+            return False
+        reader = self.on_http2(bytes(self._buf[: len(PREFACE)]))
+        if reader is None:
+            return False
+        self._to_h2(reader)
+        return True
+
+    def _to_h2(self, reader: FrameReader) -> None:
+        """From now on every byte goes to ``reader``; the bytes buffered go first."""
+        ts = self._mark_ts if self._mark_off <= self._base else self._head_ts()
+        self._h2 = reader
+        self._state = "h2"
+        rest = bytes(self._buf)
+        self._consume(len(rest))
+        self._marks.clear()
+        self._feed_h2(rest, ts)
+
+    def _feed_h2(self, data: memoryview | bytes, ts: float) -> None:
+        assert self._h2 is not None
+        self.skip = self._h2.data(data, ts)
+        self._h2_done()
+
+    def _h2_done(self) -> None:
+        if self._h2 is not None and self._h2.dead:
+            self.dead = True
+            self.skip = 0
 
     def _consume(self, nbytes: int) -> None:
         """Drop ``nbytes`` from the front of the buffer."""
@@ -453,6 +549,10 @@ class HttpStream:
             method = self.request_method() if self.request_method else None
             status = msg.status
             if status == 101 or (method == "CONNECT" and 200 <= status < 300):
+                reader = self.on_upgrade(msg) if status == 101 and self.on_upgrade else None
+                if reader is not None:
+                    self._to_h2(reader)  # h2c: the answer comes as HTTP/2 frames
+                    return
                 out.append(msg)
                 self._give_up()
                 return

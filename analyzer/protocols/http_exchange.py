@@ -3,6 +3,10 @@
 The side that sends requests is the client, whatever the ports say. Finished pairs go to the
 ``on_exchange`` callback; requests still unanswered when the connection ends go out without a
 response, so a capture that missed the server's answers still shows every request.
+
+A connection that speaks HTTP/2 (the client preface, frames first, or ``Upgrade: h2c`` after an
+HTTP/1.1 request) is read by an ``Http2Connection``, whose pairs (by stream id) go out the same
+way, with their ``stream_id``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from functools import partial
 
 from analyzer.flows.tcp import ConnectionInfo
 from analyzer.protocols.http1 import HttpMessage, HttpStream
+from analyzer.protocols.http2 import Http2Connection
+from analyzer.protocols.http2_frames import PREFACE, FrameReader
 from analyzer.protocols.tls import TlsHandshake, TlsStream
 
 MAX_PENDING = 1000  # unanswered requests kept per connection before the oldest is given up
@@ -30,6 +36,7 @@ class Exchange:
     server_port: int
     request: HttpMessage | None
     response: HttpMessage | None
+    stream_id: int | None = None  # HTTP/2 stream; None for HTTP/1.x
 
 
 #: How many request-body bytes to keep for a request head (0 = skip the body).
@@ -61,6 +68,7 @@ class HttpConnection:
         self.client_is_a: bool | None = None
         self.host: str | None = None  # the Host of the latest request
         self.tls: TlsHandshake | None = None  # set when either direction turned out to be TLS
+        self.h2: Http2Connection | None = None  # set when the connection turned out HTTP/2
         midstream = not info.syn_seen
         self.a_to_b = HttpStream(
             midstream=midstream,
@@ -68,6 +76,8 @@ class HttpConnection:
             request_method=self._pending_method,
             on_messages=partial(self._messages, True),
             on_tls=partial(self._tls_stream, True),
+            on_http2=partial(self._http2_stream, True),
+            on_upgrade=partial(self._upgrade, True),
         )
         self.b_to_a = HttpStream(
             midstream=midstream,
@@ -75,6 +85,8 @@ class HttpConnection:
             request_method=self._pending_method,
             on_messages=partial(self._messages, False),
             on_tls=partial(self._tls_stream, False),
+            on_http2=partial(self._http2_stream, False),
+            on_upgrade=partial(self._upgrade, False),
         )
 
     @property
@@ -90,6 +102,8 @@ class HttpConnection:
 
     def finish(self, ts: float) -> None:
         """The connection ended: unanswered requests go out without a response."""
+        if self.h2 is not None:
+            self.h2.finish()
         while self.pending:
             self._emit(self.pending.popleft(), None)
         if self.warn is not None:
@@ -121,6 +135,61 @@ class HttpConnection:
         if self.tls is None:
             self.tls = TlsHandshake()
         return self.tls.a if from_a else self.tls.b
+
+    def _http2_stream(self, from_a: bool, first: bytes) -> FrameReader | None:
+        """The HTTP/2 reader for a direction whose first bytes are the client preface or
+        frames; None when the connection already spoke HTTP/1.x without an upgrade to h2c."""
+        preface = first.startswith(PREFACE)
+        h2 = self.h2
+        if h2 is None:
+            upgrade = self._h2c_request() if preface else None
+            if self.client_is_a is not None and upgrade is None:
+                return None
+            if preface:
+                client_is_a = from_a
+            elif self.info.syn_seen:
+                client_is_a = not from_a  # the server's SETTINGS came before the preface
+            else:
+                client_is_a = self.info.a_port >= self.info.b_port  # the client's port is higher
+            h2 = self._start_h2(client_is_a, preface or self.info.syn_seen or upgrade is not None)
+            if upgrade is not None:
+                h2.upgrade(upgrade)
+        return h2.client if from_a == self.client_is_a else h2.server
+
+    def _upgrade(self, from_a: bool, response: HttpMessage) -> FrameReader | None:
+        """The HTTP/2 reader for the bytes after a ``101`` that switches to h2c."""
+        if "h2c" not in (response.header("upgrade") or "").lower():
+            return None
+        h2 = self.h2
+        if h2 is None:
+            request = self._h2c_request()
+            if request is None:
+                return None
+            h2 = self._start_h2(not from_a, True)
+            h2.upgrade(request)
+        return h2.client if from_a == self.client_is_a else h2.server
+
+    def _h2c_request(self) -> HttpMessage | None:
+        """The pending request that asked for ``Upgrade: h2c`` (taken out of the queue)."""
+        for request in reversed(self.pending):
+            if "h2c" in (request.header("upgrade") or "").lower():
+                self.pending.remove(request)
+                return request
+        return None
+
+    def _start_h2(self, client_is_a: bool, table_known: bool) -> Http2Connection:
+        self.client_is_a = client_is_a
+        self.h2 = Http2Connection(
+            self._h2_exchange, self.request_body, self.response_body, table_known=table_known
+        )
+        return self.h2
+
+    def _h2_exchange(
+        self, request: HttpMessage | None, response: HttpMessage | None, stream_id: int
+    ) -> None:
+        if request is not None:
+            self.host = request.header("host") or self.host
+        self._emit(request, response, stream_id)
 
     def _body_policy(self, msg: HttpMessage) -> int:
         if msg.is_request:
@@ -155,10 +224,15 @@ class HttpConnection:
         while len(self.pending) > 1 and self.pending[1].ts <= response.ts:
             self._emit(self.pending.popleft(), None)
 
-    def _emit(self, request: HttpMessage | None, response: HttpMessage | None) -> None:
+    def _emit(
+        self,
+        request: HttpMessage | None,
+        response: HttpMessage | None,
+        stream_id: int | None = None,
+    ) -> None:
         info = self.info
         if self.client_is_a is False:
             client = (info.b_ip, info.b_port, info.a_ip, info.a_port)
         else:
             client = (info.a_ip, info.a_port, info.b_ip, info.b_port)
-        self.on_exchange(Exchange(self.conn_id, *client, request, response))
+        self.on_exchange(Exchange(self.conn_id, *client, request, response, stream_id))

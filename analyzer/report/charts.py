@@ -39,6 +39,7 @@ CLASS_COLORS = {
     "basic": "#d62728",  # red
     "negotiate-ntlm": "#8c564b",  # brown
     "digest": "#9467bd",  # purple
+    "tls-dsk": "#17becf",  # cyan (SIP certificate sign-in)
     "anonymous": "#7f7f7f",  # grey
     "other": "#000000",  # black
 }

@@ -51,7 +51,7 @@ _CATEGORIES = {
         "token_signature": SIGNATURES,
         "protocol": None,
         "method": None,
-        "transport": ("tcp", "tls"),
+        "transport": ("tcp", "udp", "tls"),
     },
     Handshake: {"auth_class": AUTH_CLASSES, "outcome": OUTCOMES},
     TokenRecord: {"format": TOKEN_FORMATS, "signature": SIGNATURES, "role": None},
@@ -62,7 +62,9 @@ _CATEGORIES = {
 }
 _INTS = {
     Event: (
+        "sip_cnum",
         "status",
+        "stream_id",
         "password_len",
         "cred_len",
         "diag_code",

@@ -398,7 +398,7 @@ def _pairs(verdicts: list[PairVerdict]) -> Html:
             [
                 v.client_ip,
                 f"{v.server_ip}:{v.server_port}",
-                v.host or "-",
+                f"SIP {v.host or '-'}" if v.protocol == "sip" else v.host or "-",
                 _verdict_badge(v.verdict),
                 _num(v.exchanges),
                 _classes(v.classes),
@@ -763,7 +763,8 @@ def _section(
 
 
 def _pair_name(v: PairVerdict) -> str:
-    return f"{v.client_ip} -> {v.host or v.server_ip} ({v.server_ip}:{v.server_port})"
+    sip = "SIP " if v.protocol == "sip" else ""
+    return f"{v.client_ip} -> {sip}{v.host or v.server_ip} ({v.server_ip}:{v.server_port})"
 
 
 def _verdict_badge(verdict: str) -> Html:

@@ -94,7 +94,7 @@ def status_text(
     """``12,345 packets, 18.2 MB, 0 dropped, 12 open connections, 7 events, 0:01:05``."""
     minutes, seconds = divmod(int(elapsed), 60)
     hours, minutes = divmod(minutes, 60)
-    dropped = "drops unknown" if drops is None else f"{drops:,} dropped"
+    dropped = "drops told at stop" if drops is None else f"{drops:,} dropped"
     return (
         f"{packets:,} packets, {nbytes / 1e6:.1f} MB, {dropped}, {connections:,} open "
         f"connections, {events:,} events, {hours}:{minutes:02}:{seconds:02}"

@@ -21,8 +21,23 @@ from analyzer.model import (
 )
 from analyzer.report.safe_text import printable, terminal_safe
 from analyzer.report.times import format_utc
+from analyzer.sources.linklayer import MAX_TUNNEL_IDS
 
 MAX_URI = 48
+#: What the ids of each encapsulation are called in the summary (one, several).
+_ID_NAMES = {
+    "VXLAN": ("VNI", "VNIs"),
+    "VXLAN-GPE": ("VNI", "VNIs"),
+    "GENEVE": ("VNI", "VNIs"),
+    "GRE": ("key", "keys"),
+    "ERSPAN II": ("session", "sessions"),
+    "ERSPAN III": ("session", "sessions"),
+    "GTP-U": ("TEID", "TEIDs"),
+    "MPLS": ("label", "labels"),
+    "PPPoE": ("session", "sessions"),
+}
+_HEX_IDS = frozenset({"GTP-U", "PPPoE"})  # shown in hex, as tshark shows them
+_IDS_SHOWN = 5
 
 
 def write_table(
@@ -75,6 +90,7 @@ def write_verdicts(verdicts: list[PairVerdict], out: IO[str]) -> None:
     out.write("Verdicts\n")
     for v in verdicts:
         server = f"{v.host or v.server_ip} ({v.server_ip}:{v.server_port})"
+        server = f"SIP {server}" if v.protocol == "sip" else server
         line = f"  {v.client_ip} -> {server}: {v.verdict.upper()} - {v.summary}"
         out.write(printable(line) + "\n")
     out.write("\n")
@@ -124,9 +140,44 @@ def _captures(captures: list[CaptureStats], out: IO[str]) -> None:
             extra.append(f"{c.tls_connections:,} TLS connections unreadable without --tls-keylog")
         line = f"  {c.path}: {c.file_format or '?'}, {c.packets:,} packets"
         out.write(line + (f" ({'; '.join(extra)})" if extra else "") + "\n")
+        for text in encapsulation_lines(c):
+            out.write(f"    {printable(text)}\n")
+
         for warning in c.warnings:
             out.write(f"    warning: {printable(warning)}\n")
     out.write("\n")
+
+
+def encapsulation_lines(c: CaptureStats) -> list[str]:
+    """The tunnels a capture's packets came in, with their ids, and those not read, e.g.
+    ``encapsulations: VXLAN 1,204 packets (VNI 5001), ERSPAN II 88 packets (session 7)``."""
+    lines = []
+    if c.encapsulations:
+        parts = []
+        for name, n in _by_count(c.encapsulations):
+            ids = c.tunnel_ids.get(name)
+            if ids and name in _ID_NAMES:
+                one, several = _ID_NAMES[name]
+                shown = ", ".join(hex(i) if name in _HEX_IDS else str(i) for i in ids[:_IDS_SHOWN])
+                if len(ids) > _IDS_SHOWN:
+                    plus = "+" if len(ids) >= MAX_TUNNEL_IDS else ""
+                    shown += f" and {len(ids) - _IDS_SHOWN}{plus} more"
+                parts.append(f"{_packets(name, n)} ({one if len(ids) == 1 else several} {shown})")
+            else:
+                parts.append(_packets(name, n))
+        lines.append("encapsulations: " + ", ".join(parts))
+    if c.unread_encapsulations:
+        parts = [_packets(name, n) for name, n in _by_count(c.unread_encapsulations)]
+        lines.append("encapsulations not read (counted, not analysed): " + ", ".join(parts))
+    return lines
+
+
+def _by_count(counts: dict[str, int]) -> list[tuple[str, int]]:
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _packets(name: str, n: int) -> str:
+    return f"{name} {n:,} packet{'' if n == 1 else 's'}"
 
 
 def _pairs(events: list[Event], out: IO[str]) -> None:

@@ -1,8 +1,30 @@
-"""Decode one captured frame: link layer, then IPv4/IPv6, then the TCP or UDP header.
+"""Decode one captured frame: link layer, tunnels, then IPv4/IPv6, then the TCP or UDP header.
 
 This is the general (slower) path. ``pcapfile`` handles the overwhelmingly common frame shape
 (Ethernet or raw IP, IPv4 without options, TCP) inline and sends everything else here. Live capture
 can use :class:`LinkDecoder` directly on frame bytes.
+
+Tunnels are taken apart and the innermost TCP/UDP packet is returned: GRE (checksum, key and
+sequence fields; carrying IPv4, IPv6, Ethernet, MPLS, WCCP), ERSPAN types I, II and III, VXLAN
+(UDP 4789 and the ports of :func:`set_vxlan_ports`), VXLAN-GPE (4790), GENEVE (6081), MPLS label
+stacks (on Ethernet, in IP and in UDP 6635; IP or pseudowire Ethernet after the stack), PPPoE
+sessions, IP-in-IP, IPv6-in-IPv4, IPv4/IPv6-in-IPv6, EtherIP and GTP-U G-PDUs, nested up to
+``MAX_DEPTH`` layers. Each layer read is counted in ``stats.encapsulations`` (ids in
+``stats.tunnel_ids``); packets of an encapsulation not read (an unknown GRE protocol, GTP-C,
+L2TP, IPsec ESP, ...) are counted by name in ``stats.unread_encapsulations`` with one warning per
+name, never dropped in silence.
+
+Flow keys and tunnel ids: two tenants may use the same inner addresses. A tunnel id that both
+directions of a connection share and that tells tenants or mirror sessions apart (the VNI of
+VXLAN, VXLAN-GPE and GENEVE, the GRE key, the ERSPAN session) is appended to *both* packed
+addresses of the packet as a 5-byte tag (kind, 32-bit id), one per such layer, outer first. So
+an address is 4 or 16 bytes plus 5 per tag, and its length modulo 5 (4: IPv4, 1: IPv6) tells
+which: :func:`inner_address` and :func:`tunnel_text` take it apart. Ids that differ by direction
+(GTP-U TEIDs, MPLS labels) or identify nothing beyond the inner addresses (PPPoE sessions) are
+counted, not keyed.
+
+Counters count headers read at any depth: a VXLAN packet adds one to ``ipv4`` twice (outer and
+inner), to ``udp`` and to ``tcp``.
 
 Decoding never raises on hostile bytes: a frame that cannot be parsed is counted in
 ``stats.undecodable`` (one warning per reason), a frame that is not IP in ``stats.non_ip``.
@@ -11,6 +33,7 @@ Decoding never raises on hostile bytes: a frame that cannot be parsed is counted
 from __future__ import annotations
 
 import mmap
+from collections.abc import Iterable
 from struct import Struct
 
 from analyzer.model import CaptureStats
@@ -42,26 +65,88 @@ SUPPORTED_LINKTYPES = frozenset(
 
 ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_IPV6 = 0x86DD
+ETHERTYPE_PPPOE_SESSION = 0x8864
+ETHERTYPE_TEB = 0x6558  # transparent Ethernet bridging: an Ethernet frame follows
+ETHERTYPE_WCCP = 0x883E
+ETHERTYPE_ERSPAN = 0x88BE  # types I and II
+ETHERTYPE_ERSPAN3 = 0x22EB
+MPLS_TYPES = frozenset({0x8847, 0x8848})  # unicast, multicast
 #: 802.1Q, 802.1ad (QinQ) and the older 0x9100 outer tag; stacked to any depth.
 VLAN_TPIDS = frozenset({0x8100, 0x88A8, 0x9100})
+#: What a GRE or GENEVE payload type may name for us to read it.
+_CARRIED = frozenset({ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_TEB, ETHERTYPE_PPPOE_SESSION})
+_CARRIED |= MPLS_TYPES
+#: Ethertypes that make the bytes after an MPLS stack look like a pseudowire's Ethernet frame.
+_PW_ETHERTYPES = _CARRIED | VLAN_TPIDS | {0x0806}
 #: BSD address-family values meaning IPv6 (NetBSD/OpenBSD 24, FreeBSD 28, macOS 30).
 AF_INET6_VALUES = frozenset({24, 28, 30})
 AF_INET = 2
 NFULA_PAYLOAD = 9
+IPPROTO_IPIP = 4
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
+IPPROTO_IPV6 = 41
+IPPROTO_GRE = 47
+IPPROTO_ETHERIP = 97
+IPPROTO_MPLS = 137
+#: IP protocols that carry a tunnel this decoder does not read.
+_UNREAD_IP = {50: "IPsec ESP", 115: "L2TPv3"}
 #: IPv6 extension headers we step over: hop-by-hop, routing, destination options (and AH, 44 below).
 _IPV6_EXT_PLAIN = frozenset({0, 43, 60})
 _IPV6_FRAGMENT = 44
 _IPV6_AH = 51
+_IPV6_EXT = _IPV6_EXT_PLAIN | {_IPV6_FRAGMENT, _IPV6_AH}
 _MAX_IPV6_EXT = 16  # more extension headers than this is hostile input
+
+VXLAN_PORT = 4789
+VXLAN_GPE_PORT = 4790
+GENEVE_PORT = 6081
+GTP_U_PORT = 2152
+MPLS_UDP_PORT = 6635
+MAX_VXLAN_PORTS = 15  # besides 4789 (the native walk holds 16)
+#: UDP ports (either end) of tunnels this decoder does not read; their datagrams stay UDP.
+_UNREAD_UDP = {1194: "OpenVPN", 1701: "L2TP", 2123: "GTP-C", 3544: "Teredo"}
+_GTP_MESSAGES = {
+    1: "echo request",
+    2: "echo response",
+    26: "error indication",
+    31: "supported extension headers notification",
+    254: "end marker",
+}
+
+#: Tunnel layers one packet may be nested in; deeper packets are counted, not read.
+MAX_DEPTH = 8
+MAX_LABELS = 16  # MPLS label stack entries
+_MAX_GTP_EXT = 16  # GTP-U extension headers
+MAX_TUNNEL_IDS = 64  # distinct ids kept per encapsulation for the summary
+MAX_UNREAD_NAMES = 32  # distinct names of encapsulations not read; the rest are lumped together
+UNREAD_OTHER = "other encapsulations"
+
+#: Tag kinds: the first byte of each 5-byte tunnel tag appended to a packed address.
+TAG_GRE_KEY = 1
+TAG_ERSPAN = 2
+TAG_VXLAN = 3
+TAG_GENEVE = 4
+TAG_VXLAN_GPE = 5
+_TAG_NAMES = {
+    TAG_GRE_KEY: "GRE key",
+    TAG_ERSPAN: "ERSPAN session",
+    TAG_VXLAN: "VXLAN VNI",
+    TAG_GENEVE: "GENEVE VNI",
+    TAG_VXLAN_GPE: "VXLAN-GPE VNI",
+}
+TAG_LEN = 5
 
 _U16 = Struct(">H").unpack_from
 _U16LE = Struct("<H").unpack_from
+_U32 = Struct(">I").unpack_from
+_U16X2 = Struct(">HH").unpack_from
+_TAG = Struct(">BI")
 _IPV4 = Struct(">2xH2xHxB2x4s4s")  # total length, flags+fragment offset, protocol, src, dst
 _IPV6 = Struct(">4xHB1x16s16s")  # payload length, next header, src, dst
 _TCP = Struct(">HHIIBB")  # sport, dport, seq, ack, data offset byte, flags
 _UDP = Struct(">HHH")  # sport, dport, length
+_GTP = Struct(">BBHI")  # flags, message type, length, TEID
 
 #: Anything struct.unpack_from and indexing accept: the mmap of a file, a chunk, a frame.
 Buffer = bytes | bytearray | memoryview | mmap.mmap
@@ -71,19 +156,68 @@ Decoded = tuple[int, bytes, int, bytes, int, int, int, int, int, int]
 
 FRAGMENT_WARNING = "IP fragments are not reassembled: fragmented packets are counted and skipped"
 
+_extra_vxlan_ports: frozenset[int] = frozenset()
+
+
+def set_vxlan_ports(ports: Iterable[int]) -> None:
+    """Read UDP datagrams to these destination ports as VXLAN too, besides 4789, in every
+    decoder made from now on (``--vxlan-port``; 8472 is the Linux kernel's and flannel's)."""
+    global _extra_vxlan_ports
+    _extra_vxlan_ports = _checked_ports(ports)
+
+
+def vxlan_ports() -> frozenset[int]:
+    """The UDP destination ports read as VXLAN by decoders made now."""
+    return _extra_vxlan_ports | {VXLAN_PORT}
+
+
+def vxlan_ports_or_default(ports: Iterable[int] | None) -> frozenset[int]:
+    """``ports`` plus 4789, or the module's setting (:func:`vxlan_ports`) for None."""
+    if ports is None:
+        return vxlan_ports()
+    return _checked_ports(ports) | {VXLAN_PORT}
+
+
+def _checked_ports(ports: Iterable[int]) -> frozenset[int]:
+    chosen = frozenset(int(p) for p in ports)
+    bad = sorted(p for p in chosen if not 0 < p < 65536)
+    if bad:
+        raise ValueError(f"not a UDP port: {bad[0]}")
+    if len(chosen - {VXLAN_PORT}) > MAX_VXLAN_PORTS:
+        raise ValueError(f"at most {MAX_VXLAN_PORTS} VXLAN ports besides {VXLAN_PORT}")
+    return chosen
+
+
+def inner_address(packed: bytes) -> bytes:
+    """The IP address (4 or 16 bytes) of a packed flow address, without its tunnel tags."""
+    return packed[:4] if len(packed) % TAG_LEN == 4 else packed[:16]
+
+
+def tunnel_text(packed: bytes) -> str:
+    """The tunnel ids keyed into a packed flow address, outer first ("VXLAN VNI 5001");
+    "" for an address outside any keyed tunnel."""
+    tags = packed[4:] if len(packed) % TAG_LEN == 4 else packed[16:]
+    out = []
+    for i in range(0, len(tags) - TAG_LEN + 1, TAG_LEN):
+        kind, ident = _TAG.unpack_from(tags, i)
+        out.append(f"{_TAG_NAMES.get(kind, f'tunnel {kind}')} {ident}")
+    return " / ".join(out)
+
 
 class LinkDecoder:
     """Turns a frame into a :data:`Decoded` tuple (offsets into the caller's buffer) or None.
 
     Counts what it sees into ``stats`` (ipv4, ipv6, tcp, udp, non_ip, ip_fragments,
-    undecodable) and warns once per kind of problem.
+    undecodable, encapsulations) and warns once per kind of problem. ``vxlan_ports`` are the
+    UDP destination ports read as VXLAN (default: 4789 and those of :func:`set_vxlan_ports`).
     """
 
-    __slots__ = ("_warned", "stats")
+    __slots__ = ("_warned", "stats", "vxlan_ports")
 
-    def __init__(self, stats: CaptureStats) -> None:
+    def __init__(self, stats: CaptureStats, vxlan_ports: Iterable[int] | None = None) -> None:
         self.stats = stats
         self._warned: set[object] = set()
+        self.vxlan_ports = vxlan_ports_or_default(vxlan_ports)
 
     def warn_once(self, key: object, message: str) -> None:
         """Record ``message`` the first time ``key`` is seen."""
@@ -95,57 +229,79 @@ class LinkDecoder:
         self.stats.undecodable += 1
         self.warn_once(reason, f"undecodable packets: {reason}")
 
+    def _unread(self, name: str) -> None:
+        """Count a packet of an encapsulation not read (named; warned once per name)."""
+        unread = self.stats.unread_encapsulations
+        if name not in unread:
+            if len(unread) >= MAX_UNREAD_NAMES:
+                name = UNREAD_OTHER
+            if name not in unread:
+                self.stats.warn(
+                    f"packets in an encapsulation not read: {name} (counted, not analysed)"
+                )
+        unread[name] = unread.get(name, 0) + 1
+
+    def _enter(self, name: str, depth: int, ident: int | None = None) -> bool:
+        """Count one packet entering a tunnel layer; False (counted as not read) when it is
+        nested deeper than ``MAX_DEPTH``."""
+        if depth >= MAX_DEPTH:
+            self._unread(f"tunnels nested deeper than {MAX_DEPTH}")
+            return False
+        stats = self.stats
+        enc = stats.encapsulations
+        enc[name] = enc.get(name, 0) + 1
+        if ident is not None:
+            ids = stats.tunnel_ids.get(name)
+            if ids is None:
+                stats.tunnel_ids[name] = [ident]
+            elif len(ids) < MAX_TUNNEL_IDS and ident not in ids:
+                ids.append(ident)
+        return True
+
     def decode(self, linktype: int, buf: Buffer, start: int, end: int) -> Decoded | None:
         """Decode the frame ``buf[start:end]`` captured with ``linktype``.
 
-        Returns the transport tuple for TCP and UDP (payload bounds with link padding removed),
-        None for anything else (non-IP, other IP protocols, fragments, broken headers).
+        Returns the transport tuple of the innermost TCP or UDP packet (payload bounds with link
+        padding removed; addresses tagged with tunnel ids as the module docstring says), None for
+        anything else (non-IP, other IP protocols, fragments, broken headers).
         """
         try:
-            version, off = self._network(linktype, buf, start, end)
-            if version == 4:
-                return self._ipv4(buf, off, end)
-            if version == 6:
-                return self._ipv6(buf, off, end)
+            return self._link(linktype, buf, start, end)
         except (IndexError, ValueError):  # struct.error is a ValueError subclass
             self._bad("header runs past the captured bytes")
         return None
 
     # -- link layer ---------------------------------------------------------------------------
 
-    def _network(self, linktype: int, buf: Buffer, start: int, end: int) -> tuple[int, int]:
-        """(IP version 4/6, offset of the IP header); version 0 when done (counted already)."""
+    def _link(self, linktype: int, buf: Buffer, start: int, end: int) -> Decoded | None:
         if linktype == LINKTYPE_ETHERNET:
-            if end - start < 14:
-                self._bad("Ethernet frame shorter than 14 bytes")
-                return 0, 0
-            return self._ethertype(_U16(buf, start + 12)[0], buf, start + 14, end)
+            return self._ether(buf, start, end, b"", 0)
         if linktype in RAW_IP_TYPES or linktype in (LINKTYPE_IPV4, LINKTYPE_IPV6):
             return self._by_version(buf, start, end, linktype)
         if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
             if end - start < 4:
                 self._bad("loopback header shorter than 4 bytes")
-                return 0, 0
+                return None
             # Address family is a 4-byte integer in the capturing host's byte order (NULL) or
             # network order (LOOP). Every value of interest is < 256, so it sits in the first
             # byte (little-endian) or the last (big-endian).
             af = buf[start] or buf[start + 3]
             if af == AF_INET:
-                return 4, start + 4
+                return self._ipv4(buf, start + 4, end, b"", 0)
             if af in AF_INET6_VALUES:
-                return 6, start + 4
+                return self._ipv6(buf, start + 4, end, b"", 0)
             self.stats.non_ip += 1
-            return 0, 0
+            return None
         if linktype == LINKTYPE_LINUX_SLL:
             if end - start < 16:
                 self._bad("Linux cooked (SLL) header shorter than 16 bytes")
-                return 0, 0
-            return self._ethertype(_U16(buf, start + 14)[0], buf, start + 16, end)
+                return None
+            return self._ethertype(_U16(buf, start + 14)[0], buf, start + 16, end, b"", 0)
         if linktype == LINKTYPE_LINUX_SLL2:
             if end - start < 20:
                 self._bad("Linux cooked v2 (SLL2) header shorter than 20 bytes")
-                return 0, 0
-            return self._ethertype(_U16(buf, start)[0], buf, start + 20, end)
+                return None
+            return self._ethertype(_U16(buf, start)[0], buf, start + 20, end, b"", 0)
         if linktype == LINKTYPE_NFLOG:
             return self._nflog(buf, start, end)
         self.stats.undecodable += 1
@@ -153,36 +309,54 @@ class LinkDecoder:
             ("linktype", linktype),
             f"link type {linktype} is not supported: its packets are counted as undecodable",
         )
-        return 0, 0
+        return None
 
-    def _ethertype(self, etype: int, buf: Buffer, off: int, end: int) -> tuple[int, int]:
-        """Step over VLAN tags (any depth) and map the EtherType to an IP version."""
+    def _ether(self, buf: Buffer, off: int, end: int, tag: bytes, depth: int) -> Decoded | None:
+        if end - off < 14:
+            self._bad("Ethernet frame shorter than 14 bytes")
+            return None
+        return self._ethertype(_U16(buf, off + 12)[0], buf, off + 14, end, tag, depth)
+
+    def _ethertype(
+        self,
+        etype: int,
+        buf: Buffer,
+        off: int,
+        end: int,
+        tag: bytes,
+        depth: int,
+    ) -> Decoded | None:
+        """Step over VLAN tags (any depth) and read what the EtherType names."""
         while etype in VLAN_TPIDS:
             if off + 4 > end:
                 self._bad("VLAN tag cut short")
-                return 0, 0
+                return None
             etype = _U16(buf, off + 2)[0]
             off += 4
         if etype == ETHERTYPE_IPV4:
-            return 4, off
+            return self._ipv4(buf, off, end, tag, depth)
         if etype == ETHERTYPE_IPV6:
-            return 6, off
+            return self._ipv6(buf, off, end, tag, depth)
+        if etype in MPLS_TYPES:
+            return self._mpls(buf, off, end, tag, depth)
+        if etype == ETHERTYPE_PPPOE_SESSION:
+            return self._pppoe(buf, off, end, tag, depth)
         self.stats.non_ip += 1
-        return 0, 0
+        return None
 
-    def _by_version(self, buf: Buffer, off: int, end: int, linktype: int) -> tuple[int, int]:
+    def _by_version(self, buf: Buffer, off: int, end: int, linktype: int) -> Decoded | None:
         if off >= end:
             self._bad("empty raw IP packet")
-            return 0, 0
+            return None
         version = buf[off] >> 4
-        if (version == 4 and linktype != LINKTYPE_IPV6) or (
-            version == 6 and linktype != LINKTYPE_IPV4
-        ):
-            return version, off
+        if version == 4 and linktype != LINKTYPE_IPV6:
+            return self._ipv4(buf, off, end, b"", 0)
+        if version == 6 and linktype != LINKTYPE_IPV4:
+            return self._ipv6(buf, off, end, b"", 0)
         self._bad(f"raw IP packet with IP version {version} (link type {linktype})")
-        return 0, 0
+        return None
 
-    def _nflog(self, buf: Buffer, start: int, end: int) -> tuple[int, int]:
+    def _nflog(self, buf: Buffer, start: int, end: int) -> Decoded | None:
         """Find the payload TLV (type 9) in a Linux NFLOG frame.
 
         Layout: family(1) version(1) resource id(2), then TLVs of length(2) type(2) value, with
@@ -191,24 +365,24 @@ class LinkDecoder:
         t = start + 4
         if t + 4 > end:
             self._bad("NFLOG header cut short")
-            return 0, 0
+            return None
         # Types are small numbers: a nonzero low byte first means little-endian TLV headers.
         unpack = _U16LE if buf[t + 2] else _U16
         while t + 4 <= end:
             length = unpack(buf, t)[0]
             if length < 4:
                 self._bad("NFLOG TLV length < 4")
-                return 0, 0
+                return None
             if unpack(buf, t + 2)[0] & 0x7FFF == NFULA_PAYLOAD:
                 payload_end = min(t + length, end)
                 return self._by_version(buf, t + 4, payload_end, LINKTYPE_NFLOG)
             t += (length + 3) & ~3
         self.stats.non_ip += 1  # no payload TLV: nothing to decode
-        return 0, 0
+        return None
 
     # -- network layer --------------------------------------------------------------------------
 
-    def _ipv4(self, buf: Buffer, off: int, end: int) -> Decoded | None:
+    def _ipv4(self, buf: Buffer, off: int, end: int, tag: bytes, depth: int) -> Decoded | None:
         if end - off < 20:
             self._bad("IPv4 header cut short")
             return None
@@ -231,9 +405,9 @@ class LinkDecoder:
             return None
         # Total length 0 is what TCP segmentation offload captures show: use the frame.
         ip_end = off + total if total else end
-        return self._transport(proto, src, dst, buf, off + ihl, min(ip_end, end))
+        return self._ip_payload(proto, 4, src, dst, buf, off + ihl, min(ip_end, end), tag, depth)
 
-    def _ipv6(self, buf: Buffer, off: int, end: int) -> Decoded | None:
+    def _ipv6(self, buf: Buffer, off: int, end: int, tag: bytes, depth: int) -> Decoded | None:
         if end - off < 40:
             self._bad("IPv6 header cut short")
             return None
@@ -245,11 +419,10 @@ class LinkDecoder:
         p = off + 40
         ip_end = min(p + plen, end) if plen else end  # 0: jumbogram or offload
         for _ in range(_MAX_IPV6_EXT):
-            if nh in (IPPROTO_TCP, IPPROTO_UDP):
-                return self._transport(nh, src, dst, buf, p, ip_end)
+            if nh not in _IPV6_EXT:
+                return self._ip_payload(nh, 6, src, dst, buf, p, ip_end, tag, depth)
             if p + 8 > ip_end:
-                if nh in _IPV6_EXT_PLAIN or nh in (_IPV6_FRAGMENT, _IPV6_AH):
-                    self._bad("IPv6 extension header cut short")
+                self._bad("IPv6 extension header cut short")
                 return None
             if nh in _IPV6_EXT_PLAIN:
                 nh, p = buf[p], p + (buf[p + 1] + 1) * 8
@@ -260,17 +433,305 @@ class LinkDecoder:
                     self.warn_once("fragment", FRAGMENT_WARNING)
                     return None
                 nh, p = buf[p], p + 8  # atomic fragment
-            elif nh == _IPV6_AH:
+            else:  # authentication header
                 nh, p = buf[p], p + (buf[p + 1] + 2) * 4
-            else:
-                return None  # ICMPv6, ESP, no next header, ...: not TCP/UDP
         self._bad("too many IPv6 extension headers")
+        return None
+
+    def _ip_payload(
+        self,
+        proto: int,
+        version: int,
+        src: bytes,
+        dst: bytes,
+        buf: Buffer,
+        off: int,
+        end: int,
+        tag: bytes,
+        depth: int,
+    ) -> Decoded | None:
+        """What an IPv4 or IPv6 header's protocol field names: TCP/UDP, or a tunnel."""
+        if proto in (IPPROTO_TCP, IPPROTO_UDP):
+            return self._transport(proto, src, dst, buf, off, end, tag, depth)
+        if proto == IPPROTO_IPIP:
+            if self._enter("IP-in-IP" if version == 4 else "IPv4-in-IPv6", depth):
+                return self._ipv4(buf, off, end, tag, depth + 1)
+        elif proto == IPPROTO_IPV6:
+            if self._enter("IPv6-in-IPv4" if version == 4 else "IPv6-in-IPv6", depth):
+                return self._ipv6(buf, off, end, tag, depth + 1)
+        elif proto == IPPROTO_GRE:
+            return self._gre(buf, off, end, tag, depth)
+        elif proto == IPPROTO_MPLS:
+            return self._mpls(buf, off, end, tag, depth)
+        elif proto == IPPROTO_ETHERIP:
+            if end - off < 2:
+                self._bad("EtherIP header cut short")
+            elif self._enter("EtherIP", depth):
+                return self._ether(buf, off + 2, end, tag, depth + 1)
+        elif proto in _UNREAD_IP:
+            self._unread(_UNREAD_IP[proto])
+        return None
+
+    def _ip(
+        self, buf: Buffer, off: int, end: int, tag: bytes, depth: int, what: str
+    ) -> Decoded | None:
+        """An IPv4 or IPv6 packet, by its first nibble, carried by ``what``."""
+        if off >= end:
+            self._bad(f"{what} packet without a payload")
+            return None
+        version = buf[off] >> 4
+        if version == 4:
+            return self._ipv4(buf, off, end, tag, depth)
+        if version == 6:
+            return self._ipv6(buf, off, end, tag, depth)
+        self._bad(f"{what} payload is not IP (version nibble {version})")
+        return None
+
+    # -- tunnels --------------------------------------------------------------------------------
+
+    def _gre(self, buf: Buffer, off: int, end: int, tag: bytes, depth: int) -> Decoded | None:
+        """GRE (RFC 2784/2890): optional checksum, key and sequence words, then the payload
+        its protocol type names (ERSPAN for 0x88BE / 0x22EB)."""
+        if end - off < 4:
+            self._bad("GRE header cut short")
+            return None
+        flags, ptype = _U16X2(buf, off)
+        version = flags & 7
+        if version:
+            self._unread("GRE version 1 (PPTP)" if version == 1 else f"GRE version {version}")
+            return None
+        if flags & 0x4000:
+            self._unread("GRE with source routing")
+            return None
+        checksum, has_key, sequenced = flags & 0x8000, flags & 0x2000, flags & 0x1000
+        p = off + 4 + (4 if checksum else 0)
+        key = None
+        if has_key:
+            if p + 4 > end:
+                self._bad("GRE header cut short")
+                return None
+            key = _U32(buf, p)[0]
+            tag += _TAG.pack(TAG_GRE_KEY, key)
+            p += 4
+        if sequenced:
+            p += 4
+        if p > end:
+            self._bad("GRE header cut short")
+            return None
+        if ptype == ETHERTYPE_ERSPAN:
+            if not sequenced:  # type I: the mirrored frame follows the GRE header directly
+                if self._enter("ERSPAN I", depth):
+                    return self._ether(buf, p, end, tag, depth + 1)
+                return None
+            return self._erspan(buf, p, end, tag, depth)
+        if ptype == ETHERTYPE_ERSPAN3:
+            return self._erspan(buf, p, end, tag, depth)
+        if ptype == ETHERTYPE_WCCP:  # a 4-byte redirect header, unless IPv4 follows directly
+            if not self._enter("GRE", depth, key):
+                return None
+            if p < end and buf[p] >> 4 != 4:
+                p += 4
+            return self._ipv4(buf, p, end, tag, depth + 1)
+        if ptype not in _CARRIED:
+            self._unread(f"GRE protocol 0x{ptype:04x}")
+            return None
+        if not self._enter("GRE", depth, key):
+            return None
+        if ptype == ETHERTYPE_TEB:
+            return self._ether(buf, p, end, tag, depth + 1)
+        return self._ethertype(ptype, buf, p, end, tag, depth + 1)
+
+    def _erspan(self, buf: Buffer, off: int, end: int, tag: bytes, depth: int) -> Decoded | None:
+        """ERSPAN type II (8-byte header, version 1) or III (12 bytes, version 2, then an
+        8-byte platform subheader when its O bit is set; the frame is Ethernet or IP)."""
+        if end - off < 8:
+            self._bad("ERSPAN header cut short")
+            return None
+        version = buf[off] >> 4
+        session = _U16(buf, off + 2)[0] & 0x3FF
+        tag += _TAG.pack(TAG_ERSPAN, session)
+        if version == 1:
+            if self._enter("ERSPAN II", depth, session):
+                return self._ether(buf, off + 8, end, tag, depth + 1)
+            return None
+        if version != 2:
+            self._unread(f"ERSPAN version {version}")
+            return None
+        if end - off < 12:
+            self._bad("ERSPAN header cut short")
+            return None
+        word = _U16(buf, off + 10)[0]
+        frame_type = (word >> 10) & 0x1F
+        p = off + (20 if word & 1 else 12)
+        if p > end:
+            self._bad("ERSPAN platform subheader cut short")
+            return None
+        if frame_type not in (0, 2):
+            self._unread(f"ERSPAN III frame type {frame_type}")
+            return None
+        if not self._enter("ERSPAN III", depth, session):
+            return None
+        if frame_type == 0:
+            return self._ether(buf, p, end, tag, depth + 1)
+        return self._ip(buf, p, end, tag, depth + 1, "ERSPAN III")
+
+    def _vxlan(self, buf: Buffer, off: int, end: int, tag: bytes, depth: int) -> Decoded | None:
+        """VXLAN (RFC 7348): 8 bytes with the I flag and a 24-bit VNI, then Ethernet."""
+        if end - off < 8:
+            self._bad("VXLAN header cut short")
+            return None
+        if not buf[off] & 0x08:
+            self._unread("VXLAN without a VNI (I flag clear)")
+            return None
+        vni = _U32(buf, off + 4)[0] >> 8
+        if self._enter("VXLAN", depth, vni):
+            return self._ether(buf, off + 8, end, tag + _TAG.pack(TAG_VXLAN, vni), depth + 1)
+        return None
+
+    def _vxlan_gpe(self, buf: Buffer, off: int, end: int, tag: bytes, depth: int) -> Decoded | None:
+        """VXLAN-GPE: the VXLAN header with a next-protocol byte (IPv4, IPv6, Ethernet, MPLS)."""
+        if end - off < 8:
+            self._bad("VXLAN-GPE header cut short")
+            return None
+        nxt = buf[off + 3]
+        if nxt not in (1, 2, 3, 5):
+            self._unread(f"VXLAN-GPE next protocol {nxt}")
+            return None
+        vni = _U32(buf, off + 4)[0] >> 8
+        if not self._enter("VXLAN-GPE", depth, vni):
+            return None
+        tag += _TAG.pack(TAG_VXLAN_GPE, vni)
+        p, depth = off + 8, depth + 1
+        if nxt == 1:
+            return self._ipv4(buf, p, end, tag, depth)
+        if nxt == 2:
+            return self._ipv6(buf, p, end, tag, depth)
+        if nxt == 3:
+            return self._ether(buf, p, end, tag, depth)
+        return self._mpls(buf, p, end, tag, depth)
+
+    def _geneve(self, buf: Buffer, off: int, end: int, tag: bytes, depth: int) -> Decoded | None:
+        """GENEVE (RFC 8926): 8 bytes plus options, a protocol type and a 24-bit VNI."""
+        if end - off < 8:
+            self._bad("GENEVE header cut short")
+            return None
+        first = buf[off]
+        if first >> 6:
+            self._unread(f"GENEVE version {first >> 6}")
+            return None
+        p = off + 8 + (first & 0x3F) * 4
+        if p > end:
+            self._bad("GENEVE options cut short")
+            return None
+        ptype = _U16(buf, off + 2)[0]
+        if ptype not in _CARRIED:
+            self._unread(f"GENEVE protocol 0x{ptype:04x}")
+            return None
+        vni = _U32(buf, off + 4)[0] >> 8
+        if not self._enter("GENEVE", depth, vni):
+            return None
+        tag += _TAG.pack(TAG_GENEVE, vni)
+        if ptype == ETHERTYPE_TEB:
+            return self._ether(buf, p, end, tag, depth + 1)
+        return self._ethertype(ptype, buf, p, end, tag, depth + 1)
+
+    def _mpls(self, buf: Buffer, off: int, end: int, tag: bytes, depth: int) -> Decoded | None:
+        """An MPLS label stack, then IPv4/IPv6 (by the first nibble) or a pseudowire's Ethernet
+        frame (after a control word, or without one), told apart by the EtherType it has."""
+        for _ in range(MAX_LABELS):
+            if end - off < 4:
+                self._bad("MPLS label stack cut short")
+                return None
+            entry = _U32(buf, off)[0]
+            off += 4
+            if entry & 0x100:  # bottom of stack
+                break
+        else:
+            self._unread(f"MPLS label stack deeper than {MAX_LABELS}")
+            return None
+        if off >= end:
+            self._bad("MPLS packet without a payload")
+            return None
+        nibble = buf[off] >> 4
+        if nibble == 4 or nibble == 6:
+            if self._enter("MPLS", depth, entry >> 12):
+                return self._ip(buf, off, end, tag, depth + 1, "MPLS")
+            return None
+        if nibble == 0 and end - off >= 18 and _U16(buf, off + 16)[0] in _PW_ETHERTYPES:
+            off += 4  # pseudowire control word
+        elif not (end - off >= 14 and _U16(buf, off + 12)[0] in _PW_ETHERTYPES):
+            self._unread("MPLS payload not recognised")
+            return None
+        if self._enter("MPLS", depth, entry >> 12):
+            return self._ether(buf, off, end, tag, depth + 1)
+        return None
+
+    def _pppoe(self, buf: Buffer, off: int, end: int, tag: bytes, depth: int) -> Decoded | None:
+        """A PPPoE session frame (RFC 2516): 6-byte header, then PPP carrying IPv4 or IPv6."""
+        if end - off < 8:
+            self._bad("PPPoE header cut short")
+            return None
+        session, length, proto = _U16(buf, off + 2)[0], *_U16X2(buf, off + 4)
+        if not self._enter("PPPoE", depth, session):
+            return None
+        ppp_end = min(off + 6 + length, end) if length >= 2 else end
+        if proto == 0x0021:
+            return self._ipv4(buf, off + 8, ppp_end, tag, depth + 1)
+        if proto == 0x0057:
+            return self._ipv6(buf, off + 8, ppp_end, tag, depth + 1)
+        self.stats.non_ip += 1  # LCP, IPCP, authentication: PPP's own traffic
+        return None
+
+    def _gtp_u(self, buf: Buffer, off: int, end: int, tag: bytes, depth: int) -> Decoded | None:
+        """GTP-U (3GPP TS 29.281): a G-PDU (type 255) carries an IP packet after the 8-byte
+        header, the optional sequence word and any extension headers."""
+        if end - off < 8:
+            self._bad("GTP-U header cut short")
+            return None
+        flags, mtype, length, teid = _GTP.unpack_from(buf, off)
+        if flags >> 5 != 1 or not flags & 0x10:
+            self._unread("GTP'" if not flags & 0x10 else f"GTP version {flags >> 5}")
+            return None
+        if mtype != 255:
+            self._unread(f"GTP-U {_GTP_MESSAGES.get(mtype, f'message type {mtype}')}")
+            return None
+        g_end = min(off + 8 + length, end)
+        p = off + 8
+        if flags & 0x07:  # sequence number, N-PDU number and next extension type follow
+            if p + 4 > g_end:
+                self._bad("GTP-U header cut short")
+                return None
+            nxt = buf[p + 3] if flags & 0x04 else 0
+            p += 4
+            for _ in range(_MAX_GTP_EXT):
+                if not nxt:
+                    break
+                size = buf[p] * 4 if p < g_end else 0
+                if not size or p + size > g_end:
+                    self._bad("GTP-U extension header cut short")
+                    return None
+                nxt = buf[p + size - 1]
+                p += size
+            else:
+                if nxt:
+                    self._bad("too many GTP-U extension headers")
+                    return None
+        if self._enter("GTP-U", depth, teid):
+            return self._ip(buf, p, g_end, tag, depth + 1, "GTP-U")
         return None
 
     # -- transport layer ------------------------------------------------------------------------
 
     def _transport(
-        self, proto: int, src: bytes, dst: bytes, buf: Buffer, off: int, end: int
+        self,
+        proto: int,
+        src: bytes,
+        dst: bytes,
+        buf: Buffer,
+        off: int,
+        end: int,
+        tag: bytes,
+        depth: int,
     ) -> Decoded | None:
         if proto == IPPROTO_TCP:
             if end - off < 20:
@@ -283,14 +744,30 @@ class LinkDecoder:
                 return None
             self.stats.tcp += 1
             start = off + hlen
+            if tag:
+                src, dst = src + tag, dst + tag
             return (6, src, sport, dst, dport, seq, ack, flags, min(start, end), end)
-        if proto == IPPROTO_UDP:
-            if end - off < 8:
-                self._bad("UDP header cut short")
-                return None
-            sport, dport, ulen = _UDP.unpack_from(buf, off)
-            self.stats.udp += 1
-            if 8 <= ulen <= end - off:
-                end = off + ulen
-            return (17, src, sport, dst, dport, 0, 0, 0, off + 8, end)
-        return None
+        if end - off < 8:
+            self._bad("UDP header cut short")
+            return None
+        sport, dport, ulen = _UDP.unpack_from(buf, off)
+        self.stats.udp += 1
+        if 8 <= ulen <= end - off:
+            end = off + ulen
+        p = off + 8
+        if dport in self.vxlan_ports:
+            return self._vxlan(buf, p, end, tag, depth)
+        if dport == GENEVE_PORT:
+            return self._geneve(buf, p, end, tag, depth)
+        if dport == VXLAN_GPE_PORT:
+            return self._vxlan_gpe(buf, p, end, tag, depth)
+        if dport == GTP_U_PORT or sport == GTP_U_PORT:
+            return self._gtp_u(buf, p, end, tag, depth)
+        if dport == MPLS_UDP_PORT:
+            return self._mpls(buf, p, end, tag, depth)
+        name = _UNREAD_UDP.get(dport) or _UNREAD_UDP.get(sport)
+        if name is not None:
+            self._unread(name)
+        if tag:
+            src, dst = src + tag, dst + tag
+        return (17, src, sport, dst, dport, 0, 0, 0, p, end)

@@ -6,8 +6,9 @@ consumer holds them; copy what you keep). gzip-compressed captures (detected by 
 bytes, not their name) and non-seekable files are read in bounded chunks through the same loops.
 
 The common frame (Ethernet or raw IP, IPv4 without options, TCP) is decoded inline in the record
-loops with one ``unpack_from`` and a handful of comparisons; every other frame goes through
-:class:`analyzer.sources.linklayer.LinkDecoder`.
+loops with one ``unpack_from`` and a handful of comparisons; every other frame (VLAN-tagged,
+IPv6, tunnelled, ...) goes through :class:`analyzer.sources.linklayer.LinkDecoder`, and its TCP
+packets are offered to the reassembler's ``absorb`` just the same.
 
 Counters and warnings go into the caller's :class:`~analyzer.model.CaptureStats`. The hot-loop
 counters are added when the iterator is exhausted or closed.
@@ -100,6 +101,19 @@ _OPB = {o: Struct(o + "HxxIIII").unpack_from for o in "<>"}  # if id, ts hi, ts 
 _U32 = {o: Struct(o + "I").unpack_from for o in "<>"}
 _I64 = {o: Struct(o + "q").unpack_from for o in "<>"}
 
+#: The tunnels the native walk takes apart, by its shape number: (the encapsulation's name in
+#: ``CaptureStats.encapsulations`` under an outer IPv4 / IPv6 header, carried in UDP). The
+#: decoder names the same packets the same (analyzer.sources.linklayer).
+_WALK_SHAPES = {
+    1: (("VXLAN", "VXLAN"), True),
+    2: (("GENEVE", "GENEVE"), True),
+    3: (("GRE", "GRE"), False),
+    4: (("ERSPAN I", "ERSPAN I"), False),
+    5: (("ERSPAN II", "ERSPAN II"), False),
+    6: (("ERSPAN III", "ERSPAN III"), False),
+    7: (("IP-in-IP", "IPv4-in-IPv6"), False),
+}
+
 #: (ts, proto, src, sport, dst, dport, seq, ack, flags, payload)
 Packet = tuple[float, int, bytes, int, bytes, int, int, int, int, memoryview]
 # A record loop yields packets and returns (offset reached, bytes needed there; 0 = stop).
@@ -159,12 +173,25 @@ class _Reader:
     progress: Callable[[], None] | None = None  # called as the counts grow (every 8 MiB)
 
     def add_counts(self, packets: int, slow: int, nbytes: int) -> None:
-        """Add a record loop's tallies; the fast path's packets are all IPv4 TCP."""
+        """Add a record loop's tallies. The fast paths' packets are IPv4 TCP; those the native
+        walk took out of a tunnel also had the tunnel's headers, which it tallied by shape."""
         stats = self.stats
         stats.packets += packets
         stats.bytes += nbytes
         stats.ipv4 += packets - slow
         stats.tcp += packets - slow
+        grants = self.flows.grants if self.flows is not None else None
+        if grants is not None:
+            for outer_v6, shape, n in grants.encapsulated():
+                names, udp = _WALK_SHAPES[shape]
+                enc = stats.encapsulations
+                enc[names[outer_v6]] = enc.get(names[outer_v6], 0) + n
+                if outer_v6:
+                    stats.ipv6 += n
+                else:
+                    stats.ipv4 += n
+                if udp:
+                    stats.udp += n
         if self.progress is not None:
             self.progress()
 
@@ -512,6 +539,8 @@ def _scan_pcap(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
     absorb = flows.absorb if flows is not None else None
     grants = flows.grants if flows is not None else None
     walk = None
+    if grants is not None:
+        grants.set_vxlan_ports(reader.decoder.vxlan_ports)
     if grants is not None and min(eth_min, raw_min) < _NEVER:
         walk = grants.walk_pcap
     ip_at = 14 if eth_min < _NEVER else 0
@@ -587,7 +616,11 @@ def _scan_pcap(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
             nslow += 1
             r = decode(lt, data, e - caplen, e)
             if r is not None:
-                yield (s + frac / div, *r[:8], mv[r[8] : r[9]])
+                ts = s + frac / div
+                # tunnelled, VLAN-tagged, ...: absorbed as above (and granted to the walk)
+                if r[0] == 6 and absorb is not None and absorb(r[1:5], r[5], r[7], r[9] - r[8], ts):
+                    continue
+                yield (ts, *r[:8], mv[r[8] : r[9]])
     finally:
         k = n - done_n
         reader.add_counts(k, nslow - done_slow, pos - done_pos - 16 * k)
@@ -629,6 +662,8 @@ def _scan_pcapng(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
     absorb = flows.absorb if flows is not None else None
     grants = flows.grants if flows is not None else None
     walk = grants.walk_pcapng if grants is not None else None
+    if grants is not None:
+        grants.set_vxlan_ports(reader.decoder.vxlan_ports)
     walkable = False  # the native walk can take the current interface's packets
     ip_at = 0
     big = order == ">"
@@ -696,7 +731,12 @@ def _scan_pcapng(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
                 nslow += 1
                 r = decode(lt, data, e - caplen, e)
                 if r is not None:
-                    yield (((hi << 32) | lo) / div + tsoff, *r[:8], mv[r[8] : r[9]])
+                    ts = ((hi << 32) | lo) / div + tsoff
+                    # tunnelled, VLAN-tagged, ...: absorbed as above (and granted to the walk)
+                    got = r[9] - r[8]
+                    if r[0] == 6 and absorb is not None and absorb(r[1:5], r[5], r[7], got, ts):
+                        continue
+                    yield (ts, *r[:8], mv[r[8] : r[9]])
                 continue
 
             # Any other block, and enhanced packet blocks the fast path did not take.

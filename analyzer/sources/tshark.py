@@ -62,8 +62,9 @@ FIELDS = (
     "data.data",
 )
 #: Dissectors that would claim decrypted bytes before the "data" dissector: HTTP (by port 443 or
-#: ALPN), HTTP/2, and the heuristic sub-dissectors registered on TLS in tshark 4.0.
-DISABLED = ("http", "http2", "rdpmt", "mq", "5gli", "fix", "credssp", "aim")
+#: ALPN), HTTP/2, SIP (by port 5061), and the heuristic sub-dissectors registered on TLS in
+#: tshark 4.0.
+DISABLED = ("http", "http2", "sip", "rdpmt", "mq", "5gli", "fix", "credssp", "aim")
 _PREFS = (
     "tcp.desegment_tcp_streams:TRUE",
     "tcp.reassemble_out_of_order:TRUE",
@@ -71,7 +72,6 @@ _PREFS = (
     "tls.desegment_ssl_application_data:TRUE",
 )
 _FILTER = "tls or tcp.flags.fin == 1 or tcp.flags.reset == 1"
-_HTTP2_PREFACE = b"PRI * HTTP/2.0"
 _STDERR_KEEP = 4096  # bytes of tshark's stderr read back for a failure message
 
 Packet = tuple[float, int, bytes, int, bytes, int, int, int, int, bytes]
@@ -138,7 +138,6 @@ class FieldDecoder:
         self.streams: dict[int, _Stream] = {}
         self.seen = 0  # connections with TLS
         self.decrypted = 0  # connections that yielded plaintext
-        self.http2 = 0
         self.bad_lines = 0
 
     def line(self, raw: bytes) -> list[Packet]:
@@ -178,8 +177,6 @@ class FieldDecoder:
         from_client = (src, sport) == s.client
         if from_client:
             seq, ack = 1 + s.sent_c, 1 + s.sent_s
-            if payload and not s.sent_c and payload.startswith(_HTTP2_PREFACE):
-                self.http2 += 1
             s.sent_c += len(payload)
         else:
             seq, ack = 1 + s.sent_s, 1 + s.sent_c
@@ -359,10 +356,6 @@ def _decrypt_warnings(decoder: FieldDecoder, keylog: str, stats: CaptureStats) -
         stats.warn(
             f"TLS: {decoder.seen - decoder.decrypted} of {decoder.seen} TLS connection(s) gave no "
             f"plaintext with {name} (no key for their session, or no application data)"
-        )
-    if decoder.http2:
-        stats.warn(
-            f"TLS: {decoder.http2} decrypted connection(s) speak HTTP/2, which is not analysed"
         )
 
 

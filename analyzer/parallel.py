@@ -1,0 +1,110 @@
+"""Every core on one capture: workers split the connections, the parent merges their records.
+
+Worker k of n reads the whole chain of capture files (the native record walk is cheap) and
+follows only the TCP connections ``flows.tcp.shard_of`` gives it - by the unordered 4-tuple,
+tunnel id included - so both directions and all packets of a connection meet in one worker, and
+a connection that crosses from one ring-buffer file into the next is still one connection. The
+other connections are stepped over (their packets absorbed by the walk). Workers hand back
+records, not packets (``engine.Parts``); the parent merges them in request order, numbers the
+events from 1 and works out tokens, handshakes, verdicts and findings on the whole, exactly as
+one process would: the output is byte-identical to ``--jobs 1``.
+
+What every worker sees alike (packets, bytes, link types, encapsulations, the reader's warnings)
+is taken from worker 0; what belongs to connections (TCP/HTTP/TLS connections, gaps, evictions,
+their warnings) is added up.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+
+from analyzer.engine import AnalysisResult, Engine, Parts, analyze_paths, assemble
+from analyzer.model import CaptureStats
+
+#: Below this many bytes of input a second process costs more than it saves.
+MIN_PARALLEL_BYTES = 64 << 20
+#: CaptureStats counters that belong to connections: summed over the workers.
+PER_CONNECTION = ("tcp_connections", "http_connections", "tls_connections", "gaps", "evicted")
+
+
+def default_jobs() -> int:
+    """The cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def analyze_parallel(
+    paths: Iterable[str],
+    jobs: int,
+    *,
+    key_files: Iterable[str] = (),
+    reveal_secrets: bool = False,
+    tls_keylog: str | None = None,
+) -> AnalysisResult:
+    """``analyze_paths`` on ``jobs`` processes (one when that cannot pay off: small input,
+    ``jobs`` 1, or a TLS key log, which tshark reads per file in one pass)."""
+    paths = [str(p) for p in paths]
+    key_files = list(key_files)
+    size = sum(os.path.getsize(p) for p in paths if os.path.isfile(p))
+    if jobs <= 1 or tls_keylog or size < MIN_PARALLEL_BYTES:
+        return analyze_paths(
+            paths, key_files=key_files, reveal_secrets=reveal_secrets, tls_keylog=tls_keylog
+        )
+    parts = read_sharded(paths, jobs)
+    return assemble(merge(parts), key_files, reveal_secrets)
+
+
+def read_sharded(
+    paths: list[str], jobs: int, submit: Callable[..., list[Parts]] | None = None
+) -> list[Parts]:
+    """Each worker's ``Parts``, in worker order. ``submit`` runs the workers elsewhere (a Dask
+    cluster); by default they are forked processes of this machine."""
+    if submit is not None:
+        return submit(read_shard, paths, jobs)
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = [pool.submit(read_shard, paths, k, jobs) for k in range(jobs)]
+        return [f.result() for f in futures]
+
+
+def read_shard(paths: list[str], k: int, n: int) -> Parts:
+    """Worker k of n: read every file in order, follow its share of the connections."""
+    engine = Engine(shard=(k, n))
+    for path in paths:
+        engine.read_file(path)
+    return engine.parts()
+
+
+def merge(parts: list[Parts]) -> Parts:
+    """One reading's ``Parts`` from the workers' (worker 0 first)."""
+    first = parts[0]
+    captures = []
+    for i, stats in enumerate(first.captures):
+        merged = _copy(stats)
+        for other in parts[1:]:
+            theirs = other.captures[i]
+            for name in PER_CONNECTION:
+                setattr(merged, name, getattr(merged, name) + getattr(theirs, name))
+            for warning in theirs.warnings:
+                if warning not in merged.warnings:
+                    merged.warn(warning)
+        captures.append(merged)
+    return Parts(
+        [e for p in parts for e in p.events],
+        captures,
+        [t for p in parts for t in p.tls],
+        [n for p in parts for n in p.not_inspected],
+    )
+
+
+def _copy(stats: CaptureStats) -> CaptureStats:
+    from dataclasses import replace
+
+    copy = replace(stats)
+    copy.warnings = list(stats.warnings)
+    return copy

@@ -1,0 +1,100 @@
+"""Every core on one capture (``analyzer.parallel``): workers split the connections, and the
+merged result is byte for byte what one process gives - on every bundled and public capture,
+on a ring-buffer chain whose connections cross from one file into the next, and with tunnels."""
+
+from __future__ import annotations
+
+import io
+import struct
+from pathlib import Path
+
+import pytest
+from shared_dir import PUBLIC
+
+from analyzer import parallel
+from analyzer.engine import AnalysisResult, analyze_paths
+from analyzer.flows.tcp import shard_of
+from analyzer.report.export import write_jsonl
+
+REPO = Path(__file__).resolve().parents[1]
+CAPTURES = REPO / "captures"
+
+
+def _cases() -> list[Path]:
+    paths = sorted(CAPTURES.glob("*.pcap")) + sorted(CAPTURES.glob("*.pcapng"))
+    paths += sorted((CAPTURES / "hybrid").glob("*.pcap"))
+    if PUBLIC.is_dir():
+        paths += sorted(p for p in PUBLIC.iterdir() if p.suffix in (".pcap", ".pcapng"))
+    return paths
+
+
+def _jsonl(result: AnalysisResult) -> str:
+    out = io.StringIO()
+    for records in (result.events, result.tokens, result.findings, result.verdicts):
+        write_jsonl(records, out)
+    return out.getvalue()
+
+
+def _counters(result: AnalysisResult) -> list[tuple]:
+    return [
+        (c.packets, c.bytes, c.tcp_connections, c.http_connections, c.tls_connections, c.gaps,
+         c.evicted, sorted(c.warnings))
+        for c in result.captures
+    ]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _always_parallel(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_BYTES", 0)  # small captures too
+
+
+@pytest.mark.parametrize("path", _cases(), ids=lambda p: p.name)
+def test_two_and_three_workers_give_what_one_process_gives(path: Path) -> None:
+    one = analyze_paths([str(path)])
+    for jobs in (2, 3):
+        many = parallel.analyze_parallel([str(path)], jobs)
+        assert _jsonl(many) == _jsonl(one)
+        assert _counters(many) == _counters(one)
+        assert many.not_inspected == one.not_inspected
+        assert many.tls == one.tls
+
+
+def test_a_connection_crossing_ring_files_is_one_connection(tmp_path: Path) -> None:
+    data = (CAPTURES / "exchange-sfb.pcap").read_bytes()
+    header, records = data[:24], []
+    pos = 24
+    while pos < len(data):
+        caplen = struct.unpack_from("<I", data, pos + 8)[0]
+        records.append(data[pos : pos + 16 + caplen])
+        pos += 16 + caplen
+    half = len(records) // 2
+    files = []
+    for i, chunk in enumerate((records[:half], records[half:])):
+        path = tmp_path / f"ring_{i:05}.pcap"
+        path.write_bytes(header + b"".join(chunk))
+        files.append(str(path))
+    whole = analyze_paths([str(CAPTURES / "exchange-sfb.pcap")])
+    chained = parallel.analyze_parallel(files, 2)
+    assert _jsonl(chained) == _jsonl(whole)
+    assert sum(c.tcp_connections for c in chained.captures) == whole.captures[0].tcp_connections
+
+
+def test_both_directions_go_to_the_same_worker_and_work_is_spread() -> None:
+    keys = [(bytes([10, 0, i % 256, 1]), 1024 + i, bytes([10, 9, 0, 1]), 443) for i in range(4000)]
+    for n in (2, 3, 8):
+        for src, sport, dst, dport in keys[:200]:
+            assert shard_of((src, sport, dst, dport), n) == shard_of((dst, dport, src, sport), n)
+        counts = [0] * n
+        for key in keys:
+            counts[shard_of(key, n)] += 1
+        assert min(counts) > len(keys) / n * 0.8  # no worker left idle
+
+
+def test_one_job_and_small_inputs_stay_in_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    called = []
+    monkeypatch.setattr(parallel, "read_sharded", lambda *a: called.append(a) or [])
+    path = str(CAPTURES / "small-basic.pcap")
+    parallel.analyze_parallel([path], 1)
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_BYTES", 1 << 40)
+    parallel.analyze_parallel([path], 4)
+    assert called == []

@@ -1,0 +1,927 @@
+"""Tunnelled traffic: GRE, ERSPAN I/II/III, VXLAN, VXLAN-GPE, GENEVE, MPLS, PPPoE, IP-in-IP,
+6in4, 4in6, 6in6, GTP-U, and tunnels inside tunnels (analyzer.sources.linklayer, the native walk).
+
+Captures are written with scapy: the same HTTP/1.1 exchanges (Bearer, Basic, NTLM, Negotiate)
+over plain Ethernet and inside each encapsulation must give the same events, paired the same;
+tshark reads the same files for a cross-check. Bulk captures from ``bench/make_capture.py`` are
+rewritten into the tunnels the native walk takes apart, and read with and without it.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import io
+import random
+import shutil
+import struct
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from analyzer.auth.schemes import parse_credential
+from analyzer.engine import EventCollector, analyze_paths
+from analyzer.flows import tcp
+from analyzer.model import CaptureStats, to_dict
+from analyzer.report.table import write_summary
+from analyzer.sources import linklayer
+from analyzer.sources.linklayer import LinkDecoder, inner_address, tunnel_text
+from analyzer.sources.pcapfile import read_packets
+
+REPO = Path(__file__).resolve().parents[1]
+TSHARK = shutil.which("tshark")
+needs_native = pytest.mark.skipif(tcp.GrantTable is None, reason="native walk not built")
+
+T0 = 1772442000.0  # 2026-03-02 09:00:00 UTC
+CLIENT, SERVER = "10.9.9.1", "10.9.9.2"
+CLIENT6, SERVER6 = "2001:db8:9::1", "2001:db8:9::2"
+VTEP_A, VTEP_B = "192.0.2.1", "192.0.2.2"  # outer (tunnel) endpoints
+VTEP6_A, VTEP6_B = "2001:db8:ffff::1", "2001:db8:ffff::2"
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+Exchange = tuple[bytes, bytes | None]
+
+
+@pytest.fixture(autouse=True)
+def _default_vxlan_ports() -> Iterator[None]:
+    """Each test starts (and leaves) with VXLAN read on 4789 only."""
+    linklayer.set_vxlan_ports(())
+    yield
+    linklayer.set_vxlan_ports(())
+
+
+def _generator() -> Any:
+    captures = str(REPO / "captures")
+    if captures not in sys.path:
+        sys.path.insert(0, captures)
+    return importlib.import_module("generate")
+
+
+def _request(path: bytes, header: bytes = b"") -> bytes:
+    return b"GET " + path + b" HTTP/1.1\r\nHost: web.test\r\n" + header + b"\r\n"
+
+
+def auth_connections(user: str = "alice") -> list[list[Exchange]]:
+    """Four connections: Bearer, Basic after a challenge, NTLM's three legs, Negotiate/Kerberos."""
+    gen = _generator()
+    claims = {"iss": "https://sts.test/", "aud": "https://web.test/", "upn": f"{user}@test"}
+    bearer = b"Authorization: Bearer " + gen.mint_unsigned(claims).encode() + b"\r\n"
+    basic = b"Authorization: Basic " + base64.b64encode(f"{user}:pw".encode()) + b"\r\n"
+    denied_basic = b'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm="t"\r\n'
+    type1 = gen.ntlm_negotiate()
+    type2 = gen.ntlm_challenge(b"\x01\x23\x45\x67\x89\xab\xcd\xef", gen.ntlm_target_info(int(T0)))
+    auth = gen.NtlmAuth("CONTOSO", user, "pw", "WS01", "HTTP/web.test", b"c" * 8, b"k" * 16)
+    type3 = gen.ntlm_authenticate(auth, type1, type2)
+    challenge = b"WWW-Authenticate: NTLM " + base64.b64encode(type2) + b"\r\n"
+    ap_req = gen.kerberos_ap_req("CONTOSO.COM", "HTTP", "web.test", f"tunnels/{user}")
+    negotiate = base64.b64encode(gen.spnego_init_krb5(ap_req))
+    mutual = base64.b64encode(gen.spnego_resp_krb5(f"tunnels/{user}"))
+    return [
+        [(_request(b"/api", bearer), OK)],
+        [
+            (_request(b"/basic"), denied_basic + b"Content-Length: 0\r\n\r\n"),
+            (_request(b"/basic", basic), OK),
+        ],
+        [
+            (
+                _request(b"/ntlm", b"Authorization: NTLM " + base64.b64encode(type1) + b"\r\n"),
+                b"HTTP/1.1 401 Unauthorized\r\n" + challenge + b"Content-Length: 0\r\n\r\n",
+            ),
+            (_request(b"/ntlm", b"Authorization: NTLM " + base64.b64encode(type3) + b"\r\n"), OK),
+        ],
+        [
+            (
+                _request(b"/krb", b"Authorization: Negotiate " + negotiate + b"\r\n"),
+                b"HTTP/1.1 200 OK\r\nWWW-Authenticate: Negotiate "
+                + mutual
+                + b"\r\nContent-Length: 0\r\n\r\n",
+            ),
+        ],
+    ]
+
+
+def inner_packets(
+    connections: list[list[Exchange]], v6: bool = False, t0: float = T0, sport0: int = 40001
+) -> list[Any]:
+    """IP (or IPv6) / TCP packets of the connections, each from its own port, 1 s apart;
+    each packet's ``time`` set, 10 ms apart within a connection."""
+    import scapy.all as scapy
+
+    client, server = (CLIENT6, SERVER6) if v6 else (CLIENT, SERVER)
+    net = scapy.IPv6 if v6 else scapy.IP
+    packets = []
+    for i, exchanges in enumerate(connections):
+        sport, start = sport0 + i, len(packets)
+
+        def seg(
+            out: bool, flags: str, seq: int, ack: int, payload: bytes = b"", sport: int = sport
+        ) -> None:
+            ends = (client, server, sport, 80) if out else (server, client, 80, sport)
+            p = net(src=ends[0], dst=ends[1]) / scapy.TCP(
+                sport=ends[2], dport=ends[3], flags=flags, seq=seq, ack=ack
+            )
+            packets.append(p / payload if payload else p)
+
+        c, s = 1000, 5000
+        seg(True, "S", c, 0)
+        seg(False, "SA", s, c + 1)
+        c, s = c + 1, s + 1
+        seg(True, "A", c, s)
+        for request, response in exchanges:
+            seg(True, "PA", c, s, request)
+            c += len(request)
+            if response is not None:
+                seg(False, "PA", s, c, response)
+                s += len(response)
+        seg(True, "FA", c, s)
+        seg(False, "FA", s, c + 1)
+        seg(True, "A", c + 1, s + 1)
+        for k, p in enumerate(packets[start:]):
+            p.time = t0 + i + k * 0.01
+    return packets
+
+
+# --------------------------------------------------------------------------------------------
+# Encapsulations, as scapy writes them
+# --------------------------------------------------------------------------------------------
+
+
+def _outbound(inner: Any) -> bool:
+    return inner.src in (CLIENT, CLIENT6)
+
+
+def _v4(inner: Any, **kw: Any) -> Any:
+    import scapy.all as scapy
+
+    a, b = (VTEP_A, VTEP_B) if _outbound(inner) else (VTEP_B, VTEP_A)
+    return _ether() / scapy.IP(src=a, dst=b, **kw)
+
+
+def _v6(inner: Any, **kw: Any) -> Any:
+    import scapy.all as scapy
+
+    a, b = (VTEP6_A, VTEP6_B) if _outbound(inner) else (VTEP6_B, VTEP6_A)
+    return _ether() / scapy.IPv6(src=a, dst=b, **kw)
+
+
+def _ether(**kw: Any) -> Any:
+    """An Ethernet header with its addresses given (scapy would look them up otherwise)."""
+    import scapy.all as scapy
+
+    return scapy.Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02", **kw)
+
+
+def _l2(inner: Any) -> Any:
+    return _ether() / inner
+
+
+def _gre(**kw: Any) -> Any:
+    import scapy.all as scapy
+
+    return scapy.GRE(**kw)
+
+
+def _udp(inner: Any, dport: int) -> Any:
+    import scapy.all as scapy
+
+    return scapy.UDP(sport=50000 + (inner[scapy.TCP].sport % 1000), dport=dport)
+
+
+def _vxlan(vni: int, dport: int = 4789, outer6: bool = False, vlan: int | None = None):
+    from scapy.all import Dot1Q
+    from scapy.layers.vxlan import VXLAN
+
+    def wrap(inner: Any) -> Any:
+        frame = _l2(Dot1Q(vlan=vlan) / inner) if vlan is not None else _l2(inner)
+        outer = _v6(inner) if outer6 else _v4(inner)
+        return outer / _udp(inner, dport) / VXLAN(vni=vni, flags=0x08) / frame
+
+    return wrap
+
+
+def _erspan2(inner: Any) -> Any:
+    from scapy.contrib.erspan import ERSPAN_II
+
+    gre = _gre(proto=0x88BE, seqnum_present=1, sequence_number=7)
+    return _v4(inner) / gre / ERSPAN_II(session_id=7, index=3) / _l2(inner)
+
+
+def _erspan3(inner: Any) -> Any:
+    from scapy.contrib.erspan import ERSPAN_III, ERSPAN_PlatformSpecific
+
+    gre = _gre(proto=0x22EB, seqnum_present=1)
+    head = ERSPAN_III(session_id=9, timestamp=1234, o=1) / ERSPAN_PlatformSpecific(platf_id=3)
+    return _v4(inner) / gre / head / _l2(inner)
+
+
+def _geneve(inner: Any) -> Any:
+    from scapy.contrib.geneve import GENEVE, GeneveOptions
+
+    option = GeneveOptions(classid=0x0102, type=0x80, data=b"\0" * 4)
+    return (
+        _v4(inner)
+        / _udp(inner, 6081)
+        / GENEVE(vni=77, proto=0x6558, options=[option])
+        / (_l2(inner))
+    )
+
+
+def _mpls(inner: Any) -> Any:
+    from scapy.contrib.mpls import MPLS
+
+    stack = MPLS(label=16, s=0, ttl=64) / MPLS(label=1000 if _outbound(inner) else 1001, s=1)
+    return _ether(type=0x8847) / stack / inner
+
+
+def _mpls_pw(inner: Any) -> Any:
+    from scapy.contrib.mpls import MPLS, EoMCW
+
+    return _ether(type=0x8847) / MPLS(label=300, s=1) / EoMCW() / _l2(inner)
+
+
+def _pppoe(inner: Any) -> Any:
+    from scapy.layers.ppp import PPP, PPPoE
+
+    proto = 0x0057 if inner.version == 6 else 0x0021
+    return _ether(type=0x8864) / PPPoE(sessionid=0x11) / PPP(proto=proto) / inner
+
+
+def _gtp_u(inner: Any) -> Any:
+    import scapy.all as scapy
+    from scapy.contrib.gtp import GTP_U_Header, GTPPDUSessionContainer
+
+    teid = 0x1A2B3C4D if _outbound(inner) else 0x00C0FFEE
+    gtp = GTP_U_Header(teid=teid, E=1, S=1, seq=5, next_ex=0x85) / GTPPDUSessionContainer(
+        type=1, QFI=9, NextExtHdr=0
+    )
+    return _v4(inner) / scapy.UDP(sport=2152, dport=2152) / gtp / inner
+
+
+def _gre_in_vxlan_in_ipv6(inner: Any) -> Any:
+    """A tunnel inside a tunnel inside a tunnel: GRE (key 42) in VXLAN (VNI 9) over IPv6,
+    with a VLAN tag on the VXLAN frame."""
+    import scapy.all as scapy
+    from scapy.layers.vxlan import VXLAN
+
+    a, b = "198.51.100.1", "198.51.100.2"
+    if not _outbound(inner):
+        a, b = b, a
+    gre = scapy.IP(src=a, dst=b) / _gre(key_present=1, key=42) / inner
+    frame = _l2(scapy.Dot1Q(vlan=20) / gre)
+    return _v6(inner) / _udp(inner, 4789) / VXLAN(vni=9, flags=0x08) / frame
+
+
+def _vxlan_in_erspan(inner: Any) -> Any:
+    """A mirror of overlay traffic: VXLAN (VNI 5001) inside ERSPAN II (session 3)."""
+    from scapy.contrib.erspan import ERSPAN_II
+
+    mirrored = _l2(_vxlan(5001)(inner).getlayer(1))  # the VXLAN packet from its IP header on
+    gre = _gre(proto=0x88BE, seqnum_present=1)
+    return _v4(inner) / gre / ERSPAN_II(session_id=3) / mirrored
+
+
+def _ipip(inner: Any) -> Any:
+    return _v4(inner) / inner
+
+
+def _in_v6(inner: Any) -> Any:
+    return _v6(inner) / inner
+
+
+# name -> (inner IPv6?, wrap, tshark decode-as options, what the summary names)
+TUNNELS: dict[str, tuple[bool, Callable[[Any], Any], list[str], dict[str, int]]] = {
+    "gre": (False, lambda p: _v4(p) / _gre() / p, [], {"GRE": 1}),
+    "gre-key-seq-checksum": (
+        False,
+        lambda p: _v4(p) / _gre(chksum_present=1, key_present=1, key=0x1234, seqnum_present=1) / p,
+        [],
+        {"GRE": 1},
+    ),
+    "gre-ipv6": (True, lambda p: _v4(p) / _gre() / p, [], {"GRE": 1}),
+    "gre-ethernet": (False, lambda p: _v4(p) / _gre(proto=0x6558) / _l2(p), [], {"GRE": 1}),
+    "erspan-1": (False, lambda p: _v4(p) / _gre(proto=0x88BE) / _l2(p), [], {"ERSPAN I": 1}),
+    "erspan-2": (False, _erspan2, [], {"ERSPAN II": 1}),
+    "erspan-3": (False, _erspan3, [], {"ERSPAN III": 1}),
+    "vxlan": (False, _vxlan(5001), [], {"VXLAN": 1}),
+    "vxlan-ipv6-vlan": (False, _vxlan(5001, outer6=True, vlan=10), [], {"VXLAN": 1}),
+    "vxlan-port-8472": (
+        False,
+        _vxlan(700, dport=8472),
+        ["-d", "udp.port==8472,vxlan"],
+        {"VXLAN": 1},
+    ),
+    "geneve": (False, _geneve, [], {"GENEVE": 1}),
+    "mpls": (False, _mpls, [], {"MPLS": 1}),
+    "mpls-pseudowire": (False, _mpls_pw, ["-d", "mpls.label==300,pwethcw"], {"MPLS": 1}),
+    "pppoe": (False, _pppoe, [], {"PPPoE": 1}),
+    "pppoe-ipv6": (True, _pppoe, [], {"PPPoE": 1}),
+    "ip-in-ip": (False, _ipip, [], {"IP-in-IP": 1}),
+    "ipv6-in-ipv4": (True, _ipip, [], {"IPv6-in-IPv4": 1}),
+    "ipv4-in-ipv6": (False, _in_v6, [], {"IPv4-in-IPv6": 1}),
+    "ipv6-in-ipv6": (True, _in_v6, [], {"IPv6-in-IPv6": 1}),
+    "gtp-u": (False, _gtp_u, [], {"GTP-U": 1}),
+    "gre-in-vxlan-in-ipv6": (False, _gre_in_vxlan_in_ipv6, [], {"VXLAN": 1, "GRE": 1}),
+    "vxlan-in-erspan": (False, _vxlan_in_erspan, [], {"ERSPAN II": 1, "VXLAN": 1}),
+}
+
+
+def _write(path: Path, packets: list[Any]) -> str:
+    import scapy.all as scapy
+
+    scapy.wrpcap(str(path), packets)
+    return str(path)
+
+
+def wrapped(packets: list[Any], wrap: Callable[[Any], Any]) -> list[Any]:
+    out = []
+    for p in packets:
+        frame = wrap(p)
+        frame.time = p.time
+        out.append(frame)
+    return out
+
+
+def comparable(events: list) -> list[dict]:
+    """Events as dicts without the connection id (a keyed tunnel is part of it)."""
+    rows = [to_dict(e, reveal_secrets=True) for e in events]
+    for row in rows:
+        row.pop("conn_id")
+    return rows
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, tuple[list[Any], list[dict]]]:
+    """The exchanges over plain Ethernet, IPv4 and IPv6: (inner packets, events)."""
+    out = {}
+    folder = tmp_path_factory.mktemp("plain")
+    for v6 in (False, True):
+        packets = inner_packets(auth_connections(), v6)
+        path = _write(folder / f"plain{int(v6)}.pcap", wrapped(packets, _l2))
+        result = analyze_paths([path])
+        out[v6] = (packets, comparable(result.events))
+    return out
+
+
+def test_plain_baseline_has_every_scheme(plain: dict) -> None:
+    for _packets, events in plain.values():
+        schemes = Counter(e["scheme"] for e in events)
+        assert schemes == {"bearer": 1, "basic": 1, "none": 1, "ntlm": 2, "negotiate": 1}
+        assert {e["outcome"] for e in events if e["scheme"] != "none"} == {"accepted", "challenged"}
+
+
+@pytest.mark.parametrize("name", sorted(TUNNELS))
+def test_tunnelled_exchanges_read_as_over_plain_ethernet(
+    name: str, plain: dict, tmp_path: Path
+) -> None:
+    v6, wrap, _decode_as, names = TUNNELS[name]
+    if name == "vxlan-port-8472":
+        linklayer.set_vxlan_ports([8472])
+    packets, expected = plain[v6]
+    path = _write(tmp_path / f"{name}.pcap", wrapped(packets, wrap))
+    result = analyze_paths([path])
+    assert comparable(result.events) == expected
+    stats = result.captures[0]
+    assert stats.encapsulations == {k: len(packets) * v for k, v in names.items()}
+    assert not stats.unread_encapsulations and not stats.undecodable
+    assert stats.tcp_connections == 4
+    for event in result.events:  # the inner endpoints, never the tunnel's
+        assert (event.client_ip, event.server_ip) in ((CLIENT, SERVER), (CLIENT6, SERVER6))
+
+
+def _tshark_credentials(path: str, options: list[str]) -> Counter:
+    """(client port, scheme, fingerprint) of every Authorization header tshark reads."""
+    argv = [TSHARK, "-r", path, *options, "-Y", "http.authorization", "-T", "fields"]
+    argv += ["-E", "separator=\t", "-e", "tcp.srcport", "-e", "http.authorization"]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60).stdout
+    found: Counter = Counter()
+    for line in out.splitlines():
+        port, value = line.split("\t")
+        cred = parse_credential(value)
+        assert cred is not None, value
+        found[(int(port), cred.scheme, cred.fingerprint)] += 1
+    return found
+
+
+@pytest.mark.skipif(TSHARK is None, reason="tshark not installed")
+def test_tunnelled_credentials_as_tshark_reads_them(tmp_path: Path) -> None:
+    """Every tunnel in one capture (its own client ports, which name it on a mismatch): tshark
+    and we find the same credentials in each."""
+    linklayer.set_vxlan_ports([8472])
+    connections = auth_connections()
+    frames, options, ports = [], [], {}
+    for i, name in enumerate(sorted(TUNNELS)):
+        v6, wrap, decode_as, _names = TUNNELS[name]
+        sport0 = 41000 + 10 * i
+        ports.update((sport0 + k, name) for k in range(len(connections)))
+        frames += wrapped(inner_packets(connections, v6, T0 + 10 * i, sport0), wrap)
+        options += decode_as
+    path = _write(tmp_path / "tunnels.pcap", frames)
+    theirs = _tshark_credentials(path, options)
+    ours = Counter(
+        (e.client_port, e.scheme, e.cred_fp)
+        for e in analyze_paths([path]).events
+        if e.auth_header is not None
+    )
+    assert sum(theirs.values()) == 5 * len(TUNNELS)  # Bearer, Basic, NTLM twice, Negotiate
+    assert {ports[k[0]] for k in ours - theirs} | {ports[k[0]] for k in theirs - ours} == set()
+
+
+# --------------------------------------------------------------------------------------------
+# Tunnel ids keep tenants apart
+# --------------------------------------------------------------------------------------------
+
+
+def _two_tenants(tmp_path: Path, wrap_a: Callable, wrap_b: Callable) -> tuple[str, list, list]:
+    """The same inner 4-tuples for alice (tenant A) and bob (tenant B), packets interleaved
+    1 ms apart; returns the capture and each tenant's packets."""
+    a = inner_packets(auth_connections("alice"))
+    b = inner_packets(auth_connections("bob"), t0=T0 + 0.001)
+    frames = wrapped(a, wrap_a) + wrapped(b, wrap_b)
+    frames.sort(key=lambda f: f.time)
+    return _write(tmp_path / "tenants.pcap", frames), a, b
+
+
+@pytest.mark.parametrize(
+    "tenants",
+    [
+        (_vxlan(100), _vxlan(200)),
+        (
+            lambda p: _v4(p) / _gre(key_present=1, key=1) / p,
+            lambda p: _v4(p) / _gre(key_present=1, key=2) / p,
+        ),
+        (_geneve, lambda p: _vxlan(77)(p)),  # the same number as a different kind of id
+    ],
+    ids=["vxlan-vni", "gre-key", "geneve-vs-vxlan"],
+)
+def test_two_tenants_with_the_same_inner_addresses_stay_apart(
+    tenants: tuple, tmp_path: Path
+) -> None:
+    path, a, b = _two_tenants(tmp_path, *tenants)
+    result = analyze_paths([path])
+    assert result.captures[0].tcp_connections == 8
+    alone = []
+    for name, packets, wrap in (("a", a, tenants[0]), ("b", b, tenants[1])):
+        alone += analyze_paths([_write(tmp_path / f"{name}.pcap", wrapped(packets, wrap))]).events
+
+    def rows(events: list) -> list[dict]:
+        out = comparable(events)
+        for row in out:
+            del row["event_id"], row["handshake_id"]
+        return sorted(out, key=lambda row: row["ts"])
+
+    assert rows(result.events) == rows(alone)  # each tenant's exchanges, paired as alone
+    assert len({e.conn_id for e in result.events}) == 8
+    for shake in result.handshakes:  # no handshake mixes the tenants' connections
+        events = [e for e in result.events if e.handshake_id == shake.handshake_id]
+        assert {e.conn_id for e in events} == {shake.conn_id}
+        assert len({e.user for e in events} - {None}) <= 1
+    assert Counter(h.user for h in result.handshakes if h.user) == {"alice": 2, "bob": 2}
+
+
+def test_connection_info_names_inner_addresses_and_the_tunnel(tmp_path: Path) -> None:
+    path = _write(tmp_path / "v.pcap", wrapped(inner_packets(auth_connections()[:1]), _vxlan(5001)))
+    seen = []
+
+    def factory(info: tcp.ConnectionInfo) -> Any:
+        seen.append(info)
+        return EventCollector().connection(info)
+
+    stats = CaptureStats()
+    reassembler = tcp.TcpReassembler(factory, stats)
+    reassembler.run(read_packets(path, stats, reassembler))
+    reassembler.flush()
+    (info,) = seen
+    assert (info.a_ip, info.a_port, info.b_ip, info.b_port) == (CLIENT, 40001, SERVER, 80)
+    assert info.tunnel == "VXLAN VNI 5001"
+    plain_id = tcp.ConnectionInfo(CLIENT, 40001, SERVER, 80, info.first_ts, True).conn_id
+    assert info.conn_id != plain_id
+
+
+def test_packed_addresses_carry_tunnel_tags() -> None:
+    v4, v6 = bytes([10, 9, 9, 1]), bytes(range(16))
+    vni = struct.pack(">BI", linklayer.TAG_VXLAN, 5001)
+    key = struct.pack(">BI", linklayer.TAG_GRE_KEY, 42)
+    for address in (v4, v6):
+        assert inner_address(address) == address and tunnel_text(address) == ""
+        assert inner_address(address + vni + key) == address
+        assert tunnel_text(address + vni) == "VXLAN VNI 5001"
+        assert tunnel_text(address + key + vni) == "GRE key 42 / VXLAN VNI 5001"
+
+
+# --------------------------------------------------------------------------------------------
+# Encapsulations not read: counted and named
+# --------------------------------------------------------------------------------------------
+
+
+def test_unread_encapsulations_are_counted_and_named(tmp_path: Path) -> None:
+    import scapy.all as scapy
+    from scapy.contrib.erspan import ERSPAN_III
+    from scapy.contrib.gtp import GTP_U_Header
+    from scapy.layers.vxlan import VXLAN
+
+    inner = inner_packets(auth_connections()[:1])
+    frames = wrapped(inner, lambda p: _v4(p) / _gre(proto=0x88B5) / p)
+    udp = _ether() / scapy.IP(src=VTEP_A, dst=VTEP_B)
+    others = [
+        udp / scapy.UDP(sport=2123, dport=2123) / b"\x48\x20\x00\x04\x00\x00\x00\x00",
+        udp / scapy.UDP(sport=1701, dport=1701) / b"\xc8\x02\x00\x0c",
+        _ether() / scapy.IP(src=VTEP_A, dst=VTEP_B, proto=50) / (b"\0\0\1\0" * 8),
+        udp / scapy.UDP(sport=2152, dport=2152) / GTP_U_Header(gtp_type=1, teid=0),
+        udp / scapy.UDP(dport=4790) / VXLAN(flags=0x0C, NextProtocol=4, vni=1) / (b"\0" * 8),
+        _v4(inner[0]) / _gre(proto=0x22EB) / ERSPAN_III(ft=3) / (b"\0" * 40),
+        _ether(type=0x8847) / (b"\x00\x01\x01\x40" + b"\x99" * 40),
+    ]
+    nested = inner[0]
+    for _ in range(linklayer.MAX_DEPTH + 1):
+        nested = scapy.IP(src=VTEP_A, dst=VTEP_B) / nested
+    others.append(_ether() / nested)
+    for i, frame in enumerate(others):
+        frame.time = T0 + 10 + i
+    path = _write(tmp_path / "unread.pcap", frames + others)
+    result = analyze_paths([path])
+    stats = result.captures[0]
+    assert stats.unread_encapsulations == {
+        "GRE protocol 0x88b5": len(frames),
+        "GTP-C": 1,
+        "L2TP": 1,
+        "IPsec ESP": 1,
+        "GTP-U echo request": 1,
+        "VXLAN-GPE next protocol 4": 1,
+        "ERSPAN III frame type 3": 1,
+        "MPLS payload not recognised": 1,
+        f"tunnels nested deeper than {linklayer.MAX_DEPTH}": 1,
+    }
+    assert stats.encapsulations == {"IP-in-IP": linklayer.MAX_DEPTH}
+    assert result.events == [] and stats.tcp_connections == 0
+    assert sum("GRE protocol 0x88b5" in w for w in stats.warnings) == 1
+    out = io.StringIO()
+    write_summary(result.events, result.captures, out)
+    text = out.getvalue()
+    assert (
+        f"encapsulations not read (counted, not analysed): GRE protocol 0x88b5 {len(frames)} "
+        "packets, ERSPAN III frame type 3 1 packet, GTP-C 1 packet" in text
+    )
+
+
+def test_summary_names_encapsulations_and_their_ids(tmp_path: Path) -> None:
+    a = inner_packets(auth_connections()[:1])
+    frames = wrapped(a, _vxlan(5001)) + wrapped(
+        inner_packets(auth_connections()[:1], t0=T0 + 5), _vxlan(5002)
+    )
+    frames += wrapped(inner_packets(auth_connections()[:1], t0=T0 + 9), _erspan2)
+    result = analyze_paths([_write(tmp_path / "s.pcap", frames)])
+    out = io.StringIO()
+    write_summary(result.events, result.captures, out)
+    n = len(a)
+    assert (
+        f"    encapsulations: VXLAN {2 * n} packets (VNIs 5001, 5002), "
+        f"ERSPAN II {n} packets (session 7)\n" in out.getvalue()
+    )
+
+
+def test_many_tunnel_ids_are_summarised() -> None:
+    stats = CaptureStats(path="x.pcap", packets=100)
+    stats.encapsulations = {"GTP-U": 100, "IP-in-IP": 3}
+    stats.tunnel_ids = {"GTP-U": list(range(1, linklayer.MAX_TUNNEL_IDS + 1))}
+    out = io.StringIO()
+    write_summary([], [stats], out)
+    assert "GTP-U 100 packets (TEIDs 0x1, 0x2, 0x3, 0x4, 0x5 and 59+ more), IP-in-IP 3" in (
+        out.getvalue()
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Header variants and hostile bytes, decoded directly
+# --------------------------------------------------------------------------------------------
+
+
+def _decode(frame: bytes, ports: list[int] | None = None) -> tuple[Any, CaptureStats]:
+    stats = CaptureStats()
+    decoder = LinkDecoder(stats, ports)
+    return decoder.decode(1, frame, 0, len(frame)), stats
+
+
+def test_vxlan_ports_of_a_decoder_and_of_the_module() -> None:
+    from scapy.all import raw
+
+    frame = raw(_vxlan(9, dport=8472)(inner_packets(auth_connections()[:1])[3]))
+    got, stats = _decode(frame)
+    assert got[0] == 17 and not stats.encapsulations  # plain UDP to port 8472
+    got, stats = _decode(frame, [8472])
+    assert got[0] == 6 and got[1][4:] == struct.pack(">BI", 3, 9) and got[4] == 80
+    linklayer.set_vxlan_ports([8472])
+    assert LinkDecoder(CaptureStats()).vxlan_ports == {4789, 8472}
+    assert _decode(frame)[0][0] == 6
+    with pytest.raises(ValueError):
+        linklayer.set_vxlan_ports([0])
+    with pytest.raises(ValueError):
+        LinkDecoder(CaptureStats(), range(5000, 5000 + linklayer.MAX_VXLAN_PORTS + 1))
+    assert len(LinkDecoder(CaptureStats(), range(5000, 5015)).vxlan_ports) == 16
+
+
+def test_gtp_u_extension_headers_and_teids() -> None:
+    from scapy.all import raw
+
+    packets = inner_packets(auth_connections()[:1])
+    got, stats = _decode(raw(_gtp_u(packets[3])))
+    assert got[0] == 6 and got[1] == bytes([10, 9, 9, 1])  # TEIDs are not keyed
+    assert stats.tunnel_ids == {"GTP-U": [0x1A2B3C4D]}
+    got, stats = _decode(raw(_gtp_u(packets[4])))
+    assert stats.tunnel_ids == {"GTP-U": [0x00C0FFEE]}
+
+
+def test_truncated_and_damaged_tunnels_never_raise() -> None:
+    """Every tunnel cut at every length and with random bytes changed: counted, never raised."""
+    from scapy.all import raw
+
+    rng = random.Random(3)
+    packets = inner_packets(auth_connections()[:1])
+    frames = [raw(wrap(packets[3])) for v6, wrap, _, _ in TUNNELS.values() if not v6]
+    for frame in frames:
+        for cut in range(len(frame) + 1):
+            _decode(frame[:cut])
+        for _ in range(300):
+            data = bytearray(frame)
+            for _ in range(rng.randrange(1, 6)):
+                data[rng.randrange(14, min(len(data), 110))] = rng.randrange(256)
+            _decode(bytes(data), [8472])
+
+
+# --------------------------------------------------------------------------------------------
+# The native walk on tunnelled bulk: the same events and counters as the pure-Python reader
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bulk(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """~6 MB of keep-alive bulk transfer with 40 auth exchanges (plain Ethernet pcap)."""
+    out = tmp_path_factory.mktemp("bulk") / "bulk.pcap"
+    make = [sys.executable, str(REPO / "bench" / "make_capture.py"), str(out)]
+    subprocess.run(
+        [*make, "--size-gb", "0.006", "--auth", "40", "--seed", "3"],
+        check=True,
+        capture_output=True,
+    )
+    return out
+
+
+def _records(path: Path) -> tuple[bytes, list[tuple[int, int, bytes]]]:
+    data = path.read_bytes()
+    out, pos = [], 24
+    while pos + 16 <= len(data):
+        s, us, caplen, _olen = struct.unpack_from("<IIII", data, pos)
+        out.append((s, us, data[pos + 16 : pos + 16 + caplen]))
+        pos += 16 + caplen
+    return data[:24], out
+
+
+def _ip4(payload: bytes, proto: int, flip: bool) -> bytes:
+    a, b = bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2])
+    src, dst = (b, a) if flip else (a, b)
+    return (
+        struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0x4000, 64, proto, 0, src, dst)
+        + payload
+    )
+
+
+def _ip6(payload: bytes, nh: int, flip: bool) -> bytes:
+    a, b = b"\x20\x01\x0d\xb8" + b"\0" * 11 + b"\1", b"\x20\x01\x0d\xb8" + b"\0" * 11 + b"\2"
+    src, dst = (b, a) if flip else (a, b)
+    return struct.pack(">IHBB16s16s", 0x60000000, len(payload), nh, 64, src, dst) + payload
+
+
+def _eth(payload: bytes, etype: int = 0x0800) -> bytes:
+    return b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01" + struct.pack(">H", etype) + payload
+
+
+def _udp_b(payload: bytes, dport: int) -> bytes:
+    return struct.pack(">HHHH", 49152, dport, 8 + len(payload), 0) + payload
+
+
+def _vlan(frame: bytes, vid: int) -> bytes:
+    return frame[:12] + struct.pack(">HH", 0x8100, vid) + frame[12:]
+
+
+#: Byte-level rewrites of an Ethernet/IPv4/TCP frame (flip: the packet goes server to client).
+BULK_TUNNELS: dict[str, Callable[[bytes, bool], bytes]] = {
+    "vxlan": lambda f, r: _eth(_ip4(_udp_b(b"\x08\0\0\0\0\x13\x89\0" + f, 4789), 17, r)),
+    "vxlan-ipv6-vlan": lambda f, r: _eth(
+        _ip6(_udp_b(b"\x08\0\0\0\0\x13\x89\0" + _vlan(f, 10), 4789), 17, r), 0x86DD
+    ),
+    "geneve": lambda f, r: _eth(
+        _ip4(_udp_b(b"\x02\0\x65\x58\0\0\x4d\0" + b"\1\2\x80\1" + b"\0" * 4 + f, 6081), 17, r)
+    ),
+    "gre": lambda f, r: _eth(_ip4(b"\0\0\x08\0" + f[14:], 47, r)),
+    "gre-key-vlan": lambda f, r: _vlan(
+        _eth(_ip4(b"\xb0\0\x65\x58\0\0\0\0\0\0\0\x2a\0\0\0\1" + f, 47, r)), 5
+    ),
+    "erspan-1": lambda f, r: _eth(_ip4(b"\0\0\x88\xbe" + f, 47, r)),
+    "erspan-2": lambda f, r: _eth(
+        _ip4(b"\x10\0\x88\xbe\0\0\0\1" + b"\x10\0\0\x07\0\0\0\0" + f, 47, r)
+    ),
+    "erspan-3": lambda f, r: _eth(
+        _ip4(b"\0\0\x22\xeb" + b"\x20\0\0\x09" + b"\0" * 6 + b"\0\x01" + b"\0" * 8 + f, 47, r)
+    ),
+    "ip-in-ip": lambda f, r: _eth(_ip4(f[14:], 4, r)),
+    "ipv4-in-ipv6": lambda f, r: _eth(_ip6(f[14:], 4, r), 0x86DD),
+    "mpls": lambda f, r: _eth(b"\0\x10\0\x40\0\x64\x01\x40" + f[14:], 0x8847),  # Python only
+}
+WALKED = set(BULK_TUNNELS) - {"mpls"}
+
+
+def _tunnelled(bulk: Path, out: Path, wrap: Callable[[bytes, bool], bytes]) -> Path:
+    head, records = _records(bulk)
+    client = None
+    parts = [head]
+    for s, us, frame in records:
+        client = client or frame[26:30]
+        f = wrap(frame, frame[26:30] != client)
+        parts.append(struct.pack("<IIII", s, us, len(f), len(f)) + f)
+    out.write_bytes(b"".join(parts))
+    return out
+
+
+def _analyze(path: Path, pure: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[list, list]:
+    with monkeypatch.context() as m:
+        m.setenv(tcp.PURE_PYTHON_ENV, "1" if pure else "0")
+        result = analyze_paths([str(path)])
+    return [to_dict(e, reveal_secrets=True) for e in result.events], [
+        to_dict(s) for s in result.captures
+    ]
+
+
+def _truth(bulk: Path) -> Counter:
+    import json
+
+    return Counter(json.loads(Path(str(bulk) + ".truth.json").read_text())["cred_fps"])
+
+
+class _Counting(tcp.TcpReassembler):
+    """A reassembler that counts the packets absorbed in Python (``absorb`` returning True)."""
+
+    def __init__(self, stats: CaptureStats) -> None:
+        super().__init__(EventCollector().connection, stats)
+        self.in_python = 0
+
+    def absorb(self, key: tuple, seq: int, flags: int, size: int, ts: float) -> bool:
+        taken = super().absorb(key, seq, flags, size, ts)
+        self.in_python += taken
+        return taken
+
+
+def _reading(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int, int]:
+    """(packets read, packets handed to the reassembler, packets absorbed in Python) with the
+    native walk."""
+    with monkeypatch.context() as m:
+        m.setenv(tcp.PURE_PYTHON_ENV, "0")
+        stats = CaptureStats()
+        reassembler = _Counting(stats)
+    n = 0
+    for packet in read_packets(str(path), stats, reassembler):
+        n += 1
+        reassembler.run([packet])
+    reassembler.flush()
+    return stats.packets, n, reassembler.in_python
+
+
+@needs_native
+@pytest.mark.parametrize("name", sorted(BULK_TUNNELS))
+def test_tunnelled_bulk_same_with_and_without_walk(
+    name: str, bulk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _tunnelled(bulk, tmp_path / f"{name}.pcap", BULK_TUNNELS[name])
+    native = _analyze(path, False, monkeypatch)
+    pure = _analyze(path, True, monkeypatch)
+    assert native[1] == pure[1]
+    assert native[0] == pure[0]
+    assert Counter(e["cred_fp"] for e in native[0] if e["scheme"] != "none") == _truth(bulk)
+    stats = native[1][0]
+    assert sum(stats["encapsulations"].values()) == stats["packets"]
+    assert not stats["unread_encapsulations"] and not stats["undecodable"]
+    packets, fed, in_python = _reading(path, monkeypatch)
+    assert fed < packets // 4  # bulk body segments and bare ACKs are absorbed, not fed
+    if name in WALKED:  # ... in C, by the walk
+        assert in_python < packets // 10
+    else:  # ... one by one in Python, after the decoder took the tunnel apart
+        assert in_python > packets // 2
+
+
+def _as_pcapng(src: Path, dst: Path) -> Path:
+    """The same records as pcapng enhanced packet blocks (nanosecond clock)."""
+    _head, records = _records(src)
+    parts = [struct.pack("<IIIHHqI", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1, 28)]
+    idb = struct.pack("<HHI", 1, 0, 0) + struct.pack("<HHB3x", 9, 1, 9) + struct.pack("<HH", 0, 0)
+    parts.append(struct.pack("<II", 1, 12 + len(idb)) + idb + struct.pack("<I", 12 + len(idb)))
+    for s, us, frame in records:
+        ticks = (s * 1_000_000 + us) * 1000
+        pad = b"\0" * (-len(frame) % 4)
+        blen = 32 + len(frame) + len(pad)
+        body = struct.pack("<IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF, len(frame), len(frame))
+        parts.append(struct.pack("<II", 6, blen) + body + frame + pad + struct.pack("<I", blen))
+    dst.write_bytes(b"".join(parts))
+    return dst
+
+
+def _as_raw_ip(src: Path, dst: Path) -> Path:
+    """The same records on a raw-IP link (linktype 101): outer Ethernet headers dropped."""
+    head, records = _records(src)
+    parts = [head[:20] + struct.pack("<I", 101)]
+    for s, us, frame in records:
+        parts.append(struct.pack("<IIII", s, us, len(frame) - 14, len(frame) - 14) + frame[14:])
+    dst.write_bytes(b"".join(parts))
+    return dst
+
+
+@needs_native
+@pytest.mark.parametrize(
+    ("name", "layout"),
+    [("vxlan", "pcapng"), ("erspan-3", "pcapng"), ("gre", "raw-ip"), ("ip-in-ip", "raw-ip")],
+)
+def test_tunnelled_bulk_in_other_layouts_same_with_and_without_walk(
+    name: str, layout: str, bulk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pcapng walk, and a raw-IP link whose outer IPv4 header starts the frame."""
+    path = _tunnelled(bulk, tmp_path / "t.pcap", BULK_TUNNELS[name])
+    convert = _as_pcapng if layout == "pcapng" else _as_raw_ip
+    path = convert(path, tmp_path / f"t.{layout}")
+    native = _analyze(path, False, monkeypatch)
+    assert native == _analyze(path, True, monkeypatch)
+    assert Counter(e["cred_fp"] for e in native[0] if e["scheme"] != "none") == _truth(bulk)
+    packets, _fed, in_python = _reading(path, monkeypatch)
+    assert in_python < packets // 10
+
+
+@needs_native
+def test_two_tenants_bulk_same_with_and_without_walk(
+    bulk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two VXLAN tenants with the very same inner packets, records interleaved: both walks keep
+    them apart (the VNI is part of the grant's key) and find every credential twice."""
+    head, records = _records(bulk)
+    client = records[0][2][26:30]
+    parts = [head]
+    for s, us, frame in records:
+        for vni in (b"\0\x13\x89", b"\0\x13\x8a"):
+            f = _eth(
+                _ip4(_udp_b(b"\x08\0\0\0" + vni + b"\0" + frame, 4789), 17, frame[26:30] != client)
+            )
+            parts.append(struct.pack("<IIII", s, us, len(f), len(f)) + f)
+    path = tmp_path / "tenants.pcap"
+    path.write_bytes(b"".join(parts))
+    native = _analyze(path, False, monkeypatch)
+    pure = _analyze(path, True, monkeypatch)
+    assert native == pure
+    truth = _truth(bulk)
+    assert Counter(e["cred_fp"] for e in native[0] if e["scheme"] != "none") == truth + truth
+    assert native[1][0]["tunnel_ids"] == {"VXLAN": [5001, 5002]}
+
+
+@needs_native
+@pytest.mark.parametrize("name", ["vxlan", "geneve", "gre-key-vlan", "erspan-2", "erspan-3"])
+def test_damaged_tunnelled_bulk_same_with_and_without_walk(
+    name: str, bulk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bit flips in the tunnel and inner headers: the walk stops where Python would read the
+    packet differently, so events and counters still match the pure-Python reader."""
+    rng = random.Random(name)
+    head, records = _records(bulk)
+    client = records[0][2][26:30]
+    parts = [head]
+    for s, us, frame in records:
+        f = bytearray(BULK_TUNNELS[name](frame, frame[26:30] != client))
+        if rng.random() < 0.03:
+            f[rng.randrange(14, min(len(f), 120))] ^= 1 << rng.randrange(8)
+        parts.append(struct.pack("<IIII", s, us, len(f), len(f)) + bytes(f))
+    path = tmp_path / "damaged.pcap"
+    path.write_bytes(b"".join(parts))
+    native = _analyze(path, False, monkeypatch)
+    pure = _analyze(path, True, monkeypatch)
+    assert native[1] == pure[1]
+    assert native[0] == pure[0]
+
+
+@needs_native
+def test_grant_table_keys_carry_one_tunnel_tag() -> None:
+    table = tcp.GrantTable()
+    a, b = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+    vni = struct.pack(">BI", linklayer.TAG_VXLAN, 5001)
+    table.grant(a + vni, 1, b + vni, 2, 100, 0, False)
+    table.grant(a, 1, b, 2, 200, 0, False)
+    assert table.take(a + vni, 1, b + vni, 2) == (100, 0, None, False)
+    table.grant(a + vni, 1, b + vni, 2, 300, 0, False)
+    assert dict(table.take_all()) == {
+        (a + vni, 1, b + vni, 2): (300, 0, None, False),
+        (a, 1, b, 2): (200, 0, None, False),
+    }
+    other = struct.pack(">BI", linklayer.TAG_VXLAN, 5002)
+    for src, dst in ((a + vni, b + other), (a + vni + vni, b + vni + vni), (a + b"\0" * 5, b)):
+        with pytest.raises(ValueError):
+            table.grant(src, 1, dst, 2, 0, 0, False)
+    assert table.encapsulated() == []
+    with pytest.raises(ValueError):
+        table.set_vxlan_ports(range(1, 18))
