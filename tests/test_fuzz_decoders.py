@@ -8,7 +8,7 @@ blocks, frames from headers, HTTP from lines, tokens from base64url JSON, DER fr
 trees - and mix in raw junk, so the examples reach deep into each parser rather than dying at
 the first magic number.
 
-Budget: ``FUZZ_EXAMPLES`` examples per test (default 150: about a minute for the module);
+Budget: ``FUZZ_EXAMPLES`` examples per test (default 100: under a minute for the module);
 ``FUZZ_DEADLINE_MS`` per example (default 2000). Runs are derandomized (the same examples each
 run, so the suite stays deterministic); ``FUZZ_SEED=random`` explores afresh. A longer, coverage-
 guided campaign over the whole pipeline is ``bench/fuzz.py``.
@@ -50,7 +50,7 @@ from analyzer.protocols.http1 import MAX_HEAD, MAX_LINE, HttpMessage, HttpStream
 from analyzer.sources.linklayer import LinkDecoder  # noqa: E402
 from analyzer.sources.pcapfile import CaptureError, read_packets, read_stream  # noqa: E402
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))
 DEADLINE = timedelta(milliseconds=int(os.environ.get("FUZZ_DEADLINE_MS", "2000")))
 MEMORY_MB = 64  # peak traced allocation of one test, all its examples together
 
@@ -74,6 +74,16 @@ def memory_bound() -> Iterator[None]:
     finally:
         tracemalloc.stop()
     assert peak < MEMORY_MB << 20, f"peak {peak >> 20} MB"
+
+
+_SCRATCH: list[Path] = []
+
+
+def _scratch(factory: pytest.TempPathFactory) -> Path:
+    """One folder for the examples' files (each example overwrites the last one's)."""
+    if not _SCRATCH:
+        _SCRATCH.append(factory.mktemp("fuzz"))
+    return _SCRATCH[0]
 
 
 def b64url(data: bytes) -> str:
@@ -273,7 +283,7 @@ def _drain(packets: Iterator[tuple]) -> int:
 @fuzz
 @given(capture_bytes)
 def test_read_packets_from_a_file(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
-    path = tmp_path_factory.mktemp("cap") / "fuzz.pcap"
+    path = _scratch(tmp_path_factory) / "fuzz.pcap"
     path.write_bytes(data)
     stats = CaptureStats()
     try:
@@ -1016,7 +1026,7 @@ def test_key_documents(text: str | bytes) -> None:
     )
 )
 def test_key_files(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
-    path = tmp_path_factory.mktemp("keys") / "k"
+    path = _scratch(tmp_path_factory) / "key"
     path.write_bytes(data)
     try:
         assert KeyStore().add_file(path) >= 0  # an OpenID configuration: its jwks_uri, 0 keys
