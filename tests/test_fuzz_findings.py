@@ -74,3 +74,40 @@ def test_a_fin_seen_before_the_data_keeps_the_connection() -> None:
     (pair,) = pairs
     assert pair.a_to_b.chunks == [(0, b"\x00"), (1, b"\x01")] and pair.a_to_b.gaps == []
     assert pair.a_to_b.closed == 1
+
+
+def test_a_certificate_of_an_unknown_x509_version_is_no_certificate() -> None:
+    """Found by the campaign in a mutated TLS handshake: cryptography raises InvalidVersion,
+    which is not a ValueError, for a version field of 66; it ended the run."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from analyzer.oauth.certificates import certificate_facts, load_der
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tls.test")])
+    start = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(1).not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=30)).sign(key, hashes.SHA256())
+    )  # fmt: skip
+    der = cert.public_bytes(serialization.Encoding.DER)
+    odd = der.replace(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x42", 1)
+    assert odd != der
+    assert load_der(der) is not None
+    assert load_der(odd) is None and certificate_facts(odd) is None
+
+
+def test_sip_text_that_is_not_utf8_is_read_as_latin1() -> None:
+    """Found by the campaign: SIP header bytes that are not UTF-8 became lone surrogates
+    (surrogateescape), which no UTF-8 writer can encode: every output of the run failed."""
+    from analyzer.protocols.sip import _text
+
+    assert _text("sip:bj\u00f6rn@x".encode()) == "sip:bj\u00f6rn@x"
+    assert _text(b"sip:voi1\xa98063@sip.test") == "sip:voi1\u00a98063@sip.test"
+    _text(b"\xff\xfe\xa9").encode("utf-8")
