@@ -139,10 +139,18 @@ def test_bare_ack_of_unknown_connection_opens_nothing() -> None:
 
 def test_skip_drops_bytes_without_delivery_and_resumes_mid_segment() -> None:
     r, pairs, _ = make()
+    made = r.factory
+
+    def skipping(info: ConnectionInfo) -> Pair:
+        pair = made(info)
+        pair.a_to_b.skip = 8
+        return pair
+
+    r.factory = skipping
     handshake(r)
-    rec = pairs[0].a_to_b
-    rec.skip = 8
+    assert pairs == []  # the consumers are made when the first data comes
     client(r, 1.0, 1001, b"12345")
+    rec = pairs[0].a_to_b
     client(r, 1.1, 1006, b"678abc")
     assert rec.data_bytes == b"abc"
     assert rec.skip == 0

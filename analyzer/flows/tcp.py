@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import itertools
 import os
 import zlib
 from collections.abc import Callable, Iterable
@@ -51,6 +52,8 @@ def native_walk_available() -> bool:
     return GrantTable is not None and os.environ.get(PURE_PYTHON_ENV, "") in ("", "0")
 
 
+#: Packets kept per connection that has carried no data yet (SYN, SYN-ACK, ACK, retries).
+_EMBRYO_PACKETS = 6
 #: Packed address lengths of the flows the native walk keys: IPv4, alone or with one tunnel tag
 #: (analyzer.sources.linklayer appends 5 bytes per tunnel id).
 _WALKABLE = frozenset({4, 9})
@@ -221,6 +224,7 @@ class TcpReassembler:
         idle_timeout: float = 600.0,
         max_pending_bytes: int = 4 << 20,
         max_connections: int = 200_000,
+        max_embryos: int = 200_000,
         shard: tuple[int, int] | None = None,
     ) -> None:
         self.factory = factory
@@ -231,8 +235,15 @@ class TcpReassembler:
         self.idle_timeout = idle_timeout
         self.max_pending_bytes = max_pending_bytes
         self.max_connections = max_connections
+        self.max_embryos = max_embryos
         self.dirs: dict[tuple, _Direction] = {}  # (src, sport, dst, dport) -> direction
         self.ignored: dict[tuple, float] = {}  # keys of connections no consumer wanted
+        # Connections that have only exchanged SYN / SYN-ACK / bare ACKs so far: their packets
+        # (feed arguments), keyed by the first one's direction, oldest first. The consumer is
+        # made when the first byte of data comes, so a flood of half-open connections costs
+        # a few hundred bytes each, not the HTTP state of a connection.
+        self.embryos: dict[tuple, list[tuple]] = {}
+        self._hatching = False  # replaying an embryo's packets
         self._conns = 0
         self._next_sweep = 0.0
         # Directions the native capture walk may absorb packets for (None: pure Python).
@@ -266,7 +277,11 @@ class TcpReassembler:
         if d is None:
             if key in self.ignored:
                 return
-            d = self._open(key, ts, flags, len(payload))
+            if not self._hatching and self._embryo(
+                key, (ts, src, sport, dst, dport, seq, ack, flags, payload or b"")
+            ):
+                return
+            d = self.dirs.get(key) or self._open(key, ts, flags, len(payload))
             if d is None:
                 return
         d.last_ts = ts
@@ -350,8 +365,68 @@ class TcpReassembler:
         self.settle_all()
         for conn in {d.conn for d in self.dirs.values()}:
             self._close_conn(conn, conn.last_ts)
+        self.stats.tcp_connections += len(self.embryos)
+        self.embryos.clear()
         self.dirs.clear()
         self.ignored.clear()
+
+    # -- connections without data yet ----------------------------------------------------------
+    def _embryo(self, key: tuple, packet: tuple) -> bool:
+        """Keep a packet of a connection that has carried no data yet; True when it was kept
+        (or ended the embryo). When data comes, the kept packets are fed first (``_hatch``)."""
+        embryos = self.embryos
+        first = key if key in embryos else (key[2], key[3], key[0], key[1])
+        kept = embryos.get(first)
+        flags = packet[7]
+        if packet[8]:  # data: the connection becomes real
+            if kept is not None:
+                self._hatch(first, kept)
+            return False
+        if kept is None:
+            if not flags & SYN or flags & (FIN | RST):
+                return False  # not a connection start: as before (a bare ACK opens nothing)
+            if self.shard is not None and shard_of(key, self.shard[1]) != self.shard[0]:
+                return False  # another worker's connection: stepped over as before
+            if len(embryos) >= self.max_embryos:
+                embryos = self._thin_embryos()
+            embryos[key] = [packet]
+            if packet[0] >= self._next_sweep:
+                self._sweep(packet[0])
+            return True
+        if flags & RST:  # reset before any data: counted, nothing to read
+            self._drop_embryo(first, evicted=False)
+            return True
+        if len(kept) < _EMBRYO_PACKETS:
+            kept.append(packet)
+        else:
+            kept[-1] = packet  # keep the latest time
+        return True
+
+    def _hatch(self, first: tuple, kept: list[tuple]) -> None:
+        """Open the connection of an embryo and replay its packets, as if they had been fed."""
+        del self.embryos[first]
+        self._hatching = True
+        try:
+            for packet in kept:
+                self.feed(*packet)
+        finally:
+            self._hatching = False
+
+    def _thin_embryos(self) -> dict[tuple, list[tuple]]:
+        """Let the oldest tenth of the embryos go (a SYN flood), in one pass: a dict whose
+        front was deleted piecemeal would make finding its oldest entry cost more each time."""
+        embryos = self.embryos
+        n = max(1, len(embryos) // 10)
+        self.stats.tcp_connections += n
+        self.stats.evicted += n
+        self.embryos = dict(itertools.islice(embryos.items(), n, None))
+        return self.embryos
+
+    def _drop_embryo(self, first: tuple, evicted: bool) -> None:
+        del self.embryos[first]
+        self.stats.tcp_connections += 1
+        if evicted:
+            self.stats.evicted += 1
 
     # -- absorption (the capture reader's fast path) ----------------------------------------------
     def absorb(self, key: tuple, seq: int, flags: int, size: int, ts: float) -> bool:
@@ -580,6 +655,9 @@ class TcpReassembler:
             self._close_conn(conn, conn.last_ts)
         if self.ignored:
             self.ignored = {k: t for k, t in self.ignored.items() if t >= limit}
+        stale_embryos = [k for k, kept in self.embryos.items() if kept[-1][0] < limit]
+        for first in stale_embryos:
+            self._drop_embryo(first, evicted=True)
 
     def _evict_oldest(self, now: float) -> None:
         self.settle_all()

@@ -44,7 +44,7 @@ def load_der(der: bytes | None) -> x509.Certificate | None:
 
     try:
         return x509.load_der_x509_certificate(bytes(der))
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):  # InvalidVersion is no ValueError
         return None
 
 

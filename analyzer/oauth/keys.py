@@ -4,7 +4,10 @@ A ``KeyStore`` collects public keys from Microsoft S2S ``metadata/json/1`` docum
 DER files, indexed by certificate thumbprint (``x5t``) and ``kid``. ``verify_token`` checks a
 decoded token against it. The algorithm family always comes from the key, never from the token: a
 token whose ``alg`` does not fit the key it names is a bad signature (algorithm confusion), not an
-invitation to verify an HMAC with a public key. No expiry or audience checks happen here.
+invitation to verify an HMAC with a public key (HMAC algorithms are never verified at all). Only
+keys in the store count: a token's own ``jwk`` / ``x5c`` header is never trusted and its ``jku`` /
+``x5u`` URLs are never fetched; a ``crit`` header (extensions a verifier must understand) is
+refused. No expiry or audience checks happen here.
 
 ``cryptography`` and ``pyjwt`` are imported by the functions that need them, on first use: a run
 that meets no key document, key file or signed token never pays for loading them.
@@ -225,12 +228,16 @@ class KeyStore:
         from pathlib import Path
 
         p = Path(path)
+        too_large = f"{p}: too large for a key file (> {FILE_CAP} bytes)"
         try:
             if p.stat().st_size > FILE_CAP:
-                raise KeyFileError(f"{p}: too large for a key file (> {FILE_CAP} bytes)")
-            data = p.read_bytes()
+                raise KeyFileError(too_large)
+            with p.open("rb") as fh:  # at most one byte past the cap: /dev/zero, a pipe
+                data = fh.read(FILE_CAP + 1)
         except OSError as exc:
             raise KeyFileError(f"{p}: cannot read ({exc.strerror or exc})") from None
+        if len(data) > FILE_CAP:
+            raise KeyFileError(too_large)
         body = data.lstrip(b"\xef\xbb\xbf \t\r\n")
         if not body:
             raise KeyFileError(f"{p}: file is empty")
@@ -381,10 +388,13 @@ class KeyStore:
                 cert = load_der(der) if der else None
                 if cert is None:
                     self._warn(f"{at}: x5c[0] is not a base64 DER certificate")
+            if cert is not None and _cert_public(cert) is None:
+                self._warn(f"{at}: x5c[0] certificate public key not readable")
+                cert = None
             if (
                 cert is not None
                 and params_key is not None
-                and _spki(cert.public_key()) != _spki(params_key)
+                and _spki(_cert_public(cert)) != _spki(params_key)
             ):
                 self._warn(f"{at}: x5c certificate and key parameters disagree; key skipped")
                 continue
@@ -406,6 +416,7 @@ class KeyStore:
 
     def _pem_file(self, data: bytes, location: str) -> int:
         from cryptography import x509
+        from cryptography.exceptions import UnsupportedAlgorithm
         from cryptography.hazmat.primitives import serialization
 
         count = 0
@@ -426,7 +437,7 @@ class KeyStore:
             elif label in ("PUBLIC KEY", "RSA PUBLIC KEY"):
                 try:
                     public = serialization.load_pem_public_key(block)
-                except (ValueError, TypeError):
+                except (ValueError, TypeError, UnsupportedAlgorithm):
                     self._warn(f"{location}: unreadable {label} block")
                     continue
                 count += self._add_public(
@@ -462,9 +473,8 @@ class KeyStore:
         usage: str | None = None,
         metadata_issuer: str | None = None,
     ) -> int:
-        try:
-            public = cert.public_key()
-        except (ValueError, TypeError):
+        public = _cert_public(cert)
+        if public is None:
             self._warn(f"{where}: certificate public key not readable")
             return 0
         family = _family(public, where, self._warn)
@@ -567,6 +577,12 @@ def verify_token(token: DecodedToken, store: KeyStore) -> SignatureResult:
         return SignatureResult("bad-signature", None, "header has no alg")
     if not token.signature:
         return SignatureResult("bad-signature", None, "signature segment did not decode")
+    crit = (token.header or {}).get("crit")
+    if crit is not None:  # RFC 7515 4.1.11: extensions a verifier must understand; we know none
+        shown = ", ".join(map(str, crit))[:80] if isinstance(crit, list) else type(crit).__name__
+        return SignatureResult(
+            "bad-signature", None, f"header marks extensions critical (crit: {shown}): refused"
+        )
 
     named = bool(token.x5t or token.kid)
     if named:
@@ -692,14 +708,26 @@ def _looks_binary(data: bytes) -> bool:
     return data[:1] == b"\x30"  # DER SEQUENCE
 
 
+def _cert_public(cert: x509.Certificate) -> Any:
+    """A certificate's public key; None when its algorithm is unknown or its bits are broken
+    (a hostile certificate loads, then fails here)."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+
+    try:
+        return cert.public_key()
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return None
+
+
 def _load_der_public(der: bytes | None) -> Any:
     if not der:
         return None
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
 
     try:
         return serialization.load_der_public_key(der)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         return None
 
 

@@ -39,6 +39,7 @@ UNBOUNDED = 1 << 62  # "skip until close"
 # garbage, and past 2**64 it would not even fit the native walk's counters.
 MAX_LENGTH = 1 << 48
 _ASCII_SPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() removes
+_LINE_ENDS = (b"\r", b"\n")
 
 _REQUEST_LINE = re.compile(rb"([A-Za-z][A-Za-z0-9_\-]{0,31}) +(\S{1,16000}) +HTTP/(\d)\.(\d)\s*$")
 _STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) +(\d{3})(?: ([^\r\n]*))?\s*$")
@@ -372,6 +373,10 @@ class HttpStream:
                 return False
             if not self._hunt():
                 return False
+        if buf[:1] in _LINE_ENDS:  # empty lines before a message are ignored (RFC 9112 2.2)
+            self._consume(len(buf) - len(buf.lstrip(b"\r\n")))
+            if not buf:
+                return False
         if not self.messages_seen and not self._plausible_start(buf):
             if self.on_tls is not None and len(buf) < 5 and _tls_prefix(buf):
                 return False  # a TLS record header cut short: wait for the rest
@@ -401,6 +406,7 @@ class HttpStream:
         else:
             size = len(buf)
             if size > MAX_HEAD or (size > MAX_LINE and buf.find(b"\n", 0, MAX_LINE) < 0):
+                self.lost += 1  # a head too long to read: what it carried is unknown
                 self._lost_sync()
             else:
                 self._searched = base + size - 3  # an end may start in the last 3 bytes
@@ -412,7 +418,7 @@ class HttpStream:
         msg = _parse_text(text, ts)
         if msg is None:
             self._lost_sync()
-            return False
+            return not self.dead  # hunt in what is buffered: a message may follow the junk
         if msg.method == "PRI" and msg.version == "2.0":
             self._give_up()  # the HTTP/2 preface, and nobody to hand the frames to
             return False

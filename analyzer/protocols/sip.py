@@ -308,5 +308,10 @@ class SipStream:
 
 
 def _text(raw: bytes) -> str:
-    """Header bytes as text: UTF-8 (RFC 3261 allows it), undecodable bytes kept as escapes."""
-    return raw.decode("utf-8", "surrogateescape")
+    """Header bytes as text: UTF-8 (RFC 3261 allows it); bytes that are not UTF-8 are read as
+    latin-1, one character per byte (as HTTP heads are), never as lone surrogates that no
+    writer could encode."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")

@@ -139,6 +139,9 @@ def diagnostic_to_dict(diag: MsDiagnostic) -> dict[str, Any]:
 def write_diagnostic(diag: MsDiagnostic, out: IO[str], *, verdict: bool = True) -> None:
     """Explain ``diag`` for people: the verdict line (unless ``verdict`` is False), then code,
     category, meaning, the detailed error the reason matches, and what to do."""
+    from analyzer.report.safe_text import terminal_safe
+
+    out = terminal_safe(out)
     if verdict:
         out.write(diagnostic_line(diag) + "\n\n")
     rows = [

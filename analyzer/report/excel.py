@@ -29,7 +29,7 @@ def write_xlsx(
     for name, record_type, records in tables:
         sheet = book.create_sheet(title=name[:31])
         sheet.append(csv_header(record_type, reveal))
-        for row in csv_rows(records, record_type, reveal):
+        for row in csv_rows(records, record_type, reveal, neutralise=False):
             cells = []
             for value in row:
                 cell = WriteOnlyCell(sheet, value=value)

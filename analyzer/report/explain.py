@@ -96,7 +96,11 @@ def write_explanation(
     pasted: Pasted | None = None,
     diagnostics: list[MsDiagnostic] | None = None,
 ) -> None:
-    """Write the explanation to ``out`` for people: the verdict line first."""
+    """Write the explanation to ``out`` for people: the verdict line first. Control
+    characters in the token's text are escaped (``safe_text.TerminalSafe``)."""
+    from analyzer.report.safe_text import terminal_safe
+
+    out = terminal_safe(out)
     token = done.token
     out.write(done.verdict.line + "\n\n")
     if pasted is not None and pasted.origin:

@@ -26,6 +26,7 @@ from analyzer.model import (
     to_dict,
 )
 from analyzer.report.json_text import compact_json, json_encoder
+from analyzer.report.safe_text import one_line, spreadsheet_cell
 from analyzer.report.times import iso_utc
 
 #: Lines gathered before each write: a few large writes instead of one per record.
@@ -58,7 +59,8 @@ def write_jsonl(records: Iterable[Any], out: IO[str], *, reveal_secrets: bool = 
 
     Each line is ``json.dumps({"schema_version": ..., **to_dict(record)}, ensure_ascii=False,
     separators=(",", ":"))``, made by the encoder ``json_encoder`` compiles per record type, and
-    lines are written BATCH at a time (those made before an error are still written).
+    lines are written BATCH at a time (those made before an error are still written). The
+    Unicode line breaks JSON leaves raw (U+2028, U+2029, NEL) are escaped: one record, one line.
     """
     write = out.write
     pending: list[str] = []
@@ -74,10 +76,10 @@ def write_jsonl(records: Iterable[Any], out: IO[str], *, reveal_secrets: bool = 
             if len(pending) >= BATCH:
                 chunk = "".join(pending)
                 pending.clear()
-                write(chunk)
+                write(one_line(chunk))
     finally:
         if pending:
-            write("".join(pending))
+            write(one_line("".join(pending)))
 
 
 def write_csv(
@@ -106,8 +108,12 @@ def csv_header(record_type: type, reveal_secrets: bool = False) -> list[str]:
     return [*time, *lead, *(f for f in fields if f not in lead), "schema_version"]
 
 
-def csv_rows(records: Iterable[Any], record_type: type, reveal_secrets: bool) -> Iterator[list]:
-    """The rows ``csv_header`` names, one per record."""
+def csv_rows(
+    records: Iterable[Any], record_type: type, reveal_secrets: bool, neutralise: bool = True
+) -> Iterator[list]:
+    """The rows ``csv_header`` names, one per record. Text cells a spreadsheet would run as a
+    formula get a leading ``'`` (``safe_text.spreadsheet_cell``) unless ``neutralise`` is off:
+    the .xlsx writer stores every text cell as a string instead."""
     names = csv_header(record_type, reveal_secrets)
     time_field = TIME_FIELD.get(record_type)
     for record in records:
@@ -117,7 +123,10 @@ def csv_rows(records: Iterable[Any], record_type: type, reveal_secrets: bool) ->
             row["time"] = iso_utc(row.get(time_field))
         if "identity" in names:
             row["identity"] = who(record) if type(record) is Event else None
-        yield [_cell(row[name]) for name in names]  # KeyError: a record of another type
+        cells = [_cell(row[name]) for name in names]  # KeyError: a record of another type
+        if neutralise:
+            cells = [spreadsheet_cell(c) if type(c) is str else c for c in cells]
+        yield cells
 
 
 def who(e: Event) -> str | None:

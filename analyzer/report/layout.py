@@ -12,6 +12,8 @@ import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+from analyzer.report.safe_text import printable
+
 GAP = 2  # spaces between columns
 BELOW = 4  # how far in the columns moved below their row start
 INDENT = 2  # spaces before the first column
@@ -39,8 +41,14 @@ class Fitted:
     dropped: tuple[str, ...]
 
 
+def safe_rows(rows: Sequence[Sequence[str]]) -> list[list[str]]:
+    """Cells of captured text as data: control characters and ANSI sequences escaped."""
+    return [[printable(cell) for cell in row] for row in rows]
+
+
 def fit(columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int) -> Fitted:
     """Choose widths so that a row fits in ``width`` characters (``UNLIMITED``: natural)."""
+    rows = safe_rows(rows)
     natural = []
     for i, c in enumerate(columns):
         widest = max((len(r[i]) for r in rows), default=0)
@@ -85,7 +93,9 @@ def render(
     rows: Sequence[Sequence[str]],
     paint: Callable[[str, str, str], str] | None = None,
 ) -> Iterator[str]:
-    """The header and each row as lines; ``paint(column, cell text, padded)`` may colour a cell."""
+    """The header and each row as lines; ``paint(column, cell text, padded)`` may colour a cell.
+    Cells are escaped (``safe_text.printable``) before they are padded or painted."""
+    rows = safe_rows(rows)
     index = {c.name: i for i, c in enumerate(columns)}
     picks = [index[c.name] for c in fitted.columns]
     below = [(c.name, index[c.name]) for c in columns if c.name in fitted.dropped]

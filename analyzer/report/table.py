@@ -26,6 +26,7 @@ from analyzer.model import (
 )
 from analyzer.report.cells import class_text, identity_text, notes_text, request_text
 from analyzer.report.layout import Column, fit, render, wrap_text
+from analyzer.report.safe_text import terminal_safe
 from analyzer.report.times import format_utc
 from analyzer.sources.linklayer import MAX_TUNNEL_IDS
 from analyzer.words import endpoint, plural
@@ -97,7 +98,10 @@ def write_table(
     summary_only: bool = False,
     reveal: bool = False,
 ) -> None:
-    """Write the summary of one analysis, then (unless ``summary_only``) every event."""
+    """Write the summary of one analysis, then (unless ``summary_only``) every event. Captured
+    text is data: in plain output every control character and ANSI sequence is escaped
+    (``safe_text``); with colour, the cells and the styled texts are."""
+    out = terminal_safe(out, colour=style is not PLAIN)
     write_summary(events, captures, out, verdicts, findings, not_inspected, width, style)
     if not summary_only:
         write_events(events, out, width, style, reveal)
@@ -114,6 +118,7 @@ def write_summary(
     style: Style = PLAIN,
 ) -> None:
     """Inputs, blind spots, pairs, verdicts and findings (``-q``; a stream's closing summary)."""
+    out = terminal_safe(out, colour=style is not PLAIN)
     write_captures(captures, out, width, style)
     write_uninspected(not_inspected, out, width, style)
     _pairs(events, out, width, style)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import IO
 
 from analyzer.analysis.verify import RuleResult, warnings
+from analyzer.report.safe_text import printable, terminal_safe
 from analyzer.report.times import format_utc
 from analyzer.words import plural
 
@@ -16,7 +17,9 @@ INDENT = " " * 13
 def write_verification(
     results: list[RuleResult], verdict: str, out: IO[str], details: bool = False
 ) -> None:
-    """One block per rule, then the verdict (with the capture's damage as a warning)."""
+    """One block per rule, then the verdict (with the capture's damage as a warning). Captured
+    text (hosts, URIs, reasons quoting claims) is written with its control characters escaped."""
+    out = terminal_safe(out)
     for r in results:
         out.write(f"{r.result:<12} {r.rule.name}: {r.rule.describe()}\n")
         out.write(f"{INDENT}{r.reason}\n")
@@ -26,18 +29,19 @@ def write_verification(
                 span += f" .. {_clock(g['last_ts'])}"
             out.write(f"{INDENT}  {g['count']} x {g['kind']} ({span})\n")
             for reason in g["reasons"]:
-                out.write(f"{INDENT}      {reason}\n")
+                out.write(f"{INDENT}      {printable(reason)}\n")
             if g["more_reasons"]:
                 out.write(f"{INDENT}      ... and {plural(g['more_reasons'], 'other reason')}\n")
         if details:
             for v in r.violations:
                 e = v.event
                 ids = ",".join(str(i) for i in v.event_ids or (e.event_id,))
-                out.write(
+                line = (
                     f"  {_time(e.ts)}  {e.client_ip}:{e.client_port} -> {e.server_ip}:"
                     f"{e.server_port} ({e.host or '-'}) {e.method} {e.uri}  "
-                    f"{e.auth_class or e.scheme}: {v.kind}: {v.reason}  [event {ids}]\n"
+                    f"{e.auth_class or e.scheme}: {v.kind}: {v.reason}  [event {ids}]"
                 )
+                out.write(printable(line) + "\n")
         elif r.violations:
             out.write(f"{INDENT}(--details lists each of the {len(r.violations)} exchanges)\n")
         for rule_id, n in r.relaxed.items():
