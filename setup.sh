@@ -2,6 +2,8 @@
 # Set up oauth-traffic-analyzer in ./.venv, then run one job:
 #   bash setup.sh demo   - analyze the bundled Exchange <-> Skype for Business capture
 #   bash setup.sh test   - install the test tools (tshark, chromium) and run the whole test suite
+#   bash setup.sh notebook - install JupyterLab into .venv and open notebooks/walkthrough.ipynb
+#                          (extra arguments go to jupyter lab, e.g. --port 8890)
 # Works on a fresh Debian 12 as root (or with sudo available), with Python >= 3.10.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -53,8 +55,16 @@ case "$job" in
     .venv/bin/ruff format --check analyzer tests captures bench
     .venv/bin/python -m pytest -q "${@:2}"
     ;;
+  notebook)
+    pip_install -e '.[notebook]'
+    # As root JupyterLab refuses to start without --allow-root; a root shell is usually a server
+    # without a browser, so it prints the URL to open instead.
+    flags=()
+    if [ "$(id -u)" -eq 0 ]; then flags=(--allow-root --no-browser); fi
+    exec .venv/bin/jupyter lab "${flags[@]}" "${@:2}" notebooks/walkthrough.ipynb
+    ;;
   *)
-    echo "usage: bash setup.sh [demo|test]" >&2
+    echo "usage: bash setup.sh [demo|test|notebook]" >&2
     exit 2
     ;;
 esac

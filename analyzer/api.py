@@ -11,6 +11,7 @@ import pandas as pd
 from analyzer.engine import AnalysisResult, analyze_paths
 from analyzer.model import (
     SCHEMA_VERSION,
+    CredentialRecord,
     Event,
     Finding,
     Handshake,
@@ -67,6 +68,38 @@ class Analysis:
         return self._frame("tls")
 
     @cached_property
+    def credentials(self) -> pd.DataFrame:
+        """One row per distinct credential: scheme, identity or issuer, first and last use,
+        clients, servers and outcomes (``oauth-analyzer analyze --credentials``)."""
+        from analyzer.analysis.credential_view import credential_records
+
+        records = credential_records(self.result.events)
+        return to_frame(records, CredentialRecord, reveal_secrets=self.reveal_secrets)
+
+    def where(self, **filters: str | list[str]) -> Analysis:
+        """The analysis narrowed as the command line's filters narrow it: ``client``,
+        ``server``, ``host``, ``path``, ``user``, ``scheme``, ``since``, ``until`` (times as ISO
+        8601, epoch seconds or offsets into the capture such as ``"+30s"``). Raises
+        ``analyzer.analysis.scope.ScopeError`` for a value that cannot be used."""
+        from analyzer.analysis.scope import make_scope
+        from analyzer.analysis.subset import narrow
+
+        return Analysis(
+            narrow(self.result, make_scope(**filters)), reveal_secrets=self.reveal_secrets
+        )
+
+    def to_excel(self, path: str | Path) -> Path:
+        """One ``.xlsx`` workbook, a sheet per table (and ``credentials``), the columns of the
+        CSV export; text cells are never formulas. Needs openpyxl (the ``excel`` extra)."""
+        from analyzer.analysis.credential_view import credential_records
+        from analyzer.report.excel import write_xlsx
+
+        tables = [(n, t, getattr(self.result, a)) for n, (t, a) in TABLES.items()]
+        tables.append(("credentials", CredentialRecord, credential_records(self.result.events)))
+        write_xlsx(tables, path, self.reveal_secrets)
+        return Path(path)
+
+    @cached_property
     def not_inspected(self) -> pd.DataFrame:
         """What was seen but not read (undecrypted TLS, lost request bytes): the blind spots
         every verdict counts."""
@@ -92,7 +125,7 @@ class Analysis:
             frame = _flatten(self._frame(name))
             table = pa.Table.from_pandas(frame, preserve_index=False)
             metadata = dict(table.schema.metadata or {})
-            metadata[b"oauth_traffic_analyzer.schema_version"] = SCHEMA_VERSION.encode()
+            metadata[b"oauth_traffic_analyzer.schema_version"] = str(SCHEMA_VERSION).encode()
             metadata[b"oauth_traffic_analyzer.table"] = name.encode()
             path = out / f"{name}.parquet"
             pq.write_table(table.replace_schema_metadata(metadata), path)

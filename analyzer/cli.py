@@ -8,21 +8,26 @@ so a JSON Lines run starts fast.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
-from contextlib import ExitStack
 from typing import IO
 
-from analyzer.engine import AnalysisResult, analyze_paths
-from analyzer.model import Event, Finding, TokenRecord
+from analyzer.engine import AnalysisResult, Engine
 from analyzer.oauth.keys import KeyFileError, KeyStore
 from analyzer.report.export import write_csv, write_jsonl
+from analyzer.report.progress import Stages
 from analyzer.sources.pcapfile import CaptureError
 
 PROG = "oauth-analyzer"
-PROGRESS_MIN_BYTES = 32 << 20  # show a progress bar only for captures bigger than this
 USAGE_VERIFY = 3  # verify's exit status for bad usage or unreadable input
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command ended by Ctrl-C
+#: ``--table`` names: the tables of ``analyzer.api.Analysis``, and the credentials view.
+TABLES = (
+    "events", "handshakes", "tokens", "findings", "verdicts", "tls", "not_inspected",
+    "credentials",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,15 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Find authentication exchanges in packet captures and decode their tokens.",
     )
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     analyze = sub.add_parser(
-        "analyze", help="list every auth exchange in one or more captures (pcap, pcapng, gzip)"
+        "analyze",
+        help="list every auth exchange in one or more inputs: captures (pcap, pcapng, gzip, and "
+        "any format tshark reads, e.g. Network Monitor .cap), Fiddler .saz, browser .har",
     )
     analyze.add_argument(
         "captures",
         nargs="+",
         metavar="CAPTURE",
-        help="capture files; '-' reads pcap/pcapng from standard input as it arrives "
+        help="capture files, Fiddler session archives (.saz) or HTTP archives (.har), read as one "
+        "timeline; '-' reads pcap/pcapng from standard input as it arrives "
         "(e.g. tcpdump -U -w - | oauth-analyzer analyze -), printing each event when it completes",
     )
     analyze.add_argument(
@@ -47,29 +56,58 @@ def build_parser() -> argparse.ArgumentParser:
         default="table",
         help="output format (parquet: one file per table in the folder given with -o)",
     )
-    analyze.add_argument("-o", "--output", metavar="PATH", help="write here instead of stdout")
+    analyze.add_argument(
+        "-o", "--output", metavar="PATH", help="write here instead of stdout (FILE.xlsx: Excel)"
+    )
     analyze.add_argument(
         "--reveal-secrets",
         action="store_true",
-        help="include full credentials and tokens in jsonl/csv output (off by default)",
+        help="show full credentials, tokens and Basic passwords in every output (off by default)",
     )
     analyze.add_argument(
         "--no-progress", action="store_true", help="never show the progress bar on stderr"
     )
     listing = analyze.add_mutually_exclusive_group()
     listing.add_argument(
+        "--table",
+        choices=TABLES,
+        help="which records to write (default: events; jsonl, csv and table)",
+    )
+    listing.add_argument(
         "--tokens",
         action="store_true",
-        help="list the distinct tokens (decoded, checked, verified) instead of the events",
+        help="list the distinct tokens (decoded, checked, verified): --table tokens",
     )
     listing.add_argument(
         "--findings", action="store_true", help="list the findings alone, with explanations"
     )
+    listing.add_argument(
+        "--credentials",
+        action="store_true",
+        help="one row per distinct credential: scheme, user or issuer, first and last seen, "
+        "clients, servers, outcomes",
+    )
+    analyze.add_argument(
+        "--excel",
+        action="store_true",
+        help="for Excel: a CSV with a byte order mark, or with -o FILE.xlsx one sheet per table",
+    )
+    analyze.add_argument(
+        "-q", "--summary", action="store_true", help="inputs, pairs, verdicts and findings only"
+    )
+    analyze.add_argument(
+        "--wide", action="store_true", help="do not fit the table to 160 columns or the terminal"
+    )
+    analyze.add_argument(
+        "--no-pager", action="store_true", help="never page long output on a terminal"
+    )
     analyze.add_argument(
         "--charts", metavar="DIR", help="also draw the charts as PNG and SVG files in DIR"
     )
+    add_scope_options(analyze, scheme=True)
     _keys_option(analyze)
     _tls_option(analyze)
+    _wire_options(analyze)
 
     report = sub.add_parser(
         "report", help="write one self-contained HTML report (verdict, findings, charts, tables)"
@@ -86,8 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--no-progress", action="store_true", help="never show the progress bar on stderr"
     )
+    add_scope_options(report, scheme=True)
     _keys_option(report)
     _tls_option(report)
+    _wire_options(report)
 
     verify = sub.add_parser(
         "verify",
@@ -133,9 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--policy", metavar="FILE.toml", help="several rules ([[rule]] tables)")
     verify.add_argument("--json", action="store_true", help="machine-readable output")
+    verify.add_argument(
+        "--no-progress", action="store_true", help="never show the progress bar on stderr"
+    )
     verify.add_argument("--scheme", help=argparse.SUPPRESS)  # refused: see _verify
     _keys_option(verify)
     _tls_option(verify)
+    _wire_options(verify)
 
     live = sub.add_parser(
         "live",
@@ -202,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--policy", metavar="FILE.toml", help="with --verify: several rules")
     live.add_argument("--json", action="store_true", help="with --verify: JSON lines and answer")
     _tls_option(live)
+    _wire_options(live, jobs=False)
     live.add_argument(
         "--scheme",
         help="without --verify: rows of these schemes or classes only (list); --verify refuses "
@@ -250,6 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--reveal-secrets", action="store_true", help="also print the token text itself"
     )
     _keys_option(decode)
+
+    completion = sub.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description="Print a completion script: source <(oauth-analyzer completion bash), or "
+        "save it as _oauth-analyzer on zsh's fpath.",
+    )
+    completion.add_argument("shell", choices=("bash", "zsh"))
     return parser
 
 
@@ -260,16 +313,20 @@ SCOPE_OPTIONS = (
     ("--host", "Host header or TLS server name"),
     ("--path", "URI path prefixes, case-insensitive (e.g. /EWS/)"),
     ("--user", "user or token subject (user@domain, DOMAIN\\user)"),
-    ("--since", "from this time (ISO 8601 or epoch seconds)"),
-    ("--until", "up to this time (ISO 8601 or epoch seconds)"),
+    ("--since", "from this time: ISO 8601, epoch seconds, or an offset into the capture (+30s)"),
+    ("--until", "up to this time: ISO 8601, epoch seconds, or an offset into the capture (+5m)"),
 )
+SCHEME_HELP = "exchanges of these credential schemes or auth classes only (list; e.g. ntlm,basic)"
 
 
-def add_scope_options(parser: argparse.ArgumentParser) -> None:
+def add_scope_options(parser: argparse.ArgumentParser, scheme: bool = False) -> None:
+    """The scope options; ``scheme`` adds ``--scheme`` (never to verify: see ``_verify_rules``)."""
     for flag, text in SCOPE_OPTIONS:
         parser.add_argument(
             flag, help=text + (" (list)" if flag not in ("--since", "--until") else "")
         )
+    if scheme:
+        parser.add_argument("--scheme", help=SCHEME_HELP)
 
 
 def scope_values(args: argparse.Namespace) -> dict[str, str]:
@@ -317,6 +374,39 @@ def _keys_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _wire_options(parser: argparse.ArgumentParser, jobs: bool = True) -> None:
+    """Options about reading the wire, the same in every command that reads captures."""
+    parser.add_argument(
+        "--vxlan-port",
+        action="append",
+        type=_port,
+        default=[],
+        metavar="PORT",
+        help="also read UDP PORT as VXLAN (4789 always is; repeatable)",
+    )
+    if jobs:
+        parser.add_argument(
+            "--jobs",
+            type=_positive_int,
+            default=_default_jobs(),
+            metavar="N",
+            help="processes to read captures of 64 MB or more with, split by connection "
+            "(default: the cores, here %(default)s); the output is the same for any N",
+        )
+
+
+def _default_jobs() -> int:
+    from analyzer.parallel import default_jobs
+
+    return default_jobs()
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a UDP port (1-65535)")
+    return int(text)
+
+
 def _tls_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tls-keylog",
@@ -328,32 +418,80 @@ def _tls_option(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except SystemExit as exc:
         if exc.code == 2 and argv[:1] == ["verify"]:
             return USAGE_VERIFY  # verify keeps 2 for INCONCLUSIVE
         raise
-    if args.command == "verify":
-        return _verify(args)
+    if args.command == "completion":
+        from analyzer.completion import bash_script, zsh_script
+
+        script = bash_script if args.shell == "bash" else zsh_script
+        sys.stdout.write(script(parser, PROG))
+        return 0
     if args.command == "live":
         from analyzer.stream_commands import live
 
         return live(args)
     try:
+        if args.command == "verify":
+            return _verify(args)
         if args.command == "decode":
             return _decode(args)
         if args.command == "report":
             return _report(args)
         return _analyze(args)
-    except (CaptureError, KeyFileError) as exc:
+    except _usage_errors() as exc:
         _error(str(exc))
-        return 2
+        return USAGE_VERIFY if args.command == "verify" else 2
     except OSError as exc:
+        if isinstance(exc, BrokenPipeError):
+            return _reader_gone()
         _error(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
-        return 2
+        return USAGE_VERIFY if args.command == "verify" else 2
     except KeyboardInterrupt:
-        return 130
+        packets = sum(c.packets for engine in _ENGINES for c in engine.captures)
+        print(
+            f"{PROG}: interrupted after {packets:,} packets; partial results not written",
+            file=sys.stderr,
+        )
+        return INTERRUPTED
+
+
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """The errors that are one line for the user (evaluated only when something was raised,
+    so a run that succeeds never imports the modules that define them)."""
+    from analyzer.analysis.scope import ScopeError
+    from analyzer.report.outputs import OutputError
+
+    return (CaptureError, KeyFileError, OutputError, ScopeError)
+
+
+class _Version(argparse.Action):
+    """``--version``: looked up only when asked (reading package metadata costs a start-up)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object, **_kw: object) -> None:
+        print(f"{PROG} {_version()}")
+        parser.exit()
+
+
+#: The engines this process ran: an interrupted command says how far they read.
+_ENGINES: list[Engine] = []
+
+
+def _reader_gone() -> int:
+    """The reader of our output (e.g. ``| head``) went away: not an error, nothing to say."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _check_inputs(captures: list[str], key_files: list[str]) -> None:
@@ -365,99 +503,265 @@ def _check_inputs(captures: list[str], key_files: list[str]) -> None:
         KeyStore().add_file(path)  # raises KeyFileError
 
 
+def read_captures(args: argparse.Namespace, stages: Stages) -> AnalysisResult:
+    """Read every capture of a file command with one engine, the bar showing the bytes read;
+    or, with ``--jobs`` above 1 on captures big enough, on that many processes."""
+    if getattr(args, "vxlan_port", None):
+        from analyzer.sources.linklayer import set_vxlan_ports
+
+        set_vxlan_ports(args.vxlan_port)
+    jobs = getattr(args, "jobs", 1) or 1
+    if jobs > 1:
+        from analyzer import parallel
+
+        if parallel.worth_it(args.captures, jobs, args.tls_keylog):
+            with stages.stage(f"reading on {jobs} processes"):
+                return parallel.analyze_parallel(
+                    args.captures,
+                    jobs,
+                    key_files=args.keys,
+                    reveal_secrets=getattr(args, "reveal_secrets", False),
+                )
+    engine = Engine(key_files=args.keys, reveal_secrets=getattr(args, "reveal_secrets", False))
+    _ENGINES.append(engine)
+    for path in args.captures:
+        engine.read_file(path, stages.reading, args.tls_keylog)
+    return engine.finish()
+
+
+def _scoped(result: AnalysisResult, args: argparse.Namespace) -> AnalysisResult:
+    """``result`` narrowed to the scope options (``analysis.subset``), or as it is."""
+    from analyzer.analysis.scope import make_scope
+    from analyzer.analysis.subset import narrow
+
+    values = scope_values(args)
+    if getattr(args, "scheme", None):
+        values["scheme"] = args.scheme
+    return narrow(result, make_scope(**values)) if values else result
+
+
+def _table_name(args: argparse.Namespace) -> str:
+    if args.tokens:
+        return "tokens"
+    if args.findings:
+        return "findings"
+    if args.credentials:
+        return "credentials"
+    return args.table or "events"
+
+
 def _analyze(args: argparse.Namespace) -> int:
+    from analyzer.analysis.scope import make_scope
+    from analyzer.report import outputs
+
+    xlsx = bool(args.output and args.output.lower().endswith(".xlsx"))
     if args.format == "parquet" and not args.output:
         _error("--format parquet writes one file per table: give the folder with -o DIR")
         return 2
+    if args.format == "parquet" or xlsx:
+        if args.format == "parquet":
+            outputs.check_folder(args.output)
+        else:
+            outputs.check_file(args.output)
+    elif args.output:
+        outputs.check_file(args.output)
+    if args.charts:
+        outputs.check_folder(args.charts, "--charts")
+    make_scope(**scope_values(args), scheme=args.scheme)  # a bad filter fails now, not later
     if "-" in args.captures:
         from analyzer.stream_commands import analyze_stdin
 
         return analyze_stdin(args)
     _check_inputs(args.captures, args.keys)
-    result = _run_with_progress(
-        args.captures,
-        show=not args.no_progress,
-        key_files=args.keys,
-        reveal=args.reveal_secrets,
-        tls_keylog=args.tls_keylog,
-    )
-    if args.charts:
-        from analyzer.api import Analysis
-        from analyzer.report.charts import save_charts
+    stages = Stages(args.captures, show=not args.no_progress)
+    try:
+        result = _scoped(read_captures(args, stages), args)
+        if _needs_findings(args, xlsx):  # JSON Lines or CSV of events never pay for them
+            with stages.stage("tokens"):
+                result.findings  # noqa: B018 - tokens, verdicts and findings, under the bar
+        with stages.stage("report"):
+            if args.charts:
+                _charts(result, args.charts)
+            if args.format == "parquet":
+                from analyzer.api import Analysis
 
-        written = save_charts(Analysis(result), args.charts)
-        print(f"{PROG}: wrote {len(written)} chart files to {args.charts}", file=sys.stderr)
-    if args.format == "parquet":
-        from analyzer.api import Analysis
-
-        for path in Analysis(result, reveal_secrets=args.reveal_secrets).to_parquet(args.output):
-            print(path)
-        return 0
-    with ExitStack() as stack:
-        out: IO[str] = sys.stdout
-        if args.output:
-            out = stack.enter_context(open(args.output, "w", encoding="utf-8", newline=""))
-        try:
-            _write(result, args, out)
-            out.flush()
-        except BrokenPipeError:
-            # The reader (e.g. `| head`) went away: not an error for us.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+                with outputs.atomic_folder(args.output) as folder:
+                    written = Analysis(result, reveal_secrets=args.reveal_secrets).to_parquet(
+                        folder
+                    )
+                names = [os.path.join(args.output, p.name) for p in written]
+                stages.close()
+                print("\n".join(names))
+                return 0
+            if xlsx:
+                _xlsx(result, args)
+                stages.close()
+                print(args.output)
+                return 0
+            if args.output:
+                with outputs.atomic_file(args.output) as out:
+                    _write(result, args, out)
+                return 0
+    finally:
+        stages.close()
+    _write(result, args, sys.stdout)
+    sys.stdout.flush()
     return 0
+
+
+def _needs_findings(args: argparse.Namespace, xlsx: bool) -> bool:
+    """Does this output show tokens, verdicts or findings (worked out under the bar), or only
+    events (then they are never worked out)?"""
+    if args.format in ("table", "parquet") or xlsx or args.charts:
+        return True
+    return _table_name(args) in ("tokens", "findings", "verdicts")
+
+
+def _charts(result: AnalysisResult, folder: str) -> None:
+    from analyzer.api import Analysis
+    from analyzer.report.charts import save_charts
+    from analyzer.report.outputs import atomic_folder
+
+    with atomic_folder(folder) as scratch:
+        written = save_charts(Analysis(result), scratch)
+    print(f"{PROG}: wrote {len(written)} chart files to {folder}", file=sys.stderr)
+
+
+def _xlsx(result: AnalysisResult, args: argparse.Namespace) -> None:
+    from analyzer.analysis.credential_view import credential_records
+    from analyzer.api import TABLES as API_TABLES
+    from analyzer.model import CredentialRecord
+    from analyzer.report.excel import write_xlsx
+    from analyzer.report.outputs import atomic_file
+
+    tables = [(n, t, getattr(result, a)) for n, (t, a) in API_TABLES.items()]
+    tables.append(("credentials", CredentialRecord, credential_records(result.events)))
+    with atomic_file(args.output, binary=True) as out:
+        write_xlsx(tables, out, args.reveal_secrets)
+
+
+def _records(result: AnalysisResult, name: str) -> tuple[type, list]:
+    """The record type and records of one ``--table`` (pandas stays unloaded)."""
+    from analyzer.report.schema import RECORDS
+
+    if name == "credentials":
+        from analyzer.analysis.credential_view import credential_records
+        from analyzer.model import CredentialRecord
+
+        return CredentialRecord, credential_records(result.events)
+    return RECORDS[name], getattr(result, name)
 
 
 def _write(result: AnalysisResult, args: argparse.Namespace, out: IO[str]) -> None:
-    records = result.tokens if args.tokens else result.findings if args.findings else result.events
+    """Write the chosen table in the chosen format to ``out`` (paged on a terminal)."""
+    name = _table_name(args)
+    reveal = args.reveal_secrets
     if args.format == "jsonl":
-        write_jsonl(records, out, reveal_secrets=args.reveal_secrets)
-    elif args.format == "csv":
-        kind = TokenRecord if args.tokens else Finding if args.findings else Event
-        write_csv(records, out, kind, reveal_secrets=args.reveal_secrets)
+        write_jsonl(_records(result, name)[1], out, reveal_secrets=reveal)
+        return
+    if args.format == "csv" or args.excel:
+        record_type, records = _records(result, name)
+        write_csv(records, out, record_type, reveal_secrets=reveal, bom=args.excel)
+        return
+    from analyzer.report.layout import UNLIMITED
+    from analyzer.report.table import PIPE_WIDTH
+
+    terminal = out.isatty()
+    width = UNLIMITED if args.wide else PIPE_WIDTH
+    if terminal and not args.wide:
+        from analyzer.report.pager import terminal_width
+
+        width = terminal_width(out)
+    if terminal and not getattr(args, "no_pager", True):
+        import io
+
+        from analyzer.report.pager import page
+
+        text = io.StringIO()
+        _write_text(result, args, name, text, width, terminal)
+        page(text.getvalue(), out)
     else:
-        from analyzer.report.table import write_findings, write_table, write_tokens
+        _write_text(result, args, name, out, width, terminal)
 
-        if args.tokens:
-            write_tokens(result.tokens, out)
-        elif args.findings:
-            write_findings(result.findings, out, explain=True)
-        elif out.isatty():
-            from analyzer.report.terminal import write_rich
 
-            write_rich(
-                result.events,
-                result.captures,
-                result.verdicts,
-                result.findings,
-                out,
-                result.not_inspected,
-            )
-        else:
-            write_table(
-                result.events,
-                result.captures,
-                out,
-                result.verdicts,
-                result.findings,
-                result.not_inspected,
-            )
+def _write_text(
+    result: AnalysisResult,
+    args: argparse.Namespace,
+    name: str,
+    out: IO[str],
+    width: int,
+    terminal: bool,
+) -> None:
+    from analyzer.report import table
+
+    style = table.PLAIN
+    if terminal:
+        from analyzer.report.terminal import AnsiStyle
+
+        style = AnsiStyle()
+    if name == "events":
+        table.write_table(
+            result.events,
+            result.captures,
+            out,
+            result.verdicts,
+            result.findings,
+            result.not_inspected,
+            width=width,
+            style=style,
+            summary_only=args.summary,
+            reveal=args.reveal_secrets,
+        )
+    elif name == "findings":
+        table.write_findings(result.findings, out, explain=True, width=width, style=style)
+    elif name == "tokens":
+        table.write_tokens(result.tokens, out, width, style)
+    elif name == "verdicts":
+        table.write_verdicts(result.verdicts, out, width, style)
+    elif name == "handshakes":
+        table.write_handshakes(result.handshakes, out, width, style)
+    elif name == "credentials":
+        from analyzer.analysis.credential_view import credential_records
+        from analyzer.report.credentials_text import write_credentials
+
+        write_credentials(credential_records(result.events), out, width, style)
+    else:
+        write_csv(*reversed(_records(result, name)), out, reveal_secrets=args.reveal_secrets)
 
 
 def _report(args: argparse.Namespace) -> int:
-    _check_inputs(args.captures, args.keys)
-    result = _run_with_progress(
-        args.captures,
-        show=not args.no_progress,
-        key_files=args.keys,
-        reveal=args.reveal_secrets,
-        tls_keylog=args.tls_keylog,
-    )
-    from analyzer.api import Analysis
-    from analyzer.report.html import write_html
+    from analyzer.analysis.scope import make_scope
+    from analyzer.report import outputs
 
-    analysis = Analysis(result, reveal_secrets=args.reveal_secrets)
-    print(write_html(analysis, args.output, reveal_secrets=args.reveal_secrets))
+    outputs.check_file(args.output, "report -o")
+    make_scope(**scope_values(args), scheme=args.scheme)
+    _check_inputs(args.captures, args.keys)
+    stages = Stages(args.captures, show=not args.no_progress)
+    try:
+        result = _scoped(read_captures(args, stages), args)
+        with stages.stage("tokens"):
+            result.findings  # noqa: B018 - tokens, verdicts and findings, under the bar
+        from analyzer.api import Analysis
+        from analyzer.report.html import render_html
+
+        with stages.stage("report"):
+            analysis = Analysis(result, reveal_secrets=args.reveal_secrets)
+            page = render_html(analysis, reveal_secrets=args.reveal_secrets)
+            with outputs.atomic_file(args.output) as out:
+                out.write(page)
+    finally:
+        stages.close()
+    print(args.output)
     return 0
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("oauth-traffic-analyzer")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _decode(args: argparse.Namespace) -> int:
@@ -490,23 +794,28 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from analyzer.analysis.subset import capture_start
     from analyzer.analysis.verify import PolicyError, evaluate
 
     rules = _verify_rules(args)
     if isinstance(rules, int):
         return rules
+    stages = Stages(args.captures, show=not args.no_progress)
     try:
         _check_inputs(args.captures, args.keys)
-        result = analyze_paths(args.captures, key_files=args.keys, tls_keylog=args.tls_keylog)
+        result = read_captures(args, stages)
+        with stages.stage("tokens"):
+            start = capture_start(result)
+            rules = [dataclasses.replace(r, scope=r.scope.anchored(start)) for r in rules]
+            results = [
+                evaluate(rule, result.events, result.captures, result.not_inspected)
+                for rule in rules
+            ]
     except (PolicyError, CaptureError, KeyFileError) as exc:
         _error(str(exc))
         return USAGE_VERIFY
-    except OSError as exc:
-        _error(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
-        return USAGE_VERIFY
-    results = [
-        evaluate(rule, result.events, result.captures, result.not_inspected) for rule in rules
-    ]
+    finally:
+        stages.close()
     return _verification(results, args)
 
 
@@ -599,45 +908,6 @@ def _when(value: str | None) -> tuple[float | None, str]:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.timestamp(), "as given"
-
-
-def _run_with_progress(
-    paths: list[str], show: bool, key_files: list[str], reveal: bool, tls_keylog: str | None = None
-) -> AnalysisResult:
-    total = sum(os.path.getsize(p) for p in paths if os.path.isfile(p))
-    if not (show and sys.stderr.isatty() and total >= PROGRESS_MIN_BYTES):
-        return analyze_paths(
-            paths, key_files=key_files, reveal_secrets=reveal, tls_keylog=tls_keylog
-        )
-    from rich.progress import BarColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
-
-    done_before: dict[str, int] = {}
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        "[progress.percentage]{task.percentage:>3.0f}%",
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=None,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("reading", total=total)
-
-        def progress(path: str, nbytes: int) -> None:
-            done_before[path] = nbytes
-            bar.update(task, completed=sum(done_before.values()), description=_name(path))
-
-        return analyze_paths(
-            paths,
-            key_files=key_files,
-            reveal_secrets=reveal,
-            progress=progress,
-            tls_keylog=tls_keylog,
-        )
-
-
-def _name(path: str) -> str:
-    return os.path.basename(path)[:30]
 
 
 def _error(message: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, BinaryIO
 
 from analyzer.analysis.coverage import from_tls
@@ -41,6 +42,8 @@ from analyzer.protocols.dispatch import FirstBytes
 from analyzer.protocols.http_exchange import Exchange, HttpConnection
 from analyzer.protocols.sip import looks_like_sip
 from analyzer.protocols.sip_exchange import SipConnection, SipDatagrams, SipExchange
+from analyzer.sources.archive import Archived
+from analyzer.sources.kinds import input_kind
 from analyzer.sources.pcapfile import read_packets, read_stream
 
 if TYPE_CHECKING:
@@ -165,6 +168,7 @@ class EventCollector:
         self.not_inspected: list[NotInspected] = []
         self.tls: list[TlsConnection] = []
         self.stats = CaptureStats()  # the capture being read now
+        self.source: str | None = None  # its input kind (None: pcap or pcapng, as read)
         self.sink = sink
         self.completed = 0  # events numbered so far
         self.on_close: Callable[[str], None] | None = None  # told each closed connection's id
@@ -175,10 +179,18 @@ class EventCollector:
 
     def connection(self, info: ConnectionInfo) -> HttpConnection:
         self.stats.check_time(info.first_ts)
+        on_exchange = partial(self.exchange, source=self.input_kind())
         return HttpConnection(
-            info, self.exchange, request_body_policy, response_body_policy, self.closed,
+            info, on_exchange, request_body_policy, response_body_policy, self.closed,
             self.stats.warn,
         )  # fmt: skip
+
+    def input_kind(self) -> str:
+        """The ``source`` of the events read now: as set, else the capture's format (a
+        connection's events keep the kind of the input it began in)."""
+        if self.source is not None:
+            return self.source
+        return "pcapng" if self.stats.file_format.startswith("pcapng") else "pcap"
 
     def closed(self, conn: HttpConnection) -> None:
         """Count the connection, and remember it when part of it could not be read."""
@@ -254,25 +266,33 @@ class EventCollector:
         """TLS connections in capture-time order."""
         return sorted(self.tls, key=lambda t: (t.ts, t.conn_id))
 
-    def exchange(self, exchange: Exchange) -> None:
-        self._add(build_event(exchange, self.completed + 1))
+    def exchange(self, exchange: Exchange, source: str | None = None) -> None:
+        """Make the event of a finished exchange (if it carries auth material)."""
+        event = build_event(exchange, self.completed + 1)
+        self._add(event, source or self.input_kind())
 
     # -- TLS decrypted with keys (--tls-keylog) ----------------------------------------------
     def tls_connection(self, info: ConnectionInfo) -> HttpConnection:
         """``connection`` for plaintext decrypted from TLS: its events say transport "tls"."""
         self.stats.check_time(info.first_ts)
+        on_exchange = partial(self.tls_exchange, source=self.input_kind())
         return HttpConnection(
-            info, self.tls_exchange, request_body_policy, response_body_policy, self.closed,
+            info, on_exchange, request_body_policy, response_body_policy, self.closed,
             self.stats.warn,
         )  # fmt: skip
 
-    def tls_exchange(self, exchange: Exchange) -> None:
+    def tls_exchange(self, exchange: Exchange, source: str | None = None) -> None:
         event = build_event(exchange, self.completed + 1)
-        self._add(evolve(event, transport="tls") if event is not None else None)
+        source = source or self.input_kind()
+        self._add(
+            evolve(event, transport="tls", source=source) if event is not None else None, source
+        )
 
-    def _add(self, event: Event | None) -> None:
+    def _add(self, event: Event | None, source: str) -> None:
         if event is None:
             return
+        if event.source != source:
+            event = evolve(event, source=source)
         self.completed += 1
         if self.sink is not None:
             event = self.sink(event)
@@ -342,11 +362,12 @@ class EventCollector:
         return SipDatagrams(info, self.sip_exchange)
 
     def sip_exchange(self, exchange: SipExchange) -> None:
-        self._add(build_sip_event(exchange, self.completed + 1))
+        self._add(build_sip_event(exchange, self.completed + 1), self.input_kind())
 
     def tls_sip_exchange(self, exchange: SipExchange) -> None:
         event = build_sip_event(exchange, self.completed + 1)
-        self._add(evolve(event, transport="tls") if event is not None else None)
+        source = self.input_kind()
+        self._add(evolve(event, transport="tls") if event is not None else None, source)
 
     def sip_closed(self, conn: SipConnection) -> None:
         """A SIP connection ended: remember the stretches of its bytes that were lost."""
@@ -404,10 +425,12 @@ def _not_inspected(
 
 
 #: Distinct tokens a stream's view remembers (decoded and verified) before starting afresh.
-TOKENS_REMEMBERED = 10_000
+TOKENS_REMEMBERED = 5_000
 #: Events a stream keeps for its closing summary (verdicts and findings) before it lets the
 #: oldest go; counters and every event streamed out are unaffected.
-STREAM_KEEP = 100_000
+STREAM_KEEP = 50_000
+#: Event fields holding token text, shared between the events a stream keeps.
+SHARED_TEXTS = ("credential", "access_token", "id_token", "refresh_token", "assertion")
 
 
 class Engine:
@@ -451,8 +474,9 @@ class Engine:
     def streaming(self) -> bool:
         return self.view is not None
 
-    def _start(self, stats: CaptureStats) -> TcpReassembler:
-        """Begin one input: its packets continue the same connections as the last one's."""
+    def _start(self, stats: CaptureStats, source: str | None = None) -> TcpReassembler:
+        """Begin one input: its packets continue the same connections as the last one's.
+        ``source``: the input kind of its events (None: pcap or pcapng, as read)."""
         self.captures.append(stats)
         if self._reassembler is None:
             self._reassembler = TcpReassembler(
@@ -464,6 +488,7 @@ class Engine:
             self._reassembler.datagrams = self._udp.feed
         self._reassembler.stats = stats
         self.collector.stats = stats
+        self.collector.source = source
         return self._reassembler
 
     def read_file(
@@ -472,10 +497,56 @@ class Engine:
         progress: ProgressCallback | None = None,
         tls_keylog: str | None = None,
     ) -> CaptureStats:
-        """Read one capture file (pcap, pcapng, gzip; a FIFO is read as it is written)."""
-        stats = CaptureStats(path=str(path))
-        reassembler = self._start(stats)
-        _read_one(str(path), stats, reassembler, progress, self.collector, tls_keylog)
+        """Read one input file, of the kind its first bytes say: a capture (pcap, pcapng, gzip;
+        a FIFO is read as it is written), a Fiddler SAZ, an HTTP archive (HAR), or any other
+        format tshark reads (converted to pcapng as a stream)."""
+        path = str(path)
+        kind = input_kind(path)
+        if kind in ("saz", "har"):
+            return self.read_archive(path, kind, tls_keylog)
+        stats = CaptureStats(path=path)
+        reassembler = self._start(stats, "tshark" if kind in ("etl", "other") else None)
+        convert = kind in ("etl", "other")
+        _read_one(path, stats, reassembler, progress, self.collector, tls_keylog, convert)
+        return stats
+
+    def read_archive(self, path: str, kind: str, tls_keylog: str | None = None) -> CaptureStats:
+        """Read a Fiddler SAZ (``kind`` "saz") or an HTTP archive ("har"): their exchanges need
+        no reassembly (see ``read_exchanges``). Raises ``CaptureError`` for an unreadable one."""
+        from analyzer.sources.har import read_har
+        from analyzer.sources.saz import read_saz
+
+        stats = CaptureStats(path=path)
+        items = read_saz(path, stats) if kind == "saz" else read_har(path, stats)
+        if tls_keylog:
+            stats.warn(
+                f"{path}: --tls-keylog not used: the {kind.upper()}'s traffic was decrypted "
+                "by the tool that recorded it"
+            )
+        return self.read_exchanges(items, stats, kind)
+
+    def read_exchanges(
+        self, items: Iterable[Archived | NotInspected], stats: CaptureStats, source: str
+    ) -> CaptureStats:
+        """Take HTTP exchanges that were recorded whole (a SAZ's sessions, a HAR's entries) and
+        what their archive could not show: they enter where reassembled traffic hands over its
+        exchanges, and become events like any other, with ``source`` set."""
+        self.captures.append(stats)
+        collector = self.collector
+        collector.stats = stats
+        collector.source = source
+        for item in items:
+            if isinstance(item, NotInspected):
+                collector.not_inspected.append(item)
+                continue
+            exchange = item.exchange
+            first = exchange.request or exchange.response
+            if first is not None:
+                stats.check_time(first.ts)
+            if item.tls:
+                collector.tls_exchange(exchange, source)
+            else:
+                collector.exchange(exchange, source)
         return stats
 
     def read_stream(
@@ -485,14 +556,18 @@ class Engine:
         tee: Callable[[bytes], None] | None = None,
         progress: Callable[[CaptureStats], None] | None = None,
         tls_keylog: str | None = None,
+        source: str | None = None,
     ) -> CaptureStats:
         """Read a pcap or pcapng byte stream (standard input, a live capture's pipe) as it
         arrives: the events of the packets read so far are out before the next read waits.
         ``tee`` gets every chunk read (``live --write``); ``progress`` is called after each.
         ``tls_keylog`` has tshark decrypt the stream alongside (``StreamDecryptor``): its
-        plaintext is read as it comes, and what is left when the stream ends."""
+        plaintext is read as it comes, and what is left when the stream ends. ``source`` is
+        the events' input kind: by default ``live`` for a stream named ``live:...`` (as
+        ``live`` names its capture), else the stream's format (pcap or pcapng)."""
         stats = CaptureStats(path=name)
         reassembler = self._start(stats)
+        self.collector.source = source or ("live" if name.startswith("live:") else None)
         decryptor = tls = None
         if tls_keylog:
             from analyzer.sources.tshark import StreamDecryptor
@@ -630,19 +705,37 @@ class StreamView:
         self.tokens = TokenAnalysis(self.store)
         self.handshakes = HandshakeTracker()
         self.on_event = on_event
+        self._texts: dict[str, str] = {}  # token text -> the one string kept for it
 
     def add(self, event: Event) -> Event:
         """Fill in the event and hand it out; returns it as handed out."""
         if event.document and self.store.add_document(event.document, request_url(event), event.ts):
-            self.tokens = TokenAnalysis(self.store)  # earlier verdicts on signatures may change
+            self._fresh()  # earlier verdicts on signatures may change
         elif self.tokens.distinct > TOKENS_REMEMBERED:
-            self.tokens = TokenAnalysis(self.store)  # a cache: bounded over a long run
+            self._fresh()  # a cache: bounded over a long run
+        event = self._shared_texts(event)
         fields = self.tokens.event_fields([event])[0]
         event = evolve(event, **fields) if fields else event
         shake = self.handshakes.add(event)
         event = evolve(event, **shake) if shake else event
         self.on_event(event)
         return event
+
+    def _fresh(self) -> None:
+        self.tokens = TokenAnalysis(self.store)
+        self._texts.clear()
+
+    def _shared_texts(self, event: Event) -> Event:
+        """The event with each long token text replaced by the one string kept for it: a token
+        is typically sent hundreds of times, and the events kept for the summary hold it once."""
+        changes = {}
+        for name in SHARED_TEXTS:
+            text = getattr(event, name)
+            if text is not None and len(text) > 64:
+                kept = self._texts.setdefault(text, text)
+                if kept is not text:
+                    changes[name] = kept
+        return evolve(event, **changes) if changes else event
 
 
 def analyze_paths(
@@ -677,6 +770,7 @@ def _read_one(
     progress: ProgressCallback | None,
     collector: EventCollector,
     tls_keylog: str | None,
+    convert: bool = False,
 ) -> None:
     every = None
     if progress is not None:
@@ -685,8 +779,13 @@ def _read_one(
             progress(path, stats.bytes)
 
     decrypted = read_decrypted(path, tls_keylog, stats) if tls_keylog else None
-    # read_packets raises CaptureError for a non-capture before tshark runs
-    packets = read_packets(path, stats, reassembler, every)
+    # the readers raise CaptureError for a non-capture before tshark decrypts anything
+    if convert:
+        from analyzer.sources.convert import read_converted  # the subprocess machinery
+
+        packets = read_converted(path, stats, reassembler, every)
+    else:
+        packets = read_packets(path, stats, reassembler, every)
     keys = _read_tls(decrypted, stats, collector) if decrypted is not None else set()
     # The ciphertext of a decrypted connection is read too, for its handshake (TLS record,
     # inspected); its bytes past the handshake are skipped like any other TLS connection's.

@@ -17,10 +17,13 @@ from typing import Any, TypeVar
 
 _R = TypeVar("_R")
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = 1  # an integer: raised when a field changes meaning or is removed
 
 #: Credential schemes an event's ``scheme`` field can hold (lowercase).
 SCHEMES = ("bearer", "basic", "ntlm", "negotiate", "digest", "other", "none")
+#: Input kinds an event's ``source`` field can hold: capture files, a live capture, a Fiddler
+#: session archive, a browser's HTTP archive, and any other format converted through tshark.
+SOURCES = ("pcap", "pcapng", "live", "saz", "har", "tshark")
 
 
 def _secret() -> Any:
@@ -75,6 +78,9 @@ class Event:
     server_ip: str
     server_port: int
     conn_id: str
+    # Community ID v1 of the connection (Zeek, Suricata, Arkime print it); keyword-only so it can
+    # sit beside conn_id with a default
+    community_id: str | None = field(default=None, kw_only=True)
     protocol: str  # http/1.0, http/1.1, http/2, sip
     method: str
     host: str | None
@@ -96,13 +102,17 @@ class Event:
     ntlm_type: int | None = None  # NTLM message type the credential carried (1 or 3)
     spn: str | None = None  # Kerberos: the ticket's service principal name
     password_len: int | None = None
+    # Basic: the password itself, kept for --reveal-secrets only (dropped by writers otherwise)
+    password: str | None = field(default=None, repr=False, kw_only=True, metadata={"secret": True})
     cred_fp: str | None = None
     cred_len: int | None = None
     challenges: tuple[Challenge, ...] = ()
     ms_diagnostics: str | None = None  # raw x-ms-diagnostics response header
     user_agent: str | None = None
     reasons: tuple[str, ...] = ()  # why this exchange is an event: credential, challenge, ...
-    transport: str = "tcp"  # tcp or udp (read in the clear), or tls (decrypted with keys)
+    transport: str = "tcp"  # tcp or udp (cleartext on the wire), or tls (decrypted by keys or
+    # the recorder of a SAZ / HAR)
+    source: str = "pcap"  # the input kind the exchange was read from (see SOURCES)
     # OAuth token endpoint traffic (request form, then JSON response)
     grant_type: str | None = None
     client_id: str | None = None
@@ -302,8 +312,26 @@ class TlsConnection:
     problem: str | None = None  # why the handshake could not be read whole (malformed, cut, ...)
 
 
+@dataclass(frozen=True, slots=True)
+class CredentialRecord:
+    """One distinct credential (by ``cred_fp``) and where it was used, like NetworkMiner's
+    Credentials tab (``analyze --credentials``)."""
+
+    cred_fp: str
+    scheme: str  # one of SCHEMES
+    identity: str | None  # DOMAIN\\user, user, or the token's subject
+    issuer: str | None  # a token's issuer (product name when known)
+    first_seen: float
+    last_seen: float
+    uses: int  # requests that presented it
+    clients: tuple[str, ...] = ()
+    servers: tuple[str, ...] = ()  # Host, else server address:port
+    outcomes: dict[str, int] = field(default_factory=dict)  # accepted, rejected, ... -> requests
+    password: str | None = _secret()  # Basic: the password (--reveal-secrets only)
+
+
 #: Kinds of traffic a verdict cannot vouch for (``NotInspected.kind``).
-NOT_INSPECTED_KINDS = ("tls", "request-lost", "http2")
+NOT_INSPECTED_KINDS = ("tls", "request-lost", "http2", "connect-tunnel", "sanitized")
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,9 +340,11 @@ class NotInspected:
 
     One record per connection: a TLS connection that was not decrypted, a connection on which
     request bytes were lost (a TCP hole, a head cut by the end of the capture) so a request's
-    credential is unknown, or HTTP/2 streams whose headers could not be decoded (the capture
-    began mid-connection, an HPACK error, frames that could not be followed). A verdict whose
-    scope covers one errs towards INCONCLUSIVE.
+    credential is unknown, HTTP/2 streams whose headers could not be decoded (the capture
+    began mid-connection, an HPACK error, frames that could not be followed), a CONNECT
+    tunnel a proxy trace (SAZ) did not decrypt, or HTTP archive (HAR) entries whose
+    credentials the export removed. A verdict whose scope covers one errs towards
+    INCONCLUSIVE.
     """
 
     kind: str  # one of NOT_INSPECTED_KINDS
@@ -325,8 +355,8 @@ class NotInspected:
     server_ip: str
     server_port: int
     host: str | None = None  # the Host its requests named, or the TLS server name (SNI)
-    # stretches of request bytes lost (request-lost); HTTP/2 streams not decoded (http2); 1 for
-    # a TLS connection
+    # stretches of request bytes lost (request-lost); HTTP/2 streams not decoded (http2);
+    # entries sanitized; 1 for a TLS connection or a tunnel
     count: int = 1
     detail: str = ""
     protocol: str | None = None  # what the connection spoke when known (sip); None: any
@@ -500,8 +530,10 @@ class CaptureStats:
     """Counters and warnings gathered while reading one capture (mutable: sources fill it in)."""
 
     path: str = ""
-    file_format: str = ""  # pcap, pcapng, pcap.gz, ...
+    # the input kind: pcap, pcapng, pcap.gz, live (...), saz, har, tshark (<format>)
+    file_format: str = ""
     packets: int = 0
+    exchanges: int = 0  # HTTP exchanges read from an archive (SAZ sessions, HAR entries)
     bytes: int = 0
     link_types: dict[int, int] = field(default_factory=dict)
     ipv4: int = 0
@@ -518,6 +550,7 @@ class CaptureStats:
     gaps: int = 0  # holes in TCP streams given up on
     evicted: int = 0  # connections dropped for idleness or the buffer cap
     dropped: int = 0  # live capture: packets the kernel or capture engine dropped (missed)
+    first_ts: float | None = None  # time of the first TCP packet (offsets like --since +30s)
     # Tunnels taken apart (analyzer.sources.linklayer): packets per encapsulation read (once per
     # layer: "VXLAN", "GRE", "ERSPAN II", "MPLS", ...), the ids seen in each (VNI, GRE key,
     # ERSPAN session, TEID, bottom MPLS label, PPPoE session; the first 64 distinct), and packets
@@ -533,7 +566,10 @@ class CaptureStats:
 
     def check_time(self, ts: float) -> None:
         """Warn once about a packet time off by years (a wrong capture clock, a pcapng
-        ``if_tsoffset``): outputs show it as captured, or as ``<invalid time ...>``."""
+        ``if_tsoffset``): outputs show it as captured, or as ``<invalid time ...>``. Called with
+        each connection's first packet time, it also keeps the earliest (``first_ts``)."""
+        if self.first_ts is None or ts < self.first_ts:
+            self.first_ts = ts
         if PLAUSIBLE_TIMES[0] <= ts <= PLAUSIBLE_TIMES[1]:
             return
         from analyzer.report.times import format_utc  # only when warning (model imports nothing)

@@ -23,6 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 from analyzer.engine import AnalysisResult, Engine, Parts, analyze_paths, assemble
 from analyzer.model import CaptureStats
+from analyzer.sources.kinds import input_kind
 
 #: Below this many bytes of input a second process costs more than it saves.
 MIN_PARALLEL_BYTES = 64 << 20
@@ -47,16 +48,26 @@ def analyze_parallel(
     tls_keylog: str | None = None,
 ) -> AnalysisResult:
     """``analyze_paths`` on ``jobs`` processes (one when that cannot pay off: small input,
-    ``jobs`` 1, or a TLS key log, which tshark reads per file in one pass)."""
+    ``jobs`` 1, a TLS key log, which tshark reads per file in one pass, or inputs that are not
+    packet captures - archives and converted formats are read whole, once)."""
     paths = [str(p) for p in paths]
     key_files = list(key_files)
-    size = sum(os.path.getsize(p) for p in paths if os.path.isfile(p))
-    if jobs <= 1 or tls_keylog or size < MIN_PARALLEL_BYTES:
+    if not worth_it(paths, jobs, tls_keylog):
         return analyze_paths(
             paths, key_files=key_files, reveal_secrets=reveal_secrets, tls_keylog=tls_keylog
         )
     parts = read_sharded(paths, jobs)
     return assemble(merge(parts), key_files, reveal_secrets)
+
+
+def worth_it(paths: list[str], jobs: int, tls_keylog: str | None = None) -> bool:
+    """Would ``jobs`` processes pay off? Not for one job, a TLS key log, small input, or inputs
+    that are not packet capture files (archives and converted formats are read whole, once)."""
+    if jobs <= 1 or tls_keylog:
+        return False
+    if not all(os.path.isfile(p) and input_kind(p) == "capture" for p in paths):
+        return False
+    return sum(os.path.getsize(p) for p in paths) >= MIN_PARALLEL_BYTES
 
 
 def read_sharded(

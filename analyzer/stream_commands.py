@@ -10,16 +10,18 @@ a second Ctrl-C gives up at once.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import IO, Any
 
-from analyzer.analysis.scope import HostsSeen, ScopeError, listed, make_scope
+from analyzer.analysis.scope import HostsSeen, ScopeError, make_scope
 from analyzer.cli import (
     PROG,
     USAGE_VERIFY,
@@ -40,6 +42,7 @@ STDIN_NAME = "stdin"
 
 def analyze_stdin(args: argparse.Namespace) -> int:
     """``analyze -``: read pcap/pcapng from standard input as it arrives."""
+    _vxlan_ports(args)
     if args.captures != ["-"]:
         _error("'-' reads standard input: give it alone, not with capture files")
         return 2
@@ -54,9 +57,15 @@ def analyze_stdin(args: argparse.Namespace) -> int:
         _error(str(exc))
         return 2
     listing = not (args.tokens or args.findings or args.format == "parquet")
+    listing = listing and not (args.credentials or args.table not in (None, "events"))
+    scoped = bool(scope_values(args) or args.scheme)
     with ExitStack() as stack:
         out = _output(stack, args.output)
-        rows = EventRows(args.format, out, reveal_secrets=args.reveal_secrets, status=None)
+        rows: Callable[[Event], None] = EventRows(
+            args.format, out, reveal_secrets=args.reveal_secrets, status=None
+        )
+        if scoped:
+            rows = _only_in_scope(args, rows, lambda: _first_packet(engine))
         engine = Engine(
             key_files=args.keys,
             reveal_secrets=args.reveal_secrets,
@@ -72,6 +81,10 @@ def analyze_stdin(args: argparse.Namespace) -> int:
         except BrokenPipeError:
             return _reader_gone()
         result = engine.finish()
+        if scoped:
+            from analyzer.analysis.subset import narrow
+
+            result = narrow(result, make_scope(**scope_values(args), scheme=args.scheme))
         try:
             if listing:
                 _summary(result, args.format, out)
@@ -88,9 +101,12 @@ def live(args: argparse.Namespace) -> int:
     from analyzer.sources.ringfile import RingWriter
 
     usage = USAGE_VERIFY if args.verify else 2
+    _vxlan_ports(args)
     rules = _verify_rules(args) if args.verify else []
     if isinstance(rules, int):
         return rules
+    started = time.time()  # offsets (--since +30s) count from the start of the capture
+    rules = [dataclasses.replace(r, scope=r.scope.anchored(started)) for r in rules]
     if not args.verify and _verify_only(args):
         _error(f"{_verify_only(args)} is a rule option: it needs --verify")
         return 2
@@ -124,7 +140,7 @@ def live(args: argparse.Namespace) -> int:
         on_event: Callable[[Event], None] = rows
         if watch is None and (scope_values(args) or args.scheme):
             try:
-                on_event = _only_in_scope(args, rows)
+                on_event = _only_in_scope(args, rows, lambda: _first_packet(engine))
             except ScopeError as exc:
                 _error(str(exc))
                 return usage
@@ -190,6 +206,13 @@ def live(args: argparse.Namespace) -> int:
 
 
 # -- pieces ------------------------------------------------------------------------------------
+def _vxlan_ports(args: argparse.Namespace) -> None:
+    if getattr(args, "vxlan_port", None):
+        from analyzer.sources.linklayer import set_vxlan_ports
+
+        set_vxlan_ports(args.vxlan_port)
+
+
 def _stdin() -> IO[bytes]:
     """Standard input as bytes; unbuffered when it is a real file descriptor, so the reader
     can tell when nothing has arrived (and read what tshark decrypted meanwhile)."""
@@ -282,21 +305,31 @@ def _violations(watch: Any, as_json: bool, status: StatusLine | None) -> Callabl
 
 
 def _only_in_scope(
-    args: argparse.Namespace, rows: Callable[[Event], None]
+    args: argparse.Namespace,
+    rows: Callable[[Event], None],
+    start: Callable[[], float | None] = lambda: None,
 ) -> Callable[[Event], None]:
-    """Rows for the events in the scope options (and ``--scheme``) only; raises ScopeError."""
-    scope = make_scope(**scope_values(args))
-    schemes = {s.lower() for s in listed(args.scheme, "scheme")}
+    """Rows for the events in the scope options (``--scheme`` included: one parser,
+    ``analysis.scope.make_scope``) only; raises ScopeError. Offsets (``--since +30s``) count
+    from the first packet the engine read."""
+    scope = make_scope(**scope_values(args), scheme=args.scheme)
     hosts = HostsSeen()
+    anchored: list = []
 
     def row(event: Event) -> None:
         hosts.add(event)
-        if schemes and event.scheme not in schemes and (event.auth_class or "") not in schemes:
-            return
-        if scope.matches(event, hosts.addresses()):
+        if not anchored:
+            first = start()
+            anchored.append(scope.anchored(first if first is not None else event.ts))
+        if anchored[0].matches(event, hosts.addresses()):
             rows(event)
 
     return row
+
+
+def _first_packet(engine: Engine) -> float | None:
+    """The time of the first packet the engine read (offsets such as ``--since +30s``)."""
+    return engine.captures[-1].first_ts if engine.captures else None
 
 
 def _both(*handlers: Callable[[Event], None]) -> Callable[[Event], None]:

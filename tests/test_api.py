@@ -62,7 +62,7 @@ def test_jsonl_and_csv_exports(analysis, tmp_path: Path) -> None:
     analysis.to_jsonl(tmp_path)
     analysis.to_csv(tmp_path)
     lines = (tmp_path / "tokens.jsonl").read_text().splitlines()
-    assert len(lines) == 11 and json.loads(lines[0])["schema_version"] == "1"
+    assert len(lines) == 11 and json.loads(lines[0])["schema_version"] == 1
     handshakes = pd.read_csv(tmp_path / "handshakes.csv")
     assert len(handshakes) == 6 and handshakes["schema_version"].eq(1).all()
 

@@ -58,11 +58,11 @@ def test_findings_name_certificates_by_hex_thumbprint_and_subject() -> None:
     key = next(k for k in certs().signing_keys if k.not_after == T + 10 * DAY)
     assert key.thumbprint and key.thumbprint in expiring
     assert "CN=Microsoft Exchange Server Auth Certificate" in expiring
-    assert "expires 10 day(s) after the capture" in expiring
-    assert "verifies 2 captured token(s)" in expiring
+    assert "expires 10 days after the capture" in expiring
+    assert "verifies 2 captured tokens" in expiring
     (expired,) = ids(certs(), "tls-certificate-expired")
     assert expired.startswith("sfbpool01.contoso.com (10.30.0.20:443) presented certificate ")
-    assert "expired 5 day(s) before the capture" in expired
+    assert "expired 5 days before the capture" in expired
     (unpublished,) = ids(certs(), "signing-key-unpublished")
     assert "x5t BLINUUSH3bd-U2V3Uu3leZey13A" in unpublished
     severities = {f.rule_id: f.severity for f in certs().findings}
@@ -116,7 +116,7 @@ def test_a_key_file_near_expiry_is_reported(tmp_path: Path) -> None:
     # small-basic.pcap was taken on 2026-03-02 too: the certificate has days left then
     (detail,) = ids(result, "signing-certificate-expiring")
     assert detail.startswith(f"signing certificate {key.thumbprint} (")
-    assert str(cert) in detail and "verifies 0 captured token(s)" in detail
+    assert str(cert) in detail and "verifies 0 captured tokens" in detail
 
 
 def test_tls_certificate_rules_read_the_time_of_each_connection() -> None:
@@ -144,7 +144,7 @@ def test_uninspected_tls_is_listed_per_server_named_by_sni() -> None:
     ]
     many = [TlsConnection(f"F{i}", T, **{**base, "server_port": 1000 + i}) for i in range(25)]
     lines = blind_spot_lines([from_tls(t) for t in many])
-    assert len(lines) == 21 and lines[-1] == "... and 5 more to 5 other server(s) not inspected"
+    assert len(lines) == 21 and lines[-1] == "... and 5 more to 5 other servers not inspected"
     out = io.StringIO()
     write_table([], [], out, not_inspected=blind)
     assert f"Not inspected\n  12 TLS connections to mail.contoso.com:443 (10.1.0.10) {ADVICE}" in (
@@ -156,7 +156,7 @@ def test_html_report_shows_signing_keys_and_the_tls_inventory() -> None:
     page = render_html(analyzer.Analysis(certs()), with_charts=False)
     for key in certs().signing_keys:
         assert key.thumbprint and key.thumbprint in page
-    assert "expires 10 day(s) after the capture" in page  # the signing key's validity
+    assert "expires 10 days after the capture" in page  # the signing key's validity
     assert 'id="sec-keys"' in page and 'id="sec-tls"' in page
     assert f"2 TLS connections to mail.contoso.com:443 (10.30.0.10) {ADVICE}" in page
     assert "EC1D8A16F8E1A0C982298F2E6CB04496941E27B8" in page  # mail.contoso.com's TLS cert

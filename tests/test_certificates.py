@@ -100,6 +100,6 @@ def test_expiry_rule_is_thirty_days_either_side_of_the_capture() -> None:
     assert expiry(at + 30 * DAY, at) == "expiring"
     assert expiry(at + 30 * DAY + 1, at) is None
     assert expiry(None, at) is None and expiry(at, None) is None
-    assert expiry_text(at - 3 * DAY, at) == "expired 3 day(s) before the capture"
-    assert expiry_text(at + 12 * DAY, at) == "expires 12 day(s) after the capture"
-    assert expiry_text(at + 2 * 3600, at) == "expires 2 hour(s) after the capture"
+    assert expiry_text(at - 3 * DAY, at) == "expired 3 days before the capture"
+    assert expiry_text(at + 12 * DAY, at) == "expires 12 days after the capture"
+    assert expiry_text(at + 2 * 3600, at) == "expires 2 hours after the capture"

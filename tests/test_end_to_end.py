@@ -67,7 +67,7 @@ def test_cli_jsonl_is_the_same_events(tmp_path: Path) -> None:
     assert proc.stdout == ""
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [line["cred_fp"] for line in lines] == [e["cred_fp"] for e in expected_events(capture)]
-    assert all(line["schema_version"] == "1" for line in lines)
+    assert all(line["schema_version"] == 1 for line in lines)
 
 
 def test_progress_follows_the_file_and_results_do_not_depend_on_it(tmp_path: Path) -> None:

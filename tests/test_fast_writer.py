@@ -34,8 +34,9 @@ from analyzer.model import (
     public_fields,
     to_dict,
 )
-from analyzer.report.export import write_csv, write_jsonl
+from analyzer.report.export import TIME_FIELD, csv_header, who, write_csv, write_jsonl
 from analyzer.report.json_text import json_encoder, to_json
+from analyzer.report.times import iso_utc
 
 REPO = Path(__file__).resolve().parents[1]
 CAPTURES = REPO / "captures"
@@ -87,11 +88,20 @@ def plain_csv(records: list[Any], record_type: type, reveal_secrets: bool = Fals
         return value
 
     out = io.StringIO()
-    names = ["schema_version", *public_fields(record_type, reveal_secrets)]
+    names = csv_header(record_type, reveal_secrets)  # time, key columns, the rest, version
+    assert sorted(names) == sorted(
+        ["schema_version", *public_fields(record_type, reveal_secrets)]
+        + (["time"] if record_type in TIME_FIELD else [])
+        + (["identity"] if record_type is Event else [])
+    )
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(names)
     for record in records:
         row = {"schema_version": SCHEMA_VERSION, **plain_to_dict(record, reveal_secrets)}
+        if record_type in TIME_FIELD:
+            row["time"] = iso_utc(row.get(TIME_FIELD[record_type]))
+        if record_type is Event:
+            row["identity"] = who(record) if isinstance(record, Event) else None
         writer.writerow([cell(row[name]) for name in names])
     return out.getvalue()
 

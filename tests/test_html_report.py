@@ -106,7 +106,7 @@ def test_verdict_comes_first_and_findings_link_to_events(page: str, sfb: Analysi
         assert html.escape(summary) in page
     for rule in RULES:
         assert f'id="finding-{rule}"' in page
-    assert "9 finding(s): 4 high, 4 medium, 1 low" in page
+    assert "9 findings: 4 high, 4 medium, 1 low" in page
     # evidence links resolve to event rows, handshake rows and token details
     ids = {attrs.get("id") for _, attrs in elements(page)}
     hrefs = [attrs["href"] for name, attrs in elements(page) if name == "a" and attrs.get("href")]
@@ -130,10 +130,30 @@ def test_charts_are_inline_images(page: str) -> None:
         assert ET.fromstring(svg).tag == "{http://www.w3.org/2000/svg}svg"
 
 
-def test_tokens_have_decoded_claims_in_details(page: str) -> None:
-    assert '<details id="token-9ceea6443a88" class="token">' in page
-    assert "<h4>Claims</h4>" in page
-    assert "&quot;nameid&quot;: &quot;S-1-5-21-3623811015-3361044348-30300820-1104&quot;" in page
+def unpack(text: str) -> Any:
+    """The JSON the page packs (base64 of raw deflate), as its script unpacks it."""
+    import json
+    import zlib
+
+    return json.loads(zlib.decompress(base64.b64decode(text), -15).decode("utf-8"))
+
+
+def template(page: str, attrs: str) -> str:
+    start = page.index(f"<template {attrs}>") + len(f"<template {attrs}>")
+    return page[start : page.index("</template>", start)]
+
+
+def test_tokens_are_one_row_each_with_claims_on_demand(page: str, sfb: Analysis) -> None:
+    rows = [
+        a["id"] for n, a in elements(page) if n == "tr" and (a.get("id") or "").startswith("tok")
+    ]
+    assert rows == [f"token-{fp}" for fp in sfb.tokens["fingerprint"]]  # one row per token
+    data = unpack(template(page, 'id="token-data" data-encoding="deflate-raw+base64"'))
+    assert set(data) == set(sfb.tokens["fingerprint"])
+    token = data["9ceea6443a88"]
+    assert token["l"]["nameid"] == "S-1-5-21-3623811015-3361044348-30300820-1104"
+    assert {"f", "c", "h", "l"} <= set(token) and "t" not in token
+    assert "S-1-5-21-3623811015" not in page  # claims are drawn when a row is opened
 
 
 def test_no_secret_in_the_report_unless_revealed(sfb: Analysis, page: str) -> None:
@@ -228,6 +248,9 @@ def test_hostile_capture_content_is_escaped(tmp_path: Path) -> None:
 # -- command line --------------------------------------------------------------------------------
 def test_cli_report_writes_one_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "sub" / "report.html"
+    assert main(["report", str(SFB), "-o", str(out)]) == 2  # its folder must exist: said at once
+    assert "no such folder" in capsys.readouterr().err
+    out.parent.mkdir()
     assert main(["report", str(SFB), "-o", str(out)]) == 0
     assert capsys.readouterr().out.strip() == str(out)
     text = out.read_text(encoding="utf-8")
@@ -284,7 +307,7 @@ def test_report_in_headless_chromium(sfb: Analysis) -> None:
     assert 'data-js="ready"' in dom  # the script ran to its end
     assert "OAUTH-WITH-FALLBACK" in dom and "token-expired-use" in dom
     assert dom.count('src="data:image/svg+xml;base64,') == 3
-    assert 'id="event-count" class="muted">15 of 15 events' in dom
+    assert 'id="event-count" class="count muted">15 of 15 events' in dom
 
     run = chromium(url + "?filter=ntlm&sort=status:desc", "--dump-dom")
     assert console(run) == []
@@ -304,3 +327,116 @@ def test_report_in_headless_chromium(sfb: Analysis) -> None:
     run = chromium(url, f"--screenshot={shot}", "--window-size=1400,2000", "--hide-scrollbars")
     assert console(run) == []
     assert shot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+# -- phone and laptop, through the DevTools protocol -------------------------------------------
+WIDTHS = (390, 1400)
+FILTER = (
+    "(function (q) {{ var b = document.querySelector({box!r});"
+    " b.value = q; b.dispatchEvent(new Event('input')); }})({query})"
+)
+
+
+def ready(browser: Any) -> None:
+    import time
+
+    deadline = time.monotonic() + 30  # a hang guard, not a goal (bench/ measures the time)
+    while browser.eval("document.body.getAttribute('data-js')") != "ready":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def type_filter(browser: Any, box: str, query: str) -> None:
+    import json
+
+    browser.eval(FILTER.format(box=box, query=json.dumps(query)))
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium not installed (bash setup.sh test)")
+def test_report_at_phone_and_laptop_widths(sfb: Analysis) -> None:
+    """No sideways scrolling of the page at 390 and 1400 px, notes visible, tables sortable and
+    filterable with field:value, the state in the URL; screenshots and the Performance API's
+    timings kept in test-artifacts/."""
+    import json
+    import time
+
+    from cdp import Browser
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    report = write_html(sfb, ARTIFACTS / "report-widths.html")
+    url = report.resolve().as_uri()
+    timings = {}
+    count = "document.getElementById('event-count').textContent"
+    with Browser() as browser:
+        for width in WIDTHS:
+            browser.open(url, width, mobile=width < 600)
+            ready(browser)
+            page_width, viewport = browser.eval(
+                "[document.documentElement.scrollWidth, window.innerWidth]"
+            )
+            assert page_width <= viewport == width  # no sideways scrolling of the page
+            notes = browser.eval(
+                "(function () { var c = document.getElementById('event-8').cells[12];"
+                " var r = c.getBoundingClientRect(); return [r.width, c.textContent]; })()"
+            )
+            assert notes[0] > 100 and "x-ms-diagnostics 2000002" in notes[1]
+            banner = browser.eval("document.querySelector('.banner').innerText")
+            assert "OAuth missing or rejected" in banner
+            browser.screenshot(ARTIFACTS / f"report-{width}.png")
+            timings[width] = json.loads(
+                browser.eval(
+                    "JSON.stringify({navigation: performance.getEntriesByType('navigation')[0],"
+                    " marks: performance.getEntriesByType('mark')})"
+                )
+            )
+            assert timings[width]["navigation"]["loadEventEnd"] > 0
+            assert [m["name"] for m in timings[width]["marks"]] == ["rows-added", "report-ready"]
+        # field:value filters, negation and comparisons; the filter written back to the URL
+        type_filter(browser, "#event-filter", "status:401")
+        assert browser.eval(count) == "4 of 15 events"
+        assert browser.eval("location.hash") == "#events.q=status%3A401"
+        for query, shown in (
+            ("scheme:ntlm", "2 of 15 events"),
+            ("status:>=400 -class:ntlm", "5 of 15 events"),
+            ("", "15 of 15 events"),
+        ):
+            type_filter(browser, "#event-filter", query)
+            assert browser.eval(count) == shown, query
+        # every table sorts by its headers and filters by its own box
+        browser.eval("document.querySelector('#handshakes th[data-key=class]').click()")
+        assert "handshakes.sort=class%3Aasc" in browser.eval("location.hash")
+        type_filter(browser, "input[data-table=handshakes]", "class:oauth")
+        shown = browser.eval("document.querySelector('#sec-handshakes .count').textContent")
+        assert shown == "3 of 6"
+        # a token's row opens on demand, its claims drawn from the packed data
+        browser.eval("document.querySelector('#token-9ceea6443a88 td.claims').click()")
+        deadline = time.monotonic() + 10
+        while not browser.eval("!!document.querySelector('tr.token-detail')"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        detail = browser.eval("document.querySelector('tr.token-detail').textContent")
+        assert "S-1-5-21-3623811015-3361044348-30300820-1104" in detail and "Checks" in detail
+        # the state in the URL comes back when the page is opened with it
+        browser.open(url + "?again#events.q=scheme%3Abasic", 1400)  # a new document
+        ready(browser)
+        assert browser.eval(count) == "1 of 15 events"
+        assert browser.console == []
+    (ARTIFACTS / "report-timings.json").write_text(json.dumps(timings, indent=1))
+    for width in WIDTHS:
+        assert (ARTIFACTS / f"report-{width}.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_empty_charts_are_left_out() -> None:
+    page = render_html(Analysis(AnalysisResult()))
+    assert "<img" not in page and "Nothing to draw" in page
+
+
+def test_big_tables_pack_their_rows(sfb: Analysis, monkeypatch: pytest.MonkeyPatch) -> None:
+    from analyzer.report import html as html_module
+
+    monkeypatch.setattr(html_module, "HTML_ROWS", 5)
+    page = render_html(sfb, with_charts=False)
+    assert [i for i, _ in event_rows(page)] == [1, 2, 3, 4, 5]
+    rows = unpack(template(page, 'class="more-rows" data-for="events"'))
+    assert [r[0] for r in rows] == [f"event-{i}" for i in range(6, 16)]
+    assert "the other 10 are added by its script" in page

@@ -210,7 +210,7 @@ def test_live_stops_by_itself_after_a_duration(tmp_path: Path) -> None:
         finally:
             live.proc.kill()
     assert code == 0, err
-    assert "Read 1 capture(s)" in out
+    assert "Read 1 capture: " in out
 
 
 @pytest.mark.parametrize(

@@ -83,9 +83,23 @@ def test_notebook_is_saved_without_outputs() -> None:
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nbformat.validate(nb)
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert len(code) == 14
+    assert len(code) == 15
     assert all(c.outputs == [] and c.execution_count is None for c in code)
     assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+def test_notebook_takes_its_capture_from_one_variable() -> None:
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    assert code[0].splitlines()[-1] == 'CAPTURE = Path("../captures/exchange-sfb.pcap")'
+    assert not [c for c in code[1:] if ".pcap" in c or "captures/" in c]
+
+
+def test_setup_has_a_notebook_job() -> None:
+    setup = (ROOT / "setup.sh").read_text()
+    assert "notebook)" in setup and "pip_install -e '.[notebook]'" in setup
+    assert "jupyter lab" in setup and "notebooks/walkthrough.ipynb" in setup
+    assert "--allow-root --no-browser" in setup
 
 
 def test_notebook_runs_clean_within_budget(executed) -> None:
@@ -171,7 +185,7 @@ def test_notebook_tables_render(executed) -> None:
 # -- docs/api.md -----------------------------------------------------------------------------
 def test_api_doc_examples_print_what_the_doc_shows(monkeypatch, tmp_path: Path) -> None:
     blocks = DOC_BLOCK.findall(API_DOC.read_text(encoding="utf-8"))
-    assert len(blocks) == 11
+    assert len(blocks) == 12
     assert all(expected for _, expected in blocks), "every example shows its output"
     monkeypatch.chdir(ROOT)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the export example's mkdtemp()

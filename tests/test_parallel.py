@@ -98,3 +98,19 @@ def test_one_job_and_small_inputs_stay_in_this_process(monkeypatch: pytest.Monke
     monkeypatch.setattr(parallel, "MIN_PARALLEL_BYTES", 1 << 40)
     parallel.analyze_parallel([path], 4)
     assert called == []
+
+
+def test_jobs_option_gives_the_same_lines(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    from analyzer.cli import main
+
+    path = str(CAPTURES / "hybrid" / "fallback-mixed.pcap")
+    outputs = []
+    for jobs in ("1", "2"):
+        assert main(["analyze", path, "--format", "jsonl", "--jobs", jobs]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] and outputs[0].count("\n") == 37
+    called = []
+    real = parallel.read_sharded
+    monkeypatch.setattr(parallel, "read_sharded", lambda *a: called.append(a) or real(*a))
+    assert main(["verify", path, "--jobs", "2"]) == 1
+    assert called and called[0][1] == 2  # verify read it on two processes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from analyzer.model import (
     Challenge,
+    CredentialRecord,
     Event,
     Finding,
     Handshake,
@@ -45,8 +47,46 @@ def test_internal_fields_are_named_in_the_documentation() -> None:
 
 
 @pytest.mark.parametrize(
-    "record", [TokenRecord, Handshake, PairVerdict, Finding, TlsConnection, NotInspected]
+    "record",
+    [TokenRecord, Handshake, PairVerdict, Finding, TlsConnection, NotInspected, CredentialRecord],
 )
 def test_record_fields_match_the_documentation(record: type) -> None:
     public = [f.name for f in dataclasses.fields(record)]
     assert documented(record.__name__) == public
+
+
+# -- docs/schema.json ------------------------------------------------------------------------
+SCHEMA = DOC.with_name("schema.json")
+SFB = DOC.parents[1] / "captures" / "exchange-sfb.pcap"
+
+
+def test_json_schema_is_the_one_the_model_generates() -> None:
+    from analyzer.report.schema import json_schema
+
+    assert json.loads(SCHEMA.read_text(encoding="utf-8")) == json_schema(), (
+        "docs/schema.json is stale: python -m analyzer.report.schema > docs/schema.json"
+    )
+
+
+@pytest.mark.parametrize(
+    "table", ["events", "handshakes", "tokens", "findings", "verdicts", "credentials"]
+)
+def test_json_lines_validate_against_the_schema(table: str, capsys) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    from analyzer.cli import main
+
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    record = {"events": "Event", "handshakes": "Handshake", "tokens": "TokenRecord",
+              "findings": "Finding", "verdicts": "PairVerdict",
+              "credentials": "CredentialRecord"}[table]  # fmt: skip
+    alone = {k: v for k, v in schema.items() if k != "oneOf"}
+    one = jsonschema.Draft202012Validator({**alone, "$ref": f"#/$defs/{record}"})
+    for reveal in ([], ["--reveal-secrets"]):
+        assert main(["analyze", str(SFB), "--format", "jsonl", "--table", table, *reveal]) == 0
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert lines
+        for line in lines:
+            validator.validate(line)
+            one.validate(line)
+            assert isinstance(line["schema_version"], int)

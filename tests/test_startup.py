@@ -48,7 +48,7 @@ def test_jsonl_run_without_keys_loads_no_heavy_library(tmp_path: Path) -> None:
     )
     assert loaded & HEAVY == set()
     first = json.loads(out.read_text(encoding="utf-8").splitlines()[0])
-    assert first["schema_version"] == "1" and first["event_id"] == 1
+    assert first["schema_version"] == 1 and first["event_id"] == 1
 
 
 def test_keys_load_cryptography_when_needed(tmp_path: Path) -> None:

@@ -421,9 +421,9 @@ def test_verify_passes_with_the_key_log_and_is_inconclusive_without(capsys) -> N
     out = capsys.readouterr().out
     assert out.splitlines()[-1] == "INCONCLUSIVE"
     # the TLS connections name mail.contoso.com (SNI): in scope, and not inspected
-    assert "2 connection(s) in scope could not be read" in out
+    assert "2 connections in scope could not be read" in out
     assert "2 TLS connections to mail.contoso.com:8443 (127.0.0.1) not inspected" in out
-    assert "1 TLS connection(s) could not be read and may hold it" in out  # another SNI
+    assert "1 TLS connection could not be read and may hold it" in out  # another SNI
 
 
 def test_without_the_key_log_nothing_is_readable() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import importlib
 import io
+import json
 import random
 import shutil
 import struct
@@ -925,3 +926,18 @@ def test_grant_table_keys_carry_one_tunnel_tag() -> None:
     assert table.encapsulated() == []
     with pytest.raises(ValueError):
         table.set_vxlan_ports(range(1, 18))
+
+
+def test_vxlan_port_option_reads_another_udp_port_as_vxlan(tmp_path: Path, capsys) -> None:
+    from analyzer.cli import main
+
+    path = _write(tmp_path / "vxlan8472.pcap", wrapped(inner_packets(auth_connections()), _vxlan(
+        700, dport=8472)))  # fmt: skip
+    assert main(["analyze", path, "--format", "jsonl"]) == 0
+    assert capsys.readouterr().out == ""  # 8472 is not VXLAN unless told
+    assert main(["analyze", path, "--format", "jsonl", "--vxlan-port", "8472"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {r["scheme"] for r in rows} >= {"bearer", "basic", "ntlm", "negotiate"}
+    with pytest.raises(SystemExit):
+        main(["analyze", path, "--vxlan-port", "99999"])
+    assert "expected a UDP port" in capsys.readouterr().err

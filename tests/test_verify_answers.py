@@ -91,7 +91,7 @@ def test_unsigned_token_fails_and_allow_relaxes_it(capsys: pytest.CaptureFixture
     assert "1 x unsigned" in out and "unsigned token (jwt-unsigned), not S2S" in out
     code, out = run(capsys, FINDINGS, "--client", "10.2.1.41", "--allow", "unsigned-token")
     assert code == 0 and out.splitlines()[-1] == "PASS"
-    assert "relaxed on purpose: unsigned-token on 1 exchange(s) (allow)" in out
+    assert "relaxed on purpose: unsigned-token on 1 exchange (allow)" in out
     code, data = run_json(capsys, FINDINGS, "--client", "10.2.1.41", "--allow", "unsigned-token")
     assert data["rules"][0]["relaxed"] == {"unsigned-token": 1}
 
@@ -156,8 +156,8 @@ def test_cut_capture_is_inconclusive_and_says_what_was_lost(
     assert out.splitlines()[-1].startswith(
         "INCONCLUSIVE (warning: damaged capture: " + cut_capture + ": file ends in the middle"
     )
-    assert "blind spot: request bytes lost 1 time(s) on 1 connection to 10.1.0.10:80" in out
-    assert "coverage: 3 exchange(s) inspected, 2026-03-02 13:00:02 .. 2026-03-02 13:00:03" in out
+    assert "blind spot: request bytes lost 1 time on 1 connection to 10.1.0.10:80" in out
+    assert "coverage: 3 exchanges inspected, 2026-03-02 13:00:02 .. 2026-03-02 13:00:03" in out
 
 
 def test_cut_capture_with_partial_passes_with_the_warning(
@@ -203,7 +203,7 @@ def test_html_banner_warns_of_damage(cut_capture: str, tmp_path: Path, capsys) -
     page = out.read_text()
     banner = page[page.index('class="banner') : page.index("</section>", page.index("banner"))]
     assert "Warning: Damaged capture:" in banner and "file ends in the middle" in banner
-    assert "Warning: Not inspected: request bytes lost 1 time(s)" in banner
+    assert "Warning: Not inspected: request bytes lost 1 time" in banner
 
 
 # -- 4. hybrid traffic: lists and paths ------------------------------------------------------
@@ -341,3 +341,17 @@ def test_http2_read_whole_is_judged_like_http1(
     path = write_packets(tmp_path / "h2.pcap", conversation(flow, 40001, T0))
     code, out = run(capsys, str(path), "--server", "10.9.9.2")
     assert code == 1 and "blind spot" not in out
+
+
+def test_an_unknown_client_is_not_ruled_out_by_a_client_filter() -> None:
+    """An HTTP archive does not record the browser's address (client_ip ""): a client filter
+    keeps its exchanges and blind spots in scope, and still rules out a known other client."""
+    from analyzer.model import Event, NotInspected
+
+    scope = make_scope(client="10.1.0.20")
+    blank = Event(0, 0.0, "", 0, "10.1.0.10", 443, "C1", "http/1.1", "GET", "a.test", "/", 200)
+    assert scope.matches(blank)
+    assert scope.covers(NotInspected("sanitized", "C1", 0.0, "", 0, "10.1.0.10", 443))
+    other = Event(0, 0.0, "10.1.0.50", 1, "10.1.0.10", 443, "C1", "http/1.1", "GET", "a", "/", 200)
+    assert not scope.matches(other)
+    assert scope.matches(Event(0, 0.0, "10.1.0.20", 1, "10.1.0.10", 443, "C", "", "", None, "/", 1))

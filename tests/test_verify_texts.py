@@ -176,7 +176,7 @@ def test_inconclusive_explanations(capsys: pytest.CaptureFixture[str]) -> None:
         "no authenticated exchange matches from 10.1.0.20/32; to mail.contoso.com; path /ews/; "
         "issuer 00000004-0000-0ff1-ce00-000000000000@contoso.com; signature verified"
     )
-    elsewhere = "2 authenticated exchange(s) elsewhere; servers seen: autodiscover-s.outlook.com "
+    elsewhere = "2 authenticated exchanges elsewhere; servers seen: autodiscover-s.outlook.com "
     _, data = verify_json(capsys, str(HYBRID / "metadata-404.pcap"), "--policy", POLICY)
     facts = TRUTH["scenarios"]["metadata-404"]["facts"]["failed_metadata_fetches"]
     assert data["rules"][0]["reason"] == (
@@ -184,7 +184,7 @@ def test_inconclusive_explanations(capsys: pytest.CaptureFixture[str]) -> None:
     )
     _, data = verify_json(capsys, str(HYBRID / "unauthenticated.pcap"), "--policy", POLICY)
     assert data["rules"][0]["reason"] == (
-        f"{scope}; 2 request(s) were challenged (offering bearer, negotiate, ntlm) and no "
+        f"{scope}; 2 requests were challenged (offering bearer, negotiate, ntlm) and no "
         f"credential followed; {elsewhere}52.96.0.10:80 (2)"
     )
 
@@ -192,12 +192,12 @@ def test_inconclusive_explanations(capsys: pytest.CaptureFixture[str]) -> None:
 def test_inconclusive_lists_the_servers_seen(capsys: pytest.CaptureFixture[str]) -> None:
     _, data = verify_json(capsys, str(CAPTURES / "healthy-oauth.pcap"), "--server", "192.0.2.9")
     assert data["rules"][0]["reason"] == (
-        "no authenticated exchange matches to 192.0.2.9; 6 authenticated exchange(s) elsewhere; "
+        "no authenticated exchange matches to 192.0.2.9; 6 authenticated exchanges elsewhere; "
         "servers seen: mail.contoso.com 10.1.0.10:80 (6)"
     )
     _, data = verify_json(capsys, str(CAPTURES / "small-basic.pcap"), "--client", "192.0.2.9")
     assert data["rules"][0]["reason"] == (
-        "no authenticated exchange matches from 192.0.2.9/32; 1 authenticated exchange(s) "
+        "no authenticated exchange matches from 192.0.2.9/32; 1 authenticated exchange "
         "elsewhere; servers seen: localhost 127.0.0.1:8000 (1)"
     )
 
@@ -206,7 +206,7 @@ def test_servers_seen_are_the_top_ten(capsys: pytest.CaptureFixture[str]) -> Non
     # findings.pcap: 14 exchanges (NTLM's legs count once) to 11 servers: ten named, then a count
     _, data = verify_json(capsys, str(CAPTURES / "findings.pcap"), "--server", "192.0.2.9")
     reason = data["rules"][0]["reason"]
-    assert "; 14 authenticated exchange(s) elsewhere; servers seen: " in reason
+    assert "; 14 authenticated exchanges elsewhere; servers seen: " in reason
     seen = reason.split("servers seen: ", 1)[1]
     assert seen.startswith("ex04.contoso.com 10.2.2.14:80 (2), ex07.contoso.com 10.2.2.19:80 (2)")
     assert len(seen.split(", and ")[0].split(", ")) == 10 and seen.endswith(", and 1 more")
@@ -342,14 +342,14 @@ def test_what_an_empty_scope_saw(capsys: pytest.CaptureFixture[str]) -> None:
     _, data = verify_json(capsys, str(CAPTURES / "exchange-sfb.pcap"), "--client", "10.1.0.10")
     assert data["rules"][0]["reason"] == (
         "no authenticated exchange matches from 10.1.0.10/32; 1 metadata fetch to "
-        "/metadata/jason/1 failed with 404; 1 token request(s) refused with invalid_grant; "
-        "8 authenticated exchange(s) elsewhere; servers seen: mail.contoso.com 10.1.0.10:80 (8)"
+        "/metadata/jason/1 failed with 404; 1 token request refused with invalid_grant; "
+        "8 authenticated exchanges elsewhere; servers seen: mail.contoso.com 10.1.0.10:80 (8)"
     )
     _, data = verify_json(capsys, str(CAPTURES / "messy.pcapng"), "--server", "192.0.2.9")
     assert data["rules"][0]["reason"].startswith(
-        "no authenticated exchange matches to 192.0.2.9; 1 TLS connection(s) could not be read "
+        "no authenticated exchange matches to 192.0.2.9; 1 TLS connection could not be read "
         "and may hold it: capture behind the TLS terminator or decrypt with --tls-keylog; 11 "
-        "authenticated exchange(s) elsewhere; servers seen: app.contoso.local "
+        "authenticated exchanges elsewhere; servers seen: app.contoso.local "
         "192.168.100.80:8080 (5), www.example.org 10.20.0.5:3128 (2), "
     )
 

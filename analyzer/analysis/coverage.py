@@ -8,10 +8,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from analyzer.model import CaptureStats, NotInspected, TlsConnection
+from analyzer.words import plural
 
 TOP_SERVERS = 20  # servers listed in text before "... and N more"
 #: What to do about TLS that was not read.
 TLS_ADVICE = "pass --tls-keylog, or capture with Fiddler / a decrypting proxy"
+#: What to do about a proxy trace's tunnels, and a browser's sanitized HTTP archive.
+TUNNEL_ADVICE = (
+    "turn on Tools > Options > HTTPS > Decrypt HTTPS traffic (the client must trust Fiddler's "
+    "root certificate) and capture again"
+)
+SANITIZED_ADVICE = "export the HAR again with sensitive data"
 
 
 def from_tls(t: TlsConnection) -> NotInspected:
@@ -43,9 +50,7 @@ def blind_spot_lines(not_inspected: list[NotInspected], limit: int = TOP_SERVERS
     ordered = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
     out = []
     for (kind, where), group in ordered[:limit]:
-        conns = f"{len(group):,} {(kind == 'tls' and 'TLS ') or ''}connection" + (
-            "s" if len(group) != 1 else ""
-        )
+        conns = plural(len(group), f"{(kind == 'tls' and 'TLS ') or ''}connection")
         if kind == "tls":
             out.append(f"{conns} to {where} not inspected: {TLS_ADVICE}")
         elif kind == "http2":
@@ -54,16 +59,23 @@ def blind_spot_lines(not_inspected: list[NotInspected], limit: int = TOP_SERVERS
                 f"{conns} to {where} not inspected: {streams:,} HTTP/2 stream(s) whose headers "
                 "could not be decoded (see the not-inspected details)"
             )
+        elif kind == "connect-tunnel":
+            tunnels = f"{len(group):,} CONNECT tunnel" + ("s" if len(group) != 1 else "")
+            out.append(f"{tunnels} to {where} not decrypted by Fiddler: {TUNNEL_ADVICE}")
+        elif kind == "sanitized":
+            n = sum(r.count for r in group)
+            entries = f"{n:,} HAR entr" + ("ies" if n != 1 else "y")
+            out.append(f"{entries} to {where} with credentials removed: {SANITIZED_ADVICE}")
         else:
             lost = sum(n.count for n in group)
             out.append(
-                f"request bytes lost {lost:,} time(s) on {conns} to {where}: "
+                f"request bytes lost {plural(lost, 'time')} on {conns} to {where}: "
                 "those requests' credentials are unknown"
             )
     rest = ordered[limit:]
     if rest:
         n = sum(len(group) for _, group in rest)
-        out.append(f"... and {n:,} more to {len(rest):,} other server(s) not inspected")
+        out.append(f"... and {n:,} more to {plural(len(rest), 'other server')} not inspected")
     return out
 
 
@@ -111,12 +123,16 @@ def damage(captures: list[CaptureStats]) -> list[str]:
     for c in captures:
         name = c.path or "capture"
         if c.dropped:
-            out.append(f"{name}: {c.dropped:,} packet(s) dropped by the capture: traffic missed")
+            out.append(
+                f"{name}: {plural(c.dropped, 'packet')} dropped by the capture: traffic missed"
+            )
         if c.gaps:
-            out.append(f"{name}: {c.gaps:,} TCP gap(s): bytes missing from the capture")
+            out.append(f"{name}: {plural(c.gaps, 'TCP gap')}: bytes missing from the capture")
         if c.truncated_packets:
-            out.append(f"{name}: {c.truncated_packets:,} packet(s) cut by the snap length")
+            out.append(f"{name}: {plural(c.truncated_packets, 'packet')} cut by the snap length")
         if c.evicted:
-            out.append(f"{name}: {c.evicted:,} connection(s) dropped (idle or over the buffer cap)")
+            out.append(
+                f"{name}: {plural(c.evicted, 'connection')} dropped (idle or over the buffer cap)"
+            )
         out += [f"{name}: {w}" if not w.startswith(name) else w for w in c.warnings]
     return out

@@ -29,6 +29,7 @@ from analyzer.model import (
 from analyzer.oauth.certificates import expiry, expiry_text
 from analyzer.oauth.keys import SigningKey, thumbprint_forms, x5t_to_hex
 from analyzer.oauth.principals import parse_principal
+from analyzer.words import plural
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +155,10 @@ def _cleartext_basic(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
         basic, lambda e: (e.user, e.domain, e.server_ip)
     ):
         who = f"{domain}\\{user}" if domain else (user or "(no user)")
-        yield f"{who}: {len(group)} request(s) {_where(group[0])}; {_accepted(group)}", group
+        yield (
+            f"{who}: {plural(len(group), 'request')} {_where(group[0])}; {_accepted(group)}",
+            group,
+        )
 
 
 @rule(
@@ -166,8 +170,8 @@ def _cleartext_basic(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
 def _cleartext_bearer(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
     bearer = [e for e in ctx.events if e.scheme == "bearer" and presented(e) and _cleartext(e)]
     for _key, group in _grouped(bearer, _pair):
-        tokens = len({e.cred_fp for e in group})
-        yield f"{len(group)} request(s), {tokens} distinct token(s), {_where(group[0])}", group
+        tokens = plural(len({e.cred_fp for e in group}), "distinct token")
+        yield f"{plural(len(group), 'request')}, {tokens}, {_where(group[0])}", group
 
 
 @rule(
@@ -183,7 +187,7 @@ def _expired(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
         e = group[0]
         accepted = [x for x in group if x.status is not None and x.status < 400]
         verdict = "ACCEPTED by the server" if accepted else _accepted(group)
-        yield f"token {e.token_fp} used {len(group)} time(s) after exp, {verdict}", group
+        yield f"token {e.token_fp} used {plural(len(group), 'time')} after exp, {verdict}", group
 
 
 @rule(
@@ -406,7 +410,7 @@ def _tls_certificates(ctx: Context, status: str) -> Iterator[tuple[str, list[Eve
         yield (
             (
                 f"{server} presented certificate {sha1} ({first.cert_subject}, issued by "
-                f"{first.cert_issuer}) that {when}; {len(conns)} TLS connection(s)"
+                f"{first.cert_issuer}) that {when}; {plural(len(conns), 'TLS connection')}"
             ),
             evidence,
         )
@@ -480,7 +484,7 @@ def _signing_certificates(ctx: Context, status: str) -> Iterator[tuple[str, list
         yield (
             (
                 f"signing certificate {_key_name(key)} {expiry_text(key.not_after, at)}; "
-                f"published by {where}; verifies {signed} captured token(s)"
+                f"published by {where}; verifies {plural(signed, 'captured token')}"
             ),
             _key_events(ctx, key),
         )
@@ -571,7 +575,7 @@ def _signing_key_unused(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
                 yield (
                     (
                         f"{issuer} publishes {_key_name(key)} at {key.source.location}, but none "
-                        f"of its {len(tokens)} signed token(s) in the capture uses it"
+                        f"of its {plural(len(tokens), 'signed token')} in the capture uses it"
                     ),
                     _key_events(ctx, key),
                 )
@@ -601,7 +605,7 @@ def _signing_key_unpublished(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
             named += f" (thumbprint {hex_id})" if hex_id else ""
             yield (
                 (
-                    f"{len(fps)} token(s) of {issuer} name {named}, but its metadata "
+                    f"{plural(len(fps), 'token')} of {issuer} name {named}, but its metadata "
                     f"publishes only {published}"
                 ),
                 _token_events(ctx, fps),

@@ -1,25 +1,33 @@
 """Which traffic a question is about: the filters ``--client``, ``--server``, ``--host``,
-``--path``, ``--user``, ``--since`` and ``--until``, parsed once and meaning the same in every
-command (``verify`` narrows its scope with them exactly as a policy rule does).
+``--path``, ``--user``, ``--scheme``, ``--since`` and ``--until``, parsed once and meaning the
+same in every command (``verify`` narrows its scope with them exactly as a policy rule does, and
+refuses ``--scheme``).
+
+Times are ISO 8601, epoch seconds, or offsets into the capture (``+30s``, ``+5m``, ``+1h30m``):
+an offset counts from the capture's first packet and is fixed once that is known
+(``Scope.anchored``).
 
 Servers are accepted the way the tool prints them: ``host``, ``host:port``, ``ip``, ``ip:port``,
 ``[v6]:port``, a CIDR, or a URL (reduced to its host and explicit port). Every option takes a
 comma-separated list (a policy file: a TOML list); a value matches when any item does.
 
 Traffic that could not be read (``NotInspected``) has no path or user: it is in a scope unless
-its endpoints or time rule it out, so a blind spot is never silently left out of a verdict.
+its endpoints or time rule it out, so a blind spot is never silently left out of a verdict. In
+the same way an exchange whose client is unknown (``client_ip`` empty: an HTTP archive does not
+record the browser's address) is not ruled out by a client filter.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
-from analyzer.model import Event, NotInspected
+from analyzer.model import AUTH_CLASSES, SCHEMES, Event, NotInspected
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _HOST_NAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252})$")
@@ -106,8 +114,28 @@ class Scope:
     hosts: tuple[str, ...] = ()  # Host header or TLS server name, lower case
     paths: tuple[str, ...] = ()  # URI path prefixes, compared case-insensitively
     users: tuple[str, ...] = ()  # user or token subject, lower case
+    schemes: tuple[str, ...] = ()  # credential schemes or auth classes, lower case
     since: float | None = None
     until: float | None = None
+    since_offset: float | None = None  # seconds after the capture's first packet
+    until_offset: float | None = None
+
+    @property
+    def relative(self) -> bool:
+        """Does a time bound wait for the capture's start (``anchored``)?"""
+        return self.since_offset is not None or self.until_offset is not None
+
+    def anchored(self, start: float | None) -> Scope:
+        """This scope with offsets turned into times after ``start`` (the first packet); with
+        no start (nothing was read) an offset bound matches nothing."""
+        if not self.relative:
+            return self
+        since, until = self.since, self.until
+        if self.since_offset is not None:
+            since = start + self.since_offset if start is not None else math.inf
+        if self.until_offset is not None:
+            until = start + self.until_offset if start is not None else -math.inf
+        return replace(self, since=since, until=until, since_offset=None, until_offset=None)
 
     def matches(self, e: Event, host_ips: dict[str, frozenset[str]] | None = None) -> bool:
         """Is exchange ``e`` in scope? (``host_ips``: see ``addresses_by_host``)."""
@@ -125,7 +153,7 @@ class Scope:
             who = {(v or "").lower() for v in (e.user, e.token_subject, _qualified(e))}
             if not who & set(self.users):
                 return False
-        return True
+        return not self.schemes or e.scheme in self.schemes or (e.auth_class in self.schemes)
 
     def covers(self, n: NotInspected, host_ips: dict[str, frozenset[str]] | None = None) -> bool:
         """Could traffic ``n`` that was not read be in scope? Only what is known rules it out."""
@@ -141,7 +169,8 @@ class Scope:
         host: str | None,
         host_ips: dict[str, frozenset[str]] | None,
     ) -> bool:
-        if self.clients and not any(_in_network(client_ip, n) for n in self.clients):
+        # An unknown client ("": a HAR does not record the browser's address) is not ruled out.
+        if self.clients and client_ip and not any(_in_network(client_ip, n) for n in self.clients):
             return False
         if self.servers:
             ips = host_ips or {}
@@ -164,8 +193,12 @@ class Scope:
             parts.append("path " + ", ".join(self.paths))
         if self.users:
             parts.append("user " + ", ".join(self.users))
-        if self.since is not None or self.until is not None:
-            parts.append(f"time {_iso(self.since)} .. {_iso(self.until)}")
+        if self.schemes:
+            parts.append("scheme " + ", ".join(self.schemes))
+        if self.since is not None or self.until is not None or self.relative:
+            low = _offset(self.since_offset) if self.since_offset is not None else _iso(self.since)
+            high = _offset(self.until_offset) if self.until_offset is not None else _iso(self.until)
+            parts.append(f"time {low} .. {high}")
         return "; ".join(parts) or "all traffic"
 
 
@@ -176,27 +209,65 @@ def make_scope(
     host: str | list[str] | None = None,
     path: str | list[str] | None = None,
     user: str | list[str] | None = None,
+    scheme: str | list[str] | None = None,
     since: str | float | None = None,
     until: str | float | None = None,
 ) -> Scope:
-    """A ``Scope`` from command-line or policy-file values; raises ``ScopeError``."""
+    """A ``Scope`` from command-line or policy-file values; raises ``ScopeError``.
+
+    ``scheme`` keeps the exchanges whose credential scheme (``bearer``, ``ntlm``, ...) or auth
+    class (``oauth``, ``kerberos``, ...) is one of those given.
+    """
     paths = []
     for p in listed(path, "path"):
         if not p.startswith("/"):
             raise ScopeError(f"path {p!r} must start with /")
         paths.append(p.lower())
-    start, end = parse_time(since, "since"), parse_time(until, "until")
-    if start is not None and end is not None and start > end:
-        raise ScopeError("since is after until")
+    schemes = tuple(s.lower() for s in listed(scheme, "scheme"))
+    unknown = [s for s in schemes if s not in SCHEMES and s not in AUTH_CLASSES]
+    if unknown:
+        raise ScopeError(
+            f"scheme {unknown[0]!r}: not a scheme ({', '.join(SCHEMES)}) or auth class "
+            f"({', '.join(AUTH_CLASSES)})"
+        )
+    start, start_offset = parse_bound(since, "since")
+    end, end_offset = parse_bound(until, "until")
+    for low, high in ((start, end), (start_offset, end_offset)):
+        if low is not None and high is not None and low > high:
+            raise ScopeError("since is after until")
     return Scope(
         clients=tuple(_network(c, c) for c in listed(client, "client")),
         servers=tuple(parse_server(s) for s in listed(server, "server")),
         hosts=tuple(bare_host(h) for h in listed(host, "host")),
         paths=tuple(paths),
         users=tuple(u.lower() for u in listed(user, "user")),
+        schemes=schemes,
         since=start,
         until=end,
+        since_offset=start_offset,
+        until_offset=end_offset,
     )
+
+
+_OFFSET = re.compile(r"^\+((?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+|\d+(?:\.\d+)?)$")
+_OFFSET_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_bound(value: str | float | None, what: str) -> tuple[float | None, float | None]:
+    """(epoch seconds, None) for a time, (None, seconds) for an offset into the capture such
+    as ``+30s``, ``+5m``, ``+1h30m`` or ``+90`` (seconds); raises ``ScopeError``."""
+    if isinstance(value, str) and value.strip().startswith("+"):
+        text = value.strip()
+        match = _OFFSET.match(text)
+        if match is None:
+            raise ScopeError(
+                f"{what} {value!r}: an offset is + and a number with s, m, h or d (e.g. +30s, "
+                "+5m, +1h30m)"
+            )
+        parts = _OFFSET_PART.findall(text) or [(match.group(1), "s")]
+        return None, sum(float(n) * _UNIT[unit] for n, unit in parts)
+    return parse_time(value, what), None
 
 
 def addresses_by_host(events: Iterable[Event]) -> dict[str, frozenset[str]]:
@@ -256,12 +327,15 @@ def parse_time(value: str | float | None, what: str = "time") -> float | None:
         try:
             moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError as exc:
-            raise ScopeError(f"{what} {value!r}: not epoch seconds or an ISO 8601 time") from exc
+            raise ScopeError(f"{what} {value!r}: {_TIME_FORMS}") from exc
     else:
-        raise ScopeError(f"{what} {value!r}: not epoch seconds or an ISO 8601 time")
+        raise ScopeError(f"{what} {value!r}: {_TIME_FORMS}")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.timestamp()
+
+
+_TIME_FORMS = "not an ISO 8601 time, epoch seconds or an offset into the capture such as +30s"
 
 
 def bare_host(host: str) -> str:
@@ -304,6 +378,10 @@ def _port(text: str, value: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise ScopeError(f"server {value!r}: bad port {text!r}")
     return int(text)
+
+
+def _offset(seconds: float) -> str:
+    return f"+{seconds:g}s"
 
 
 def _iso(ts: float | None) -> str:

@@ -46,6 +46,7 @@ from analyzer.oauth.principals import (
     parse_principal,
     resolve_app_exact,
 )
+from analyzer.words import plural
 
 PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
 SCOPE_KEYS = ("client", "server", "host", "path", "user", "since", "until")
@@ -593,7 +594,7 @@ def _nothing_inspected(
         parts.append(f"{n} metadata {'fetches' if n > 1 else 'fetch'} to {path} {answer}")
     errors = Counter(e.oauth_error for e in in_scope if e.oauth_error)
     for error, n in errors.most_common(3):
-        parts.append(f"{n} token request(s) refused with {error}")
+        parts.append(f"{plural(n, 'token request')} refused with {error}")
     if (failed or errors) and not issued:
         parts[-1] += ": no token was ever issued"
     challenged = [e for e in in_scope if e.scheme == "none" and e.challenges]
@@ -601,15 +602,17 @@ def _nothing_inspected(
     if challenged or probes:
         offered = sorted({c.scheme for e in challenged + probes for c in e.challenges})
         parts.append(
-            f"{len(challenged) + len(probes)} request(s) were challenged "
+            f"{plural(len(challenged) + len(probes), 'request')} "
+            f"{'was' if len(challenged) + len(probes) == 1 else 'were'} challenged "
             f"(offering {', '.join(offered) or 'nothing'}) and no credential followed"
         )
     if blind:
-        parts.append(f"{len(blind)} connection(s) in scope could not be read")
+        parts.append(f"{plural(len(blind), 'connection')} in scope could not be read")
     elsewhere_blind = Counter(n.kind for n in not_inspected if n not in blind)
     if elsewhere_blind["tls"]:
         parts.append(
-            f"{elsewhere_blind['tls']} TLS connection(s) could not be read and may hold it: "
+            f"{plural(elsewhere_blind['tls'], 'TLS connection')} could not be read and may hold "
+            "it: "
             "capture behind the TLS terminator or decrypt with --tls-keylog"
         )
     scoped = {e.event_id for e in in_scope}
@@ -620,7 +623,7 @@ def _nothing_inspected(
     unjudged = Counter(e.protocol.split("/", 1)[0] for e in others if not rule.judges(e))
     if elsewhere:
         parts.append(
-            f"{len(elsewhere)} authenticated exchange(s) elsewhere; servers seen: "
+            f"{plural(len(elsewhere), 'authenticated exchange')} elsewhere; servers seen: "
             + _servers_seen(elsewhere)
         )
     elif not in_scope and not unjudged:

@@ -14,8 +14,14 @@ from urllib.parse import urlsplit
 
 from analyzer.auth.challenges import describe_challenge
 from analyzer.auth.memo import Memo
-from analyzer.auth.schemes import fingerprint, parse_challenges, parse_credential
+from analyzer.auth.schemes import (
+    basic_password,
+    fingerprint,
+    parse_challenges,
+    parse_credential,
+)
 from analyzer.auth.windows import decode_windows_credential
+from analyzer.flows.community import community_id
 from analyzer.model import Challenge, Credential, Event, evolve
 from analyzer.oauth.diagnostics import parse_ms_diagnostics
 from analyzer.oauth.endpoints import (
@@ -93,6 +99,7 @@ def build_event(exchange: Exchange, event_id: int = 0) -> Event | None:
             cred_fp=cred.fingerprint,
             cred_len=len(cred.text),
             credential=cred.text,
+            password=basic_password(cred.text) if cred.scheme == "basic" else None,
         )
         windows = decode_windows_credential(cred.scheme, cred.text)
         if windows is not None:
@@ -183,6 +190,9 @@ def build_event(exchange: Exchange, event_id: int = 0) -> Event | None:
         server_ip=exchange.server_ip,
         server_port=exchange.server_port,
         conn_id=exchange.conn_id,
+        community_id=community_id(
+            exchange.client_ip, exchange.client_port, exchange.server_ip, exchange.server_port
+        ),
         # every stream of an HTTP/2 connection, the request an h2c upgrade made stream 1 too
         protocol="http/2" if exchange.stream_id is not None else f"http/{first.version}",
         stream_id=exchange.stream_id,

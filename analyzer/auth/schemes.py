@@ -227,24 +227,40 @@ def _split_scheme(value: str) -> tuple[str, str]:
     return first, rest.strip(_OWS)
 
 
-def _parse_basic(text: str) -> tuple[str | None, str | None, int | None]:
-    """Decode a Basic credential into (user, domain, password length); secrets are dropped.
+def basic_password(text: str) -> str | None:
+    """The password of a Basic credential, for ``--reveal-secrets`` only (None when there is
+    no ``user:password`` inside)."""
+    decoded = _basic_text(text)
+    if decoded is None:
+        return None
+    _user, colon, password = decoded.partition(":")
+    return password if colon else None
 
-    Tolerates missing padding. Undecodable base64, binary content or a missing colon give no user
-    (a colon-less value is often an API key, which must not surface as a user name).
-    """
+
+def _basic_text(text: str) -> str | None:
+    """The decoded text of a Basic credential; None for bad base64 or control characters."""
     blob = "".join(text.split())
     blob = blob.rstrip("=")
     blob += "=" * (-len(blob) % 4)
     try:
         raw = base64.b64decode(blob, validate=True)
     except (binascii.Error, ValueError):
-        return None, None, None
+        return None
     try:
         decoded = raw.decode("utf-8")
     except UnicodeDecodeError:
         decoded = raw.decode("latin-1")
-    if _CONTROL.search(decoded):
+    return None if _CONTROL.search(decoded) else decoded
+
+
+def _parse_basic(text: str) -> tuple[str | None, str | None, int | None]:
+    """Decode a Basic credential into (user, domain, password length); secrets are dropped.
+
+    Tolerates missing padding. Undecodable base64, binary content or a missing colon give no user
+    (a colon-less value is often an API key, which must not surface as a user name).
+    """
+    decoded = _basic_text(text)
+    if decoded is None:
         return None, None, None
     user, colon, password = decoded.partition(":")
     if not colon:

@@ -28,6 +28,7 @@ from analyzer.auth.schemes import (
     split_outside_quotes,
 )
 from analyzer.auth.windows import WindowsCredential, decode_windows_credential
+from analyzer.flows.community import TCP, UDP, community_id
 from analyzer.model import Challenge, Event, evolve
 from analyzer.oauth.diagnostics import parse_ms_diagnostics
 from analyzer.protocols.sip import SipMessage, address_uri, uri_host
@@ -92,6 +93,13 @@ def build_sip_event(exchange: SipExchange, event_id: int = 0) -> Event | None:
         server_ip=exchange.server_ip,
         server_port=exchange.server_port,
         conn_id=exchange.conn_id,
+        community_id=community_id(
+            exchange.client_ip,
+            exchange.client_port,
+            exchange.server_ip,
+            exchange.server_port,
+            UDP if exchange.transport == "udp" else TCP,
+        ),
         transport=exchange.transport,
         method=req.method if req is not None else method.upper(),
         host=uri_host(uri) or uri_host(address_uri(first.header("to"))),

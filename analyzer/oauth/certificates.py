@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from analyzer.oauth.tokens import b64url
+from analyzer.words import plural
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -88,8 +89,8 @@ def expiry(not_after: float | None, at: float | None) -> str | None:
 
 
 def expiry_text(not_after: float, at: float) -> str:
-    """``not_after`` relative to the capture time ``at``, for a person ("expired 3 day(s) before
-    the capture", "expires 12 day(s) after the capture")."""
+    """``not_after`` relative to the capture time ``at``, for a person ("expired 3 days before
+    the capture", "expires 12 days after the capture")."""
     days = (not_after - at) / 86400.0
     if days < 0:
         return f"expired {_days(-days)} before the capture"
@@ -99,8 +100,8 @@ def expiry_text(not_after: float, at: float) -> str:
 def _days(days: float) -> str:
     if days < 1:
         hours = days * 24
-        return f"{hours:.0f} hour(s)" if hours >= 1 else "less than an hour"
-    return f"{days:.0f} day(s)"
+        return plural(round(hours), "hour") if hours >= 1 else "less than an hour"
+    return plural(round(days), "day")
 
 
 _CONTROL = {i: f"\\x{i:02x}" for i in (*range(32), 127)}

@@ -21,12 +21,15 @@ import matplotlib.dates as mdates
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.text import Annotation
 
 from analyzer.model import AUTH_CLASSES, OUTCOMES
 from analyzer.report.times import format_utc
+from analyzer.words import plural
 
 if TYPE_CHECKING:
     from analyzer.api import Analysis
@@ -47,6 +50,7 @@ CLASS_COLORS = {
 OUTCOME_MARKERS = {"accepted": "o", "rejected": "x", "challenged": "^", "incomplete": "s"}
 #: Colour of token uses outside the token's validity window.
 WARNING_COLOR = "#e31a1c"
+MISSING_COLOR = "#888888"  # a token without nbf and exp
 OK_USE_COLOR = "#222222"
 ROLE_COLORS = {"bearer": "#9ecae1", "actor": "#c7c7e2", "access-token": "#a1d99b"}
 TOKEN_ROLES = ("bearer", "actor", "access-token")
@@ -85,7 +89,12 @@ INTERVALS = (
     14 * 86400,
     30 * 86400,
 )
-CHART_WIDTH = 12.0  # inches
+CHART_WIDTH = 12.0  # inches: 1,200 px at DPI, the width the HTML report shows it at
+DPI = 100  # SVG and the HTML report's images
+PNG_DPI = 150  # --charts PNG files: sharper when zoomed or printed
+TICK_SIZE = 9  # points: legible when the report scales a chart to a laptop's width
+LABEL_SIZE = 10
+NOTE_SIZE = 9
 _DAY = 86400.0
 _EPOCH_DAYS = float(mdates.date2num(np.datetime64("1970-01-01T00:00:00")))
 
@@ -122,13 +131,13 @@ def clean_label(text: object, limit: int = MAX_LABEL) -> str:
     return value if len(value) <= limit else value[: limit - 3] + "..."
 
 
-def figure_bytes(fig: Figure, fmt: str) -> bytes:
+def figure_bytes(fig: Figure, fmt: str, dpi: int | None = None) -> bytes:
     """The figure rendered as ``png`` or ``svg`` (no timestamps: stable output)."""
     buf = io.BytesIO()
     metadata: dict[str, Any] = {"Software": "oauth-traffic-analyzer (matplotlib)"}
     if fmt == "svg":
         metadata = {"Creator": metadata["Software"], "Date": None}
-    fig.savefig(buf, format=fmt, dpi=100, metadata=metadata)
+    fig.savefig(buf, format=fmt, dpi=dpi or DPI, metadata=metadata)
     return buf.getvalue()
 
 
@@ -141,7 +150,7 @@ def save_charts(analysis: Analysis, folder: str | Path) -> list[Path]:
         fig = chart(analysis)
         for fmt in ("png", "svg"):
             path = out / f"{name}.{fmt}"
-            path.write_bytes(figure_bytes(fig, fmt))
+            path.write_bytes(figure_bytes(fig, fmt, PNG_DPI if fmt == "png" else DPI))
             paths.append(path)
     return paths
 
@@ -169,6 +178,7 @@ def timeline(analysis: Analysis) -> Figure:
     outcomes_seen: set[str] = set()
     labels = []
     dense_any = fallback_any = False
+    marks: dict[tuple[str, str], tuple[list, list]] = {}
     n = len(shown)
     for index, (key, label, rows) in enumerate(shown):
         y = n - 1 - index
@@ -185,10 +195,12 @@ def timeline(analysis: Analysis) -> Figure:
             )
         else:
             outcomes_seen.update(lane["_outcome"].unique())
-            rows_at = _sparse_lane(ax, lane, days.loc[rows], y)
+            rows_at = _sparse_lane(marks, lane, days.loc[rows], y)
         labels.append(label)
         fallback_any |= _fallback_notes(ax, analysis.verdicts, key, y, rows_at, span)
-    ax.set_yticks(range(n), list(reversed(labels)), parse_math=False)
+    _draw_marks(ax, marks)
+    _spread_notes(fig, ax)
+    ax.set_yticks(range(n), list(reversed(labels)), parse_math=False, fontsize=TICK_SIZE)
     ax.set_ylim(-0.6, n - 0.4)
     for y in range(n - 1):
         ax.axhline(y + 0.5, color="#dddddd", linewidth=0.8)
@@ -212,13 +224,13 @@ def timeline(analysis: Analysis) -> Figure:
         fig.legend(handles=outcome_handles, title="outcome", loc="outside right lower")
     notes = []
     if len(lanes) > len(shown):
-        notes.append(f"{len(lanes) - len(shown):,} quieter pair(s) not shown")
+        notes.append(f"{plural(len(lanes) - len(shown), 'quieter pair')} not shown")
     if dense_any:
         notes.append(
             f"lanes with over {DENSE_LANE} exchanges show counts per {interval_label(interval)}"
         )
     if notes:
-        ax.set_title("; ".join(notes), loc="right", fontsize=8, color="#555555")
+        ax.set_title("; ".join(notes), loc="right", fontsize=NOTE_SIZE, color="#555555")
     return fig
 
 
@@ -268,14 +280,26 @@ def _pair_label(key: tuple) -> str:
     return clean_label(f"{client} -> {host or f'{server}:{port}'}")
 
 
-def _sparse_lane(ax: Axes, lane: pd.DataFrame, days: pd.Series, y: float) -> dict[str, float]:
-    """A mark per exchange; each class on its own sub-row so a fallback is not hidden.
+def _sparse_lane(
+    marks: dict[tuple[str, str], tuple[list, list]], lane: pd.DataFrame, days: pd.Series, y: float
+) -> dict[str, float]:
+    """A mark per exchange, gathered in ``marks`` by (class, outcome) and drawn once for every
+    lane (``_draw_marks``); each class on its own sub-row so a fallback is not hidden.
 
     Returns the y offset of each class's sub-row."""
     present = [c for c in AUTH_CLASSES if c in set(lane["_class"])]
     offsets = np.linspace(0.18, -0.18, len(present)) if len(present) > 1 else [0.0]
     row = dict(zip(present, offsets, strict=True))
     for (cls, outcome), group in lane.groupby(["_class", "_outcome"], sort=True):
+        xs, ys = marks.setdefault((cls, outcome), ([], []))
+        xs.extend(days.loc[group.index].to_numpy(dtype=float))
+        ys.extend([y + row[cls]] * len(group))
+    return row
+
+
+def _draw_marks(ax: Axes, marks: dict[tuple[str, str], tuple[list, list]]) -> None:
+    """One scatter per (class, outcome) for all the lanes: thousands of marks draw fast."""
+    for (cls, outcome), (xs, ys) in sorted(marks.items()):
         marker = OUTCOME_MARKERS.get(outcome, "s")
         style: dict[str, Any] = (
             {"s": 64, "color": CLASS_COLORS[cls], "linewidths": 1.8}
@@ -288,14 +312,30 @@ def _sparse_lane(ax: Axes, lane: pd.DataFrame, days: pd.Series, y: float) -> dic
             }
         )
         ax.scatter(
-            days.loc[group.index].to_numpy(dtype=float),
-            np.full(len(group), y + row[cls]),
-            marker=marker,
-            zorder=3,
-            label=f"{cls} {outcome}",
+            np.asarray(xs), np.asarray(ys), marker=marker, zorder=3, label=f"{cls} {outcome}",
             **style,
-        )
-    return row
+        )  # fmt: skip
+
+
+def _spread_notes(fig: Figure, ax: Axes) -> None:
+    """Move fallback annotations apart until no two overlap (each step: up by its height)."""
+    notes = [t for t in ax.texts if isinstance(t, Annotation)]
+    if len(notes) < 2:
+        return
+    canvas = fig.canvas if hasattr(fig.canvas, "get_renderer") else FigureCanvasAgg(fig)
+    renderer = canvas.get_renderer()
+    placed: list[Any] = []
+    for note in notes:
+        for _ in range(12):
+            box = note.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            x, y = note.get_position()
+            _, dy = ax.transData.inverted().transform((0, box.height + 2)) - (
+                ax.transData.inverted().transform((0, 0))
+            )
+            note.set_position((x, y - dy))
+        placed.append(note.get_window_extent(renderer))
 
 
 def _dense_lane(ax: Axes, lane: pd.DataFrame, y: float, interval: float) -> tuple[bool, int]:
@@ -367,7 +407,7 @@ def _fallback_notes(
             textcoords="data",
             ha="right" if right_half else "left",
             va="center",
-            fontsize=8,
+            fontsize=NOTE_SIZE,
             color=FALLBACK_COLOR,
             arrowprops={"arrowstyle": "->", "color": FALLBACK_COLOR, "linewidth": 0.9},
             bbox={"boxstyle": "round,pad=0.2", "fc": "#fff4e5", "ec": "#e0b080", "lw": 0.6},
@@ -380,7 +420,7 @@ def _fallback_notes(
             y - 0.42,
             f"+{len(kinds) - MAX_FALLBACK_NOTES:,} other kinds of fallback",
             transform=ax.get_yaxis_transform(),
-            fontsize=7,
+            fontsize=NOTE_SIZE - 1,
             ha="right",
             color=FALLBACK_COLOR,
             parse_math=False,
@@ -459,6 +499,7 @@ def token_validity(analysis: Analysis) -> Figure:
     low, high = _token_range(shown, first, last)
     n = len(shown)
     uses: dict[bool, tuple[list[float], list[float]]] = {False: ([], []), True: ([], [])}
+    odd_seen: set[str] = set()
     labels = []
     roles_seen: list[str] = []
     for index, (t, times) in enumerate(shown):
@@ -467,8 +508,15 @@ def token_validity(analysis: Analysis) -> Figure:
         role = str(t.role)
         if role not in roles_seen:
             roles_seen.append(role)
-        if start is not None or end is not None:
+        negative = start is not None and end is not None and end < start
+        if negative:
+            odd_seen.add("negative")
+            _negative_bar(ax, y, end, start, low, high)
+        elif start is not None or end is not None:
             _validity_bar(ax, y, start, end, low, high, ROLE_COLORS.get(role, "#dddddd"))
+        else:
+            odd_seen.add("missing")
+            ax.plot([_to_days(low), _to_days(high)], [y, y], linestyle=":", color=MISSING_COLOR)
         for ts in times:
             outside = (start is not None and ts < start) or (end is not None and ts > end)
             uses[outside][0].append(ts)
@@ -477,7 +525,9 @@ def token_validity(analysis: Analysis) -> Figure:
             t.iss_app if isinstance(t.iss_app, str) else t.iss if isinstance(t.iss, str) else "?"
         )
         suffix = ""
-        if start is None and end is None:
+        if negative:
+            suffix = f" (exp {_duration(start - end)} before nbf)"
+        elif start is None and end is None:
             suffix = " (no nbf/exp)"
         elif start is None or end is None:
             suffix = " (open)"
@@ -500,7 +550,7 @@ def token_validity(analysis: Analysis) -> Figure:
         ax.axvspan(
             _to_days(first), _to_days(first + width), color=CAPTURE_COLOR, alpha=0.6, zorder=0
         )
-    ax.set_yticks(range(n), list(reversed(labels)), parse_math=False, fontsize=8)
+    ax.set_yticks(range(n), list(reversed(labels)), parse_math=False, fontsize=TICK_SIZE)
     ax.set_ylim(-0.7, n - 0.3)
     _time_axis(ax, _to_days(low), _to_days(high), pad=0.0)
     handles: list[Any] = [
@@ -512,12 +562,18 @@ def token_validity(analysis: Analysis) -> Figure:
         Line2D([], [], linestyle="", marker="D", color=WARNING_COLOR, label="use outside validity"),
         Patch(color=CAPTURE_COLOR, label="capture span"),
     ]
-    fig.legend(handles=handles, loc="outside right upper", fontsize=8)
+    if "negative" in odd_seen:
+        handles.append(
+            Patch(facecolor="#fde2e1", edgecolor=WARNING_COLOR, hatch="xx", label="exp before nbf")
+        )
+    if "missing" in odd_seen:
+        handles.append(Line2D([], [], linestyle=":", color=MISSING_COLOR, label="no nbf/exp"))
+    fig.legend(handles=handles, loc="outside right upper", fontsize=NOTE_SIZE)
     if len(rows) > n:
         ax.set_title(
-            f"{len(rows) - n:,} less-used token(s) not shown (showing {n})",
+            f"{plural(len(rows) - n, 'less-used token')} not shown (showing {n})",
             loc="right",
-            fontsize=8,
+            fontsize=NOTE_SIZE,
             color="#555555",
         )
     return fig
@@ -554,6 +610,8 @@ def _token_range(
     for t, times in shown:
         known += [v for v in (_start(t), _secs(t.exp)) if v is not None]
         known += [float(v) for v in times]
+    if not known:  # no token has a time, nor a use: show the capture
+        known = [v for v in (first, last) if v is not None] or [0.0]
     low, high = min(known), max(known)
     if first is not None and last is not None:
         if low < first - CONTEXT * 1.25:
@@ -577,7 +635,8 @@ def _validity_bar(
     left = start if start is not None else low
     right = end if end is not None else high
     cut_left, cut_right = max(left, low), min(right, high)
-    style = {"fontsize": 7, "color": "#444444", "va": "center", "parse_math": False, "zorder": 6}
+    style = {"fontsize": NOTE_SIZE - 1, "color": "#444444", "va": "center", "parse_math": False}
+    style["zorder"] = 6
     if cut_left < cut_right:
         ax.barh(
             y,
@@ -595,6 +654,26 @@ def _validity_bar(
     if end is not None and end > high:
         what = f"valid from {_stamp(start)}, " if start is not None and start > high else ""
         ax.text(_to_days(high), y + 0.36, f"{what}exp {_stamp(end)} >", ha="right", **style)
+
+
+def _negative_bar(ax: Axes, y: float, exp: float, nbf: float, low: float, high: float) -> None:
+    """A token whose exp is before its nbf: a red cross-hatched bar from exp to nbf (never
+    valid), at least a sliver wide so it is seen."""
+    left, right = max(exp, low), min(nbf, high)
+    width = max(_to_days(right) - _to_days(left), (_to_days(high) - _to_days(low)) / 300)
+    ax.barh(
+        y, width, left=_to_days(left), height=0.55, color="#fde2e1", edgecolor=WARNING_COLOR,
+        linewidth=0.8, hatch="xx",
+    )  # fmt: skip
+
+
+def _duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``3 h``, ``2 days``: how far apart two times are."""
+    for size, unit in ((_DAY, "day"), (3600.0, "h"), (60.0, "min")):
+        if seconds >= size:
+            n = seconds / size
+            return f"{n:.0f} {unit}" + ("s" if unit == "day" and round(n) != 1 else "")
+    return f"{seconds:.0f} s"
 
 
 def _stamp(seconds: float | None) -> str:
@@ -645,9 +724,26 @@ def _time_axis(ax: Axes, low: float, high: float, pad: float = 0.03) -> None:
     ax.set_xlim(low - margin, high + margin)
     locator = mdates.AutoDateLocator(tz=timezone.utc, minticks=4, maxticks=10)
     ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=timezone.utc))
+    pattern, label = axis_format((high - low) * _DAY, low)
+    ax.xaxis.set_major_formatter(mdates.DateFormatter(pattern, tz=timezone.utc))
+    ax.tick_params(axis="x", labelsize=TICK_SIZE)
     if not ax.get_xlabel():
-        ax.set_xlabel("time (UTC)")
+        ax.set_xlabel(label, fontsize=LABEL_SIZE)
+
+
+def axis_format(span_seconds: float, low_days: float) -> tuple[str, str]:
+    """One tick format for a whole time axis (strftime pattern, axis label), chosen by its span:
+    the date moves to the label when every tick falls on one day."""
+    start = mdates.num2date(low_days, tz=timezone.utc)
+    end = mdates.num2date(low_days + max(span_seconds, 0.0) / _DAY, tz=timezone.utc)
+    one_day = start.date() == end.date()
+    if one_day and span_seconds <= 120:
+        return "%H:%M:%S", f"time (UTC) on {start:%Y-%m-%d}"
+    if one_day:
+        return "%H:%M", f"time (UTC) on {start:%Y-%m-%d}"
+    if span_seconds <= 14 * _DAY:
+        return "%m-%d %H:%M", f"time (UTC), {start:%Y}"
+    return "%Y-%m-%d", "date (UTC)"
 
 
 def _no_data(ax: Axes, message: str) -> None:
@@ -693,3 +789,13 @@ CHARTS: dict[str, Chart] = {
     "classes_over_time": classes_over_time,
     "token_validity": token_validity,
 }
+
+
+def has_data(name: str, analysis: Analysis) -> bool:
+    """Would chart ``name`` draw anything (the HTML report leaves out empty ones)?"""
+    if name == "token_validity":
+        return bool(_token_rows(analysis))
+    events = _exchanges(analysis.events)
+    if name == "classes_over_time" and not events.empty:
+        events = events[events["scheme"].astype("object") != "none"]
+    return not events.empty

@@ -15,6 +15,7 @@ from analyzer.report.decode_verdict import Verdict, certificate_notes, judge
 from analyzer.report.diagnostics_text import diagnostic_to_dict, write_diagnostic
 from analyzer.report.paste import Pasted
 from analyzer.report.times import format_utc
+from analyzer.words import plural
 
 PRINCIPAL_CLAIMS = {"iss": "issuer", "aud": "audience", "nameid": "nameid", "actor": "nameid"}
 TIME_CLAIMS = ("iat", "nbf", "exp")
@@ -108,7 +109,7 @@ def write_explanation(
             where += f" ({pasted.request}" + (f", Host {pasted.host})" if pasted.host else ")")
         out.write(f"Read from: {where}\n")
         if pasted.ignored:
-            out.write(f"  ({pasted.ignored} more credential(s) in the paste not decoded)\n")
+            out.write(f"  ({plural(pasted.ignored, 'more credential')} in the paste not decoded)\n")
     out.write(f"Token fp={token.fingerprint}: {_format_name(token)}, {token.size:,} characters\n")
     if token.problems:
         out.write("Problems: " + "; ".join(token.problems) + "\n")

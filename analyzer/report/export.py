@@ -1,4 +1,10 @@
-"""Machine-readable outputs (JSON Lines, CSV), derived field by field from the record schema."""
+"""Machine-readable outputs (JSON Lines, CSV), derived field by field from the record schema.
+
+JSON Lines keep the record's fields in schema order, ``schema_version`` first. CSV is for people
+with a spreadsheet: the key columns come first (for events: time, endpoints, host, uri, status,
+scheme, auth_class, outcome, identity), an ISO 8601 ``time`` column stands beside the epoch
+seconds, and ``schema_version`` comes last.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +12,46 @@ import csv
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
-from analyzer.model import SCHEMA_VERSION, public_fields, to_dict
+from analyzer.model import (
+    SCHEMA_VERSION,
+    CredentialRecord,
+    Event,
+    Finding,
+    Handshake,
+    NotInspected,
+    PairVerdict,
+    TlsConnection,
+    TokenRecord,
+    public_fields,
+    to_dict,
+)
 from analyzer.report.json_text import compact_json, json_encoder
 from analyzer.report.safe_text import one_line, spreadsheet_cell
+from analyzer.report.times import iso_utc
 
 #: Lines gathered before each write: a few large writes instead of one per record.
 BATCH = 256
 
 #: The key every JSON line starts with.
 _LEAD = (("schema_version", SCHEMA_VERSION),)
+
+#: The epoch-seconds field a record's ISO 8601 ``time`` column shows.
+TIME_FIELD: dict[type, str] = {
+    Event: "ts",
+    Handshake: "start_ts",
+    TokenRecord: "first_seen",
+    Finding: "first_ts",
+    PairVerdict: "first_ts",
+    TlsConnection: "ts",
+    NotInspected: "ts",
+    CredentialRecord: "first_seen",
+}
+#: Columns that lead a CSV row, after ``time`` (``identity`` is derived, see ``who``).
+_EVENT_KEYS = (
+    "ts", "client_ip", "client_port", "server_ip", "server_port", "host", "uri", "status",
+    "scheme", "auth_class", "outcome", "identity",
+)  # fmt: skip
+KEY_COLUMNS: dict[type, tuple[str, ...]] = {Event: _EVENT_KEYS}
 
 
 def write_jsonl(records: Iterable[Any], out: IO[str], *, reveal_secrets: bool = False) -> None:
@@ -46,35 +83,57 @@ def write_jsonl(records: Iterable[Any], out: IO[str], *, reveal_secrets: bool = 
 
 
 def write_csv(
-    records: Iterable[Any], out: IO[str], record_type: type, *, reveal_secrets: bool = False
+    records: Iterable[Any],
+    out: IO[str],
+    record_type: type,
+    *,
+    reveal_secrets: bool = False,
+    bom: bool = False,
 ) -> None:
     """One row per record of ``record_type``; list and dict fields as compact JSON in a cell.
-    Text cells that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, CR
-    first) get a leading ``'``; numbers stay numbers."""
-    fields = public_fields(record_type, reveal_secrets)
+
+    ``bom`` starts the file with a UTF-8 byte order mark, so Excel reads it as UTF-8."""
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["schema_version", *fields])
-    writer.writerows(csv_rows(records, fields, record_type, reveal_secrets))
+    if bom:
+        out.write("\ufeff")
+    writer.writerow(csv_header(record_type, reveal_secrets))
+    writer.writerows(csv_rows(records, record_type, reveal_secrets))
+
+
+def csv_header(record_type: type, reveal_secrets: bool = False) -> list[str]:
+    """The CSV columns of ``record_type``: time, the key columns, the rest, schema_version."""
+    fields = public_fields(record_type, reveal_secrets)
+    lead = [c for c in KEY_COLUMNS.get(record_type, ()) if c in fields or c == "identity"]
+    time = ["time"] if record_type in TIME_FIELD else []
+    return [*time, *lead, *(f for f in fields if f not in lead), "schema_version"]
 
 
 def csv_rows(
-    records: Iterable[Any], fields: list[str], record_type: type, reveal_secrets: bool
-) -> Iterator[list[Any]]:
-    names = ["schema_version", *fields]
-    in_order = "schema_version" not in fields  # a record's dict is then the row, in order
+    records: Iterable[Any], record_type: type, reveal_secrets: bool, neutralise: bool = True
+) -> Iterator[list]:
+    """The rows ``csv_header`` names, one per record. Text cells a spreadsheet would run as a
+    formula get a leading ``'`` (``safe_text.spreadsheet_cell``) unless ``neutralise`` is off:
+    the .xlsx writer stores every text cell as a string instead."""
+    names = csv_header(record_type, reveal_secrets)
+    time_field = TIME_FIELD.get(record_type)
     for record in records:
         row = to_dict(record, reveal_secrets)
-        if in_order and type(record) is record_type:
-            yield [
-                SCHEMA_VERSION,
-                *[
-                    "" if v is None else spreadsheet_cell(v) if type(v) is str else _cell(v)
-                    for v in row.values()
-                ],
-            ]
-        else:
-            row = {"schema_version": SCHEMA_VERSION, **row}
-            yield [_cell(row[name]) for name in names]
+        row["schema_version"] = SCHEMA_VERSION
+        if time_field is not None:
+            row["time"] = iso_utc(row.get(time_field))
+        if "identity" in names:
+            row["identity"] = who(record) if type(record) is Event else None
+        cells = [_cell(row[name]) for name in names]  # KeyError: a record of another type
+        if neutralise:
+            cells = [spreadsheet_cell(c) if type(c) is str else c for c in cells]
+        yield cells
+
+
+def who(e: Event) -> str | None:
+    """The identity a person looks for: ``DOMAIN\\user``, the token's subject, or its issuer."""
+    if e.user:
+        return f"{e.domain}\\{e.user}" if e.domain else e.user
+    return e.token_subject or e.token_iss_app or e.token_iss
 
 
 def _cell(value: Any) -> Any:
@@ -82,6 +141,4 @@ def _cell(value: Any) -> Any:
         return ""
     if isinstance(value, (list, dict)):
         return compact_json(value) if value else ""
-    if isinstance(value, str):
-        return spreadsheet_cell(value)
     return value

@@ -18,6 +18,7 @@ from analyzer.model import (
     OUTCOMES,
     SCHEMES,
     SEVERITIES,
+    CredentialRecord,
     Event,
     Finding,
     Handshake,
@@ -41,6 +42,7 @@ _TIMES = {
     PairVerdict: ("first_ts", "last_ts"),
     TlsConnection: ("ts", "cert_not_before", "cert_not_after"),
     NotInspected: ("ts",),
+    CredentialRecord: ("first_seen", "last_seen"),
 }
 _CATEGORIES = {
     Event: {
@@ -59,6 +61,7 @@ _CATEGORIES = {
     PairVerdict: {"verdict": None},
     TlsConnection: {"version": None, "client_version": None},
     NotInspected: {"kind": NOT_INSPECTED_KINDS},
+    CredentialRecord: {"scheme": SCHEMES},
 }
 _INTS = {
     Event: (
@@ -79,6 +82,7 @@ _INTS = {
     PairVerdict: ("server_port", "exchanges", "handshakes"),
     TlsConnection: ("client_port", "server_port"),
     NotInspected: ("client_port", "server_port", "count"),
+    CredentialRecord: ("uses",),
 }
 
 

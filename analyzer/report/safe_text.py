@@ -32,25 +32,40 @@ def printable(text: str) -> str:
     return _UNSAFE_CELL.sub(_escaped, text)
 
 
+#: A colour (SGR) sequence: the one escape a coloured writer sends on purpose. It can only
+#: change colours, never move the cursor, clear the screen or set a title.
+_COLOUR = re.compile("\x1b\\[[0-9;]*m")
+
+
 class TerminalSafe:
     """A text stream that escapes control characters in everything written to it except the
-    line feeds that end lines: whatever a writer forgot to clean cannot reach the terminal."""
+    line feeds that end lines: whatever a writer forgot to clean cannot reach the terminal.
+    With ``colour``, SGR colour sequences pass (a coloured writer's own)."""
 
-    def __init__(self, out: IO[str]) -> None:
+    def __init__(self, out: IO[str], colour: bool = False) -> None:
         self._out = out
+        self._colour = colour
 
     def write(self, text: str) -> int:
         if _UNSAFE_OUTPUT.search(text):
-            text = _UNSAFE_OUTPUT.sub(_escaped, text)
+            if self._colour:
+                parts = _COLOUR.split(text)
+                codes = _COLOUR.findall(text)
+                clean = [_UNSAFE_OUTPUT.sub(_escaped, part) for part in parts]
+                text = "".join(c + k for c, k in zip(clean, [*codes, ""], strict=True))
+            else:
+                text = _UNSAFE_OUTPUT.sub(_escaped, text)
         return self._out.write(text)
 
     def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, ...
         return getattr(self._out, name)
 
 
-def terminal_safe(out: IO[str]) -> IO[str]:
+def terminal_safe(out: IO[str], colour: bool = False) -> IO[str]:
     """``out`` wrapped in ``TerminalSafe`` (once)."""
-    return out if isinstance(out, TerminalSafe) else TerminalSafe(out)  # type: ignore[return-value]
+    if isinstance(out, TerminalSafe):
+        return out  # type: ignore[return-value]
+    return TerminalSafe(out, colour)  # type: ignore[return-value]
 
 
 #: First characters that make a spreadsheet read a cell as a formula (OWASP CSV injection).

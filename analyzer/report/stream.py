@@ -12,11 +12,11 @@ import csv
 import time
 from typing import IO, Any
 
-from analyzer.model import SCHEMA_VERSION, Event, public_fields
-from analyzer.report.export import csv_rows
+from analyzer.model import SCHEMA_VERSION, Event
+from analyzer.report.export import csv_header, csv_rows
 from analyzer.report.json_text import json_encoder
-from analyzer.report.safe_text import one_line, printable
-from analyzer.report.table import EVENT_COLUMNS, event_cells
+from analyzer.report.layout import fit, render
+from analyzer.report.table import EVENT_COLUMNS, PIPE_WIDTH, event_cells
 
 #: Seconds between two repaints of the status line.
 STATUS_EVERY = 0.5
@@ -36,8 +36,8 @@ class EventRows:
         self._encode = json_encoder(
             Event, reveal_secrets, lead=(("schema_version", SCHEMA_VERSION),), end="\n"
         )
-        self._fields = public_fields(Event, reveal_secrets)
         self._csv = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
+        self._fitted = fit(EVENT_COLUMNS, [STREAM_WIDTHS], _width(out)) if fmt == "table" else None
 
     def __call__(self, event: Event) -> None:
         if self.status is not None:
@@ -46,19 +46,37 @@ class EventRows:
             self._header()
         self.count += 1
         if self.fmt == "jsonl":
-            self.out.write(one_line(self._encode(event)))
+            self.out.write(self._encode(event))
         elif self._csv is not None:
-            self._csv.writerows(csv_rows([event], self._fields, Event, self.reveal_secrets))
-        else:
-            self.out.write("  " + "  ".join(map(printable, event_cells(event))).rstrip() + "\n")
+            self._csv.writerows(csv_rows([event], Event, self.reveal_secrets))
+        elif self._fitted is not None:
+            lines = render(self._fitted, EVENT_COLUMNS, [event_cells(event)])
+            next(lines)  # the header, written once
+            self.out.write("\n".join(lines) + "\n")
         self.out.flush()
 
     def _header(self) -> None:
         if self._csv is not None:
-            self._csv.writerow(["schema_version", *self._fields])
-        elif self.fmt == "table":
-            self.out.write("Events, as their exchanges complete\n")
-            self.out.write("  " + "  ".join(EVENT_COLUMNS) + "\n")
+            self._csv.writerow(csv_header(Event, self.reveal_secrets))
+        elif self._fitted is not None:
+            self.out.write("Events, as their exchanges complete (times UTC)\n")
+            self.out.write(next(render(self._fitted, EVENT_COLUMNS, [])) + "\n")
+
+
+#: Column widths a stream lays its rows out for (it cannot wait to see the widest cell).
+STREAM_WIDTHS = [
+    "12345", "2026-03-02 09:00:00.000", "255.255.255.255:65535", "255.255.255.255:65535",
+    "x" * 40, "401", "negotiate-ntlm", "x" * 60, "x" * 80,
+]  # fmt: skip
+
+
+def _width(out: IO[str]) -> int:
+    """A terminal's width, else the 160 columns of piped text."""
+    if out.isatty():
+        from analyzer.report.pager import terminal_width
+
+        return terminal_width(out)
+    return PIPE_WIDTH
 
 
 class StatusLine:

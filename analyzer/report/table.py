@@ -1,29 +1,39 @@
-"""The terminal summary: what was read, auth counts per client -> server pair, then the events.
+"""The text summary: what was read, events per client -> server pair, verdicts, findings, events.
 
-Plain, fixed-width text so it reads the same in a terminal, a log file or a test.
+One writer for a pipe, a log file and a terminal: lines fit ``width`` (160 characters in a pipe,
+the terminal's width on a terminal, no limit with ``--wide``); a ``Style`` may colour it
+(``report.terminal``). Times are UTC, said once; dates are shown when the events span more than
+a day.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from typing import IO
 
 from analyzer.analysis.coverage import blind_spot_lines
 from analyzer.model import (
     SCHEMES,
+    SEVERITIES,
     CaptureStats,
-    Challenge,
     Event,
     Finding,
+    Handshake,
     NotInspected,
     PairVerdict,
     TokenRecord,
 )
-from analyzer.report.safe_text import printable, terminal_safe
+from analyzer.report.cells import class_text, identity_text, notes_text, request_text
+from analyzer.report.layout import Column, fit, render, wrap_text
+from analyzer.report.safe_text import terminal_safe
 from analyzer.report.times import format_utc
 from analyzer.sources.linklayer import MAX_TUNNEL_IDS
+from analyzer.words import endpoint, plural
 
-MAX_URI = 48
+#: Line width of text written to a pipe or file (``--wide``: no limit).
+PIPE_WIDTH = 160
+_DAY = 86400.0
 #: What the ids of each encapsulation are called in the summary (one, several).
 _ID_NAMES = {
     "VXLAN": ("VNI", "VNIs"),
@@ -39,6 +49,41 @@ _ID_NAMES = {
 _HEX_IDS = frozenset({"GTP-U", "PPPoE"})  # shown in hex, as tshark shows them
 _IDS_SHOWN = 5
 
+#: The events list, most important column first where the width runs short.
+EVENT_COLUMNS = (
+    Column("#", 0),
+    Column("time", 1),
+    Column("client", 2),
+    Column("server", 3),
+    Column("request", 4, min_width=20, max_width=60, wrap=True),
+    Column("status", 5),
+    Column("class", 6),
+    Column("identity", 7, min_width=40, max_width=70, wrap=True),
+    Column("notes", 8, min_width=40, max_width=90, wrap=True),
+)
+
+
+class Style:
+    """How text is shown: plain here; ``report.terminal.AnsiStyle`` adds colour."""
+
+    def heading(self, text: str) -> str:
+        return text
+
+    def verdict(self, text: str, verdict: str) -> str:
+        return text
+
+    def severity(self, text: str, severity: str) -> str:
+        return text
+
+    def warning(self, text: str) -> str:
+        return text
+
+    def cell(self, column: str, text: str, padded: str) -> str:
+        return padded
+
+
+PLAIN = Style()
+
 
 def write_table(
     events: list[Event],
@@ -47,12 +92,19 @@ def write_table(
     verdicts: list[PairVerdict] = (),
     findings: list[Finding] = (),
     not_inspected: list[NotInspected] = (),
+    *,
+    width: int = PIPE_WIDTH,
+    style: Style = PLAIN,
+    summary_only: bool = False,
+    reveal: bool = False,
 ) -> None:
-    """Write the human summary of one analysis to ``out``. Captured text is data: control
-    characters and ANSI sequences in it are escaped (``safe_text``), never sent to a terminal."""
-    out = terminal_safe(out)
-    write_summary(events, captures, out, verdicts, findings, not_inspected)
-    _events(events, out)
+    """Write the summary of one analysis, then (unless ``summary_only``) every event. Captured
+    text is data: in plain output every control character and ANSI sequence is escaped
+    (``safe_text``); with colour, the cells and the styled texts are."""
+    out = terminal_safe(out, colour=style is not PLAIN)
+    write_summary(events, captures, out, verdicts, findings, not_inspected, width, style)
+    if not summary_only:
+        write_events(events, out, width, style, reveal)
 
 
 def write_summary(
@@ -62,89 +114,54 @@ def write_summary(
     verdicts: list[PairVerdict] = (),
     findings: list[Finding] = (),
     not_inspected: list[NotInspected] = (),
+    width: int = PIPE_WIDTH,
+    style: Style = PLAIN,
 ) -> None:
-    """The table's summary without its list of events (a stream printed them as they came)."""
-    out = terminal_safe(out)
-    _captures(captures, out)
-    write_uninspected(not_inspected, out)
-    _pairs(events, out)
-    write_verdicts(verdicts, out)
-    write_findings(findings, out)
+    """Inputs, blind spots, pairs, verdicts and findings (``-q``; a stream's closing summary)."""
+    out = terminal_safe(out, colour=style is not PLAIN)
+    write_captures(captures, out, width, style)
+    write_uninspected(not_inspected, out, width, style)
+    _pairs(events, out, width, style)
+    write_verdicts(verdicts, out, width, style)
+    write_findings(findings, out, width=width, style=style)
 
 
-def write_uninspected(not_inspected: list[NotInspected], out: IO[str]) -> None:
-    """The blind spots: traffic not inspected (undecrypted TLS, lost request bytes), per server."""
-    lines = blind_spot_lines(not_inspected)
-    if not lines:
-        return
-    out.write("Not inspected\n")
-    for line in lines:
-        out.write(f"  {printable(line)}\n")
-    out.write("\n")
-
-
-def write_verdicts(verdicts: list[PairVerdict], out: IO[str]) -> None:
-    """One line per client -> server pair: is OAuth really in use?"""
-    if not verdicts:
-        return
-    out.write("Verdicts\n")
-    for v in verdicts:
-        server = f"{v.host or v.server_ip} ({v.server_ip}:{v.server_port})"
-        server = f"SIP {server}" if v.protocol == "sip" else server
-        line = f"  {v.client_ip} -> {server}: {v.verdict.upper()} - {v.summary}"
-        out.write(printable(line) + "\n")
-    out.write("\n")
-
-
-def write_findings(findings: list[Finding], out: IO[str], explain: bool = False) -> None:
-    """Findings, most severe first, with their evidence event ids."""
-    out = terminal_safe(out)
-    out.write(f"Findings ({len(findings)})\n")
-    if not findings:
-        out.write("  (none)\n\n")
-        return
-    for f in findings:
-        head = f"  [{f.severity.upper():<6}] {f.rule_id}"
-        out.write(printable(f"{head}: {f.detail} ({evidence(f.event_ids)})") + "\n")
-        if explain:
-            out.write(f"           {f.title}. {f.explanation}\n")
-    out.write("\n")
-
-
-def evidence(event_ids: tuple[int, ...], shown: int = 10) -> str:
-    """``events 1,2,3 (+294 more)``: a few ids in text; JSON and the HTML keep all of them."""
-    head = ",".join(str(i) for i in event_ids[:shown])
-    more = f" (+{len(event_ids) - shown} more)" if len(event_ids) > shown else ""
-    return f"events {head}{more}"
-
-
-def _captures(captures: list[CaptureStats], out: IO[str]) -> None:
+def write_captures(
+    captures: list[CaptureStats], out: IO[str], width: int = PIPE_WIDTH, style: Style = PLAIN
+) -> None:
+    """What was read: packets, connections, and what the capture lost."""
     packets = sum(c.packets for c in captures)
     conns = sum(c.tcp_connections for c in captures)
     http = sum(c.http_connections for c in captures)
+    archived = sum(c.exchanges for c in captures)
     out.write(
-        f"Read {len(captures)} capture(s): {packets:,} packets, {conns:,} TCP connections, "
-        f"{http:,} carrying HTTP\n"
+        style.heading(f"Read {plural(len(captures), 'capture')}")
+        + f": {plural(packets, 'packet')}, {plural(conns, 'TCP connection')}, "
+        f"{http:,} carrying HTTP"
+        + (f"; {plural(archived, 'archived HTTP exchange')} (SAZ, HAR)" if archived else "")
+        + "\n"
     )
     for c in captures:
         extra = []
         if c.dropped:
-            extra.append(f"{c.dropped:,} packets dropped by the capture")
+            extra.append(f"{plural(c.dropped, 'packet')} dropped by the capture")
         if c.ip_fragments:
-            extra.append(f"{c.ip_fragments:,} IP fragments not reassembled")
+            extra.append(f"{plural(c.ip_fragments, 'IP fragment')} not reassembled")
         if c.truncated_packets:
-            extra.append(f"{c.truncated_packets:,} packets cut by the snap length")
+            extra.append(f"{plural(c.truncated_packets, 'packet')} cut by the snap length")
         if c.gaps:
-            extra.append(f"{c.gaps:,} TCP gaps")
+            extra.append(plural(c.gaps, "TCP gap"))
         if c.tls_connections:
-            extra.append(f"{c.tls_connections:,} TLS connections unreadable without --tls-keylog")
-        line = f"  {c.path}: {c.file_format or '?'}, {c.packets:,} packets"
-        out.write(line + (f" ({'; '.join(extra)})" if extra else "") + "\n")
+            extra.append(
+                f"{plural(c.tls_connections, 'TLS connection')} unreadable without --tls-keylog"
+            )
+        read = plural(c.exchanges, "exchange") if c.exchanges else plural(c.packets, "packet")
+        line = f"{c.path}: {c.file_format or '?'}, {read}"
+        _prose(line + (f" ({'; '.join(extra)})" if extra else ""), out, width)
         for text in encapsulation_lines(c):
-            out.write(f"    {printable(text)}\n")
-
+            _prose(text, out, width, indent=4)
         for warning in c.warnings:
-            out.write(f"    warning: {printable(warning)}\n")
+            _prose(style.warning("warning") + f": {warning}", out, width, indent=4)
     out.write("\n")
 
 
@@ -177,83 +194,217 @@ def _by_count(counts: dict[str, int]) -> list[tuple[str, int]]:
 
 
 def _packets(name: str, n: int) -> str:
-    return f"{name} {n:,} packet{'' if n == 1 else 's'}"
+    return f"{name} {plural(n, 'packet')}"
 
 
-def _pairs(events: list[Event], out: IO[str]) -> None:
+def write_uninspected(
+    not_inspected: list[NotInspected], out: IO[str], width: int = PIPE_WIDTH, style: Style = PLAIN
+) -> None:
+    """The blind spots: traffic not inspected (undecrypted TLS, lost request bytes), per server."""
+    lines = blind_spot_lines(not_inspected)
+    if not lines:
+        return
+    out.write(style.heading("Not inspected") + "\n")
+    for line in lines:
+        _prose(style.warning(line), out, width)
+    out.write("\n")
+
+
+def write_verdicts(
+    verdicts: list[PairVerdict], out: IO[str], width: int = PIPE_WIDTH, style: Style = PLAIN
+) -> None:
+    """One line per client -> server pair: is OAuth really in use?"""
+    if not verdicts:
+        return
+    out.write(style.heading("Verdicts") + "\n")
+    for v in verdicts:
+        word = style.verdict(v.verdict.upper(), v.verdict)
+        text = f"{v.client_ip} -> {pair_server(v)}: {v.verdict.upper()} - {v.summary}"
+        lines = wrap_text(text, width)
+        lines[0] = lines[0].replace(v.verdict.upper(), word, 1)
+        out.write("\n".join(lines) + "\n")
+    out.write("\n")
+
+
+def pair_server(v: PairVerdict) -> str:
+    """``mail.contoso.com (10.1.0.10:80)``: the Host (or address) and the endpoint; ``SIP``
+    before it for a SIP pair."""
+    server = f"{v.host or v.server_ip} ({endpoint(v.server_ip, v.server_port)})"
+    return f"SIP {server}" if v.protocol == "sip" else server
+
+
+def write_findings(
+    findings: list[Finding],
+    out: IO[str],
+    explain: bool = False,
+    width: int = PIPE_WIDTH,
+    style: Style = PLAIN,
+) -> None:
+    """Findings grouped by severity (as in the HTML report), with their evidence event ids."""
+    out.write(style.heading(f"Findings ({len(findings):,})") + "\n")
+    if not findings:
+        out.write("  (none)\n\n")
+        return
+    for severity in SEVERITIES:
+        group = [f for f in findings if f.severity == severity]
+        if not group:
+            continue
+        title = f"{severity.capitalize()} ({len(group)})"
+        out.write("  " + style.severity(title, severity) + "\n")
+        for f in group:
+            _prose(f"{f.rule_id}: {f.detail} ({evidence(f.event_ids)})", out, width, indent=4)
+            if explain:
+                _prose(f"{f.title}. {f.explanation}", out, width, indent=8, hanging=0)
+    out.write("\n")
+
+
+def evidence(event_ids: tuple[int, ...], shown: int = 10) -> str:
+    """``events 1,2,3 (+294 more)``: a few ids in text; JSON and the HTML keep all of them."""
+    if not event_ids:
+        return "no event"
+    head = ",".join(str(i) for i in event_ids[:shown])
+    more = f" (+{len(event_ids) - shown:,} more)" if len(event_ids) > shown else ""
+    return ("event " if len(event_ids) == 1 else "events ") + head + more
+
+
+def _pairs(events: list[Event], out: IO[str], width: int, style: Style) -> None:
     counts: dict[tuple[str, str, str], Counter[str]] = defaultdict(Counter)
     for e in events:
-        pair = (e.client_ip, f"{e.server_ip}:{e.server_port}", e.host or "-")
+        pair = (e.client_ip or "-", endpoint(e.server_ip, e.server_port), e.host or "-")
         counts[pair][e.scheme] += 1
-    out.write(f"Auth exchanges by client -> server ({len(events):,} events)\n")
+    out.write(style.heading(f"Events by client -> server, per scheme sent ({len(events):,})"))
+    out.write("\n")
     if not events:
         out.write("  (no authentication material found)\n\n")
         return
     used = [s for s in SCHEMES if any(c[s] for c in counts.values())]
-    rows = [["client", "server", "host", "events", *used]]
-    for (client, server, host), c in sorted(counts.items()):
-        rows.append([client, server, host, str(sum(c.values())), *(str(c[s]) for s in used)])
-    _grid(rows, out)
+    columns = [
+        Column("client", 0),
+        Column("server", 1),
+        Column("host", 2, min_width=12, max_width=50, wrap=True),
+        Column("events", 3),
+        *(Column(s, 4 + i) for i, s in enumerate(used)),
+    ]
+    rows = [
+        [client, server, host, f"{sum(c.values()):,}", *(f"{c[s]:,}" for s in used)]
+        for (client, server, host), c in sorted(counts.items())
+    ]
+    grid(columns, rows, out, width, style)
     out.write("\n")
 
 
-def _events(events: list[Event], out: IO[str]) -> None:
+def write_events(
+    events: list[Event],
+    out: IO[str],
+    width: int = PIPE_WIDTH,
+    style: Style = PLAIN,
+    reveal: bool = False,
+) -> None:
+    """Every event in time order, fitted to ``width``."""
     if not events:
         return
-    out.write("Events\n")
-    _grid([list(EVENT_COLUMNS), *(event_cells(e) for e in events)], out)
+    day = format_utc(events[0].ts)[:10]
+    dated = spans_days(events) or day.startswith("<")  # an invalid time shows as it is
+    when = "" if dated else f" on {day}"
+    out.write(style.heading(f"Events ({len(events):,}), times UTC{when}") + "\n")
+    if reveal and any(e.password is not None for e in events):
+        out.write("  Secrets shown (--reveal-secrets): Basic passwords in the identity column\n")
+    rows = [event_cells(e, dated=dated, reveal=reveal) for e in events]
+    grid(list(EVENT_COLUMNS), rows, out, width, style)
 
 
-#: The columns of the events list (``event_cells`` fills them).
-EVENT_COLUMNS = (
-    "#", "time (UTC)", "client", "server", "request", "status", "scheme", "identity", "notes",
-)  # fmt: skip
+def spans_days(events: Sequence[Event]) -> bool:
+    """Do the events span more than a day (so times need their date)?"""
+    times = [e.ts for e in events]
+    return bool(times) and max(times) - min(times) > _DAY
 
 
-def event_cells(e: Event) -> list[str]:
+def event_cells(e: Event, *, dated: bool = True, reveal: bool = False) -> list[str]:
     """One event as the table's cells (the events list, and a stream's rows)."""
-    request = f"{e.method} {_short(e.uri)}".strip() or "(response only)"
     return [
         str(e.event_id),
-        format_utc(e.ts),
-        f"{e.client_ip}:{e.client_port}",
-        f"{e.server_ip}:{e.server_port}",
-        request,
+        format_utc(e.ts, date=dated),
+        endpoint(e.client_ip, e.client_port),
+        endpoint(e.server_ip, e.server_port),
+        request_text(e),
         "-" if e.status is None else str(e.status),
-        _scheme(e),
-        _identity(e),
-        _notes(e),
+        class_text(e),
+        identity_text(e, reveal),
+        notes_text(e),
     ]
 
 
-def write_tokens(tokens: list[TokenRecord], out: IO[str]) -> None:
+def write_tokens(
+    tokens: list[TokenRecord], out: IO[str], width: int = PIPE_WIDTH, style: Style = PLAIN
+) -> None:
     """One line per distinct token: who issued it for whom, validity, signature, use."""
-    out = terminal_safe(out)
-    out.write(f"Tokens ({len(tokens):,} distinct)\n")
+    out.write(style.heading(f"Tokens ({len(tokens):,} distinct), times UTC") + "\n")
     if not tokens:
         out.write("  (no tokens found)\n")
         return
-    rows = [
-        ["fp", "role", "format", "issuer", "audience", "valid (UTC)", "signature", "uses", "flags"]
+    columns = [
+        Column("fp", 0),
+        Column("role", 6, min_width=14, max_width=40, wrap=True),
+        Column("format", 7),
+        Column("issuer", 1, min_width=24, max_width=50, wrap=True),
+        Column("audience", 2, min_width=24, max_width=50, wrap=True),
+        Column("valid", 4),
+        Column("signature", 3),
+        Column("uses", 5),
+        Column("flags", 8, min_width=16, max_width=60, wrap=True),
     ]
-    for t in tokens:
-        rows.append(
-            [
-                t.fingerprint,
-                t.role + (f" of {','.join(t.outer_fps)}" if t.outer_fps else ""),
-                t.format,
-                _named(t.iss_app, t.iss),
-                _named(t.aud_app, t.aud, t.aud_host),
-                _validity(t.nbf, t.exp),
-                t.signature or "-",
-                str(t.uses),
-                ",".join(t.flags),
-            ]
-        )
-    _grid(rows, out)
+    rows = [
+        [
+            t.fingerprint,
+            t.role + (f" of {','.join(t.outer_fps)}" if t.outer_fps else ""),
+            t.format,
+            _named(t.iss_app, t.iss),
+            _named(t.aud_app, t.aud, t.aud_host),
+            _validity(t.nbf, t.exp),
+            t.signature or "-",
+            f"{t.uses:,}",
+            ", ".join(t.flags),
+        ]
+        for t in tokens
+    ]
+    grid(columns, rows, out, width, style)
     for t in tokens:
         if t.key_source:
-            out.write(printable(f"  {t.fingerprint} {t.signature}: key from {t.key_source}") + "\n")
+            _prose(f"{t.fingerprint} {t.signature}: key from {t.key_source}", out, width)
+
+
+def write_handshakes(
+    handshakes: list[Handshake], out: IO[str], width: int = PIPE_WIDTH, style: Style = PLAIN
+) -> None:
+    """One line per handshake: class, outcome, endpoints, its events and why."""
+    out.write(style.heading(f"Handshakes ({len(handshakes):,}), times UTC") + "\n")
+    if not handshakes:
+        out.write("  (none)\n")
+        return
+    columns = [
+        Column("#", 0),
+        Column("start", 1),
+        Column("class", 2),
+        Column("outcome", 3),
+        Column("client", 4),
+        Column("server", 5, min_width=14, max_width=50, wrap=True),
+        Column("events", 6, min_width=8, max_width=30, wrap=True),
+        Column("reason", 7, min_width=20, max_width=90, wrap=True),
+    ]
+    rows = [
+        [
+            str(h.handshake_id),
+            format_utc(h.start_ts),
+            h.auth_class,
+            h.outcome,
+            h.client_ip,
+            f"{h.host or h.server_ip} ({endpoint(h.server_ip, h.server_port)})",
+            ",".join(str(i) for i in h.event_ids),
+            h.reason,
+        ]
+        for h in handshakes
+    ]
+    grid(columns, rows, out, width, style)
 
 
 def _named(app: str | None, raw: str | None, host: str | None = None) -> str:
@@ -271,61 +422,13 @@ def _validity(nbf: float | None, exp: float | None) -> str:
     return f"{start} - {end}" if nbf is not None or exp is not None else "-"
 
 
-def _scheme(e: Event) -> str:
-    if e.scheme == "none":
-        return "-"
-    if e.scheme == "other" or e.auth_header in ("query", "form"):
-        return f"{e.scheme}({e.scheme_name or e.auth_header})"
-    return e.scheme
+def grid(
+    columns: list[Column], rows: list[list[str]], out: IO[str], width: int, style: Style
+) -> None:
+    fitted = fit(columns, rows, width)
+    paint = None if style is PLAIN else style.cell
+    out.write("\n".join(render(fitted, columns, rows, paint)) + "\n")
 
 
-def _identity(e: Event) -> str:
-    if e.token_format and e.token_format not in ("empty", "opaque", "cwt"):
-        issuer = e.token_iss_app or e.token_iss or "?"
-        audience = e.token_aud_app or e.token_aud or "?"
-        realm = f"@{e.token_realm}" if e.token_realm else ""
-        return f"{issuer} -> {audience}{realm} [{e.token_signature}] fp={e.token_fp}"
-    if e.user:
-        who = f"{e.domain}\\{e.user}" if e.domain else e.user
-        return f"{who} fp={e.cred_fp}" if e.cred_fp else who
-    if e.scheme == "bearer" and e.cred_len == 0:
-        return "empty bearer (probe)"
-    return f"fp={e.cred_fp}" if e.cred_fp else ""
-
-
-def _notes(e: Event) -> str:
-    notes = []
-    if e.token_flags:
-        notes.append("token " + ", ".join(e.token_flags))
-    if e.challenges:
-        notes.append("offers " + ", ".join(_challenge(c) for c in e.challenges))
-    if e.diag_code is not None or e.ms_diagnostics:
-        what = e.diag_category or e.ms_diagnostics
-        notes.append(f"x-ms-diagnostics {e.diag_code} {what}".replace("None ", ""))
-    if e.grant_type:
-        notes.append(f"token request grant_type={e.grant_type}")
-    if e.oauth_error:
-        notes.append(f"error={e.oauth_error}")
-    if e.access_token_fp:
-        notes.append(f"issued token fp={e.access_token_fp}")
-    if "metadata" in e.reasons:
-        notes.append("metadata document" if e.status and e.status < 300 else "metadata fetch")
-    return "; ".join(notes)
-
-
-def _challenge(c: Challenge) -> str:
-    name = c.scheme.capitalize() if c.scheme != "ntlm" else "NTLM"
-    detail = c.params.get("client_id") or c.params.get("realm")
-    return f"{name}({detail})" if detail else name
-
-
-def _short(uri: str) -> str:
-    return uri if len(uri) <= MAX_URI else uri[: MAX_URI - 3] + "..."
-
-
-def _grid(rows: list[list[str]], out: IO[str]) -> None:
-    rows = [[printable(cell) for cell in row] for row in rows]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row)]
-        out.write("  " + "  ".join(cells).rstrip() + "\n")
+def _prose(text: str, out: IO[str], width: int, indent: int = 2, hanging: int = 4) -> None:
+    out.write("\n".join(wrap_text(text, width, indent, hanging)) + "\n")

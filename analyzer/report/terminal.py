@@ -1,23 +1,19 @@
-"""The ``analyze`` summary on a terminal, drawn with rich: verdicts, findings, pairs, events.
+"""The ``analyze`` summary on a terminal: the plain text of ``report.table``, fitted to the
+terminal's width and coloured with ANSI codes.
 
-Used only when standard output is a terminal; logs, pipes and tests get the plain, stable text
-of ``table.write_table`` instead.
+Colour is added to cells already laid out, so a terminal run costs what a piped one does; long
+output goes through a pager (``report.pager``).
 """
 
 from __future__ import annotations
 
 from typing import IO
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
-from analyzer.analysis.coverage import blind_spot_lines
 from analyzer.model import CaptureStats, Event, Finding, NotInspected, PairVerdict
-from analyzer.report.safe_text import printable
-from analyzer.report.table import _identity, _notes, _scheme
-from analyzer.report.times import format_utc
+from analyzer.report.table import Style, write_table
 
+_RESET = "\x1b[0m"
+_CODES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "cyan": "36"}
 VERDICT_STYLE = {
     "oauth-only": "bold green",
     "oauth-with-fallback": "bold yellow",
@@ -27,12 +23,38 @@ VERDICT_STYLE = {
     "unauthenticated": "dim",
 }
 SEVERITY_STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan", "info": "dim"}
-OUTCOME_STYLE = {
-    "accepted": "green",
-    "rejected": "red",
-    "challenged": "yellow",
-    "incomplete": "dim",
-}
+CLASS_STYLE = {"oauth": "green", "basic": "red", "ntlm": "yellow", "negotiate-ntlm": "yellow"}
+
+
+def ansi(text: str, style: str) -> str:
+    """``text`` in ``style`` (space-separated names: bold, dim, red, green, yellow, cyan)."""
+    codes = ";".join(_CODES[name] for name in style.split() if name in _CODES)
+    return f"\x1b[{codes}m{text}{_RESET}" if codes else text
+
+
+class AnsiStyle(Style):
+    """Headings bold, verdicts and severities by tone, statuses and classes coloured."""
+
+    def heading(self, text: str) -> str:
+        return ansi(text, "bold")
+
+    def verdict(self, text: str, verdict: str) -> str:
+        return ansi(text, VERDICT_STYLE.get(verdict, ""))
+
+    def severity(self, text: str, severity: str) -> str:
+        return ansi(text, SEVERITY_STYLE.get(severity, ""))
+
+    def warning(self, text: str) -> str:
+        return ansi(text, "yellow")
+
+    def cell(self, column: str, text: str, padded: str) -> str:
+        if column == "status" and text[:1] in "45":
+            return ansi(padded, "red")
+        if column == "class" and text in CLASS_STYLE:
+            return ansi(padded, CLASS_STYLE[text])
+        if column == "#":
+            return ansi(padded, "dim")
+        return padded
 
 
 def write_rich(
@@ -42,66 +64,21 @@ def write_rich(
     findings: list[Finding],
     out: IO[str],
     not_inspected: list[NotInspected] = (),
+    *,
+    width: int = 100,
+    summary_only: bool = False,
+    reveal: bool = False,
 ) -> None:
-    """Render the summary with colours and tables sized to the terminal."""
-    console = Console(file=out, highlight=False)
-    packets = sum(c.packets for c in captures)
-    console.print(
-        f"[bold]oauth-traffic-analyzer[/]: {len(captures)} capture(s), {packets:,} packets, "
-        f"{len(events):,} auth events"
+    """The summary as ``write_table`` writes it, ``width`` columns wide and coloured."""
+    write_table(
+        events,
+        captures,
+        out,
+        verdicts,
+        findings,
+        not_inspected,
+        width=width,
+        style=AnsiStyle(),
+        summary_only=summary_only,
+        reveal=reveal,
     )
-    for c in captures:
-        for warning in c.warnings:  # captured text: never read as markup or control codes
-            console.print(Text.assemble("  ", ("warning", "yellow"), ": ", printable(warning)))
-        if c.tls_connections and not not_inspected:
-            console.print(
-                f"  [yellow]{c.tls_connections} TLS connection(s) unreadable[/]: "
-                "decrypt with --tls-keylog to see inside"
-            )
-    for line in blind_spot_lines(not_inspected):
-        console.print(Text.assemble("  ", (printable(line), "yellow")))
-    console.print()
-    for v in verdicts:
-        style = VERDICT_STYLE.get(v.verdict, "")
-        line = Text.assemble(
-            (f"{v.verdict.upper():<20}", style),
-            printable(
-                f" {v.client_ip} -> {v.host or v.server_ip} ({v.server_ip}:{v.server_port}): "
-            ),
-            printable(v.summary),
-        )
-        console.print(line)
-    if verdicts:
-        console.print()
-    console.print(f"[bold]Findings[/] ({len(findings)})")
-    for f in findings:
-        ids = ",".join(str(i) for i in f.event_ids)
-        console.print(
-            Text.assemble(
-                (f"  {f.severity.upper():<7}", SEVERITY_STYLE.get(f.severity, "")),
-                (f"{f.rule_id}", "bold"),
-                printable(f": {f.detail} (events {ids})"),
-            )
-        )
-    console.print()
-    table = Table(title="Events", title_justify="left", show_lines=False, expand=True)
-    widths = {"request": 34, "identity": 44}
-    for name in ("#", "time (UTC)", "client", "server", "request", "status", "class", "identity"):
-        table.add_column(
-            name, no_wrap=True, overflow="ellipsis", max_width=widths.get(name), min_width=None
-        )
-    table.add_column("notes", overflow="fold", min_width=30)
-    for e in events:
-        outcome = Text(e.auth_class or _scheme(e), OUTCOME_STYLE.get(e.outcome or "", ""))
-        table.add_row(
-            str(e.event_id),
-            format_utc(e.ts, date=False),
-            f"{e.client_ip}:{e.client_port}",
-            f"{e.server_ip}:{e.server_port}",
-            printable(f"{e.method} {e.uri}".strip()),
-            "-" if e.status is None else str(e.status),
-            outcome,
-            printable(_identity(e)),
-            printable(_notes(e)),
-        )
-    console.print(table)

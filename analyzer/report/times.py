@@ -56,3 +56,14 @@ def _moment(ts: float) -> datetime | None:
         return _EPOCH + timedelta(seconds=ts)
     except (OverflowError, OSError, ValueError, TypeError):
         return None
+
+
+def iso_utc(ts: float | None) -> str:
+    """``2026-03-02T09:00:00.100560Z`` (ISO 8601, UTC) for epoch seconds; "" for None and
+    ``<invalid time ...>`` for a time no calendar date can show."""
+    if ts is None:
+        return ""
+    moment = _moment(ts)
+    if moment is None:
+        return invalid_time(ts)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

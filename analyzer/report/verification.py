@@ -9,6 +9,7 @@ from typing import IO
 from analyzer.analysis.verify import RuleResult, warnings
 from analyzer.report.safe_text import printable, terminal_safe
 from analyzer.report.times import format_utc
+from analyzer.words import plural
 
 INDENT = " " * 13
 
@@ -30,7 +31,7 @@ def write_verification(
             for reason in g["reasons"]:
                 out.write(f"{INDENT}      {printable(reason)}\n")
             if g["more_reasons"]:
-                out.write(f"{INDENT}      ... and {g['more_reasons']} other reason(s)\n")
+                out.write(f"{INDENT}      ... and {plural(g['more_reasons'], 'other reason')}\n")
         if details:
             for v in r.violations:
                 e = v.event
@@ -44,7 +45,7 @@ def write_verification(
         elif r.violations:
             out.write(f"{INDENT}(--details lists each of the {len(r.violations)} exchanges)\n")
         for rule_id, n in r.relaxed.items():
-            out.write(f"{INDENT}relaxed on purpose: {rule_id} on {n} exchange(s) (allow)\n")
+            out.write(f"{INDENT}relaxed on purpose: {rule_id} on {plural(n, 'exchange')} (allow)\n")
         _coverage(r, out)
     damage = warnings(results)
     more = f"; and {len(damage) - 1} more, see above" if len(damage) > 1 else ""
@@ -57,7 +58,9 @@ def _coverage(r: RuleResult, out: IO[str]) -> None:
     if c.exchanges:
         span = f"{_time(c.first_ts)} .. {_time(c.last_ts)} UTC"
         unanswered = f", {c.unanswered} without a captured response" if c.unanswered else ""
-        out.write(f"{INDENT}coverage: {c.exchanges} exchange(s) inspected, {span}{unanswered}\n")
+        out.write(
+            f"{INDENT}coverage: {plural(c.exchanges, 'exchange')} inspected, {span}{unanswered}\n"
+        )
     for line in c.blind_spots():
         out.write(f"{INDENT}blind spot: {line}\n")
     for line in c.damage:

@@ -17,6 +17,8 @@ Layout, building blocks first, then one module per capture:
 - ``ews``, ``lab``: the Exchange / Skype for Business world the stories share;
 - ``capture``, ``truth``, ``writers``, ``bundle``: a capture's events and ground truth, its JSON
   and pcap/pcapng files, and the list of all captures (``generate``);
+- ``frompcap``, ``archives``: the same traffic read back from a written pcap and written as a
+  Fiddler SAZ and a HAR (``python captures/generate --archives``);
 - ``scenarios/``: ``exchange_sfb``, ``messy``, ``small_basic``, ``findings``, ``healthy_oauth``,
   ``classes``, ``certificates``, each building one capture.
 

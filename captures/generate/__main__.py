@@ -5,6 +5,7 @@ The command line::
     python captures/generate              # rewrite every capture + .expected.json + .truth.json
     python captures/generate --out DIR    # write them to DIR instead (the test does this)
     python captures/generate --new-keys   # regenerate the TEST-ONLY keys in captures/keys/
+    python captures/generate --archives   # rewrite captures/archives/ (SAZ and HAR versions)
 
 (``python -m generate`` from captures/ is the same.)
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 if not __package__:  # run as ``python captures/generate``: import the package from captures/
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from generate.archives import write_archives
 from generate.bundle import generate
 from generate.constants import HERE
 from generate.keys import load_keys, new_keys
@@ -32,7 +34,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="regenerate the TEST-ONLY keys in captures/keys/ first",
     )
+    parser.add_argument(
+        "--archives",
+        action="store_true",
+        help="only write captures/archives/: the SAZ and HAR versions of committed captures",
+    )
     args = parser.parse_args(argv)
+    if args.archives:
+        for path in write_archives(HERE / "archives"):
+            print(path.relative_to(HERE))
+        return 0
     if args.new_keys:
         new_keys()
         write_derived_certs(load_keys())
