@@ -449,7 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         if isinstance(exc, BrokenPipeError):
             return _reader_gone()
-        _error(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+        _error(os_error_text(exc))
         return USAGE_VERIFY if args.command == "verify" else 2
     except KeyboardInterrupt:
         packets = sum(c.packets for engine in _ENGINES for c in engine.captures)
@@ -482,6 +482,11 @@ class _Version(argparse.Action):
 
 #: The engines this process ran: an interrupted command says how far they read.
 _ENGINES: list[Engine] = []
+
+
+def os_error_text(exc: OSError) -> str:
+    """One line for an OSError: ``path: reason`` (or the reason alone)."""
+    return f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")
 
 
 def _reader_gone() -> int:
@@ -861,7 +866,7 @@ def _verify_rules(args: argparse.Namespace) -> list | int:
     except (PolicyError, tomllib.TOMLDecodeError) as exc:
         _error(str(exc))
     except OSError as exc:
-        _error(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+        _error(os_error_text(exc))
     return USAGE_VERIFY
 
 
@@ -885,8 +890,7 @@ def _verification(results: list, args: argparse.Namespace) -> int:
             write_verification(results, verdict, sys.stdout, details=args.details)
             sys.stdout.flush()
         except BrokenPipeError:  # the reader (e.g. `| head`) went away: the exit code stands
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+            _reader_gone()
     return {PASS: 0, FAIL: 1, INCONCLUSIVE: 2}[verdict]
 
 

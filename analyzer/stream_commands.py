@@ -26,14 +26,17 @@ from analyzer.cli import (
     PROG,
     USAGE_VERIFY,
     _error,
+    _reader_gone,
     _verification,
     _verify_rules,
     _write,
+    os_error_text,
     scope_values,
 )
 from analyzer.engine import AnalysisResult, Engine
 from analyzer.model import CaptureStats, Event
 from analyzer.oauth.keys import KeyFileError, KeyStore
+from analyzer.report import outputs
 from analyzer.report.stream import EventRows, StatusLine
 from analyzer.sources.pcapfile import CaptureError
 
@@ -116,12 +119,13 @@ def live(args: argparse.Namespace) -> int:
     try:
         for path in args.keys:
             KeyStore().add_file(path)
-        _check_writable(args.output)
-        _check_writable(args.write)
+        for path, flag in ((args.output, "-o"), (args.write, "--write")):
+            if path is not None:
+                outputs.check_file(path, flag)
         if args.tls_keylog and not os.access(args.tls_keylog, os.R_OK):
             raise FileNotFoundError(2, "no such TLS key log, or not readable", args.tls_keylog)
-    except (KeyFileError, OSError) as exc:
-        _error(str(exc) if isinstance(exc, KeyFileError) else _os_text(exc))
+    except (KeyFileError, outputs.OutputError, OSError) as exc:
+        _error(os_error_text(exc) if isinstance(exc, OSError) else str(exc))
         return usage
     from analyzer.analysis.verify import Watch
 
@@ -154,7 +158,7 @@ def live(args: argparse.Namespace) -> int:
             try:
                 ring = RingWriter(args.write, files, megabytes)
             except OSError as exc:
-                _error(_os_text(exc))
+                _error(os_error_text(exc))
                 return usage
             stack.callback(ring.close)
         name = f"live:{','.join(interfaces)}"
@@ -272,13 +276,6 @@ def _interrupted(engine: Engine) -> None:
     stats = engine.captures[-1] if engine.captures else None
     if stats is not None:
         stats.warn(f"{stats.path}: interrupted; the packets read before are analysed")
-
-
-def _reader_gone() -> int:
-    """The reader of our output (e.g. ``| head``) went away: not an error for us."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    return 0
 
 
 def _violations(watch: Any, as_json: bool, status: StatusLine | None) -> Callable[[Event], None]:
@@ -399,21 +396,6 @@ _VERIFY_ONLY = (
 def _verify_only(args: argparse.Namespace) -> str | None:
     """The first rule option given without --verify, if any."""
     return next((flag for name, flag in _VERIFY_ONLY if getattr(args, name)), None)
-
-
-def _check_writable(path: str | None) -> None:
-    """Fail before capturing when an output file could not be written (raises OSError)."""
-    if path is None:
-        return
-    if os.path.isdir(path):
-        raise IsADirectoryError(21, "is a directory", path)
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise FileNotFoundError(2, "no such folder", parent)
-
-
-def _os_text(exc: OSError) -> str:
-    return f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")
 
 
 __all__ = ["PROG", "analyze_stdin", "live"]
