@@ -729,7 +729,13 @@ def _write_text(
         from analyzer.analysis.credential_view import credential_records
         from analyzer.report.credentials_text import write_credentials
 
-        write_credentials(credential_records(result.events), out, width, style)
+        write_credentials(
+            credential_records(result.events),
+            out,
+            width,
+            style,
+            reveal_secrets=args.reveal_secrets,
+        )
     else:
         write_csv(*reversed(_records(result, name)), out, reveal_secrets=args.reveal_secrets)
 

@@ -6,10 +6,10 @@ tokens (Authorization, Proxy-Authorization, the query string, a form body), a pa
 a client secret, a token response with access, refresh and ID tokens, a Digest response, and a
 refresh token nested in a token's claims. No output may hold a password, a whole token, or any
 32-character piece of a token. Scanned: the table, JSONL and CSV of events, ``--tokens`` and
-``--findings``, Parquet (the file bytes and the tables read back), the HTML report, the charts'
-SVG and PNG files, ``verify`` (text with ``--details``, and ``--json``), ``decode`` (text and
-``--json``) and ``analyze -`` (a stream). The notebook is not run here: it reads the bundled
-captures, not this one, through the same ``Analysis`` whose outputs are scanned above.
+``--findings``, ``--credentials`` (table, JSONL, CSV), Parquet (the file bytes and the tables
+read back), the HTML report, the charts' SVG and PNG files, ``verify`` (text with ``--details``,
+and ``--json``), ``decode`` (text and ``--json``), ``analyze -`` (a stream), and the walkthrough
+notebook run on this capture (every output of every cell: text, HTML tables, PNG charts).
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from wire_kit import OK, write_capture
 
 from analyzer.cli import main
+
+pytest.importorskip("nbclient")
+from notebook_kit import run_notebook
 
 PASSWORD = "Sup3r-S3cret_Passw0rd!"
 GRANT_PASSWORD = "An0ther#Gr4nt!Pw"
@@ -133,7 +136,9 @@ def test_no_output_holds_a_password_or_a_token(
         run(fmt, ["analyze", capture, "--format", fmt])
         run(f"tokens-{fmt}", ["analyze", capture, "--tokens", "--format", fmt])
         run(f"findings-{fmt}", ["analyze", capture, "--findings", "--format", fmt])
+        run(f"credentials-{fmt}", ["analyze", capture, "--credentials", "--format", fmt])
     run("tokens", ["analyze", capture, "--tokens"])
+    run("credentials", ["analyze", capture, "--credentials"])
     run("findings", ["analyze", capture, "--findings"])
     run("file", ["analyze", capture, "--format", "jsonl", "-o", str(tmp_path / "out.jsonl")])
     run("parquet", ["analyze", capture, "--format", "parquet", "-o", str(tmp_path / "pq")])
@@ -153,6 +158,8 @@ def test_no_output_holds_a_password_or_a_token(
             timeout=120,
         )
     outputs["analyze-stream"] = stream.stdout + stream.stderr
+    notebook = run_notebook(capture)
+    outputs["notebook"] = json.dumps([c.get("outputs", []) for c in notebook.cells]).encode()
     files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
     assert {p.suffix for p in files} >= {".jsonl", ".parquet", ".html", ".svg", ".png"}
     for p in files:
@@ -167,6 +174,8 @@ def test_no_output_holds_a_password_or_a_token(
     assert outputs["jsonl"].count(b"\n") == 7
     assert b'"password_len":22' in outputs["jsonl"]
     assert b"REDACTED" in outputs["jsonl"]
+    assert outputs["credentials-jsonl"].count(b"\n") == 6  # one row per distinct credential
+    assert b"events       7 rows" in outputs["notebook"]
 
 
 def test_revealed_outputs_do_hold_them(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,13 +20,10 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
-from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402 (after the skips)
-from jupyter_client.manager import KernelManager  # noqa: E402
+from notebook_kit import CAPTURE_LINE, NOTEBOOK, run_notebook  # noqa: E402 (after the skips)
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "notebooks" / "walkthrough.ipynb"
 API_DOC = ROOT / "docs" / "api.md"
-CELL_TIMEOUT = 60  # seconds per cell
 NOTEBOOK_BUDGET = 60  # seconds for the whole notebook
 
 #: A ```python block, optionally followed (after one blank line) by the ```text block it prints.
@@ -35,20 +31,6 @@ DOC_BLOCK = re.compile(r"```python\n(.*?)```\n(?:\n```text\n(.*?)```\n)?", re.S)
 
 
 # -- the notebook ----------------------------------------------------------------------------
-def _kernel_manager() -> KernelManager:
-    """A manager for the ``python3`` kernel of the running interpreter.
-
-    Only ipykernel's own spec is considered (no kernel_dirs): a user-level ``python3`` spec
-    pointing at another Python must not decide which interpreter runs the notebook.
-    """
-    specs = KernelSpecManager(kernel_dirs=[])
-    assert "python3" in specs.find_kernel_specs()
-    manager = KernelManager(kernel_name="python3", kernel_spec_manager=specs)
-    assert manager.kernel_spec is not None
-    assert manager.kernel_spec.argv[0] == sys.executable
-    return manager
-
-
 def _text(cell: dict) -> str:
     """Everything a code cell showed as text: streams and the text/plain of results."""
     parts = []
@@ -63,20 +45,9 @@ def _text(cell: dict) -> str:
 @pytest.fixture(scope="module")
 def executed() -> tuple[dict, float]:
     """The notebook after a run, and how long the run took."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MPLBACKEND", "Agg")
-        # The kernel imports `analyzer` from this checkout even without `pip install -e .`.
-        patch.setenv("PYTHONPATH", str(ROOT))
-        nb = nbformat.read(NOTEBOOK, as_version=4)
-        client = nbclient.NotebookClient(
-            nb,
-            km=_kernel_manager(),
-            timeout=CELL_TIMEOUT,
-            resources={"metadata": {"path": str(NOTEBOOK.parent)}},
-        )
-        start = time.monotonic()
-        client.execute(cleanup_kc=True)  # stops the kernel; raises on the first failing cell
-        return nb, time.monotonic() - start
+    start = time.monotonic()
+    nb = run_notebook()
+    return nb, time.monotonic() - start
 
 
 def test_notebook_is_saved_without_outputs() -> None:
@@ -91,7 +62,7 @@ def test_notebook_is_saved_without_outputs() -> None:
 def test_notebook_takes_its_capture_from_one_variable() -> None:
     nb = nbformat.read(NOTEBOOK, as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
-    assert code[0].splitlines()[-1] == 'CAPTURE = Path("../captures/exchange-sfb.pcap")'
+    assert code[0].splitlines()[-1] == CAPTURE_LINE
     assert not [c for c in code[1:] if ".pcap" in c or "captures/" in c]
 
 

@@ -146,6 +146,7 @@ def test_credentials_view(capsys) -> None:
     assert "password" not in basic
     text = out_of(capsys, "analyze", SFB, "--credentials")
     assert text.startswith("Credentials (8 distinct), times UTC") and "fp=490dc72c3ced" in text
+    assert "Spring2026!Alice" not in text and "Secrets shown" not in text
 
 
 def test_reveal_secrets_shows_basic_user_and_password_everywhere(capsys, tmp_path: Path) -> None:
@@ -159,6 +160,8 @@ def test_reveal_secrets_shows_basic_user_and_password_everywhere(capsys, tmp_pat
     table = out_of(capsys, "analyze", SFB, "--reveal-secrets", "--wide")
     assert "Secrets shown (--reveal-secrets): Basic passwords in the identity column" in table
     assert "CONTOSO\\alice password=Spring2026!Alice" in table
+    creds = out_of(capsys, "analyze", SFB, "--credentials", "--reveal-secrets", "--wide")
+    assert "CONTOSO\\alice password=Spring2026!Alice" in creds
     assert "Spring2026!Alice" in out_of(capsys, "analyze", SFB, "--reveal-secrets", "--format",
                                         "csv")  # fmt: skip
     report = tmp_path / "r.html"

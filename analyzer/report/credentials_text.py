@@ -23,14 +23,20 @@ COLUMNS = [
 
 
 def write_credentials(
-    records: list[CredentialRecord], out: IO[str], width: int = PIPE_WIDTH, style: Style = PLAIN
+    records: list[CredentialRecord],
+    out: IO[str],
+    width: int = PIPE_WIDTH,
+    style: Style = PLAIN,
+    *,
+    reveal_secrets: bool = False,
 ) -> None:
-    """The credentials table; with ``--reveal-secrets`` Basic passwords beside the user."""
+    """The credentials table; with ``reveal_secrets`` (``--reveal-secrets``) Basic passwords
+    beside the user. The records always carry them (a secret field): only this flag shows them."""
     out.write(style.heading(f"Credentials ({len(records):,} distinct), times UTC") + "\n")
     if not records:
         out.write("  (no credentials found)\n")
         return
-    revealed = any(r.password is not None for r in records)
+    revealed = reveal_secrets and any(r.password is not None for r in records)
     if revealed:
         out.write("  Secrets shown (--reveal-secrets): Basic passwords beside the user\n")
     rows = []
@@ -38,7 +44,7 @@ def write_credentials(
         who = r.identity or "-"
         if r.issuer:
             who = f"{who} (issued by {r.issuer})" if r.identity else r.issuer
-        if r.password is not None:
+        if revealed and r.password is not None:
             who += f" password={r.password}"
         rows.append(
             [
