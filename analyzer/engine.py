@@ -176,10 +176,11 @@ class EventCollector:
         # their TLS records say inspected
         self.decrypted: set[tuple[str, int, str, int]] = set()
         self._certificates: dict[bytes, CertificateFacts | None] = {}  # DER -> facts
+        self._callbacks: dict[tuple[str, str | None], Callable[[Exchange], None]] = {}
 
     def connection(self, info: ConnectionInfo) -> HttpConnection:
         self.stats.check_time(info.first_ts)
-        on_exchange = partial(self.exchange, source=self.input_kind())
+        on_exchange = self._callback(self.exchange, self.input_kind())
         return HttpConnection(
             info, on_exchange, request_body_policy, response_body_policy, self.closed,
             self.stats.warn,
@@ -266,6 +267,17 @@ class EventCollector:
         """TLS connections in capture-time order."""
         return sorted(self.tls, key=lambda t: (t.ts, t.conn_id))
 
+    def _callback(
+        self, method: Callable[..., None], source: str | None
+    ) -> Callable[[Exchange], None]:
+        """``method`` with ``source`` bound, made once per input kind and shared by every
+        connection (a partial each would cost 300 bytes per open connection)."""
+        key = (method.__name__, source)
+        callback = self._callbacks.get(key)
+        if callback is None:
+            callback = self._callbacks[key] = partial(method, source=source)
+        return callback
+
     def exchange(self, exchange: Exchange, source: str | None = None) -> None:
         """Make the event of a finished exchange (if it carries auth material)."""
         event = build_event(exchange, self.completed + 1)
@@ -275,7 +287,7 @@ class EventCollector:
     def tls_connection(self, info: ConnectionInfo) -> HttpConnection:
         """``connection`` for plaintext decrypted from TLS: its events say transport "tls"."""
         self.stats.check_time(info.first_ts)
-        on_exchange = partial(self.tls_exchange, source=self.input_kind())
+        on_exchange = self._callback(self.tls_exchange, self.input_kind())
         return HttpConnection(
             info, on_exchange, request_body_policy, response_body_policy, self.closed,
             self.stats.warn,

@@ -145,6 +145,26 @@ def syn(n: int) -> Iterator[bytes]:
     yield from _bearer_after(40002, T0 + n / 100_000 + 1)
 
 
+def open_heads(n: int) -> Iterator[bytes]:
+    """``n`` connections that each send the start of a request head and then nothing more
+    (never answered, never closed), from many clients, then a normal exchange."""
+    yield PCAP_HEADER
+    batch = []
+    head = b"GET /slow HTTP/1.1\r\nHost: web.test\r\nUser-Agent: slowloris\r\n"
+    for i in range(n):
+        client = struct.pack(">I", 0x0A000000 + (i >> 16))
+        sport = i & 0xFFFF
+        t = T0 + i / 100_000
+        batch.append(record(t, frame(client, sport, SERVER, 80, 1000, 0, 0x02)))
+        batch.append(record(t, frame(SERVER, 80, client, sport, 7, 1001, 0x12)))
+        batch.append(record(t, frame(client, sport, SERVER, 80, 1001, 8, 0x18, head)))
+        if len(batch) >= 4096:
+            yield b"".join(batch)
+            batch = []
+    yield b"".join(batch)
+    yield from _bearer_after(40002, T0 + n / 100_000 + 1)
+
+
 def _crc32_of_zeros(n: int) -> int:
     """CRC-32 of ``n`` zero bytes without computing over them: zlib's crc32_combine (operator
     matrices over GF(2), squared for each bit of n)."""
@@ -285,6 +305,7 @@ SCENARIOS: dict[str, Callable[[int], Iterator[bytes]]] = {
     "header": header,
     "headless": headless,
     "syn": syn,
+    "open": open_heads,
     "gzip": gzip,
     "json": json_deep,
 }

@@ -132,6 +132,20 @@ def test_half_open_connections_memory_bounded_time_linear() -> None:
     assert large["cpu_s"] < 3 * small["cpu_s"] + 0.5  # twice the input: about twice the time
 
 
+def test_open_connections_with_data_memory_bounded_time_linear() -> None:
+    """Connections that each send the start of a request head and then nothing (slowloris):
+    their HTTP state is kept for at most ``max_connections`` (80,000) at once, the oldest let go
+    beyond that and reported as request bytes lost. 50,000 and 100,000 run here."""
+    small, large = measure("open", 50_000), measure("open", 100_000)
+    for figures, n in ((small, 50_000), (large, 100_000)):
+        assert figures["events"] == [AFTER]
+        assert figures["tcp_connections"] == n + 1
+        # every cut head is a request whose credential nobody can know: one record each
+        assert figures["not_inspected"] == [["request-lost", 1]] * n
+    assert small["evicted"] == 0 and large["evicted"] >= 20_000
+    assert large["cpu_s"] < 3 * small["cpu_s"] + 0.5
+
+
 def test_a_pcapng_with_100000_interfaces() -> None:
     figures = measure("interfaces", 100_000)
     assert figures["events"] == [AFTER]

@@ -223,7 +223,7 @@ class TcpReassembler:
         *,
         idle_timeout: float = 600.0,
         max_pending_bytes: int = 4 << 20,
-        max_connections: int = 200_000,
+        max_connections: int = 80_000,
         max_embryos: int = 200_000,
         shard: tuple[int, int] | None = None,
     ) -> None:

@@ -201,7 +201,44 @@ class HttpStream:
 
     Bytes wait in ``_buf`` only while a head, a chunk-size line or a kept body is incomplete; a
     head is searched for its end only in bytes not searched before, and parsed once.
+
+    Slotted: a capture may hold hundreds of thousands of open connections, two streams each.
     """
+
+    __slots__ = (
+        "_after_gap",
+        "_base",
+        "_body",
+        "_buf",
+        "_current",
+        "_expect_crlf",
+        "_h2",
+        "_hunted",
+        "_hunting",
+        "_keep",
+        "_mark_off",
+        "_mark_ts",
+        "_marks",
+        "_probing",
+        "_remaining",
+        "_searched",
+        "_state",
+        "_tls",
+        "absurd_length",
+        "absurd_lengths",
+        "body_policy",
+        "dead",
+        "looks_tls",
+        "lost",
+        "messages_seen",
+        "on_http2",
+        "on_messages",
+        "on_tls",
+        "on_upgrade",
+        "request_method",
+        "role",
+        "skip",
+    )
 
     def __init__(
         self,
@@ -229,8 +266,9 @@ class HttpStream:
         self._buf = bytearray()
         self._base = 0  # count of bytes that ever left _buf: the buffer offset of _buf[0]
         # Capture times per feed: the latest feed's (buffer offset, ts) in _mark_off / _mark_ts,
-        # earlier feeds whose bytes may still be buffered in _marks.
-        self._marks: deque[tuple[int, float]] = deque()
+        # earlier feeds whose bytes may still be buffered in _marks (made when first needed:
+        # most streams never buffer across feeds, and an empty deque costs 600 bytes).
+        self._marks: deque[tuple[int, float]] | None = None
         self._mark_off = 0
         self._mark_ts = 0.0
         self._searched = 0  # buffer offset before which no head end starts (head state)
@@ -263,11 +301,12 @@ class HttpStream:
             return []
         buf = self._buf
         if buf:
+            if self._marks is None:
+                self._marks = deque()
             self._marks.append((self._mark_off, self._mark_ts))
             self._mark_off = self._base + len(buf)
         else:  # nothing buffered: earlier feeds can no longer date a message
-            if self._marks:
-                self._marks.clear()
+            self._marks = None
             self._mark_off = self._base
         self._mark_ts = ts
         buf += data
@@ -469,7 +508,7 @@ class HttpStream:
         self._state = "h2"
         rest = bytes(self._buf)
         self._consume(len(rest))
-        self._marks.clear()
+        self._marks = None
         self._feed_h2(rest, ts)
 
     def _feed_h2(self, data: memoryview | bytes, ts: float) -> None:
@@ -491,10 +530,12 @@ class HttpStream:
     def _head_ts(self) -> float:
         """Capture time of the earlier feed that delivered the first buffered byte."""
         marks = self._marks
+        if not marks:
+            return 0.0
         base = self._base
         while len(marks) > 1 and marks[1][0] <= base:
             marks.popleft()
-        return marks[0][1] if marks else 0.0
+        return marks[0][1]
 
     def _plausible_start(self, buf: bytearray) -> bool:
         """Can these first bytes begin an HTTP/1.x message? (Decides quickly for non-HTTP.)"""
@@ -745,7 +786,7 @@ class HttpStream:
                 return
         self.dead = True
         self._consume(len(self._buf))
-        self._marks.clear()
+        self._marks = None
         self._state = "head"
         self.skip = 0
 
@@ -755,7 +796,7 @@ class HttpStream:
         buf = self._buf
         wants_more = self._tls.feed(buf)
         self._consume(len(buf))
-        self._marks.clear()
+        self._marks = None
         if not wants_more:
             self._end_tls()
 

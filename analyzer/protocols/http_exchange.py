@@ -11,10 +11,8 @@ way, with their ``stream_id``.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 from analyzer.flows.tcp import ConnectionInfo
 from analyzer.protocols.http1 import HttpMessage, HttpStream
@@ -45,8 +43,47 @@ RequestBodyPolicy = Callable[[HttpMessage], int]
 ResponseBodyPolicy = Callable[["HttpMessage | None", HttpMessage], int]
 
 
+class _Hooks:
+    """One direction's callbacks into its connection (cheaper than a ``partial`` each)."""
+
+    __slots__ = ("conn", "from_a")
+
+    def __init__(self, conn: HttpConnection, from_a: bool) -> None:
+        self.conn = conn
+        self.from_a = from_a
+
+    def messages(self, messages: list[HttpMessage]) -> None:
+        self.conn._messages(self.from_a, messages)
+
+    def tls(self) -> TlsStream:
+        return self.conn._tls_stream(self.from_a)
+
+    def http2(self, first: bytes) -> FrameReader | None:
+        return self.conn._http2_stream(self.from_a, first)
+
+    def upgrade(self, response: HttpMessage) -> FrameReader | None:
+        return self.conn._upgrade(self.from_a, response)
+
+
 class HttpConnection:
     """Both directions of one connection, parsed as HTTP/1.x and paired into exchanges."""
+
+    __slots__ = (
+        "a_to_b",
+        "b_to_a",
+        "client_is_a",
+        "conn_id",
+        "h2",
+        "host",
+        "info",
+        "on_close",
+        "on_exchange",
+        "pending",
+        "request_body",
+        "response_body",
+        "tls",
+        "warn",
+    )
 
     def __init__(
         self,
@@ -64,29 +101,33 @@ class HttpConnection:
         self.on_exchange = on_exchange
         self.request_body = request_body
         self.response_body = response_body
-        self.pending: deque[HttpMessage] = deque()
+        # Unanswered requests, oldest first: a list, not a deque (an empty deque costs 600 bytes
+        # and pipelines are short; MAX_PENDING bounds the pop(0)).
+        self.pending: list[HttpMessage] = []
         self.client_is_a: bool | None = None
         self.host: str | None = None  # the Host of the latest request
         self.tls: TlsHandshake | None = None  # set when either direction turned out to be TLS
         self.h2: Http2Connection | None = None  # set when the connection turned out HTTP/2
         midstream = not info.syn_seen
+        body_policy, request_method = self._body_policy, self._pending_method
+        a, b = _Hooks(self, True), _Hooks(self, False)
         self.a_to_b = HttpStream(
             midstream=midstream,
-            body_policy=self._body_policy,
-            request_method=self._pending_method,
-            on_messages=partial(self._messages, True),
-            on_tls=partial(self._tls_stream, True),
-            on_http2=partial(self._http2_stream, True),
-            on_upgrade=partial(self._upgrade, True),
+            body_policy=body_policy,
+            request_method=request_method,
+            on_messages=a.messages,
+            on_tls=a.tls,
+            on_http2=a.http2,
+            on_upgrade=a.upgrade,
         )
         self.b_to_a = HttpStream(
             midstream=midstream,
-            body_policy=self._body_policy,
-            request_method=self._pending_method,
-            on_messages=partial(self._messages, False),
-            on_tls=partial(self._tls_stream, False),
-            on_http2=partial(self._http2_stream, False),
-            on_upgrade=partial(self._upgrade, False),
+            body_policy=body_policy,
+            request_method=request_method,
+            on_messages=b.messages,
+            on_tls=b.tls,
+            on_http2=b.http2,
+            on_upgrade=b.upgrade,
         )
 
     @property
@@ -105,7 +146,7 @@ class HttpConnection:
         if self.h2 is not None:
             self.h2.finish()
         while self.pending:
-            self._emit(self.pending.popleft(), None)
+            self._emit(self.pending.pop(0), None)
         if self.warn is not None:
             for problem in self.damage():
                 self.warn(problem)
@@ -207,13 +248,13 @@ class HttpConnection:
                 self.host = msg.header("host") or self.host
                 self.pending.append(msg)
                 if len(self.pending) > MAX_PENDING:
-                    self._emit(self.pending.popleft(), None)
+                    self._emit(self.pending.pop(0), None)
             elif 100 <= msg.status < 200 and msg.status != 101:
                 continue  # interim response (100 Continue): the real answer follows
             else:
                 if msg.after_gap:
                     self._realign(msg)
-                self._emit(self.pending.popleft() if self.pending else None, msg)
+                self._emit(self.pending.pop(0) if self.pending else None, msg)
 
     def _realign(self, response: HttpMessage) -> None:
         """After lost bytes, answer the latest request sent before this response.
@@ -222,7 +263,7 @@ class HttpConnection:
         unanswered instead of being paired with answers that are not theirs.
         """
         while len(self.pending) > 1 and self.pending[1].ts <= response.ts:
-            self._emit(self.pending.popleft(), None)
+            self._emit(self.pending.pop(0), None)
 
     def _emit(
         self,
