@@ -561,6 +561,8 @@ def _read_many(args: argparse.Namespace, stages: Stages) -> AnalysisResult:
     if args.dask:
         try:
             client = cluster.connect(args.dask)
+        except ImportError as exc:
+            raise CaptureError(str(exc)) from exc
         except (OSError, TimeoutError) as exc:
             raise CaptureError(f"--dask {args.dask}: no scheduler answered ({exc})") from exc
         with client:  # the bar shows the bytes of the tasks the scheduler reports done

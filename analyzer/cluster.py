@@ -89,35 +89,42 @@ def _big(chain: list[str], sizes: dict[str, int]) -> bool:
     return sum(sizes.get(p, 0) for p in chain) >= parallel.MIN_PARALLEL_BYTES
 
 
-def read_task(task: Task, keylog: bytes | None = None) -> Parts:
+def read_task(
+    task: Task, keylog: bytes | None = None, storage_options: dict[str, Any] | None = None
+) -> Parts:
     """Run one task (on a worker): read its chain in order, following its share of the
-    connections; an input that cannot be read is skipped, with the reason on its stats."""
+    connections; an input that cannot be read is skipped, with the reason on its stats.
+    ``storage_options`` go to fsspec for URL inputs (e.g. ``{"endpoint_url": ...}``)."""
     from analyzer.sources.pcapfile import CaptureError
 
     engine = Engine(shard=(task.shard, task.shards) if task.shards > 1 else None)
     with _keylog_file(keylog) as keylog_path:
         for path in task.chain:
             try:
-                _read(engine, path, keylog_path)
-            except (CaptureError, OSError, ValueError, EOFError) as exc:
+                _read(engine, path, keylog_path, storage_options or {})
+            except (CaptureError, OSError, ValueError, EOFError, ImportError) as exc:
                 _skipped(engine, path, exc)
     return engine.parts()
 
 
-def _read(engine: Engine, path: str, keylog: str | None) -> None:
+def _read(engine: Engine, path: str, keylog: str | None, options: dict[str, Any]) -> None:
     if not is_url(path):
         engine.read_file(path, tls_keylog=keylog)
         return
-    import fsspec
-
+    try:
+        import fsspec
+    except ImportError as exc:
+        raise ImportError(
+            "reading URLs needs fsspec: pip install 'oauth-traffic-analyzer[cluster]'"
+        ) from exc
     if keylog is not None:  # tshark reads files: fetch the capture first
         with tempfile.TemporaryDirectory(prefix="oauth-analyzer-") as scratch:
             local = os.path.join(scratch, path.rstrip("/").rsplit("/", 1)[-1] or "capture")
-            fsspec.filesystem(_protocol(path)).get(path, local)
+            fsspec.filesystem(_protocol(path), **options).get(path, local)
             stats = engine.read_file(local, tls_keylog=keylog)
             stats.path = path
         return
-    with fsspec.open(path, "rb") as stream:
+    with fsspec.open(path, "rb", **options) as stream:
         engine.read_stream(stream, path)
 
 
@@ -175,6 +182,7 @@ def run_tasks(
     client: Any = None,
     keylog: bytes | None = None,
     progress: Progress | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> list[Parts]:
     """Each task's Parts, in task order: on the Dask ``client``'s cluster, or here one after
     another. ``progress`` hears of each task as it finishes (Dask's ``as_completed``)."""
@@ -191,31 +199,29 @@ def run_tasks(
 
     if client is None:
         for i, task in enumerate(tasks):
-            finished(i, read_task(task, keylog))
+            finished(i, read_task(task, keylog, storage_options))
     else:
         from distributed import as_completed
 
-        futures = client.map(read_task, tasks, keylog=keylog, pure=False)
+        futures = client.map(
+            read_task, tasks, keylog=keylog, storage_options=storage_options, pure=False
+        )
         index = {f.key: i for i, f in enumerate(futures)}
         for future in as_completed(futures):
             finished(index[future.key], future.result())
     return [p for p in done if p is not None]
 
 
-def merge_tasks(tasks: list[Task], parts: list[Parts], order: list[str]) -> Parts:
+def merge_tasks(tasks: list[Task], parts: list[Parts]) -> Parts:
     """One Parts for the whole run: the shards of each chain merged (``parallel.merge``), the
-    chains' records put together, each input's stats in the order the inputs were given."""
+    chains' records put together, the inputs' stats chain by chain (``chains`` order)."""
     by_chain: dict[int, list[Parts]] = {}
     for task, part in zip(tasks, parts, strict=True):
         by_chain.setdefault(task.group, []).append(part)
     merged = [merge(shards) if len(shards) > 1 else shards[0] for shards in by_chain.values()]
-    position = {p: i for i, p in enumerate(order)}
-    captures = sorted(
-        (c for m in merged for c in m.captures), key=lambda c: position.get(c.path, len(order))
-    )
     return Parts(
         [e for m in merged for e in m.events],
-        captures,
+        [c for m in merged for c in m.captures],
         [t for m in merged for t in m.tls],
         [n for m in merged for n in m.not_inspected],
         {k: v for m in merged for k, v in m.inputs.items()},
@@ -240,6 +246,7 @@ def analyze_many(
     tls_keylog: str | None = None,
     progress: Progress | None = None,
     shards: int | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> AnalysisResult:
     """Analyze many captures: on the Dask cluster of ``client`` (a ``distributed.Client``), or
     without one in this process, task after task - the same tasks, the same result.
@@ -248,6 +255,8 @@ def analyze_many(
     An input that cannot be read is skipped and named in ``failures(result)``.
     ``tls_keylog`` is read here and sent with each task. ``shards`` splits every chain of 64 MB
     or more by connection into that many tasks (default: enough to give every worker one).
+    ``storage_options`` are fsspec's for URL inputs (credentials, ``endpoint_url``); without
+    them fsspec's own configuration applies (``FSSPEC_S3_ENDPOINT_URL``, AWS variables).
     """
     paths = [str(p) for p in paths]
     keylog = None
@@ -256,8 +265,8 @@ def analyze_many(
             keylog = fh.read()
     sizes = {p: _size(p) for p in paths}
     tasks = plan(paths, workers_of(client), sizes, shards)
-    parts = run_tasks(tasks, client, keylog, progress)
-    return assemble(merge_tasks(tasks, parts, paths), list(key_files), reveal_secrets)
+    parts = run_tasks(tasks, client, keylog, progress, storage_options)
+    return assemble(merge_tasks(tasks, parts), list(key_files), reveal_secrets)
 
 
 def _size(path: str) -> int:
@@ -271,7 +280,13 @@ def _size(path: str) -> int:
 
 
 def connect(address: str) -> Any:
-    """A ``distributed.Client`` of the scheduler at ``address`` (``tcp://host:8786``)."""
-    from distributed import Client
+    """A ``distributed.Client`` of the scheduler at ``address`` (``tcp://host:8786``).
+    Raises ``ImportError`` (one line for the user) when dask.distributed is not installed."""
+    try:
+        from distributed import Client
+    except ImportError as exc:
+        raise ImportError(
+            "--dask needs dask.distributed: pip install 'oauth-traffic-analyzer[cluster]'"
+        ) from exc
 
     return Client(address)
