@@ -2,8 +2,8 @@
 
 ``analyze(paths)`` runs the whole pipeline and returns an ``Analysis`` whose tables are pandas
 DataFrames; ``analyze_paths(paths)`` returns the plain records; ``analyze_many(paths, client)``
-reads many captures (paths or fsspec URLs) on a Dask cluster, or here without a client. ``analyzer.model`` holds the
-record schema every output shares.
+reads many captures (paths or fsspec URLs) on a Dask cluster, or here without a client.
+``analyzer.model`` holds the record schema every output shares.
 """
 
 from __future__ import annotations
