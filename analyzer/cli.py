@@ -105,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument(
         "--charts", metavar="DIR", help="also draw the charts as PNG and SVG files in DIR"
     )
+    analyze.add_argument(
+        "--crosscheck",
+        action="store_true",
+        help="also have tshark (through pyshark) list each file's HTTP/1.x Authorization "
+        "headers and say, on standard error, which no event holds (slow: Wireshark dissects "
+        "every packet)",
+    )
     add_scope_options(analyze, scheme=True)
     _keys_option(analyze)
     _tls_option(analyze)
@@ -620,7 +627,11 @@ def _analyze(args: argparse.Namespace) -> int:
     _check_inputs(args.captures, args.keys, bool(getattr(args, "dask", None)))
     stages = Stages(args.captures, show=not args.no_progress)
     try:
-        result = _scoped(read_captures(args, stages), args)
+        whole = read_captures(args, stages)
+        if args.crosscheck:
+            with stages.stage("crosscheck (tshark)"):
+                _crosscheck(whole, args)
+        result = _scoped(whole, args)
         if _needs_findings(args, xlsx):  # JSON Lines or CSV of events never pay for them
             with stages.stage("tokens"):
                 result.findings  # noqa: B018 - tokens, verdicts and findings, under the bar
@@ -646,6 +657,19 @@ def _analyze(args: argparse.Namespace) -> int:
     _write(result, args, sys.stdout)
     sys.stdout.flush()
     return 0
+
+
+def _crosscheck(result: AnalysisResult, args: argparse.Namespace) -> None:
+    """``--crosscheck``: one line per local capture file on standard error."""
+    from analyzer.sources.crosscheck import compare, tshark_fingerprints
+    from analyzer.sources.kinds import input_kind
+
+    for path in args.captures:
+        if "://" in path or not os.path.isfile(path) or input_kind(path) != "capture":
+            continue
+        events = [e for e in result.events if result.inputs.get(e.conn_id) == path]
+        found = tshark_fingerprints(path, args.tls_keylog)
+        print(f"{PROG}: {compare(path, found, events).line()}", file=sys.stderr)
 
 
 def _one_parquet_file(args: argparse.Namespace) -> bool:
