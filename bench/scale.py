@@ -2,7 +2,8 @@
 """Benchmark the ways past one core, in one run: ``--jobs``, a Dask cluster, and pyshark's cost.
 
 Makes what is missing (``bench/make_capture.py``): the 1 GB capture ``bench/out/bench.pcap`` and
-ten 100 MB captures ``bench/out/fleet/sensorN.pcap`` (seeds 1-10). Then times, each file warmed
+ten 100 MB captures ``bench/out/fleet/sensorN.pcap`` (seeds 1-10, 300 auth scenarios each: the
+1 GB capture's density). Then times, each file warmed
 into the page cache first, with the 1-minute load average before each run beside its figure:
 
 1. on the 1 GB capture: the bare regex scan (``Authorization: `` over the mmapped file, as
@@ -10,8 +11,10 @@ into the page cache first, with the 1-minute load average before each run beside
 2. on the ten files: ``analyze`` with ``--jobs 1`` and ``--jobs 2``, and ``--dask`` against a
    ``LocalCluster`` of 2 worker processes (1 thread each) started here beforehand (its start-up is
    reported apart: a cluster is long-lived); the events of every run must be byte-identical;
-3. a projection of 1 TB on a 32-worker cluster from the cluster run's per-worker throughput
-   (bytes / (wall time x workers)), the client's merge measured apart and scaled by events;
+3. a projection of 1 TB on a 32-worker cluster: the tasks of the ten files are timed alone on
+   the 2-worker cluster (per-worker throughput = bytes / (task wall time x 2)), then the
+   client's merge and analysis (``engine.assemble`` and the findings), which is scaled
+   linearly with the events (assumes storage feeding 32 workers at that rate, and one client);
 4. pyshark against calling tshark directly for ``--crosscheck``'s question (the HTTP/1.x
    Authorization headers, display filter ``http.authorization``) on one 100 MB file.
 
@@ -50,11 +53,13 @@ def python() -> str:
 
 
 def make(path: Path, size_gb: float, seed: int) -> None:
+    """A capture of ``size_gb`` with auth exchanges as dense as the 1 GB one's (3,000 a GB)."""
     if path.exists():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     cmd = [python(), str(BENCH / "make_capture.py"), str(path), "--size-gb", str(size_gb)]
-    subprocess.run([*cmd, "--seed", str(seed)], check=True, cwd=REPO)
+    cmd += ["--auth", str(round(3000 * size_gb)), "--seed", str(seed)]
+    subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
 
 
 def load() -> float:
@@ -152,7 +157,7 @@ def fleet(repeat: int) -> dict:
         merge = client_merge(files, client)
     identical = same(*(Path(r["output"]) for r in runs.values()))
     dask = runs["dask 2 workers"]["seconds"]
-    per_worker = size / (dask * 2)
+    per_worker = size / (merge["tasks seconds"] * 2)  # the workers' reading alone
     events = Path(runs["dask 2 workers"]["output"]).read_bytes().count(b"\n")
     # 1 TB: the workers' share at the measured per-worker rate, then the client's merge of
     # events scaled by the bytes (events per byte as in these captures)
