@@ -253,8 +253,9 @@ def analyze_many(
 
     Inputs are local paths or fsspec URLs; ring-buffer files are read as one chain (``chains``).
     An input that cannot be read is skipped and named in ``failures(result)``.
-    ``tls_keylog`` is read here and sent with each task. ``shards`` splits every chain of 64 MB
-    or more by connection into that many tasks (default: enough to give every worker one).
+    ``tls_keylog`` is read here and sent with each task (then a chain is never split: tshark
+    decrypts each file whole). ``shards`` splits every chain of 64 MB or more by connection into
+    that many tasks (default: enough to give every worker one).
     ``storage_options`` are fsspec's for URL inputs (credentials, ``endpoint_url``); without
     them fsspec's own configuration applies (``FSSPEC_S3_ENDPOINT_URL``, AWS variables).
     """
@@ -264,7 +265,8 @@ def analyze_many(
         with open(tls_keylog, "rb") as fh:
             keylog = fh.read()
     sizes = {p: _size(p) for p in paths}
-    tasks = plan(paths, workers_of(client), sizes, shards)
+    # tshark decrypts a whole file in one pass: a key log keeps every chain in one task
+    tasks = plan(paths, workers_of(client), sizes, 1 if keylog is not None else shards)
     parts = run_tasks(tasks, client, keylog, progress, storage_options)
     return assemble(merge_tasks(tasks, parts), list(key_files), reveal_secrets)
 

@@ -250,3 +250,16 @@ def test_s3_inputs_from_a_local_moto_server(fleet: list[str], client) -> None:
         assert cluster.failures(there) == ["s3://captures/fleet/absent.pcap: no such file"]
     finally:
         server.stop()
+
+
+def test_tls_decrypted_on_the_workers_one_task_per_file(
+    client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_BYTES", 0)
+    path = str(REPO / "captures" / "healthy-oauth-tls.pcapng")
+    keys = str(REPO / "captures" / "healthy-oauth-tls.keys")
+    here = analyze_paths([path], tls_keylog=keys)
+    there = cluster.analyze_many([path], client, tls_keylog=keys, shards=2)
+    assert [e.transport for e in there.events].count("tls") == 8
+    assert _jsonl(there) == _jsonl(here)
+    assert _counters(there) == _counters(here)
