@@ -12,6 +12,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -263,3 +264,54 @@ def test_tls_decrypted_on_the_workers_one_task_per_file(
     assert [e.transport for e in there.events].count("tls") == 8
     assert _jsonl(there) == _jsonl(here)
     assert _counters(there) == _counters(here)
+
+
+def test_a_cluster_started_with_dasks_own_commands(
+    fleet: list[str], local: AnalysisResult, tmp_path: Path
+) -> None:
+    """``dask scheduler`` and ``dask worker`` on loopback, the command line in its own process
+    (the paths are absolute: the workers run in another folder)."""
+    bin_dir = Path(sys.executable).parent
+    info = tmp_path / "scheduler.json"
+    common = ["--host", "127.0.0.1", "--no-dashboard"]
+    scheduler = subprocess.Popen(
+        [str(bin_dir / "dask"), "scheduler", *common, "--port", "0", "--scheduler-file", str(info)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+    worker = None
+    try:
+        for _ in range(300):  # hang guard
+            if info.exists() and info.read_text().strip().endswith("}"):
+                break
+            time.sleep(0.1)
+        address = json.loads(info.read_text())["address"]
+        worker = subprocess.Popen(
+            [
+                str(bin_dir / "dask"),
+                "worker",
+                address,
+                *common,
+                "--nworkers",
+                "2",
+                "--nthreads",
+                "1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=tmp_path,
+        )
+        out = tmp_path / "events.jsonl"
+        command = [str(bin_dir / "oauth-analyzer"), "analyze", *fleet[:10], *sorted(fleet[10:])]
+        command += ["--dask", address, "--format", "jsonl", "-o", str(out)]
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        expected = io.StringIO()
+        write_jsonl(local.events, expected)
+        assert out.read_text() == expected.getvalue()
+    finally:
+        for process in (worker, scheduler):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=30)
