@@ -1,9 +1,10 @@
 """A fleet of captures: per-chain and per-shard tasks, on a Dask cluster or in this process.
 
 The inputs are grouped into chains (``chains``): the files of one ring buffer, named as dumpcap
-names them (``NAME_00001_20260302090000.pcapng``), are one chain read in number order, so a
-connection that crosses from one file into the next is one connection; every other input is a
-capture of its own. A task reads one chain - all of it, or shard k of n of its connections
+names them (``NAME_00001_20260302090000.pcapng``) or as tcpdump ``-C`` rotates them
+(``NAME.pcap``, ``NAME.pcap1``, ...), are one chain read in number order, so a connection that
+crosses from one file into the next is one connection; every other input is a capture of its
+own. A task reads one chain - all of it, or shard k of n of its connections
 (``flows.tcp.shard_of``, as ``analyzer.parallel`` does) when there are fewer chains than workers
 - and hands back records (``engine.Parts``), never packets. Tokens, handshakes, verdicts and
 findings are worked out after the merge, in the calling process (``engine.assemble``).
@@ -35,6 +36,8 @@ from analyzer.parallel import merge
 
 #: A dumpcap ring file: NAME_NNNNN_YYYYMMDDhhmmss.EXT (number, then local start time).
 RING_NAME = re.compile(r"^(?P<stem>.*)_(?P<number>\d{5,})_(?P<time>\d{14})(?P<ext>\.[^/]*)$")
+#: A file tcpdump -C rotated: NAME.pcap, then NAME.pcap1, NAME.pcap2, ...
+ROTATED_NAME = re.compile(r"^(?P<stem>.+\.(?:pcap|pcapng|cap|dmp))(?P<number>\d*)$")
 #: The warning a skipped input's CaptureStats carries (``failures`` finds it by this prefix).
 SKIPPED = "skipped: "
 
@@ -59,13 +62,25 @@ def is_url(path: str) -> bool:
 
 def chains(paths: Iterable[str]) -> list[list[str]]:
     """The inputs grouped into chains, in the order of their first file: the files of one ring
-    buffer (same folder, NAME and extension) in number order; every other input alone."""
+    buffer (dumpcap's NAME_NNNNN_TIME.EXT, or tcpdump -C's NAME.pcap, NAME.pcap1, ... in one
+    folder) in number order; every other input alone."""
+    paths = list(paths)
+    rotated: dict[tuple[str, str], int] = {}  # tcpdump names: a chain only with a NAME.pcapN
+    for path in paths:
+        folder, name = path.rsplit("/", 1) if "/" in path else ("", path)
+        match = ROTATED_NAME.match(name)
+        if match and match["number"]:
+            rotated[folder, match["stem"]] = 1
     groups: dict[tuple[str, ...], list[tuple[int, str]]] = {}
     for i, path in enumerate(paths):
         folder, name = path.rsplit("/", 1) if "/" in path else ("", path)
-        match = RING_NAME.match(name)
-        key = ("ring", folder, match["stem"], match["ext"]) if match else ("one", str(i))
-        groups.setdefault(key, []).append((int(match["number"]) if match else 0, path))
+        key: tuple[str, ...] = ("one", str(i))
+        number = 0
+        if match := RING_NAME.match(name):
+            key, number = ("ring", folder, match["stem"], match["ext"]), int(match["number"])
+        elif (match := ROTATED_NAME.match(name)) and (folder, match["stem"]) in rotated:
+            key, number = ("rotated", folder, match["stem"]), int(match["number"] or 0)
+        groups.setdefault(key, []).append((number, path))
     return [[p for _, p in sorted(members)] for members in groups.values()]
 
 

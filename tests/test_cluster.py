@@ -103,9 +103,12 @@ def local(fleet: list[str]) -> AnalysisResult:
 def test_ring_files_form_one_chain_other_inputs_stand_alone(fleet: list[str]) -> None:
     groups = cluster.chains(fleet)
     assert groups == [[p] for p in fleet[:10]] + [sorted(fleet[10:])]
-    assert cluster.chains(["a_00001_20260101000000.pcap", "b.pcap", "a_00002_20260101000100.pcap"])[
-        0
-    ] == ["a_00001_20260101000000.pcap", "a_00002_20260101000100.pcap"]
+    dumpcap = ["d/a_00002_20260101000100.pcap", "b.pcap", "d/a_00001_20260101000000.pcap"]
+    assert cluster.chains(dumpcap) == [[dumpcap[2], dumpcap[0]], ["b.pcap"]]
+    tcpdump = ["t.pcap10", "t.pcap", "t.pcap2", "x/t.pcap1", "u.pcap", "v.pcapng1"]
+    assert cluster.chains(tcpdump) == [
+        ["t.pcap", "t.pcap2", "t.pcap10"], ["x/t.pcap1"], ["u.pcap"], ["v.pcapng1"]
+    ]  # fmt: skip
 
 
 def test_cluster_result_is_the_local_result(
