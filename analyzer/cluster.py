@@ -65,12 +65,12 @@ def chains(paths: Iterable[str]) -> list[list[str]]:
     buffer (dumpcap's NAME_NNNNN_TIME.EXT, or tcpdump -C's NAME.pcap, NAME.pcap1, ... in one
     folder) in number order; every other input alone."""
     paths = list(paths)
-    rotated: dict[tuple[str, str], int] = {}  # tcpdump names: a chain only with a NAME.pcapN
+    rotated: set[tuple[str, str]] = set()  # tcpdump names: a chain only with a NAME.pcapN
     for path in paths:
         folder, name = path.rsplit("/", 1) if "/" in path else ("", path)
         match = ROTATED_NAME.match(name)
         if match and match["number"]:
-            rotated[folder, match["stem"]] = 1
+            rotated.add((folder, match["stem"]))
     groups: dict[tuple[str, ...], list[tuple[int, str]]] = {}
     for i, path in enumerate(paths):
         folder, name = path.rsplit("/", 1) if "/" in path else ("", path)
@@ -137,7 +137,10 @@ def _read(engine: Engine, path: str, keylog: str | None, options: dict[str, Any]
             local = os.path.join(scratch, path.rstrip("/").rsplit("/", 1)[-1] or "capture")
             fsspec.filesystem(_protocol(path), **options).get(path, local)
             stats = engine.read_file(local, tls_keylog=keylog)
-            stats.path = path
+            stats.path = path  # the input as given, not the scratch copy
+            inputs = engine.collector.inputs
+            for conn_id in [c for c, p in inputs.items() if p == local]:
+                inputs[conn_id] = path
         return
     with fsspec.open(path, "rb", **options) as stream:
         engine.read_stream(stream, path)

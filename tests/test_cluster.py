@@ -318,3 +318,17 @@ def test_a_cluster_started_with_dasks_own_commands(
             if process is not None:
                 process.terminate()
                 process.wait(timeout=30)
+
+
+def test_file_urls_streamed_and_fetched_for_tshark() -> None:
+    """A URL input is read as a stream; with a key log it is fetched for tshark first. Either
+    way the events are the local file's and name the URL as their input."""
+    path = REPO / "captures" / "healthy-oauth-tls.pcapng"
+    keys = str(REPO / "captures" / "healthy-oauth-tls.keys")
+    url = path.as_uri()
+    for keylog in (None, keys):
+        here = analyze_paths([str(path)], tls_keylog=keylog)
+        there = cluster.analyze_many([url], tls_keylog=keylog)
+        assert _jsonl(there) == _jsonl(here)
+        assert [c.path for c in there.captures] == [url]
+        assert set(there.inputs.values()) == {url}
