@@ -1,8 +1,9 @@
 """oauth-traffic-analyzer: find authentication exchanges in packet captures.
 
 ``analyze(paths)`` runs the whole pipeline and returns an ``Analysis`` whose tables are pandas
-DataFrames; ``analyze_paths(paths)`` returns the plain records. ``analyzer.model`` holds the
-record schema every output shares.
+DataFrames; ``analyze_paths(paths)`` returns the plain records; ``analyze_many(paths, client)``
+reads many captures (paths or fsspec URLs) on a Dask cluster, or here without a client.
+``analyzer.model`` holds the record schema every output shares.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ __all__ = [
     "Credential",
     "Event",
     "analyze",
+    "analyze_many",
     "analyze_paths",
 ]
 
@@ -29,6 +31,10 @@ def __getattr__(name: str) -> Any:
         from analyzer import engine
 
         return getattr(engine, name)
+    if name == "analyze_many":
+        from analyzer import cluster
+
+        return cluster.analyze_many
     if name in ("analyze", "Analysis"):
         from analyzer import api
 

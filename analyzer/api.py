@@ -132,6 +132,18 @@ class Analysis:
             paths.append(path)
         return paths
 
+    def to_dataset(self, folder: str | Path) -> list[Path]:
+        """A Parquet dataset per table in ``folder`` (``folder/events``, ...), partitioned hive
+        style by ``date`` and ``input`` as ``analyze --format parquet -o DIR`` writes it;
+        written in a scratch folder and moved into place whole (a table's old dataset is
+        replaced)."""
+        from analyzer.report.dataset import write_dataset
+        from analyzer.report.outputs import atomic_folder
+
+        with atomic_folder(folder) as scratch:
+            written = write_dataset(self.result, scratch, self.reveal_secrets)
+        return [Path(folder) / p.name for p in written]
+
     def _frame(self, name: str) -> pd.DataFrame:
         record_type, attribute = TABLES[name]
         records = getattr(self.result, attribute)

@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--format",
         choices=("table", "jsonl", "csv", "parquet"),
         default="table",
-        help="output format (parquet: one file per table in the folder given with -o)",
+        help="output format (parquet: -o DIR writes a dataset per table, partitioned by date "
+        "and input; -o FILE.parquet writes the chosen table to one file)",
     )
     analyze.add_argument(
         "-o", "--output", metavar="PATH", help="write here instead of stdout (FILE.xlsx: Excel)"
@@ -103,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     analyze.add_argument(
         "--charts", metavar="DIR", help="also draw the charts as PNG and SVG files in DIR"
+    )
+    analyze.add_argument(
+        "--crosscheck",
+        action="store_true",
+        help="also have tshark (through pyshark) list each file's HTTP/1.x Authorization "
+        "headers and say, on standard error, which no event holds (slow: Wireshark dissects "
+        "every packet)",
     )
     add_scope_options(analyze, scheme=True)
     _keys_option(analyze)
@@ -393,6 +401,14 @@ def _wire_options(parser: argparse.ArgumentParser, jobs: bool = True) -> None:
             help="processes to read captures of 64 MB or more with, split by connection "
             "(default: the cores, here %(default)s); the output is the same for any N",
         )
+        parser.add_argument(
+            "--dask",
+            metavar="ADDRESS",
+            default=os.environ.get("DASK_SCHEDULER_ADDRESS") or None,
+            help="read the inputs on the Dask cluster of this scheduler (tcp://host:8786; "
+            "default: $DASK_SCHEDULER_ADDRESS): one task per file or ring-buffer chain, the "
+            "workers open the paths or URLs (s3://, gs://, file://) themselves",
+        )
 
 
 def _default_jobs() -> int:
@@ -499,10 +515,12 @@ def _reader_gone() -> int:
     return 0
 
 
-def _check_inputs(captures: list[str], key_files: list[str]) -> None:
-    """Fail before a long read: a missing capture (CaptureError) or unusable key file."""
+def _check_inputs(captures: list[str], key_files: list[str], remote: bool = False) -> None:
+    """Fail before a long read: a missing capture (CaptureError) or unusable key file.
+    ``remote``: the inputs are opened by Dask workers, which report the ones they cannot read
+    (so are URLs, wherever they are read)."""
     for path in captures:
-        if not os.path.exists(path):
+        if not (remote or "://" in path or os.path.exists(path)):
             raise CaptureError(f"{path}: no such file")
     for path in key_files:
         KeyStore().add_file(path)  # raises KeyFileError
@@ -515,6 +533,8 @@ def read_captures(args: argparse.Namespace, stages: Stages) -> AnalysisResult:
         from analyzer.sources.linklayer import set_vxlan_ports
 
         set_vxlan_ports(args.vxlan_port)
+    if getattr(args, "dask", None) or any("://" in p for p in args.captures):
+        return _read_many(args, stages)
     jobs = getattr(args, "jobs", 1) or 1
     if jobs > 1:
         from analyzer import parallel
@@ -532,6 +552,33 @@ def read_captures(args: argparse.Namespace, stages: Stages) -> AnalysisResult:
     for path in args.captures:
         engine.read_file(path, stages.reading, args.tls_keylog)
     return engine.finish()
+
+
+def _read_many(args: argparse.Namespace, stages: Stages) -> AnalysisResult:
+    """``read_captures`` on the Dask cluster of ``--dask`` (or, for URL inputs without one,
+    here): inputs a worker could not read are skipped, one warning line each."""
+    from analyzer import cluster
+
+    options = {
+        "key_files": args.keys,
+        "reveal_secrets": getattr(args, "reveal_secrets", False),
+        "tls_keylog": args.tls_keylog,
+        "progress": stages.reading,
+    }
+    if args.dask:
+        try:
+            client = cluster.connect(args.dask)
+        except ImportError as exc:
+            raise CaptureError(str(exc)) from exc
+        except (OSError, TimeoutError) as exc:
+            raise CaptureError(f"--dask {args.dask}: no scheduler answered ({exc})") from exc
+        with client:  # the bar shows the bytes of the tasks the scheduler reports done
+            result = cluster.analyze_many(args.captures, client, **options)
+    else:
+        result = cluster.analyze_many(args.captures, **options)
+    for line in cluster.failures(result):
+        print(f"{PROG}: warning: {line} (skipped)", file=sys.stderr)
+    return result
 
 
 def _scoped(result: AnalysisResult, args: argparse.Namespace) -> AnalysisResult:
@@ -561,13 +608,13 @@ def _analyze(args: argparse.Namespace) -> int:
 
     xlsx = bool(args.output and args.output.lower().endswith(".xlsx"))
     if args.format == "parquet" and not args.output:
-        _error("--format parquet writes one file per table: give the folder with -o DIR")
+        _error(
+            "--format parquet writes a dataset per table: give the folder with -o DIR "
+            "(or one table's file with -o FILE.parquet)"
+        )
         return 2
-    if args.format == "parquet" or xlsx:
-        if args.format == "parquet":
-            outputs.check_folder(args.output)
-        else:
-            outputs.check_file(args.output)
+    if args.format == "parquet" and not _one_parquet_file(args):
+        outputs.check_folder(args.output)
     elif args.output:
         outputs.check_file(args.output)
     if args.charts:
@@ -577,10 +624,14 @@ def _analyze(args: argparse.Namespace) -> int:
         from analyzer.stream_commands import analyze_stdin
 
         return analyze_stdin(args)
-    _check_inputs(args.captures, args.keys)
+    _check_inputs(args.captures, args.keys, bool(getattr(args, "dask", None)))
     stages = Stages(args.captures, show=not args.no_progress)
     try:
-        result = _scoped(read_captures(args, stages), args)
+        whole = read_captures(args, stages)
+        if args.crosscheck:
+            with stages.stage("crosscheck (tshark)"):
+                _crosscheck(whole, args)
+        result = _scoped(whole, args)
         if _needs_findings(args, xlsx):  # JSON Lines or CSV of events never pay for them
             with stages.stage("tokens"):
                 result.findings  # noqa: B018 - tokens, verdicts and findings, under the bar
@@ -588,13 +639,7 @@ def _analyze(args: argparse.Namespace) -> int:
             if args.charts:
                 _charts(result, args.charts)
             if args.format == "parquet":
-                from analyzer.api import Analysis
-
-                with outputs.atomic_folder(args.output) as folder:
-                    written = Analysis(result, reveal_secrets=args.reveal_secrets).to_parquet(
-                        folder
-                    )
-                names = [os.path.join(args.output, p.name) for p in written]
+                names = write_parquet(result, args)
                 stages.close()
                 print("\n".join(names))
                 return 0
@@ -612,6 +657,40 @@ def _analyze(args: argparse.Namespace) -> int:
     _write(result, args, sys.stdout)
     sys.stdout.flush()
     return 0
+
+
+def _crosscheck(result: AnalysisResult, args: argparse.Namespace) -> None:
+    """``--crosscheck``: one line per local capture file on standard error."""
+    from analyzer.sources.crosscheck import compare, tshark_fingerprints
+    from analyzer.sources.kinds import input_kind
+
+    for path in args.captures:
+        if "://" in path or not os.path.isfile(path) or input_kind(path) != "capture":
+            continue
+        events = [e for e in result.events if result.inputs.get(e.conn_id) == path]
+        found = tshark_fingerprints(path, args.tls_keylog)
+        print(f"{PROG}: {compare(path, found, events).line()}", file=sys.stderr)
+
+
+def _one_parquet_file(args: argparse.Namespace) -> bool:
+    """``-o FILE.parquet``: the chosen table as one file (else ``-o DIR``: a dataset each)."""
+    return args.output.lower().endswith(".parquet")
+
+
+def write_parquet(result: AnalysisResult, args: argparse.Namespace) -> list[str]:
+    """``--format parquet``: one file of the chosen table (``-o FILE.parquet``), or a dataset
+    per table partitioned by date and input (``-o DIR``); written whole or not at all. Returns
+    what was written."""
+    from analyzer.report import dataset, outputs
+
+    if _one_parquet_file(args):
+        record_type, records = _records(result, _table_name(args))
+        with outputs.atomic_file(args.output, binary=True) as out:
+            dataset.write_file(records, record_type, _table_name(args), out, args.reveal_secrets)
+        return [args.output]
+    with outputs.atomic_folder(args.output) as folder:
+        written = dataset.write_dataset(result, folder, args.reveal_secrets)
+    return [os.path.join(args.output, p.name) for p in written]
 
 
 def _needs_findings(args: argparse.Namespace, xlsx: bool) -> bool:
@@ -746,7 +825,7 @@ def _report(args: argparse.Namespace) -> int:
 
     outputs.check_file(args.output, "report -o")
     make_scope(**scope_values(args), scheme=args.scheme)
-    _check_inputs(args.captures, args.keys)
+    _check_inputs(args.captures, args.keys, bool(getattr(args, "dask", None)))
     stages = Stages(args.captures, show=not args.no_progress)
     try:
         result = _scoped(read_captures(args, stages), args)
@@ -813,7 +892,7 @@ def _verify(args: argparse.Namespace) -> int:
         return rules
     stages = Stages(args.captures, show=not args.no_progress)
     try:
-        _check_inputs(args.captures, args.keys)
+        _check_inputs(args.captures, args.keys, bool(getattr(args, "dask", None)))
         result = read_captures(args, stages)
         with stages.stage("tokens"):
             start = capture_start(result)

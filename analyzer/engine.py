@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -79,6 +79,7 @@ class AnalysisResult:
         "captures",
         "events",
         "handshakes",
+        "inputs",
         "key_warnings",
         "keys",
         "not_inspected",
@@ -102,8 +103,12 @@ class AnalysisResult:
         *,
         derive_tokens: Callable[[], list[TokenRecord]] | None = None,
         token_keys: Callable[[], dict[str, SigningKey]] | None = None,
+        inputs: dict[str, str] | None = None,
     ) -> None:
         self.events = events if events is not None else []
+        # connection id -> the input its first record was read from (the partitioned Parquet
+        # dataset's ``input``)
+        self.inputs = inputs if inputs is not None else {}
         self.captures = captures if captures is not None else []
         self.handshakes = handshakes if handshakes is not None else []
         self.keys = keys  # signing keys available (captured documents and key files)
@@ -175,6 +180,8 @@ class EventCollector:
         # 4-tuples (text addresses, both directions) of the connections a key log decrypted:
         # their TLS records say inspected
         self.decrypted: set[tuple[str, int, str, int]] = set()
+        # connection id -> the input (path or URL) its first record was read from
+        self.inputs: dict[str, str] = {}
         self._certificates: dict[bytes, CertificateFacts | None] = {}  # DER -> facts
         self._callbacks: dict[tuple[str, str | None], Callable[[Exchange], None]] = {}
 
@@ -197,6 +204,7 @@ class EventCollector:
         """Count the connection, and remember it when part of it could not be read."""
         if self.on_close is not None:
             self.on_close(conn.conn_id)
+        self._note_input(conn.conn_id)
         if conn.is_http:
             self.stats.http_connections += 1
         elif conn.tls is not None:
@@ -218,6 +226,12 @@ class EventCollector:
             detail = f"{lost} stretch(es) of request bytes lost: credentials unknown"
             self.not_inspected.append(_not_inspected("request-lost", conn, lost, detail))
         self._bound()
+
+    def _note_input(self, conn_id: str) -> None:
+        """Remember the input a connection's first record came from (not in a stream, whose
+        memory stays bounded: its records are not written as a partitioned dataset)."""
+        if self.keep is None and conn_id not in self.inputs:
+            self.inputs[conn_id] = self.stats.path
 
     def _bound(self) -> None:
         if self.keep is not None:
@@ -305,6 +319,7 @@ class EventCollector:
             return
         if event.source != source:
             event = evolve(event, source=source)
+        self._note_input(event.conn_id)
         self.completed += 1
         if self.sink is not None:
             event = self.sink(event)
@@ -385,6 +400,7 @@ class EventCollector:
         """A SIP connection ended: remember the stretches of its bytes that were lost."""
         if self.on_close is not None:
             self.on_close(conn.conn_id)
+        self._note_input(conn.conn_id)
         lost = conn.requests_lost
         if lost:
             detail = f"{lost} stretch(es) of SIP bytes lost: credentials unknown"
@@ -647,7 +663,13 @@ class Engine:
         collector = self.collector
         if self.view is not None:
             collector.recheck_decrypted()
-        return Parts(collector.events, self.captures, collector.tls, collector.not_inspected)
+        return Parts(
+            collector.events,
+            self.captures,
+            collector.tls,
+            collector.not_inspected,
+            collector.inputs,
+        )
 
 
 @dataclass(slots=True)
@@ -659,6 +681,8 @@ class Parts:
     captures: list[CaptureStats]
     tls: list[TlsConnection]
     not_inspected: list[NotInspected]
+    # connection id -> the input its first record was read from
+    inputs: dict[str, str] = field(default_factory=dict)
 
 
 def assemble(parts: Parts, key_files: Iterable[str], reveal_secrets: bool) -> AnalysisResult:
@@ -701,6 +725,7 @@ def _result(
         signing_keys=list(store),
         derive_tokens=lambda: tokens.records(reveal_secrets),
         token_keys=tokens.verifying_keys,
+        inputs=parts.inputs,
     )
 
 

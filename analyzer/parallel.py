@@ -110,6 +110,7 @@ def merge(parts: list[Parts]) -> Parts:
         captures,
         [t for p in parts for t in p.tls],
         [n for p in parts for n in p.not_inspected],
+        {k: v for p in parts for k, v in p.inputs.items()},
     )
 
 

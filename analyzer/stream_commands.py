@@ -63,7 +63,7 @@ def analyze_stdin(args: argparse.Namespace) -> int:
     listing = listing and not (args.credentials or args.table not in (None, "events"))
     scoped = bool(scope_values(args) or args.scheme)
     with ExitStack() as stack:
-        out = _output(stack, args.output)
+        out = _output(stack, None if args.format == "parquet" else args.output)
         rows: Callable[[Event], None] = EventRows(
             args.format, out, reveal_secrets=args.reveal_secrets, status=None
         )
@@ -263,9 +263,9 @@ def _summary(result: AnalysisResult, fmt: str, out: IO[str]) -> None:
 def _finish_listing(result: AnalysisResult, args: argparse.Namespace, out: IO[str]) -> None:
     """``--tokens``, ``--findings`` and parquet of a stream: written once it has ended."""
     if args.format == "parquet":
-        from analyzer.api import Analysis
+        from analyzer.cli import write_parquet
 
-        for path in Analysis(result, reveal_secrets=args.reveal_secrets).to_parquet(args.output):
+        for path in write_parquet(result, args):
             print(path)
         return
     _write(result, args, out)

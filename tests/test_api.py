@@ -73,4 +73,16 @@ def test_cli_parquet_needs_a_folder(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "-o DIR" in proc.stderr
     proc = subprocess.run([*cmd, "-o", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{t}.parquet" for t in TABLES)
+    # a dataset per table, partitioned by date and input, replaced whole when written again
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(TABLES)
+    proc = subprocess.run([*cmd, "-o", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 0 and sorted(p.name for p in tmp_path.iterdir()) == sorted(TABLES)
+    events = pd.read_parquet(tmp_path / "events")
+    assert len(events) == 15 and set(events["input"]) == {str(SFB)}
+    assert set(events["date"]) == {"2026-03-02"}
+    # -o FILE.parquet: the chosen table, one file
+    one = tmp_path / "tokens.parquet"
+    proc = subprocess.run([*cmd, "--tokens", "-o", str(one)], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == str(one)
+    assert pq.read_schema(one).metadata[b"oauth_traffic_analyzer.table"] == b"tokens"
+    assert len(pd.read_parquet(one)) == 11

@@ -156,7 +156,7 @@ def test_notebook_tables_render(executed) -> None:
 # -- docs/api.md -----------------------------------------------------------------------------
 def test_api_doc_examples_print_what_the_doc_shows(monkeypatch, tmp_path: Path) -> None:
     blocks = DOC_BLOCK.findall(API_DOC.read_text(encoding="utf-8"))
-    assert len(blocks) == 12
+    assert len(blocks) == 13
     assert all(expected for _, expected in blocks), "every example shows its output"
     monkeypatch.chdir(ROOT)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the export example's mkdtemp()

@@ -60,6 +60,7 @@ def narrow(result: AnalysisResult, scope: Scope) -> AnalysisResult:
         tls=[t for t in result.tls if scope.covers(from_tls(t), host_ips)],
         signing_keys=result.signing_keys,
         token_keys=result._token_keys,
+        inputs=result.inputs,
     )
     narrowed.whole, narrowed.ids = result, ids
     return narrowed

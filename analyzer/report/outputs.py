@@ -78,16 +78,25 @@ def atomic_file(path: str | Path, binary: bool = False) -> Iterator[IO]:
 
 @contextmanager
 def atomic_folder(path: str | Path) -> Iterator[Path]:
-    """A scratch folder whose files move into ``path`` (made if missing) when the block ends
-    without an exception; files already in ``path`` with other names are left alone."""
+    """A scratch folder whose files and folders move into ``path`` (made if missing) when the
+    block ends without an exception; what ``path`` held with other names is left alone. A folder
+    of the same name (a dataset table written before) is replaced whole: the old one is renamed
+    aside and deleted after the new one took its place."""
     target = Path(path)
     target.absolute().parent.mkdir(parents=False, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.absolute().parent))
     try:
         yield scratch
         target.mkdir(exist_ok=True)
+        old = scratch / ".replaced"
+        old.mkdir()
         for item in sorted(scratch.iterdir()):
-            os.replace(item, target / item.name)
+            if item == old:
+                continue
+            there = target / item.name
+            if item.is_dir() and there.is_dir():
+                os.replace(there, old / item.name)
+            os.replace(item, there)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -1,0 +1,63 @@
+"""``analyze --crosscheck``: tshark's Authorization headers, read through pyshark, against the
+events - on the bundled captures (cleartext, one with lost segments, TLS with a key log)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from analyzer.cli import main
+from analyzer.engine import analyze_paths
+from analyzer.sources.crosscheck import compare, credential_fp, tshark_fingerprints
+
+CAPTURES = Path(__file__).resolve().parents[1] / "captures"
+pytestmark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+
+
+def test_every_header_tshark_finds_is_an_event() -> None:
+    path = str(CAPTURES / "findings.pcap")
+    found = tshark_fingerprints(path)
+    check = compare(path, found, analyze_paths([path]).events)
+    assert (check.tshark, check.matched, check.missed, check.extra) == (18, 18, (), ())
+
+
+def test_headers_only_the_analyzer_reassembled_are_counted_apart() -> None:
+    # messy.pcapng loses and reorders segments: two requests tshark's reassembly gives up on
+    path = str(CAPTURES / "messy.pcapng")
+    check = compare(path, tshark_fingerprints(path), analyze_paths([path]).events)
+    assert (check.tshark, check.matched, check.missed, len(check.extra)) == (6, 6, (), 2)
+    assert check.line().endswith("6 of them among the events; found here only: 2")
+
+
+def test_tls_headers_with_the_key_log() -> None:
+    path = str(CAPTURES / "healthy-oauth-tls.pcapng")
+    keys = str(CAPTURES / "healthy-oauth-tls.keys")
+    assert tshark_fingerprints(path) == []  # encrypted: nothing without the key log
+    found = tshark_fingerprints(path, keys)
+    check = compare(path, found, analyze_paths([path], tls_keylog=keys).events)
+    assert (check.tshark, check.matched, check.missed) == (6, 6, ())
+
+
+def test_a_header_no_event_holds_is_named() -> None:
+    path = str(CAPTURES / "exchange-sfb.pcap")
+    events = analyze_paths([path]).events
+    found = tshark_fingerprints(path)
+    dropped = events[3].cred_fp
+    check = compare(path, found, [e for e in events if e.cred_fp != dropped])
+    assert check.missed == (dropped,) * found.count(dropped) and check.matched == 10 - len(
+        check.missed
+    )
+    assert credential_fp("Basic abc\\r\\n") == credential_fp("Basic abc")
+
+
+def test_command_line_prints_one_line_per_file(capsys: pytest.CaptureFixture[str]) -> None:
+    paths = [str(CAPTURES / "exchange-sfb.pcap"), str(CAPTURES / "findings.pcap")]
+    assert main(["analyze", *paths, "--crosscheck", "--format", "jsonl", "-o", "/dev/null"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"oauth-analyzer: crosscheck {paths[0]}: tshark (via pyshark) found 10 Authorization "
+        "header(s), 10 of them among the events",
+        f"oauth-analyzer: crosscheck {paths[1]}: tshark (via pyshark) found 18 Authorization "
+        "header(s), 18 of them among the events",
+    ]
