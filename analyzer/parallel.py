@@ -49,15 +49,26 @@ def analyze_parallel(
 ) -> AnalysisResult:
     """``analyze_paths`` on ``jobs`` processes (one when that cannot pay off: small input,
     ``jobs`` 1, a TLS key log, which tshark reads per file in one pass, or inputs that are not
-    packet captures - archives and converted formats are read whole, once)."""
+    packet captures - archives and converted formats are read whole, once). One chain of
+    captures: every process walks it and follows its share of the connections. Several: a
+    process per chain (``cluster.plan``), so no file is walked twice."""
     paths = [str(p) for p in paths]
     key_files = list(key_files)
     if not worth_it(paths, jobs, tls_keylog):
         return analyze_paths(
             paths, key_files=key_files, reveal_secrets=reveal_secrets, tls_keylog=tls_keylog
         )
-    parts = read_sharded(paths, jobs)
-    return assemble(merge(parts), key_files, reveal_secrets)
+    from analyzer import cluster
+
+    if len(cluster.chains(paths)) == 1:
+        return assemble(merge(read_sharded(paths, jobs)), key_files, reveal_secrets)
+    # Many captures: a task per chain (ring-buffer files stay together), each chain split by
+    # connection only when there are fewer chains than processes - as on a Dask cluster.
+    tasks = cluster.plan(paths, jobs, {p: os.path.getsize(p) for p in paths})
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        parts = list(pool.map(cluster.read_task, tasks))
+    return assemble(cluster.merge_tasks(tasks, parts), key_files, reveal_secrets)
 
 
 def worth_it(paths: list[str], jobs: int, tls_keylog: str | None = None) -> bool:

@@ -70,13 +70,31 @@ def test_a_connection_crossing_ring_files_is_one_connection(tmp_path: Path) -> N
     half = len(records) // 2
     files = []
     for i, chunk in enumerate((records[:half], records[half:])):
-        path = tmp_path / f"ring_{i:05}.pcap"
+        path = tmp_path / f"ring_{i + 1:05}_2026030209000{i}.pcap"  # dumpcap's ring names
         path.write_bytes(header + b"".join(chunk))
         files.append(str(path))
     whole = analyze_paths([str(CAPTURES / "exchange-sfb.pcap")])
     chained = parallel.analyze_parallel(files, 2)
     assert _jsonl(chained) == _jsonl(whole)
     assert sum(c.tcp_connections for c in chained.captures) == whole.captures[0].tcp_connections
+
+
+def test_many_captures_one_process_per_chain(tmp_path: Path) -> None:
+    """Several captures: a task per chain (ring files together), none split by connection while
+    there are chains enough to go round, so no file is walked twice; the result is what one
+    process gives."""
+    from analyzer import cluster
+
+    paths = [str(p) for p in sorted(CAPTURES.glob("*.pcap"))]
+    sizes = {p: Path(p).stat().st_size for p in paths}
+    tasks = cluster.plan(paths, 2, sizes)
+    assert [t.chain for t in tasks] == [(p,) for p in paths]
+    assert {(t.shard, t.shards) for t in tasks} == {(0, 1)}
+    one = analyze_paths(paths)
+    for jobs in (2, 3):
+        many = parallel.analyze_parallel(paths, jobs)
+        assert _jsonl(many) == _jsonl(one)
+        assert _counters(many) == _counters(one)
 
 
 def test_both_directions_go_to_the_same_worker_and_work_is_spread() -> None:
