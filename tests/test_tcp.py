@@ -17,6 +17,7 @@ class Recorder:
         self.skip = 0
         self.dead = False
         self.chunks: list[tuple[bytes, float]] = []
+        self.frames: list[int] = []  # the frame number given with each chunk
         self.gaps: list[int] = []
         self.closed_at: float | None = None
 
@@ -24,8 +25,9 @@ class Recorder:
     def data_bytes(self) -> bytes:
         return b"".join(c for c, _ in self.chunks)
 
-    def data(self, data, ts: float) -> None:
+    def data(self, data, ts: float, frame: int = 0) -> None:
         self.chunks.append((bytes(data), ts))
+        self.frames.append(frame)
 
     def gap(self, nbytes: int, ts: float) -> None:
         self.gaps.append(nbytes)
