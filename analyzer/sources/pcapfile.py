@@ -66,6 +66,11 @@ _PCAP_HEADER = 24  # file header
 _PCAP_RECORD = 16  # record header
 _EPB_HEADER = 28  # enhanced packet block up to the packet data
 _BLOCK_IDB, _BLOCK_OPB, _BLOCK_SPB, _BLOCK_EPB = 1, 2, 3, 6
+#: pcapng blocks that are not packets but that Wireshark (4.0) shows as frames of their own, so
+#: they take a frame number: systemd journal export, custom blocks (copyable or not), and
+#: sysdig event blocks (v1, v2, v2 large). Counted as packets (as Wireshark counts them), never
+#: decoded.
+_RECORD_BLOCKS = frozenset({9, 0x00000BAD, 0x40000BAD, 0x204, 0x216, 0x221})
 
 # Inline fast path. One unpack reads Ethernet type + IPv4 header (no options) + TCP header:
 #   word(ethertype, ver/ihl, tos), total length, word(flags/fragment, ttl, proto), src, dst,
@@ -247,10 +252,11 @@ def read_packets(
     Each tuple is ``(ts, proto, src, sport, dst, dport, seq, ack, flags, payload, frame)``:
     epoch seconds, 6 or 17, packed 4- or 16-byte addresses, ports, TCP sequence/ack numbers and
     flag byte (0 for UDP), the transport payload as a memoryview with link padding removed, and
-    the frame number as Wireshark shows it: the packet's position among the file's packet
-    records (pcap records; pcapng enhanced, simple and obsolete packet blocks, not the other
-    blocks), counted from ``first_frame`` (1; more to go on counting after earlier files) and
-    counting the packets absorbed or not decoded.
+    the frame number as Wireshark shows it: the packet's position among the file's records
+    (pcap records; pcapng enhanced, simple and obsolete packet blocks and the few other blocks
+    Wireshark shows as frames, ``_RECORD_BLOCKS``; not section, interface, name resolution,
+    statistics or other blocks), counted from ``first_frame`` (1; more to go on counting after
+    earlier files), the packets absorbed or not decoded included.
 
     The file is opened and identified before this returns: a missing, unreadable or non-capture
     file raises :class:`CaptureError` right here. Damage inside the file (cut records, bad
@@ -824,6 +830,10 @@ def _scan_pcapng(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
                         pos = nxt
                         yield (ts, *r[:8], mv[r[8] : r[9]], base + n)
                         continue
+            elif bt in _RECORD_BLOCKS:  # a frame in Wireshark, though not a packet
+                n += 1
+                run0 += 1
+                nslow += 1
             pos = nxt
     finally:
         if last >= 0:
