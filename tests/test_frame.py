@@ -341,3 +341,43 @@ def test_public_captures_match_tshark() -> None:
         assert mine == mine & tshark_first_bytes(path), path.name
         seen += sum(mine.values())
     assert seen >= 50  # SIP over UDP (ndpi__sip) among them
+
+
+def test_a_gzip_compressed_capture_is_numbered_as_the_plain_one(tmp_path: Path) -> None:
+    import gzip
+
+    cap = tricky_capture()
+    plain = cap.write(tmp_path / "tricky.pcap")
+    packed = tmp_path / "tricky.pcap.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    assert frames_by_path(analyze_paths([str(packed)]).events) == cap.expected
+
+
+def test_every_output_carries_the_frame(tmp_path: Path) -> None:
+    """JSON Lines, CSV, the pandas API and the HTML report's event table."""
+    import csv
+
+    from analyzer.api import analyze
+    from analyzer.report.export import write_csv, write_jsonl
+    from analyzer.report.html import render_html
+
+    cap = tricky_capture()
+    path = cap.write(tmp_path / "tricky.pcap")
+    analysis = analyze(str(path))
+    events = analysis.result.events
+    lines = io.StringIO()
+    write_jsonl(events, lines)
+    assert {
+        json.loads(x)["uri"]: json.loads(x)["frame"] for x in lines.getvalue().splitlines()
+    } == (cap.expected)
+    table = io.StringIO()
+    write_csv(events, table, Event)
+    rows = list(csv.DictReader(io.StringIO(table.getvalue())))
+    assert {r["uri"]: int(r["frame"]) for r in rows} == cap.expected
+    frame = analysis.events
+    assert dict(zip(frame["uri"], frame["frame"], strict=True)) == cap.expected
+    page = render_html(analysis, with_charts=False)
+    assert 'data-key="frame"' in page
+    split = next(e for e in events if e.uri == "/split")
+    row = page[page.index(f'id="event-{split.event_id}"') :]
+    assert f">{cap.expected['/split']}<" in row[: row.index("</tr>")]
