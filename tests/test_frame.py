@@ -381,3 +381,58 @@ def test_every_output_carries_the_frame(tmp_path: Path) -> None:
     split = next(e for e in events if e.uri == "/split")
     row = page[page.index(f'id="event-{split.event_id}"') :]
     assert f">{cap.expected['/split']}<" in row[: row.index("</tr>")]
+
+
+def h2_capture() -> Capture:
+    """Cleartext HTTP/2 with prior knowledge: a request in the preface's segment, one whose
+    HEADERS frame header is cut after 5 bytes, one that starts after a DATA frame."""
+    from h2_kit import Peer, data, request, response, settings
+
+    client, server = Peer(), Peer()
+    cap = Capture()
+    cap.handshake(40010)
+    auth = ("authorization", "Basic dXNlcjpwYXNz")
+    first = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + settings()
+    first += client.headers(1, request("/h2-one", auth), end=True)
+    second = client.headers(3, request("/h2-split", auth), end=True)
+    third = data(7, b"x" * 40) + client.headers(5, request("/h2-after-data", auth), end=True)
+    seq = 1000
+    for payload, starts in ((first, "/h2-one"), (second[:5], "/h2-split"), (second[5:], "")):
+        cap.add(40010, seq, 5000, "PA", payload, starts=(starts,) if starts else ())
+        seq += len(payload)
+    answer = settings() + settings(ack=True)
+    for sid in (1, 3):
+        answer += server.headers(sid, response(200), end=True)
+    cap.add(40010, 5000, seq, "PA", answer, to_server=False)
+    cap.add(40010, seq, 5000 + len(answer), "PA", third, starts=("/h2-after-data",))
+    seq += len(third)
+    reply = server.headers(5, response(200), end=True)
+    cap.add(40010, 5000 + len(answer), seq, "PA", reply, to_server=False)
+    return cap
+
+
+def test_http2_requests_are_placed_by_their_headers_frame(tmp_path: Path) -> None:
+    cap = h2_capture()
+    path = cap.write(tmp_path / "h2.pcap")
+    events = analyze_paths([str(path)]).events
+    assert {e.protocol for e in events} == {"http/2"}
+    assert frames_by_path(events) == cap.expected
+    if TSHARK is not None:
+        assert ours(events) == tshark_first_bytes(path)
+
+
+def test_analyze_from_standard_input_numbers_as_the_file(tmp_path: Path) -> None:
+    """``analyze -`` in a child process, the capture on its standard input."""
+    cap = tricky_capture()
+    path = cap.write(tmp_path / "tricky.pcap")
+    with open(path, "rb") as stdin:
+        done = subprocess.run(
+            [sys.executable, "-m", "analyzer", "analyze", "-", "--format", "jsonl"],
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert {r["uri"]: r["frame"] for r in rows} == cap.expected
