@@ -436,3 +436,22 @@ def test_analyze_from_standard_input_numbers_as_the_file(tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     assert {r["uri"]: r["frame"] for r in rows} == cap.expected
+
+
+@needs_tshark
+@pytest.mark.parametrize(
+    "how", [{"segment": 200}, {"coalesce": True}, {"udp": True}], ids=["split", "coalesced", "udp"]
+)
+def test_sip_requests_match_tshark(how: dict, tmp_path: Path) -> None:
+    """SIP over TCP cut into 200-byte segments, or two messages per segment, and over UDP."""
+    import sip_kit
+
+    messages = sip_kit.digest_register() + sip_kit.bearer_register("eyJ0eXAiOiJKV1QifQ.e30.sig")
+    path = tmp_path / "sip.pcap"
+    if how.pop("udp", False):
+        sip_kit.udp_capture(path, messages)
+    else:
+        sip_kit.tcp_capture(path, messages, **how)
+    events = analyze_paths([str(path)]).events
+    assert {e.protocol for e in events} == {"sip"} and len(events) >= 2
+    assert ours(events) == ours(events) & tshark_first_bytes(path)
