@@ -113,6 +113,21 @@ def test_retransmissions_and_overlaps_deliver_each_byte_once() -> None:
     assert pairs[0].a_to_b.data_bytes == b"abcdefghijklmn"
 
 
+def test_each_chunk_comes_with_the_frame_whose_bytes_it_is() -> None:
+    """In order, out of order, and retransmitted with other bytes: the first copy is read,
+    in order or buffered (a longer copy adds only its bytes past the first), with its frame."""
+    r, pairs, _ = make()
+    handshake(r)
+    r.feed(1.0, CLIENT, 40000, SERVER, 80, 1001, 0, PSH_ACK, b"abc", 3)
+    r.feed(1.1, CLIENT, 40000, SERVER, 80, 1001, 0, PSH_ACK, b"XYZ", 4)  # already delivered
+    r.feed(1.2, CLIENT, 40000, SERVER, 80, 1007, 0, PSH_ACK, b"gh", 5)  # buffered
+    r.feed(1.3, CLIENT, 40000, SERVER, 80, 1007, 0, PSH_ACK, b"GHij", 6)  # adds only "ij"
+    r.feed(1.4, CLIENT, 40000, SERVER, 80, 1004, 0, PSH_ACK, b"def", 7)  # fills the hole
+    rec = pairs[0].a_to_b
+    assert rec.chunks == [(b"abc", 1.0), (b"def", 1.4), (b"gh", 1.2), (b"ij", 1.3)]
+    assert rec.frames == [3, 7, 5, 6]
+
+
 def test_sequence_wrap_around() -> None:
     r, pairs, _ = make()
     isn = (1 << 32) - 4

@@ -540,11 +540,17 @@ class TcpReassembler:
         if d.consumer.dead:
             return  # nobody wants these bytes: do not buffer them
         if off > d.next_off:
-            existing = d.pending.get(off)
-            if existing is None or len(existing[0]) < n:
-                if existing is not None:
-                    d.pending_bytes -= len(existing[0])
-                d.pending[off] = (bytes(payload), ts, frame)
+            pending = d.pending
+            existing = pending.get(off)
+            # A longer copy of a buffered segment adds only the bytes past it: first copy wins.
+            while existing is not None and len(existing[0]) < n:
+                k = len(existing[0])
+                off += k
+                n -= k
+                payload = payload[k:]
+                existing = pending.get(off)
+            if existing is None:
+                pending[off] = (bytes(payload), ts, frame)
                 d.pending_bytes += n
             if d.pending_bytes > self.max_pending_bytes:
                 self._skip_hole(d, ts)
