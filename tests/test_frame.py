@@ -455,3 +455,20 @@ def test_sip_requests_match_tshark(how: dict, tmp_path: Path) -> None:
     events = analyze_paths([str(path)]).events
     assert {e.protocol for e in events} == {"sip"} and len(events) >= 2
     assert ours(events) == ours(events) & tshark_first_bytes(path)
+
+
+def test_a_buffered_segment_retransmitted_with_other_bytes_keeps_the_first_copy(
+    tmp_path: Path,
+) -> None:
+    """The second request's segment comes before the first's, then again, longer and with
+    other bytes: the first copy is read, and its frame given; the longer copy adds its tail."""
+    cap = Capture()
+    cap.handshake(40020)
+    one, two, wrong = _request("/one"), _request("/two"), _request("/bad")
+    extra = _request("/three")
+    cap.add(40020, 1000 + len(one), 5000, "PA", two, starts=("/two",))
+    cap.add(40020, 1000 + len(one), 5000, "PA", wrong + extra, starts=("/three",))
+    cap.add(40020, 1000, 5000, "PA", one, starts=("/one",))
+    cap.answer(40020, 5000, 1000 + len(one + two + extra), count=3)
+    path = cap.write(tmp_path / "again.pcap")
+    assert frames_by_path(analyze_paths([str(path)]).events) == cap.expected
