@@ -51,12 +51,14 @@ if TYPE_CHECKING:
     from analyzer.oauth.keys import KeyStore, SigningKey
 
 
-def read_decrypted(path: str, keylog: str, stats: CaptureStats) -> Iterator[tuple]:
+def read_decrypted(
+    path: str, keylog: str, stats: CaptureStats, first_frame: int = 1
+) -> Iterator[tuple]:
     """``analyzer.sources.tshark.read_decrypted``, imported on first use: only ``--tls-keylog``
     runs need tshark and the subprocess / socket / tempfile machinery it loads."""
     from analyzer.sources.tshark import read_decrypted as read
 
-    return read(path, keylog, stats)
+    return read(path, keylog, stats, first_frame)
 
 
 #: Called now and then with (path, bytes read so far in this file).
@@ -494,6 +496,9 @@ class Engine:
         if self.view is not None:
             self.collector.on_close = self.view.handshakes.closed
         self.captures: list[CaptureStats] = []
+        # Packet records of the inputs read so far: frame numbers go on counting from here, so
+        # inputs read as one chain are numbered as ``mergecap -a`` of them would be
+        self.frames = 0
         self.idle_timeout = idle_timeout
         self._reassembler: TcpReassembler | None = None
         self._udp = UdpFlows(self.collector.sip_flow, idle_timeout=idle_timeout, shard=shard)
@@ -535,7 +540,13 @@ class Engine:
         stats = CaptureStats(path=path)
         reassembler = self._start(stats, "tshark" if kind in ("etl", "other") else None)
         convert = kind in ("etl", "other")
-        _read_one(path, stats, reassembler, progress, self.collector, tls_keylog, convert)
+        try:
+            _read_one(
+                path, stats, reassembler, progress, self.collector, tls_keylog, convert,
+                self.frames + 1,
+            )  # fmt: skip
+        finally:
+            self.frames += stats.packets
         return stats
 
     def read_archive(self, path: str, kind: str, tls_keylog: str | None = None) -> CaptureStats:
@@ -600,7 +611,7 @@ class Engine:
         if tls_keylog:
             from analyzer.sources.tshark import StreamDecryptor
 
-            decryptor = StreamDecryptor(tls_keylog, stats)
+            decryptor = StreamDecryptor(tls_keylog, stats, first_frame=self.frames + 1)
             tls = TcpReassembler(
                 self.collector.any_tls_connection, stats, idle_timeout=self.idle_timeout
             )
@@ -613,8 +624,12 @@ class Engine:
                 progress(stats)
 
         try:
-            reassembler.run(read_stream(stream, name, stats, reassembler, every, tee, every))
+            packets = read_stream(
+                stream, name, stats, reassembler, every, tee, every, self.frames + 1
+            )
+            reassembler.run(packets)
         finally:
+            self.frames += stats.packets
             if decryptor is not None and tls is not None:
                 self._decrypted(decryptor.close(), tls, stats)
                 counted = stats.tcp_connections
@@ -808,6 +823,7 @@ def _read_one(
     collector: EventCollector,
     tls_keylog: str | None,
     convert: bool = False,
+    first_frame: int = 1,
 ) -> None:
     every = None
     if progress is not None:
@@ -815,14 +831,14 @@ def _read_one(
         def every() -> None:
             progress(path, stats.bytes)
 
-    decrypted = read_decrypted(path, tls_keylog, stats) if tls_keylog else None
+    decrypted = read_decrypted(path, tls_keylog, stats, first_frame) if tls_keylog else None
     # the readers raise CaptureError for a non-capture before tshark decrypts anything
     if convert:
         from analyzer.sources.convert import read_converted  # the subprocess machinery
 
-        packets = read_converted(path, stats, reassembler, every)
+        packets = read_converted(path, stats, reassembler, every, first_frame)
     else:
-        packets = read_packets(path, stats, reassembler, every)
+        packets = read_packets(path, stats, reassembler, every, first_frame)
     keys = _read_tls(decrypted, stats, collector) if decrypted is not None else set()
     # The ciphertext of a decrypted connection is read too, for its handshake (TLS record,
     # inspected); its bytes past the handshake are skipped like any other TLS connection's.

@@ -81,6 +81,9 @@ class Event:
     # Community ID v1 of the connection (Zeek, Suricata, Arkime print it); keyword-only so it can
     # sit beside conn_id with a default
     community_id: str | None = field(default=None, kw_only=True)
+    # Frame number (as Wireshark numbers it) of the packet holding the request's first byte
+    # (the response's when only it was seen); None for an archive (SAZ, HAR), which has none
+    frame: int | None = field(default=None, kw_only=True)
     protocol: str  # http/1.0, http/1.1, http/2, sip
     method: str
     host: str | None

@@ -30,7 +30,7 @@ BUNDLED = (
     "certificates.pcap",
 )
 #: What only a capture knows: how the same exchange is named in each kind of input.
-SAZ_ONLY = frozenset({"conn_id", "source"})
+SAZ_ONLY = frozenset({"conn_id", "source", "frame"})  # an archive numbers no frames
 HAR_ONLY = SAZ_ONLY | {"client_ip", "client_port", "response_ts", "community_id"}  # no client
 
 

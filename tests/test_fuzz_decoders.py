@@ -355,12 +355,14 @@ class Recorder:
         self.dead = False
         self.offset = 0
         self.chunks: list[tuple[int, bytes]] = []
+        self.frames: list[int] = []  # the frame number given with each chunk
         self.gaps: list[tuple[int, int]] = []
         self.closed = 0
         self.skip_plan = list(skip_plan or [])
 
-    def data(self, data: memoryview | bytes, ts: float) -> None:
+    def data(self, data: memoryview | bytes, ts: float, frame: int = 0) -> None:
         self.chunks.append((self.offset, bytes(data)))
+        self.frames.append(frame)
         self.offset += len(data)
         if self.skip_plan:
             self.skip = self.skip_plan.pop(0)
@@ -416,9 +418,8 @@ def _feed_all(r: TcpReassembler, isn: int, segments: list, ts0: float = 100.0) -
     r.feed(ts0, A, 40000, B, 80, isn, 0, 0x02, b"")  # SYN
     r.feed(ts0, B, 80, A, 40000, 7, (isn + 1) % (1 << 32), 0x12, b"")  # SYN-ACK
     for i, (off, payload, flags) in enumerate(segments):
-        r.feed(
-            ts0 + 0.001 * (i + 1), A, 40000, B, 80, (isn + 1 + off) % (1 << 32), 8, flags, payload
-        )
+        seq = (isn + 1 + off) % (1 << 32)
+        r.feed(ts0 + 0.001 * (i + 1), A, 40000, B, 80, seq, 8, flags, payload, i + 3)
 
 
 def _delivered(rec: Recorder, size: int) -> bytearray:
@@ -454,6 +455,10 @@ def test_tcp_any_order_delivers_the_stream(case: tuple, cap: int) -> None:
     if cap >= len(stream):  # nothing had to be given up: the whole stream, no gaps
         assert bytes(got) == stream and rec.gaps == []
     assert rec.closed == 1 and pair.finished == 1
+    # each chunk came with the frame number of the segment (fed as frame i + 3) it was cut from
+    for (off, data), frame in zip(rec.chunks, rec.frames, strict=True):
+        seg_off, seg_payload, _flags = segments[frame - 3]
+        assert seg_off <= off and off + len(data) <= seg_off + len(seg_payload)
 
 
 @fuzz

@@ -376,7 +376,7 @@ def test_report_at_phone_and_laptop_widths(sfb: Analysis) -> None:
             )
             assert page_width <= viewport == width  # no sideways scrolling of the page
             notes = browser.eval(
-                "(function () { var c = document.getElementById('event-8').cells[12];"
+                "(function () { var c = document.getElementById('event-8').cells[13];"
                 " var r = c.getBoundingClientRect(); return [r.width, c.textContent]; })()"
             )
             assert notes[0] > 100 and "x-ms-diagnostics 2000002" in notes[1]

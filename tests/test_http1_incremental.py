@@ -247,7 +247,7 @@ class Consumer:
         self.dies_after = dies_after
         self.log: list[tuple] = []
 
-    def data(self, data, ts: float) -> None:
+    def data(self, data, ts: float, frame: int = 0) -> None:
         self.log.append(("data", bytes(data), ts))
         self.skip = self.skip_after
         if len(self.log) == self.dies_after:
@@ -296,7 +296,7 @@ def _packets() -> list[tuple]:
     out.append((ts, 6, c, 4000, s, 80, seq_c, 0, FIN | ACK, b"end"))
     out.append((ts + 0.1, 6, s, 80, c, 4000, seq_s, 0, FIN | ACK, b""))
     out.append((ts + 0.2, 17, c, 53, s, 53, 0, 0, 0, b"udp"))
-    return out
+    return [(*p, frame) for frame, p in enumerate(out, 1)]  # numbered as a capture's frames
 
 
 def _logs(use_run: bool, skip_after: int) -> list:
@@ -313,7 +313,7 @@ def _logs(use_run: bool, skip_after: int) -> list:
     else:
         for p in packets:
             if p[1] == 6:
-                r.feed(p[0], p[2], p[3], p[4], p[5], p[6], p[7], p[8], memoryview(p[9]))
+                r.feed(p[0], p[2], p[3], p[4], p[5], p[6], p[7], p[8], memoryview(p[9]), p[10])
     r.flush()
     return [(b.a_to_b.log, b.b_to_a.log, b.finished) for b in made]
 

@@ -314,7 +314,7 @@ class Recorder:
         self.gaps: list[int] = []
         self.closed = False
 
-    def data(self, data: bytes, ts: float) -> None:
+    def data(self, data: bytes, ts: float, frame: int = 0) -> None:
         self.got.append((bytes(data), ts))
         self.skip = self.want
 

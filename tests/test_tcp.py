@@ -17,6 +17,7 @@ class Recorder:
         self.skip = 0
         self.dead = False
         self.chunks: list[tuple[bytes, float]] = []
+        self.frames: list[int] = []  # the frame number given with each chunk
         self.gaps: list[int] = []
         self.closed_at: float | None = None
 
@@ -24,8 +25,9 @@ class Recorder:
     def data_bytes(self) -> bytes:
         return b"".join(c for c, _ in self.chunks)
 
-    def data(self, data, ts: float) -> None:
+    def data(self, data, ts: float, frame: int = 0) -> None:
         self.chunks.append((bytes(data), ts))
+        self.frames.append(frame)
 
     def gap(self, nbytes: int, ts: float) -> None:
         self.gaps.append(nbytes)
@@ -109,6 +111,21 @@ def test_retransmissions_and_overlaps_deliver_each_byte_once() -> None:
     client(r, 1.4, 1013, b"mn")  # duplicate of a buffered future segment
     client(r, 1.5, 1010, b"jklm")  # fills the hole and overlaps the buffered one
     assert pairs[0].a_to_b.data_bytes == b"abcdefghijklmn"
+
+
+def test_each_chunk_comes_with_the_frame_whose_bytes_it_is() -> None:
+    """In order, out of order, and retransmitted with other bytes: the first copy is read,
+    in order or buffered (a longer copy adds only its bytes past the first), with its frame."""
+    r, pairs, _ = make()
+    handshake(r)
+    r.feed(1.0, CLIENT, 40000, SERVER, 80, 1001, 0, PSH_ACK, b"abc", 3)
+    r.feed(1.1, CLIENT, 40000, SERVER, 80, 1001, 0, PSH_ACK, b"XYZ", 4)  # already delivered
+    r.feed(1.2, CLIENT, 40000, SERVER, 80, 1007, 0, PSH_ACK, b"gh", 5)  # buffered
+    r.feed(1.3, CLIENT, 40000, SERVER, 80, 1007, 0, PSH_ACK, b"GHij", 6)  # adds only "ij"
+    r.feed(1.4, CLIENT, 40000, SERVER, 80, 1004, 0, PSH_ACK, b"def", 7)  # fills the hole
+    rec = pairs[0].a_to_b
+    assert rec.chunks == [(b"abc", 1.0), (b"def", 1.4), (b"gh", 1.2), (b"ij", 1.3)]
+    assert rec.frames == [3, 7, 5, 6]
 
 
 def test_sequence_wrap_around() -> None:

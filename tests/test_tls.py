@@ -80,9 +80,10 @@ def field_line(
     ctype: str = "23",
     hs: str = "",
     data: str = "",
+    frame: str = "7",
 ) -> bytes:
     """One line of tshark's output, in ``FIELDS`` order."""
-    fields = (ts, stream, src, src6, sport, dst, dst6, dport, flags, ctype, hs, data)
+    fields = (ts, stream, src, src6, sport, dst, dst6, dport, flags, ctype, hs, data, frame)
     return ("\t".join(fields) + "\n").encode()
 
 
@@ -206,14 +207,14 @@ def test_decoder_opens_at_the_client_hello_even_when_the_server_speaks_first() -
     )
     c, s = b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02"
     assert d.line(banner) == [
-        (100.25, 6, c, 50000, s, 443, 0, 0, SYN, b""),
-        (100.25, 6, s, 443, c, 50000, 0, 1, SYN | ACK, b""),
-        (100.75, 6, s, 443, c, 50000, 1, 1, ACK | PSH, b"hi"),
+        (100.25, 6, c, 50000, s, 443, 0, 0, SYN, b"", 7),
+        (100.25, 6, s, 443, c, 50000, 0, 1, SYN | ACK, b"", 7),
+        (100.75, 6, s, 443, c, 50000, 1, 1, ACK | PSH, b"hi", 7),
     ]
-    reply = field_line(ts="101.0", data="6a6b,6c")  # two records completed in one frame
-    assert d.line(reply) == [(101.0, 6, c, 50000, s, 443, 1, 3, ACK | PSH, b"jkl")]
+    reply = field_line(ts="101.0", data="6a6b,6c", frame="9")  # two records in one frame
+    assert d.line(reply) == [(101.0, 6, c, 50000, s, 443, 1, 3, ACK | PSH, b"jkl", 9)]
     fin = field_line(ts="102.0", flags="0x0011", ctype="", data="")
-    assert d.line(fin) == [(102.0, 6, c, 50000, s, 443, 4, 3, ACK | PSH | FIN, b"")]
+    assert d.line(fin) == [(102.0, 6, c, 50000, s, 443, 4, 3, ACK | PSH | FIN, b"", 7)]
     rst = field_line(
         ts="103.0",
         src="10.0.0.2",
@@ -223,7 +224,7 @@ def test_decoder_opens_at_the_client_hello_even_when_the_server_speaks_first() -
         flags="0x0004",
         ctype="",
     )
-    assert d.line(rst) == [(103.0, 6, s, 443, c, 50000, 3, 4, ACK | PSH | RST, b"")]
+    assert d.line(rst) == [(103.0, 6, s, 443, c, 50000, 3, 4, ACK | PSH | RST, b"", 7)]
     assert (d.seen, d.decrypted, d.bad_lines) == (1, 1, 0)
 
 
@@ -283,10 +284,12 @@ def test_lek_decrypts_six_get_exchanges_with_synthetic_tcp() -> None:
     packets = list(read_decrypted(str(LEK), str(LEK_KEYS), stats))
     assert stats.warnings == []
     assert stats.packets == 0  # counting packets is read_packets' job
-    assert packets[0] == (1379190381.992903, 6, LO, 40347, LO, 4434, 0, 0, SYN, b"")
-    assert packets[1] == (1379190381.992903, 6, LO, 4434, LO, 40347, 0, 1, SYN | ACK, b"")
+    # frame numbers are tshark's: the SYNs are made at the first plaintext (frame 10)
+    assert packets[0] == (1379190381.992903, 6, LO, 40347, LO, 4434, 0, 0, SYN, b"", 10)
+    assert packets[1] == (1379190381.992903, 6, LO, 4434, LO, 40347, 0, 1, SYN | ACK, b"", 10)
     request = b"GET / HTTP/1.1\r\nHost: exp-rc4-md5.local.al.lekensteyn.nl:4434\r\n\r\n"
-    assert packets[2] == (1379190381.998033, 6, LO, 40347, LO, 4434, 1, 1, ACK | PSH, request)
+    assert packets[2] == (1379190381.998033, 6, LO, 40347, LO, 4434, 1, 1, ACK | PSH, request, 10)
+    assert packets[3][10] == 11
     assert packets[3][:9] == (1379190381.998157, 6, LO, 4434, LO, 40347, 1, 66, ACK | PSH)
     assert packets[3][9].startswith(b"HTTP/1.1 200 OK\r\nServer: nginx/1.4.2\r\n")
     response_len = len(packets[3][9])
@@ -301,6 +304,7 @@ def test_lek_decrypts_six_get_exchanges_with_synthetic_tcp() -> None:
         66,
         ACK | PSH | FIN,
         b"",
+        12,
     )
     exchanges, rstats = http_exchanges(packets)
     assert [(x.request.method, x.request.uri, x.response.status) for x in exchanges] == [

@@ -88,6 +88,7 @@ def build_sip_event(exchange: SipExchange, event_id: int = 0) -> Event | None:
         _BLANK_EVENT,
         event_id=event_id,
         ts=first.ts,
+        frame=first.frame or None,
         client_ip=exchange.client_ip,
         client_port=exchange.client_port,
         server_ip=exchange.server_ip,

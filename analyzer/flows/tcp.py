@@ -73,7 +73,9 @@ class StreamConsumer(Protocol):
     skip: int  # upcoming bytes the consumer does not need; the reassembler drops them
     dead: bool  # the consumer gave up (not this protocol): stop buffering for it
 
-    def data(self, data: memoryview | bytes, ts: float) -> None: ...
+    def data(self, data: memoryview | bytes, ts: float, frame: int = 0) -> None:
+        """Ordered bytes from the packet captured at ``ts``, frame number ``frame`` (the
+        packet whose copy of these bytes was used; 0 when the source numbers no frames)."""
 
     def gap(self, nbytes: int, ts: float) -> None: ...
 
@@ -134,7 +136,8 @@ class _Direction:
         self.conn = conn
         self.next_seq: int | None = None  # sequence number of the next byte we expect
         self.next_off = 0  # stream offset of that byte (unbounded; immune to wrap-around)
-        self.pending: dict[int, tuple[bytes, float]] = {}  # stream offset -> (bytes, ts)
+        # stream offset -> (bytes, ts, frame) of segments that came before the bytes they follow
+        self.pending: dict[int, tuple[bytes, float, int]] = {}
         self.pending_bytes = 0
         self.fin_off: int | None = None
         self.closed = False
@@ -185,7 +188,9 @@ class _Dead:
     skip = 0
     dead = True
 
-    def data(self, data: memoryview | bytes, ts: float) -> None:  # pragma: no cover - dead
+    def data(  # pragma: no cover - dead
+        self, data: memoryview | bytes, ts: float, frame: int = 0
+    ) -> None:
         pass
 
     def gap(self, nbytes: int, ts: float) -> None:  # pragma: no cover - dead
@@ -268,8 +273,9 @@ class TcpReassembler:
         ack: int,
         flags: int,
         payload: memoryview | bytes,
+        frame: int = 0,
     ) -> None:
-        """Process one captured TCP segment."""
+        """Process one captured TCP segment (``frame``: its frame number, 0 when unknown)."""
         if self.grants:
             self.settle(src, sport, dst, dport)
         key = (src, sport, dst, dport)
@@ -278,7 +284,7 @@ class TcpReassembler:
             if key in self.ignored:
                 return
             if not self._hatching and self._embryo(
-                key, (ts, src, sport, dst, dport, seq, ack, flags, payload or b"")
+                key, (ts, src, sport, dst, dport, seq, ack, flags, payload or b"", frame)
             ):
                 return
             d = self.dirs.get(key) or self._open(key, ts, flags, len(payload))
@@ -310,9 +316,9 @@ class TcpReassembler:
                     if skip:
                         c.skip = 0
                         payload = payload[skip:]
-                    c.data(payload, ts)
+                    c.data(payload, ts, frame)
             else:
-                self._segment(d, seq, payload, ts)
+                self._segment(d, seq, payload, ts, frame)
         if flags & (FIN | RST):
             self._fin_or_rst(d, seq, n, flags, ts)
 
@@ -331,10 +337,10 @@ class TcpReassembler:
         grants = self.grants
         datagrams = self.datagrams
         sweep_at = self._next_sweep
-        for ts, proto, src, sport, dst, dport, seq, ack, flags, payload in packets:
+        for ts, proto, src, sport, dst, dport, seq, ack, flags, payload, frame in packets:
             if proto != 6:
                 if proto == 17 and datagrams is not None:
-                    datagrams(ts, src, sport, dst, dport, payload)
+                    datagrams(ts, src, sport, dst, dport, payload, frame)
                 continue
             if grants:  # the native walk may hold this direction's grant
                 self.settle(src, sport, dst, dport)
@@ -355,9 +361,9 @@ class TcpReassembler:
                         if skip:
                             c.skip = 0
                             payload = payload[skip:]
-                        c.data(payload, ts)
+                        c.data(payload, ts, frame)
                     continue
-            feed(ts, src, sport, dst, dport, seq, ack, flags, payload)
+            feed(ts, src, sport, dst, dport, seq, ack, flags, payload, frame)
             sweep_at = self._next_sweep
 
     def flush(self) -> None:
@@ -518,8 +524,12 @@ class TcpReassembler:
         self.stats.tcp_connections += 1
         return self.dirs[key]
 
-    def _segment(self, d: _Direction, seq: int, payload: memoryview | bytes, ts: float) -> None:
-        """Out-of-order, retransmitted or overlapping data."""
+    def _segment(
+        self, d: _Direction, seq: int, payload: memoryview | bytes, ts: float, frame: int
+    ) -> None:
+        """Out-of-order, retransmitted or overlapping data (first copy wins: bytes already
+        delivered or buffered are not taken again, and the frame given with the bytes is the
+        one whose copy was used)."""
         diff = (seq - d.next_seq) % SEQ_MOD
         if diff >= HALF:
             diff -= SEQ_MOD  # behind what we have delivered
@@ -530,20 +540,26 @@ class TcpReassembler:
         if d.consumer.dead:
             return  # nobody wants these bytes: do not buffer them
         if off > d.next_off:
-            existing = d.pending.get(off)
-            if existing is None or len(existing[0]) < n:
-                if existing is not None:
-                    d.pending_bytes -= len(existing[0])
-                d.pending[off] = (bytes(payload), ts)
+            pending = d.pending
+            existing = pending.get(off)
+            # A longer copy of a buffered segment adds only the bytes past it: first copy wins.
+            while existing is not None and len(existing[0]) < n:
+                k = len(existing[0])
+                off += k
+                n -= k
+                payload = payload[k:]
+                existing = pending.get(off)
+            if existing is None:
+                pending[off] = (bytes(payload), ts, frame)
                 d.pending_bytes += n
             if d.pending_bytes > self.max_pending_bytes:
                 self._skip_hole(d, ts)
             return
         # Overlaps what we already have: deliver only the new tail, then anything now in order.
-        self._deliver(d, payload[d.next_off - off :], ts)
+        self._deliver(d, payload[d.next_off - off :], ts, frame)
         self._drain(d)
 
-    def _deliver(self, d: _Direction, data: memoryview | bytes, ts: float) -> None:
+    def _deliver(self, d: _Direction, data: memoryview | bytes, ts: float, frame: int) -> None:
         n = len(data)
         d.next_off += n
         d.next_seq = (d.next_seq + n) % SEQ_MOD
@@ -555,7 +571,7 @@ class TcpReassembler:
             if skip:
                 c.skip = 0
                 data = data[skip:]
-            c.data(data, ts)
+            c.data(data, ts, frame)
 
     def _drain(self, d: _Direction) -> None:
         """Deliver the buffered segments that are now in order (sorted once: a drain after a
@@ -567,11 +583,11 @@ class TcpReassembler:
         for off in sorted(pending):
             if off > d.next_off:
                 return
-            data, ts = pending.pop(off)
+            data, ts, frame = pending.pop(off)
             d.pending_bytes -= len(data)
             end = off + len(data)
             if end > d.next_off:
-                self._deliver(d, data[d.next_off - off :], ts)
+                self._deliver(d, data[d.next_off - off :], ts, frame)
         self._maybe_closed(d, None)
 
     def _skip_hole(self, d: _Direction, ts: float) -> None:

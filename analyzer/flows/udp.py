@@ -21,7 +21,12 @@ class Flow(Protocol):
     """What the factory returns: takes datagrams of one flow, then is finished."""
 
     def datagram(
-        self, from_a: bool, payload: memoryview | bytes, ts: float, ports: tuple[int, int]
+        self,
+        from_a: bool,
+        payload: memoryview | bytes,
+        ts: float,
+        ports: tuple[int, int],
+        frame: int = 0,
     ) -> None: ...
 
     def finish(self) -> None: ...
@@ -67,8 +72,9 @@ class UdpFlows:
         dst: bytes,
         dport: int,
         payload: memoryview | bytes,
+        frame: int = 0,
     ) -> None:
-        """Process one captured UDP datagram."""
+        """Process one captured UDP datagram (``frame``: its frame number, 0 when unknown)."""
         if not payload:
             return
         if ts >= self._next_sweep:
@@ -92,7 +98,7 @@ class UdpFlows:
             self.made += 1
         held.last_ts = ts
         from_a = src == held.a
-        held.flow.datagram(from_a, payload, ts, (sport, dport))
+        held.flow.datagram(from_a, payload, ts, (sport, dport), frame)
 
     def flush(self) -> None:
         """Finish every flow (end of capture)."""

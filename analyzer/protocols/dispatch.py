@@ -25,7 +25,7 @@ MAX_HELD = 64
 class _Side:
     """One direction: holds bytes until the choice, then forwards to the chosen consumer."""
 
-    __slots__ = ("_held", "_ts", "dead", "owner", "skip", "target", "to_b")
+    __slots__ = ("_frame", "_held", "_ts", "dead", "owner", "skip", "target", "to_b")
 
     def __init__(self, owner: FirstBytes, to_b: bool) -> None:
         self.owner = owner
@@ -34,17 +34,19 @@ class _Side:
         self.dead = False
         self.target: StreamConsumer | None = None
         self._held = bytearray()
-        self._ts = 0.0
+        self._ts = 0.0  # capture time and frame number of the first held byte
+        self._frame = 0
 
-    def data(self, data: memoryview | bytes, ts: float) -> None:
+    def data(self, data: memoryview | bytes, ts: float, frame: int = 0) -> None:
         target = self.target
         if target is None:
             if not self._held:
                 self._ts = ts
+                self._frame = frame
             self._held += data
             self.owner.choose_now(self, force=len(self._held) >= MAX_HELD)
             return
-        target.data(data, ts)
+        target.data(data, ts, frame)
         self._mirror(target)
 
     def gap(self, nbytes: int, ts: float) -> None:
@@ -66,7 +68,7 @@ class _Side:
         self.target = target
         if self._held:
             held, self._held = bytes(self._held), bytearray()
-            target.data(held, self._ts)
+            target.data(held, self._ts, self._frame)
         self._mirror(target)
 
     def _mirror(self, target: StreamConsumer) -> None:

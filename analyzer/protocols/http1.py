@@ -69,6 +69,7 @@ class HttpMessage:
     body: bytes | None = None  # kept body (capped), None when the body was skipped
     body_truncated: bool = False
     after_gap: bool = False  # first message after lost bytes: earlier messages may be missing
+    frame: int = 0  # frame number of the packet holding the first byte (0: not numbered)
     # First value per header name, built on the first lookup (the parser builds it at once):
     # ``headers`` is not to be changed after that.
     _first: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
@@ -216,6 +217,7 @@ class HttpStream:
         "_hunted",
         "_hunting",
         "_keep",
+        "_mark_frame",
         "_mark_off",
         "_mark_ts",
         "_marks",
@@ -265,12 +267,14 @@ class HttpStream:
         self.request_method = request_method
         self._buf = bytearray()
         self._base = 0  # count of bytes that ever left _buf: the buffer offset of _buf[0]
-        # Capture times per feed: the latest feed's (buffer offset, ts) in _mark_off / _mark_ts,
-        # earlier feeds whose bytes may still be buffered in _marks (made when first needed:
-        # most streams never buffer across feeds, and an empty deque costs 600 bytes).
-        self._marks: deque[tuple[int, float]] | None = None
+        # Capture time and frame number per feed: the latest feed's (buffer offset, ts, frame)
+        # in _mark_off / _mark_ts / _mark_frame, earlier feeds whose bytes may still be
+        # buffered in _marks (made when first needed: most streams never buffer across feeds,
+        # and an empty deque costs 600 bytes).
+        self._marks: deque[tuple[int, float, int]] | None = None
         self._mark_off = 0
         self._mark_ts = 0.0
+        self._mark_frame = 0
         self._searched = 0  # buffer offset before which no head end starts (head state)
         self._expect_crlf = False  # a chunk's data ended; its CRLF is still to come
         self._hunting = midstream
@@ -292,23 +296,25 @@ class HttpStream:
         self.lost = 0
 
     # -- consumer interface ------------------------------------------------------------------
-    def data(self, data: memoryview | bytes, ts: float) -> list[HttpMessage]:
-        """Feed ordered bytes; return the messages they completed."""
+    def data(self, data: memoryview | bytes, ts: float, frame: int = 0) -> list[HttpMessage]:
+        """Feed ordered bytes (from the packet captured at ``ts``, frame number ``frame``);
+        return the messages they completed."""
         if self.dead:
             return []
         if self._h2 is not None:
-            self._feed_h2(data, ts)
+            self._feed_h2(data, ts, frame)
             return []
         buf = self._buf
         if buf:
             if self._marks is None:
                 self._marks = deque()
-            self._marks.append((self._mark_off, self._mark_ts))
+            self._marks.append((self._mark_off, self._mark_ts, self._mark_frame))
             self._mark_off = self._base + len(buf)
         else:  # nothing buffered: earlier feeds can no longer date a message
             self._marks = None
             self._mark_off = self._base
         self._mark_ts = ts
+        self._mark_frame = frame
         buf += data
         out: list[HttpMessage] = []
         self._run(out)
@@ -450,7 +456,10 @@ class HttpStream:
             else:
                 self._searched = base + size - 3  # an end may start in the last 3 bytes
             return False
-        ts = self._mark_ts if self._mark_off <= base else self._head_ts()
+        if self._mark_off <= base:
+            ts, frame = self._mark_ts, self._mark_frame
+        else:
+            ts, frame = self._first_mark()
         text = buf[:end].decode("latin-1")
         del buf[: end + sep]
         self._base = base + end + sep
@@ -462,6 +471,7 @@ class HttpStream:
             self._give_up()  # the HTTP/2 preface, and nobody to hand the frames to
             return False
         self.messages_seen += 1
+        msg.frame = frame
         msg.after_gap, self._after_gap = self._after_gap, False
         if not self.role:
             self.role = "request" if msg.is_request else "response"
@@ -503,17 +513,20 @@ class HttpStream:
 
     def _to_h2(self, reader: FrameReader) -> None:
         """From now on every byte goes to ``reader``; the bytes buffered go first."""
-        ts = self._mark_ts if self._mark_off <= self._base else self._head_ts()
+        if self._mark_off <= self._base:
+            ts, frame = self._mark_ts, self._mark_frame
+        else:
+            ts, frame = self._first_mark()
         self._h2 = reader
         self._state = "h2"
         rest = bytes(self._buf)
         self._consume(len(rest))
         self._marks = None
-        self._feed_h2(rest, ts)
+        self._feed_h2(rest, ts, frame)
 
-    def _feed_h2(self, data: memoryview | bytes, ts: float) -> None:
+    def _feed_h2(self, data: memoryview | bytes, ts: float, frame: int) -> None:
         assert self._h2 is not None
-        self.skip = self._h2.data(data, ts)
+        self.skip = self._h2.data(data, ts, frame)
         self._h2_done()
 
     def _h2_done(self) -> None:
@@ -527,15 +540,16 @@ class HttpStream:
             del self._buf[:nbytes]
             self._base += nbytes
 
-    def _head_ts(self) -> float:
-        """Capture time of the earlier feed that delivered the first buffered byte."""
+    def _first_mark(self) -> tuple[float, int]:
+        """Capture time and frame number of the earlier feed that delivered the first
+        buffered byte."""
         marks = self._marks
         if not marks:
-            return 0.0
+            return 0.0, 0
         base = self._base
         while len(marks) > 1 and marks[1][0] <= base:
             marks.popleft()
-        return marks[0][1]
+        return marks[0][1], marks[0][2]
 
     def _plausible_start(self, buf: bytearray) -> bool:
         """Can these first bytes begin an HTTP/1.x message? (Decides quickly for non-HTTP.)"""

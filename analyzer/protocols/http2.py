@@ -133,15 +133,21 @@ class Http2Connection:
                 other.allow_table_size(value)
 
     def headers(
-        self, from_client: bool, stream_id: int, headers: Headers | None, end: bool, ts: float
+        self,
+        from_client: bool,
+        stream_id: int,
+        headers: Headers | None,
+        end: bool,
+        ts: float,
+        frame: int = 0,
     ) -> None:
         if from_client:
-            self._client_headers(stream_id, headers, end, ts)
+            self._client_headers(stream_id, headers, end, ts, frame)
         else:
-            self._server_headers(stream_id, headers, end, ts)
+            self._server_headers(stream_id, headers, end, ts, frame)
 
     def push_promise(
-        self, stream_id: int, promised: int, headers: Headers | None, ts: float
+        self, stream_id: int, promised: int, headers: Headers | None, ts: float, frame: int = 0
     ) -> None:
         """A pushed request: the response on the ``promised`` stream answers it."""
         if headers is None:
@@ -149,7 +155,7 @@ class Http2Connection:
             return
         if promised and promised not in self.streams:
             self._make_room()
-            request = _message(True, headers, ts)
+            request = _message(True, headers, ts, frame)
             self.streams[promised] = _Stream(request=request, request_seen=True, request_done=True)
 
     def body_room(self, from_client: bool, stream_id: int, size: int) -> int:
@@ -219,7 +225,9 @@ class Http2Connection:
         self._lost.append(f"{side} frames not followed after {reason}: later {later} not read")
 
     # -- internals ---------------------------------------------------------------------------
-    def _client_headers(self, sid: int, headers: Headers | None, end: bool, ts: float) -> None:
+    def _client_headers(
+        self, sid: int, headers: Headers | None, end: bool, ts: float, frame: int
+    ) -> None:
         stream = self.streams.get(sid)
         if stream is None:
             if sid <= self._last_client_stream:
@@ -232,7 +240,7 @@ class Http2Connection:
             if headers is None:
                 self._note_unread(sid, self.client.problem)
             else:
-                request = stream.request = _message(True, headers, ts)
+                request = stream.request = _message(True, headers, ts, frame)
                 self.host = request.header("host") or self.host
                 room = self.request_body(request)
                 if room > 0:
@@ -246,7 +254,9 @@ class Http2Connection:
             _settle_body(stream.request, stream.request_body)
             self._progress(sid, stream)
 
-    def _server_headers(self, sid: int, headers: Headers | None, end: bool, ts: float) -> None:
+    def _server_headers(
+        self, sid: int, headers: Headers | None, end: bool, ts: float, frame: int
+    ) -> None:
         stream = self.streams.get(sid)
         if stream is None:
             if sid % 2 == 0 or sid <= self._last_client_stream:
@@ -261,7 +271,7 @@ class Http2Connection:
             if stream.response is None:
                 stream.response_unread = True
         elif stream.response is None and not stream.response_unread:
-            response = _message(False, headers, ts)
+            response = _message(False, headers, ts, frame)
             if not 100 <= response.status < 200:  # an interim 1xx: the final answer follows
                 stream.response = response
                 _settle_body(stream.request, stream.request_body)
@@ -317,7 +327,7 @@ def _settle_body(message: HttpMessage | None, kept: bytearray | None) -> None:
         message.body = bytes(kept)
 
 
-def _message(is_request: bool, headers: Headers, ts: float) -> HttpMessage:
+def _message(is_request: bool, headers: Headers, ts: float, frame: int = 0) -> HttpMessage:
     """An ``HttpMessage`` from a decoded header list (pseudo-headers become its start line)."""
     pseudo: dict[str, str] = {}
     fields = []
@@ -332,11 +342,11 @@ def _message(is_request: bool, headers: Headers, ts: float) -> HttpMessage:
         uri = pseudo.get(":path") or (authority if method == "CONNECT" else "") or ""
         if authority is not None and not any(name == "host" for name, _ in fields):
             fields.insert(0, ("host", authority))
-        message = HttpMessage(True, ts, "2", method, uri, headers=fields)
+        message = HttpMessage(True, ts, "2", method, uri, headers=fields, frame=frame)
     else:
         status = pseudo.get(":status", "")
         code = int(status) if status.isdigit() and len(status) == 3 else 0
-        message = HttpMessage(False, ts, "2", status=code, headers=fields)
+        message = HttpMessage(False, ts, "2", status=code, headers=fields, frame=frame)
     message._first = dict(reversed(fields))
     return message
 

@@ -66,11 +66,18 @@ class FrameHandler(Protocol):
     def preface(self) -> None: ...
 
     def headers(
-        self, from_client: bool, stream_id: int, headers: Headers | None, end: bool, ts: float
-    ) -> None: ...
+        self,
+        from_client: bool,
+        stream_id: int,
+        headers: Headers | None,
+        end: bool,
+        ts: float,
+        frame: int = 0,
+    ) -> None:
+        """A header block, from the frame captured at ``ts`` in (capture) frame ``frame``."""
 
     def push_promise(
-        self, stream_id: int, promised: int, headers: Headers | None, ts: float
+        self, stream_id: int, promised: int, headers: Headers | None, ts: float, frame: int = 0
     ) -> None: ...
 
     def body_room(self, from_client: bool, stream_id: int, size: int) -> int: ...
@@ -114,12 +121,14 @@ class FrameReader:
         self._decoder: Decoder | None = None
         self._buf = bytearray()
         self._base = 0  # count of bytes that ever left _buf
-        self._marks: deque[tuple[int, float]] = deque()  # (offset of a feed's first byte, ts)
+        # (offset of a feed's first byte, ts, frame number of its packet)
+        self._marks: deque[tuple[int, float, int]] = deque()
         self._started = False  # the first bytes were looked at (for an optional preface)
         self._state = self._frame_header
         self._left = 0  # payload bytes of the current frame still to come
         self._ftype = self._flags = self._sid = 0
         self._ts = 0.0  # capture time of the current frame's first byte
+        self._frame_no = 0  # frame number of the packet holding it
         self._pad = 0  # padding at the end of the current DATA frame
         self._end = False  # the current DATA frame ends its stream
         # the header block being gathered: stream, promised stream (PUSH_PROMISE, 0 when not
@@ -129,16 +138,18 @@ class FrameReader:
         self._block_promised: int | None = None
         self._block_end = False
         self._block_ts = 0.0
+        self._block_frame = 0
         self._block_oversized = False
 
     # -- consumer interface ------------------------------------------------------------------
-    def data(self, data: memoryview | bytes, ts: float) -> int:
-        """Feed ordered bytes; returns how many of the next bytes the reader does not need."""
+    def data(self, data: memoryview | bytes, ts: float, frame: int = 0) -> int:
+        """Feed ordered bytes (from the packet captured at ``ts``, frame number ``frame``);
+        returns how many of the next bytes the reader does not need."""
         if self.dead:
             return 0
         if not self._buf:
             self._marks.clear()
-        self._marks.append((self._base + len(self._buf), ts))
+        self._marks.append((self._base + len(self._buf), ts, frame))
         self._buf += data
         while not self.dead:
             skip = self._state()
@@ -194,7 +205,7 @@ class FrameReader:
         length = int.from_bytes(buf[:3], "big")
         ftype, flags = buf[3], buf[4]
         sid = int.from_bytes(buf[5:9], "big") & _STREAM_MASK
-        self._ts = self._ts_at(self._base)
+        self._ts, self._frame_no = self._mark_at(self._base)
         self._consume(9)
         self._ftype, self._flags, self._sid, self._left = ftype, flags, sid, length
         if self._block_sid and (ftype != CONTINUATION or sid != self._block_sid):
@@ -331,14 +342,16 @@ class FrameReader:
         self._block_promised = promised
         self._block_end = bool(flags & END_STREAM) and self._ftype == HEADERS
         self._block_ts = self._ts
+        self._block_frame = self._frame_no
 
     def _close_block(self) -> None:
         """A header block is complete: decode it (or say it cannot be) and report it."""
-        sid, promised, end, ts = (
+        sid, promised, end, ts, frame = (
             self._block_sid,
             self._block_promised,
             self._block_end,
             self._block_ts,
+            self._block_frame,
         )
         block = bytes(self._block)
         oversized = self._block_oversized
@@ -352,9 +365,9 @@ class FrameReader:
             headers = self._decode(block)
         handler = self.handler
         if promised is not None:
-            handler.push_promise(sid, promised, headers, ts)
+            handler.push_promise(sid, promised, headers, ts, frame)
         else:
-            handler.headers(self.from_client, sid, headers, end, ts)
+            handler.headers(self.from_client, sid, headers, end, ts, frame)
 
     def _decode(self, block: bytes) -> Headers | None:
         """Decode a header block. A block opening with a table size update to 0 makes an
@@ -394,12 +407,13 @@ class FrameReader:
         del self._buf[:nbytes]
         self._base += nbytes
 
-    def _ts_at(self, offset: int) -> float:
-        """Capture time of the feed that delivered the byte at buffer ``offset``."""
+    def _mark_at(self, offset: int) -> tuple[float, int]:
+        """Capture time and frame number of the feed that delivered the byte at buffer
+        ``offset``."""
         marks = self._marks
         while len(marks) > 1 and marks[1][0] <= offset:
             marks.popleft()
-        return marks[0][1] if marks else 0.0
+        return (marks[0][1], marks[0][2]) if marks else (0.0, 0)
 
 
 def parse_settings(payload: bytes) -> list[tuple[int, int]]:

@@ -74,6 +74,7 @@ class SipMessage:
     headers: list[tuple[str, str]] = field(default_factory=list)  # (full lowercase name, value)
     body_length: int = 0
     after_gap: bool = False  # first message after lost bytes: earlier messages may be missing
+    frame: int = 0  # frame number of the packet holding the first byte (0: not numbered)
 
     def header(self, name: str) -> str | None:
         """First value of a header (full name, lowercase)."""
@@ -140,18 +141,22 @@ def address_uri(value: str | None) -> str | None:
     return uri.strip() or None
 
 
-def parse_head(raw: bytes, ts: float) -> SipMessage | None:
+def parse_head(raw: bytes, ts: float, frame: int = 0) -> SipMessage | None:
     """A head (start line and header fields, without the blank line); None when not SIP."""
     lines = raw.split(b"\n")
     start = lines[0]
     m = _STATUS_LINE.match(start)
     if m:
-        msg = SipMessage(False, ts, status=int(m.group(1)), reason=_text(m.group(2) or b""))
+        msg = SipMessage(
+            False, ts, status=int(m.group(1)), reason=_text(m.group(2) or b""), frame=frame
+        )
     else:
         m = _REQUEST_LINE.match(start)
         if not m:
             return None
-        msg = SipMessage(True, ts, method=_text(m.group(1)).upper(), uri=_text(m.group(2)))
+        msg = SipMessage(
+            True, ts, method=_text(m.group(1)).upper(), uri=_text(m.group(2)), frame=frame
+        )
     headers = msg.headers
     for raw_line in lines[1:]:
         line = _text(raw_line.rstrip(b"\r"))
@@ -174,14 +179,16 @@ def parse_head(raw: bytes, ts: float) -> SipMessage | None:
     return msg
 
 
-def parse_datagram(data: bytes | bytearray | memoryview, ts: float) -> SipMessage | None:
+def parse_datagram(
+    data: bytes | bytearray | memoryview, ts: float, frame: int = 0
+) -> SipMessage | None:
     """The SIP message of one UDP datagram, or None when it holds none (keep-alives, STUN,
     RTP). The head may end the datagram without a blank line; the body is not read."""
     raw = bytes(data[:MAX_HEAD]).lstrip(b"\r\n")
     if not raw or not _SIP_START.match(raw):
         return None
     m = _HEAD_END.search(raw)
-    return parse_head(raw[: m.start()] if m else raw, ts)
+    return parse_head(raw[: m.start()] if m else raw, ts, frame)
 
 
 #: Receives the messages one call of ``SipStream.data`` / ``gap`` / ``close`` completed.
@@ -204,18 +211,20 @@ class SipStream:
         self.lost = 0  # stretches of bytes that may have held message heads and were not read
         self._buf = bytearray()
         self._ts = 0.0  # capture time of the first buffered byte
+        self._frame = 0  # and the frame number of its packet
         self._searched = 0  # bytes of _buf already searched for a head's end (none there)
         self._hunting = midstream
         self._after_gap = midstream
 
-    def data(self, data: memoryview | bytes, ts: float) -> None:
+    def data(self, data: memoryview | bytes, ts: float, frame: int = 0) -> None:
         if self.dead:
             return
         if not self._buf:
             self._ts = ts
+            self._frame = frame
         self._buf += data
         out: list[SipMessage] = []
-        self._run(out, ts)
+        self._run(out, ts, frame)
         if out:
             self.on_messages(out)
 
@@ -235,7 +244,7 @@ class SipStream:
         self._buf.clear()
         self.dead = True
 
-    def _run(self, out: list[SipMessage], ts: float) -> None:
+    def _run(self, out: list[SipMessage], ts: float, frame: int) -> None:
         buf = self._buf
         while buf and not self.dead:
             if self._hunting and not self._hunt():
@@ -246,6 +255,7 @@ class SipStream:
             if start:
                 del buf[:start]
                 self._ts = ts
+                self._frame = frame
                 self._searched = 0
                 if not buf:
                     return
@@ -263,7 +273,7 @@ class SipStream:
                 if len(buf) > MAX_HEAD:
                     self._lost_sync()
                 return
-            msg = parse_head(bytes(buf[: m.start()]), self._ts)
+            msg = parse_head(bytes(buf[: m.start()]), self._ts, self._frame)
             del buf[: m.end()]
             self._searched = 0
             if msg is None or msg.body_length < 0 or msg.body_length > MAX_LENGTH:
@@ -277,6 +287,7 @@ class SipStream:
             del buf[:buffered]
             self.skip = body - buffered
             self._ts = ts
+            self._frame = frame
 
     def _hunt(self) -> bool:
         """Drop bytes up to the next line that starts a message; False while none is in sight."""

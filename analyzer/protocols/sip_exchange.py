@@ -214,9 +214,14 @@ class SipDatagrams:
         self.transactions = SipTransactions(info, "udp", on_exchange)
 
     def datagram(
-        self, from_a: bool, payload: memoryview | bytes, ts: float, ports: tuple[int, int]
+        self,
+        from_a: bool,
+        payload: memoryview | bytes,
+        ts: float,
+        ports: tuple[int, int],
+        frame: int = 0,
     ) -> None:
-        msg = parse_datagram(payload, ts)
+        msg = parse_datagram(payload, ts, frame)
         if msg is not None:
             self.transactions.messages_from(from_a, [msg], ports)
         if self.transactions.pending:

@@ -45,11 +45,13 @@ def read_converted(
     stats: CaptureStats,
     flows: Flows | None = None,
     progress: Callable[[], None] | None = None,
+    first_frame: int = 1,
 ) -> Iterator[Packet]:
     """``read_packets`` for a capture in a format only Wireshark's tools read: converted to
-    pcapng as a stream. Raises :class:`CaptureError` (before returning) when neither editcap
-    nor tshark is installed, or when they cannot read the file (for an ``.etl`` trace: how to
-    convert it with pktmon)."""
+    pcapng as a stream (one packet block per record of the original, so frame numbers are the
+    ones Wireshark shows for the original file). Raises :class:`CaptureError` (before
+    returning) when neither editcap nor tshark is installed, or when they cannot read the file
+    (for an ``.etl`` trace: how to convert it with pktmon)."""
     with open(path, "rb") as fh:
         head = fh.read(4096)
     etl = is_etl(head) or path.lower().endswith(".etl")
@@ -74,7 +76,7 @@ def read_converted(
         proc, errors, first = _start([*command[:-2], "-T", "ether", path, "-"])
     stream = _Prefixed(first, proc.stdout)
     try:
-        packets = read_stream(stream, path, stats, flows, progress)
+        packets = read_stream(stream, path, stats, flows, progress, first_frame=first_frame)
     except CaptureError:
         _stop(proc)
         problem = errors.text()

@@ -66,6 +66,11 @@ _PCAP_HEADER = 24  # file header
 _PCAP_RECORD = 16  # record header
 _EPB_HEADER = 28  # enhanced packet block up to the packet data
 _BLOCK_IDB, _BLOCK_OPB, _BLOCK_SPB, _BLOCK_EPB = 1, 2, 3, 6
+#: pcapng blocks that are not packets but that Wireshark (4.0) shows as frames of their own, so
+#: they take a frame number: systemd journal export, custom blocks (copyable or not), and
+#: sysdig event blocks (v1, v2, v2 large). Counted as packets (as Wireshark counts them), never
+#: decoded.
+_RECORD_BLOCKS = frozenset({9, 0x00000BAD, 0x40000BAD, 0x204, 0x216, 0x221})
 
 # Inline fast path. One unpack reads Ethernet type + IPv4 header (no options) + TCP header:
 #   word(ethertype, ver/ihl, tos), total length, word(flags/fragment, ttl, proto), src, dst,
@@ -114,8 +119,8 @@ _WALK_SHAPES = {
     7: (("IP-in-IP", "IPv4-in-IPv6"), False),
 }
 
-#: (ts, proto, src, sport, dst, dport, seq, ack, flags, payload)
-Packet = tuple[float, int, bytes, int, bytes, int, int, int, int, memoryview]
+#: (ts, proto, src, sport, dst, dport, seq, ack, flags, payload, frame)
+Packet = tuple[float, int, bytes, int, bytes, int, int, int, int, memoryview, int]
 # A record loop yields packets and returns (offset reached, bytes needed there; 0 = stop).
 _Scan = Generator[Packet, None, tuple[int, int]]
 _ScanFn = Callable[[Buffer, int, "_Reader", bool], _Scan]
@@ -171,6 +176,9 @@ class _Reader:
     last_ts: float = 0.0  # for pcapng simple packet blocks, which carry no timestamp
     flows: Flows | None = None  # the TCP reassembler, for absorbing packets
     progress: Callable[[], None] | None = None  # called as the counts grow (every 8 MiB)
+    # Packet records consumed before the current record loop began (the loops number theirs
+    # from here): frame numbers as Wireshark gives them, continued across chunks of a stream.
+    frames: int = 0
 
     def add_counts(self, packets: int, slow: int, nbytes: int) -> None:
         """Add a record loop's tallies. The fast paths' packets are IPv4 TCP; those the native
@@ -229,6 +237,7 @@ def read_packets(
     stats: CaptureStats,
     flows: Flows | None = None,
     progress: Callable[[], None] | None = None,
+    first_frame: int = 1,
 ) -> Iterator[Packet]:
     """Yield one tuple per TCP or UDP packet, in file order.
 
@@ -240,9 +249,14 @@ def read_packets(
     direction before it looks at that direction's next packet. ``progress`` is called each time
     ``stats`` grows (every 8 MiB of file and at the end), e.g. to move a progress bar.
 
-    Each tuple is ``(ts, proto, src, sport, dst, dport, seq, ack, flags, payload)``: epoch
-    seconds, 6 or 17, packed 4- or 16-byte addresses, ports, TCP sequence/ack numbers and flag
-    byte (0 for UDP), and the transport payload as a memoryview with link padding removed.
+    Each tuple is ``(ts, proto, src, sport, dst, dport, seq, ack, flags, payload, frame)``:
+    epoch seconds, 6 or 17, packed 4- or 16-byte addresses, ports, TCP sequence/ack numbers and
+    flag byte (0 for UDP), the transport payload as a memoryview with link padding removed, and
+    the frame number as Wireshark shows it: the packet's position among the file's records
+    (pcap records; pcapng enhanced, simple and obsolete packet blocks and the few other blocks
+    Wireshark shows as frames, ``_RECORD_BLOCKS``; not section, interface, name resolution,
+    statistics or other blocks), counted from ``first_frame`` (1; more to go on counting after
+    earlier files), the packets absorbed or not decoded included.
 
     The file is opened and identified before this returns: a missing, unreadable or non-capture
     file raises :class:`CaptureError` right here. Damage inside the file (cut records, bad
@@ -260,10 +274,12 @@ def read_packets(
                 raise CaptureError(f"{path}: not a pcap or pcapng capture ({gz.problem})")
             reader, start, scan = _identify(path, stats, head, "gzip-compressed, ")
             reader.flows, reader.progress = flows, progress
+            reader.frames = first_frame - 1
             stats.file_format += ".gz"
             return _stream(gz, fh.close, head, start, scan, reader)
         reader, start, scan = _identify(path, stats, head, "")
         reader.flows, reader.progress = flows, progress
+        reader.frames = first_frame - 1
         data = _map(fh)
         if data is None:  # a pipe, or a file system that cannot mmap: stream it
             return _stream(fh, fh.close, head, start, scan, reader)
@@ -282,6 +298,7 @@ def read_stream(
     progress: Callable[[], None] | None = None,
     tee: Callable[[bytes], None] | None = None,
     idle: Callable[[], None] | None = None,
+    first_frame: int = 1,
 ) -> Iterator[Packet]:
     """``read_packets`` for a byte stream that arrives over time: standard input, a pipe from
     ``tcpdump -U -w -`` or ``ssh host tcpdump``, a live capture engine's output.
@@ -292,8 +309,9 @@ def read_stream(
     ``tee`` is given every chunk as read (to keep a copy of the capture). ``idle`` is called
     every ``IDLE_EVERY`` seconds while nothing arrives (for a stream with a file descriptor
     and no buffer of its own: a pipe opened unbuffered). A stream that ends inside a record
-    gives a warning and the packets before it. Raises :class:`CaptureError`
-    when the first bytes are not a capture.
+    gives a warning and the packets before it. Frames are numbered from ``first_frame`` (the
+    count from the start of the stream: the number in a copy written by ``tee``). Raises
+    :class:`CaptureError` when the first bytes are not a capture.
     """
     stats.path = name
     src = _Chunks(stream, tee, idle)
@@ -310,10 +328,12 @@ def read_stream(
             raise CaptureError(f"{name}: not a pcap or pcapng capture ({gz.problem})")
         reader, start, scan = _identify(name, stats, head, "gzip-compressed, ")
         reader.flows, reader.progress = flows, progress
+        reader.frames = first_frame - 1
         stats.file_format += ".gz"
         return _stream(gz, _nothing, head, start, scan, reader)
     reader, start, scan = _identify(name, stats, head, "")
     reader.flows, reader.progress = flows, progress
+    reader.frames = first_frame - 1
     return _stream(src, _nothing, head, start, scan, reader)
 
 
@@ -545,6 +565,7 @@ def _scan_pcap(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
         walk = grants.walk_pcap
     ip_at = 14 if eth_min < _NEVER else 0
     big = reader.order == ">"
+    base = reader.frames  # frame number of the record before the first one here
     try:
         while True:  # n: records consumed (read in the finally block)
             if walk is not None:  # absorb what the native walk can; stop where Python must look
@@ -581,7 +602,7 @@ def _scan_pcap(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
                     r = decode(lt, data, pos + 16, size)
                     pos = size
                     if r is not None:
-                        yield (s + frac / div, *r[:8], mv[r[8] : r[9]])
+                        yield (s + frac / div, *r[:8], mv[r[8] : r[9]], base + n)
                     break
                 lim = min(size, e + window)
                 if mapped:
@@ -611,7 +632,7 @@ def _scan_pcap(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
                 # absorb what the reassembler would only count
                 if absorb is not None and absorb((src, sp, dst, dp), seq, flags, q - a, ts):
                     continue
-                yield (ts, 6, src, sp, dst, dp, seq, ack, flags, mv[a:q])
+                yield (ts, 6, src, sp, dst, dp, seq, ack, flags, mv[a:q], base + n)
                 continue
             nslow += 1
             r = decode(lt, data, e - caplen, e)
@@ -620,11 +641,12 @@ def _scan_pcap(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
                 # tunnelled, VLAN-tagged, ...: absorbed as above (and granted to the walk)
                 if r[0] == 6 and absorb is not None and absorb(r[1:5], r[5], r[7], r[9] - r[8], ts):
                     continue
-                yield (ts, *r[:8], mv[r[8] : r[9]])
+                yield (ts, *r[:8], mv[r[8] : r[9]], base + n)
     finally:
         k = n - done_n
         reader.add_counts(k, nslow - done_slow, pos - done_pos - 16 * k)
         reader.count_linktype(lt, k)
+        reader.frames = base + n
     return pos, need
 
 
@@ -667,6 +689,7 @@ def _scan_pcapng(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
     walkable = False  # the native walk can take the current interface's packets
     ip_at = 0
     big = order == ">"
+    base = reader.frames  # frame number of the block before the first one here
     try:
         while True:
             if walkable:  # absorb what the native walk can; stop where Python must look
@@ -726,7 +749,7 @@ def _scan_pcapng(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
                     # absorb what the reassembler would only count
                     if absorb is not None and absorb((src, sp, dst, dp), seq, flags, q - a, ts):
                         continue
-                    yield (ts, 6, src, sp, dst, dp, seq, ack, flags, mv[a:q])
+                    yield (ts, 6, src, sp, dst, dp, seq, ack, flags, mv[a:q], base + n)
                     continue
                 nslow += 1
                 r = decode(lt, data, e - caplen, e)
@@ -736,7 +759,7 @@ def _scan_pcapng(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
                     got = r[9] - r[8]
                     if r[0] == 6 and absorb is not None and absorb(r[1:5], r[5], r[7], got, ts):
                         continue
-                    yield (ts, *r[:8], mv[r[8] : r[9]])
+                    yield (ts, *r[:8], mv[r[8] : r[9]], base + n)
                 continue
 
             # Any other block, and enhanced packet blocks the fast path did not take.
@@ -805,14 +828,19 @@ def _scan_pcapng(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
                     r = decode(plt, data, p, p + plen)
                     if r is not None:
                         pos = nxt
-                        yield (ts, *r[:8], mv[r[8] : r[9]])
+                        yield (ts, *r[:8], mv[r[8] : r[9]], base + n)
                         continue
+            elif bt in _RECORD_BLOCKS:  # a frame in Wireshark, though not a packet
+                n += 1
+                run0 += 1
+                nslow += 1
             pos = nxt
     finally:
         if last >= 0:
             reader.last_ts = _epb_time(data, last, order, ifaces)
         reader.add_counts(n - done_n, nslow - done_slow, nbytes - done_bytes)
         reader.count_linktype(lt, n - run0)
+        reader.frames = base + n
     return pos, need
 
 

@@ -13,7 +13,8 @@ that dissector and yields nothing here; none of those is HTTP.)
 read_packets` yields, with synthetic TCP, so :class:`~analyzer.flows.tcp.TcpReassembler` reads
 them unchanged: a SYN and SYN-ACK when a connection first yields plaintext (timed at its
 ClientHello), sequence numbers that are each direction's plaintext byte offsets, and the FIN/RST
-tshark saw. A record's time is that of the frame that completed it.
+tshark saw. A record's time and frame number are those of the frame that completed it (tshark's
+``frame.number``: the packet Wireshark shows the decrypted request in).
 
 Rejected alternatives: the export-PDU tap (``-U "OSI layer 7"``) exports only records a
 sub-dissector claimed, and exports bytes again each time HTTP asks TLS to re-assemble; ``-z
@@ -60,6 +61,7 @@ FIELDS = (
     "tls.record.content_type",
     "tls.handshake.type",
     "data.data",
+    "frame.number",
 )
 #: Dissectors that would claim decrypted bytes before the "data" dissector: HTTP (by port 443 or
 #: ALPN), HTTP/2, SIP (by port 5061), and the heuristic sub-dissectors registered on TLS in
@@ -74,7 +76,7 @@ _PREFS = (
 _FILTER = "tls or tcp.flags.fin == 1 or tcp.flags.reset == 1"
 _STDERR_KEEP = 4096  # bytes of tshark's stderr read back for a failure message
 
-Packet = tuple[float, int, bytes, int, bytes, int, int, int, int, bytes]
+Packet = tuple[float, int, bytes, int, bytes, int, int, int, int, bytes, int]
 
 
 def tshark_command(path: str, secret: str, tshark: str = "tshark") -> list[str]:
@@ -98,13 +100,16 @@ def tshark_command(path: str, secret: str, tshark: str = "tshark") -> list[str]:
     return cmd
 
 
-def read_decrypted(path: str, keylog: str, stats: CaptureStats) -> Iterator[Packet]:
+def read_decrypted(
+    path: str, keylog: str, stats: CaptureStats, first_frame: int = 1
+) -> Iterator[Packet]:
     """Yield the decrypted TLS connections of ``path`` as synthetic TCP packet tuples.
 
     Tuples have ``read_packets``' shape: ``(ts, 6, src, sport, dst, dport, seq, ack, flags,
-    payload)``. Checks run before this returns: no tshark, or an unreadable capture or key file,
-    raise :class:`CaptureError`. A key log that decrypts nothing, or tshark failing on the file,
-    only adds warnings to ``stats``; packet and byte counters are left to ``read_packets``.
+    payload, frame)``, frame numbers counted from ``first_frame`` as ``read_packets`` counts.
+    Checks run before this returns: no tshark, or an unreadable capture or key file, raise
+    :class:`CaptureError`. A key log that decrypts nothing, or tshark failing on the file, only
+    adds warnings to ``stats``; packet and byte counters are left to ``read_packets``.
     """
     tshark = shutil.which("tshark")
     if tshark is None:
@@ -114,7 +119,7 @@ def read_decrypted(path: str, keylog: str, stats: CaptureStats) -> Iterator[Pack
             raise CaptureError(f"{name}: no such {what}")
         if not os.access(name, os.R_OK):
             raise CaptureError(f"{name}: {what} not readable")
-    return _run(tshark_command(path, keylog, tshark), keylog, stats)
+    return _run(tshark_command(path, keylog, tshark), keylog, stats, first_frame)
 
 
 @dataclass(slots=True)
@@ -134,7 +139,8 @@ class FieldDecoder:
     Sans-I/O: :meth:`line` takes one output line and returns the tuples it stands for.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, first_frame: int = 1) -> None:
+        self.frames = first_frame - 1  # added to tshark's frame numbers (a file in a chain)
         self.streams: dict[int, _Stream] = {}
         self.seen = 0  # connections with TLS
         self.decrypted = 0  # connections that yielded plaintext
@@ -155,6 +161,7 @@ class FieldDecoder:
             dport = int(_last(f[7]))
             flags = int(_last(f[8]), 16)
             payload = b"".join(bytes.fromhex(h.decode("ascii")) for h in f[11].split(b",") if h)
+            frame = self.frames + int(f[12])
         except (ValueError, OSError):
             self.bad_lines += 1
             return []
@@ -170,7 +177,7 @@ class FieldDecoder:
             payload = b""  # data.data of something that is not a TLS record
         out: list[Packet] = []
         if payload and not s.opened:
-            out += self._open(s, src, sport, dst, dport, ts)
+            out += self._open(s, src, sport, dst, dport, ts, frame)
         if not s.opened or not (payload or flags & (FIN | RST)):
             return out
         assert s.client is not None
@@ -182,7 +189,19 @@ class FieldDecoder:
             seq, ack = 1 + s.sent_s, 1 + s.sent_c
             s.sent_s += len(payload)
         out.append(
-            (ts, 6, src, sport, dst, dport, seq, ack, ACK | PSH | flags & (FIN | RST), payload)
+            (
+                ts,
+                6,
+                src,
+                sport,
+                dst,
+                dport,
+                seq,
+                ack,
+                ACK | PSH | flags & (FIN | RST),
+                payload,
+                frame,
+            )
         )
         return out
 
@@ -195,7 +214,7 @@ class FieldDecoder:
         return s
 
     def _open(
-        self, s: _Stream, src: bytes, sport: int, dst: bytes, dport: int, ts: float
+        self, s: _Stream, src: bytes, sport: int, dst: bytes, dport: int, ts: float, frame: int
     ) -> list[Packet]:
         """SYN and SYN-ACK for a connection about to yield its first plaintext."""
         s.opened = True
@@ -206,13 +225,13 @@ class FieldDecoder:
         s_ip, s_port = (dst, dport) if s.client == (src, sport) else (src, sport)
         t0 = s.hello_ts if s.hello_ts is not None and s.hello_ts <= ts else ts
         return [
-            (t0, 6, c_ip, c_port, s_ip, s_port, 0, 0, SYN, b""),
-            (t0, 6, s_ip, s_port, c_ip, c_port, 0, 1, SYN | ACK, b""),
+            (t0, 6, c_ip, c_port, s_ip, s_port, 0, 0, SYN, b"", frame),
+            (t0, 6, s_ip, s_port, c_ip, c_port, 0, 1, SYN | ACK, b"", frame),
         ]
 
 
-def _run(cmd: list[str], keylog: str, stats: CaptureStats) -> Iterator[Packet]:
-    decoder = FieldDecoder()
+def _run(cmd: list[str], keylog: str, stats: CaptureStats, first_frame: int) -> Iterator[Packet]:
+    decoder = FieldDecoder(first_frame)
     long_lines = 0
     killed = False
     ended = False  # tshark closed its output: let it exit by itself
@@ -260,7 +279,9 @@ class StreamDecryptor:
 
     FEED_BACKLOG = 4096
 
-    def __init__(self, keylog: str, stats: CaptureStats, tshark: str | None = None) -> None:
+    def __init__(
+        self, keylog: str, stats: CaptureStats, tshark: str | None = None, first_frame: int = 1
+    ) -> None:
         tshark = tshark or shutil.which("tshark")
         if tshark is None:
             raise CaptureError(TSHARK_MISSING)
@@ -268,7 +289,7 @@ class StreamDecryptor:
             raise CaptureError(f"{keylog}: no such TLS key file, or not readable")
         self.keylog = keylog
         self.stats = stats
-        self.decoder = FieldDecoder()
+        self.decoder = FieldDecoder(first_frame)
         cmd = tshark_command("-", keylog, tshark)
         cmd.insert(1, "-l")
         self._err = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
