@@ -26,12 +26,12 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from analyzer import parallel
 from analyzer.engine import AnalysisResult, Engine, Parts, assemble
-from analyzer.model import CaptureStats
+from analyzer.model import CaptureStats, Event
 from analyzer.parallel import merge
 
 #: A dumpcap ring file: NAME_NNNNN_YYYYMMDDhhmmss.EXT (number, then local start time).
@@ -237,13 +237,32 @@ def merge_tasks(tasks: list[Task], parts: list[Parts]) -> Parts:
     for task, part in zip(tasks, parts, strict=True):
         by_chain.setdefault(task.group, []).append(part)
     merged = [merge(shards) if len(shards) > 1 else shards[0] for shards in by_chain.values()]
+    offsets = _frame_offsets(merged)
+    events = [_renumbered(m.events, offset) for m, offset in zip(merged, offsets, strict=True)]
     return Parts(
-        [e for m in merged for e in m.events],
+        [e for chain in events for e in chain],
         [c for m in merged for c in m.captures],
         [t for m in merged for t in m.tls],
         [n for m in merged for n in m.not_inspected],
         {k: v for m in merged for k, v in m.inputs.items()},
     )
+
+
+def _frame_offsets(chains: list[Parts]) -> list[int]:
+    """Each chain's first frame number less one, as one process reading every input in a row
+    numbers them (``mergecap -a``): the packet records of the chains before it."""
+    offsets, total = [], 0
+    for chain in chains:
+        offsets.append(total)
+        total += sum(c.packets for c in chain.captures)
+    return offsets
+
+
+def _renumbered(events: list[Event], offset: int) -> list[Event]:
+    """``events`` of a chain read on its own, with frame numbers counted on by ``offset``."""
+    if not offset:
+        return events
+    return [e if e.frame is None else replace(e, frame=e.frame + offset) for e in events]
 
 
 def workers_of(client: Any) -> int:
