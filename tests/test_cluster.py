@@ -86,7 +86,7 @@ def client():
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address=":0",  # any free port: never a clash with another cluster
             worker_dashboard_address=None,
         ) as local,
         distributed.Client(local) as dask_client,
