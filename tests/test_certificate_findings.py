@@ -313,3 +313,37 @@ def test_a_key_without_a_certificate_is_named_by_x5t_then_kid(names: dict, shown
     unused = [d for f in run_rules(ctx) if f.rule_id == "signing-key-unused" for d in f.examples]
     assert f"{EXO_APP}@contoso.com publishes {shown} at http://mail." in "".join(unused)
     assert f"{EXO_APP}@contoso.com publishes {shown} (None)" not in "".join(unused)
+
+
+def test_a_certificate_finding_names_every_server_name_and_only_that_servers_requests() -> None:
+    """One finding per server and certificate: its server names (SNI) all listed, its evidence
+    the requests to that address and port, or to one of those names."""
+    import dataclasses
+
+    result = certs()
+    pool = next(t for t in result.tls if t.sni == "sfbpool01.contoso.com")
+    again = dataclasses.replace(pool, conn_id="C2", sni="lync.contoso.com", ts=pool.ts + 1)
+
+    def expired(*tls: TlsConnection, events: list | None = None) -> tuple[str, tuple[int, ...]]:
+        ctx = Context(events or result.events, [], [], [], tls=list(tls))
+        (f,) = [f for f in run_rules(ctx) if f.rule_id == "tls-certificate-expired"]
+        return f.detail, f.event_ids
+
+    detail, events = expired(pool, again)
+    assert detail.startswith(
+        "lync.contoso.com, sfbpool01.contoso.com (10.30.0.20:443) presented certificate "
+    )
+    assert detail.endswith("; 2 TLS connections") and events == (2, 3, 4)
+    # without a server name, requests to the same address on another port are not evidence
+    detail, events = expired(dataclasses.replace(pool, sni=None))
+    assert detail.startswith("10.30.0.20:443 presented certificate ") and events == ()
+    # ... and requests to that address and port are, requests to that port elsewhere are not
+    assert expired(dataclasses.replace(pool, sni=None, server_port=80))[1] == (2, 3, 4)
+    # a Host naming the server with a port (and in another case) is the server too
+    moved = [
+        dataclasses.replace(e, host="SFBPOOL01.contoso.com:8443", server_ip="10.30.0.99")
+        if e.event_id == 2
+        else e
+        for e in result.events
+    ]
+    assert expired(pool, events=moved)[1] == (2, 3, 4)
