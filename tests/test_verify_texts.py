@@ -365,3 +365,69 @@ def test_a_capture_without_authentication(
         "no authenticated exchange matches all traffic; the capture holds no readable "
         "authentication at all"
     )
+
+
+# -- small captures: texts no bundled capture shows -------------------------------------------
+def _bearer(token: str) -> bytes:
+    head = b"GET /ews HTTP/1.1\r\nHost: web.test\r\nAuthorization: Bearer "
+    return head + token.encode() + b"\r\n\r\n"
+
+
+def test_an_unanswered_fetch_and_a_lone_challenge_explain_an_empty_scope(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    fetch = b"GET /metadata/json/1 HTTP/1.1\r\nHost: sts.test\r\n\r\n"
+    anonymous = b"GET /ews HTTP/1.1\r\nHost: web.test\r\n\r\n"
+    challenge = (
+        b'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm="x"\r\n'
+        b"Content-Length: 0\r\n\r\n"
+    )
+    path = write_capture(tmp_path / "empty.pcap", [(fetch, None)], [(anonymous, challenge)])
+    code, data = verify_json(capsys, str(path))
+    assert code == 2 and data["rules"][0]["reason"] == (
+        "no authenticated exchange matches all traffic; 1 metadata fetch to /metadata/json/1 "
+        "got no answer: no token was ever issued; 1 request was challenged (offering bearer) "
+        "and no credential followed"
+    )
+
+
+def test_an_opaque_token_has_no_issuer_to_compare(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = write_capture(tmp_path / "opaque.pcap", [(_bearer("opaque-token-123"), OK)])
+    code, data = verify_json(capsys, str(path), "--issuer", "skype")
+    assert code == 1 and reasons(data) == {
+        1: ("wrong-issuer", "token issuer cannot be read (opaque token)")
+    }
+
+
+@pytest.mark.parametrize(
+    ("app", "where"),
+    [
+        (
+            "00000001-0000-0000-c000-000000000000",
+            " (https://accounts.accesscontrol.windows.net/contoso.com/metadata/json/1)",
+        ),
+        (
+            "00000002-0000-0ff1-ce00-000000000000",
+            " (https://autodiscover.contoso.com/autodiscover/metadata/json/1)",
+        ),
+        ("00000003-0000-0ff1-ce00-000000000000", " (SharePoint's metadata document)"),
+        ("11111111-2222-3333-4444-555555555555", ""),
+    ],
+)
+def test_a_missing_key_says_where_each_issuer_publishes_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, app: str, where: str
+) -> None:
+    from token_kit import T0, signed
+
+    token = signed({"iss": f"{app}@contoso.com", "aud": "x", "nbf": T0, "exp": T0 + 3600})
+    path = write_capture(tmp_path / "signed.pcap", [(_bearer(token), OK)])
+    code, data = verify_json(capsys, str(path), "--require-signature")
+    assert code == 1 and reasons(data) == {
+        1: (
+            "signature-not-verified",
+            "no key to verify the signature: pass --keys with the issuer's certificate, or "
+            "capture its metadata fetch" + where,
+        )
+    }
