@@ -339,11 +339,18 @@ def test_a_certificate_finding_names_every_server_name_and_only_that_servers_req
     assert detail.startswith("10.30.0.20:443 presented certificate ") and events == ()
     # ... and requests to that address and port are, requests to that port elsewhere are not
     assert expired(dataclasses.replace(pool, sni=None, server_port=80))[1] == (2, 3, 4)
-    # a Host naming the server with a port (and in another case) is the server too
-    moved = [
-        dataclasses.replace(e, host="SFBPOOL01.contoso.com:8443", server_ip="10.30.0.99")
-        if e.event_id == 2
-        else e
-        for e in result.events
-    ]
-    assert expired(pool, events=moved)[1] == (2, 3, 4)
+    # a Host naming the server with a port, in another case or as an FQDN with its trailing
+    # dot is the server too (to another address: a load balancer, say)
+    for host in ("SFBPOOL01.contoso.com:8443", "sfbpool01.contoso.com."):
+        moved = [
+            dataclasses.replace(e, host=host, server_ip="10.30.0.99") if e.event_id == 2 else e
+            for e in result.events
+        ]
+        assert expired(pool, events=moved)[1] == (2, 3, 4), host
+    # a Host of another name is not, nor a request without Host elsewhere
+    for host in ("sfbpool01.contoso.com.evil.test", "[fe80::1]:443", None):
+        moved = [
+            dataclasses.replace(e, host=host, server_ip="10.30.0.99") if e.event_id == 2 else e
+            for e in result.events
+        ]
+        assert expired(pool, events=moved)[1] == (3, 4), host
