@@ -354,3 +354,15 @@ def test_a_certificate_finding_names_every_server_name_and_only_that_servers_req
             for e in result.events
         ]
         assert expired(pool, events=moved)[1] == (3, 4), host
+
+
+def test_a_cloud_jwks_key_does_not_hide_the_signing_keys_after_it() -> None:
+    result = certs()
+    expiring = next(k for k in result.signing_keys if k.not_after == T + 10 * DAY)
+    jwks = expiring.__class__(
+        **{**expiring.__dict__, "source": KeySource("capture", "https://sts/keys", T, "jwks")}
+    )
+    both = Context([], [], [], [], tls=result.tls, keys=[jwks, expiring])
+    (f,) = [f for f in run_rules(both) if f.rule_id == "signing-certificate-expiring"]
+    assert f.detail.startswith(f"signing certificate {expiring.thumbprint} (")
+    assert "published by 00000002-0000-0ff1-ce00-000000000000@contoso.com" in f.detail
