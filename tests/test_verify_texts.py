@@ -431,3 +431,99 @@ def test_a_missing_key_says_where_each_issuer_publishes_it(
             "capture its metadata fetch" + where,
         )
     }
+
+
+def _token_error(error: str) -> tuple[bytes, bytes]:
+    """A client-credentials token request and the STS's OAuth error answer."""
+    body = b"grant_type=client_credentials&client_id=x"
+    request = (
+        b"POST /oauth2/token HTTP/1.1\r\nHost: sts.test\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    answer = json.dumps({"error": error}).encode()
+    response = (
+        b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(answer)).encode() + b"\r\n\r\n" + answer
+    )
+    return request, response
+
+
+def test_an_empty_scope_names_the_three_commonest_failures_of_each_kind(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Metadata fetches answered 400 and above fail (400 included); the three commonest paths
+    and OAuth errors are named, and the last of them says no token was issued."""
+
+    def fetch(path: bytes, status: bytes) -> tuple[bytes, bytes]:
+        request = b"GET " + path + b" HTTP/1.1\r\nHost: sts.test\r\n\r\n"
+        return request, b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\n\r\n"
+
+    path = write_capture(
+        tmp_path / "failures.pcap",
+        [fetch(b"/a/metadata/json/1", b"400 Bad Request")] * 2,
+        [fetch(b"/b/metadata/json/1", b"404 Not Found")],
+        [fetch(b"/c/metadata/json/1", b"500 Internal Server Error")],
+        [fetch(b"/d/metadata/json/1", b"503 Service Unavailable")],
+        [_token_error("invalid_client")] * 2,
+        [_token_error("invalid_grant")],
+        [_token_error("invalid_request")],
+        [_token_error("unauthorized_client")],
+    )
+    code, data = verify_json(capsys, str(path))
+    assert code == 2 and data["rules"][0]["reason"] == (
+        "no authenticated exchange matches all traffic; 2 metadata fetches to "
+        "/a/metadata/json/1 failed with 400; 1 metadata fetch to /b/metadata/json/1 failed with "
+        "404; 1 metadata fetch to /c/metadata/json/1 failed with 500; 2 token requests refused "
+        "with invalid_client; 1 token request refused with invalid_grant; 1 token request "
+        "refused with invalid_request: no token was ever issued"
+    )
+
+
+def test_servers_seen_name_a_server_without_host_by_address_and_count_ten_exactly(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import scapy.all as scapy
+    from wire_kit import connection
+
+    basic = b"Authorization: Basic YTpi\r\n\r\n"
+    packets = []
+    for i in range(10):  # ten servers: the last one answers requests without Host
+        host = b"Host: s%d.test\r\n" % i if i < 9 else b""
+        for p in connection([(b"GET / HTTP/1.1\r\n" + host + basic, OK)], 40001 + i, 1e9 + i):
+            if p.haslayer(scapy.IP):
+                p[scapy.IP].dst = (
+                    f"10.9.8.{i}" if p[scapy.IP].dst == "10.9.9.2" else p[scapy.IP].dst
+                )
+                p[scapy.IP].src = (
+                    f"10.9.8.{i}" if p[scapy.IP].src == "10.9.9.2" else p[scapy.IP].src
+                )
+            packets.append(p)
+    path = tmp_path / "ten.pcap"
+    scapy.wrpcap(str(path), packets)
+    _, data = verify_json(capsys, str(path), "--server", "192.0.2.9")
+    seen = data["rules"][0]["reason"].split("servers seen: ", 1)[1]
+    assert seen.split(", ") == [f"s{i}.test 10.9.8.{i}:80 (1)" for i in range(9)] + [
+        "10.9.8.9:80 (1)"
+    ]
+
+
+def test_signature_requirement_names_an_unsigned_token_relaxed_by_allow(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from token_kit import T0, signed, unsigned
+
+    plain = unsigned({"iss": "x@contoso.com", "aud": "a", "nbf": T0, "exp": T0 + 3600})
+    path = write_capture(tmp_path / "unsigned.pcap", [(_bearer(plain), OK)])
+    code, data = verify_json(capsys, str(path), "--require-signature", "--allow", "unsigned-token")
+    assert code == 1 and reasons(data) == {
+        1: ("signature-not-verified", "token is unsigned, verification required")
+    }
+    # an issuer without a realm names no metadata document, even a well-known app
+    bare = signed({"iss": "00000002-0000-0ff1-ce00-000000000000", "aud": "x", "nbf": T0})
+    path = write_capture(tmp_path / "bare.pcap", [(_bearer(bare), OK)])
+    _, data = verify_json(capsys, str(path), "--require-signature")
+    assert reasons(data)[1][1] == (
+        "no key to verify the signature: pass --keys with the issuer's certificate, or capture "
+        "its metadata fetch"
+    )
