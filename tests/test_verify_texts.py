@@ -527,3 +527,85 @@ def test_signature_requirement_names_an_unsigned_token_relaxed_by_allow(
         "no key to verify the signature: pass --keys with the issuer's certificate, or capture "
         "its metadata fetch"
     )
+
+
+DENIED = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"
+
+
+def _to_mail(token: str) -> bytes:
+    head = b"GET /ews HTTP/1.1\r\nHost: mail.contoso.com\r\nAuthorization: Bearer "
+    return head + token.encode() + b"\r\n\r\n"
+
+
+def test_a_refused_s2s_token_is_diagnosed_by_its_actor_too(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The outer token is fine; its actor expired, or names another host in its audience."""
+    from token_kit import T0, actor_claims, s2s
+
+    late = s2s(actor=actor_claims(nbf=T0 - 7200, exp=T0 - 3600))
+    elsewhere = s2s(actor=actor_claims(aud=f"{EXO}/other.contoso.com@contoso.com"))
+    path = write_capture(tmp_path / "actor.pcap", [(_to_mail(late), DENIED)])
+    _, data = verify_json(capsys, str(path))
+    assert reasons(data)[1] == (
+        "rejected",
+        "OAuth token refused: server answered 401; the token had expired, no key to check its "
+        "signature here",
+    )
+    path = write_capture(tmp_path / "actor.pcap", [(_to_mail(elsewhere), DENIED)])
+    _, data = verify_json(capsys, str(path))
+    assert reasons(data)[1] == (
+        "rejected",
+        "OAuth token refused: server answered 401; its actor token's audience names another "
+        "host than mail.contoso.com, no key to check its signature here",
+    )
+
+
+EXO = "00000002-0000-0ff1-ce00-000000000000"
+
+
+def test_a_token_without_a_realm_is_not_in_a_realm(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from token_kit import T0, signed
+
+    bare = signed({"iss": EXO, "aud": EXO, "nbf": T0, "exp": T0 + 3600})
+    path = write_capture(tmp_path / "bare.pcap", [(_bearer(bare), OK)])
+    code, data = verify_json(capsys, str(path), "--realm", "contoso.com")
+    assert code == 1 and reasons(data) == {1: ("wrong-realm", "realm (none) is not contoso.com")}
+
+
+@pytest.mark.parametrize(
+    ("anonymous", "said"),
+    [
+        (False, "1 request was challenged (offering nothing) and no credential followed"),
+        (True, "2 requests were challenged (offering basic, bearer) and no credential followed"),
+    ],
+)
+def test_a_realm_discovery_probe_is_a_challenge_without_a_credential(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, anonymous: bool, said: str
+) -> None:
+    """The empty ``Bearer`` probe counts with the anonymous requests a server challenged."""
+    probe = b"GET /ews HTTP/1.1\r\nHost: web.test\r\nAuthorization: Bearer\r\n\r\n"
+    offer = b'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm="x"\r\n'
+    connections = [[(probe, offer + b"Content-Length: 0\r\n\r\n" if anonymous else DENIED)]]
+    if anonymous:
+        basic = b'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm="x"\r\n'
+        get = b"GET /ews HTTP/1.1\r\nHost: web.test\r\n\r\n"
+        connections.append([(get, basic + b"Content-Length: 0\r\n\r\n")])
+    path = write_capture(tmp_path / "probe.pcap", *connections)
+    code, data = verify_json(capsys, str(path))
+    assert code == 2 and data["rules"][0]["reason"] == (
+        f"no authenticated exchange matches all traffic; {said}"
+    )
+
+
+def test_http_left_out_of_a_sip_rule_is_named_as_http(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = write_capture(tmp_path / "http.pcap", [(_bearer("opaque-token-123"), OK)])
+    code, data = verify_json(capsys, str(path), "--protocol", "sip")
+    assert code == 2 and data["rules"][0]["reason"] == (
+        "no authenticated exchange matches protocol sip; 1 authenticated HTTP exchange(s) not "
+        'judged by this rule (judge them with --protocol http, or protocol = "http" in a policy)'
+    )
