@@ -85,7 +85,7 @@ def test_a_stream_finds_a_named_server_by_the_address_that_served_its_name(
     nameless = b"GET /b HTTP/1.0\r\nAuthorization: Basic YTpi\r\n\r\n"
     path = Path(write_capture(tmp_path / "nameless.pcap", [(named, OK)], [(nameless, OK)]))
     rules = [make_rule(name="mail", server="mail.test")]
-    (watch, seen), result = _watched(path, rules)
+    (_watch, seen), result = _watched(path, rules)
     assert [(v.event.uri, v.kind, v.event_ids) for _, v in seen] == [
         ("/a", "not-oauth", (1,)),
         ("/b", "not-oauth", (2,)),

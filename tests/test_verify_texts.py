@@ -19,6 +19,7 @@ HYBRID = CAPTURES / "hybrid"
 POLICY = str(HYBRID / "policy.toml")
 TRUTH = json.loads((HYBRID / "truth.json").read_text())
 R1 = "SfB pool to Exchange EWS"
+SFB_APP = "00000004-0000-0ff1-ce00-000000000000"
 
 
 def verify_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict]:
@@ -240,17 +241,25 @@ def test_the_scope_line_names_every_constraint() -> None:
     ("policy", "message"),
     [
         ({"rule": []}, "the policy needs at least one [[rule]] table"),
-        ({"rule": [{}], "x": 1}, "unknown policy keys: x"),
+        ({"rule": [{}], "x": 1, "y": 2}, "unknown policy keys: x, y"),
         ({"rule": ["x"]}, "rule 1 is not a table"),
         (
-            {"rule": [{}, {"clinet": "a"}]},
-            "rule 2: unknown keys clinet (known: allow, client, host, issuer, name, partial, "
+            {"rule": [{}, {"clinet": "a", "isuer": "b"}]},
+            "rule 2: unknown keys clinet, isuer (known: allow, client, host, issuer, name, "
+            "partial, "
             "path, protocol, realm, require_signature, server, since, until, user)",
         ),
         ({"rule": [{"allow": 3}]}, "rule 1: allow: expected a string or a list of strings, got 3"),
         ({"rule": [{"partial": "yes"}]}, "rule 1: partial must be true or false"),
         ({"rule": [{"require_signature": 1}]}, "rule 1: require_signature must be true or false"),
-        ({"rule": [{"issuer": "nope"}]}, "rule 1: issuer 'nope': not an app id or a known"),
+        (
+            {"rule": [{"issuer": "nope"}]},
+            "rule 1: issuer 'nope': not an app id or a known product name (known names: aad, "
+            "acs, arm, crm, datamarket, dataverse, dynamics, eop, erp, ests, ews, exch, exchange, "
+            "exo, graph, intune, lync, msgraph, office, onedrive, onenote, outlook, portal, "
+            "powerbi, rms, sfb, sfbo, sharepoint, skype, sp, spo, sts, teams, workflow, yammer; "
+            "or an app id, optionally as <id>@<realm>)",
+        ),
         ({"rule": [{"allow": ["x"]}]}, "rule 1: allow: unknown finding id(s) x (these can be"),
         ({"rule": [{"client": "a.b"}]}, "rule 1: 'a.b' is not an IP address or network"),
     ],
@@ -609,3 +618,21 @@ def test_http_left_out_of_a_sip_rule_is_named_as_http(
         "no authenticated exchange matches protocol sip; 1 authenticated HTTP exchange(s) not "
         'judged by this rule (judge them with --protocol http, or protocol = "http" in a policy)'
     )
+
+
+@pytest.mark.parametrize(
+    ("issuer", "reason"),
+    [
+        (f"{SFB_APP}@contoso.com/x", f"issuer {SFB_APP}@contoso.com: realm contoso.com is not "
+         "contoso.com/x"),
+        (f"{SFB_APP}/sfbpool01.contoso.com/x", f"issuer {SFB_APP}@contoso.com: host (none) is "
+         "not x"),
+    ],
+)  # fmt: skip
+def test_an_issuer_with_a_stray_slash_is_taken_as_written(
+    capsys: pytest.CaptureFixture[str], issuer: str, reason: str
+) -> None:
+    """Text after a "/" is part of the realm or host the user wrote, never dropped (which
+    would accept any realm or host)."""
+    code, data = verify_json(capsys, str(CAPTURES / "healthy-oauth.pcap"), "--issuer", issuer)
+    assert code == 1 and {r for _, r in reasons(data).values()} == {reason}
