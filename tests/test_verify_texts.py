@@ -636,3 +636,28 @@ def test_an_issuer_with_a_stray_slash_is_taken_as_written(
     would accept any realm or host)."""
     code, data = verify_json(capsys, str(CAPTURES / "healthy-oauth.pcap"), "--issuer", issuer)
     assert code == 1 and {r for _, r in reasons(data).values()} == {reason}
+
+
+@pytest.mark.parametrize(
+    ("issuer", "kind", "reason"),
+    [
+        ("exchange,sharepoint", "wrong-issuer", "issuer {iss} is not exchange or sharepoint"),
+        (f"{SFB_APP}/xxxx@contoso.com", "wrong-issuer", "issuer {iss}: host (none) is not xxxx"),
+        (f"{SFB_APP}/pool.contoso.com@*", "wrong-issuer",
+         "issuer {iss}: host (none) is not pool.contoso.com"),
+        (f"{SFB_APP}@Contoso.com", "wrong-realm",
+         "issuer {iss}: realm contoso.com is not Contoso.com (realms compare case-sensitively, "
+         "as Exchange and SharePoint do)"),
+    ],
+)  # fmt: skip
+def test_the_wrong_issuer_is_named_with_what_was_wanted(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, issuer: str, kind: str, reason: str
+) -> None:
+    """A plain (not S2S) token of the SfB app: its own issuer is the one named."""
+    from token_kit import T0, signed
+
+    iss = f"{SFB_APP}@contoso.com"
+    token = signed({"iss": iss, "aud": f"{EXO}@contoso.com", "nbf": T0, "exp": T0 + 3600})
+    path = write_capture(tmp_path / "sfb.pcap", [(_bearer(token), OK)])
+    code, data = verify_json(capsys, str(path), "--issuer", issuer)
+    assert code == 1 and reasons(data) == {1: (kind, reason.format(iss=iss))}
