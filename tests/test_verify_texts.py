@@ -4,6 +4,7 @@ the policy errors. An admin acts on these sentences, so each is pinned exactly."
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -661,3 +662,18 @@ def test_the_wrong_issuer_is_named_with_what_was_wanted(
     path = write_capture(tmp_path / "sfb.pcap", [(_bearer(token), OK)])
     code, data = verify_json(capsys, str(path), "--issuer", issuer)
     assert code == 1 and reasons(data) == {1: (kind, reason.format(iss=iss))}
+
+
+def test_a_violation_group_shows_three_reasons_and_counts_the_rest(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    def basic(user: str) -> bytes:
+        token = base64.b64encode(f"{user}:pw".encode())
+        return b"GET / HTTP/1.1\r\nHost: web.test\r\nAuthorization: Basic " + token + b"\r\n\r\n"
+
+    users = ["ann", "bob", "cid", "dee"]
+    path = write_capture(tmp_path / "four.pcap", *[[(basic(u), OK)] for u in users])
+    _, data = verify_json(capsys, str(path))
+    (group,) = data["rules"][0]["violation_groups"]
+    assert (group["kind"], group["count"], group["more_reasons"]) == ("not-oauth", 4, 1)
+    assert group["reasons"] == [f"not OAuth: basic as {u}" for u in users[:3]]
