@@ -235,6 +235,14 @@ def test_the_scope_line_names_every_constraint() -> None:
     )
     assert make_rule().describe() == "all traffic"
     assert make_rule(since="1772456400").describe() == "time 2026-03-02T13:00:00Z .. *"
+    # without a scope, the line is the rule's own constraints
+    assert make_rule(protocol="http,SIP", realm="a.com,b.com").describe() == (
+        "protocol http, sip; realm a.com or b.com"
+    )
+    assert make_rule().name == "rule"
+    with pytest.raises(PolicyError) as err:
+        make_rule(protocol=3)  # type: ignore[arg-type]
+    assert str(err.value) == "protocol: expected a string or a list of strings, got 3"
 
 
 # -- policy errors -------------------------------------------------------------------------
