@@ -240,9 +240,13 @@ def test_the_scope_line_names_every_constraint() -> None:
         "protocol http, sip; realm a.com or b.com"
     )
     assert make_rule().name == "rule"
+
+
+@pytest.mark.parametrize("option", ["protocol", "issuer", "realm", "allow", "client", "path"])
+def test_an_option_of_the_wrong_type_is_named(option: str) -> None:
     with pytest.raises(PolicyError) as err:
-        make_rule(protocol=3)  # type: ignore[arg-type]
-    assert str(err.value) == "protocol: expected a string or a list of strings, got 3"
+        make_rule(**{option: 3})
+    assert str(err.value) == f"{option}: expected a string or a list of strings, got 3"
 
 
 # -- policy errors -------------------------------------------------------------------------
