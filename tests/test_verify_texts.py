@@ -689,3 +689,25 @@ def test_a_violation_group_shows_three_reasons_and_counts_the_rest(
     (group,) = data["rules"][0]["violation_groups"]
     assert (group["kind"], group["count"], group["more_reasons"]) == ("not-oauth", 4, 1)
     assert group["reasons"] == [f"not OAuth: basic as {u}" for u in users[:3]]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (
+            {"allow": "x,y"},
+            "allow: unknown finding id(s) x, y (these can be relaxed: unsigned-token, "
+            "bad-signature, token-expired-use, token-not-yet-valid, token-exp-before-nbf, "
+            "untrusted-issuer)",
+        ),
+        (
+            {"protocol": "xmpp,ftp"},
+            "protocol: unknown xmpp, ftp (known: http, sip, or one HTTP version such as "
+            "http/1.1)",
+        ),
+    ],
+)
+def test_unknown_values_are_listed_with_the_known_ones(option: dict, message: str) -> None:
+    with pytest.raises(PolicyError) as err:
+        make_rule(**option)
+    assert str(err.value) == message
