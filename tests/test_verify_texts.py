@@ -711,3 +711,19 @@ def test_unknown_values_are_listed_with_the_known_ones(option: dict, message: st
     with pytest.raises(PolicyError) as err:
         make_rule(**option)
     assert str(err.value) == message
+
+
+def test_every_serious_problem_of_a_token_is_named(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from token_kit import T0, unsigned
+
+    stale = unsigned({"iss": "x@contoso.com", "aud": "a", "nbf": T0 - 7200, "exp": T0 - 3600})
+    path = write_capture(tmp_path / "stale.pcap", [(_bearer(stale), OK)])
+    code, data = verify_json(capsys, str(path))
+    assert code == 1 and reasons(data) == {
+        1: (
+            "unsigned",
+            "unsigned token (jwt-unsigned), not S2S; token expired, yet accepted (200)",
+        )
+    }
