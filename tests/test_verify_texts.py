@@ -702,8 +702,7 @@ def test_a_violation_group_shows_three_reasons_and_counts_the_rest(
         ),
         (
             {"protocol": "xmpp,ftp"},
-            "protocol: unknown xmpp, ftp (known: http, sip, or one HTTP version such as "
-            "http/1.1)",
+            "protocol: unknown xmpp, ftp (known: http, sip, or one HTTP version such as http/1.1)",
         ),
     ],
 )
@@ -727,3 +726,47 @@ def test_every_serious_problem_of_a_token_is_named(
             "unsigned token (jwt-unsigned), not S2S; token expired, yet accepted (200)",
         )
     }
+
+
+@pytest.mark.parametrize("bound", ["--since=+1h", "--until=2026-03-02T08:00:00Z"])
+def test_an_empty_time_window_is_explained_by_what_its_servers_saw_at_any_time(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, bound: str
+) -> None:
+    fetch = b"GET /metadata/json/1 HTTP/1.1\r\nHost: sts.test\r\n\r\n"
+    gone = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+    path = write_capture(tmp_path / "fetch.pcap", [(fetch, gone)])  # at 09:00
+    code, data = verify_json(capsys, str(path), bound)
+    assert code == 2
+    assert (
+        "; 1 metadata fetch to /metadata/json/1 failed with 404: no token was ever issued"
+        in (data["rules"][0]["reason"])
+    )
+
+
+def test_a_named_servers_nameless_requests_explain_its_empty_scope(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A request without Host to the address that answered for the name is that server's."""
+    named = b"GET / HTTP/1.1\r\nHost: mail.test\r\n\r\n"
+    nameless = b"GET /ews HTTP/1.0\r\n\r\n"
+    offer = b'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm="x"\r\n'
+    challenge = offer + b"Content-Length: 0\r\n\r\n"
+    path = write_capture(tmp_path / "nameless.pcap", [(named, challenge)], [(nameless, challenge)])
+    code, data = verify_json(capsys, str(path), "--server", "mail.test")
+    assert code == 2 and data["rules"][0]["reason"] == (
+        "no authenticated exchange matches to mail.test; 2 requests were challenged (offering "
+        "basic) and no credential followed"
+    )
+
+
+def test_coverage_counts_the_exchanges_left_unanswered(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = write_capture(
+        tmp_path / "unanswered.pcap",
+        [(_bearer("opaque-token-1"), OK)],
+        [(_bearer("opaque-token-2"), None)],
+    )
+    _, data = verify_json(capsys, str(path))
+    coverage = data["rules"][0]["coverage"]
+    assert (coverage["exchanges"], coverage["unanswered"]) == (2, 1)
