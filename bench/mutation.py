@@ -237,12 +237,15 @@ def planted_fault_is_killed(module: str) -> str | None:
     stats_file = MUTANTS / "mutmut-stats.json"
     stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
     dotted = module.removesuffix(".py").replace("/", ".") + "."
-    tests = sorted(
-        test
-        for name, found in stats.get("tests_by_mangled_function_name", {}).items()
-        if name.startswith(dotted)
-        for test in found
-    ) or list(SUBPROCESS_TESTS.get(module, ()))
+    # The test reaching most of the module's functions: the first test of a run is also
+    # credited with what other test modules call while they are collected (module-level
+    # constants), and on its own it may not import the module at all.
+    reach: dict[str, int] = {}
+    for name, found in stats.get("tests_by_mangled_function_name", {}).items():
+        if name.startswith(dotted):
+            for test in found:
+                reach[test] = reach.get(test, 0) + 1
+    tests = sorted(reach, key=lambda t: (-reach[t], t)) or list(SUBPROCESS_TESTS.get(module, ()))
     if not tests:
         return f"no test reaches {module}: cannot plant a fault"
     target = MUTANTS / module
