@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from shared_dir import PUBLIC, require_public
 from wire_kit import OK, T0, conversation, write_packets
 
 from analyzer.engine import AnalysisResult, Engine, analyze_paths
@@ -114,3 +115,53 @@ def test_a_stream_keeps_the_handshake_ids_its_events_carried(tmp_path: Path) -> 
     # a file analysis numbers them in time order
     whole = analyze_paths([path])
     assert {e.uri: e.handshake_id for e in whole.events} == {"/a": 1, "/b": 2}
+
+
+def test_a_stream_remembers_only_open_connections_and_sip_associations() -> None:
+    """Memory: the tracker forgets a connection once it closes; a SIP security association
+    outlives its connections (the softphone's six REGISTER / INVITE dialogs stay open)."""
+    for path, still_open in ((CAPTURES / "classes.pcap", 0), (PUBLIC / "ndpi__sip.pcap", 6)):
+        if not path.exists():
+            require_public("ndpi__sip.pcap")
+        engine = Engine(on_event=lambda e: None)
+        with open(path, "rb") as fh:
+            engine.read_stream(fh, path.name)
+        engine.finish()
+        assert engine.view is not None and len(engine.view.handshakes) == still_open, path.name
+
+
+def test_handshakes_grouped_otherwise_than_streamed_get_fresh_ids() -> None:
+    """``keep_handshake_ids``: each handshake keeps the id its first event was streamed with;
+    one whose first event carried none, or an id another handshake already kept, is numbered
+    after the largest id streamed."""
+    from analyzer.analysis.handshakes import keep_handshake_ids
+    from analyzer.model import evolve
+
+    result = analyze_paths([str(CAPTURES / "classes.pcap")])
+    firsts = {h.event_ids[0]: h.handshake_id for h in result.handshakes}
+    assert list(firsts.values()) == [1, 2, 3, 4, 5, 6, 7]
+    streamed_ids = {1: 10, 2: 20, 3: 10, 4: None}  # by handshake: 3 repeats 1's, 4 had none
+    streamed = [
+        evolve(e, handshake_id=streamed_ids.get(firsts.get(e.event_id, 0), 30 + e.event_id))
+        if e.event_id in firsts
+        else e
+        for e in result.events
+    ]
+    events, handshakes = keep_handshake_ids(streamed, result.events, result.handshakes)
+    spare = max(30 + i for i in firsts if firsts[i] > 4)
+    assert [h.handshake_id for h in handshakes] == [
+        10,
+        20,
+        spare + 1,
+        spare + 2,
+        *(30 + i for i in firsts if firsts[i] > 4),
+    ]
+    want = {h.handshake_id: h.handshake_id for h in result.handshakes}
+    renumbered = dict(zip(want, (h.handshake_id for h in handshakes), strict=True))
+    assert [e.handshake_id for e in events] == [
+        None if e.handshake_id is None else renumbered[e.handshake_id] for e in result.events
+    ]
+    # nothing streamed with an id: numbered from 1, in time order
+    bare = [evolve(e, handshake_id=None) for e in result.events]
+    _, handshakes = keep_handshake_ids(bare, result.events, result.handshakes)
+    assert [h.handshake_id for h in handshakes] == [1, 2, 3, 4, 5, 6, 7]
