@@ -151,3 +151,31 @@ def test_each_outcome_says_why_in_words(tmp_path) -> None:
         (200, "accepted"),
         (None, "incomplete"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("iss", "shown"),
+    [
+        ("https://sts.windows.net/x/", "https://sts.windows.net/x/"),
+        (
+            "11111111-2222-3333-4444-555555555555@contoso.com",
+            "11111111-2222-3333-4444-555555555555@contoso.com",
+        ),
+        (
+            "00000004-0000-0ff1-ce00-000000000000@contoso.com",
+            "Skype for Business / Lync@contoso.com",
+        ),
+    ],
+)
+def test_a_pairs_issuer_is_named_by_product_and_realm_or_as_written(
+    tmp_path: Path, iss: str, shown: str
+) -> None:
+    from token_kit import T0, signed
+    from wire_kit import OK, write_capture
+
+    token = signed({"iss": iss, "aud": "a", "nbf": T0, "exp": T0 + 3600})
+    head = b"GET /ews HTTP/1.1\r\nHost: web.test\r\nAuthorization: Bearer "
+    path = write_capture(tmp_path / "iss.pcap", [(head + token.encode() + b"\r\n\r\n", OK)])
+    (verdict,) = analyze_paths([path]).verdicts
+    assert verdict.issuers == (shown,)
+    assert verdict.summary == f"all 1 authenticated exchanges used OAuth, issuer {shown}"
