@@ -179,3 +179,13 @@ def test_a_pairs_issuer_is_named_by_product_and_realm_or_as_written(
     (verdict,) = analyze_paths([path]).verdicts
     assert verdict.issuers == (shown,)
     assert verdict.summary == f"all 1 authenticated exchanges used OAuth, issuer {shown}"
+
+
+def test_a_pair_verdict_counts_and_times_its_handshakes(sfb) -> None:
+    verdict = next(v for v in sfb.verdicts if v.client_ip == "10.1.0.20")
+    mine = [h for h in sfb.handshakes if h.client_ip == "10.1.0.20"]
+    assert verdict.handshakes == len(mine) == 4
+    assert verdict.first_ts == min(h.start_ts for h in mine)
+    assert verdict.last_ts == max(h.end_ts for h in mine)
+    # per OAuth exchange: four tokens verified, the tampered actor's fails
+    assert verdict.signatures == {"bad-signature": 1, "verified": 4}
