@@ -189,3 +189,4 @@ def test_a_pair_verdict_counts_and_times_its_handshakes(sfb) -> None:
     assert verdict.last_ts == max(h.end_ts for h in mine)
     # per OAuth exchange: four tokens verified, the tampered actor's fails
     assert verdict.signatures == {"bad-signature": 1, "verified": 4}
+    assert verdict.protocol == "http"  # HTTP/1.1, named without its version
