@@ -190,3 +190,28 @@ def test_a_pair_verdict_counts_and_times_its_handshakes(sfb) -> None:
     # per OAuth exchange: four tokens verified, the tampered actor's fails
     assert verdict.signatures == {"bad-signature": 1, "verified": 4}
     assert verdict.protocol == "http"  # HTTP/1.1, named without its version
+
+
+def test_a_refused_attempt_after_an_oauth_rejection_is_no_fallback(tmp_path: Path) -> None:
+    """OAuth refused, then Basic refused too: the client tried another scheme but did not get
+    in with it, so no fallback is reported (only an accepted scheme is one)."""
+    from wire_kit import write_capture
+
+    denied = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    head = b"GET /ews HTTP/1.1\r\nHost: web.test\r\nAuthorization: "
+    bearer = head + b"Bearer abc.def.ghi\r\n\r\n"
+    basic = head + b"Basic YTpi\r\n\r\n"
+    refused = analyze_paths(
+        [write_capture(tmp_path / "refused.pcap", [(bearer, denied)], [(basic, denied)])]
+    )
+    (verdict,) = refused.verdicts
+    assert (verdict.verdict, verdict.fallbacks) == ("mixed", ())
+    assert "oauth-fallback" not in {f.rule_id for f in refused.findings}
+    taken = analyze_paths(
+        [write_capture(tmp_path / "taken.pcap", [(bearer, denied)], [(basic, ok)])]
+    )
+    (verdict,) = taken.verdicts
+    basic_hs = next(h for h in taken.handshakes if h.auth_class == "basic")
+    assert verdict.verdict == "oauth-with-fallback"
+    assert [(f["to_class"], f["at"]) for f in verdict.fallbacks] == [("basic", basic_hs.start_ts)]
