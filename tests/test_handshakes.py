@@ -215,3 +215,44 @@ def test_a_refused_attempt_after_an_oauth_rejection_is_no_fallback(tmp_path: Pat
     basic_hs = next(h for h in taken.handshakes if h.auth_class == "basic")
     assert verdict.verdict == "oauth-with-fallback"
     assert [(f["to_class"], f["at"]) for f in verdict.fallbacks] == [("basic", basic_hs.start_ts)]
+
+
+def _pair_of(tmp_path: Path, *connections: list) -> object:
+    from wire_kit import write_capture
+
+    (verdict,) = analyze_paths([write_capture(tmp_path / "pair.pcap", *connections)]).verdicts
+    return verdict
+
+
+DENIED = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+BEARER = b"GET /ews HTTP/1.1\r\nHost: web.test\r\nAuthorization: Bearer abc.def.ghi\r\n\r\n"
+BASIC = b"GET /ews HTTP/1.1\r\nHost: web.test\r\nAuthorization: Basic YTpi\r\n\r\n"
+
+
+def test_fell_back_to_counts_only_accepted_other_schemes_after_the_first_rejection(
+    tmp_path: Path,
+) -> None:
+    verdict = _pair_of(
+        tmp_path,
+        [(BASIC, DENIED)],  # before any OAuth: neither counted
+        [(BEARER, OK)],
+        [(BASIC, OK)],
+        [(BEARER, DENIED)],  # the first OAuth rejection
+        [(BASIC, DENIED)],  # refused: not a fallback
+        [(BASIC, OK)],  # the fallback
+        [(BEARER, OK)],  # OAuth again: not a fallback
+    )
+    assert verdict.verdict == "oauth-with-fallback"
+    assert verdict.summary == (
+        "OAuth was rejected and the client fell back to basic (1 handshake); all handshakes: "
+        "basic (4 handshakes), oauth (3)"
+    )
+
+
+def test_mixed_counts_the_connections_that_never_tried_oauth(tmp_path: Path) -> None:
+    verdict = _pair_of(tmp_path, [(BEARER, OK), (BASIC, OK)], [(BASIC, OK)])
+    assert verdict.verdict == "mixed"
+    assert verdict.summary == (
+        "mixed: basic (2 handshakes), oauth (1); the client never tried OAuth on 1 of 2 connections"
+    )
