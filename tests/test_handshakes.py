@@ -251,8 +251,37 @@ def test_fell_back_to_counts_only_accepted_other_schemes_after_the_first_rejecti
 
 
 def test_mixed_counts_the_connections_that_never_tried_oauth(tmp_path: Path) -> None:
-    verdict = _pair_of(tmp_path, [(BEARER, OK), (BASIC, OK)], [(BASIC, OK)])
+    verdict = _pair_of(tmp_path, [(BEARER, OK), (BASIC, OK)], [(BASIC, OK)], [(BASIC, OK)])
     assert verdict.verdict == "mixed"
     assert verdict.summary == (
-        "mixed: basic (2 handshakes), oauth (1); the client never tried OAuth on 1 of 2 connections"
+        "mixed: basic (3 handshakes), oauth (1); the client never tried OAuth on 2 of 3 connections"
+    )
+
+
+def test_a_challenge_without_a_credential_is_unauthenticated(tmp_path: Path) -> None:
+    offer = b'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm="x"\r\n'
+    get = b"GET /ews HTTP/1.1\r\nHost: web.test\r\n\r\n"
+    verdict = _pair_of(tmp_path, [(get, offer + b"Content-Length: 0\r\n\r\n")])
+    assert (verdict.verdict, verdict.summary) == (
+        "unauthenticated",
+        "challenged, but no credential was sent",
+    )
+
+
+def test_every_issuer_of_a_pair_is_named(tmp_path: Path) -> None:
+    from token_kit import T0, signed
+
+    def bearer(iss: str) -> bytes:
+        token = signed({"iss": iss, "aud": "a", "nbf": T0, "exp": T0 + 3600})
+        head = b"GET /ews HTTP/1.1\r\nHost: web.test\r\nAuthorization: Bearer "
+        return head + token.encode() + b"\r\n\r\n"
+
+    verdict = _pair_of(
+        tmp_path,
+        [(bearer("00000004-0000-0ff1-ce00-000000000000@contoso.com"), OK)],
+        [(bearer("https://sts.windows.net/x/"), OK)],
+    )
+    assert verdict.summary == (
+        "all 2 authenticated exchanges used OAuth, issuer Skype for Business / Lync@contoso.com, "
+        "https://sts.windows.net/x/"
     )
