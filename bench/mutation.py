@@ -72,6 +72,15 @@ SUBPROCESS_TESTS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Functions that run when their module is imported (a rule registry's decorator): mutmut runs
+#: each mutant's tests in a process forked after the import, so those mutants never act there.
+#: They are run again, like the subprocess ones, in a fresh pytest process that imports the
+#: mutated module itself.
+IMPORT_TIME: dict[str, dict[str, tuple[str, ...]]] = {
+    "analyzer/analysis/findings.py": {"rule": ("tests/test_findings.py",)},
+}
+
+
 def project_python() -> str:
     """The project's venv interpreter (where the analyzer is installed), else this one."""
     python = REPO / ".venv" / "bin" / "python"
@@ -122,7 +131,7 @@ def environment() -> list[str]:
     os.environ["OAUTH_ANALYZER_SHARED"] = str(shared)
     if not (shared / "captures" / "public").is_dir():
         notes.append(f"no public captures at {shared}/captures/public: those tests will skip")
-    if not list((REPO / "analyzer" / "capture").glob("_walk*.so")):
+    if not list((REPO / "analyzer" / "sources").glob("_walk*.so")):
         notes.append("native walk not built (pip install -e .): tests run the pure-Python reader")
     return notes
 
@@ -136,7 +145,7 @@ def run_mutmut(modules: dict[str, tuple[str, ...]], max_children: int | None) ->
     config = configuration.config()
     configuration._config = dataclasses.replace(config, only_mutate=list(modules))
     # A stale copy of the native walk would be kept by mutmut (it copies missing files only).
-    for old in (MUTANTS / "analyzer" / "capture").glob("_walk*.so"):
+    for old in (MUTANTS / "analyzer" / "sources").glob("_walk*.so"):
         old.unlink()
     globs = [g for path, funcs in modules.items() for g in mutant_globs(path, funcs)]
     try:
@@ -151,10 +160,11 @@ def run_mutmut(modules: dict[str, tuple[str, ...]], max_children: int | None) ->
 
 def run_subprocess_tests(modules: dict[str, tuple[str, ...]], workers: int) -> dict[str, str]:
     """Mutant id -> killed / survived for the "no tests" mutants of SUBPROCESS_TESTS modules,
-    each run (``pytest -x``) against that module's subprocess tests."""
+    each run (``pytest -x``) against that module's subprocess tests, and for the surviving
+    mutants of IMPORT_TIME functions, each run against its tests in a fresh process."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from mutation_results import load_mutants, mutant_globs
+    from mutation_results import KILLED, load_mutants, mutant_globs
 
     jobs = [
         (m.name, SUBPROCESS_TESTS[path])
@@ -163,9 +173,18 @@ def run_subprocess_tests(modules: dict[str, tuple[str, ...]], workers: int) -> d
         for m in load_mutants(path, mutant_globs(path, funcs), diffs=False)
         if m.status in ("no tests", "not checked")
     ]
+    for path, funcs in modules.items():
+        for func, tests in IMPORT_TIME.get(path, {}).items():
+            if funcs and func not in funcs:
+                continue
+            jobs += [
+                (m.name, tests)
+                for m in load_mutants(path, mutant_globs(path, (func,)), diffs=False)
+                if m.status not in KILLED
+            ]
     if not jobs:
         return {}
-    print(f"\nRunning {len(jobs)} mutant(s) that only subprocess tests reach ...", flush=True)
+    print(f"\nRunning {len(jobs)} mutant(s) in a fresh process ...", flush=True)
 
     def run(job: tuple[str, tuple[str, ...]]) -> tuple[str, str]:
         name, tests = job
@@ -218,12 +237,15 @@ def planted_fault_is_killed(module: str) -> str | None:
     stats_file = MUTANTS / "mutmut-stats.json"
     stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
     dotted = module.removesuffix(".py").replace("/", ".") + "."
-    tests = sorted(
-        test
-        for name, found in stats.get("tests_by_mangled_function_name", {}).items()
-        if name.startswith(dotted)
-        for test in found
-    ) or list(SUBPROCESS_TESTS.get(module, ()))
+    # The test reaching most of the module's functions: the first test of a run is also
+    # credited with what other test modules call while they are collected (module-level
+    # constants), and on its own it may not import the module at all.
+    reach: dict[str, int] = {}
+    for name, found in stats.get("tests_by_mangled_function_name", {}).items():
+        if name.startswith(dotted):
+            for test in found:
+                reach[test] = reach.get(test, 0) + 1
+    tests = sorted(reach, key=lambda t: (-reach[t], t)) or list(SUBPROCESS_TESTS.get(module, ()))
     if not tests:
         return f"no test reaches {module}: cannot plant a fault"
     target = MUTANTS / module

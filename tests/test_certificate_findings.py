@@ -190,3 +190,179 @@ def test_a_cloud_jwks_key_that_signs_nothing_here_is_not_reported() -> None:
     assert "signing-certificate-expiring" not in {f.rule_id for f in run_rules(quiet)}
     used = Context([], [], [], [], tls=result.tls, keys=[jwks], token_keys={"fp": jwks})
     assert "signing-certificate-expiring" in {f.rule_id for f in run_rules(used)}
+
+
+def _key_rules_with_metadata_issuer(issuer: str) -> dict[str, int]:
+    """The signing-key findings of certificates.pcap had its metadata named ``issuer``."""
+    import dataclasses
+
+    result = certs()
+    keys = [dataclasses.replace(k, metadata_issuer=issuer) for k in result.signing_keys]
+    ctx = Context(result.events, result.handshakes, result.tokens, result.verdicts, keys=keys)
+    out: dict[str, int] = {}
+    for f in run_rules(ctx):
+        if f.rule_id in ("signing-key-unused", "signing-key-unpublished"):
+            out[f.rule_id] = out.get(f.rule_id, 0) + f.count
+    return out
+
+
+def test_key_rules_compare_the_metadata_issuers_realm() -> None:
+    """The metadata's issuer names the tokens' issuer by app id and realm (case-folded, "*" for
+    any realm): metadata of another realm says nothing about these tokens."""
+    sfb = "00000004-0000-0ff1-ce00-000000000000"
+    assert _key_rules_with_metadata_issuer(f"{sfb}@fabrikam.com") == {}
+    for realm in ("*", "CONTOSO.COM"):
+        # the SfB tokens name x5t BLINUU..., which none of the three published keys is
+        got = _key_rules_with_metadata_issuer(f"{sfb}@{realm}")
+        assert got == {"signing-key-unpublished": 1, "signing-key-unused": 3}
+
+
+EXO_APP = "00000002-0000-0ff1-ce00-000000000000"
+EXO_USED = "H-4y4qTCExnM-tOGcrzkjcYcO80"  # x5t of the key the Exchange tokens name
+EXO_USED_HEX = "1FEE32E2A4C21319CCFAD38672BCE48DC61C3BCD"
+EXO_OTHER = "49CC6B92EF1042EF9CC723066B23C091B07F785B"  # the other key its metadata publishes
+
+
+def _exchange_key_findings(key_kid: str | None = None, **token: str | None) -> list[str]:
+    """Signing-key findings (every instance) about the Exchange issuer of certificates.pcap,
+    its two tokens' header (``x5t``, ``kid``) or issuer changed to ``token``; every published
+    key given ``kid``."""
+    import dataclasses
+
+    result = certs()
+    tokens = [
+        dataclasses.replace(t, **token) if t.iss and t.iss.startswith(EXO_APP) else t
+        for t in result.tokens
+    ]
+    keys = [dataclasses.replace(k, kid=key_kid) for k in result.signing_keys]
+    ctx = Context(result.events, result.handshakes, tokens, result.verdicts, keys=keys)
+    return sorted(
+        f"{f.rule_id}: {detail}"
+        for f in run_rules(ctx)
+        if f.rule_id.startswith("signing-key-")
+        for detail in f.examples
+        if detail.split(" ")[0].startswith(EXO_APP) or f" of {EXO_APP}" in detail
+    )
+
+
+def test_a_kid_names_a_published_key_by_its_thumbprint_in_any_spelling() -> None:
+    """Tokens that name their key by kid (no x5t): a kid holding the key's thumbprint, as
+    base64url or as hex, names it; only the other published key is then unused."""
+    unused_other = [
+        f"signing-key-unused: {EXO_APP}@contoso.com publishes {EXO_OTHER} "
+        "(O=TEST KEY - oauth-traffic-analyzer,CN=Microsoft Exchange Server Auth Certificate) at "
+        "http://mail.contoso.com/autodiscover/metadata/json/1, but none of its 2 signed tokens "
+        "in the capture uses it"
+    ]
+    assert _exchange_key_findings() == unused_other  # as captured: x5t
+    assert _exchange_key_findings(x5t=None, kid=EXO_USED) == unused_other
+    assert _exchange_key_findings(x5t=None, kid=EXO_USED_HEX) == unused_other
+
+
+def test_a_kid_that_is_no_published_key_is_an_unpublished_key() -> None:
+    got = _exchange_key_findings(x5t=None, kid="exchange-2026")
+    assert [d.split(":")[0] for d in got] == ["signing-key-unpublished"] + [
+        "signing-key-unused"
+    ] * 2
+    assert got[0].startswith(
+        f"signing-key-unpublished: 2 tokens of {EXO_APP}@contoso.com name kid exchange-2026, "
+        f"but its metadata publishes only {EXO_USED_HEX} ("
+    )
+    # keys published with that kid are the ones the tokens name, whatever their x5t
+    assert _exchange_key_findings("exchange-2026", x5t=None, kid="exchange-2026") == []
+
+
+def test_metadata_and_tokens_without_a_realm_are_the_same_issuer() -> None:
+    """An issuer written without a realm matches only a token issuer without one."""
+    import dataclasses
+
+    result = certs()
+    keys = [dataclasses.replace(k, metadata_issuer=EXO_APP) for k in result.signing_keys]
+    for iss, fired in ((EXO_APP, 1), (f"{EXO_APP}@contoso.com", 0)):
+        tokens = [dataclasses.replace(t, iss=iss) for t in result.tokens]
+        ctx = Context(result.events, result.handshakes, tokens, result.verdicts, keys=keys)
+        unpublished = [f for f in run_rules(ctx) if f.rule_id == "signing-key-unpublished"]
+        assert sum(f.count for f in unpublished) == fired  # the SfB tokens' x5t: unpublished
+
+
+@pytest.mark.parametrize(
+    ("names", "shown"),
+    [
+        (
+            {},
+            f"{EXO_OTHER} (O=TEST KEY - oauth-traffic-analyzer,CN=Microsoft Exchange Server Auth "
+            "Certificate)",
+        ),
+        ({"subject": None}, f"{EXO_OTHER}"),
+        ({"x5t": "exo-two", "kid": "exo-2", "subject": None}, "exo-two"),  # not a SHA-1
+        ({"x5t": None, "kid": "exo-2", "subject": None}, "exo-2"),
+        ({"x5t": None, "kid": None, "subject": None}, "(no thumbprint)"),
+    ],
+)
+def test_a_key_without_a_certificate_is_named_by_x5t_then_kid(names: dict, shown: str) -> None:
+    """A published key is named by its hex thumbprint (and subject) when it has a certificate,
+    else by its x5t, else by its kid (a bare JWK)."""
+    import dataclasses
+
+    result = certs()
+    keys = [
+        dataclasses.replace(k, **names) if k.x5t == "Scxrku8QQu-cxyMGayPAkbB_eFs" else k
+        for k in result.signing_keys
+    ]
+    ctx = Context(result.events, result.handshakes, result.tokens, result.verdicts, keys=keys)
+    unused = [d for f in run_rules(ctx) if f.rule_id == "signing-key-unused" for d in f.examples]
+    assert f"{EXO_APP}@contoso.com publishes {shown} at http://mail." in "".join(unused)
+    assert f"{EXO_APP}@contoso.com publishes {shown} (None)" not in "".join(unused)
+
+
+def test_a_certificate_finding_names_every_server_name_and_only_that_servers_requests() -> None:
+    """One finding per server and certificate: its server names (SNI) all listed, its evidence
+    the requests to that address and port, or to one of those names."""
+    import dataclasses
+
+    result = certs()
+    pool = next(t for t in result.tls if t.sni == "sfbpool01.contoso.com")
+    again = dataclasses.replace(pool, conn_id="C2", sni="lync.contoso.com", ts=pool.ts + 1)
+
+    def expired(*tls: TlsConnection, events: list | None = None) -> tuple[str, tuple[int, ...]]:
+        ctx = Context(events or result.events, [], [], [], tls=list(tls))
+        (f,) = [f for f in run_rules(ctx) if f.rule_id == "tls-certificate-expired"]
+        return f.detail, f.event_ids
+
+    detail, events = expired(pool, again)
+    assert detail.startswith(
+        "lync.contoso.com, sfbpool01.contoso.com (10.30.0.20:443) presented certificate "
+    )
+    assert detail.endswith("; 2 TLS connections") and events == (2, 3, 4)
+    # without a server name, requests to the same address on another port are not evidence
+    detail, events = expired(dataclasses.replace(pool, sni=None))
+    assert detail.startswith("10.30.0.20:443 presented certificate ") and events == ()
+    # ... and requests to that address and port are, requests to that port elsewhere are not
+    assert expired(dataclasses.replace(pool, sni=None, server_port=80))[1] == (2, 3, 4)
+    # a Host naming the server with a port, in another case or as an FQDN with its trailing
+    # dot is the server too (to another address: a load balancer, say)
+    for host in ("SFBPOOL01.contoso.com:8443", "sfbpool01.contoso.com."):
+        moved = [
+            dataclasses.replace(e, host=host, server_ip="10.30.0.99") if e.event_id == 2 else e
+            for e in result.events
+        ]
+        assert expired(pool, events=moved)[1] == (2, 3, 4), host
+    # a Host of another name is not, nor a request without Host elsewhere
+    for host in ("sfbpool01.contoso.com.evil.test", "[fe80::1]:443", None):
+        moved = [
+            dataclasses.replace(e, host=host, server_ip="10.30.0.99") if e.event_id == 2 else e
+            for e in result.events
+        ]
+        assert expired(pool, events=moved)[1] == (3, 4), host
+
+
+def test_a_cloud_jwks_key_does_not_hide_the_signing_keys_after_it() -> None:
+    result = certs()
+    expiring = next(k for k in result.signing_keys if k.not_after == T + 10 * DAY)
+    jwks = expiring.__class__(
+        **{**expiring.__dict__, "source": KeySource("capture", "https://sts/keys", T, "jwks")}
+    )
+    both = Context([], [], [], [], tls=result.tls, keys=[jwks, expiring])
+    (f,) = [f for f in run_rules(both) if f.rule_id == "signing-certificate-expiring"]
+    assert f.detail.startswith(f"signing certificate {expiring.thumbprint} (")
+    assert "published by 00000002-0000-0ff1-ce00-000000000000@contoso.com" in f.detail

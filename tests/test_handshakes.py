@@ -151,3 +151,137 @@ def test_each_outcome_says_why_in_words(tmp_path) -> None:
         (200, "accepted"),
         (None, "incomplete"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("iss", "shown"),
+    [
+        ("https://sts.windows.net/x/", "https://sts.windows.net/x/"),
+        (
+            "11111111-2222-3333-4444-555555555555@contoso.com",
+            "11111111-2222-3333-4444-555555555555@contoso.com",
+        ),
+        (
+            "00000004-0000-0ff1-ce00-000000000000@contoso.com",
+            "Skype for Business / Lync@contoso.com",
+        ),
+    ],
+)
+def test_a_pairs_issuer_is_named_by_product_and_realm_or_as_written(
+    tmp_path: Path, iss: str, shown: str
+) -> None:
+    from token_kit import T0, signed
+    from wire_kit import OK, write_capture
+
+    token = signed({"iss": iss, "aud": "a", "nbf": T0, "exp": T0 + 3600})
+    head = b"GET /ews HTTP/1.1\r\nHost: web.test\r\nAuthorization: Bearer "
+    path = write_capture(tmp_path / "iss.pcap", [(head + token.encode() + b"\r\n\r\n", OK)])
+    (verdict,) = analyze_paths([path]).verdicts
+    assert verdict.issuers == (shown,)
+    assert verdict.summary == f"all 1 authenticated exchanges used OAuth, issuer {shown}"
+
+
+def test_a_pair_verdict_counts_and_times_its_handshakes(sfb) -> None:
+    verdict = next(v for v in sfb.verdicts if v.client_ip == "10.1.0.20")
+    mine = [h for h in sfb.handshakes if h.client_ip == "10.1.0.20"]
+    assert verdict.handshakes == len(mine) == 4
+    assert verdict.first_ts == min(h.start_ts for h in mine)
+    assert verdict.last_ts == max(h.end_ts for h in mine)
+    # per OAuth exchange: four tokens verified, the tampered actor's fails
+    assert verdict.signatures == {"bad-signature": 1, "verified": 4}
+    assert verdict.protocol == "http"  # HTTP/1.1, named without its version
+
+
+def test_a_refused_attempt_after_an_oauth_rejection_is_no_fallback(tmp_path: Path) -> None:
+    """OAuth refused, then Basic refused too: the client tried another scheme but did not get
+    in with it, so no fallback is reported (only an accepted scheme is one)."""
+    from wire_kit import write_capture
+
+    denied = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    head = b"GET /ews HTTP/1.1\r\nHost: web.test\r\nAuthorization: "
+    bearer = head + b"Bearer abc.def.ghi\r\n\r\n"
+    basic = head + b"Basic YTpi\r\n\r\n"
+    refused = analyze_paths(
+        [write_capture(tmp_path / "refused.pcap", [(bearer, denied)], [(basic, denied)])]
+    )
+    (verdict,) = refused.verdicts
+    assert (verdict.verdict, verdict.fallbacks) == ("mixed", ())
+    assert "oauth-fallback" not in {f.rule_id for f in refused.findings}
+    taken = analyze_paths(
+        [write_capture(tmp_path / "taken.pcap", [(bearer, denied)], [(basic, ok)])]
+    )
+    (verdict,) = taken.verdicts
+    basic_hs = next(h for h in taken.handshakes if h.auth_class == "basic")
+    assert verdict.verdict == "oauth-with-fallback"
+    assert [(f["to_class"], f["at"]) for f in verdict.fallbacks] == [("basic", basic_hs.start_ts)]
+
+
+def _pair_of(tmp_path: Path, *connections: list) -> object:
+    from wire_kit import write_capture
+
+    (verdict,) = analyze_paths([write_capture(tmp_path / "pair.pcap", *connections)]).verdicts
+    return verdict
+
+
+DENIED = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+BEARER = b"GET /ews HTTP/1.1\r\nHost: web.test\r\nAuthorization: Bearer abc.def.ghi\r\n\r\n"
+BASIC = b"GET /ews HTTP/1.1\r\nHost: web.test\r\nAuthorization: Basic YTpi\r\n\r\n"
+
+
+def test_fell_back_to_counts_only_accepted_other_schemes_after_the_first_rejection(
+    tmp_path: Path,
+) -> None:
+    verdict = _pair_of(
+        tmp_path,
+        [(BASIC, DENIED)],  # before any OAuth: neither counted
+        [(BEARER, OK)],
+        [(BASIC, OK)],
+        [(BEARER, DENIED)],  # the first OAuth rejection
+        [(BASIC, DENIED)],  # refused: not a fallback
+        [(BASIC, OK)],  # the fallback
+        [(BEARER, OK)],  # OAuth again: not a fallback
+    )
+    assert verdict.verdict == "oauth-with-fallback"
+    assert verdict.summary == (
+        "OAuth was rejected and the client fell back to basic (1 handshake); all handshakes: "
+        "basic (4 handshakes), oauth (3)"
+    )
+
+
+def test_mixed_counts_the_connections_that_never_tried_oauth(tmp_path: Path) -> None:
+    verdict = _pair_of(tmp_path, [(BEARER, OK), (BASIC, OK)], [(BASIC, OK)], [(BASIC, OK)])
+    assert verdict.verdict == "mixed"
+    assert verdict.summary == (
+        "mixed: basic (3 handshakes), oauth (1); the client never tried OAuth on 2 of 3 connections"
+    )
+
+
+def test_a_challenge_without_a_credential_is_unauthenticated(tmp_path: Path) -> None:
+    offer = b'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm="x"\r\n'
+    get = b"GET /ews HTTP/1.1\r\nHost: web.test\r\n\r\n"
+    verdict = _pair_of(tmp_path, [(get, offer + b"Content-Length: 0\r\n\r\n")])
+    assert (verdict.verdict, verdict.summary) == (
+        "unauthenticated",
+        "challenged, but no credential was sent",
+    )
+
+
+def test_every_issuer_of_a_pair_is_named(tmp_path: Path) -> None:
+    from token_kit import T0, signed
+
+    def bearer(iss: str) -> bytes:
+        token = signed({"iss": iss, "aud": "a", "nbf": T0, "exp": T0 + 3600})
+        head = b"GET /ews HTTP/1.1\r\nHost: web.test\r\nAuthorization: Bearer "
+        return head + token.encode() + b"\r\n\r\n"
+
+    verdict = _pair_of(
+        tmp_path,
+        [(bearer("00000004-0000-0ff1-ce00-000000000000@contoso.com"), OK)],
+        [(bearer("https://sts.windows.net/x/"), OK)],
+    )
+    assert verdict.summary == (
+        "all 2 authenticated exchanges used OAuth, issuer Skype for Business / Lync@contoso.com, "
+        "https://sts.windows.net/x/"
+    )

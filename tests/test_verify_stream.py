@@ -72,3 +72,33 @@ def test_settle_leaves_a_clean_stream_alone() -> None:
     assert not seen
     assert [r.result for r in watch.settle(final)] == [PASS] == [r.result for r in final]
     assert rules  # the module's rules are untouched
+
+
+def test_a_stream_finds_a_named_server_by_the_address_that_served_its_name(
+    tmp_path: Path,
+) -> None:
+    """``--server mail.test``: a later request without Host to the address that answered for
+    mail.test is that server's too, while streaming as in the whole capture."""
+    from wire_kit import OK, write_capture
+
+    named = b"GET /a HTTP/1.1\r\nHost: mail.test\r\nAuthorization: Basic YTpi\r\n\r\n"
+    nameless = b"GET /b HTTP/1.0\r\nAuthorization: Basic YTpi\r\n\r\n"
+    path = Path(write_capture(tmp_path / "nameless.pcap", [(named, OK)], [(nameless, OK)]))
+    rules = [make_rule(name="mail", server="mail.test")]
+    (_watch, seen), result = _watched(path, rules)
+    assert [(v.event.uri, v.kind, v.event_ids) for _, v in seen] == [
+        ("/a", "not-oauth", (1,)),
+        ("/b", "not-oauth", (2,)),
+    ]
+    (final,) = [evaluate(rule, result.events, result.captures) for rule in rules]
+    assert [v.event.uri for v in final.violations] == ["/a", "/b"]
+
+
+def test_settle_counts_every_violation_streamed() -> None:
+    rules = RULES["any issuer"]
+    (watch, seen), result = _watched(HYBRID / "untrusted-issuer.pcap", rules, keep=1)
+    assert len(seen) == 6  # the six tokens of the untrusted issuer; the one kept is trusted
+    settled = watch.settle([evaluate(rule, result.events, result.captures) for rule in rules])
+    assert [(r.result, r.reason) for r in settled] == [
+        (FAIL, "6 exchanges broke the rule while streaming (no longer kept for this summary)")
+    ]

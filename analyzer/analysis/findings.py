@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from analyzer.analysis import credentials
 from analyzer.analysis.credentials import TrustedIssuers
 from analyzer.analysis.handshakes import presented
+from analyzer.analysis.scope import bare_host
 from analyzer.model import (
     SEVERITIES,
     Event,
@@ -400,12 +401,12 @@ def _tls_certificates(ctx: Context, status: str) -> Iterator[tuple[str, list[Eve
         server = f"{', '.join(names)} ({ip}:{port})" if names else f"{ip}:{port}"
         assert first.cert_not_after is not None
         when = expiry_text(first.cert_not_after, first.ts)
-        hosts = {n.lower() for n in names}
+        hosts = {bare_host(n) for n in names}
         evidence = [
             e
             for e in ctx.events
             if (e.server_ip == ip and e.server_port == port)
-            or (e.host or "").rsplit(":", 1)[0].lower() in hosts
+            or (e.host is not None and bare_host(e.host) in hosts)
         ]
         yield (
             (

@@ -427,7 +427,6 @@ def _verdict(key: tuple, events: list[Event], handshakes: list[Handshake]) -> Pa
     facts = _Facts(
         classes=classes,
         handshakes=per_class,
-        accepted=accepted,
         rejected=rejected,
         fallbacks=fallbacks,
         fell_back_to=_fell_back_to(handshakes),
@@ -464,7 +463,6 @@ class _Facts:
 
     classes: Counter  # authenticated exchanges per class
     handshakes: Counter  # handshakes that sent a credential, per class
-    accepted: list[Handshake]
     rejected: list[Handshake]
     fallbacks: list[dict]
     fell_back_to: Counter  # accepted non-OAuth handshakes after the first OAuth rejection

@@ -506,8 +506,10 @@ def _diagnosis(e: Event) -> str:
     notes = []
     if {"expired", "actor-expired"} & flags:
         notes.append("the token had expired")
-    if {"audience-host", "actor-audience-host"} & flags:
+    if "audience-host" in flags:
         notes.append(f"its audience names {e.token_aud_host}, not {e.host}")
+    elif "actor-audience-host" in flags:  # the event does not carry the actor's audience
+        notes.append(f"its actor token's audience names another host than {e.host}")
     if e.token_signature == "unknown-key":
         notes.append("no key to check its signature here")
     return f"; {', '.join(notes)}" if notes else ""
