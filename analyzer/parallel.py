@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 
 from analyzer.engine import AnalysisResult, Engine, Parts, analyze_paths, assemble
@@ -65,8 +65,7 @@ def analyze_parallel(
     # Many captures: a task per chain (ring-buffer files stay together), each chain split by
     # connection only when there are fewer chains than processes - as on a Dask cluster.
     tasks = cluster.plan(paths, jobs, {p: os.path.getsize(p) for p in paths})
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    with _fork_pool(jobs) as pool:
         parts = list(pool.map(cluster.read_task, tasks))
     return assemble(cluster.merge_tasks(tasks, parts), key_files, reveal_secrets)
 
@@ -81,17 +80,17 @@ def worth_it(paths: list[str], jobs: int, tls_keylog: str | None = None) -> bool
     return sum(os.path.getsize(p) for p in paths) >= MIN_PARALLEL_BYTES
 
 
-def read_sharded(
-    paths: list[str], jobs: int, submit: Callable[..., list[Parts]] | None = None
-) -> list[Parts]:
-    """Each worker's ``Parts``, in worker order. ``submit`` runs the workers elsewhere (a Dask
-    cluster); by default they are forked processes of this machine."""
-    if submit is not None:
-        return submit(read_shard, paths, jobs)
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+def read_sharded(paths: list[str], jobs: int) -> list[Parts]:
+    """Each worker's ``Parts``, in worker order, from forked processes of this machine (a Dask
+    cluster runs ``cluster.read_task`` instead)."""
+    with _fork_pool(jobs) as pool:
         futures = [pool.submit(read_shard, paths, k, jobs) for k in range(jobs)]
         return [f.result() for f in futures]
+
+
+def _fork_pool(jobs: int) -> ProcessPoolExecutor:
+    """``jobs`` forked worker processes: they inherit the loaded modules, nothing is re-imported."""
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork"))
 
 
 def read_shard(paths: list[str], k: int, n: int) -> Parts:
