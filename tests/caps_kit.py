@@ -127,42 +127,41 @@ def headless(mb: int) -> Iterator[bytes]:
     yield from _bearer_after(40002, T0 + 1)
 
 
-def syn(n: int) -> Iterator[bytes]:
-    """``n`` half-open connections (SYN, SYN-ACK, nothing more), from many clients, then a
-    normal exchange."""
+def _many_clients(
+    n: int, packets: Callable[[int, bytes, int, float], list[bytes]]
+) -> Iterator[bytes]:
+    """A capture of ``n`` connections from many clients (``packets`` gives connection i's
+    frames), written in batches, then a normal exchange."""
     yield PCAP_HEADER
-    batch = []
+    batch: list[bytes] = []
     for i in range(n):
         client = struct.pack(">I", 0x0A000000 + (i >> 16))
-        sport = i & 0xFFFF
         t = T0 + i / 100_000
-        batch.append(record(t, frame(client, sport, SERVER, 80, 1000 + i, 0, 0x02)))
-        batch.append(record(t, frame(SERVER, 80, client, sport, 7, 1001 + i, 0x12)))
+        batch += [record(t, f) for f in packets(i, client, i & 0xFFFF, t)]
         if len(batch) >= 4096:
             yield b"".join(batch)
             batch = []
     yield b"".join(batch)
     yield from _bearer_after(40002, T0 + n / 100_000 + 1)
+
+
+def syn(n: int) -> Iterator[bytes]:
+    """``n`` half-open connections (SYN, SYN-ACK, nothing more), then a normal exchange."""
+    return _many_clients(n, lambda i, client, sport, t: [
+        frame(client, sport, SERVER, 80, 1000 + i, 0, 0x02),
+        frame(SERVER, 80, client, sport, 7, 1001 + i, 0x12),
+    ])  # fmt: skip
 
 
 def open_heads(n: int) -> Iterator[bytes]:
     """``n`` connections that each send the start of a request head and then nothing more
-    (never answered, never closed), from many clients, then a normal exchange."""
-    yield PCAP_HEADER
-    batch = []
+    (never answered, never closed), then a normal exchange."""
     head = b"GET /slow HTTP/1.1\r\nHost: web.test\r\nUser-Agent: slowloris\r\n"
-    for i in range(n):
-        client = struct.pack(">I", 0x0A000000 + (i >> 16))
-        sport = i & 0xFFFF
-        t = T0 + i / 100_000
-        batch.append(record(t, frame(client, sport, SERVER, 80, 1000, 0, 0x02)))
-        batch.append(record(t, frame(SERVER, 80, client, sport, 7, 1001, 0x12)))
-        batch.append(record(t, frame(client, sport, SERVER, 80, 1001, 8, 0x18, head)))
-        if len(batch) >= 4096:
-            yield b"".join(batch)
-            batch = []
-    yield b"".join(batch)
-    yield from _bearer_after(40002, T0 + n / 100_000 + 1)
+    return _many_clients(n, lambda i, client, sport, t: [
+        frame(client, sport, SERVER, 80, 1000, 0, 0x02),
+        frame(SERVER, 80, client, sport, 7, 1001, 0x12),
+        frame(client, sport, SERVER, 80, 1001, 8, 0x18, head),
+    ])  # fmt: skip
 
 
 def _crc32_of_zeros(n: int) -> int:
