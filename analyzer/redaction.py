@@ -36,6 +36,8 @@ _HEX_BLOB = re.compile(r"[0-9A-Fa-f]{64,}")  # 32 bytes and more
 _BASE64_BLOB = re.compile(r"[A-Za-z0-9+/_-]{43,}=*")  # 32 bytes and more, either alphabet
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9+/=_.~-]+")  # what a random key is made of (no ':', ' ')
 _HEX = re.compile(r"[0-9A-Fa-f]+")
+#: a GUID (tenant, object and group ids fill claims lists): 17 symbols, too few to be random
+_GUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 _BLOB_ENTROPY = 4.2  # bits per character: random base64 of 43+ chars has ~4.7, words ~3.9
 _ENTROPY_SHARE = 0.85  # of the most a string of its length can have (log2 of its length)
 
@@ -57,14 +59,14 @@ def mask_secret(value: str) -> str:
 def looks_secret(value: str) -> bool:
     """Does ``value`` hold a credential: a known prefix or shape, a long blob, or (without
     ``@`` or ``\\``) a random-looking run of key characters?"""
-    if len(value) < MIN_SECRET_CHARS:
+    if len(value) < MIN_SECRET_CHARS or _GUID.fullmatch(value):
         return False
     if _PREFIXED.search(value) or _HEX_BLOB.search(value):
         return True
     if "://" in value:  # a URL: its path may look like base64; secrets in queries are redact_uri's
         return False
     for blob in _BASE64_BLOB.findall(value):
-        if _entropy(blob) >= _BLOB_ENTROPY:
+        if _entropy_reaches(blob, _BLOB_ENTROPY):
             return True
     if "@" in value or "\\" in value or not _TOKEN_CHARS.fullmatch(value):
         return False
@@ -73,13 +75,20 @@ def looks_secret(value: str) -> bool:
     if _HEX.fullmatch(value):  # a key in hex (16 bytes and more): too few symbols to judge
         return len(value) >= 32
     n = len(value)
-    return n >= MIN_RANDOM_CHARS and _entropy(value) >= _ENTROPY_SHARE * math.log2(min(n, 64))
+    return n >= MIN_RANDOM_CHARS and _entropy_reaches(value, _ENTROPY_SHARE * math.log2(min(n, 64)))
 
 
 def _mask(value: str) -> str:
     prefix = _PREFIXES.match(value)
     shown = prefix.group() if prefix else ""
     return f"{shown}\u2026({len(value)} chars, fp {fingerprint(value)})"
+
+
+def _entropy_reaches(text: str, bits: float) -> bool:
+    """Has ``text`` at least ``bits`` of entropy per character? Text of k distinct characters
+    has at most log2(k), so most identifiers (a GUID: 17 symbols, 4.09 bits at most) are
+    settled without counting (claims lists are full of them)."""
+    return math.log2(len(set(text))) >= bits and _entropy(text) >= bits
 
 
 def _entropy(text: str) -> float:

@@ -22,6 +22,7 @@ SECRETS = [
     (bytes(range(32)).hex(), ""),  # 32 bytes, hex
     ("9f78c26a6fa32af3954c15f0af85115e", ""),  # a 16-byte key in hex
     ("Evwin62HuuT_CqEN8vs5veKaAbpDEfzs", ""),  # random, by entropy
+    ("Evwin62HuuT-CqEN8vs5-veKaAbpDEfzs-9a3k", ""),  # GUID-long with dashes, yet random
 ]
 READABLE = [
     "alice",
@@ -33,6 +34,8 @@ READABLE = [
     "this_is_a_very_long_service_account_name_for_prod_2024",
     "00000004-0000-0ff1-ce00-000000000000@contoso.com",
     "72f988bf-86f1-41af-91ab-2d7cd011db47",
+    "72F988BF-86F1-41AF-91AB-2D7CD011DB47",
+    "72f988bf86f1-41af91ab-2d7cd011db47aa",  # hex and dashes, not a GUID: 17 symbols at most
     "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/",
     "urn:ietf:params:oauth:grant-type:jwt-bearer",
     # high entropy but with @ or \: judged by shape only
