@@ -26,12 +26,12 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from analyzer import parallel
 from analyzer.engine import AnalysisResult, Engine, Parts, assemble
-from analyzer.model import CaptureStats, Event
+from analyzer.model import CaptureStats, Event, evolve
 from analyzer.parallel import merge
 
 #: A dumpcap ring file: NAME_NNNNN_YYYYMMDDhhmmss.EXT (number, then local start time).
@@ -105,10 +105,15 @@ def _big(chain: list[str], sizes: dict[str, int]) -> bool:
 
 
 def read_task(
-    task: Task, keylog: bytes | None = None, storage_options: dict[str, Any] | None = None
+    task: Task,
+    keylog: bytes | None = None,
+    storage_options: dict[str, Any] | None = None,
+    skip_unreadable: bool = True,
 ) -> Parts:
     """Run one task (on a worker): read its chain in order, following its share of the
-    connections; an input that cannot be read is skipped, with the reason on its stats.
+    connections; an input that cannot be read is skipped, with the reason on its stats (a
+    cluster's inputs are seen first by its workers), or with ``skip_unreadable`` False its
+    error is raised, as one local process raises it (``--jobs``).
     ``storage_options`` go to fsspec for URL inputs (e.g. ``{"endpoint_url": ...}``)."""
     from analyzer.sources.pcapfile import CaptureError
 
@@ -118,6 +123,8 @@ def read_task(
             try:
                 _read(engine, path, keylog_path, storage_options or {})
             except (CaptureError, OSError, ValueError, EOFError, ImportError) as exc:
+                if not skip_unreadable:
+                    raise
                 _skipped(engine, path, exc)
     return engine.parts()
 
@@ -262,7 +269,7 @@ def _renumbered(events: list[Event], offset: int) -> list[Event]:
     """``events`` of a chain read on its own, with frame numbers counted on by ``offset``."""
     if not offset:
         return events
-    return [e if e.frame is None else replace(e, frame=e.frame + offset) for e in events]
+    return [e if e.frame is None else evolve(e, frame=e.frame + offset) for e in events]
 
 
 def workers_of(client: Any) -> int:
