@@ -20,6 +20,7 @@ import multiprocessing
 import os
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 
 from analyzer.engine import AnalysisResult, Engine, Parts, analyze_paths, assemble
 from analyzer.model import CaptureStats
@@ -64,9 +65,10 @@ def analyze_parallel(
         return assemble(merge(read_sharded(paths, jobs)), key_files, reveal_secrets)
     # Many captures: a task per chain (ring-buffer files stay together), each chain split by
     # connection only when there are fewer chains than processes - as on a Dask cluster.
+    # An unreadable input stops the run as it stops one process (a cluster skips it instead).
     tasks = cluster.plan(paths, jobs, {p: os.path.getsize(p) for p in paths})
     with _fork_pool(jobs) as pool:
-        parts = list(pool.map(cluster.read_task, tasks))
+        parts = list(pool.map(partial(cluster.read_task, skip_unreadable=False), tasks))
     return assemble(cluster.merge_tasks(tasks, parts), key_files, reveal_secrets)
 
 
@@ -81,11 +83,13 @@ def worth_it(paths: list[str], jobs: int, tls_keylog: str | None = None) -> bool
 
 
 def read_sharded(paths: list[str], jobs: int) -> list[Parts]:
-    """Each worker's ``Parts``, in worker order, from forked processes of this machine (a Dask
-    cluster runs ``cluster.read_task`` instead)."""
-    with _fork_pool(jobs) as pool:
-        futures = [pool.submit(read_shard, paths, k, jobs) for k in range(jobs)]
-        return [f.result() for f in futures]
+    """Each worker's ``Parts``, in worker order: shards 1.. from forked processes of this
+    machine, shard 0 read here meanwhile (its records then need no pickling, and one process
+    fewer is started). A Dask cluster runs ``cluster.read_task`` instead."""
+    with _fork_pool(jobs - 1) as pool:
+        futures = [pool.submit(read_shard, paths, k, jobs) for k in range(1, jobs)]
+        first = read_shard(paths, 0, jobs)
+        return [first, *(f.result() for f in futures)]
 
 
 def _fork_pool(jobs: int) -> ProcessPoolExecutor:

@@ -132,3 +132,37 @@ def test_jobs_option_gives_the_same_lines(capsys, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(parallel, "read_sharded", lambda *a: called.append(a) or real(*a))
     assert main(["verify", path, "--jobs", "2"]) == 1
     assert called and called[0][1] == 2  # verify read it on two processes
+
+
+@pytest.mark.parametrize("damage", ["garbage-after-header", "cut-mid-record", "header-only"])
+def test_a_damaged_input_among_several_fares_alike_with_one_or_two_jobs(
+    damage: str, tmp_path: Path, capsys
+) -> None:
+    """A damaged capture among good ones: warned about and read as far as it goes, or (too short
+    to be a capture) refused with one line before anything is read - the same with ``--jobs 2``,
+    whose processes each read a chain, as with one process."""
+    from analyzer.cli import main
+
+    data = (CAPTURES / "small-basic.pcap").read_bytes()
+    damaged = {
+        "garbage-after-header": data[:24] + b"\xff" * 200 + data[24:],
+        "cut-mid-record": data[: len(data) // 2 + 7],
+        "header-only": data[:10],
+    }[damage]
+    good, bad, other = tmp_path / "a.pcap", tmp_path / "b.pcap", tmp_path / "c.pcap"
+    good.write_bytes(data)
+    bad.write_bytes(damaged)
+    other.write_bytes((CAPTURES / "exchange-sfb.pcap").read_bytes())
+    runs = []
+    for jobs in ("1", "2"):
+        argv = ["analyze", str(good), str(bad), str(other), "--format", "jsonl", "--jobs", jobs]
+        code = main(argv)
+        runs.append((code, *capsys.readouterr()))
+    assert runs[0] == runs[1]
+    code, out, err = runs[0]
+    if damage == "header-only":
+        assert (code, out) == (2, "")
+        reason = "not a pcap or pcapng capture (too short: 10 bytes)"
+        assert err == f"oauth-analyzer: error: {bad}: {reason}\n"
+    else:
+        assert code == 0 and out.count("\n") > 0
