@@ -10,7 +10,10 @@ into the page cache first, with the 1-minute load average before each run beside
    ``bench/run.py``), then ``analyze --format jsonl`` with ``--jobs 1`` and ``--jobs 2``;
 2. on the ten files: ``analyze`` with ``--jobs 1`` and ``--jobs 2``, and ``--dask`` against a
    ``LocalCluster`` of 2 worker processes (1 thread each) started here beforehand (its start-up is
-   reported apart: a cluster is long-lived); the events of every run must be byte-identical;
+   reported apart: a cluster is long-lived); the events of every run must be byte-identical.
+   The command line pays for importing Dask on every run (timed apart); so the same comparison
+   is also made from Python with a connected client, ``analyze_many`` against
+   ``analyze_parallel(paths, 2)``, where that cost is paid once;
 3. a projection of 1 TB on a 32-worker cluster: the tasks of the ten files are timed alone on
    the 2-worker cluster (per-worker throughput = bytes / (task wall time x 2)), then the
    client's merge and analysis (``engine.assemble`` and the findings), which is scaled
@@ -155,6 +158,7 @@ def fleet(repeat: int) -> dict:
             analyze(files, out, "--dask", cluster.scheduler_address), out, repeat
         )
         merge = client_merge(files, client)
+        api = through_api(files, client, repeat)
     identical = same(*(Path(r["output"]) for r in runs.values()))
     dask = runs["dask 2 workers"]["seconds"]
     per_worker = size / (merge["tasks seconds"] * 2)  # the workers' reading alone
@@ -172,6 +176,8 @@ def fleet(repeat: int) -> dict:
         "identical": identical,
         "cluster start-up seconds": round(start, 2),
         "dask / jobs 2": round(dask / runs["jobs 2"]["seconds"], 2),
+        "import distributed seconds": import_seconds("distributed", repeat),
+        "api": api,
         "per-worker MB/s": round(per_worker / MB, 1),
         **merge,
         "projection 1 TB, 32 workers": {
@@ -181,6 +187,48 @@ def fleet(repeat: int) -> dict:
             "events": round(events * scale),
         },
     }
+
+
+def through_api(files: list[Path], client, repeat: int) -> dict:
+    """The same analysis from Python, where a cluster's user works (a notebook or a service
+    holding a connected ``Client``): ``analyze_many(files, client)`` against
+    ``analyze_parallel(files, 2)`` in this process, findings included, nothing written. Here
+    neither pays for starting Python nor importing Dask (``import distributed`` alone is timed
+    apart), so the ratio is what going distributed costs each run."""
+    from analyzer import cluster, parallel
+
+    paths = [str(p) for p in files]
+
+    def median(run) -> dict:
+        seconds, loads = [], []
+        for _ in range(repeat):
+            loads.append(load())
+            t0 = time.perf_counter()
+            run().findings  # noqa: B018 - verdicts and findings too
+            seconds.append(time.perf_counter() - t0)
+        return {"seconds": round(statistics.median(seconds), 3), "load": loads}
+
+    jobs2 = median(lambda: parallel.analyze_parallel(paths, 2))
+    dask = median(lambda: cluster.analyze_many(paths, client))
+    return {
+        "analyze_parallel 2": jobs2,
+        "analyze_many dask 2 workers": dask,
+        "dask / jobs 2": round(dask["seconds"] / jobs2["seconds"], 2),
+    }
+
+
+def import_seconds(module: str, repeat: int) -> float:
+    """Median wall time of ``python -c 'import module'`` less that of ``python -c pass``."""
+
+    def median(code: str) -> float:
+        seconds = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            subprocess.run([python(), "-c", code], check=True)
+            seconds.append(time.perf_counter() - t0)
+        return statistics.median(seconds)
+
+    return round(median(f"import {module}") - median("pass"), 3)
 
 
 def client_merge(files: list[Path], client) -> dict:
@@ -260,8 +308,13 @@ def print_report(r: dict) -> None:
           f"output: {ten['identical']}")  # fmt: skip
     for name in ("jobs 1", "jobs 2", "dask 2 workers"):
         print(f"  {name:<16} {ten[name]['seconds']:>8.2f} s   load {ten[name]['load']}")
-    print(f"  dask / jobs 2 {ten['dask / jobs 2']}x; cluster start-up "
+    print(f"  dask / jobs 2 {ten['dask / jobs 2']}x (the command line: 'import distributed' alone "
+          f"takes {ten['import distributed seconds']} s); cluster start-up "
           f"{ten['cluster start-up seconds']} s (not in the figure)")  # fmt: skip
+    api = ten["api"]
+    print(f"  from Python with a connected client: analyze_many "
+          f"{api['analyze_many dask 2 workers']['seconds']:.2f} s, analyze_parallel(2) "
+          f"{api['analyze_parallel 2']['seconds']:.2f} s: {api['dask / jobs 2']}x")  # fmt: skip
     print(f"  per worker {ten['per-worker MB/s']} MB/s; tasks {ten['tasks seconds']} s, "
           f"client merge {ten['merge seconds']} s")  # fmt: skip
     p = ten["projection 1 TB, 32 workers"]
