@@ -386,15 +386,21 @@ def _outcome(group: _Open, creds: list[Event]) -> tuple[str, str]:
 
 # -- pair verdicts -------------------------------------------------------------------------
 def pair_verdicts(events: list[Event], handshakes: list[Handshake]) -> list[PairVerdict]:
-    """One verdict per (client, server, port, Host) that took part in a handshake."""
+    """One verdict per (client, server, port, Host) that took part in a handshake.
+
+    A handshake's pair is that of its first request, and its exchanges are counted there even
+    when a later request on the keep-alive connection named another Host.
+    """
     key_of = lambda x: (x.client_ip, x.server_ip, x.server_port, x.host)  # noqa: E731
-    events_by_pair: dict[tuple, list[Event]] = defaultdict(list)
-    for e in events:
-        if e.handshake_id is not None:
-            events_by_pair[key_of(e)].append(e)
     hs_by_pair: dict[tuple, list[Handshake]] = defaultdict(list)
+    pair_of: dict[int, tuple] = {}
     for hs in handshakes:
         hs_by_pair[key_of(hs)].append(hs)
+        pair_of[hs.handshake_id] = key_of(hs)
+    events_by_pair: dict[tuple, list[Event]] = defaultdict(list)
+    for e in events:
+        if e.handshake_id in pair_of:
+            events_by_pair[pair_of[e.handshake_id]].append(e)
     ordered = sorted(hs_by_pair, key=lambda k: (k[0], k[1], k[2], k[3] is not None, k[3] or ""))
     return [_verdict(key, events_by_pair[key], hs_by_pair[key]) for key in ordered]
 
