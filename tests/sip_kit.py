@@ -12,10 +12,13 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import importlib
+import socket
+import struct
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from token_kit import generator
 
@@ -273,6 +276,27 @@ def bearer_register(token: str) -> list[Message]:
 
 
 # -- captures ---------------------------------------------------------------------------------
+def udp_frames(
+    messages: Sequence[Message],
+    port: int = 5060,
+    client_port: int = 5060,
+    t0: float = T0,
+) -> list[Any]:
+    """One datagram per message between CLIENT:client_port and SERVER:port (scapy frames),
+    from ``t0`` on, 10 ms apart."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+
+    frames = []
+    for i, (side, data) in enumerate(messages):
+        src, dst = (CLIENT, SERVER) if side == 0 else (SERVER, CLIENT)
+        sport, dport = (client_port, port) if side == 0 else (port, client_port)
+        frame = Ether() / IP(src=src, dst=dst) / UDP(sport=sport, dport=dport) / data
+        frame.time = t0 + i * 0.01
+        frames.append(frame)
+    return frames
+
+
 def udp_capture(
     path: Path,
     messages: Sequence[Message],
@@ -282,18 +306,54 @@ def udp_capture(
 ) -> str:
     """One datagram per message between CLIENT:client_port and SERVER:port, from ``t0`` on,
     10 ms apart."""
-    from scapy.layers.inet import IP, UDP
-    from scapy.layers.l2 import Ether
     from scapy.utils import wrpcap
 
-    frames = []
+    wrpcap(str(path), udp_frames(messages, port, client_port, t0))
+    return str(path)
+
+
+def _checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of ``data``."""
+    if len(data) % 2:
+        data += b"\x00"
+    total = sum(struct.unpack(f">{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def ip_udp(src: str, dst: str, sport: int, dport: int, data: bytes) -> bytes:
+    """IPv4 / UDP around ``data``, checksums computed: the bytes scapy's ``IP(src=src,
+    dst=dst) / UDP(sport=sport, dport=dport) / data`` builds, packed here (thousands of times
+    faster)."""
+    a, b = socket.inet_aton(src), socket.inet_aton(dst)
+    length = 8 + len(data)
+    pseudo = a + b + struct.pack(">BBH", 0, 17, length)
+    udp = struct.pack(">HHHH", sport, dport, length, 0) + data
+    udp = udp[:6] + struct.pack(">H", _checksum(pseudo + udp) or 0xFFFF) + udp[8:]
+    head = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + length, 1, 0, 64, 17, 0, a, b)
+    head = head[:10] + struct.pack(">H", _checksum(head)) + head[12:]
+    return head + udp
+
+
+def many_udp_capture(
+    path: Path,
+    messages: Sequence[Message],
+    port: int = 5060,
+    client_port: int = 5060,
+    t0: float = T0,
+) -> str:
+    """``udp_capture`` for tens of thousands of messages: the same datagrams (``ip_udp``) in
+    Ethernet frames, written without scapy, which takes seconds per ten thousand packets."""
+    ether = b"\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\x08\x00"
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)]
     for i, (side, data) in enumerate(messages):
         src, dst = (CLIENT, SERVER) if side == 0 else (SERVER, CLIENT)
         sport, dport = (client_port, port) if side == 0 else (port, client_port)
-        frame = Ether() / IP(src=src, dst=dst) / UDP(sport=sport, dport=dport) / data
-        frame.time = t0 + i * 0.01
-        frames.append(frame)
-    wrpcap(str(path), frames)
+        frame = ether + ip_udp(src, dst, sport, dport, data)
+        sec, usec = divmod(round((t0 + i * 0.01) * 1e6), 1_000_000)
+        out += [struct.pack("<IIII", sec, usec, len(frame), len(frame)), frame]
+    Path(path).write_bytes(b"".join(out))
     return str(path)
 
 

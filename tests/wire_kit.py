@@ -15,15 +15,20 @@ Exchange = tuple[bytes, bytes | None]  # request bytes, response bytes (None: no
 
 
 def connection(
-    exchanges: Sequence[Exchange], sport: int, t0: float, client: str = CLIENT
+    exchanges: Sequence[Exchange],
+    sport: int,
+    t0: float,
+    client: str = CLIENT,
+    server: str = SERVER,
 ) -> list[Any]:
-    """Packets of one TCP connection to SERVER:80 carrying ``exchanges`` in order, 10 ms apart."""
+    """Packets of one TCP connection to ``server``:80 carrying ``exchanges`` in order, 10 ms
+    apart."""
     import scapy.all as scapy
 
     packets = []
 
     def seg(outbound: bool, flags: str, seq: int, ack: int, payload: bytes = b"") -> None:
-        src, dst, sp, dp = (client, SERVER, sport, 80) if outbound else (SERVER, client, 80, sport)
+        src, dst, sp, dp = (client, server, sport, 80) if outbound else (server, client, 80, sport)
         packet = scapy.Ether() / scapy.IP(src=src, dst=dst)
         packet = packet / scapy.TCP(sport=sp, dport=dp, flags=flags, seq=seq, ack=ack)
         packets.append(packet / payload if payload else packet)
