@@ -72,6 +72,16 @@ def test_issuer_names_match_exactly_and_unknown_names_list_the_valid_ones(
     assert "issuer 'skyp': not an app id or a known product name" in err
     assert "skype" in err and "exchange" in err and "acs" in err
     assert run(capsys, HEALTHY, "--issuer", "Skype for Business / Lync")[0] == 0  # a whole name
+    # the whole name with a realm: the "/" is the name's, not <id>/<host>
+    assert run(capsys, HEALTHY, "--issuer", "Skype for Business / Lync@contoso.com")[0] == 0
+    code, out = run(capsys, HEALTHY, "--issuer", "Skype for Business / Lync@fabrikam.com")
+    assert code == 1 and "@contoso.com: realm contoso.com is not fabrikam.com" in out
+    assert run(capsys, HEALTHY, "--issuer", "skype for business/lync@*")[0] == 0
+    assert main(["verify", HEALTHY, "--issuer", "Skype for Business / Lync@ "]) == 3
+    assert capsys.readouterr().err == (
+        "oauth-analyzer: error: issuer 'Skype for Business / Lync@': empty realm after @ "
+        "(use @* for any realm)\n"
+    )
     with pytest.raises(PolicyError):
         parse_issuer("00000004-0000-0ff1-ce00-000000000000@")
 

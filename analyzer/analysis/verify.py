@@ -114,10 +114,13 @@ def parse_issuer(value: str) -> IssuerSpec:
     """``skype``, ``00000004-…``, ``00000004-…@contoso.com`` or ``<id>/<host>@<realm>``."""
     text = value.strip()
     name, host, realm = text, None, None
-    whole = resolve_app_exact(text) if "@" not in text else set()
-    if whole and "/" in text and not is_guid(text.split("/", 1)[0].strip()):
-        # a product name holding a "/" ("Skype for Business / Lync"), not <id>/<host>
-        return IssuerSpec(text, frozenset(whole))
+    head, at, tail = text.rpartition("@") if "@" in text else (text, "", "")
+    whole = resolve_app_exact(head)
+    if whole and "/" in head and not is_guid(head.split("/", 1)[0].strip()):
+        # a product name holding a "/" ("Skype for Business / Lync[@realm]"), not <id>/<host>
+        if at and not tail.strip():
+            raise PolicyError(f"issuer {value!r}: empty realm after @ (use @* for any realm)")
+        return IssuerSpec(text, frozenset(whole), None, tail.strip() if at else None)
     if "@" in text or "/" in text:
         p = parse_principal(text)
         name, host, realm = p.app_id, (p.host.lower() if p.host else None), p.realm
