@@ -97,7 +97,10 @@ class TrustedIssuers:
 def _trusts(entry: str, issuer: str) -> bool:
     want, got = parse_principal(entry), parse_principal(issuer)
     if want.app_id_kind == "url":
-        return issuer.lower().startswith(want.app_id.rstrip("*/").lower())
+        # the listed URL without its wildcard, up to a path boundary: https://sts.windows.net/*/
+        # trusts https://sts.windows.net/<tenant>/, not https://sts.windows.net.evil.test/
+        stem, url = want.app_id.rstrip("*/").lower(), issuer.lower()
+        return url == stem or url.startswith(stem + "/")
     return want.app_id.lower() == got.app_id.lower() and want.realm in ("*", got.realm)
 
 
