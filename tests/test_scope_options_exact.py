@@ -148,10 +148,14 @@ def test_a_named_server_without_addresses_does_not_cover_a_nameless_blind_spot()
     assert scope.covers(blind(server="10.1.0.10"), {"mail.contoso.com": frozenset({"10.1.0.10"})})
 
 
-def test_a_server_address_that_is_not_an_address_is_in_no_network() -> None:
-    # an HTTP archive entry without serverIPAddress has server_ip ""
-    assert not make_scope(server="10.0.0.0/8").matches(event(server=""))
-    assert not make_scope(server="[2001:db8::10]:80").matches(event(server="", port=80))
+def test_an_unknown_server_address_is_not_ruled_out_by_a_network() -> None:
+    # an HTTP archive entry without serverIPAddress has server_ip "": it may be in the network,
+    # so it is judged and its blind spots count (as an unknown client's), but a port still rules
+    assert make_scope(server="10.0.0.0/8").matches(event(server=""))
+    assert make_scope(server="[2001:db8::10]:80").matches(event(server="", port=80))
+    assert not make_scope(server="10.0.0.0/8:80").matches(event(server="", port=443))
+    assert make_scope(server="10.0.0.0/8").covers(blind(server=""))
+    assert not make_scope(server="10.0.0.0/8").matches(event(server="192.0.2.1"))
 
 
 # -- --client -----------------------------------------------------------------------------
@@ -286,6 +290,11 @@ def test_times_of_every_form() -> None:
     assert parse_time("2026-03-02T14:00:03+01:00") == 1772456403.0
     assert parse_time("2026-03-02T13:00:03") == 1772456403.0  # no zone: UTC
     assert parse_time("2026-03-02Z") == 1772409600.0  # a day: its first instant
+    assert parse_time("2026-03-02T13:00:03z") == 1772456403.0  # RFC 3339 allows lower case
+    # a day with a zone: its first instant in that zone, not that zone read as a time of day
+    assert parse_time("2026-03-02+05:00") == 1772409600.0 - 5 * 3600
+    assert parse_time("2026-03-02-0130") == 1772409600.0 + 90 * 60
+    assert parse_time("2026-03-02+00:00") == 1772409600.0
     with pytest.raises(ScopeError) as caught:
         make_scope(since=True)  # type: ignore[arg-type]
     assert str(caught.value) == f"since True: {TIME_FORMS}"
