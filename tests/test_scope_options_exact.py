@@ -156,6 +156,10 @@ def test_an_unknown_server_address_is_not_ruled_out_by_a_network() -> None:
     assert not make_scope(server="10.0.0.0/8:80").matches(event(server="", port=443))
     assert make_scope(server="10.0.0.0/8").covers(blind(server=""))
     assert not make_scope(server="10.0.0.0/8").matches(event(server="192.0.2.1"))
+    # text that is no address (a record made by hand) is as unknown as an empty one
+    assert make_scope(server="10.0.0.0/8").matches(event(server="mail"))
+    assert make_scope(client="10.1.0.0/16").matches(event(client="browser"))
+    assert not make_scope(client="10.1.0.0/16").matches(event(client="10.2.0.1"))
 
 
 # -- --client -----------------------------------------------------------------------------

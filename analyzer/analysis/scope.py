@@ -374,10 +374,12 @@ def _qualified(e: Event) -> str | None:
 
 
 def _in_network(address: str, network: Network) -> bool:
+    """Is ``address`` in ``network``? Text that is no address (a hand-made record's) is an
+    unknown address: not ruled out, as an empty one is not."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
-        return False
+        return True
     return ip.version == network.version and ip in network
 
 
