@@ -77,6 +77,11 @@ def test_issuer_names_match_exactly_and_unknown_names_list_the_valid_ones(
     code, out = run(capsys, HEALTHY, "--issuer", "Skype for Business / Lync@fabrikam.com")
     assert code == 1 and "@contoso.com: realm contoso.com is not fabrikam.com" in out
     assert run(capsys, HEALTHY, "--issuer", "skype for business/lync@*")[0] == 0
+    for two_ats in ("Skype for Business / Lync@contoso.com@x", f"{SFB_ID}@contoso.com@x"):
+        assert main(["verify", HEALTHY, "--issuer", two_ats]) == 3
+        assert capsys.readouterr().err == (
+            f"oauth-analyzer: error: issuer {two_ats!r}: more than one @ (<id>[/<host>]@<realm>)\n"
+        )
     assert main(["verify", HEALTHY, "--issuer", "Skype for Business / Lync@ "]) == 3
     assert capsys.readouterr().err == (
         "oauth-analyzer: error: issuer 'Skype for Business / Lync@': empty realm after @ "

@@ -113,6 +113,8 @@ class IssuerSpec:
 def parse_issuer(value: str) -> IssuerSpec:
     """``skype``, ``00000004-…``, ``00000004-…@contoso.com`` or ``<id>/<host>@<realm>``."""
     text = value.strip()
+    if text.count("@") > 1:
+        raise PolicyError(f"issuer {value!r}: more than one @ (<id>[/<host>]@<realm>)")
     name, host, realm = text, None, None
     head, at, tail = text.rpartition("@") if "@" in text else (text, "", "")
     whole = resolve_app_exact(head)
