@@ -57,6 +57,18 @@ def challenged(*challenges: str) -> tuple[bytes, bytes]:
     )
 
 
+def trusted_challenge(listed: str) -> tuple[bytes, bytes]:
+    """The anonymous probe and its 401, whose Bearer challenge lists ``listed`` as
+    ``trusted_issuers``."""
+    return challenged(f'Bearer client_id="{EXO_ISS}", trusted_issuers="{listed}"')
+
+
+def trusting(path: Path, listed: str, tokens: list[str]) -> str:
+    """A capture of one connection: ``trusted_challenge(listed)``, then a call with each token,
+    each answered 200."""
+    return write_capture(path, [trusted_challenge(listed), *[(request(t), OK) for t in tokens]])
+
+
 def plain(iss: str, **claims: object) -> str:
     """A signed (RS256, exchange key) token of ``iss`` for Exchange, valid around T0."""
     return signed({"iss": iss, "aud": EXO_AUD, "nbf": T0 - 60, "exp": T0 + 3600, **claims})
@@ -158,7 +170,7 @@ def test_an_answer_of_400_refuses_a_token_and_302_accepts_it(
         [(request(expired), answer(400, "Bad Request"))],
         [(request(expired), answer(302, "Found"))],
         [
-            challenged(f'Bearer client_id="{EXO_ISS}", trusted_issuers="{SFB_ISS}"'),
+            trusted_challenge(SFB_ISS),
             (request(stranger), answer(400, "Bad Request")),
         ],
     )
@@ -223,13 +235,7 @@ def test_a_wildcard_realm_trusts_the_app_in_every_realm(
     application in the same realm stays untrusted."""
     sfb_id = SFB_ISS.split("@")[0]
     issuers = [SFB_ISS, f"{sfb_id}@fabrikam.com", SFB_ISS.upper(), OTHER_ISS]
-    path = write_capture(
-        tmp_path / "wildcard.pcap",
-        [
-            challenged(f'Bearer client_id="{EXO_ISS}", trusted_issuers="{sfb_id}@*"'),
-            *[(request(plain(iss)), OK) for iss in issuers],
-        ],
-    )
+    path = trusting(tmp_path / "wildcard.pcap", f"{sfb_id}@*", [plain(iss) for iss in issuers])
     assert verify(capsys, path) == (
         "FAIL",
         [(5, "untrusted-issuer", f"issuer {OTHER_ISS} is not in trusted_issuers")],
@@ -250,13 +256,7 @@ def test_issuer_urls_are_trusted_by_their_listed_prefix_in_any_case(
         "https://sts.fabrikam.test/72f988bf-86f1-41af-91ab-2d7cd011db47/",  # 7: another host
     ]
     listed = "https://sts.windows.net/*/,https://sts.contoso.test/UNIX/"
-    path = write_capture(
-        tmp_path / "urls.pcap",
-        [
-            challenged(f'Bearer client_id="{EXO_ISS}", trusted_issuers="{listed}"'),
-            *[(request(plain(iss)), OK) for iss in issuers],
-        ],
-    )
+    path = trusting(tmp_path / "urls.pcap", listed, [plain(iss) for iss in issuers])
     assert verify(capsys, path) == (
         "FAIL",
         [
@@ -287,13 +287,7 @@ def test_a_listed_issuer_url_trusts_no_other_host_or_path_segment(
         "https://sts.contoso.test/UNIX/tenant/",  # 5: a path under the listed one
     ]
     listed = "https://sts.windows.net/*/,https://sts.contoso.test/UNIX/"
-    path = write_capture(
-        tmp_path / "lookalikes.pcap",
-        [
-            challenged(f'Bearer client_id="{EXO_ISS}", trusted_issuers="{listed}"'),
-            *[(request(plain(iss)), OK) for iss in issuers],
-        ],
-    )
+    path = trusting(tmp_path / "lookalikes.pcap", listed, [plain(iss) for iss in issuers])
     assert verify(capsys, path) == (
         "FAIL",
         [
@@ -309,13 +303,7 @@ def test_an_untrusted_s2s_pair_is_named_by_its_actors_issuer(
     """The actor token speaks for the caller of an S2S pair: its issuer is the one judged and
     named, not the user context's."""
     token = s2s(actor=actor_claims(iss=OTHER_ISS))
-    path = write_capture(
-        tmp_path / "s2s.pcap",
-        [
-            challenged(f'Bearer client_id="{EXO_ISS}", trusted_issuers="{SFB_ISS}"'),
-            (request(token), OK),
-        ],
-    )
+    path = trusting(tmp_path / "s2s.pcap", SFB_ISS, [token])
     assert verify(capsys, path) == (
         "FAIL",
         [(2, "untrusted-issuer", f"issuer {OTHER_ISS} is not in trusted_issuers")],
