@@ -289,12 +289,18 @@ def udp_frames(
 
     frames = []
     for i, (side, data) in enumerate(messages):
-        src, dst = (CLIENT, SERVER) if side == 0 else (SERVER, CLIENT)
-        sport, dport = (client_port, port) if side == 0 else (port, client_port)
+        src, dst, sport, dport = _udp_ends(side, port, client_port)
         frame = Ether() / IP(src=src, dst=dst) / UDP(sport=sport, dport=dport) / data
         frame.time = t0 + i * 0.01
         frames.append(frame)
     return frames
+
+
+def _udp_ends(side: int, port: int, client_port: int) -> tuple[str, str, int, int]:
+    """Source and destination address and port of a datagram sent by ``side`` (0: client)."""
+    if side == 0:
+        return CLIENT, SERVER, client_port, port
+    return SERVER, CLIENT, port, client_port
 
 
 def udp_capture(
@@ -348,9 +354,7 @@ def many_udp_capture(
     ether = b"\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\x08\x00"
     out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)]
     for i, (side, data) in enumerate(messages):
-        src, dst = (CLIENT, SERVER) if side == 0 else (SERVER, CLIENT)
-        sport, dport = (client_port, port) if side == 0 else (port, client_port)
-        frame = ether + ip_udp(src, dst, sport, dport, data)
+        frame = ether + ip_udp(*_udp_ends(side, port, client_port), data)
         sec, usec = divmod(round((t0 + i * 0.01) * 1e6), 1_000_000)
         out += [struct.pack("<IIII", sec, usec, len(frame), len(frame)), frame]
     Path(path).write_bytes(b"".join(out))

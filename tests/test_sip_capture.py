@@ -365,3 +365,17 @@ def test_sip_in_the_text_html_and_pandas_outputs(
     frame = analysis.events  # pandas: UDP is a transport, the association's number an integer
     assert list(frame["transport"].unique()) == ["udp"]
     assert str(frame["sip_cnum"].dtype) == "Int64" and frame["sip_cnum"].max() == 3
+
+
+def test_the_fast_datagram_writer_writes_what_scapy_writes(tmp_path: Path) -> None:
+    """``many_udp_capture`` (packed by hand, for tens of thousands of datagrams) writes the IPv4
+    / UDP bytes and times ``udp_capture`` writes through scapy, odd lengths and both
+    directions included: the SIP-cap test rests on it."""
+    from scapy.utils import rdpcap
+
+    messages = [(0, b"OPTIONS sip:x SIP/2.0\r\n\r\n"), (1, b"SIP/2.0 200 OK\r\n\r\n!"), (0, b"")]
+    fast = rdpcap(kit.many_udp_capture(tmp_path / "fast.pcap", messages, 5061, 40000))
+    slow = rdpcap(kit.udp_capture(tmp_path / "slow.pcap", messages, 5061, 40000))
+    assert [bytes(p)[14:] for p in fast] == [bytes(p)[14:] for p in slow]
+    assert [round(float(p.time), 6) for p in fast] == [round(float(p.time), 6) for p in slow]
+    assert len(fast) == 3
