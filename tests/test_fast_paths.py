@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import pickle
 from urllib.parse import urlsplit
 
 import pytest
@@ -32,6 +33,8 @@ EVENT = Event(
 
 def test_evolve_matches_dataclasses_replace() -> None:
     changed = evolve(EVENT, event_id=7, outcome="rejected", token_flags=("expired",))
+    assert type(changed) is Event  # a frozen Event, not the writable twin it was filled in
+    assert pickle.loads(pickle.dumps(changed)) == changed
     assert changed == dataclasses.replace(
         EVENT, event_id=7, outcome="rejected", token_flags=("expired",)
     )
