@@ -11,6 +11,7 @@ them unless the user passed the explicit reveal flag.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -26,12 +27,26 @@ SCHEMES = ("bearer", "basic", "ntlm", "negotiate", "digest", "other", "none")
 SOURCES = ("pcap", "pcapng", "live", "saz", "har", "tshark")
 
 
+class _Record:
+    """Base of the frozen records: pickled as their field values in order and rebuilt without
+    ``__init__`` (see ``_rebuild``). A forked worker hands every event it read back to the
+    parent pickled, so this is on the critical path of a parallel run: a dataclass's own
+    pickling sends a list per record and sets it back one ``object.__setattr__`` call per
+    field."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[Callable[[type, tuple], Any], tuple[type, tuple]]:
+        cls = type(self)
+        return _rebuild, (cls, _field_values(cls)(self))
+
+
 def _secret() -> Any:
     return field(default=None, repr=False, metadata={"secret": True})
 
 
 @dataclass(frozen=True, slots=True)
-class Challenge:
+class Challenge(_Record):
     """One scheme offered by a ``WWW-Authenticate`` / ``Proxy-Authenticate`` header."""
 
     scheme: str  # lowercase scheme name as offered, e.g. "bearer", "ntlm", "msrtcoauth"
@@ -52,7 +67,7 @@ class Challenge:
 
 
 @dataclass(frozen=True, slots=True)
-class Credential:
+class Credential(_Record):
     """What an ``Authorization`` / ``Proxy-Authorization`` header (or a token parameter) carried."""
 
     scheme: str  # normalised: one of SCHEMES
@@ -67,7 +82,7 @@ class Credential:
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
+class Event(_Record):
     """One HTTP or SIP exchange (request + its response, if seen) that carries authentication
     material."""
 
@@ -177,7 +192,7 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True)
-class TokenRecord:
+class TokenRecord(_Record):
     """One distinct token seen in the captures (bearer credential, actor, issued or assertion)."""
 
     fingerprint: str
@@ -234,7 +249,7 @@ OUTCOMES = ("accepted", "rejected", "challenged", "incomplete")
 
 
 @dataclass(frozen=True, slots=True)
-class Handshake:
+class Handshake(_Record):
     """Challenge -> credential(s) -> outcome on one connection, with its evidence."""
 
     handshake_id: int
@@ -261,7 +276,7 @@ class Handshake:
 
 
 @dataclass(frozen=True, slots=True)
-class PairVerdict:
+class PairVerdict(_Record):
     """What one client used to authenticate to one server (and Host), and how that went."""
 
     client_ip: str
@@ -288,7 +303,7 @@ class PairVerdict:
 
 
 @dataclass(frozen=True, slots=True)
-class TlsConnection:
+class TlsConnection(_Record):
     """A TCP connection whose bytes were TLS, and what its cleartext handshake shows.
 
     ``inspected`` is true when its plaintext was read (decrypted with ``--tls-keylog``); a
@@ -316,7 +331,7 @@ class TlsConnection:
 
 
 @dataclass(frozen=True, slots=True)
-class CredentialRecord:
+class CredentialRecord(_Record):
     """One distinct credential (by ``cred_fp``) and where it was used, like NetworkMiner's
     Credentials tab (``analyze --credentials``)."""
 
@@ -338,7 +353,7 @@ NOT_INSPECTED_KINDS = ("tls", "request-lost", "http2", "connect-tunnel", "saniti
 
 
 @dataclass(frozen=True, slots=True)
-class NotInspected:
+class NotInspected(_Record):
     """Traffic the analysis saw but could not read, so no verdict can vouch for it.
 
     One record per connection: a TLS connection that was not decrypted, a connection on which
@@ -369,7 +384,7 @@ SEVERITIES = ("high", "medium", "low", "info")
 
 
 @dataclass(frozen=True, slots=True)
-class Finding:
+class Finding(_Record):
     """Something an incident responder must see on one client -> server pair, with every row
     that shows it."""
 
@@ -496,31 +511,14 @@ def evolve(record: _R, **changes: Any) -> _R:
 
 
 def _make_copier(cls: type) -> Callable[[Any, dict[str, Any]], Any]:
-    """Compile a copier for ``cls`` (the way ``dataclasses`` compiles ``__init__``).
-
-    The copy is made as an instance of a writable twin of ``cls``: a subclass with no slots of
-    its own and object's plain ``__setattr__``, so each slot is filled by an ordinary attribute
-    store, which the interpreter runs at full speed (a frozen class's stores go through a
-    Python-level ``__setattr__``, or a call per slot to its descriptor). Same slots, same
-    layout: the finished copy then becomes a ``cls`` (``__class__`` assignment) and is frozen
-    like any other. Classes that are not plain slotted dataclasses (an ``init=False`` field,
-    ``__post_init__``, no ``__slots__``) keep ``dataclasses.replace``, which runs ``__init__``.
-    """
+    """Compile a copier for ``cls`` (the way ``dataclasses`` compiles ``__init__``): the copy is
+    filled as a ``_writable_twin`` of ``cls``, then made a ``cls``. Classes that are not plain
+    slotted dataclasses keep ``dataclasses.replace``, which runs their ``__init__``."""
+    twin = _writable_twin(cls)
+    if twin is None:
+        return lambda record, changes: dataclasses.replace(record, **changes)
     fields = dataclasses.fields(cls)
     names = frozenset(f.name for f in fields)
-    slots = cls.__dict__.get("__slots__", ())
-    plain = (
-        hasattr(cls, "__slots__")
-        and not hasattr(cls, "__post_init__")
-        and all(f.init and f.name in slots for f in fields)
-    )
-    if not plain:
-        return lambda record, changes: dataclasses.replace(record, **changes)
-    twin = type(
-        f"_Writable{cls.__name__}",
-        (cls,),
-        {"__slots__": (), "__setattr__": object.__setattr__, "__delattr__": object.__delattr__},
-    )
     scope: dict[str, Any] = {"new": object.__new__, "cls": cls, "twin": twin, "names": names}
     lines = [
         "def copier(record, changes):",
@@ -537,6 +535,69 @@ def _make_copier(cls: type) -> Callable[[Any, dict[str, Any]], Any]:
     ]
     exec("\n".join(lines), scope)  # source built above from field names only
     return scope["copier"]
+
+
+def _writable_twin(cls: type) -> type | None:
+    """A writable twin of the frozen, slotted dataclass ``cls``: a subclass with no slots of its
+    own and object's plain ``__setattr__``. Its slots are filled by ordinary attribute stores,
+    which the interpreter runs at full speed (a frozen class's go through a Python-level
+    ``__setattr__``, or a call per slot to its descriptor); same slots, same layout, so the
+    filled instance then becomes a ``cls`` (``__class__`` assignment), frozen like any other.
+    None for a class that is not plain (an ``init=False`` field, ``__post_init__``, no
+    ``__slots__``): it must go through ``__init__``."""
+    slots = cls.__dict__.get("__slots__", ())
+    plain = (
+        hasattr(cls, "__slots__")
+        and not hasattr(cls, "__post_init__")
+        and all(f.init and f.name in slots for f in dataclasses.fields(cls))
+    )
+    if not plain:
+        return None
+    setters = {"__slots__": (), "__setattr__": object.__setattr__}
+    return type(f"_Writable{cls.__name__}", (cls,), setters | {"__delattr__": object.__delattr__})
+
+
+#: record type -> function(values) making the record of those field values (see ``_rebuild``)
+_BUILDERS: dict[type, Callable[[tuple], Any]] = {}
+#: record type -> function(record) giving its field values in order
+_GETTERS: dict[type, Callable[[Any], tuple]] = {}
+
+
+def _rebuild(cls: type, values: tuple) -> Any:
+    """The record of type ``cls`` with these field values (how a ``_Record`` is unpickled)."""
+    build = _BUILDERS.get(cls)
+    if build is None:
+        build = _BUILDERS[cls] = _make_builder(cls)
+    return build(values)
+
+
+def _field_values(cls: type) -> Callable[[Any], tuple]:
+    """The function giving a ``cls`` record's field values, in field order."""
+    getter = _GETTERS.get(cls)
+    if getter is None:
+        names = [f.name for f in dataclasses.fields(cls)]
+        getter = _GETTERS[cls] = (
+            operator.attrgetter(*names) if len(names) > 1 else lambda r: (getattr(r, names[0]),)
+        )
+    return getter
+
+
+def _make_builder(cls: type) -> Callable[[tuple], Any]:
+    names = [f.name for f in dataclasses.fields(cls)]
+    twin = _writable_twin(cls)
+    if twin is None:
+        return lambda values: cls(*values)
+    scope: dict[str, Any] = {"new": object.__new__, "cls": cls, "twin": twin}
+    lines = [
+        "def build(values):",
+        f"    ({', '.join(names)},) = values",
+        "    record = new(twin)",
+        *(f"    record.{name} = {name}" for name in names),
+        "    record.__class__ = cls",
+        "    return record",
+    ]
+    exec("\n".join(lines), scope)  # source built above from field names only
+    return scope["build"]
 
 
 @dataclass(slots=True)

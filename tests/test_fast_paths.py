@@ -8,6 +8,7 @@ principal, path and time helpers.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import pickle
@@ -50,6 +51,26 @@ def test_evolve_matches_dataclasses_replace() -> None:
     assert challenge == Challenge("bearer", {"realm": "x"}, details={"realm": "x"})
     hs = Handshake(1, "oauth", "accepted", 1.0, 2.0, "C1", "a", "b", 80, None, (1,), 1)
     assert evolve(hs, reason="ok") == dataclasses.replace(hs, reason="ok")
+
+
+def test_records_pickle_and_copy_as_their_field_values() -> None:
+    """A forked worker hands its events back pickled: the rebuilt records equal the originals,
+    are of the record's own (frozen) class, nested records included, and copy like them."""
+    hs = Handshake(1, "oauth", "accepted", 1.0, 2.0, "C1", "a", "b", 80, None, (1,), 1)
+    for record in (EVENT, EVENT.challenges[0], hs):
+        for again in (
+            pickle.loads(pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)),
+            copy.copy(record),
+            copy.deepcopy(record),
+        ):
+            assert again == record and type(again) is type(record)
+            assert [getattr(again, f.name) for f in dataclasses.fields(record)] == [
+                getattr(record, f.name) for f in dataclasses.fields(record)
+            ]
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                setattr(again, dataclasses.fields(record)[1].name, 8)
+    rebuilt = pickle.loads(pickle.dumps(EVENT))
+    assert type(rebuilt.challenges[0]) is Challenge and rebuilt.credential == "secret"
 
 
 def test_public_fields_and_to_dict() -> None:
