@@ -1,8 +1,9 @@
 """A fleet of captures on a Dask cluster (``analyzer.cluster``): a LocalCluster of two worker
 processes on loopback reads ten generated captures and a ring-buffer chain, and the merged
 result is what one process gives; missing and corrupt inputs are named and skipped; ``s3://``
-inputs are read from a local moto server through s3fs; the partitioned Parquet dataset reads
-back with pandas as the JSON Lines output reads. One cluster serves the whole module."""
+inputs are read from a local moto server through s3fs, ``gs://`` inputs from a local
+gcp-storage-emulator through gcsfs; the partitioned Parquet dataset reads back with pandas as the
+JSON Lines output reads. One cluster serves the whole module."""
 
 from __future__ import annotations
 
@@ -252,6 +253,37 @@ def test_s3_inputs_from_a_local_moto_server(fleet: list[str], client) -> None:
         there = cluster.analyze_many([*urls, absent], client, storage_options=options)
         assert _jsonl(there) == _jsonl(expected)
         assert cluster.failures(there) == ["s3://captures/fleet/absent.pcap: no such file"]
+    finally:
+        server.stop()
+
+
+def test_gs_inputs_from_a_local_gcs_emulator(fleet: list[str], client) -> None:
+    emulator = pytest.importorskip("gcp_storage_emulator.server")
+    gcsfs = pytest.importorskip("gcsfs")
+    server = emulator.create_server("127.0.0.1", 0, in_memory=True)
+    server.start()
+    try:
+        port = server._api._httpd.server_port  # port 0: the one the OS gave (no public getter)
+        # gcsfs asks each bucket's layout over gRPC before it opens a file, and the emulator
+        # serves only the JSON API: at the first refusal gcsfs goes on with the JSON API, as it
+        # would after 60 s of retries without retry_timeout
+        options = {"endpoint_url": f"http://127.0.0.1:{port}", "token": "anon", "retry_timeout": 0}
+        fs = gcsfs.GCSFileSystem(**options)
+        fs.mkdir("captures")
+        urls = []
+        for path in fleet[:10]:
+            url = f"gs://captures/fleet/{Path(path).name}"
+            fs.put(path, url)
+            urls.append(url)
+        here = cluster.analyze_many(urls, storage_options=options)
+        expected = analyze_paths(fleet[:10])
+        assert _jsonl(here) == _jsonl(expected)
+        assert [c.path for c in here.captures] == urls
+        # the workers read the bucket themselves
+        absent = "gs://captures/fleet/absent.pcap"
+        there = cluster.analyze_many([*urls, absent], client, storage_options=options)
+        assert _jsonl(there) == _jsonl(expected)
+        assert cluster.failures(there) == ["gs://captures/fleet/absent.pcap: no such file"]
     finally:
         server.stop()
 
