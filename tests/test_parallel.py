@@ -166,3 +166,34 @@ def test_a_damaged_input_among_several_fares_alike_with_one_or_two_jobs(
         assert err == f"oauth-analyzer: error: {bad}: {reason}\n"
     else:
         assert code == 0 and out.count("\n") > 0
+
+
+def test_a_worker_that_fails_or_dies_stops_the_run_with_its_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What stops a forked worker reaches the parent as an error (never a hang, never a result
+    short of that worker's connections): its exception, or how it ended when it sent nothing."""
+    import os
+
+    path = str(CAPTURES / "exchange-sfb.pcap")
+    real = parallel.read_shard
+
+    def fails(paths: list[str], k: int, n: int):
+        if k == 1:
+            raise ValueError(f"worker {k} could not read {paths[0]}")
+        return real(paths, k, n)
+
+    monkeypatch.setattr(parallel, "read_shard", fails)
+    with pytest.raises(ValueError, match=f"worker 1 could not read {path}"):
+        parallel.analyze_parallel([path], 2)
+
+    def dies(paths: list[str], k: int, n: int):
+        if k == 2:
+            os._exit(3)
+        return real(paths, k, n)
+
+    monkeypatch.setattr(parallel, "read_shard", dies)
+    with pytest.raises(RuntimeError, match=r"ended without a result \(exit code 3\)"):
+        parallel.analyze_parallel([path], 3)
+    monkeypatch.setattr(parallel, "read_shard", real)
+    assert _jsonl(parallel.analyze_parallel([path], 3)) == _jsonl(analyze_paths([path]))
