@@ -11,6 +11,7 @@ them unless the user passed the explicit reveal flag.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -537,6 +538,7 @@ def _make_copier(cls: type) -> Callable[[Any, dict[str, Any]], Any]:
     return scope["copier"]
 
 
+@functools.cache
 def _writable_twin(cls: type) -> type | None:
     """A writable twin of the frozen, slotted dataclass ``cls``: a subclass with no slots of its
     own and object's plain ``__setattr__``. Its slots are filled by ordinary attribute stores,
