@@ -229,6 +229,27 @@ def test_partitioned_parquet_reads_back_as_the_jsonl(
             assert got in fleet[10:]
 
 
+def _read_from_a_bucket(fs, scheme: str, options: dict, fleet: list[str], client) -> None:
+    """Put ten fleet files in a bucket ``captures`` of the object store ``fs`` and read them
+    as ``scheme://`` URLs here and on the workers, with an absent one among them: the result is
+    what the local files give, and the absent URL is named."""
+    fs.mkdir("captures")
+    urls = []
+    for path in fleet[:10]:
+        url = f"{scheme}://captures/fleet/{Path(path).name}"
+        fs.put(path, url)
+        urls.append(url)
+    here = cluster.analyze_many(urls, storage_options=options)
+    expected = analyze_paths(fleet[:10])
+    assert _jsonl(here) == _jsonl(expected)
+    assert [c.path for c in here.captures] == urls
+    # the workers read the bucket themselves
+    absent = f"{scheme}://captures/fleet/absent.pcap"
+    there = cluster.analyze_many([*urls, absent], client, storage_options=options)
+    assert _jsonl(there) == _jsonl(expected)
+    assert cluster.failures(there) == [f"{absent}: no such file"]
+
+
 def test_s3_inputs_from_a_local_moto_server(fleet: list[str], client) -> None:
     moto_server = pytest.importorskip("moto.server")
     s3fs = pytest.importorskip("s3fs")
@@ -237,22 +258,7 @@ def test_s3_inputs_from_a_local_moto_server(fleet: list[str], client) -> None:
     try:
         host, port = server.get_host_and_port()
         options = {"endpoint_url": f"http://{host}:{port}", "key": "testing", "secret": "testing"}
-        fs = s3fs.S3FileSystem(**options)
-        fs.mkdir("captures")
-        urls = []
-        for path in fleet[:10]:
-            url = f"s3://captures/fleet/{Path(path).name}"
-            fs.put(path, url)
-            urls.append(url)
-        here = cluster.analyze_many(urls, storage_options=options)
-        expected = analyze_paths(fleet[:10])
-        assert _jsonl(here) == _jsonl(expected)
-        assert [c.path for c in here.captures] == urls
-        # the workers read the bucket themselves
-        absent = "s3://captures/fleet/absent.pcap"
-        there = cluster.analyze_many([*urls, absent], client, storage_options=options)
-        assert _jsonl(there) == _jsonl(expected)
-        assert cluster.failures(there) == ["s3://captures/fleet/absent.pcap: no such file"]
+        _read_from_a_bucket(s3fs.S3FileSystem(**options), "s3", options, fleet, client)
     finally:
         server.stop()
 
@@ -268,22 +274,7 @@ def test_gs_inputs_from_a_local_gcs_emulator(fleet: list[str], client) -> None:
         # serves only the JSON API: at the first refusal gcsfs goes on with the JSON API, as it
         # would after 60 s of retries without retry_timeout
         options = {"endpoint_url": f"http://127.0.0.1:{port}", "token": "anon", "retry_timeout": 0}
-        fs = gcsfs.GCSFileSystem(**options)
-        fs.mkdir("captures")
-        urls = []
-        for path in fleet[:10]:
-            url = f"gs://captures/fleet/{Path(path).name}"
-            fs.put(path, url)
-            urls.append(url)
-        here = cluster.analyze_many(urls, storage_options=options)
-        expected = analyze_paths(fleet[:10])
-        assert _jsonl(here) == _jsonl(expected)
-        assert [c.path for c in here.captures] == urls
-        # the workers read the bucket themselves
-        absent = "gs://captures/fleet/absent.pcap"
-        there = cluster.analyze_many([*urls, absent], client, storage_options=options)
-        assert _jsonl(there) == _jsonl(expected)
-        assert cluster.failures(there) == ["gs://captures/fleet/absent.pcap: no such file"]
+        _read_from_a_bucket(gcsfs.GCSFileSystem(**options), "gs", options, fleet, client)
     finally:
         server.stop()
 
