@@ -103,11 +103,13 @@ def read_sharded(paths: list[str], jobs: int) -> list[Parts]:
         first = read_shard(paths, 0, jobs)
         return [first, *(_shard_result(process, receiver) for process, receiver in workers)]
     finally:
+        # a worker still running is stopped before its pipe is closed, so it never meets a
+        # closed pipe (and prints nothing) when this process failed or was interrupted first
         for process, receiver in workers:
-            receiver.close()
             if process.is_alive():
                 process.terminate()
             process.join()
+            receiver.close()
 
 
 def _shard_worker(sender: Connection, paths: list[str], k: int, n: int) -> None:
@@ -118,6 +120,8 @@ def _shard_worker(sender: Connection, paths: list[str], k: int, n: int) -> None:
         outcome = (False, exc)
     try:
         sender.send(outcome)
+    except OSError:
+        pass  # the parent stopped listening: it failed or was interrupted, and says so itself
     except Exception as exc:  # an exception that does not pickle
         sender.send((False, RuntimeError(f"worker {k} of {n}: {exc!r}")))
     finally:

@@ -197,3 +197,25 @@ def test_a_worker_that_fails_or_dies_stops_the_run_with_its_reason(
         parallel.analyze_parallel([path], 3)
     monkeypatch.setattr(parallel, "read_shard", real)
     assert _jsonl(parallel.analyze_parallel([path], 3)) == _jsonl(analyze_paths([path]))
+
+
+def test_when_this_process_fails_first_its_workers_are_stopped_quietly(
+    monkeypatch: pytest.MonkeyPatch, capfd
+) -> None:
+    """The parent's own shard fails while the workers still read: the parent's error is the
+    one raised, and the workers are stopped without a word (no traceback from a closed pipe)."""
+    import multiprocessing
+
+    path = str(CAPTURES / "exchange-sfb.pcap")
+    real = parallel.read_shard
+
+    def parent_fails(paths: list[str], k: int, n: int):
+        if k == 0:
+            raise ValueError("the parent's shard failed")
+        return real(paths, k, n)
+
+    monkeypatch.setattr(parallel, "read_shard", parent_fails)
+    with pytest.raises(ValueError, match="the parent's shard failed"):
+        parallel.analyze_parallel([path], 3)
+    assert capfd.readouterr() == ("", "")
+    assert multiprocessing.active_children() == []
