@@ -555,36 +555,31 @@ def _writable_twin(cls: type) -> type | None:
     )
     if not plain:
         return None
-    setters = {"__slots__": (), "__setattr__": object.__setattr__}
-    return type(f"_Writable{cls.__name__}", (cls,), setters | {"__delattr__": object.__delattr__})
-
-
-#: record type -> function(values) making the record of those field values (see ``_rebuild``)
-_BUILDERS: dict[type, Callable[[tuple], Any]] = {}
-#: record type -> function(record) giving its field values in order
-_GETTERS: dict[type, Callable[[Any], tuple]] = {}
+    writable = {
+        "__slots__": (),
+        "__setattr__": object.__setattr__,
+        "__delattr__": object.__delattr__,
+    }
+    return type(f"_Writable{cls.__name__}", (cls,), writable)
 
 
 def _rebuild(cls: type, values: tuple) -> Any:
     """The record of type ``cls`` with these field values (how a ``_Record`` is unpickled)."""
-    build = _BUILDERS.get(cls)
-    if build is None:
-        build = _BUILDERS[cls] = _make_builder(cls)
-    return build(values)
+    return _builder(cls)(values)
 
 
+@functools.cache
 def _field_values(cls: type) -> Callable[[Any], tuple]:
     """The function giving a ``cls`` record's field values, in field order."""
-    getter = _GETTERS.get(cls)
-    if getter is None:
-        names = [f.name for f in dataclasses.fields(cls)]
-        getter = _GETTERS[cls] = (
-            operator.attrgetter(*names) if len(names) > 1 else lambda r: (getattr(r, names[0]),)
-        )
-    return getter
+    names = [f.name for f in dataclasses.fields(cls)]
+    if len(names) == 1:  # attrgetter of one name gives the value, not a tuple
+        return lambda record: (getattr(record, names[0]),)
+    return operator.attrgetter(*names)
 
 
-def _make_builder(cls: type) -> Callable[[tuple], Any]:
+@functools.cache
+def _builder(cls: type) -> Callable[[tuple], Any]:
+    """Compile the function making a ``cls`` record of its field values in order."""
     names = [f.name for f in dataclasses.fields(cls)]
     twin = _writable_twin(cls)
     if twin is None:
