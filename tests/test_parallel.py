@@ -217,5 +217,8 @@ def test_when_this_process_fails_first_its_workers_are_stopped_quietly(
     monkeypatch.setattr(parallel, "read_shard", parent_fails)
     with pytest.raises(ValueError, match="the parent's shard failed"):
         parallel.analyze_parallel([path], 3)
-    assert capfd.readouterr() == ("", "")
+    out, err = capfd.readouterr()
+    # (only the workers' words count: a library an earlier test loaded may log at fork, as
+    # gRPC's "skipping fork() handlers" does after the gs:// test)
+    assert out == "" and "Traceback" not in err and "Error" not in err
     assert multiprocessing.active_children() == []
