@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import functools
 import hashlib
 import re
@@ -253,12 +252,14 @@ class KeyStore:
             if cert is not None:
                 if self._add_cert(cert, source, where=location):
                     return 1
-                raise KeyFileError(f"{p}: {self._last_warning('unsupported certificate key')}")
+                reason = self._last_warning(location, "unsupported certificate key")
+                raise KeyFileError(f"{p}: {reason}")
             public = _load_der_public(der)
             if public is not None:
                 if self._add_public(public, source, where=location):
                     return 1
-                raise KeyFileError(f"{p}: {self._last_warning('unsupported public key')}")
+                reason = self._last_warning(location, "unsupported public key")
+                raise KeyFileError(f"{p}: {reason}")
         raise KeyFileError(
             f"{p}: not a PEM/DER certificate or public key, a JWKS or an S2S metadata document"
         )
@@ -455,11 +456,11 @@ class KeyStore:
     def _json_file(self, data: bytes, location: str) -> int:
         doc = self._parse(data, location)
         if doc is None:
-            raise KeyFileError(f"{location}: {self._last_warning('not a JSON object')}")
+            raise KeyFileError(f"{location}: {self._last_warning(location, 'not a JSON object')}")
         before = len(self.jwks_uris)
         count = self._sniffed(doc, "file", location, None)
         if count == 0 and len(self.jwks_uris) == before and _ci(doc, "jwks_uri") is None:
-            raise KeyFileError(f"{location}: {self._last_warning('no usable keys')}")
+            raise KeyFileError(f"{location}: {self._last_warning(location, 'no usable keys')}")
         return count
 
     def _add_cert(
@@ -555,11 +556,13 @@ class KeyStore:
         elif len(self.warnings) == MAX_WARNINGS:
             self.warnings.append("further warnings suppressed")
 
-    def _last_warning(self, default: str) -> str:
-        if not self.warnings:
-            return default
-        last = self.warnings[-1]
-        return last.split(": ", 1)[-1] if ": " in last else last
+    def _last_warning(self, location: str, default: str) -> str:
+        """The reason the last warning gave about ``location`` (its ``location: `` prefix
+        removed), or ``default`` when the last warning is about something else (the store's
+        warnings were full)."""
+        last = self.warnings[-1] if self.warnings else ""
+        prefix = f"{location}: "
+        return last[len(prefix) :] if last.startswith(prefix) else default
 
 
 # ---------------------------------------------------------------------------------- verifying
@@ -671,9 +674,8 @@ def thumbprint_forms(value: str) -> list[str]:
     """Canonical base64url spellings of a thumbprint given as base64url, base64 or hex."""
     text = value.strip()
     forms = [text.rstrip("=").replace("+", "-").replace("/", "_")]
-    if _HEX_THUMB.fullmatch(text.rstrip(": ")):
-        with contextlib.suppress(ValueError):
-            forms.append(b64url(bytes.fromhex(re.sub(r"[: ]", "", text))))
+    if _HEX_THUMB.fullmatch(text):  # pairs, each maybe followed by ':' or ' ': valid hex
+        forms.append(b64url(bytes.fromhex(re.sub(r"[: ]", "", text))))
     return forms
 
 
