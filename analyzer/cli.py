@@ -474,6 +474,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return INTERRUPTED
+    finally:
+        _ENGINES.clear()  # what they read belongs to this command: a caller of main keeps none
 
 
 def _usage_errors() -> tuple[type[Exception], ...]:
@@ -496,7 +498,7 @@ class _Version(argparse.Action):
         parser.exit()
 
 
-#: The engines this process ran: an interrupted command says how far they read.
+#: The engines the running command started: an interrupted command says how far they read.
 _ENGINES: list[Engine] = []
 
 

@@ -73,17 +73,20 @@ def test_ctrl_c_exits_130_and_says_how_many_packets_were_read(
 ) -> None:
     packets = analyze_paths([CAPTURE]).captures[0].packets
     assert packets > 0
-    monkeypatch.setattr(cli, "_ENGINES", [])  # the engines of this process's earlier runs
+    assert main(["analyze", CAPTURE, "--format", "jsonl", "-o", os.devnull]) == 0
+    assert cli._ENGINES == []  # a finished command keeps nothing it read
 
     def interrupted(self: Engine):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Engine, "finish", interrupted)  # Ctrl-C after the reading
-    assert main(["analyze", CAPTURE, "--format", "jsonl"]) == INTERRUPTED == 130
-    assert capsys.readouterr() == (
-        "",
-        f"oauth-analyzer: interrupted after {packets:,} packets; partial results not written\n",
-    )
+    for _ in range(2):  # each command counts its own packets, not those of the one before
+        assert main(["analyze", CAPTURE, "--format", "jsonl"]) == INTERRUPTED == 130
+        assert capsys.readouterr() == (
+            "",
+            f"oauth-analyzer: interrupted after {packets:,} packets; partial results not written\n",
+        )
+    assert cli._ENGINES == []
 
 
 class _SeenStages(cli.Stages):
