@@ -11,6 +11,14 @@ Servers are accepted the way the tool prints them: ``host``, ``host:port``, ``ip
 ``[v6]:port``, a CIDR, or a URL (reduced to its host and explicit port). Every option takes a
 comma-separated list (a policy file: a TOML list); a value matches when any item does.
 
+A server named by host matches its Host header / TLS server name, and also the other ways a
+client reaches that server: its short (NetBIOS) name or an IP literal on a connection to an
+address that served the name in the capture (``ServerSpec.matches``). Another name on the same
+address stays out: another virtual host. A server given as an address or network matches by the
+connection's address, or by an IP literal in it as the Host / server name. ``--path`` matches
+the request path as sent and as IIS resolves it (``normalized_path``: escapes decoded,
+backslashes as slashes, repeated slashes and dot segments removed), case-insensitively.
+
 Traffic that could not be read (``NotInspected``) has no path or user: it is in a scope unless
 its endpoints or time rule it out, so a blind spot is never silently left out of a verdict. In
 the same way an exchange whose client is unknown (``client_ip`` empty: an HTTP archive does not
@@ -25,11 +33,13 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from urllib.parse import urlsplit
+from functools import lru_cache
+from urllib.parse import unquote, urlsplit
 
 from analyzer.model import AUTH_CLASSES, SCHEMES, Event, NotInspected
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _HOST_NAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252})$")
 
 
@@ -49,19 +59,37 @@ class ServerSpec:
     def matches(self, ip: str, port: int, host: str | None, host_ips: frozenset[str]) -> bool:
         """Does a connection to ``ip``:``port`` with Host / SNI ``host`` match?
 
-        ``host_ips`` are the addresses that served this spec's host name in the capture: a
-        connection there without a name of its own (undecrypted TLS without SNI, a request
-        without Host) may be the named server too.
+        ``host_ips`` are the addresses that served this spec's host name in the capture. A
+        connection to one of them is the named server too when it names no host of its own
+        (undecrypted TLS without SNI, a request without Host or with an empty one), or names it
+        by its short (NetBIOS) name or another leading part of it (``MAIL``, ``mail.contoso``
+        for ``mail.contoso.com``, any case) or by an IP literal: IIS serves those from the
+        same default binding. An IP literal that is itself one of those addresses names the
+        server wherever the connection went (a proxy, a NAT). Any other name stays out, even
+        on the same address: another virtual host.
+
+        An address or network spec matches by the connection's address, and by an IP literal
+        in the network as Host / server name (a request to it through a proxy).
         """
         if self.port is not None and port != self.port:
             return False
+        name = bare_host(host) if host is not None else ""
+        literal = _ip_literal(name)
         if self.network is not None:
             # an unknown address ("": an archive entry that kept none) is not ruled out, as an
             # unknown client is not: leaving it out could turn a verdict into a false PASS
-            return not ip or _in_network(ip, self.network)
-        if host is not None:
-            return bare_host(host) == self.host
-        return ip in host_ips
+            if not ip or _in_network(ip, self.network):
+                return True
+            if literal is None or literal.version != self.network.version:
+                return False
+            return literal in self.network
+        if name == self.host:
+            return True
+        if literal is not None and _served(literal, host_ips):
+            return True
+        if name and literal is None and not self.host.startswith(name + "."):
+            return False
+        return _served(ip, host_ips)
 
     def __str__(self) -> str:
         return self.text
@@ -147,10 +175,8 @@ class Scope:
             return False
         if self.until is not None and e.ts > self.until:
             return False
-        if self.paths:
-            path = request_path(e.uri).lower()
-            if not any(path.startswith(p) for p in self.paths):
-                return False
+        if self.paths and not any(path_matches(e.uri, p) for p in self.paths):
+            return False
         if self.users:
             who = {(v or "").lower() for v in (e.user, e.token_subject, _qualified(e))}
             if not who & set(self.users):
@@ -268,7 +294,10 @@ def parse_bound(value: str | float | None, what: str) -> tuple[float | None, flo
                 "+5m, +1h30m)"
             )
         parts = _OFFSET_PART.findall(text) or [(match.group(1), "s")]
-        return None, sum(float(n) * _UNIT[unit] for n, unit in parts)
+        seconds = sum(float(n) * _UNIT[unit] for n, unit in parts)
+        if not seconds <= _LATEST:  # inf, or past any time a scope can hold
+            raise ScopeError(f"{what} {value!r}: an offset past the year 9999")
+        return None, seconds
     return parse_time(value, what), None
 
 
@@ -318,14 +347,16 @@ def parse_time(value: str | float | None, what: str = "time") -> float | None:
     if value is None:
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        return _in_range(value, value, what)
     if isinstance(value, datetime):
         moment = value
     elif isinstance(value, str):
         try:
-            return float(value)
+            seconds = float(value)
         except ValueError:
             pass
+        else:
+            return _in_range(seconds, value, what)
         try:
             moment = datetime.fromisoformat(_iso_text(value))
         except ValueError as exc:
@@ -334,7 +365,26 @@ def parse_time(value: str | float | None, what: str = "time") -> float | None:
         raise ScopeError(f"{what} {value!r}: {_TIME_FORMS}")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
+    return _in_range(moment.timestamp(), value, what)
+
+
+# the whole seconds a datetime can hold (years 1 to 9999, UTC): the times a scope can state
+_EARLIEST = datetime(1, 1, 1, tzinfo=timezone.utc).timestamp()
+_LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc).timestamp()
+_RANGE = "not a time from 0001-01-01 to 9999-12-31 UTC"
+
+
+def _in_range(seconds: float, value: object, what: str) -> float:
+    """``seconds`` as a float when it is a time a scope can hold; raises ``ScopeError`` for
+    ``nan`` (every comparison with it is false: the bound would be silently ignored, and a
+    blind spot left out), ``inf`` and times past year 9999 or before year 1."""
+    try:
+        number = float(seconds)
+    except OverflowError:  # an integer too large for a float
+        number = math.inf
+    if not math.isfinite(number) or not _EARLIEST <= number <= _LATEST:
+        raise ScopeError(f"{what} {value!r}: {_RANGE}")
+    return number
 
 
 def _iso_text(value: str) -> str:
@@ -363,10 +413,116 @@ def bare_host(host: str) -> str:
 
 
 def request_path(uri: str) -> str:
-    """The path of a request-target (origin form, or absolute form as proxies get it)."""
+    """The path of a request-target (origin form, or absolute form as proxies get it), as sent:
+    what outputs show. ``normalized_path`` is the path a server resolves it to."""
     if "://" in uri[:16]:
         uri = urlsplit(uri).path or "/"
     return uri.split("?", 1)[0]
+
+
+def normalized_path(uri: str) -> str:
+    """The path of a request-target as IIS resolves it before it picks the application: every
+    percent-escape decoded (``%45`` and IIS's ``%u0045`` alike, again while escapes remain,
+    as a front end may decode once more), backslashes as slashes, repeated slashes as one, and
+    dot segments removed (RFC 3986 5.2.4). Case is kept; ``path_matches`` compares without it.
+
+    Every escape is decoded, not only the unreserved characters: IIS decodes ``%2F`` and
+    ``%5C`` too, so ``/EWS%2FExchange.asmx`` reaches EWS, and decoding more only ever adds
+    requests to a scope - never leaves one out."""
+    path = request_path(uri)
+    if path[:1] == "/" and not _PATH_NOISE.search(path):
+        return path  # the usual case: nothing to resolve
+    return _resolved(path)
+
+
+def path_matches(uri: str, prefix: str) -> bool:
+    """Is the path of request-target ``uri`` under ``prefix`` (``--path``, lower case)?
+
+    Either form counts, case-insensitively: the path as sent (a proxy may route by the raw
+    text) or as the server resolves it (``normalized_path``, the prefix resolved alike). A
+    prefix ending in ``/`` also matches the directory itself without it (``/EWS`` for
+    ``/ews/``: the application's root)."""
+    raw = request_path(uri).lower()
+    if raw.startswith(prefix):
+        return True
+    path = normalized_path(uri).lower()
+    resolved = _resolved_prefix(prefix)
+    return path.startswith(resolved) or (resolved[-1:] == "/" and path == resolved[:-1])
+
+
+_PATH_NOISE = re.compile(r"[%\\]|//|/\.(?:\.)?(?:/|$)")
+_PERCENT_U = re.compile(r"%[uU]([0-9A-Fa-f]{4})")
+_SLASHES = re.compile(r"/{2,}")
+_DECODE_ROUNDS = 4  # %252545 -> %2545 -> %45 -> E; a bound, not a loop an input can stretch
+
+
+@lru_cache(maxsize=4096)
+def _resolved(path: str) -> str:
+    for _ in range(_DECODE_ROUNDS):
+        decoded = unquote(_PERCENT_U.sub(lambda m: chr(int(m[1], 16)), path))
+        if decoded == path:
+            break
+        path = decoded
+    path = path.replace("\\", "/")
+    if not path.startswith("/"):
+        path = "/" + path  # a request-target is rooted; "EWS/x" means /EWS/x
+    return _remove_dot_segments(_SLASHES.sub("/", path))
+
+
+@lru_cache(maxsize=256)
+def _resolved_prefix(prefix: str) -> str:
+    return _resolved(prefix).lower()
+
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 5.2.4 for an absolute path: ``.`` segments go, ``..`` takes the one before it
+    (never above the root); a path ending in a dot segment keeps its trailing slash."""
+    out: list[str] = []
+    segments = path.split("/")[1:]
+    for i, segment in enumerate(segments):
+        last = i == len(segments) - 1
+        if segment == "..":
+            if out:
+                out.pop()
+            if last:
+                out.append("")
+        elif segment == ".":
+            if last:
+                out.append("")
+        else:
+            out.append(segment)
+    return "/" + "/".join(out)
+
+
+def _ip_literal(name: str) -> IPAddress | None:
+    """The address a Host / server name of ``bare_host`` form names, when it is an IP literal
+    (``10.1.0.10``, ``[2001:db8::10]``)."""
+    if not name or not (name[0].isdigit() or name[0] == "[" or ":" in name):
+        return None
+    return _address(name)
+
+
+def _served(address: str | IPAddress, host_ips: frozenset[str]) -> bool:
+    """Is ``address`` one of ``host_ips``, however either is written (``[v6]``, upper case,
+    an IPv4-mapped IPv6 address)?"""
+    if isinstance(address, str) and address in host_ips:
+        return True
+    ip = _address(address) if isinstance(address, str) else address
+    return ip is not None and any(_address(a) == ip for a in host_ips)
+
+
+@lru_cache(maxsize=4096)
+def _address(text: str) -> IPAddress | None:
+    """The address ``text`` writes (brackets allowed; an IPv4-mapped IPv6 one as IPv4)."""
+    text = text.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return mapped or ip
 
 
 def _qualified(e: Event) -> str | None:
