@@ -698,7 +698,7 @@ def test_a_violation_group_shows_three_reasons_and_counts_the_rest(
             {"allow": "x,y"},
             "allow: unknown finding id(s) x, y (these can be relaxed: unsigned-token, "
             "bad-signature, token-expired-use, token-not-yet-valid, token-exp-before-nbf, "
-            "untrusted-issuer)",
+            "untrusted-issuer, malformed-principal, audience-host-mismatch, long-lived-token)",
         ),
         (
             {"protocol": "xmpp,ftp"},

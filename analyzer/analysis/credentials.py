@@ -107,8 +107,9 @@ def _trusts(entry: str, issuer: str) -> bool:
 def problems(e: Event, trust: TrustedIssuers) -> list[Problem]:
     """Every problem of the credential ``e`` presented, in ``CREDENTIAL_RULES`` order.
 
-    An expired token counts here only when the server accepted it (a server that refused it
-    did its job; the refusal is reported as such).
+    An expired token counts here when the server accepted it, or when its answer was not
+    captured (it may have); a server that refused it did its job (the refusal is reported as
+    such).
     """
     if not presented(e) or e.scheme != "bearer":
         return []
@@ -118,7 +119,9 @@ def problems(e: Event, trust: TrustedIssuers) -> list[Problem]:
     if bad_signature(e):
         layer = "actor token" if e.token_actor_fp else "token"
         out.append(Problem("bad-signature", f"{layer} signature does not verify"))
-    if expired(e) and accepted(e):
+    if expired(e) and e.status is None:  # the answer was lost: it may have been accepted
+        out.append(Problem("token-expired-use", "token expired; the server's answer was not seen"))
+    elif expired(e) and accepted(e):
         out.append(Problem("token-expired-use", f"token expired, yet accepted ({e.status})"))
     if not_yet_valid(e):
         out.append(Problem("token-not-yet-valid", "token used before its nbf (not yet valid)"))

@@ -29,7 +29,7 @@ from analyzer.model import (
 )
 from analyzer.oauth.certificates import expiry, expiry_text
 from analyzer.oauth.keys import SigningKey, thumbprint_forms, x5t_to_hex
-from analyzer.oauth.principals import parse_principal
+from analyzer.oauth.principals import same_issuer
 from analyzer.words import plural
 
 
@@ -520,13 +520,6 @@ def _signing_certificate_expiring(ctx: Context) -> Iterator[tuple[str, list[Even
     yield from _signing_certificates(ctx, "expiring")
 
 
-def _same_issuer(published: str, token_iss: str) -> bool:
-    """Does a metadata document's issuer name the issuer of a token (realm "*": any realm)?"""
-    want, got = parse_principal(published), parse_principal(token_iss)
-    same_realm = want.realm == "*" or (want.realm or "").lower() == (got.realm or "").lower()
-    return bool(want.app_id) and want.app_id.lower() == got.app_id.lower() and same_realm
-
-
 def _names_key(token: TokenRecord, key: SigningKey) -> bool:
     """Does the token's header name ``key`` (x5t, or kid as a kid or a thumbprint)?"""
     if token.x5t and key.x5t and key.x5t in thumbprint_forms(token.x5t):
@@ -547,7 +540,7 @@ def _issuers_with_both(
             published[key.metadata_issuer].append(key)
     for issuer, keys in published.items():
         tokens = [
-            t for t in ctx.tokens if t.format == "jwt" and t.iss and _same_issuer(issuer, t.iss)
+            t for t in ctx.tokens if t.format == "jwt" and t.iss and same_issuer(issuer, t.iss)
         ]
         if tokens:
             yield issuer, keys, tokens

@@ -92,10 +92,20 @@ class TokenAnalysis:
         return [self._record(s, reveal_secrets) for s in rows]
 
     def signature(self, token: DecodedToken) -> SignatureResult:
-        """Signature status of ``token``, computed once per fingerprint."""
+        """Signature status of ``token``, computed once per fingerprint: ``untrusted-key``
+        when it verifies only with a key nothing ties to its issuer (``KeyStore.vouches``)."""
         result = self._signatures.get(token.fingerprint)
         if result is None:
             result = verify_token(token, self.store)
+            key = result.key
+            if result.status == "verified" and key and not self.store.vouches(key, token.iss):
+                result = SignatureResult(
+                    "untrusted-key",
+                    key,
+                    f"{token.alg} verifies with {key.describe()} from {key.source.location}, but "
+                    f"nothing ties that key to the issuer {token.iss or '(none)'}: not its S2S "
+                    "metadata, not its OpenID configuration's jwks_uri, not a --keys file",
+                )
             self._signatures[token.fingerprint] = result
         return result
 
@@ -151,8 +161,23 @@ class TokenAnalysis:
         presented = role == "bearer"
         host = event.host if presented else None
         token, plan, fixed = self._view(token, role, host)
-        flags = self._flags(token, plan.failed(_seen_at(event, presented)))
+        at = _seen_at(event, presented)
+        flags = self._flags(token, plan.failed(at)) + self._key_flags(token, at)
         return {**fixed, "token_flags": flags}
+
+    def _key_flags(self, token: DecodedToken, at: float) -> tuple[str, ...]:
+        """``signing-certificate-expired`` / ``-not-yet-valid`` when the certificate of a key
+        that verified the token (or its actor) was not valid at the time of this use."""
+        out: list[str] = []
+        for layer in (token, token.actor_token):
+            key = self.signature(layer).key if layer is not None else None
+            if key is None or self.signature(layer).status != "verified":
+                continue
+            if key.not_after is not None and at > key.not_after:
+                out.append("signing-certificate-expired")
+            if key.not_before is not None and at < key.not_before:
+                out.append("signing-certificate-not-yet-valid")
+        return tuple(dict.fromkeys(out))
 
     def _view(
         self, token: DecodedToken, role: str, host: str | None
@@ -194,15 +219,24 @@ class TokenAnalysis:
             if layer is None:
                 continue
             status = self.signature(layer).status
-            if status in ("bad-signature", "unknown-key"):
+            if status in ("bad-signature", "unknown-key", "untrusted-key"):
                 flags.append(prefix + status)
         return tuple(flags)
 
     def _effective_signature(self, token: DecodedToken) -> str:
-        """An outer unsigned token stands or falls with its actor's signature."""
-        if token.format == "jwt-unsigned" and token.actor_token is not None:
-            return self.signature(token.actor_token).status
-        return self.signature(token).status
+        """An outer unsigned token stands or falls with its actor's signature; a signed token
+        with an actor is as good as the worse of the two (a tampered actor inside a signed
+        outer token is a bad signature all the same)."""
+        actor = token.actor_token
+        if actor is None:
+            return self.signature(token).status
+        if token.format == "jwt-unsigned":
+            return self.signature(actor).status
+        statuses = {self.signature(token).status, self.signature(actor).status}
+        for worst in ("bad-signature", "untrusted-key", "unknown-key", "unsigned", "not-checked"):
+            if worst in statuses:
+                return worst
+        return "verified"
 
     def _verifying_result(self, token: DecodedToken) -> SignatureResult:
         if token.format == "jwt-unsigned" and token.actor_token is not None:

@@ -73,6 +73,7 @@ KINDS = (
     "never-valid",
     "untrusted-issuer",
     "rejected",
+    "invalid-token",
     "wrong-issuer",
     "wrong-realm",
     "signature-not-verified",
@@ -85,6 +86,34 @@ _KIND_OF_RULE = {
     "token-not-yet-valid": "not-yet-valid",
     "token-exp-before-nbf": "never-valid",
     "untrusted-issuer": "untrusted-issuer",
+}
+
+
+#: Failed token checks (``oauth.checks`` ids, also ``actor-`` prefixed) that void a rule's claim
+#: about the token (issuer, realm, signature), and what each means; with the finding id that
+#: ``allow`` relaxes it by, where a finding reports it.
+_INVALID_CHECKS = {
+    "issuer-matches-actor": (
+        "the unsigned outer token's iss is not the signed actor token's nameid",
+        None,
+    ),
+    "audience-matches-actor": ("the outer and actor tokens name different audiences", None),
+    "required-claims": ("a required claim is missing (iss, aud, exp, nameid or nbf)", None),
+    "time-units": ("its time claims cannot be read as times", None),
+    "audience-form": ("its audience lacks the app id, host or realm", None),
+    "principals": ("its principal strings are malformed", "malformed-principal"),
+    "audience-host": ("its audience names another host", "audience-host-mismatch"),
+    "lifetime": ("its lifetime is over 24 hours", "long-lived-token"),
+}
+#: The checks that the two layers of an S2S token name the same parties.
+_LAYER_CHECKS = {"issuer-matches-actor", "audience-matches-actor"}
+#: Finding ids ``allow`` may name: the credential problems, and the token checks above.
+RELAXABLE = (*CREDENTIAL_RULES, *(f for _, f in _INVALID_CHECKS.values() if f))
+#: Token flags that void a verified signature: its certificate was not valid at the time of use.
+_KEY_NOT_VALID = {
+    "signing-certificate-expired": "the certificate of the key that signed it had expired",
+    "signing-certificate-not-yet-valid": "the certificate of the key that signed it was not yet "
+    "valid",
 }
 
 
@@ -270,11 +299,18 @@ def make_rule(
         allowed = frozenset(listed(allow, "allow"))
     except ScopeError as exc:
         raise PolicyError(str(exc)) from exc
-    unknown = allowed - set(CREDENTIAL_RULES)
+    # an issuer or realm given empty (",", " ", []) must not quietly drop the constraint
+    for what, given, got in (("issuer", issuer, issuers), ("realm", realm, realms)):
+        if given is not None and not got:
+            raise PolicyError(f"{what}: empty (name at least one, or leave the {what} out)")
+    odd_realms = [r for r in realms if any(c.isspace() for c in r)]
+    if odd_realms:
+        raise PolicyError(f"realm {odd_realms[0]!r}: a realm holds no spaces")
+    unknown = allowed - set(RELAXABLE)
     if unknown:
         raise PolicyError(
             f"allow: unknown finding id(s) {', '.join(sorted(unknown))} "
-            f"(these can be relaxed: {', '.join(CREDENTIAL_RULES)})"
+            f"(these can be relaxed: {', '.join(RELAXABLE)})"
         )
     odd = [p for p in protocols if p not in PROTOCOLS and not p.startswith("http/")]
     if odd:
@@ -489,15 +525,47 @@ def _judge(rule: Rule, e: Event, trust: TrustedIssuers) -> tuple[str | None, str
         return _KIND_OF_RULE[serious[0].rule_id], text, relaxed
     if e.status in DENIED:
         return "rejected", f"OAuth token refused: {answered}{_diagnosis(e)}", relaxed
+    if not (rule.issuers or rule.realms or rule.require_signature):
+        return None, "", relaxed
+    # the rule vouches for the token: first, that its two layers name the same parties (the
+    # issuer and realm judged next are read from them), last that its claims are sound
+    invalid, allowed = _invalid_token(e, rule.allow, _LAYER_CHECKS)
+    if invalid:
+        return "invalid-token", invalid, relaxed
     if rule.issuers:
         kind, why = _issuer_problem(rule, e)
         if kind:
             return kind, why, relaxed
-    if rule.realms and e.token_realm not in rule.realms:
-        return "wrong-realm", _realm_problem(rule.realms, e.token_realm), relaxed
-    if rule.require_signature and e.token_signature != "verified":
-        return "signature-not-verified", _signature_problem(e), relaxed
+    if rule.realms:
+        wrong = _wrong_realm(rule.realms, e)
+        if wrong is not None:
+            return "wrong-realm", wrong, relaxed
+    if rule.require_signature:
+        why = _signature_problem(e)
+        if why:
+            return "signature-not-verified", why, relaxed
+    invalid, allowed = _invalid_token(e, rule.allow, set(_INVALID_CHECKS) - _LAYER_CHECKS)
+    relaxed += allowed
+    if invalid:
+        return "invalid-token", invalid, relaxed
     return None, "", relaxed
+
+
+def _invalid_token(e: Event, allow: frozenset[str], checks: set[str]) -> tuple[str, list[str]]:
+    """(what the failed ``checks`` of ``e``'s token say, "" if none failed; finding ids that
+    ``allow`` relaxed)."""
+    reasons, relaxed = [], []
+    for flag in e.token_flags:
+        actor = flag.startswith("actor-")
+        check = flag.removeprefix("actor-")
+        if check not in checks:
+            continue
+        text, finding = _INVALID_CHECKS[check]
+        if finding is not None and finding in allow:
+            relaxed.append(finding)
+            continue
+        reasons.append(("actor token: " if actor else "token: ") + text)
+    return "; ".join(dict.fromkeys(reasons)), list(dict.fromkeys(relaxed))
 
 
 def _answer(e: Event) -> str:
@@ -543,6 +611,19 @@ def _issuer_problem(rule: Rule, e: Event) -> tuple[str | None, str]:
     return "wrong-issuer", f"issuer {shown} is not {wanted}"
 
 
+def _wrong_realm(wanted: tuple[str, ...], e: Event) -> str | None:
+    """Why ``e``'s token is not of the realms ``wanted`` (None when it is): the realm of every
+    principal it names - its issuer, the signed actor's issuer, its audience - must be one."""
+    realms = []
+    for value in (e.token_iss, e.token_actor_iss, e.token_aud):
+        if value and "@" in value and "://" not in value:
+            realms.append(parse_principal(value).realm)
+    wrong = [r for r in realms if r not in wanted]
+    if wrong or not realms:
+        return _realm_problem(wanted, wrong[0] if wrong else None)
+    return None
+
+
 def _realm_problem(wanted: tuple[str, ...], realm: str | None) -> str:
     text = f"realm {realm or '(none)'} is not {' or '.join(wanted)}"
     if realm and any(realm.lower() == w.lower() for w in wanted):
@@ -551,9 +632,19 @@ def _realm_problem(wanted: tuple[str, ...], realm: str | None) -> str:
 
 
 def _signature_problem(e: Event) -> str:
+    """Why ``e``'s signature does not count as verified ("" when it does)."""
     status = e.token_signature or "not checked"
+    if status == "verified":
+        void = [text for flag, text in _KEY_NOT_VALID.items() if flag in e.token_flags]
+        return f"signature verified, but {void[0]} at this use" if void else ""
     if status == "unsigned":
         return "token is unsigned, verification required"
+    if status == "untrusted-key":
+        return (
+            f"signature verifies only with a key nothing ties to the issuer (from "
+            f"{e.token_key_source or 'a captured document'}): pass --keys with the issuer's "
+            "certificate, or capture the issuer's own metadata" + _metadata_hint(e)
+        )
     if status != "unknown-key":
         return f"signature {status}, verification required"
     return (

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from analyzer.oauth.certificates import facts_of, load_der
+from analyzer.oauth.principals import same_issuer
 from analyzer.oauth.tokens import DecodedToken, b64decode_lenient, b64url, iso_utc, parse_json
 
 if TYPE_CHECKING:
@@ -42,7 +43,9 @@ MAX_JWKS_URIS = 100
 MAX_RSA_BITS = 16_384
 MIN_RSA_BITS = 512
 
-STATUSES = ("verified", "bad-signature", "unknown-key", "unsigned", "not-checked")
+#: ``untrusted-key``: the signature verifies, but with a key nothing ties to the token's issuer
+#: (a document anyone could have served); see ``KeyStore.vouches``.
+STATUSES = ("verified", "bad-signature", "unknown-key", "untrusted-key", "unsigned", "not-checked")
 DOCUMENTS = ("s2s-metadata", "jwks", "openid-configuration", "pem", "der")
 
 #: JWK curve name -> the ``cryptography.hazmat.primitives.asymmetric.ec`` class that names it.
@@ -188,6 +191,8 @@ class KeyStore:
         self.max_keys = max_keys
         self.warnings: list[str] = []
         self.jwks_uris: list[str] = []
+        # a JWKS URL (as ``_url_key`` spells it) -> the issuers whose OpenID configuration names it
+        self.jwks_issuers: dict[str, set[str]] = {}
         self._keys: list[SigningKey] = []
         self._known: dict[bytes, SigningKey] = {}  # key identity -> first SigningKey seen
         self._by_x5t: dict[str, list[SigningKey]] = {}
@@ -284,6 +289,26 @@ class KeyStore:
             unique.setdefault(id(key), key)
         return list(unique.values())
 
+    def vouches(self, key: SigningKey, issuer: str | None) -> bool:
+        """Does anything tie ``key`` to the token issuer ``issuer``? A key file the user gave
+        (the user vouches); the issuer's own S2S metadata (its ``issuer`` names the same app in
+        the same realm, and it was served from that realm: ``served_in_realm``); or a JWKS that
+        an OpenID configuration of that very issuer names as its ``jwks_uri``. A key from any
+        other captured document proves nothing: anyone can serve a document with their own key
+        in it, and name any issuer in it."""
+        if key.source.kind == "file":
+            return True
+        if not issuer:
+            return False
+        if key.metadata_issuer:
+            realm = issuer.rpartition("@")[2] if "@" in issuer else None
+            return same_issuer(key.metadata_issuer, issuer) and served_in_realm(
+                key.source.location, realm
+            )
+        if key.source.document == "jwks":
+            return issuer in self.jwks_issuers.get(_url_key(key.source.location), ())
+        return False
+
     # ----------------------------------------------------------------------------- internals
 
     def _parse(self, text: str | bytes, location: str) -> Any:
@@ -319,6 +344,9 @@ class KeyStore:
         if isinstance(jwks_uri, str):
             if jwks_uri not in self.jwks_uris and len(self.jwks_uris) < MAX_JWKS_URIS:
                 self.jwks_uris.append(jwks_uri)
+            issuer = _ci(doc, "issuer")
+            if isinstance(issuer, str) and jwks_uri in self.jwks_uris:
+                self.jwks_issuers.setdefault(_url_key(jwks_uri), set()).add(issuer)
             return 0
         if isinstance(keys, list):
             self._warn(f"{location}: key document holds no usable keys")
@@ -659,6 +687,40 @@ def _verify(algorithm: Algorithm, message: bytes, public_key: Any, signature: by
 _KTY = {"rsa": "RSA", "ec": "EC", "okp": "OKP", "oct": "oct"}
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]{1,40})-----.{0,200000}?-----END \1-----", re.S)
 _HEX_THUMB = re.compile(r"(?:[0-9A-Fa-f]{2}[: ]?){20}|(?:[0-9A-Fa-f]{2}[: ]?){32}")
+
+
+#: Hosts of Microsoft's own token services, which publish metadata for every tenant (the
+#: tenant in the path: ``/<realm>/metadata/json/1``).
+MICROSOFT_METADATA_HOSTS = (
+    "accounts.accesscontrol.windows.net",
+    "login.microsoftonline.com",
+    "login.windows.net",
+    "sts.windows.net",
+)
+
+
+def served_in_realm(location: str, realm: str | None) -> bool:
+    """Was a metadata document at ``location`` served from within ``realm``? For a DNS realm
+    (``contoso.com``): a host that is the realm or under it; for a tenant id: Microsoft's token
+    service with the tenant in the path. A document from anywhere else may name any issuer."""
+    if not realm or realm == "*":
+        return False
+    host, _, path = _url_key(location).partition("/")
+    host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    realm = realm.lower()
+    if "." in realm:
+        return host == realm or host.endswith("." + realm)
+    return host in MICROSOFT_METADATA_HOSTS and realm in path.lower().split("/")
+
+
+def _url_key(url: str) -> str:
+    """``url`` as a JWKS location and a ``jwks_uri`` are compared: without its scheme (a
+    document captured in the clear was published over https), host in lower case, default
+    port left out."""
+    rest = url.split("://", 1)[-1]
+    host, slash, path = rest.partition("/")
+    host = host.lower().removesuffix(":443").removesuffix(":80")
+    return host + slash + path
 
 
 def x5t_to_hex(x5t: str) -> str | None:

@@ -27,6 +27,7 @@ __all__ = [
     "principals_equal",
     "resolve_app",
     "resolve_app_exact",
+    "same_issuer",
 ]
 
 _CONSUMER = "consumer-side partner known to Exchange"
@@ -494,6 +495,14 @@ def principals_equal(a: str, b: str) -> bool:
     host_a = pa[1].lower() if pa[1] is not None else None
     host_b = pb[1].lower() if pb[1] is not None else None
     return pa[0] == pb[0] and host_a == host_b and pa[2] == pb[2]
+
+
+def same_issuer(published: str, token_iss: str) -> bool:
+    """Does a metadata document's issuer name the issuer of a token: the same app id, in the
+    same realm (case aside; a published realm ``*`` is any realm)?"""
+    want, got = parse_principal(published), parse_principal(token_iss)
+    same_realm = want.realm == "*" or (want.realm or "").lower() == (got.realm or "").lower()
+    return bool(want.app_id) and want.app_id.lower() == got.app_id.lower() and same_realm
 
 
 def _norm_name(text: str) -> str:

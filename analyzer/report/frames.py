@@ -29,8 +29,9 @@ from analyzer.model import (
     public_fields,
     to_dict,
 )
+from analyzer.oauth.keys import STATUSES
 
-SIGNATURES = ("verified", "bad-signature", "unknown-key", "unsigned", "not-checked")
+SIGNATURES = STATUSES
 TOKEN_FORMATS = ("jwt", "jwt-unsigned", "jwe", "cwt", "opaque", "empty", "malformed")
 
 #: Per record type: time columns, categorical columns (with their categories), nullable ints.

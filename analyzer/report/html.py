@@ -1067,7 +1067,8 @@ vertical-align:top;white-space:nowrap}
 .grid td.claims{color:#0969da;cursor:pointer;text-decoration:underline;user-select:none}
 .grid td.flags{color:var(--bad);white-space:normal}
 .grid td.sig-verified{color:var(--good);font-weight:600}
-.grid td.sig-bad-signature,.grid td.sig-unknown-key{color:var(--bad);font-weight:600}
+.grid td.sig-bad-signature,.grid td.sig-unknown-key,
+.grid td.sig-untrusted-key{color:var(--bad);font-weight:600}
 .grid td.sig-unsigned{color:var(--warn);font-weight:600}
 .mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,"Liberation Mono",monospace}
 .banner p,.card li,.finding p{overflow-wrap:anywhere}
@@ -1103,7 +1104,7 @@ details.token:target{outline:2px solid #d4a72c}
 .pill{border:1px solid var(--line);border-radius:999px;padding:0 8px;font-size:12px;
 background:var(--bg)}
 .sig{font-weight:600;font-size:12px}.sig-verified{color:var(--good)}
-.sig-bad-signature,.sig-unknown-key{color:var(--bad)}.sig-unsigned{color:var(--warn)}
+.sig-bad-signature,.sig-unknown-key,.sig-untrusted-key{color:var(--bad)}.sig-unsigned{color:var(--warn)}
 .flag{background:var(--bad-bg);color:var(--bad);border-radius:4px;padding:0 6px;font-size:12px}
 table.kv{border-collapse:collapse;font-size:13px;margin-top:4px}
 .kv th{text-align:left;color:var(--muted);font-weight:500;padding:2px 14px 2px 0;
