@@ -235,6 +235,8 @@ def test_an_expired_token_whose_answer_was_lost_breaks_the_rule(capsys, tmp_path
     [
         ({"exp": None}, "token: a required claim is missing (iss, aud, exp, nameid or nbf)"),
         ({"exp": T0 + 10 * 365 * 86400}, "token: its lifetime is over 24 hours"),
+        ({"exp": "soon"}, "token: a claim cannot be read (of the wrong type: see decode)"),
+        ({"exp": [T0]}, "token: a claim cannot be read (of the wrong type: see decode)"),
     ],
 )
 def test_claims_that_cannot_be_judged_void_the_rules_claim(

@@ -98,6 +98,7 @@ _INVALID_CHECKS = {
         None,
     ),
     "audience-matches-actor": ("the outer and actor tokens name different audiences", None),
+    "decodes": ("a claim cannot be read (of the wrong type: see decode)", None),
     "required-claims": ("a required claim is missing (iss, aud, exp, nameid or nbf)", None),
     "time-units": ("its time claims cannot be read as times", None),
     "audience-form": ("its audience lacks the app id, host or realm", None),
