@@ -5,6 +5,15 @@ Sans-I/O: ``TcpReassembler.feed`` takes one segment's fields and hands ordered b
 (first copy wins), captures that start mid-connection, sequence wrap-around, FIN/RST, idle
 connections, and a cap on buffered out-of-order bytes per direction.
 
+A retransmission whose bytes differ from the copy already taken (an injected segment, a corrupt
+capture) is damage: which copy the receiver read is unknown. Overlapping bytes are compared with
+the buffered out-of-order segments and with the latest bytes handed to the consumer (at least
+``RECENT`` of them, and the whole latest segment; kept per direction only once delivered, so
+the in-order path adds one append of bytes the consumer reads anyway, and bytes it skips are
+never kept). Each such segment is counted per direction (``_Direction.conflicts``), told to the
+consumer's optional ``conflict(ts)`` hook, and named in a capture warning when the connection
+ends. Bytes handed on before that window, or skipped, cannot be compared.
+
 Consumers expose ``skip``: the number of upcoming bytes they do not need (a body being skipped). The
 reassembler drops those bytes by arithmetic alone, which is what keeps bulk transfers cheap.
 
@@ -58,6 +67,10 @@ _EMBRYO_PACKETS = 6
 #: (analyzer.sources.linklayer appends 5 bytes per tunnel id).
 _WALKABLE = frozenset({4, 9})
 
+#: Bytes handed to a consumer kept per direction to compare retransmissions with (at least this
+#: many, at most twice as many, and always the whole latest segment).
+RECENT = 8 * 1024
+
 SEQ_MOD = 1 << 32
 HALF = 1 << 31
 
@@ -80,6 +93,9 @@ class StreamConsumer(Protocol):
     def gap(self, nbytes: int, ts: float) -> None: ...
 
     def close(self, ts: float) -> None: ...
+
+    # Optional: ``conflict(ts)`` is called when a retransmission brought other bytes than the
+    # copy this consumer was given (the first copy is kept; see the module docstring).
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +136,7 @@ ConsumerFactory = Callable[[ConnectionInfo], "Connection | None"]
 class _Direction:
     __slots__ = (
         "closed",
+        "conflicts",
         "conn",
         "consumer",
         "fin_off",
@@ -129,6 +146,8 @@ class _Direction:
         "peer",
         "pending",
         "pending_bytes",
+        "seen",
+        "seen_end",
     )
 
     def __init__(self, consumer: StreamConsumer, conn: _Conn) -> None:
@@ -143,17 +162,58 @@ class _Direction:
         self.closed = False
         self.peer: _Direction | None = None
         self.last_ts = 0.0  # capture time of this direction's latest packet
+        # The latest bytes handed to the consumer, contiguous, ending at stream offset seen_end
+        # (see ``saw``); None until the first delivery.
+        self.seen: bytearray | None = None
+        self.seen_end = 0
+        self.conflicts = 0  # segments retransmitted with bytes other than the copy delivered
+
+    def saw(self, data: memoryview | bytes) -> None:
+        """Remember ``data``, just handed to the consumer and ending at ``next_off``, to compare
+        retransmissions with (the last ``RECENT`` to ``2 * RECENT`` bytes, whole segments);
+        nothing once the consumer gave up (it reads no more)."""
+        if self.consumer.dead:
+            self.seen = None
+            return
+        seen = self.seen
+        end = self.next_off
+        if seen is not None and self.seen_end + len(data) == end:
+            seen += data
+            if len(seen) > 2 * RECENT:
+                del seen[: len(seen) - max(RECENT, len(data))]
+        else:
+            self.seen = bytearray(data)
+        self.seen_end = end
+
+    def differs(self, off: int, data: memoryview | bytes) -> bool:
+        """Do ``data`` (at stream offset ``off``) and the remembered bytes differ where they
+        overlap? (False where nothing is remembered.)"""
+        seen = self.seen
+        if seen is None:
+            return False
+        start = self.seen_end - len(seen)
+        lo = off if off > start else start
+        end = off + len(data)
+        hi = end if end < self.seen_end else self.seen_end
+        return lo < hi and seen[lo - start : hi - start] != bytes(data[lo - off : hi - off])
 
 
 class _Conn:
-    __slots__ = ("a_key", "b_key", "closed", "dirs", "foreign", "handler")
+    __slots__ = ("a_key", "b_key", "closed", "dirs", "foreign", "handler", "info")
 
     def __init__(
-        self, a_key: tuple, b_key: tuple, handler: Connection, ts: float, foreign: bool = False
+        self,
+        a_key: tuple,
+        b_key: tuple,
+        handler: Connection,
+        ts: float,
+        foreign: bool = False,
+        info: ConnectionInfo | None = None,
     ) -> None:
         self.a_key = a_key
         self.b_key = b_key
         self.handler = handler
+        self.info = info  # None for another worker's connection
         self.foreign = foreign  # another worker's connection (see ``TcpReassembler.shard``)
         self.closed = False  # finished (``_close_conn``): never finished twice
         a = _Direction(handler.a_to_b, self)
@@ -317,6 +377,7 @@ class TcpReassembler:
                         c.skip = 0
                         payload = payload[skip:]
                     c.data(payload, ts, frame)
+                    d.saw(payload)
             else:
                 self._segment(d, seq, payload, ts, frame)
         if flags & (FIN | RST):
@@ -362,6 +423,7 @@ class TcpReassembler:
                             c.skip = 0
                             payload = payload[skip:]
                         c.data(payload, ts, frame)
+                        d.saw(payload)
                     continue
             feed(ts, src, sport, dst, dport, seq, ack, flags, payload, frame)
             sweep_at = self._next_sweep
@@ -517,7 +579,7 @@ class TcpReassembler:
             self.ignored[a_key] = ts
             self.ignored[b_key] = ts
             return None
-        conn = _Conn(a_key, b_key, handler, ts)
+        conn = _Conn(a_key, b_key, handler, ts, info=info)
         self.dirs[a_key] = conn.dirs[0]
         self.dirs[b_key] = conn.dirs[1]
         self._conns += 1
@@ -529,22 +591,26 @@ class TcpReassembler:
     ) -> None:
         """Out-of-order, retransmitted or overlapping data (first copy wins: bytes already
         delivered or buffered are not taken again, and the frame given with the bytes is the
-        one whose copy was used)."""
+        one whose copy was used). Bytes that differ from the copy taken are a conflict."""
         diff = (seq - d.next_seq) % SEQ_MOD
         if diff >= HALF:
             diff -= SEQ_MOD  # behind what we have delivered
         off = d.next_off + diff
         n = len(payload)
-        if off + n <= d.next_off:
-            return  # pure retransmission
         if d.consumer.dead:
-            return  # nobody wants these bytes: do not buffer them
+            return  # nobody wants these bytes: do not buffer (or compare) them
+        if off + n <= d.next_off:  # pure retransmission
+            if d.differs(off, payload):
+                self._conflict(d, ts)
+            return
         if off > d.next_off:
             pending = d.pending
             existing = pending.get(off)
             # A longer copy of a buffered segment adds only the bytes past it: first copy wins.
+            clash = False
             while existing is not None and len(existing[0]) < n:
                 k = len(existing[0])
+                clash = clash or existing[0] != payload[:k]
                 off += k
                 n -= k
                 payload = payload[k:]
@@ -552,12 +618,25 @@ class TcpReassembler:
             if existing is None:
                 pending[off] = (bytes(payload), ts, frame)
                 d.pending_bytes += n
+            elif existing[0][:n] != payload:
+                clash = True
+            if clash:
+                self._conflict(d, ts)
             if d.pending_bytes > self.max_pending_bytes:
                 self._skip_hole(d, ts)
             return
         # Overlaps what we already have: deliver only the new tail, then anything now in order.
+        if d.differs(off, payload[: d.next_off - off]):
+            self._conflict(d, ts)
         self._deliver(d, payload[d.next_off - off :], ts, frame)
         self._drain(d)
+
+    def _conflict(self, d: _Direction, ts: float) -> None:
+        """A segment brought bytes other than the copy taken: count it, tell the consumer."""
+        d.conflicts += 1
+        hook = getattr(d.consumer, "conflict", None)
+        if hook is not None:
+            hook(ts)
 
     def _deliver(self, d: _Direction, data: memoryview | bytes, ts: float, frame: int) -> None:
         n = len(data)
@@ -572,6 +651,7 @@ class TcpReassembler:
                 c.skip = 0
                 data = data[skip:]
             c.data(data, ts, frame)
+            d.saw(data)
 
     def _drain(self, d: _Direction) -> None:
         """Deliver the buffered segments that are now in order (sorted once: a drain after a
@@ -585,6 +665,8 @@ class TcpReassembler:
                 return
             data, ts, frame = pending.pop(off)
             d.pending_bytes -= len(data)
+            if off < d.next_off and d.differs(off, data[: d.next_off - off]):
+                self._conflict(d, ts)  # overlaps bytes delivered from another segment
             end = off + len(data)
             if end > d.next_off:
                 self._deliver(d, data[d.next_off - off :], ts, frame)
@@ -654,11 +736,27 @@ class TcpReassembler:
         if conn.closed:
             return  # the bytes delivered past a hole ended both directions: closed in there
         conn.closed = True
+        self._warn_conflicts(conn)
         conn.handler.finish(ts)
         for key in (conn.a_key, conn.b_key):
             if self.dirs.get(key) is not None and self.dirs[key].conn is conn:
                 del self.dirs[key]
         self._conns -= 1
+
+    def _warn_conflicts(self, conn: _Conn) -> None:
+        """A capture warning per direction that had retransmissions with other bytes."""
+        info = conn.info
+        if info is None:
+            return
+        a = f"{info.a_ip}:{info.a_port}"
+        b = f"{info.b_ip}:{info.b_port}"
+        for side, src, dst in ((conn.dirs[0], a, b), (conn.dirs[1], b, a)):
+            if side.conflicts:
+                self.stats.warn(
+                    f"{info.conn_id} {src} -> {dst}: {side.conflicts} TCP segment(s) "
+                    "retransmitted with different bytes: the first copy was read, which one "
+                    "the receiver took is unknown"
+                )
 
     def _sweep(self, now: float) -> None:
         """Close connections idle for longer than the timeout; forget old ignored keys."""

@@ -49,9 +49,10 @@ _REQUEST_TEXT = re.compile(_REQUEST_LINE.pattern.decode("ascii"), re.ASCII)
 _STATUS_TEXT = re.compile(_STATUS_LINE.pattern.decode("ascii"), re.ASCII)
 _HEAD_END = re.compile(rb"\n\r?\n")  # how a head ends: LF LF, or LF CR LF after a CR
 _METHOD_PREFIX = re.compile(rb"[A-Za-z][A-Za-z0-9_\-]{0,31}( |$)")
-_MESSAGE_START = re.compile(
-    rb"(?:^|\n)((?:[A-Z][A-Z0-9_\-]{2,31} \S+ HTTP/1\.[01]\r?\n)|(?:HTTP/1\.[01] \d{3}[ \r\n]))"
+_START_LINE = re.compile(
+    rb"(?:[A-Z][A-Z0-9_\-]{2,31} \S+ HTTP/1\.[01]\r?\n)|(?:HTTP/1\.[01] \d{3}[ \r\n])"
 )
+_MESSAGE_START = re.compile(rb"(?:^|\n)(" + _START_LINE.pattern + rb")")
 
 
 @dataclass(slots=True)
@@ -232,6 +233,7 @@ class HttpStream:
         "dead",
         "looks_tls",
         "lost",
+        "lost_host",
         "messages_seen",
         "on_http2",
         "on_messages",
@@ -292,8 +294,13 @@ class HttpStream:
         self.messages_seen = 0
         self.looks_tls = False
         # Stretches of bytes that may have held message heads and could not be read: a TCP hole
-        # outside a body of known length, or a head cut short by the end of the stream.
+        # outside a body of known length, a head cut short by the end of the stream, or bytes
+        # retransmitted with other contents (``conflict``: which copy was read is unknown).
         self.lost = 0
+        # The Host every lost stretch is known to have been for: each was a request head read
+        # as far as a whole Host field before a TCP hole cut it, all naming this one
+        # (``_note_lost``); None otherwise. Never a guess from other requests.
+        self.lost_host: str | None = None
 
     # -- consumer interface ------------------------------------------------------------------
     def data(self, data: memoryview | bytes, ts: float, frame: int = 0) -> list[HttpMessage]:
@@ -327,7 +334,7 @@ class HttpStream:
         out: list[HttpMessage] = []
         if self._h2 is not None:
             if self._h2.gap(nbytes):
-                self.lost += 1
+                self._note_lost(None)
             self._h2_done()
             return out
         if self._state == "tls":
@@ -343,17 +350,57 @@ class HttpStream:
             self._run(out)
             return self._emit(out)
         if not self.dead:
-            self.lost += 1
+            # What is buffered is cut by the hole and never joined to what follows it: a head
+            # with a hole is unreadable (only a Host read whole before the hole is kept).
+            self._note_lost(self._cut_head_host())
+        self._drop_buffer()
         self._finish_current(out, truncated=True)
         self._reset_to_hunt()
         return self._emit(out)
+
+    def conflict(self, ts: float) -> None:
+        """The reassembler saw a retransmission whose bytes differ from the copy given here:
+        the stream reads on with that first copy, but which copy the peer read is unknown, so
+        the stretch counts as lost (what it carried cannot be vouched for)."""
+        if not self.dead:
+            self._note_lost(None)
+
+    def _note_lost(self, host: str | None) -> None:
+        """Count a lost stretch; ``host``: the Host it is known to have been for, if any."""
+        self.lost_host = host if not self.lost or self.lost_host == host else None
+        self.lost += 1
+
+    def _cut_head_host(self) -> str | None:
+        """The Host of the request head buffered now and cut by a hole, when the bytes read
+        hold its start line and a whole Host field; None otherwise. A line counts as whole only
+        when a byte after its end shows that no folded continuation follows."""
+        buf = self._buf
+        if self._hunting or self._state != "head" or not buf:
+            return None
+        end = len(buf)
+        while True:
+            nl = buf.rfind(b"\n", 0, end)
+            if nl < 0:
+                return None
+            if nl + 1 < len(buf) and buf[nl + 1] not in b" \t":
+                break
+            end = nl
+        msg = _parse_text(buf[:nl].decode("latin-1"), 0.0)
+        if msg is None or not msg.is_request:
+            return None
+        return msg.header("host") or None
+
+    def _drop_buffer(self) -> None:
+        """Forget the buffered bytes (they cannot be finished)."""
+        self._consume(len(self._buf))
+        self._marks = None
 
     def close(self, ts: float) -> list[HttpMessage]:
         """End of stream: a close-delimited or cut-short message is finished as it stands."""
         out: list[HttpMessage] = []
         if self._h2 is not None:
             if self._h2.close():
-                self.lost += 1  # a header block cut short
+                self._note_lost(None)  # a header block cut short
             self.dead = True
             self.skip = 0
             return out
@@ -364,7 +411,7 @@ class HttpStream:
             and not self._probing
             and self._buf.strip()
         ):
-            self.lost += 1  # a head begun and never finished (e.g. the capture was cut)
+            self._note_lost(None)  # a head begun and never finished (e.g. the capture was cut)
         if self._state != "head":
             self._finish_current(out, truncated=self._state != "close-body")
         self._state = "head"
@@ -451,7 +498,7 @@ class HttpStream:
         else:
             size = len(buf)
             if size > MAX_HEAD or (size > MAX_LINE and buf.find(b"\n", 0, MAX_LINE) < 0):
-                self.lost += 1  # a head too long to read: what it carried is unknown
+                self._note_lost(None)  # a head too long to read: what it carried is unknown
                 self._lost_sync()
             else:
                 self._searched = base + size - 3  # an end may start in the last 3 bytes
@@ -562,26 +609,54 @@ class HttpStream:
         return bool(_REQUEST_LINE.match(line) or _STATUS_LINE.match(line))
 
     def _hunt(self) -> bool:
-        """Look for a request or status line start; drop what comes before it."""
+        """Look for a request or status line start; drop what comes before it.
+
+        A start line begins the buffer, follows a newline, or begins a feed: a segment may
+        start a message right after bytes that end mid-line (a body's tail without a newline,
+        the rest of a head cut by a hole)."""
         buf = self._buf
         m = _MESSAGE_START.search(buf)
-        if m is None:
-            # Keep a short last line (a start line may be split across segments); otherwise
-            # drop it all, so the next segment's first byte counts as a line start.
-            last_nl = buf.rfind(b"\n")
-            if last_nl >= 0:
-                drop = len(buf) if len(buf) - last_nl - 1 > 64 else last_nl + 1
-            else:
-                drop = 0 if len(buf) < 64 and _could_start_message(bytes(buf)) else len(buf)
+        start = m.start(1) if m is not None else -1
+        feeds = self._feed_starts()
+        for at in feeds:
+            if (start < 0 or at < start) and _START_LINE.match(buf, at):
+                start = at
+                break
+        if start < 0:
+            # Keep a short last line, or else the bytes from a later feed's start, when they
+            # may begin a start line split across segments (the feed starts stay known); drop
+            # everything else, so the next segment's first byte counts as a line start.
+            drop = len(buf)
+            line = buf.rfind(b"\n") + 1
+            for at in (line, *(at for at in feeds if at > line)):
+                if len(buf) - at <= 64 and _could_start_message(bytes(buf[at : at + 40])):
+                    drop = at
+                    break
             self._hunted += drop
             self._consume(drop)
             if self._hunted > HUNT_LIMIT:
                 self._give_up()
             return False
-        self._hunted += m.start(1)
-        self._consume(m.start(1))
+        self._hunted += start
+        self._consume(start)
         self._hunting = False
         return True
+
+    def _feed_starts(self) -> list[int]:
+        """Buffer offsets, in order, where a feed's bytes begin (past the first byte): a
+        segment start, which may begin a message whatever came before it. Forgets the feeds
+        whose bytes are gone."""
+        base, size = self._base, len(self._buf)
+        marks = self._marks
+        if marks:
+            while len(marks) > 1 and marks[1][0] <= base:
+                marks.popleft()
+            starts = [off - base for off, _, _ in marks if 0 < off - base < size]
+        else:
+            starts = []
+        if 0 < self._mark_off - base < size:
+            starts.append(self._mark_off - base)
+        return starts
 
     def _start_body(self, msg: HttpMessage, out: list[HttpMessage]) -> None:
         """Decide how the body of ``msg`` is delimited (none, length, chunked, close or tunnel)

@@ -105,7 +105,10 @@ class HttpConnection:
         # and pipelines are short; MAX_PENDING bounds the pop(0)).
         self.pending: list[HttpMessage] = []
         self.client_is_a: bool | None = None
-        self.host: str | None = None  # the Host of the latest request
+        # The Host of the latest request read before any of the client's bytes were lost
+        # (``_messages``); when the connection ends, the Host a lost head was read to name
+        # before its hole, if known (``finish``). What it names a blind spot by.
+        self.host: str | None = None
         self.tls: TlsHandshake | None = None  # set when either direction turned out to be TLS
         self.h2: Http2Connection | None = None  # set when the connection turned out HTTP/2
         midstream = not info.syn_seen
@@ -139,14 +142,24 @@ class HttpConnection:
         """Stretches of the client's bytes that could not be read (see ``HttpStream.lost``):
         requests whose credentials nobody can know. Without a parsed message, the side that
         sent the first packet is taken for the client."""
-        return (self.b_to_a if self.client_is_a is False else self.a_to_b).lost
+        return self._client_stream.lost
+
+    @property
+    def _client_stream(self) -> HttpStream:
+        return self.b_to_a if self.client_is_a is False else self.a_to_b
 
     def finish(self, ts: float) -> None:
-        """The connection ended: unanswered requests go out without a response."""
+        """The connection ended: unanswered requests go out without a response. When request
+        bytes were lost, ``host`` is the Host the lost heads were read to name before their
+        holes (``HttpStream.lost_host``) when known, else the Host read before the first loss
+        (or None): never one read after it, which the lost requests may not have had."""
         if self.h2 is not None:
             self.h2.finish()
         while self.pending:
             self._emit(self.pending.pop(0), None)
+        client = self._client_stream
+        if client.lost and client.lost_host is not None:
+            self.host = client.lost_host
         if self.warn is not None:
             for problem in self.damage():
                 self.warn(problem)
@@ -228,7 +241,7 @@ class HttpConnection:
     def _h2_exchange(
         self, request: HttpMessage | None, response: HttpMessage | None, stream_id: int
     ) -> None:
-        if request is not None:
+        if request is not None and not self._client_stream.lost:
             self.host = request.header("host") or self.host
         self._emit(request, response, stream_id)
 
@@ -245,7 +258,8 @@ class HttpConnection:
             if self.client_is_a is None:
                 self.client_is_a = from_a == msg.is_request
             if msg.is_request:
-                self.host = msg.header("host") or self.host
+                if not self._client_stream.lost:  # the Host a blind spot may be named by
+                    self.host = msg.header("host") or self.host
                 self.pending.append(msg)
                 if len(self.pending) > MAX_PENDING:
                     self._emit(self.pending.pop(0), None)
