@@ -125,6 +125,9 @@ class Event(_Record):
     password: str | None = field(default=None, repr=False, kw_only=True, metadata={"secret": True})
     cred_fp: str | None = None
     cred_len: int | None = None
+    # The other credentials the request presented beside the one described (``<scheme>
+    # <cred_fp>``): a request presenting several is ambiguous, see auth.extract._credential
+    also_presented: tuple[str, ...] = ()
     challenges: tuple[Challenge, ...] = ()
     ms_diagnostics: str | None = None  # raw x-ms-diagnostics response header
     user_agent: str | None = None

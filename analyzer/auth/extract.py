@@ -19,6 +19,7 @@ from analyzer.auth.schemes import (
     fingerprint,
     parse_challenges,
     parse_credential,
+    split_credentials,
 )
 from analyzer.auth.windows import decode_windows_credential
 from analyzer.flows.community import community_id
@@ -86,9 +87,11 @@ def build_event(exchange: Exchange, event_id: int = 0) -> Event | None:
     fields: dict = {}
 
     facts = _uri_facts(req.uri if req is not None else "")
-    cred = _credential(req, facts.query_token) if req is not None else None
+    cred, others = _credential(req, facts.query_token) if req is not None else (None, ())
     if cred is not None:
         reasons.append("credential")
+        if others:
+            fields["also_presented"] = others
         fields.update(
             scheme=cred.scheme,
             scheme_name=cred.scheme_name,
@@ -209,15 +212,53 @@ def build_event(exchange: Exchange, event_id: int = 0) -> Event | None:
     )
 
 
-def _credential(req: HttpMessage, query_token: str | None) -> Credential | None:
-    """The credential a request carries: Authorization, Proxy-Authorization, query (its
-    ``access_token`` is ``query_token``), then form."""
+def _credential(
+    req: HttpMessage, query_token: str | None
+) -> tuple[Credential | None, tuple[str, ...]]:
+    """The credential the event describes, and the other credentials the request presented
+    (each as ``<scheme> <cred_fp>``, see ``_named``).
+
+    One credential, or the same one sent again (two identical ``Authorization`` headers), is
+    what it is. Different credentials in one request are ambiguous - a server may read the
+    first, the last, or all of them joined with commas (IIS) - so the request is not taken for
+    OAuth: the event describes its first credential that is not a bearer token (a Basic
+    password beside a token is the Basic credential it is), or, when all are different bearer
+    tokens, the first one with scheme ``other`` and the scheme words of all of them as sent
+    (``Bearer, Bearer``) as its ``scheme_name``.
+    """
+    distinct: dict[tuple[str, str], Credential] = {}
+    for cred in _presented(req, query_token):
+        distinct.setdefault((cred.scheme, cred.text), cred)
+    creds = list(distinct.values())
+    if len(creds) < 2:
+        return (creds[0] if creds else None), ()
+    index = next((i for i, c in enumerate(creds) if c.scheme != "bearer"), None)
+    if index is None:
+        index = 0
+        described = evolve(
+            creds[0], scheme="other", scheme_name=", ".join(c.scheme_name for c in creds)
+        )
+    else:
+        described = creds[index]
+    return described, tuple(_named(c) for i, c in enumerate(creds) if i != index)
+
+
+def _presented(req: HttpMessage, query_token: str | None) -> list[Credential]:
+    """Every credential the request's headers present, in order: each one of every
+    ``Authorization`` header (several in one value are split, see ``split_credentials``), or,
+    when it sent none, of ``Proxy-Authorization``; without either, the query's ``access_token``
+    (``query_token``), else a form-posted ``access_token`` (not in a token request)."""
+    found: list[Credential] = []
     for header in ("authorization", "proxy-authorization"):
-        value = req.header(header)
-        if value is not None:
-            cred = _header_credential(value, header)
-            if cred is not None:
-                return cred
+        if req.header(header) is None:
+            continue
+        for value in req.header_all(header):
+            for piece in split_credentials(value):
+                cred = _header_credential(piece, header)
+                if cred is not None:
+                    found.append(cred)
+        if found:
+            return found
     token = query_token
     source = "query"
     if token is None and req.body:
@@ -226,14 +267,23 @@ def _credential(req: HttpMessage, query_token: str | None) -> Credential | None:
             token = form.get("access_token")
             source = "form"
     if not token:
-        return None
-    return Credential(
-        scheme="bearer",
-        scheme_name="access_token",
-        text=token,
-        fingerprint=fingerprint(token),
-        source=source,
-    )
+        return []
+    return [
+        Credential(
+            scheme="bearer",
+            scheme_name="access_token",
+            text=token,
+            fingerprint=fingerprint(token),
+            source=source,
+        )
+    ]
+
+
+def _named(cred: Credential) -> str:
+    """``<scheme> <cred_fp>``: ``basic 1a2b3c4d5e6f``; an unknown scheme with the word sent,
+    ``other(Turbo) ...`` (``other(authorization)`` for a bare token)."""
+    name = f"other({cred.scheme_name or cred.source})" if cred.scheme == "other" else cred.scheme
+    return f"{name} {cred.fingerprint}"
 
 
 #: (header value, header name) -> its Bearer / Basic credential: clients send the same token or

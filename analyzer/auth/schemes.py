@@ -22,6 +22,7 @@ __all__ = [
     "parse_challenges",
     "parse_credential",
     "parse_ms_diagnostics",
+    "split_credentials",
 ]
 
 #: Scheme words that map onto a normalised ``Credential.scheme`` other than "other".
@@ -225,6 +226,47 @@ def _split_scheme(value: str) -> tuple[str, str]:
             return first, ""
         return "", first  # a lone JWT / opaque token without a scheme
     return first, rest.strip(_OWS)
+
+
+def split_credentials(value: str) -> list[str]:
+    """The credentials one ``Authorization`` / ``Proxy-Authorization`` value holds, each as sent.
+
+    RFC 9110 allows one credential per header, but a server that joins repeated headers with
+    commas (IIS) reads ``Bearer a, Basic b`` as two, and a client may send it so. The value is
+    split at the commas outside quoted-strings where the next element opens a credential: a
+    token followed by whitespace and text that does not start with ``=`` (``Basic dXNlcjpwdw==``),
+    or a lone known scheme word (``Negotiate``). Other elements (Digest's ``realm="x"``) stay
+    with the credential before them. A value that opens no second credential is returned whole,
+    exactly as given (its fingerprint is unchanged); a piece before a split loses the commas and
+    whitespace that end it.
+    """
+    if "," not in value:
+        return [value]
+    pieces: list[str] = []
+    start = 0  # where the current credential begins in ``value``
+    pos = 0  # where the current element begins
+    for i, part in enumerate(split_outside_quotes(value, ",")):
+        if i and _opens_credential(part.strip(_OWS)):
+            piece = value[start : pos - 1].rstrip(_OWS + ",")
+            if piece.strip(_OWS):  # only commas before it: no credential to split off
+                pieces.append(piece)
+                start = pos
+        pos += len(part) + 1
+    if not pieces:
+        return [value]
+    pieces.append(value[start:])
+    return pieces
+
+
+def _opens_credential(item: str) -> bool:
+    """Does ``item`` (one comma-separated element, stripped) begin a credential of its own?"""
+    m = _TCHAR.match(item)
+    if not m:
+        return False
+    rest = item[m.end() :]
+    if not rest:
+        return m.group(0).lower() in _KNOWN_SCHEMES
+    return rest[0] in " \t" and not rest.lstrip(" \t").startswith("=")
 
 
 def basic_password(text: str) -> str | None:

@@ -1,0 +1,315 @@
+"""A request presenting more than one credential is ambiguous, so ``verify`` never PASSes it.
+
+A server may read either credential of a request that sends two (IIS joins repeated headers with
+commas; others take the first or the last), so a good S2S token beside a Basic password must not
+be judged by the token alone. The event describes the non-OAuth credential and lists the others
+in ``also_presented``; two different tokens make scheme ``other``; the same token twice is
+one credential. Real bytes: HTTP/1.1 and HTTP/2 cleartext captures written with scapy.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+import token_kit
+from h2_kit import Peer, response, settings
+from wire_kit import T0, connection, write_packets
+
+from analyzer import analyze
+from analyzer.auth.extract import build_event
+from analyzer.auth.schemes import fingerprint, split_credentials
+from analyzer.cli import main
+from analyzer.model import Event
+from analyzer.protocols.http1 import parse_head
+from analyzer.protocols.http2_frames import PREFACE
+from analyzer.protocols.http_exchange import Exchange
+
+pytest.importorskip("scapy.all")
+
+SFB_CERT = str(token_kit.KEYS_DIR / "sfb.cert.pem")
+CLIENT, SERVER = "10.1.0.20", "10.1.0.10"
+STRICT = (
+    "--client",
+    CLIENT,
+    "--server",
+    "mail.contoso.com",
+    "--path",
+    "/EWS/",
+    "--issuer",
+    "skype",
+    "--realm",
+    "contoso.com",
+    "--require-signature",
+    "--keys",
+    SFB_CERT,
+)
+BASIC = base64.b64encode(b"CONTOSO\\svc:pw").decode()
+BASIC_FP = fingerprint(BASIC)
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+
+def good_token(upn: str = "alice@contoso.com") -> str:
+    """An S2S token Skype for Business would send Exchange: an unsigned user context around an
+    actor token signed with the SfB key (verified with ``--keys sfb.cert.pem``)."""
+    gen = token_kit.generator()
+    actor = token_kit.signed(token_kit.actor_claims(), key="sfb")
+    user = {"sid": "S-1-5-21-1-2-3-1104", "upn": upn}
+    claims = gen.user_context(token_kit.EXO_AUD, token_kit.SFB_ISS, user, actor, 0, 0)
+    claims.update(nbf=str(token_kit.T0), exp=str(token_kit.T0 + 3600))
+    return token_kit.unsigned(claims)
+
+
+TOKEN = good_token()
+OTHER_TOKEN = good_token("bob@contoso.com")
+
+
+def http1(*auth_lines: str) -> bytes:
+    lines = ["POST /EWS/Exchange.asmx HTTP/1.1", "Host: mail.contoso.com", *auth_lines]
+    return ("\r\n".join([*lines, "Content-Length: 0", "", ""])).encode()
+
+
+def capture(tmp_path: Path, request: bytes, response_bytes: bytes = OK) -> str:
+    packets = connection([(request, response_bytes)], 40001, T0, client=CLIENT, server=SERVER)
+    return write_packets(tmp_path / "c.pcap", packets)
+
+
+def h2c_capture(tmp_path: Path, *auth: tuple[str, str]) -> str:
+    """HTTP/2 with prior knowledge: one POST on stream 1 carrying ``auth`` fields."""
+    client, server = Peer(), Peer()
+    fields = [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":authority", "mail.contoso.com"),
+        (":path", "/EWS/Exchange.asmx"),
+        *auth,
+    ]
+    request = PREFACE + settings() + client.headers(1, fields, end=True)
+    answer = settings() + server.headers(1, response(200), end=True)
+    packets = connection([(request, answer)], 40001, T0, client=CLIENT, server=SERVER)
+    return write_packets(tmp_path / "h2.pcap", packets)
+
+
+def the_event(path: str) -> Event:
+    events = analyze(path, keys=[SFB_CERT]).result.events
+    assert len(events) == 1
+    return events[0]
+
+
+def verify(capsys: pytest.CaptureFixture[str], path: str) -> tuple[int, list[str]]:
+    code = main(["verify", path, *STRICT, "--details"])
+    return code, capsys.readouterr().out.splitlines()
+
+
+def basic_beside_token(event: Event, protocol: str = "http/1.1") -> None:
+    """The event of a request that sent TOKEN and the Basic password: the Basic credential."""
+    assert (event.protocol, event.scheme, event.scheme_name, event.auth_header) == (
+        protocol,
+        "basic",
+        "Basic",
+        "authorization",
+    )
+    assert (event.user, event.domain, event.password_len) == ("svc", "CONTOSO", 2)
+    assert (event.cred_fp, event.cred_len) == (BASIC_FP, len(BASIC))
+    assert event.also_presented == (f"bearer {fingerprint(TOKEN)}",)
+    assert (event.auth_class, event.outcome, event.token_fp) == ("basic", "accepted", None)
+
+
+def fails_as_basic(code: int, out: list[str]) -> None:
+    assert code == 1 and out[-1] == "FAIL"
+    assert out[1:4] == [
+        "             1 of 1 exchanges break the rule",
+        "               1 x not-oauth (09:00:00)",
+        "                   not OAuth: basic as CONTOSO\\svc",
+    ]
+
+
+# -- the token alone, and the same token twice, are OAuth ---------------------------------------
+def test_a_token_alone_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = capture(tmp_path, http1(f"Authorization: Bearer {TOKEN}"))
+    event = the_event(path)
+    assert (event.scheme, event.cred_fp, event.also_presented) == (
+        "bearer",
+        fingerprint(TOKEN),
+        (),
+    )
+    assert (event.auth_class, event.token_signature) == ("oauth", "verified")
+    code, out = verify(capsys, path)
+    assert code == 0 and out[-1] == "PASS"
+    assert out[1] == "             all 1 authenticated exchanges used OAuth as required"
+
+
+def test_the_same_token_twice_is_one_credential(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a client that adds its header twice sends one credential: whichever the server reads
+    path = capture(
+        tmp_path, http1(f"Authorization: Bearer {TOKEN}", f"authorization: bearer {TOKEN}")
+    )
+    event = the_event(path)
+    assert (event.scheme, event.scheme_name, event.cred_fp, event.also_presented) == (
+        "bearer",
+        "Bearer",
+        fingerprint(TOKEN),
+        (),
+    )
+    assert event.token_signature == "verified"
+    assert verify(capsys, path)[0] == 0
+
+
+# -- a Basic password beside the token ------------------------------------------------------
+def test_basic_header_after_the_token_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = capture(
+        tmp_path, http1(f"Authorization: Bearer {TOKEN}", f"Authorization: Basic {BASIC}")
+    )
+    basic_beside_token(the_event(path))
+    fails_as_basic(*verify(capsys, path))
+
+
+def test_basic_header_before_the_token_fails_the_same_way(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = capture(
+        tmp_path, http1(f"Authorization: Basic {BASIC}", f"Authorization: Bearer {TOKEN}")
+    )
+    basic_beside_token(the_event(path))
+    fails_as_basic(*verify(capsys, path))
+
+
+def test_token_and_basic_joined_in_one_header_fail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # what IIS makes of the two headers above, or what a client may send as one
+    path = capture(tmp_path, http1(f"Authorization: Bearer {TOKEN}, Basic {BASIC}"))
+    event = the_event(path)
+    basic_beside_token(event)
+    fails_as_basic(*verify(capsys, path))
+    # the cleartext password is a finding of its own, as for any Basic request
+    findings = analyze(path, keys=[SFB_CERT]).result.findings
+    assert [f.rule_id for f in findings] == ["cleartext-basic"]
+
+
+def test_basic_beside_the_token_over_h2c_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = h2c_capture(
+        tmp_path, ("authorization", f"Bearer {TOKEN}"), ("authorization", f"Basic {BASIC}")
+    )
+    basic_beside_token(the_event(path), protocol="http/2")
+    fails_as_basic(*verify(capsys, path))
+
+
+def test_the_token_alone_over_h2c_passes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = h2c_capture(tmp_path, ("authorization", f"Bearer {TOKEN}"))
+    assert the_event(path).also_presented == ()
+    assert verify(capsys, path)[0] == 0
+
+
+# -- two different tokens ---------------------------------------------------------------------
+def test_two_different_tokens_are_not_oauth(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # each is a good token, but verify would vouch for one the server may not have read
+    path = capture(
+        tmp_path, http1(f"Authorization: Bearer {TOKEN}", f"Authorization: Bearer {OTHER_TOKEN}")
+    )
+    event = the_event(path)
+    assert (event.scheme, event.scheme_name, event.cred_fp, event.also_presented) == (
+        "other",
+        "Bearer, Bearer",
+        fingerprint(TOKEN),
+        (f"bearer {fingerprint(OTHER_TOKEN)}",),
+    )
+    assert (event.auth_class, event.token_fp) == ("other", None)
+    code, out = verify(capsys, path)
+    assert code == 1 and out[3] == "                   not OAuth: other (Bearer, Bearer)"
+
+
+# -- Proxy-Authorization is another hop's -----------------------------------------------------
+def test_proxy_authorization_beside_the_token_is_the_proxys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = capture(
+        tmp_path, http1(f"Proxy-Authorization: Basic {BASIC}", f"Authorization: Bearer {TOKEN}")
+    )
+    event = the_event(path)
+    assert (event.scheme, event.auth_header, event.also_presented) == (
+        "bearer",
+        "authorization",
+        (),
+    )
+    assert verify(capsys, path)[0] == 0
+
+
+# -- the extractor, on parsed heads -----------------------------------------------------------
+def event_of(head: str) -> Event:
+    request = parse_head(head.replace("\n", "\r\n").encode(), 1.0)
+    assert request is not None
+    event = build_event(Exchange("C1", CLIENT, 40001, SERVER, 80, request, None), 1)
+    assert event is not None
+    return event
+
+
+def test_every_other_credential_is_listed_in_order() -> None:
+    event = event_of(
+        "GET /EWS/ HTTP/1.1\nAuthorization: Bearer abc\nAuthorization: Turbo x, NTLM TlRMTVNTUAAB"
+        "\nAuthorization: Bearer abc\nAuthorization: eyJhbGciOiJub25lIn0.e30.\n"
+    )
+    # the first non-bearer credential is described; the others follow, each once
+    assert (event.scheme, event.scheme_name, event.cred_fp) == ("other", "Turbo", fingerprint("x"))
+    assert event.also_presented == (
+        f"bearer {fingerprint('abc')}",
+        f"ntlm {fingerprint('TlRMTVNTUAAB')}",
+        f"other(authorization) {fingerprint('eyJhbGciOiJub25lIn0.e30.')}",
+    )
+
+
+def test_a_query_token_is_read_only_without_a_header() -> None:
+    event = event_of("GET /EWS/?access_token=q1 HTTP/1.1\nAuthorization: Basic YTpi\n")
+    assert (event.scheme, event.also_presented) == ("basic", ())
+    event = event_of("GET /EWS/?access_token=q1 HTTP/1.1\n")
+    assert (event.scheme, event.auth_header, event.cred_fp) == (
+        "bearer",
+        "query",
+        fingerprint("q1"),
+    )
+
+
+# -- splitting a header value -----------------------------------------------------------------
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Bearer eyJ0eXAiOiJKV1QifQ.e30.",
+        "Basic dXNlcjpwdw==",
+        'Digest username="a", realm="b, Basic c", nonce="n", uri="/x", response="r", qop=auth',
+        "Digest username=a , algorithm = MD5, nc=00000001",
+        "Bearer opaque,with,commas",
+        "Bearer t,",
+        ", Bearer t",
+        'MsRtcOAuth href="https://x/a, b", grant-type="urn:microsoft.rtc:windows"',
+    ],
+)
+def test_one_credential_is_returned_whole(value: str) -> None:
+    assert split_credentials(value) == [value]
+
+
+@pytest.mark.parametrize(
+    ("value", "pieces"),
+    [
+        ("Bearer t, Basic dXNlcjpwdw==", ["Bearer t", " Basic dXNlcjpwdw=="]),
+        ("Bearer t,Basic x,,NTLM y", ["Bearer t", "Basic x", "NTLM y"]),
+        ("Bearer t , Negotiate", ["Bearer t", " Negotiate"]),
+        (
+            'Digest username="a", realm="r", Bearer t',
+            ['Digest username="a", realm="r"', " Bearer t"],
+        ),
+        ("Bearer a,b, Basic x", ["Bearer a,b", " Basic x"]),
+    ],
+)
+def test_several_credentials_are_split_where_each_begins(value: str, pieces: list[str]) -> None:
+    assert split_credentials(value) == pieces
