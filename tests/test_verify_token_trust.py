@@ -271,3 +271,19 @@ def test_an_issuer_or_realm_given_empty_is_a_usage_error(
     path = write_capture(tmp_path / "any.pcap", [ews(s2s())])
     assert main(["verify", path, option, value]) == 3
     assert capsys.readouterr().err == f"oauth-analyzer: error: {message}\n"
+
+
+def test_a_server_seen_only_through_tls_still_names_its_address(capsys, tmp_path: Path) -> None:
+    """10.1.0.11 answers TLS for mail.contoso.com (not decrypted); NTLM sent there in the clear
+    as MAIL is the same server: with --partial, the fallback still fails the rule."""
+    import scapy.all as scapy
+    from test_scope_escapes import MAIL2, SFB_CERT, STRICT, ntlm, oauth, tls
+
+    path = tmp_path / "sni.pcap"
+    connections = [oauth(), tls("mail.contoso.com", server=MAIL2), ntlm("MAIL", server=MAIL2)]
+    packets = sorted((p for c in connections for p in c), key=lambda p: float(p.time))
+    scapy.wrpcap(str(path), packets)
+    code = main(["verify", str(path), *STRICT, "--keys", SFB_CERT, "--partial", "--json"])
+    (rule,) = json.loads(capsys.readouterr().out)["rules"]
+    assert (code, rule["result"]) == (1, "FAIL")
+    assert [(v["kind"], v["host"]) for v in rule["violations"]] == [("not-oauth", "MAIL")]

@@ -379,6 +379,7 @@ def evaluate(
     """Judge every authenticated exchange in the rule's scope, and say what could not be seen."""
     judged = [e for e in events if rule.judges(e)]
     host_ips = addresses_by_host(judged)  # a SIP domain names no HTTP server, nor the reverse
+    host_ips = _with_server_names(host_ips, not_inspected or [])
     in_scope = [e for e in judged if rule.scope.matches(e, host_ips)]
     units = _exchanges([e for e in in_scope if presented(e)])
     blind = [
@@ -427,6 +428,20 @@ def evaluate(
         if blind:
             result.reason += " (partial: traffic in scope was not inspected, see below)"
     return result
+
+
+def _with_server_names(
+    host_ips: dict[str, frozenset[str]], not_inspected: list[NotInspected]
+) -> dict[str, frozenset[str]]:
+    """``host_ips`` with the addresses undecrypted TLS reached by server name (SNI): a server
+    seen only through TLS still tells which address serves its name, so a cleartext request
+    there under its short name or address stays in a scope naming it."""
+    out = dict(host_ips)
+    for n in not_inspected:
+        if n.kind == "tls" and n.host:
+            name = bare_host(n.host)
+            out[name] = out.get(name, frozenset()) | {n.server_ip}
+    return out
 
 
 def warnings(results: list[RuleResult]) -> list[str]:
