@@ -170,7 +170,7 @@ class Event(_Record):
     token_actor_iss: str | None = None
     token_actor_fp: str | None = None
     token_signature: str | None = (
-        None  # verified, bad-signature, unknown-key, unsigned, not-checked
+        None  # verified, bad-signature, unknown-key, untrusted-key, unsigned, not-checked
     )
     token_key_source: str | None = None  # where the verifying key came from
     token_flags: tuple[str, ...] = ()  # ids of failed token checks
