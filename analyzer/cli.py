@@ -579,7 +579,7 @@ def _read_many(args: argparse.Namespace, stages: Stages) -> AnalysisResult:
     else:
         result = cluster.analyze_many(args.captures, **options)
     for line in cluster.failures(result):
-        print(f"{PROG}: warning: {line} (skipped)", file=sys.stderr)
+        _say(f"warning: {line} (skipped)")
     return result
 
 
@@ -671,7 +671,7 @@ def _crosscheck(result: AnalysisResult, args: argparse.Namespace) -> None:
             continue
         events = [e for e in result.events if result.inputs.get(e.conn_id) == path]
         found = tshark_fingerprints(path, args.tls_keylog)
-        print(f"{PROG}: {compare(path, found, events).line()}", file=sys.stderr)
+        _say(compare(path, found, events).line())
 
 
 def _one_parquet_file(args: argparse.Namespace) -> bool:
@@ -1002,7 +1002,16 @@ def _when(value: str | None) -> tuple[float | None, str]:
 
 
 def _error(message: str) -> None:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    _say(f"error: {message}")
+
+
+def _say(line: str) -> None:
+    """One line on standard error after ``oauth-analyzer: ``. What it quotes (a file name, a
+    tool's complaint, a captured host) may hold anything: its control characters, line breaks
+    and bidi controls are escaped (``printable``), so it stays one inert line."""
+    from analyzer.report.safe_text import printable
+
+    print(f"{PROG}: {printable(line)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

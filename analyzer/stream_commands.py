@@ -279,8 +279,11 @@ def _interrupted(engine: Engine) -> None:
 
 
 def _violations(watch: Any, as_json: bool, status: StatusLine | None) -> Callable[[Event], None]:
-    """Judge each event as it completes; print what breaks a rule at once."""
+    """Judge each event as it completes; print what breaks a rule at once, one inert line each
+    (the captured host, URI and reasons with their control characters escaped)."""
     import json
+
+    from analyzer.report.safe_text import json_cell, printable
 
     def judge(event: Event) -> None:
         for rule, violation in watch.event(event):
@@ -288,6 +291,7 @@ def _violations(watch: Any, as_json: bool, status: StatusLine | None) -> Callabl
                 status.clear()
             if as_json:
                 line = json.dumps({"rule": rule.name, **violation.to_dict()}, ensure_ascii=False)
+                line = json_cell(line)
             else:
                 e = violation.event
                 line = (
@@ -295,6 +299,7 @@ def _violations(watch: Any, as_json: bool, status: StatusLine | None) -> Callabl
                     f"(event {e.event_id}, {e.client_ip}:{e.client_port} -> "
                     f"{e.host or e.server_ip} {e.method} {e.uri})"
                 )
+                line = printable(line)
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
 

@@ -36,18 +36,26 @@ MILLIS_LIMIT = 1e15  # 1e11..1e15 reads as unix milliseconds (1973..33658); abov
 FILETIME_UNIX_EPOCH = 11_644_473_600  # seconds from 1601-01-01 to 1970-01-01
 
 #: Claims holding credentials of their own; masked in ``to_dict`` unless secrets are revealed.
-SECRET_CLAIMS = frozenset(
-    {
-        "refreshtoken",
-        "refresh_token",
-        "access_token",
-        "accesstoken",
-        "id_token",
-        "client_secret",
-        "password",
-        "assertion",
-        "client_assertion",
-    }
+#: Names are compared folded (``secret_claim``): lower case, without ``_`` and ``-``.
+SECRET_CLAIMS = frozenset({"idtoken", "pwd", "sessionkey"})
+#: Folded endings that make a claim name a secret's: ``client_secret``, ``AppSecret``,
+#: ``db_password``, ``x-api-key``, ``xms_refresh_token``, ``client_assertion``. ``pwd_exp`` and
+#: ``pwd_url`` (ADFS's password expiry), ``public_key``, ``kid`` or ``sid`` end otherwise and
+#: stay shown.
+SECRET_ENDINGS = (
+    "secret",
+    "password",
+    "passwd",
+    "passphrase",
+    "apikey",
+    "privatekey",
+    "secretkey",
+    "accesskey",
+    "signingkey",
+    "refreshtoken",
+    "accesstoken",
+    "sessiontoken",
+    "assertion",
 )
 
 FORMATS = ("jwt", "jwt-unsigned", "jwe", "cwt", "opaque", "empty", "malformed")
@@ -547,21 +555,55 @@ def _public_claims(
     return out
 
 
-def _masked_claim(key: str, value: Any) -> Any:
+def secret_claim(name: str) -> bool:
+    """Is a claim of this name a credential? Any case, ``_`` and ``-`` ignored: a name of
+    ``SECRET_CLAIMS`` or one ending in ``SECRET_ENDINGS`` (``Refresh_Token``, ``clientSecret``,
+    ``api-key``)."""
+    folded = name.lower().replace("_", "").replace("-", "")
+    return folded in SECRET_CLAIMS or folded.endswith(SECRET_ENDINGS)
+
+
+def _masked_claim(key: str, value: Any, level: int = 1) -> Any:
     """A copy of one claim with the secrets in it masked, at any depth: claims named as secrets
-    (any case: ``refresh_token``, ``ctx.Refresh_Token``) by their fingerprint, other
-    secret-shaped strings (a token inside ``ctx``) by ``mask_secret``."""
-    if key.lower() in SECRET_CLAIMS and key != "actortoken":
+    (``secret_claim``: ``refresh_token``, ``ctx.Refresh_Token``) by their fingerprint (or JSON
+    type), strings by ``_masked_text``. ``level``: the objects and lists around ``value`` (1 for
+    a claim of the token)."""
+    if secret_claim(key):
         shown = fingerprint(value) if isinstance(value, str) else _json_type(value)
         return f"<redacted fp={shown}>"
     kind = type(value)
     if kind is dict:
-        return {k: _masked_claim(k, v) for k, v in value.items()}
+        return {k: _masked_claim(k, v, level + 1) for k, v in value.items()}
     if kind is list:
-        return [_masked_claim("", item) for item in value]
+        return [_masked_claim("", item, level + 1) for item in value]
     if kind is str:
-        return mask_secret(value)
+        return _masked_text(value, level)
     return _copy_json(value)
+
+
+#: The names in a string: what ``_masked_text`` looks for in JSON it cannot read.
+_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _masked_text(text: str, level: int) -> str:
+    """A string claim with its secrets masked. JSON in a string (Microsoft's ``appctx``, a
+    ``ctx`` of ``{"refresh_token": ...}``) is masked like claims and written back as compact JSON
+    when that masked anything; JSON that cannot be read (bad, or nested past ``MAX_JSON_DEPTH``
+    levels counted from the top of the claims) is masked whole when it names a secret claim.
+    Other text: ``mask_secret`` (a token, a key by its shape)."""
+    if text.lstrip()[:1] in ("{", "["):
+        try:
+            inner = parse_json(text)
+            readable = level + json_depth(inner) <= MAX_JSON_DEPTH
+        except (ValueError, RecursionError):
+            readable = False
+        if readable:
+            masked = _masked_claim("", inner, level)
+            if masked != inner:
+                return json.dumps(masked, ensure_ascii=False, separators=(",", ":"))
+        elif any(secret_claim(name) for name in _NAME.findall(text)):
+            return f"<redacted fp={fingerprint(text)}>"
+    return mask_secret(text)
 
 
 def iso_utc(seconds: float | None) -> str | None:

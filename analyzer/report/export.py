@@ -26,7 +26,7 @@ from analyzer.model import (
     to_dict,
 )
 from analyzer.report.json_text import compact_json, json_encoder
-from analyzer.report.safe_text import one_line, spreadsheet_cell
+from analyzer.report.safe_text import json_cell, one_line, printable, spreadsheet_cell
 from analyzer.report.times import iso_utc
 
 #: Lines gathered before each write: a few large writes instead of one per record.
@@ -91,6 +91,7 @@ def write_csv(
     bom: bool = False,
 ) -> None:
     """One row per record of ``record_type``; list and dict fields as compact JSON in a cell.
+    Captured text is inert in every cell (``csv_rows``), on a terminal and in a file alike.
 
     ``bom`` starts the file with a UTF-8 byte order mark, so Excel reads it as UTF-8."""
     writer = csv.writer(out, lineterminator="\n")
@@ -111,11 +112,16 @@ def csv_header(record_type: type, reveal_secrets: bool = False) -> list[str]:
 def csv_rows(
     records: Iterable[Any], record_type: type, reveal_secrets: bool, neutralise: bool = True
 ) -> Iterator[list]:
-    """The rows ``csv_header`` names, one per record. Text cells a spreadsheet would run as a
-    formula get a leading ``'`` (``safe_text.spreadsheet_cell``) unless ``neutralise`` is off:
-    the .xlsx writer stores every text cell as a string instead."""
+    """The rows ``csv_header`` names, one per record. Unless ``neutralise`` is off (the .xlsx
+    writer stores every text cell as a string and escapes it itself), captured text is inert in
+    every cell: control characters, DEL, C1, the Unicode line and paragraph separators and bidi
+    controls are written as ``\\x1b`` / ``\\u202e`` (``safe_text.printable``: one cell, one line,
+    nothing a terminal acts on when the file is shown), then a cell a spreadsheet would run as a
+    formula gets a leading ``'`` (``safe_text.spreadsheet_cell``). List and dict cells are
+    compact JSON with the same characters as JSON escapes (``safe_text.json_cell``)."""
     names = csv_header(record_type, reveal_secrets)
     time_field = TIME_FIELD.get(record_type)
+    cell = _inert_cell if neutralise else _cell
     for record in records:
         row = to_dict(record, reveal_secrets)
         row["schema_version"] = SCHEMA_VERSION
@@ -123,10 +129,7 @@ def csv_rows(
             row["time"] = iso_utc(row.get(time_field))
         if "identity" in names:
             row["identity"] = who(record) if type(record) is Event else None
-        cells = [_cell(row[name]) for name in names]  # KeyError: a record of another type
-        if neutralise:
-            cells = [spreadsheet_cell(c) if type(c) is str else c for c in cells]
-        yield cells
+        yield [cell(row[name]) for name in names]  # KeyError: a record of another type
 
 
 def who(e: Event) -> str | None:
@@ -142,3 +145,12 @@ def _cell(value: Any) -> Any:
     if isinstance(value, (list, dict)):
         return compact_json(value) if value else ""
     return value
+
+
+def _inert_cell(value: Any) -> Any:
+    """A CSV cell that neither a terminal nor a spreadsheet acts on (see ``csv_rows``)."""
+    if isinstance(value, str):
+        return spreadsheet_cell(printable(value))
+    if isinstance(value, (list, dict)):
+        return json_cell(compact_json(value)) if value else ""
+    return _cell(value)

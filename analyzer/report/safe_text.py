@@ -5,7 +5,8 @@ clear the screen, a carriage return or a newline in a user name would overwrite 
 and Unicode bidi controls would reorder what is shown; in a spreadsheet a cell starting with ``=``
 is a formula; in JSON Lines a raw U+2028 splits a record for readers that honour Unicode line
 breaks. The helpers here escape exactly that, and leave everything else (accents, ``DOMAIN\\user``,
-``…``) as it was.
+``…``) as it was. A CSV file gets both the terminal's and the spreadsheet's escaping: it is read
+with ``cat`` as often as with a spreadsheet.
 """
 
 from __future__ import annotations
@@ -79,6 +80,20 @@ def spreadsheet_cell(text: str) -> str:
     if text and text[0] in _FORMULA_START and not _NUMBER.fullmatch(text):
         return "'" + text
     return text
+
+
+_UNSAFE_JSON = re.compile(f"[{_OTHERS}]")
+
+
+def _json_escaped(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def json_cell(text: str) -> str:
+    """JSON text with what JSON leaves raw and a terminal or viewer acts on (DEL, C1 controls,
+    the line and paragraph separators, bidi controls) escaped as ``\\uNNNN``: the same JSON
+    value, one line, inert (JSON escapes the other control characters itself)."""
+    return _UNSAFE_JSON.sub(_json_escaped, text)
 
 
 _LINE_BREAKS = {0x2028: "\\u2028", 0x2029: "\\u2029", 0x85: "\\u0085"}

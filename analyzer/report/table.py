@@ -26,7 +26,7 @@ from analyzer.model import (
 )
 from analyzer.report.cells import class_text, identity_text, notes_text, request_text
 from analyzer.report.layout import Column, fit, render, wrap_text
-from analyzer.report.safe_text import terminal_safe
+from analyzer.report.safe_text import printable, terminal_safe
 from analyzer.report.times import format_utc
 from analyzer.sources.linklayer import MAX_TUNNEL_IDS
 from analyzer.words import endpoint, plural
@@ -156,12 +156,12 @@ def write_captures(
                 f"{plural(c.tls_connections, 'TLS connection')} unreadable without --tls-keylog"
             )
         read = plural(c.exchanges, "exchange") if c.exchanges else plural(c.packets, "packet")
-        line = f"{c.path}: {c.file_format or '?'}, {read}"
+        line = f"{printable(c.path)}: {c.file_format or '?'}, {read}"  # one line, any file name
         _prose(line + (f" ({'; '.join(extra)})" if extra else ""), out, width)
         for text in encapsulation_lines(c):
             _prose(text, out, width, indent=4)
         for warning in c.warnings:
-            _prose(style.warning("warning") + f": {warning}", out, width, indent=4)
+            _prose(style.warning("warning") + f": {printable(warning)}", out, width, indent=4)
     out.write("\n")
 
 
@@ -206,7 +206,7 @@ def write_uninspected(
         return
     out.write(style.heading("Not inspected") + "\n")
     for line in lines:
-        _prose(style.warning(line), out, width)
+        _prose(style.warning(printable(line)), out, width)  # a captured host: one line, inert
     out.write("\n")
 
 

@@ -49,7 +49,7 @@ def write_verification(
         _coverage(r, out)
     damage = warnings(results)
     more = f"; and {len(damage) - 1} more, see above" if len(damage) > 1 else ""
-    suffix = f" (warning: damaged capture: {damage[0]}{more})" if damage else ""
+    suffix = f" (warning: damaged capture: {printable(damage[0])}{more})" if damage else ""
     out.write(f"{verdict}{suffix}\n")
 
 
@@ -61,10 +61,10 @@ def _coverage(r: RuleResult, out: IO[str]) -> None:
         out.write(
             f"{INDENT}coverage: {plural(c.exchanges, 'exchange')} inspected, {span}{unanswered}\n"
         )
-    for line in c.blind_spots():
-        out.write(f"{INDENT}blind spot: {line}\n")
+    for line in c.blind_spots():  # they name captured hosts, and damage a capture's file
+        out.write(f"{INDENT}blind spot: {printable(line)}\n")
     for line in c.damage:
-        out.write(f"{INDENT}warning: {line}\n")
+        out.write(f"{INDENT}warning: {printable(line)}\n")
 
 
 def _time(ts: float | None) -> str:
