@@ -547,7 +547,8 @@ def _network(text: str, value: str) -> Network:
 
 
 def _port(text: str, value: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    # ASCII digits only: isdigit() is also true for "²", which int() refuses
+    if not (text.isascii() and text.isdigit() and len(text) <= 5) or not 0 < int(text) < 65536:
         raise ScopeError(f"server {value!r}: bad port {text!r}")
     return int(text)
 

@@ -345,7 +345,7 @@ def _message(is_request: bool, headers: Headers, ts: float, frame: int = 0) -> H
         message = HttpMessage(True, ts, "2", method, uri, headers=fields, frame=frame)
     else:
         status = pseudo.get(":status", "")
-        code = int(status) if status.isdigit() and len(status) == 3 else 0
+        code = int(status) if status.isascii() and status.isdigit() and len(status) == 3 else 0
         message = HttpMessage(False, ts, "2", status=code, headers=fields, frame=frame)
     message._first = dict(reversed(fields))
     return message

@@ -89,9 +89,13 @@ class SipMessage:
 
     @property
     def cseq(self) -> tuple[int | None, str]:
-        """(sequence number, method) of the CSeq header; (None, "") when absent or garbled."""
+        """(sequence number, method) of the CSeq header; (None, "") when absent or garbled.
+
+        ASCII digits only: ``isdigit`` is also true for ``²`` (the 0xb2 of a Latin-1 header),
+        which ``int`` refuses."""
         number, _, method = (self.header("cseq") or "").strip().partition(" ")
-        return (int(number) if number.isdigit() and len(number) <= 10 else None), method.strip()
+        plain = number.isascii() and number.isdigit() and len(number) <= 10
+        return (int(number) if plain else None), method.strip()
 
     @property
     def call_id(self) -> str | None:
@@ -175,7 +179,8 @@ def parse_head(raw: bytes, ts: float, frame: int = 0) -> SipMessage | None:
     length = msg.header("content-length")
     if length is not None:
         text = length.strip()
-        msg.body_length = int(text) if text.isdigit() and len(text) <= 12 else -1
+        plain = text.isascii() and text.isdigit() and len(text) <= 12  # not "²"
+        msg.body_length = int(text) if plain else -1
     return msg
 
 

@@ -97,6 +97,9 @@ LABEL_SIZE = 10
 NOTE_SIZE = 9
 _DAY = 86400.0
 _EPOCH_DAYS = float(mdates.date2num(np.datetime64("1970-01-01T00:00:00")))
+#: The dates matplotlib can place (years 1 to 9999), as its day numbers: an axis is kept inside.
+_FIRST_DAY = float(mdates.date2num(np.datetime64("0001-01-01T00:00:00")))
+_LAST_DAY = float(mdates.date2num(np.datetime64("9999-12-31T23:59:59")))
 
 Chart = Callable[["Analysis"], Figure]
 
@@ -147,12 +150,53 @@ def save_charts(analysis: Analysis, folder: str | Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, chart in CHARTS.items():
-        fig = chart(analysis)
-        for fmt in ("png", "svg"):
+        try:
+            images = _images(chart(analysis))
+        except Exception as exc:  # a broken chart must not cost the others: its file says so
+            images = _images(_not_drawn(name, exc))
+        for fmt, data in images.items():
             path = out / f"{name}.{fmt}"
-            path.write_bytes(figure_bytes(fig, fmt, PNG_DPI if fmt == "png" else DPI))
+            path.write_bytes(data)
             paths.append(path)
     return paths
+
+
+def _images(fig: Figure) -> dict[str, bytes]:
+    return {fmt: figure_bytes(fig, fmt, PNG_DPI if fmt == "png" else DPI) for fmt in ("png", "svg")}
+
+
+def _not_drawn(name: str, exc: Exception) -> Figure:
+    """The figure that stands for a chart that could not be drawn, and says why."""
+    fig = Figure(figsize=(CHART_WIDTH, 3.0), layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_title(name.replace("_", " "), loc="left")
+    _no_data(ax, f"chart not drawn ({type(exc).__name__})")
+    return fig
+
+
+def unplaced(name: str, analysis: Analysis) -> int:
+    """How many exchanges (token uses for ``token_validity``) chart ``name`` leaves out because
+    their time is one a frame cannot hold (NaT: a clock off by centuries)."""
+    events = analysis.events
+    if events.empty or "ts" not in events:
+        return 0
+    if name == "token_validity":
+        shown = {str(t.fingerprint) for t, _ in _token_rows(analysis)}
+        rows = pd.Series(False, index=events.index)
+        for column in ("token_fp", "token_actor_fp"):
+            if column in events:
+                rows |= events[column].astype("object").isin(shown)
+        return int((rows & events["ts"].isna()).sum())
+    if "handshake_id" not in events:
+        return 0
+    rows = events["handshake_id"].notna() & events["ts"].isna()
+    if name == "classes_over_time":
+        rows &= _authenticated(events)
+    return int(rows.sum())
+
+
+def unplaced_note(count: int, noun: str = "exchange") -> str:
+    return f"{plural(count, noun)} not shown (time out of range)"
 
 
 # -- a) timeline -----------------------------------------------------------------------------
@@ -168,8 +212,9 @@ def timeline(analysis: Analysis) -> Figure:
     )
     ax = fig.add_subplot()
     ax.set_title("Authentication exchanges per client -> server", loc="left")
+    left_out = unplaced("timeline", analysis)
     if events.empty:
-        _no_data(ax, "no authentication exchanges")
+        _no_data(ax, unplaced_note(left_out) if left_out else "no authentication exchanges")
         return fig
     days = _days(events["ts"])
     span = (float(days.min()), float(days.max()))
@@ -222,7 +267,7 @@ def timeline(analysis: Analysis) -> Figure:
     fig.legend(handles=class_handles, title="auth class", loc="outside right upper")
     if outcome_handles:
         fig.legend(handles=outcome_handles, title="outcome", loc="outside right lower")
-    notes = []
+    notes = [unplaced_note(left_out)] if left_out else []
     if len(lanes) > len(shown):
         notes.append(f"{plural(len(lanes) - len(shown), 'quieter pair')} not shown")
     if dense_any:
@@ -435,13 +480,11 @@ def classes_over_time(analysis: Analysis) -> Figure:
     ax = fig.add_subplot()
     events = _exchanges(analysis.events)
     if not events.empty:
-        probe = (events["scheme"].astype("object") == "bearer") & (
-            events["cred_len"].fillna(0) == 0
-        )
-        events = events[(events["scheme"].astype("object") != "none") & ~probe]
+        events = events[_authenticated(events)]
+    left_out = unplaced("classes_over_time", analysis)
     if events.empty:
         ax.set_title("Authenticated exchanges per auth class", loc="left")
-        _no_data(ax, "no authenticated exchanges")
+        _no_data(ax, unplaced_note(left_out) if left_out else "no authenticated exchanges")
         return fig
     t = events["_t"].to_numpy(dtype=float)
     interval = pick_interval(float(t.max() - t.min()))
@@ -476,7 +519,15 @@ def classes_over_time(analysis: Analysis) -> Figure:
     ax.grid(axis="y", color="#eeeeee")
     ax.set_axisbelow(True)
     fig.legend(title="auth class", loc="outside right upper")
+    if left_out:
+        ax.set_title(unplaced_note(left_out), loc="right", fontsize=NOTE_SIZE, color="#555555")
     return fig
+
+
+def _authenticated(events: pd.DataFrame) -> pd.Series:
+    """The exchanges that carry a credential (not the empty bearer of a realm probe)."""
+    probe = (events["scheme"].astype("object") == "bearer") & (events["cred_len"].fillna(0) == 0)
+    return (events["scheme"].astype("object") != "none") & ~probe
 
 
 # -- c) token validity -----------------------------------------------------------------------
@@ -569,13 +620,14 @@ def token_validity(analysis: Analysis) -> Figure:
     if "missing" in odd_seen:
         handles.append(Line2D([], [], linestyle=":", color=MISSING_COLOR, label="no nbf/exp"))
     fig.legend(handles=handles, loc="outside right upper", fontsize=NOTE_SIZE)
+    notes = []
     if len(rows) > n:
-        ax.set_title(
-            f"{plural(len(rows) - n, 'less-used token')} not shown (showing {n})",
-            loc="right",
-            fontsize=NOTE_SIZE,
-            color="#555555",
-        )
+        notes.append(f"{plural(len(rows) - n, 'less-used token')} not shown (showing {n})")
+    left_out = unplaced("token_validity", analysis)
+    if left_out:
+        notes.append(unplaced_note(left_out, "use"))
+    if notes:
+        ax.set_title("; ".join(notes), loc="right", fontsize=NOTE_SIZE, color="#555555")
     return fig
 
 
@@ -691,7 +743,7 @@ def _token_uses(events: pd.DataFrame) -> dict[str, np.ndarray]:
     for column in ("token_fp", "token_actor_fp"):
         if column in events:
             part = pd.DataFrame({"fp": events[column].astype("object"), "t": t})
-            parts.append(part[part["fp"].notna()])
+            parts.append(part[part["fp"].notna() & part["t"].notna()])  # NaT: no place
     if not parts:
         return {}
     both = pd.concat(parts, ignore_index=True)
@@ -721,7 +773,15 @@ def _time_axis(ax: Axes, low: float, high: float, pad: float = 0.03) -> None:
     if not high > low:
         low, high = low - 1 / _DAY, high + 1 / _DAY
     margin = (high - low) * pad
-    ax.set_xlim(low - margin, high + margin)
+    # matplotlib places years 1 to 9999 only: an axis at their edge is moved inside, its width
+    # kept where it fits
+    left, right = low - margin, high + margin
+    if right > _LAST_DAY:
+        left, right = left - (right - _LAST_DAY), _LAST_DAY
+    if left < _FIRST_DAY:
+        left, right = _FIRST_DAY, min(right + (_FIRST_DAY - left), _LAST_DAY)
+    ax.set_xlim(left, right)
+    low, high = max(low, left), min(high, right)
     locator = mdates.AutoDateLocator(tz=timezone.utc, minticks=4, maxticks=10)
     ax.xaxis.set_major_locator(locator)
     pattern, label = axis_format((high - low) * _DAY, low)
@@ -753,9 +813,17 @@ def _no_data(ax: Axes, message: str) -> None:
 
 
 def _seconds(series: pd.Series) -> pd.Series:
-    """Epoch seconds (float, NaN for missing) of a UTC datetime column."""
+    """Epoch seconds (float, NaN for missing) of a UTC datetime column.
+
+    Worked out in the column's own unit (microseconds): pandas arithmetic with a nanosecond
+    ``Timestamp`` would raise ``OutOfBoundsDatetime`` for a time outside 1677-2262."""
     if pd.api.types.is_datetime64_any_dtype(series):
-        return (series - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+        if getattr(series.dt, "tz", None) is not None:
+            series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+        values = series.to_numpy(dtype="datetime64[us]")
+        seconds = values.astype("int64").astype(float) / 1e6
+        seconds[np.isnat(values)] = np.nan
+        return pd.Series(seconds, index=series.index, dtype=float)
     return pd.to_numeric(series, errors="coerce").astype(float)
 
 

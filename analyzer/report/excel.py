@@ -2,7 +2,9 @@
 
 Written with openpyxl (the ``excel`` extra). Every text cell is forced to the string type, so a
 captured value such as ``=HYPERLINK(...)`` is shown as text and never runs as a formula; numbers
-(epoch times, ports, counts) stay numbers.
+(epoch times, ports, counts) stay numbers. Control characters (which openpyxl refuses, and a cell
+must not hold raw: an ESC, a carriage return, a bidi override) are written escaped as ``\x1b`` /
+``\u202e``, as the terminal output shows them (``safe_text.printable``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from analyzer.report.export import csv_header, csv_rows
+from analyzer.report.safe_text import printable
 
 EXCEL_EXTRA = "pip install 'oauth-traffic-analyzer[excel]' (openpyxl)"
 
@@ -32,6 +35,8 @@ def write_xlsx(
         for row in csv_rows(records, record_type, reveal, neutralise=False):
             cells = []
             for value in row:
+                if isinstance(value, str):
+                    value = printable(value)
                 cell = WriteOnlyCell(sheet, value=value)
                 if isinstance(value, str):
                     cell.data_type = "s"  # text, even when it starts with "="

@@ -353,6 +353,9 @@ def _charts(analysis: Analysis) -> Html:
     figures = []
     for name, chart in charts.CHARTS.items():
         if not charts.has_data(name, analysis):
+            if left_out := charts.unplaced(name, analysis):  # say why it is not there
+                note = f"{name}: chart left out: {charts.unplaced_note(left_out)}"
+                figures.append(tag("p", note, class_="muted"))
             continue  # no empty chart boxes
         try:
             data = _chart_image(chart(analysis))

@@ -79,15 +79,24 @@ def split_target(target: str) -> tuple[str, str | None, int | None, str]:
     return scheme, parts.hostname, port or _DEFAULT_PORTS.get(scheme), origin
 
 
+def port_number(text: str | None) -> int | None:
+    """The TCP port ``text`` names (ASCII digits, 1 to 65535), else None: a garbled field.
+
+    ``isdigit`` alone would pass ``²`` (0xb2 in a Latin-1 header) and a 5,000-digit string,
+    both of which ``int`` refuses."""
+    if not text or not (text.isascii() and text.isdigit() and len(text) <= 5):
+        return None
+    return int(text) if 0 < int(text) < 65536 else None
+
+
 def host_port(host: str | None, default: int) -> int:
     """The port of a Host header value (``host:8080``, ``[v6]:8443``), else ``default``."""
     if not host:
         return default
     _, sep, port = host.rpartition(":")
     single = host.count(":") == 1 or host.startswith("[")  # not a bare IPv6 address
-    if sep and single and port.isdigit() and 0 < int(port) < 65536:
-        return int(port)
-    return default
+    number = port_number(port) if sep and single else None
+    return default if number is None else number
 
 
 def unchunk(body: bytes) -> tuple[bytes, bool]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 from collections.abc import Callable, Iterator
 from typing import IO, Any
@@ -64,6 +65,7 @@ _AUTH_HEADERS = ("authorization", "proxy-authorization")
 MAX_DEPTH = 64  # nesting a HAR never needs (an entry is about 5 deep)
 _TOO_DEEP = f"not a usable HTTP archive (JSON nested more than {MAX_DEPTH} deep)"
 _TIMINGS = ("blocked", "dns", "connect", "send", "wait")  # before the response's first byte
+_MAX_DIGITS = 18  # a number field longer than this is out of range (a status has 3)
 _SCHEMES = {"http": False, "https": True, "ws": False, "wss": True}
 SENSITIVE_EXPORT = (
     "export it again with sensitive data (Chrome / Edge: DevTools Settings > Preferences > "
@@ -407,15 +409,28 @@ def _text(value: Any, what: str) -> str:
 
 
 def _number(value: Any, what: str) -> int:
+    """A whole number of the archive (a JSON number, or digits as text); 0 for null."""
     if value is None:
         return 0
     if isinstance(value, bool):
         raise _Bad(f"{what} is not a number")
-    if isinstance(value, (int, float)):
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    raise _Bad(f"{what} is not a number")
+    if isinstance(value, float) and math.isfinite(value):  # json.load also gives NaN, Infinity
+        value = int(value)
+    elif isinstance(value, str):
+        # ASCII digits only: isdigit() is also true for "²", and int() refuses it (and any
+        # text of over 4,300 digits)
+        text = value.strip()
+        digits = text.removeprefix("-")
+        if not (digits.isascii() and digits.isdigit()):
+            raise _Bad(f"{what} is not a number")
+        if len(digits) > _MAX_DIGITS:
+            raise _Bad(f"{what} is out of range")
+        value = int(text)
+    if not isinstance(value, int):
+        raise _Bad(f"{what} is not a number")
+    if abs(value) >= 10**_MAX_DIGITS:
+        raise _Bad(f"{what} is out of range")
+    return value
 
 
 def _warner(warnings: Warnings, n: int) -> Callable[[str], None]:
@@ -442,6 +457,8 @@ def _loaded_entries(path: str, fh: IO[bytes]) -> Iterator[Any]:
         raise CaptureError(f"{path}: not an HTTP archive (not UTF-8 text: {exc.reason})") from None
     except json.JSONDecodeError as exc:
         raise CaptureError(f"{path}: {_not_json(exc.msg, exc.lineno, exc.colno)}") from None
+    except ValueError:  # a number of over 4,300 digits, which int() refuses (ijson: overflow)
+        raise CaptureError(f"{path}: {_not_json('integer overflow')}") from None
     except RecursionError:
         raise CaptureError(f"{path}: {_TOO_DEEP}") from None
     entries = _log_entries(path, document)

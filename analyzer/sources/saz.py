@@ -40,6 +40,7 @@ from analyzer.sources.archive import (
     keep_bodies,
     plain_body,
     plain_ip,
+    port_number,
     split_target,
 )
 from analyzer.sources.pcapfile import CaptureError
@@ -212,8 +213,7 @@ class _Reader:
         scheme, host, port, origin = split_target(request.uri)
         connect = request.method == "CONNECT"
         if connect:
-            host, _, port_text = request.uri.rpartition(":")
-            port = int(port_text) if port_text.isdigit() else 443
+            host, port = self._connect_target(request.uri, number)
         else:
             request.uri = origin
         if host is None:
@@ -237,6 +237,22 @@ class _Reader:
             "connect-tunnel", conn_id, ts, *client, *server, host=host, detail=detail
         )
         return archived, _Tunnel(record, client if client[1] else None)
+
+    def _connect_target(self, uri: str, number: int) -> tuple[str, int]:
+        """The host and port a CONNECT names (``srv:8443``, ``[v6]:443``). A port that is not
+        one (``²``, ``99999999``, 5,000 digits, none at all) is a garbled field: said once, and
+        the tunnel taken to go to 443."""
+        host, sep, port_text = uri.rpartition(":")
+        if not sep:
+            host = uri
+        port = port_number(port_text) if sep else None
+        if port is None:
+            self.warnings.add(
+                "CONNECT target without a usable port (not 1-65535): 443 assumed",
+                f"session {number}",
+            )
+            return host, 443
+        return host, port
 
     def _lost(
         self,
@@ -399,7 +415,8 @@ def _partial_host(raw: bytes) -> str | None:
 
 
 def _port(text: str | None) -> int:
-    return int(text) if text and text.isdigit() and 0 < int(text) < 65536 else 0
+    """A client port of the session's flags; 0 (unknown) when garbled."""
+    return port_number(text) or 0
 
 
 def _zip_time(info: zipfile.ZipInfo) -> float:
