@@ -508,3 +508,28 @@ def test_excel_escapes_every_control_character_and_keeps_the_rest(tmp_path: Path
     assert row["uri"].value == f"/{escaped}\\x7f\\x85\\x9f\\u2028\\u202e\\u2066"
     assert (row["host"].value, row["host"].data_type) == ("=1+2", "s")  # text, not a formula
     assert row["user"].value == "Jos\u00e9 \u2026 DOMAIN\\u"  # printable text stays as it was
+
+
+# -- digits int() would take, or refuse, that a field must not -----------------------------------
+@pytest.mark.parametrize(("cnum", "read"), [("7", 7), (SUP, None), ("\xb2", None), ("1_0", None)])
+def test_sip_cnum_is_ascii_digits_only(cnum: str, read: int | None) -> None:
+    from analyzer.auth.sip_events import _association_fields
+
+    assert _association_fields("ntlm", {"cnum": cnum}).get("sip_cnum") == read
+
+
+@pytest.mark.parametrize(
+    ("value", "length"),
+    [("12", 12), (" 12 , 12", 12), ("1_000", 0), ("+5", 0), ("\u0663", 0), (SUP, 0), ("", 0)],
+)
+def test_http_content_length_is_ascii_digits_only(value: str, length: int) -> None:
+    from analyzer.protocols.http1 import _length
+
+    assert _length(value) == length
+
+
+def test_http_content_length_past_what_int_reads_is_absurd() -> None:
+    from analyzer.protocols.http1 import MAX_LENGTH, _length
+
+    assert _length("9" * 4000) == int("9" * 4000)
+    assert _length("9" * 5000) == MAX_LENGTH + 1

@@ -321,6 +321,12 @@ def test_lost_request_without_host_is_in_a_host_named_scope(
         assert code == 2 and (blind["kind"], blind["host"]) == ("request-lost", None)
     code, data = verify_json(capsys, str(cut), "--server", "sfbpool01.contoso.com")
     assert code == 2 and data["rules"][0]["coverage"]["not_inspected"] == []
+    # --host too: at the address that served mail.contoso.com, a head without Host may be it
+    code, data = verify_json(capsys, str(cut), "--host", "mail.contoso.com", "--path", "/EWS/")
+    (blind,) = data["rules"][0]["coverage"]["not_inspected"]
+    assert code == 2 and (blind["kind"], blind["host"]) == ("request-lost", None)
+    code, data = verify_json(capsys, str(cut), "--host", "sfbpool01.contoso.com")
+    assert data["rules"][0]["coverage"]["not_inspected"] == []
 
 
 def test_issuer_with_a_host_and_no_realm(capsys: pytest.CaptureFixture[str]) -> None:

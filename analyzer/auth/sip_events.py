@@ -162,7 +162,7 @@ def _association_fields(word: str, params: dict[str, str]) -> dict:
     certificate)."""
     out: dict = {"mechanism": word, "sip_opaque": params.get("opaque") or None}
     cnum = params.get("cnum", "")
-    if cnum.isdigit() and len(cnum) <= 18:
+    if cnum.isascii() and cnum.isdigit() and len(cnum) <= 18:
         out["sip_cnum"] = int(cnum)
     blob = params.get("gssapi-data", "")
     if not blob:

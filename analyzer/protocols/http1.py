@@ -920,8 +920,8 @@ def _length(value: str | None) -> int:
     large, see ``MAX_LENGTH``)."""
     if value is None:
         return 0
-    try:
-        length = int(value.split(",")[0].strip())
-    except ValueError:
+    digits = value.split(",")[0].strip()
+    # ASCII digits only: int() would also take "1_000", "+5" and other scripts' digits
+    if not (digits.isascii() and digits.isdigit()):
         return 0
-    return max(0, length)
+    return int(digits) if len(digits) <= 4000 else MAX_LENGTH + 1  # int() stops at 4,300
