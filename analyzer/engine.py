@@ -220,6 +220,9 @@ class EventCollector:
         elif conn.a_to_b.looks_tls or conn.b_to_a.looks_tls:
             self.stats.tls_connections += 1
             self.not_inspected.append(_not_inspected("tls", conn, 1, "TLS, not decrypted"))
+        elif _not_http(conn):
+            detail = "bytes that are not HTTP on an HTTP port: what they carried is unknown"
+            self.not_inspected.append(_not_inspected("not-http", conn, 1, detail))
         unread = conn.h2.blind_spot() if conn.h2 is not None else None
         if unread is not None:  # HTTP/2 streams whose headers could not be decoded
             self.not_inspected.append(_not_inspected("http2", conn, *unread))
@@ -431,6 +434,25 @@ def _both(first: Callable[[bytes], None], second: Callable[[bytes], None]) -> Ca
 
 def _request_order(e: Event) -> tuple:
     return (e.ts, e.conn_id, e.client_port)
+
+
+#: Server ports where a client's bytes are meant to be HTTP in the clear (web, proxies, WinRM):
+#: a connection there that turns out neither HTTP nor TLS is a blind spot; on other ports it is
+#: just another protocol (SMTP, LDAP, RPC ...).
+HTTP_PORTS = frozenset({80, 8000, 8008, 8080, 8081, 5985})
+
+
+def _not_http(conn: HttpConnection) -> bool:
+    """Did the first sender of a connection where no HTTP message was read send bytes that are
+    not HTTP (nor TLS, nor HTTP/2) to an HTTP port?"""
+    client = conn.a_to_b  # no message read: the side that sent the first packet
+    return (
+        conn.info.b_port in HTTP_PORTS
+        and conn.h2 is None
+        and client.dead
+        and not client.looks_tls
+        and not client.messages_seen
+    )
 
 
 def _not_inspected(

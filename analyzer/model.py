@@ -353,7 +353,7 @@ class CredentialRecord(_Record):
 
 
 #: Kinds of traffic a verdict cannot vouch for (``NotInspected.kind``).
-NOT_INSPECTED_KINDS = ("tls", "request-lost", "http2", "connect-tunnel", "sanitized")
+NOT_INSPECTED_KINDS = ("tls", "request-lost", "http2", "connect-tunnel", "sanitized", "not-http")
 
 
 @dataclass(frozen=True, slots=True)

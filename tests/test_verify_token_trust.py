@@ -287,3 +287,25 @@ def test_a_server_seen_only_through_tls_still_names_its_address(capsys, tmp_path
     (rule,) = json.loads(capsys.readouterr().out)["rules"]
     assert (code, rule["result"]) == (1, "FAIL")
     assert [(v["kind"], v["host"]) for v in rule["violations"]] == [("not-oauth", "MAIL")]
+
+
+@pytest.mark.parametrize(
+    ("port", "result"), [(80, "INCONCLUSIVE"), (8080, "INCONCLUSIVE"), (25, "PASS")]
+)
+def test_bytes_that_are_not_http_on_an_http_port_are_a_blind_spot(
+    capsys, tmp_path: Path, port: int, result: str
+) -> None:
+    """A connection to the server's port 80 that is neither HTTP nor TLS may have carried
+    anything: the verdict cannot vouch for it. On port 25 it is mail, not a blind spot."""
+    import scapy.all as scapy
+    from test_scope_escapes import SFB_CERT, STRICT, oauth, tcp
+
+    opaque = tcp([(bytes(range(256)) * 4, b"\x00\x01garbage")], 40555, T0 + 5, dport=port)
+    path = tmp_path / "opaque.pcap"
+    packets = sorted((p for c in (oauth(), opaque) for p in c), key=lambda p: float(p.time))
+    scapy.wrpcap(str(path), packets)
+    code = main(["verify", str(path), *STRICT, "--keys", SFB_CERT, "--json"])
+    (rule,) = json.loads(capsys.readouterr().out)["rules"]
+    assert rule["result"] == result and code == {"PASS": 0, "INCONCLUSIVE": 2}[result]
+    blind = [(n["kind"], n["server"]) for n in rule["coverage"]["not_inspected"]]
+    assert blind == ([("not-http", f"10.1.0.10:{port}")] if result == "INCONCLUSIVE" else [])

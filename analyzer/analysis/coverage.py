@@ -62,6 +62,11 @@ def blind_spot_lines(not_inspected: list[NotInspected], limit: int = TOP_SERVERS
         elif kind == "connect-tunnel":
             tunnels = f"{len(group):,} CONNECT tunnel" + ("s" if len(group) != 1 else "")
             out.append(f"{tunnels} to {where} not decrypted by Fiddler: {TUNNEL_ADVICE}")
+        elif kind == "not-http":
+            out.append(
+                f"{conns} to {where} not inspected: bytes that are not HTTP (nor TLS) on an "
+                "HTTP port, whatever they carried is unknown"
+            )
         elif kind == "sanitized":
             n = sum(r.count for r in group)
             entries = f"{n:,} HAR entr" + ("ies" if n != 1 else "y")
