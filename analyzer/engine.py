@@ -452,6 +452,7 @@ def _not_http(conn: HttpConnection) -> bool:
         and client.dead
         and not client.looks_tls
         and not client.messages_seen
+        and not client.lost  # a head too long or cut short is request-lost already
     )
 
 
