@@ -384,3 +384,24 @@ def test_blind_spot_lines_escape_a_raw_host_in_colour_too() -> None:
         f"             blind spot: {said}",
         "INCONCLUSIVE",
     ]
+
+
+@pytest.mark.parametrize(
+    ("path", "shown"),
+    [
+        ("/caps/mail.pcap", "reading mail.pcap"),
+        ("/caps/x\x1b[2J\x1b]0;PWN\x07.pcap", "reading x\\x1b[2J\\x1b]0;PWN\\x07.pcap"),
+        ("/caps/[bold red]boo[blink].pcap", "reading [bold red]boo[blink].pcap"),
+    ],
+)
+def test_the_progress_bar_names_a_file_inertly(path: str, shown: str) -> None:
+    """The bar's description is rich markup: a file's name is escaped for both the terminal and
+    rich, and renders as the name itself."""
+    from rich.console import Console
+    from rich.text import Text
+
+    from analyzer.report.progress import reading_label
+
+    console = Console(record=True, width=200, force_terminal=False)
+    console.print(Text.from_markup(reading_label(path)))
+    assert console.export_text().rstrip("\n") == shown

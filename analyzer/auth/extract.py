@@ -203,7 +203,8 @@ def build_event(exchange: Exchange, event_id: int = 0) -> Event | None:
         method=req.method if req is not None else "",
         host=req.header("host") if req is not None else None,
         uri=facts.redacted,
-        status=resp.status if resp is not None else None,
+        # 0: an HTTP/2 answer whose :status could not be read - no status, not a success
+        status=resp.status if resp is not None and resp.status else None,
         response_ts=resp.ts if resp is not None else None,
         challenges=challenges,
         user_agent=req.header("user-agent") if req is not None else None,

@@ -16,6 +16,17 @@ from typing import Any
 MIN_BYTES = 32 << 20  # smaller captures are read before a bar would be noticed
 
 
+def reading_label(path: str) -> str:
+    """The bar's words for reading ``path``, as rich markup: the file's name (its first 30
+    characters) with control characters escaped and rich's own markup taken literally, so a
+    name can neither move the cursor nor restyle the line."""
+    from rich.markup import escape
+
+    from analyzer.report.safe_text import printable
+
+    return "reading " + escape(printable(os.path.basename(path)[:30]))
+
+
 class Stages:
     """One bar for a run: ``reading`` as bytes arrive, then ``stage(name)`` for the rest."""
 
@@ -49,9 +60,8 @@ class Stages:
         if self._bar is None:
             return
         self._done[path] = nbytes
-        name = os.path.basename(path)[:30]
         done = sum(self._done.values())
-        self._bar.update(self._task, completed=done, description=f"reading {name}")
+        self._bar.update(self._task, completed=done, description=reading_label(path))
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
