@@ -405,3 +405,25 @@ def test_the_progress_bar_names_a_file_inertly(path: str, shown: str) -> None:
     console = Console(record=True, width=200, force_terminal=False)
     console.print(Text.from_markup(reading_label(path)))
     assert console.export_text().rstrip("\n") == shown
+
+
+def test_jsonl_lines_escape_what_json_leaves_raw_and_keep_the_values(
+    capture: str, tmp_path: Path
+) -> None:
+    """JSON escapes C0 itself; DEL, C1 and the bidi controls it leaves raw are written as
+    \\uNNNN, so the lines are inert on a terminal and still read back to the captured values."""
+    for table in ("events", "tokens"):
+        out = tmp_path / f"{table}.jsonl"
+        argv = ["analyze", capture, "--format", "jsonl", "-o", str(out), "--no-progress"]
+        assert main([*argv, "--table", table] if table != "events" else argv) == 0
+        text = out.read_text(encoding="utf-8")
+        assert not UNSAFE.search(text)
+        rows = [json.loads(line) for line in text.splitlines()]
+        assert len(rows) == 4 if table == "events" else rows
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert events[1]["user"] == "\x1b[2J\u202eevil\x9b\r\n"  # the captured value, unchanged
+    tokens = (tmp_path / "tokens.jsonl").read_text()
+    assert "evil\\u202etxt.exe\\u009b" in tokens
+    from analyzer.report.safe_text import one_line
+
+    assert one_line('{"a":"d\x7fel"}') == '{"a":"d\\u007fel"}'  # DEL in an ASCII line too

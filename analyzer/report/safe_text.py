@@ -96,12 +96,11 @@ def json_cell(text: str) -> str:
     return _UNSAFE_JSON.sub(_json_escaped, text)
 
 
-_LINE_BREAKS = {0x2028: "\\u2028", 0x2029: "\\u2029", 0x85: "\\u0085"}
-
-
 def one_line(text: str) -> str:
-    """JSON text (``ensure_ascii=False``) with the Unicode line breaks JSON leaves raw escaped,
-    so each record stays on one line for every reader (``str.splitlines``, JavaScript)."""
-    if "\u2028" in text or "\u2029" in text or "\x85" in text:
-        return text.translate(_LINE_BREAKS)
-    return text
+    """JSON Lines text (``ensure_ascii=False``) made as inert as ``json_cell`` makes a cell: the
+    Unicode line breaks would split a record for ``str.splitlines`` and JavaScript, and DEL,
+    the C1 and the bidi controls reorder or hide what a terminal shows of the line. Pure ASCII
+    without DEL (nearly every line) is returned as it is."""
+    if text.isascii() and "\x7f" not in text:
+        return text
+    return json_cell(text)
