@@ -411,7 +411,7 @@ def test_request_target_facts_match_the_functions() -> None:
 def test_build_event_uses_the_memos_and_copies_nothing_it_need_not() -> None:
     token = unsigned_token({"iss": "x"})
     request = head(
-        f"GET /api/items?access_token=zzz HTTP/1.1\nHost: api\nAuthorization: Bearer {token}\n"
+        f"GET /api/items?access_token={token} HTTP/1.1\nHost: api\nAuthorization: Bearer {token}\n"
     )
     response = head('HTTP/1.1 401 Unauthorized\nWWW-Authenticate: Bearer realm="r"\n')
     exchange = Exchange("C1", "10.0.0.1", 50000, "10.0.0.2", 80, request, response)

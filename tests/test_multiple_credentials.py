@@ -269,9 +269,23 @@ def test_every_other_credential_is_listed_in_order() -> None:
     )
 
 
-def test_a_query_token_is_read_only_without_a_header() -> None:
+def test_a_query_token_beside_a_header_is_presented_too() -> None:
+    """A server may read the query's access_token instead of the header: beside a Basic
+    password, or beside another token, the request is ambiguous; the same token is one."""
     event = event_of("GET /EWS/?access_token=q1 HTTP/1.1\nAuthorization: Basic YTpi\n")
-    assert (event.scheme, event.also_presented) == ("basic", ())
+    assert (event.scheme, event.also_presented) == ("basic", (f"bearer {fingerprint('q1')}",))
+    event = event_of("GET /EWS/?access_token=q1 HTTP/1.1\nAuthorization: Bearer q2\n")
+    assert (event.scheme, event.scheme_name, event.auth_header) == (
+        "other",
+        "Bearer, access_token",
+        "authorization",
+    )
+    event = event_of("GET /EWS/?access_token=q1 HTTP/1.1\nAuthorization: Bearer q1\n")
+    assert (event.scheme, event.also_presented, event.auth_header) == (
+        "bearer",
+        (),
+        "authorization",
+    )
     event = event_of("GET /EWS/?access_token=q1 HTTP/1.1\n")
     assert (event.scheme, event.auth_header, event.cred_fp) == (
         "bearer",

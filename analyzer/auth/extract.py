@@ -245,10 +245,11 @@ def _credential(
 
 
 def _presented(req: HttpMessage, query_token: str | None) -> list[Credential]:
-    """Every credential the request's headers present, in order: each one of every
-    ``Authorization`` header (several in one value are split, see ``split_credentials``), or,
-    when it sent none, of ``Proxy-Authorization``; without either, the query's ``access_token``
-    (``query_token``), else a form-posted ``access_token`` (not in a token request)."""
+    """Every credential the request presents, in order: each one of every ``Authorization``
+    header (several in one value are split, see ``split_credentials``), or, when it sent none,
+    of ``Proxy-Authorization``; then the query's ``access_token`` (``query_token``: a server
+    may read it instead of the header); without any of those, a form-posted ``access_token``
+    (not in a token request)."""
     found: list[Credential] = []
     for header in ("authorization", "proxy-authorization"):
         if req.header(header) is None:
@@ -259,9 +260,14 @@ def _presented(req: HttpMessage, query_token: str | None) -> list[Credential]:
                 if cred is not None:
                     found.append(cred)
         if found:
-            return found
+            break
     token = query_token
     source = "query"
+    if found and token:
+        found.append(_access_token(token, source))
+        return found
+    if found:
+        return found
     if token is None and req.body:
         form = parse_form(req.body)
         if "grant_type" not in form:
@@ -269,15 +275,18 @@ def _presented(req: HttpMessage, query_token: str | None) -> list[Credential]:
             source = "form"
     if not token:
         return []
-    return [
-        Credential(
-            scheme="bearer",
-            scheme_name="access_token",
-            text=token,
-            fingerprint=fingerprint(token),
-            source=source,
-        )
-    ]
+    return [_access_token(token, source)]
+
+
+def _access_token(token: str, source: str) -> Credential:
+    """An ``access_token`` sent in the query or a form, as the bearer credential it is."""
+    return Credential(
+        scheme="bearer",
+        scheme_name="access_token",
+        text=token,
+        fingerprint=fingerprint(token),
+        source=source,
+    )
 
 
 def _named(cred: Credential) -> str:
