@@ -1,5 +1,5 @@
-"""Suite-wide hooks: the ``public_captures`` marker (see ``shared_dir.py``), and empty caches
-before every test under mutmut."""
+"""Suite-wide hooks: the ``public_captures`` marker (see ``shared_dir.py``), empty caches before
+every test under mutmut, and the ``parser`` fixture the HAR tests run twice with."""
 
 from __future__ import annotations
 
@@ -19,6 +19,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture(params=["ijson", "json"])
+def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A HAR read with ijson (streaming) and with the single json.load it falls back to."""
+    if request.param == "ijson":
+        pytest.importorskip("ijson")
+    else:
+        monkeypatch.setitem(sys.modules, "ijson", None)
+    return request.param
 
 
 def _clear_analyzer_caches() -> None:

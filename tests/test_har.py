@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -33,16 +32,6 @@ T1 = "2026-03-02T15:00:01.000000Z"
 T2 = "2026-03-02T15:00:02.000000Z"
 T3 = "2026-03-02T15:00:03.000000Z"
 NTLM_TYPE2 = "TlRMTVNTUAACAAAADAAMADgAAAAFgomi" + "A" * 40
-
-
-@pytest.fixture(params=["ijson", "json"])
-def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Read with ijson (streaming) and with the single json.load it falls back to."""
-    if request.param == "ijson":
-        pytest.importorskip("ijson")
-    else:
-        monkeypatch.setitem(sys.modules, "ijson", None)
-    return request.param
 
 
 @pytest.mark.parametrize("name", BUNDLED)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import sys
 import zipfile
 from pathlib import Path
 
@@ -128,15 +127,6 @@ def test_a_zip_that_is_not_a_saz(tmp_path: Path) -> None:
     with zipfile.ZipFile(other, "w") as zf:
         zf.writestr("word/document.xml", "<w/>")
     assert "a zip archive but not a Fiddler SAZ" in one_error_line("analyze", str(other))
-
-
-@pytest.fixture(params=["ijson", "json"])
-def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "ijson":
-        pytest.importorskip("ijson")
-    else:
-        monkeypatch.setitem(sys.modules, "ijson", None)
-    return request.param
 
 
 @pytest.mark.parametrize(

@@ -242,15 +242,6 @@ def test_saz_connect_ports_at_their_limits_are_ports(
 
 
 # -- HAR: response.status ------------------------------------------------------------------------
-@pytest.fixture(params=["ijson", "json"])
-def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "ijson":
-        pytest.importorskip("ijson")
-    else:
-        monkeypatch.setitem(sys.modules, "ijson", None)
-    return request.param
-
-
 def har_with_status(path: Path, status: str) -> Path:
     entry = har_entry(
         "http://srv/x",
