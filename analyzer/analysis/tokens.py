@@ -170,8 +170,9 @@ class TokenAnalysis:
         that verified the token (or its actor) was not valid at the time of this use."""
         out: list[str] = []
         for layer in (token, token.actor_token):
-            key = self.signature(layer).key if layer is not None else None
-            if key is None or self.signature(layer).status != "verified":
+            result = self.signature(layer) if layer is not None else None
+            key = result.key if result is not None and result.status == "verified" else None
+            if key is None:
                 continue
             if key.not_after is not None and at > key.not_after:
                 out.append("signing-certificate-expired")

@@ -108,6 +108,8 @@ _INVALID_CHECKS = {
 }
 #: The checks that the two layers of an S2S token name the same parties.
 _LAYER_CHECKS = {"issuer-matches-actor", "audience-matches-actor"}
+#: The checks that a token's claims are sound, judged after its issuer, realm and signature.
+_CLAIM_CHECKS = set(_INVALID_CHECKS) - _LAYER_CHECKS
 #: Finding ids ``allow`` may name: the credential problems, and the token checks above.
 RELAXABLE = (*CREDENTIAL_RULES, *(f for _, f in _INVALID_CHECKS.values() if f))
 #: Token flags that void a verified signature: its certificate was not valid at the time of use.
@@ -545,7 +547,7 @@ def _judge(rule: Rule, e: Event, trust: TrustedIssuers) -> tuple[str | None, str
         return None, "", relaxed
     # the rule vouches for the token: first, that its two layers name the same parties (the
     # issuer and realm judged next are read from them), last that its claims are sound
-    invalid, allowed = _invalid_token(e, rule.allow, _LAYER_CHECKS)
+    invalid, _ = _invalid_token(e, rule.allow, _LAYER_CHECKS)  # no finding relaxes these
     if invalid:
         return "invalid-token", invalid, relaxed
     if rule.issuers:
@@ -560,7 +562,7 @@ def _judge(rule: Rule, e: Event, trust: TrustedIssuers) -> tuple[str | None, str
         why = _signature_problem(e)
         if why:
             return "signature-not-verified", why, relaxed
-    invalid, allowed = _invalid_token(e, rule.allow, set(_INVALID_CHECKS) - _LAYER_CHECKS)
+    invalid, allowed = _invalid_token(e, rule.allow, _CLAIM_CHECKS)
     relaxed += allowed
     if invalid:
         return "invalid-token", invalid, relaxed
