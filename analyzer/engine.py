@@ -22,6 +22,7 @@ from analyzer.analysis.handshakes import (
     pair_verdicts,
 )
 from analyzer.analysis.tokens import TokenAnalysis, load_keys
+from analyzer.auth.connection_auth import ConnectionAuth
 from analyzer.auth.extract import build_event, request_body_policy, response_body_policy
 from analyzer.auth.sip_events import build_sip_event
 from analyzer.flows.tcp import Connection, ConnectionInfo, TcpReassembler
@@ -186,6 +187,10 @@ class EventCollector:
         self.inputs: dict[str, str] = {}
         self._certificates: dict[bytes, CertificateFacts | None] = {}  # DER -> facts
         self._callbacks: dict[tuple[str, str | None], Callable[[Exchange], None]] = {}
+        # the logons that cover later requests on their connections: in the clear, and in TLS
+        # decrypted with keys (read on a reassembler of its own, whose connections share ids)
+        self.connection_auth = ConnectionAuth()
+        self.tls_connection_auth = ConnectionAuth()
 
     def connection(self, info: ConnectionInfo) -> HttpConnection:
         self.stats.check_time(info.first_ts)
@@ -202,11 +207,14 @@ class EventCollector:
             return self.source
         return "pcapng" if self.stats.file_format.startswith("pcapng") else "pcap"
 
-    def closed(self, conn: HttpConnection) -> None:
+    def closed(self, conn: HttpConnection, auth: ConnectionAuth | None = None) -> None:
         """Count the connection, and remember it when part of it could not be read."""
         if self.on_close is not None:
             self.on_close(conn.conn_id)
         self._note_input(conn.conn_id)
+        unseen = (auth or self.connection_auth).closed(conn.conn_id)
+        if unseen is not None:
+            self.not_inspected.append(unseen)
         if conn.is_http:
             self.stats.http_connections += 1
         elif conn.tls is not None:
@@ -298,8 +306,10 @@ class EventCollector:
         return callback
 
     def exchange(self, exchange: Exchange, source: str | None = None) -> None:
-        """Make the event of a finished exchange (if it carries auth material)."""
-        event = build_event(exchange, self.completed + 1)
+        """Make the event of a finished exchange (if it carries auth material, or its
+        connection's logon authenticated it)."""
+        event_id = self.completed + 1
+        event = self.connection_auth.event(exchange, build_event(exchange, event_id), event_id)
         self._add(event, source or self.input_kind())
 
     # -- TLS decrypted with keys (--tls-keylog) ----------------------------------------------
@@ -308,12 +318,17 @@ class EventCollector:
         self.stats.check_time(info.first_ts)
         on_exchange = self._callback(self.tls_exchange, self.input_kind())
         return HttpConnection(
-            info, on_exchange, request_body_policy, response_body_policy, self.closed,
+            info, on_exchange, request_body_policy, response_body_policy, self.tls_closed,
             self.stats.warn,
         )  # fmt: skip
 
+    def tls_closed(self, conn: HttpConnection) -> None:
+        self.closed(conn, self.tls_connection_auth)
+
     def tls_exchange(self, exchange: Exchange, source: str | None = None) -> None:
-        event = build_event(exchange, self.completed + 1)
+        event_id = self.completed + 1
+        event = build_event(exchange, event_id)
+        event = self.tls_connection_auth.event(exchange, event, event_id)
         source = source or self.input_kind()
         self._add(
             evolve(event, transport="tls", source=source) if event is not None else None, source

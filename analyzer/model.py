@@ -109,7 +109,9 @@ class Event(_Record):
     response_ts: float | None = None
     scheme: str = "none"  # credential scheme the request sent (see SCHEMES)
     scheme_name: str | None = None  # the scheme word as sent, e.g. "Turbo" for scheme "other"
-    auth_header: str | None = None  # authorization | proxy-authorization | query | form
+    # authorization | proxy-authorization | query | form; connection: no credential sent, the
+    # connection's earlier NTLM / Negotiate logon authenticated it (auth.connection_auth)
+    auth_header: str | None = None
     mechanism: str | None = None
     user: str | None = None  # secret-shaped text masked (analyzer.redaction)
     domain: str | None = None
@@ -353,7 +355,15 @@ class CredentialRecord(_Record):
 
 
 #: Kinds of traffic a verdict cannot vouch for (``NotInspected.kind``).
-NOT_INSPECTED_KINDS = ("tls", "request-lost", "http2", "connect-tunnel", "sanitized", "not-http")
+NOT_INSPECTED_KINDS = (
+    "tls",
+    "request-lost",
+    "http2",
+    "connect-tunnel",
+    "sanitized",
+    "not-http",
+    "connection-auth-unseen",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,9 +374,10 @@ class NotInspected(_Record):
     request bytes were lost (a TCP hole, a head cut by the end of the capture) so a request's
     credential is unknown, HTTP/2 streams whose headers could not be decoded (the capture
     began mid-connection, an HPACK error, frames that could not be followed), a CONNECT
-    tunnel a proxy trace (SAZ) did not decrypt, or HTTP archive (HAR) entries whose
-    credentials the export removed. A verdict whose scope covers one errs towards
-    INCONCLUSIVE.
+    tunnel a proxy trace (SAZ) did not decrypt, HTTP archive (HAR) entries whose
+    credentials the export removed, or requests answered without a credential on a connection
+    begun before the capture (whose logon it did not see). A verdict whose scope covers one
+    errs towards INCONCLUSIVE.
     """
 
     kind: str  # one of NOT_INSPECTED_KINDS
@@ -382,6 +393,8 @@ class NotInspected(_Record):
     count: int = 1
     detail: str = ""
     protocol: str | None = None  # what the connection spoke when known (sip); None: any
+    # the request paths it is known to have gone to (connection-auth-unseen); empty: any path
+    paths: tuple[str, ...] = ()
 
 
 SEVERITIES = ("high", "medium", "low", "info")

@@ -50,19 +50,8 @@ BASIC_FP = fingerprint(BASIC)
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 
 
-def good_token(upn: str = "alice@contoso.com") -> str:
-    """An S2S token Skype for Business would send Exchange: an unsigned user context around an
-    actor token signed with the SfB key (verified with ``--keys sfb.cert.pem``)."""
-    gen = token_kit.generator()
-    actor = token_kit.signed(token_kit.actor_claims(), key="sfb")
-    user = {"sid": "S-1-5-21-1-2-3-1104", "upn": upn}
-    claims = gen.user_context(token_kit.EXO_AUD, token_kit.SFB_ISS, user, actor, 0, 0)
-    claims.update(nbf=str(token_kit.T0), exp=str(token_kit.T0 + 3600))
-    return token_kit.unsigned(claims)
-
-
-TOKEN = good_token()
-OTHER_TOKEN = good_token("bob@contoso.com")
+TOKEN = token_kit.sfb_token()
+OTHER_TOKEN = token_kit.sfb_token("bob@contoso.com")
 
 
 def http1(*auth_lines: str) -> bytes:

@@ -98,10 +98,23 @@ def test_captures_without_http_auth_give_no_http_events(results: dict) -> None:
 
 def test_ntlm_requests_whose_answers_were_not_captured_stay_unanswered(results: dict) -> None:
     events = results["csl__http-ntlm.pcap"].events
-    assert len(events) == 14
+    assert len(events) == 21
     type1 = [e for e in events if e.cred_fp == "44a1a7f08689"]  # NTLMSSP type 1 messages
     assert len(type1) == 7
     assert all(e.status is None for e in type1)
+
+
+def test_sharepoint_calls_on_a_logged_on_connection_are_ntlm(results: dict) -> None:
+    # the browser logs on to SharePoint on port 2239 and fetches the page's images on that
+    # connection without a header: served as EXAMPLE\administrator, the logon's user
+    events = results["csl__http-ntlm.pcap"].events
+    covered = [e for e in events if e.auth_header == "connection"]
+    assert [(e.event_id, e.status) for e in covered] == [
+        (5, None), (14, 200), (15, 200), (16, 200), (17, None), (20, 200), (21, 200),
+    ]  # fmt: skip
+    assert {(e.client_port, e.scheme, e.domain, e.user, e.auth_class) for e in covered} == {
+        (2239, "ntlm", "example", "administrator", "ntlm")
+    }
 
 
 def test_webdav_ntlm_three_legs_paired(results: dict) -> None:

@@ -377,18 +377,7 @@ BASIC = "Basic " + base64.b64encode(b"CONTOSO\\svc-sfb:P@ssw0rd").decode()
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n<ok/>"
 
 
-def good_token() -> str:
-    """An S2S token Skype for Business sends Exchange: an unsigned user context around an actor
-    token signed with the SfB key (verified with ``--keys sfb.cert.pem``)."""
-    gen = token_kit.generator()
-    actor = token_kit.signed(token_kit.actor_claims(), key="sfb")
-    user = {"sid": "S-1-5-21-1-2-3-1104", "upn": "alice@contoso.com"}
-    claims = gen.user_context(token_kit.EXO_AUD, token_kit.SFB_ISS, user, actor, 0, 0)
-    claims.update(nbf=str(T0), exp=str(T0 + 3600))
-    return token_kit.unsigned(claims)
-
-
-BEARER = "Bearer " + good_token()
+BEARER = "Bearer " + token_kit.sfb_token()
 
 
 def request(auth: str, *extra: str) -> bytes:
@@ -485,6 +474,7 @@ def lost_record(sport: int, host: str | None) -> dict:
         "server": f"{SERVER}:80",
         "host": host,
         "count": 1,
+        "paths": [],
     }
 
 

@@ -71,3 +71,13 @@ def s2s(
     claims.update({"nbf": None if nbf is None else str(nbf)})
     claims.update({"exp": None if exp is None else str(exp)}, **outer)
     return unsigned({k: v for k, v in claims.items() if v is not None})
+
+
+def sfb_token(upn: str = "alice@contoso.com") -> str:
+    """An S2S token Skype for Business would send Exchange: an unsigned user context around an
+    actor token signed with the SfB key (verified with ``--keys`` ``sfb.cert.pem``)."""
+    actor = signed(actor_claims(), key="sfb")
+    user = {"sid": "S-1-5-21-1-2-3-1104", "upn": upn}
+    claims = generator().user_context(EXO_AUD, SFB_ISS, user, actor, 0, 0)
+    claims.update(nbf=str(T0), exp=str(T0 + 3600))
+    return unsigned(claims)

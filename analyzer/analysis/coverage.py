@@ -67,6 +67,14 @@ def blind_spot_lines(not_inspected: list[NotInspected], limit: int = TOP_SERVERS
                 f"{conns} to {where} not inspected: bytes that are not HTTP (nor TLS) on an "
                 "HTTP port, whatever they carried is unknown"
             )
+        elif kind == "connection-auth-unseen":
+            served = sum(n.count for n in group)
+            begun = plural(len(group), "connection")
+            out.append(
+                f"{plural(served, 'request')} to {where} answered without a credential on "
+                f"{begun} begun before the capture: an NTLM / Negotiate logon before it may "
+                "have authenticated them; capture from the connections' start"
+            )
         elif kind == "sanitized":
             n = sum(r.count for r in group)
             entries = f"{n:,} HAR entr" + ("ies" if n != 1 else "y")
@@ -114,6 +122,7 @@ class Coverage:
                     "server": f"{n.server_ip}:{n.server_port}",
                     "host": n.host,
                     "count": n.count,
+                    "paths": list(n.paths),
                 }
                 for n in self.not_inspected
             ],

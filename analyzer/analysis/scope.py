@@ -184,8 +184,15 @@ class Scope:
         return not self.schemes or e.scheme in self.schemes or (e.auth_class in self.schemes)
 
     def covers(self, n: NotInspected, host_ips: dict[str, frozenset[str]] | None = None) -> bool:
-        """Could traffic ``n`` that was not read be in scope? Only what is known rules it out."""
+        """Could traffic ``n`` that was not read be in scope? Only what is known rules it out:
+        its endpoints, its start, and its paths when it names them."""
         if not self._endpoints(n.client_ip, n.server_ip, n.server_port, n.host, host_ips):
+            return False
+        if (
+            self.paths
+            and n.paths
+            and not any(path_matches(uri, p) for uri in n.paths for p in self.paths)
+        ):
             return False
         return self.until is None or n.ts <= self.until
 

@@ -531,7 +531,10 @@ def _judge(rule: Rule, e: Event, trust: TrustedIssuers) -> tuple[str | None, str
         what = f"not OAuth: {e.auth_class or e.scheme}"
         if e.scheme == "other" and e.scheme_name:
             what += f" ({e.scheme_name})"
-        return "not-oauth", what + (f" as {who}" if who else ""), []
+        what += f" as {who}" if who else ""
+        if e.auth_header == "connection":
+            what += f" (no credential sent: the connection's earlier {e.scheme} logon covered it)"
+        return "not-oauth", what, []
     found = problems(e, trust)
     relaxed = [p.rule_id for p in found if p.rule_id in rule.allow]
     serious = [p for p in found if p.rule_id not in rule.allow]

@@ -181,6 +181,23 @@ def build_event(exchange: Exchange, event_id: int = 0) -> Event | None:
         return None
     if "user" in fields or "domain" in fields:  # a token pasted as a user name is masked here
         fields.update(identity_fields(fields.get("user"), fields.get("domain")))
+    if challenges:
+        fields["challenges"] = challenges
+    return event_of(exchange, event_id, tuple(reasons), fields, facts.redacted)
+
+
+def event_of(
+    exchange: Exchange,
+    event_id: int,
+    reasons: tuple[str, ...],
+    fields: dict,
+    uri: str | None = None,
+) -> Event:
+    """The event of ``exchange`` with ``reasons`` and the auth ``fields`` found in it (``uri``:
+    the request target redacted, when the caller worked it out already)."""
+    req, resp = exchange.request, exchange.response
+    if uri is None:
+        uri = _uri_facts(req.uri if req is not None else "").redacted
     first = req if req is not None else resp
     assert first is not None
     # Filling a blank event's slots is faster than Event.__init__'s 80 frozen setattr calls.
@@ -202,15 +219,19 @@ def build_event(exchange: Exchange, event_id: int = 0) -> Event | None:
         stream_id=exchange.stream_id,
         method=req.method if req is not None else "",
         host=req.header("host") if req is not None else None,
-        uri=facts.redacted,
+        uri=uri,
         # 0: an HTTP/2 answer whose :status could not be read - no status, not a success
         status=resp.status if resp is not None and resp.status else None,
         response_ts=resp.ts if resp is not None else None,
-        challenges=challenges,
         user_agent=req.header("user-agent") if req is not None else None,
-        reasons=tuple(reasons),
+        reasons=reasons,
         **fields,
     )
+
+
+def redacted_path(uri: str) -> str:
+    """The path of request-target ``uri`` with its secrets redacted (no query)."""
+    return _uri_facts(uri).redacted.partition("?")[0]
 
 
 def _credential(

@@ -35,6 +35,11 @@ class Exchange:
     request: HttpMessage | None
     response: HttpMessage | None
     stream_id: int | None = None  # HTTP/2 stream; None for HTTP/1.x
+    # the capture joined the connection after it began (no SYN seen): what came before is unknown
+    midstream: bool = False
+    # ``conn_id`` names one real connection (False: an archive that grouped its entries by
+    # server, not knowing their connections), so what one request set up holds for the next
+    persistent: bool = True
 
 
 #: How many request-body bytes to keep for a request head (0 = skip the body).
@@ -290,4 +295,5 @@ class HttpConnection:
             client = (info.b_ip, info.b_port, info.a_ip, info.a_port)
         else:
             client = (info.a_ip, info.a_port, info.b_ip, info.b_port)
-        self.on_exchange(Exchange(self.conn_id, *client, request, response, stream_id))
+        midstream = not info.syn_seen
+        self.on_exchange(Exchange(self.conn_id, *client, request, response, stream_id, midstream))

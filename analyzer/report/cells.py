@@ -19,9 +19,12 @@ def request_text(e: Event, limit: int = MAX_URI) -> str:
 
 
 def scheme_text(e: Event) -> str:
-    """The credential scheme sent: ``bearer``, ``other(Turbo)``, ``bearer(access_token)``, ``-``."""
+    """The credential scheme sent: ``bearer``, ``other(Turbo)``, ``bearer(access_token)``, ``-``;
+    ``ntlm(connection)`` for a request its connection's NTLM logon covered."""
     if e.scheme == "none":
         return "-"
+    if e.auth_header == "connection":  # no credential: the connection's logon covered it
+        return f"{e.scheme}(connection)"
     if e.scheme == "other" or e.auth_header in ("query", "form"):
         return f"{e.scheme}({e.scheme_name or e.auth_header})"
     return e.scheme
@@ -55,6 +58,8 @@ def identity_text(e: Event, reveal: bool = False) -> str:
 def notes_text(e: Event) -> str:
     """What else the exchange says: token problems, offers, diagnostics, token endpoint."""
     notes = []
+    if e.auth_header == "connection":
+        notes.append("no credential sent: covered by its connection's earlier logon")
     if e.token_flags:
         notes.append("token " + ", ".join(e.token_flags))
     if e.challenges:

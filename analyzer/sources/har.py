@@ -149,7 +149,9 @@ def _finish(
     for b in entries:
         key = (b.server_ip, b.port, b.conn, "" if b.conn else (b.host or "").lower())
         conn_id = connection_id("har", repr(key), f"{first.setdefault(key, b.ts):.6f}")
-        exchange = Exchange(conn_id, "", 0, b.server_ip, b.port, b.request, b.response)
+        exchange = Exchange(
+            conn_id, "", 0, b.server_ip, b.port, b.request, b.response, persistent=bool(b.conn)
+        )
         out.append(Archived(exchange, b.tls))
         stats.exchanges += 1
         if b.sanitized:

@@ -228,7 +228,9 @@ class _Reader:
         if response is not None:
             response_body = plain_body(response, response_body, self._warn(number))
         keep_bodies(request, response, request_body, response_body)
-        exchange = Exchange(conn_id, *client, *server, request, response)
+        exchange = Exchange(
+            conn_id, *client, *server, request, response, persistent=bool(client[1])
+        )
         archived = Archived(exchange, tls=scheme == "https")
         if not connect:
             return archived, None

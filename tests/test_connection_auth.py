@@ -1,0 +1,311 @@
+"""Requests an earlier NTLM / Negotiate logon on their connection covered are authenticated
+exchanges, and ``verify`` judges them: a logon on ``/autodiscover/`` followed by header-less
+``/EWS/`` calls on the same connection is NTLM at EWS, not an empty scope that PASSes. A
+connection the capture joined mid-way that served requests without a credential is a blind spot
+(its logon was not seen). Real bytes: HTTP/1.1 captures written with scapy, with NTLM and
+Kerberos messages computed by the capture generator.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import token_kit
+from wire_kit import CLIENT, SERVER, T0, conversation, write_packets
+
+from analyzer import analyze
+from analyzer.auth.connection_auth import MAX_PATHS, ConnectionAuth
+from analyzer.auth.extract import build_event
+from analyzer.cli import main
+from analyzer.engine import Engine
+from analyzer.model import Event
+from analyzer.protocols.http1 import parse_head
+from analyzer.protocols.http_exchange import Exchange
+
+pytest.importorskip("scapy.all")
+
+SFB_CERT = str(token_kit.KEYS_DIR / "sfb.cert.pem")
+STRICT = (
+    "--client", CLIENT, "--server", "mail.contoso.com", "--path", "/EWS/", "--issuer", "skype",
+    "--realm", "contoso.com", "--require-signature", "--keys", SFB_CERT,
+)  # fmt: skip
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+EWS = "/EWS/Exchange.asmx"
+AUTODISCOVER = "/autodiscover/autodiscover.svc"
+
+
+def generated(module: str) -> ModuleType:
+    """A module of the capture generator (``ntlm``, ``kerberos``)."""
+    token_kit.generator()
+    return importlib.import_module(f"generate.{module}")
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def ntlm_blobs() -> tuple[bytes, bytes, bytes]:
+    """NTLM NEGOTIATE, CHALLENGE and AUTHENTICATE (CONTOSO\\svc-sfb), computed."""
+    ntlm = generated("ntlm")
+    type1 = ntlm.ntlm_negotiate()
+    info = ntlm.ntlm_target_info(int(T0), computer="EX01", dns_computer="ex01.contoso.com")
+    type2 = ntlm.ntlm_challenge(b"\x11\x22\x33\x44\x55\x66\x77\x88", info)
+    auth = ntlm.NtlmAuth(
+        domain="CONTOSO",
+        user="svc-sfb",
+        password="Passw0rd!",
+        workstation="SFB01",
+        spn="HTTP/mail.contoso.com",
+        client_challenge=b"\x0a" * 8,
+        exported_session_key=b"\x0b" * 16,
+    )
+    return type1, type2, ntlm.ntlm_authenticate(auth, type1, type2)
+
+
+def request(path: str, *lines: str) -> bytes:
+    head = [f"POST {path} HTTP/1.1", "Host: mail.contoso.com", *lines, "Content-Length: 0"]
+    return ("\r\n".join([*head, "", ""])).encode()
+
+
+def answer(status: int = 200, *lines: str) -> bytes:
+    reason = {200: "OK", 304: "Not Modified", 401: "Unauthorized"}[status]
+    head = [f"HTTP/1.1 {status} {reason}", *lines, "Content-Length: 0"]
+    return ("\r\n".join([*head, "", ""])).encode()
+
+
+def ntlm_logon(path: str = AUTODISCOVER, accepted: bool = True) -> list[tuple[bool, bytes]]:
+    """The three legs of an NTLM logon at ``path``; the last answered 200, or 401 (refused)."""
+    type1, type2, type3 = ntlm_blobs()
+    last = answer(200) if accepted else answer(401, "WWW-Authenticate: NTLM")
+    return [
+        (True, request(path, f"Authorization: NTLM {b64(type1)}")),
+        (False, answer(401, f"WWW-Authenticate: NTLM {b64(type2)}")),
+        (True, request(path, f"Authorization: NTLM {b64(type3)}")),
+        (False, last),
+    ]
+
+
+def calls(path: str = EWS, n: int = 2, status: int = 200) -> list[tuple[bool, bytes]]:
+    """``n`` header-less requests to ``path``, each answered ``status``."""
+    out: list[tuple[bool, bytes]] = []
+    for _ in range(n):
+        out += [(True, request(path)), (False, answer(status))]
+    return out
+
+
+def oauth_call() -> list[tuple[bool, bytes]]:
+    return [(True, request(EWS, f"Authorization: Bearer {token_kit.sfb_token()}")), (False, OK)]
+
+
+def write(tmp_path: Path, *connections: tuple[list, bool]) -> str:
+    """A capture of a good OAuth call, then each (segments, SYN seen) connection."""
+    packets = [conversation(oauth_call(), 40001, T0)]
+    for i, (segments, syn) in enumerate(connections):
+        packets.append(conversation(segments, 40002 + i, T0 + 1 + i, syn=syn))
+    return write_packets(tmp_path / "c.pcap", *packets)
+
+
+def verify(capsys: pytest.CaptureFixture[str], path: str, *extra: str) -> tuple[int, dict]:
+    code = main(["verify", path, *STRICT, *extra, "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def events_of(path: str) -> list[Event]:
+    return analyze(path, keys=[SFB_CERT]).result.events
+
+
+# -- a logon covers the connection's later requests ----------------------------------------------
+def test_header_less_calls_after_an_ntlm_logon_are_ntlm_events(tmp_path: Path) -> None:
+    path = write(tmp_path, (ntlm_logon() + calls(), True))
+    events = events_of(path)
+    covered = [e for e in events if e.auth_header == "connection"]
+    assert [(e.uri, e.status) for e in covered] == [(EWS, 200), (EWS, 200)]
+    for e in covered:
+        assert (e.scheme, e.scheme_name, e.user, e.domain, e.workstation) == (
+            "ntlm", "NTLM", "svc-sfb", "CONTOSO", "SFB01",
+        )  # fmt: skip
+        assert e.reasons == ("connection-auth",)
+        assert (e.cred_fp, e.cred_len, e.ntlm_type, e.credential) == (None, None, None, None)
+        assert (e.auth_class, e.outcome) == ("ntlm", "accepted")
+    logon = [e for e in events if e.uri == AUTODISCOVER]
+    # the calls extend the logon's handshake, as keep-alive calls of a class do
+    assert {e.handshake_id for e in logon + covered} == {logon[0].handshake_id}
+
+
+def test_verify_fails_the_calls_the_logon_covered(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, (ntlm_logon() + calls(), True))
+    code, data = verify(capsys, path)
+    rule = data["rules"][0]
+    assert (code, data["result"], rule["in_scope"], rule["compliant"]) == (1, "FAIL", 3, 1)
+    (group,) = rule["violation_groups"]
+    assert (group["kind"], group["count"]) == ("not-oauth", 2)
+    assert group["reasons"] == [
+        "not OAuth: ntlm as CONTOSO\\svc-sfb (no credential sent: the connection's earlier ntlm "
+        "logon covered it)"
+    ]
+
+
+def test_a_kerberos_logon_covers_the_connection_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kerberos = generated("kerberos")
+    ticket = kerberos.kerberos_ap_req("CONTOSO.COM", "HTTP", "mail.contoso.com", "conn-ticket")
+    offer = b64(kerberos.spnego_init_krb5(ticket))
+    accept = b64(kerberos.spnego_resp_krb5("mutual"))
+    logon = [
+        (True, request(AUTODISCOVER, f"Authorization: Negotiate {offer}")),
+        (False, answer(200, f"WWW-Authenticate: Negotiate {accept}")),
+    ]
+    path = write(tmp_path, (logon + calls(n=1), True))
+    (covered,) = [e for e in events_of(path) if e.auth_header == "connection"]
+    assert (covered.scheme, covered.mechanism, covered.auth_class) == (
+        "negotiate", "kerberos", "kerberos",
+    )  # fmt: skip
+    code, data = verify(capsys, path)
+    assert (code, data["rules"][0]["violation_groups"][0]["count"]) == (1, 1)
+
+
+def test_a_refused_logon_covers_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the header-less calls after a refused logon were served anonymously: not judged
+    path = write(tmp_path, (ntlm_logon(accepted=False) + calls(), True))
+    assert [e for e in events_of(path) if e.auth_header == "connection"] == []
+    code, data = verify(capsys, path)
+    assert (code, data["result"], data["rules"][0]["in_scope"]) == (0, "PASS", 1)
+
+
+def test_a_call_refused_on_a_logged_on_connection_is_a_challenge_not_covered(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, (ntlm_logon() + calls(status=401, n=1) + calls(n=1), True))
+    ews = [e for e in events_of(path) if e.uri == EWS and e.client_port == 40002]
+    assert [(e.status, e.scheme, e.auth_header) for e in ews] == [
+        (401, "none", None),
+        (200, "ntlm", "connection"),
+    ]
+
+
+def test_a_logon_on_another_connection_covers_nothing(tmp_path: Path) -> None:
+    path = write(tmp_path, (ntlm_logon(), True), (calls(), True))
+    assert [e for e in events_of(path) if e.auth_header == "connection"] == []
+
+
+def test_proxy_authorization_does_not_log_on_to_the_server(tmp_path: Path) -> None:
+    type1, type2, type3 = ntlm_blobs()
+    legs = [
+        (True, request(AUTODISCOVER, f"Proxy-Authorization: NTLM {b64(type1)}")),
+        (False, answer(401, f"WWW-Authenticate: NTLM {b64(type2)}")),
+        (True, request(AUTODISCOVER, f"Proxy-Authorization: NTLM {b64(type3)}")),
+        (False, answer(200)),
+    ]
+    path = write(tmp_path, (legs + calls(), True))
+    assert [e for e in events_of(path) if e.auth_header == "connection"] == []
+
+
+# -- a connection joined mid-way ---------------------------------------------------------------
+def test_calls_on_a_connection_begun_before_the_capture_are_a_blind_spot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a 304 (a cached copy the connection's user may read) is served as much as a 200
+    path = write(tmp_path, (calls(n=2) + calls(status=304, n=1), False))
+    code, data = verify(capsys, path)
+    rule = data["rules"][0]
+    assert (code, data["result"], rule["in_scope"]) == (2, "INCONCLUSIVE", 1)
+    (spot,) = rule["coverage"]["not_inspected"]
+    assert (spot["kind"], spot["client"], spot["count"], spot["paths"], spot["host"]) == (
+        "connection-auth-unseen", f"{CLIENT}:40002", 3, [EWS], "mail.contoso.com",
+    )  # fmt: skip
+    assert rule["coverage"]["blind_spots"] == [
+        f"3 requests to mail.contoso.com:80 ({SERVER}) answered without a credential on 1 "
+        "connection begun before the capture: an NTLM / Negotiate logon before it may have "
+        "authenticated them; capture from the connections' start"
+    ]
+    code, data = verify(capsys, path, "--partial")
+    assert (code, data["result"]) == (0, "PASS")
+
+
+def test_a_path_scope_leaves_out_a_blind_spot_on_other_paths(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, (calls("/owa/auth/logon.aspx", n=2), False))
+    code, data = verify(capsys, path)
+    assert (code, data["result"], data["rules"][0]["coverage"]["not_inspected"]) == (0, "PASS", [])
+
+
+def test_a_blind_spot_with_too_many_paths_covers_every_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    many = [seg for i in range(MAX_PATHS + 1) for seg in calls(f"/owa/{i}.css", n=1)]
+    path = write(tmp_path, (many, False))
+    code, data = verify(capsys, path)
+    (spot,) = data["rules"][0]["coverage"]["not_inspected"]
+    assert (code, spot["count"], spot["paths"]) == (2, MAX_PATHS + 1, [])
+    fewer = write(tmp_path, (many[: 2 * MAX_PATHS], False))
+    code, data = verify(capsys, fewer)
+    assert (code, data["rules"][0]["coverage"]["not_inspected"]) == (0, [])
+
+
+def test_mid_way_calls_that_were_refused_or_sent_a_token_are_no_blind_spot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    segments = calls(status=401, n=1) + oauth_call() * 2
+    path = write(tmp_path, (segments, False))
+    code, data = verify(capsys, path)
+    assert (code, data["result"], data["rules"][0]["in_scope"]) == (0, "PASS", 3)
+
+
+def test_a_logon_seen_mid_way_covers_the_calls_after_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, (ntlm_logon(EWS) + calls(), False))
+    assert len([e for e in events_of(path) if e.auth_header == "connection"]) == 2
+    code, data = verify(capsys, path)
+    assert (code, data["rules"][0]["coverage"]["not_inspected"]) == (1, [])
+
+
+# -- what is and is not tracked ------------------------------------------------------------------
+def exchange(raw: bytes, status: int, **kw: object) -> Exchange:
+    req = parse_head(raw, 1.0)
+    resp = parse_head(answer(status), 1.1)
+    assert req is not None and resp is not None
+    return Exchange("C1", CLIENT, 40002, SERVER, 80, req, resp, **kw)  # type: ignore[arg-type]
+
+
+def judged(auth: ConnectionAuth, x: Exchange) -> Event | None:
+    return auth.event(x, build_event(x, 1), 1)
+
+
+def test_only_real_http1_connections_carry_a_logon() -> None:
+    type3 = ntlm_blobs()[2]
+    logon = request(AUTODISCOVER, f"Authorization: NTLM {b64(type3)}")
+    for kw in ({"persistent": False}, {"stream_id": 1}):
+        auth = ConnectionAuth()
+        assert judged(auth, exchange(logon, 200, **kw)) is not None
+        assert judged(auth, exchange(request(EWS), 200, **kw)) is None, kw
+        assert len(auth) == 0
+    auth = ConnectionAuth()  # an NTLM NEGOTIATE message answered without a challenge
+    judged(
+        auth, exchange(request(AUTODISCOVER, f"Authorization: NTLM {b64(ntlm_blobs()[0])}"), 200)
+    )
+    assert judged(auth, exchange(request(EWS), 200)) is None
+    judged(auth, exchange(logon, 200))
+    covered = judged(auth, exchange(request(EWS), 200))
+    assert covered is not None and covered.auth_header == "connection"
+    assert len(auth) == 1
+    assert auth.closed("C1") is None and len(auth) == 0
+    assert judged(auth, exchange(request(EWS), 200)) is None  # forgotten with its connection
+
+
+def test_an_engine_forgets_every_connection_it_closed(tmp_path: Path) -> None:
+    path = write(tmp_path, (ntlm_logon() + calls(), True), (calls(n=2), False))
+    engine = Engine()
+    engine.read_file(path)
+    assert len(engine.collector.connection_auth) == 0
+    result = engine.finish()
+    assert [n.kind for n in result.not_inspected] == ["connection-auth-unseen"]
