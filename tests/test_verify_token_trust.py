@@ -231,6 +231,34 @@ def test_an_expired_token_whose_answer_was_lost_breaks_the_rule(capsys, tmp_path
 
 
 @pytest.mark.parametrize(
+    ("status", "violations"),
+    [
+        (500, [("expired", "token expired; the server answered 500, an error, not a refusal")]),
+        (503, [("expired", "token expired; the server answered 503, an error, not a refusal")]),
+        (
+            401,
+            [
+                (
+                    "rejected",
+                    "OAuth token refused: server answered 401; the token had expired, no key to "
+                    "check its signature here",
+                )
+            ],
+        ),
+        (404, []),  # a client error other than a refusal: the server did not take the token
+    ],
+)
+def test_an_expired_token_answered_with_a_server_error_breaks_the_rule(
+    capsys, tmp_path: Path, status: int, violations: list
+) -> None:
+    # a 5xx may come after the token got past authentication: not a refusal
+    token = s2s(nbf=T0 - 7200, exp=T0 - 3600, actor=actor_claims(nbf=T0 - 7200, exp=T0 - 3600))
+    answer = f"HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n".encode()
+    code, found = verdict(capsys, tmp_path, [ews(token, answer)], args=[])
+    assert (code, found) == (1 if violations else 0, violations)
+
+
+@pytest.mark.parametrize(
     ("claims", "reason"),
     [
         ({"exp": None}, "token: a required claim is missing (iss, aud, exp, nameid or nbf)"),

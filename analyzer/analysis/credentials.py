@@ -108,8 +108,8 @@ def problems(e: Event, trust: TrustedIssuers) -> list[Problem]:
     """Every problem of the credential ``e`` presented, in ``CREDENTIAL_RULES`` order.
 
     An expired token counts here when the server accepted it, or when its answer was not
-    captured (it may have); a server that refused it did its job (the refusal is reported as
-    such).
+    captured or was a server error (5xx: it may have been accepted, the error coming after);
+    a server that refused it did its job (the refusal is reported as such).
     """
     if not presented(e) or e.scheme != "bearer":
         return []
@@ -121,6 +121,9 @@ def problems(e: Event, trust: TrustedIssuers) -> list[Problem]:
         out.append(Problem("bad-signature", f"{layer} signature does not verify"))
     if expired(e) and e.status is None:  # the answer was lost: it may have been accepted
         out.append(Problem("token-expired-use", "token expired; the server's answer was not seen"))
+    elif expired(e) and e.status >= 500:  # an error, not a refusal: it may have got past auth
+        text = f"token expired; the server answered {e.status}, an error, not a refusal"
+        out.append(Problem("token-expired-use", text))
     elif expired(e) and accepted(e):
         out.append(Problem("token-expired-use", f"token expired, yet accepted ({e.status})"))
     if not_yet_valid(e):
