@@ -390,7 +390,7 @@ def _wire_options(parser: argparse.ArgumentParser, jobs: bool = True) -> None:
         type=_port,
         default=[],
         metavar="PORT",
-        help="also read UDP PORT as VXLAN (4789 always is; repeatable)",
+        help="also read UDP PORT as VXLAN (4789 and 8472 always are; repeatable)",
     )
     if jobs:
         parser.add_argument(

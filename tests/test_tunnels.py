@@ -50,7 +50,7 @@ Exchange = tuple[bytes, bytes | None]
 
 @pytest.fixture(autouse=True)
 def _default_vxlan_ports() -> Iterator[None]:
-    """Each test starts (and leaves) with VXLAN read on 4789 only."""
+    """Each test starts (and leaves) with VXLAN read on the default ports (4789, 8472) only."""
     linklayer.set_vxlan_ports(())
     yield
     linklayer.set_vxlan_ports(())
@@ -380,8 +380,6 @@ def test_tunnelled_exchanges_read_as_over_plain_ethernet(
     name: str, plain: dict, tmp_path: Path
 ) -> None:
     v6, wrap, _decode_as, names = TUNNELS[name]
-    if name == "vxlan-port-8472":
-        linklayer.set_vxlan_ports([8472])
     packets, expected = plain[v6]
     path = _write(tmp_path / f"{name}.pcap", wrapped(packets, wrap))
     result = analyze_paths([path])
@@ -412,7 +410,6 @@ def _tshark_credentials(path: str, options: list[str]) -> Counter:
 def test_tunnelled_credentials_as_tshark_reads_them(tmp_path: Path) -> None:
     """Every tunnel in one capture (its own client ports, which name it on a mismatch): tshark
     and we find the same credentials in each."""
-    linklayer.set_vxlan_ports([8472])
     connections = auth_connections()
     frames, options, ports = [], [], {}
     for i, name in enumerate(sorted(TUNNELS)):
@@ -610,19 +607,21 @@ def _decode(frame: bytes, ports: list[int] | None = None) -> tuple[Any, CaptureS
 def test_vxlan_ports_of_a_decoder_and_of_the_module() -> None:
     from scapy.all import raw
 
-    frame = raw(_vxlan(9, dport=8472)(inner_packets(auth_connections()[:1])[3]))
+    inner = inner_packets(auth_connections()[:1])[3]
+    assert _decode(raw(_vxlan(9, dport=8472)(inner)))[0][0] == 6  # the Linux default, always
+    frame = raw(_vxlan(9, dport=8999)(inner))
     got, stats = _decode(frame)
-    assert got[0] == 17 and not stats.encapsulations  # plain UDP to port 8472
-    got, stats = _decode(frame, [8472])
+    assert got[0] == 17 and not stats.encapsulations  # plain UDP to port 8999
+    got, stats = _decode(frame, [8999])
     assert got[0] == 6 and got[1][4:] == struct.pack(">BI", 3, 9) and got[4] == 80
-    linklayer.set_vxlan_ports([8472])
-    assert LinkDecoder(CaptureStats()).vxlan_ports == {4789, 8472}
+    linklayer.set_vxlan_ports([8999])
+    assert LinkDecoder(CaptureStats()).vxlan_ports == {4789, 8472, 8999}
     assert _decode(frame)[0][0] == 6
     with pytest.raises(ValueError):
         linklayer.set_vxlan_ports([0])
     with pytest.raises(ValueError):
         LinkDecoder(CaptureStats(), range(5000, 5000 + linklayer.MAX_VXLAN_PORTS + 1))
-    assert len(LinkDecoder(CaptureStats(), range(5000, 5015)).vxlan_ports) == 16
+    assert len(LinkDecoder(CaptureStats(), range(5000, 5014)).vxlan_ports) == 16
 
 
 def test_gtp_u_extension_headers_and_teids() -> None:
@@ -931,11 +930,11 @@ def test_grant_table_keys_carry_one_tunnel_tag() -> None:
 def test_vxlan_port_option_reads_another_udp_port_as_vxlan(tmp_path: Path, capsys) -> None:
     from analyzer.cli import main
 
-    path = _write(tmp_path / "vxlan8472.pcap", wrapped(inner_packets(auth_connections()), _vxlan(
-        700, dport=8472)))  # fmt: skip
+    path = _write(tmp_path / "vxlan8999.pcap", wrapped(inner_packets(auth_connections()), _vxlan(
+        700, dport=8999)))  # fmt: skip
     assert main(["analyze", path, "--format", "jsonl"]) == 0
-    assert capsys.readouterr().out == ""  # 8472 is not VXLAN unless told
-    assert main(["analyze", path, "--format", "jsonl", "--vxlan-port", "8472"]) == 0
+    assert capsys.readouterr().out == ""  # 8999 is not VXLAN unless told
+    assert main(["analyze", path, "--format", "jsonl", "--vxlan-port", "8999"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert {r["scheme"] for r in rows} >= {"bearer", "basic", "ntlm", "negotiate"}
     with pytest.raises(SystemExit):

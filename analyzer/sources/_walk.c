@@ -9,8 +9,8 @@
  * with take() / take_all() before the reassembler touches that direction again.
  *
  * Walked here: IPv4 TCP with a 20-byte header, not a fragment, on Ethernet (after any VLAN tags)
- * or raw IP; and the same inside the common mirror and overlay tunnels: VXLAN (UDP 4789 and the
- * ports set with set_vxlan_ports), GENEVE (6081), GRE carrying IPv4 or Ethernet, ERSPAN types I,
+ * or raw IP; and the same inside the common mirror and overlay tunnels: VXLAN (UDP 4789, 8472
+ * and the ports set with set_vxlan_ports), GENEVE (6081), GRE carrying IPv4 or Ethernet, ERSPAN types I,
  * II and III, and IP-in-IP, one layer deep under an outer IPv4 (20-byte header) or IPv6 (no
  * extension headers; Ethernet links only) header. Everything else stops the walk and Python
  * decodes it (analyzer.sources.linklayer, which keys tunnelled flows the same way: the inner
@@ -679,7 +679,8 @@ static PyObject *GrantTable_new(PyTypeObject *type, PyObject *args, PyObject *kw
     t->cap = 64;
     t->count = 0;
     t->vxlan_ports[0] = 4789;
-    t->n_vxlan = 1;
+    t->vxlan_ports[1] = 8472; /* the Linux kernel's default, as linklayer.DEFAULT_VXLAN_PORTS */
+    t->n_vxlan = 2;
     memset(t->shapes, 0, sizeof t->shapes);
     t->slots = PyMem_Calloc((size_t)t->cap, sizeof(Grant));
     if (t->slots == NULL) {

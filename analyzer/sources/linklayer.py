@@ -6,7 +6,7 @@ can use :class:`LinkDecoder` directly on frame bytes.
 
 Tunnels are taken apart and the innermost TCP/UDP packet is returned: GRE (checksum, key and
 sequence fields; carrying IPv4, IPv6, Ethernet, MPLS, WCCP), ERSPAN types I, II and III, VXLAN
-(UDP 4789 and the ports of :func:`set_vxlan_ports`), VXLAN-GPE (4790), GENEVE (6081), MPLS label
+(UDP 4789, 8472 and the ports of :func:`set_vxlan_ports`), VXLAN-GPE (4790), GENEVE (6081), MPLS label
 stacks (on Ethernet, in IP and in UDP 6635; IP or pseudowire Ethernet after the stack), PPPoE
 sessions, IP-in-IP, IPv6-in-IPv4, IPv4/IPv6-in-IPv6, EtherIP and GTP-U G-PDUs, nested up to
 ``MAX_DEPTH`` layers. Each layer read is counted in ``stats.encapsulations`` (ids in
@@ -99,11 +99,14 @@ _IPV6_EXT = _IPV6_EXT_PLAIN | {_IPV6_FRAGMENT, _IPV6_AH}
 _MAX_IPV6_EXT = 16  # more extension headers than this is hostile input
 
 VXLAN_PORT = 4789
+#: UDP ports always read as VXLAN: IANA's 4789, and 8472, the Linux kernel's default (and
+#: flannel's), which predates it: traffic there left unread would be a blind spot nobody named.
+DEFAULT_VXLAN_PORTS = frozenset({VXLAN_PORT, 8472})
 VXLAN_GPE_PORT = 4790
 GENEVE_PORT = 6081
 GTP_U_PORT = 2152
 MPLS_UDP_PORT = 6635
-MAX_VXLAN_PORTS = 15  # besides 4789 (the native walk holds 16)
+MAX_VXLAN_PORTS = 14  # besides the default two (the native walk holds 16)
 #: UDP ports (either end) of tunnels this decoder does not read; their datagrams stay UDP.
 _UNREAD_UDP = {1194: "OpenVPN", 1701: "L2TP", 2123: "GTP-C", 3544: "Teredo"}
 _GTP_MESSAGES = {
@@ -160,22 +163,22 @@ _extra_vxlan_ports: frozenset[int] = frozenset()
 
 
 def set_vxlan_ports(ports: Iterable[int]) -> None:
-    """Read UDP datagrams to these destination ports as VXLAN too, besides 4789, in every
-    decoder made from now on (``--vxlan-port``; 8472 is the Linux kernel's and flannel's)."""
+    """Read UDP datagrams to these destination ports as VXLAN too, besides 4789 and 8472, in
+    every decoder made from now on (``--vxlan-port``)."""
     global _extra_vxlan_ports
     _extra_vxlan_ports = _checked_ports(ports)
 
 
 def vxlan_ports() -> frozenset[int]:
     """The UDP destination ports read as VXLAN by decoders made now."""
-    return _extra_vxlan_ports | {VXLAN_PORT}
+    return _extra_vxlan_ports | DEFAULT_VXLAN_PORTS
 
 
 def vxlan_ports_or_default(ports: Iterable[int] | None) -> frozenset[int]:
-    """``ports`` plus 4789, or the module's setting (:func:`vxlan_ports`) for None."""
+    """``ports`` plus the default ones, or the module's setting (:func:`vxlan_ports`) for None."""
     if ports is None:
         return vxlan_ports()
-    return _checked_ports(ports) | {VXLAN_PORT}
+    return _checked_ports(ports) | DEFAULT_VXLAN_PORTS
 
 
 def _checked_ports(ports: Iterable[int]) -> frozenset[int]:
@@ -183,8 +186,8 @@ def _checked_ports(ports: Iterable[int]) -> frozenset[int]:
     bad = sorted(p for p in chosen if not 0 < p < 65536)
     if bad:
         raise ValueError(f"not a UDP port: {bad[0]}")
-    if len(chosen - {VXLAN_PORT}) > MAX_VXLAN_PORTS:
-        raise ValueError(f"at most {MAX_VXLAN_PORTS} VXLAN ports besides {VXLAN_PORT}")
+    if len(chosen - DEFAULT_VXLAN_PORTS) > MAX_VXLAN_PORTS:
+        raise ValueError(f"at most {MAX_VXLAN_PORTS} VXLAN ports besides 4789 and 8472")
     return chosen
 
 
@@ -209,7 +212,7 @@ class LinkDecoder:
 
     Counts what it sees into ``stats`` (ipv4, ipv6, tcp, udp, non_ip, ip_fragments,
     undecodable, encapsulations) and warns once per kind of problem. ``vxlan_ports`` are the
-    UDP destination ports read as VXLAN (default: 4789 and those of :func:`set_vxlan_ports`).
+    UDP destination ports read as VXLAN (default: 4789, 8472 and those of :func:`set_vxlan_ports`).
     """
 
     __slots__ = ("_warned", "stats", "vxlan_ports")
