@@ -629,7 +629,9 @@ class CaptureStats:
     tcp: int = 0
     udp: int = 0
     non_ip: int = 0
-    ip_fragments: int = 0
+    ip_fragments: int = 0  # IP fragments seen (analyzer.sources.ipfrag puts them together)
+    ip_reassembled: int = 0  # fragmented datagrams put back together
+    ip_datagrams_lost: int = 0  # fragmented datagrams given up on (warned: why)
     truncated_packets: int = 0  # snaplen-cut (caplen < original length)
     undecodable: int = 0  # link or IP headers that could not be parsed
     tcp_connections: int = 0

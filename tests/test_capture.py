@@ -292,7 +292,7 @@ def test_ipv4_options(tmp_path: Path) -> None:
     assert packet[1:] == TCP4
 
 
-def test_ipv4_fragments_counted_not_yielded(tmp_path: Path) -> None:
+def test_ipv4_fragments_of_datagrams_never_completed_are_counted_and_warned(tmp_path: Path) -> None:
     frames = [
         eth(ipv4(tcp(HTTP), frag=0x2000)),  # first fragment: more-fragments set
         eth(ipv4(b"tail of the datagram", frag=0x0010)),  # offset 16 * 8
@@ -327,7 +327,7 @@ def test_ipv6_extension_headers(tmp_path: Path) -> None:
     assert stats.ipv6 == 1 and stats.ip_fragments == 0
 
 
-def test_ipv6_fragments_counted(tmp_path: Path) -> None:
+def test_ipv6_fragments_of_a_datagram_never_completed_are_counted(tmp_path: Path) -> None:
     first = bytes([6, 0]) + struct.pack(">HI", 0x0001, 5)  # offset 0, more fragments
     later = bytes([6, 0]) + struct.pack(">HI", 0x00A8, 5)  # offset 21, last
     frames = [

@@ -666,8 +666,8 @@ def _captures(captures: list[CaptureStats], key_warnings: list[str]) -> Html:
     rows = []
     for c in captures:
         notes = []
-        if c.ip_fragments:
-            notes.append(f"{c.ip_fragments:,} IP fragments not reassembled")
+        if c.ip_datagrams_lost:
+            notes.append(f"{c.ip_datagrams_lost:,} fragmented IP datagrams not put together")
         if c.truncated_packets:
             notes.append(f"{c.truncated_packets:,} packets cut by the snap length")
         notes += [f"warning: {w}" for w in c.warnings]

@@ -145,8 +145,10 @@ def write_captures(
         extra = []
         if c.dropped:
             extra.append(f"{plural(c.dropped, 'packet')} dropped by the capture")
-        if c.ip_fragments:
-            extra.append(f"{plural(c.ip_fragments, 'IP fragment')} not reassembled")
+        if c.ip_datagrams_lost:
+            extra.append(
+                f"{plural(c.ip_datagrams_lost, 'fragmented IP datagram')} not put together"
+            )
         if c.truncated_packets:
             extra.append(f"{plural(c.truncated_packets, 'packet')} cut by the snap length")
         if c.gaps:

@@ -6,13 +6,14 @@ can use :class:`LinkDecoder` directly on frame bytes.
 
 Tunnels are taken apart and the innermost TCP/UDP packet is returned: GRE (checksum, key and
 sequence fields; carrying IPv4, IPv6, Ethernet, MPLS, WCCP), ERSPAN types I, II and III, VXLAN
-(UDP 4789, 8472 and the ports of :func:`set_vxlan_ports`), VXLAN-GPE (4790), GENEVE (6081), MPLS label
-stacks (on Ethernet, in IP and in UDP 6635; IP or pseudowire Ethernet after the stack), PPPoE
-sessions, IP-in-IP, IPv6-in-IPv4, IPv4/IPv6-in-IPv6, EtherIP and GTP-U G-PDUs, nested up to
-``MAX_DEPTH`` layers. Each layer read is counted in ``stats.encapsulations`` (ids in
-``stats.tunnel_ids``); packets of an encapsulation not read (an unknown GRE protocol, GTP-C,
-L2TP, IPsec ESP, ...) are counted by name in ``stats.unread_encapsulations`` with one warning per
-name, never dropped in silence.
+(UDP 4789, 8472 and the ports of :func:`set_vxlan_ports`), VXLAN-GPE (4790), GENEVE (6081),
+MPLS label stacks (on Ethernet, in IP and in UDP 6635; IP or pseudowire Ethernet after the
+stack), PPPoE sessions, IP-in-IP, IPv6-in-IPv4, IPv4/IPv6-in-IPv6, EtherIP and GTP-U G-PDUs,
+nested up to ``MAX_DEPTH`` layers. IPv4 and IPv6 fragments are put back together
+(``analyzer.sources.ipfrag``), at any depth. Each layer read is counted in
+``stats.encapsulations`` (ids in ``stats.tunnel_ids``); packets of an encapsulation not read
+(an unknown GRE protocol, GTP-C, L2TP, IPsec ESP, ...) are counted by name in
+``stats.unread_encapsulations`` with one warning per name, never dropped in silence.
 
 Flow keys and tunnel ids: two tenants may use the same inner addresses. A tunnel id that both
 directions of a connection share and that tells tenants or mirror sessions apart (the VNI of
@@ -37,6 +38,7 @@ from collections.abc import Iterable
 from struct import Struct
 
 from analyzer.model import CaptureStats
+from analyzer.sources.ipfrag import LOST_REASONS, Defragmenter
 
 # Link types (https://www.tcpdump.org/linktypes.html)
 LINKTYPE_NULL = 0
@@ -154,10 +156,11 @@ _GTP = Struct(">BBHI")  # flags, message type, length, TEID
 #: Anything struct.unpack_from and indexing accept: the mmap of a file, a chunk, a frame.
 Buffer = bytes | bytearray | memoryview | mmap.mmap
 
-#: (proto, src, sport, dst, dport, seq, ack, flags, payload_start, payload_end)
-Decoded = tuple[int, bytes, int, bytes, int, int, int, int, int, int]
+#: (proto, src, sport, dst, dport, seq, ack, flags, payload_start, payload_end), offsets into
+#: the caller's buffer; a packet put together from IP fragments adds the buffer they index
+#: (``payload_of``).
+Decoded = tuple
 
-FRAGMENT_WARNING = "IP fragments are not reassembled: fragmented packets are counted and skipped"
 
 _extra_vxlan_ports: frozenset[int] = frozenset()
 
@@ -207,20 +210,54 @@ def tunnel_text(packed: bytes) -> str:
     return " / ".join(out)
 
 
+def payload_of(decoded: Decoded, buf: Buffer) -> Buffer:
+    """The buffer ``decoded``'s payload offsets index: the frame's (``buf``), or the datagram
+    put together from IP fragments."""
+    return decoded[10] if len(decoded) > 10 else buf
+
+
+def _within(whole: bytes, decoded: Decoded | None) -> Decoded | None:
+    """``decoded`` of a datagram put together from fragments, with the buffer it indexes (a
+    tunnelled packet inside that was itself fragmented carries its own already)."""
+    if decoded is None or len(decoded) > 10:
+        return decoded
+    return (*decoded, memoryview(whole))
+
+
 class LinkDecoder:
     """Turns a frame into a :data:`Decoded` tuple (offsets into the caller's buffer) or None.
 
     Counts what it sees into ``stats`` (ipv4, ipv6, tcp, udp, non_ip, ip_fragments,
     undecodable, encapsulations) and warns once per kind of problem. ``vxlan_ports`` are the
     UDP destination ports read as VXLAN (default: 4789, 8472 and those of :func:`set_vxlan_ports`).
+    IP fragments are put back together (``analyzer.sources.ipfrag``): the fragment that
+    completes a datagram decodes as the whole packet; ``finish`` reports what never completed.
     """
 
-    __slots__ = ("_warned", "stats", "vxlan_ports")
+    __slots__ = ("_defrag", "_now", "_warned", "stats", "vxlan_ports")
 
     def __init__(self, stats: CaptureStats, vxlan_ports: Iterable[int] | None = None) -> None:
         self.stats = stats
         self._warned: set[object] = set()
         self.vxlan_ports = vxlan_ports_or_default(vxlan_ports)
+        self._defrag: Defragmenter | None = None  # made at the first fragment
+        self._now = 0.0  # capture time of the frame being decoded
+
+    def finish(self) -> None:
+        """The capture ended: count and report the fragmented datagrams not put together."""
+        defrag = self._defrag
+        if defrag is None:
+            return
+        defrag.finish()
+        self.stats.ip_reassembled = defrag.reassembled
+        lost = sum(defrag.lost.values())
+        self.stats.ip_datagrams_lost = lost
+        if lost:
+            why = "; ".join(f"{n:,} {LOST_REASONS[r]}" for r, n in sorted(defrag.lost.items()))
+            self.stats.warn(
+                f"{self.stats.path}: {lost:,} fragmented IP datagram(s) not put together ({why}): "
+                "their packets are missing"
+            )
 
     def warn_once(self, key: object, message: str) -> None:
         """Record ``message`` the first time ``key`` is seen."""
@@ -261,13 +298,17 @@ class LinkDecoder:
                 ids.append(ident)
         return True
 
-    def decode(self, linktype: int, buf: Buffer, start: int, end: int) -> Decoded | None:
-        """Decode the frame ``buf[start:end]`` captured with ``linktype``.
+    def decode(
+        self, linktype: int, buf: Buffer, start: int, end: int, ts: float = 0.0
+    ) -> Decoded | None:
+        """Decode the frame ``buf[start:end]`` captured with ``linktype`` at ``ts``.
 
         Returns the transport tuple of the innermost TCP or UDP packet (payload bounds with link
         padding removed; addresses tagged with tunnel ids as the module docstring says), None for
-        anything else (non-IP, other IP protocols, fragments, broken headers).
+        anything else (non-IP, other IP protocols, a fragment that does not complete its
+        datagram, broken headers). The payload is in ``payload_of(result, buf)``.
         """
+        self._now = ts
         try:
             return self._link(linktype, buf, start, end)
         except (IndexError, ValueError):  # struct.error is a ValueError subclass
@@ -402,13 +443,25 @@ class LinkDecoder:
             self._bad("IPv4 total length smaller than its header")
             return None
         self.stats.ipv4 += 1
-        if frag & 0x3FFF:  # more-fragments flag or a nonzero offset
-            self.stats.ip_fragments += 1
-            self.warn_once("fragment", FRAGMENT_WARNING)
-            return None
         # Total length 0 is what TCP segmentation offload captures show: use the frame.
-        ip_end = off + total if total else end
-        return self._ip_payload(proto, 4, src, dst, buf, off + ihl, min(ip_end, end), tag, depth)
+        ip_end = min(off + total, end) if total else end
+        if frag & 0x3FFF:  # more-fragments flag or a nonzero offset
+            key = (4, src, dst, proto, _U16(buf, off + 4)[0], tag)
+            piece = buf[off + ihl : ip_end]
+            whole = self._fragment(key, (frag & 0x1FFF) * 8, bool(frag & 0x2000), piece)
+            if whole is None:
+                return None
+            return _within(
+                whole, self._ip_payload(proto, 4, src, dst, whole, 0, len(whole), tag, depth)
+            )
+        return self._ip_payload(proto, 4, src, dst, buf, off + ihl, ip_end, tag, depth)
+
+    def _fragment(self, key: tuple, offset: int, more: bool, piece: Buffer) -> bytes | None:
+        """Hand one IP fragment to the defragmenter: the datagram's payload when it is whole."""
+        self.stats.ip_fragments += 1
+        if self._defrag is None:
+            self._defrag = Defragmenter()
+        return self._defrag.add(key, offset, more, bytes(piece), self._now)
 
     def _ipv6(self, buf: Buffer, off: int, end: int, tag: bytes, depth: int) -> Decoded | None:
         if end - off < 40:
@@ -421,20 +474,46 @@ class LinkDecoder:
         self.stats.ipv6 += 1
         p = off + 40
         ip_end = min(p + plen, end) if plen else end  # 0: jumbogram or offload
-        for _ in range(_MAX_IPV6_EXT):
+        return self._ipv6_headers(nh, src, dst, buf, p, ip_end, tag, depth, _MAX_IPV6_EXT)
+
+    def _ipv6_headers(
+        self,
+        nh: int,
+        src: bytes,
+        dst: bytes,
+        buf: Buffer,
+        p: int,
+        ip_end: int,
+        tag: bytes,
+        depth: int,
+        left: int,
+    ) -> Decoded | None:
+        """The extension headers from ``p`` (``nh`` names the first; at most ``left`` more),
+        then what the last one names."""
+        for _ in range(left):
             if nh not in _IPV6_EXT:
                 return self._ip_payload(nh, 6, src, dst, buf, p, ip_end, tag, depth)
             if p + 8 > ip_end:
                 self._bad("IPv6 extension header cut short")
                 return None
+            left -= 1
             if nh in _IPV6_EXT_PLAIN:
                 nh, p = buf[p], p + (buf[p + 1] + 1) * 8
             elif nh == _IPV6_FRAGMENT:
                 offset_flags = _U16(buf, p + 2)[0]
                 if offset_flags & 0xFFF9:  # fragment offset != 0 or more-fragments flag
-                    self.stats.ip_fragments += 1
-                    self.warn_once("fragment", FRAGMENT_WARNING)
-                    return None
+                    key = (6, src, dst, buf[p], _U32(buf, p + 4)[0], tag)
+                    piece = buf[p + 8 : ip_end]
+                    whole = self._fragment(
+                        key, offset_flags & 0xFFF8, bool(offset_flags & 1), piece
+                    )
+                    if whole is None:
+                        return None
+                    # the fragmentable part: the headers after this one, then the payload
+                    found = self._ipv6_headers(
+                        buf[p], src, dst, whole, 0, len(whole), tag, depth, left
+                    )
+                    return _within(whole, found)
                 nh, p = buf[p], p + 8  # atomic fragment
             else:  # authentication header
                 nh, p = buf[p], p + (buf[p + 1] + 2) * 4

@@ -36,6 +36,7 @@ from analyzer.sources.linklayer import (
     RAW_IP_TYPES,
     Buffer,
     LinkDecoder,
+    payload_of,
 )
 
 if TYPE_CHECKING:
@@ -599,10 +600,11 @@ def _scan_pcap(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
                     # What the cut record kept is read like a snaplen-cut packet: a request
                     # head begun in it then shows as lost, instead of vanishing unseen.
                     nslow += 1
-                    r = decode(lt, data, pos + 16, size)
+                    ts = s + frac / div
+                    r = decode(lt, data, pos + 16, size, ts)
                     pos = size
                     if r is not None:
-                        yield (s + frac / div, *r[:8], mv[r[8] : r[9]], base + n)
+                        yield (ts, *r[:8], payload_of(r, mv)[r[8] : r[9]], base + n)
                     break
                 lim = min(size, e + window)
                 if mapped:
@@ -635,18 +637,20 @@ def _scan_pcap(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
                 yield (ts, 6, src, sp, dst, dp, seq, ack, flags, mv[a:q], base + n)
                 continue
             nslow += 1
-            r = decode(lt, data, e - caplen, e)
+            ts = s + frac / div
+            r = decode(lt, data, e - caplen, e, ts)
             if r is not None:
-                ts = s + frac / div
                 # tunnelled, VLAN-tagged, ...: absorbed as above (and granted to the walk)
                 if r[0] == 6 and absorb is not None and absorb(r[1:5], r[5], r[7], r[9] - r[8], ts):
                     continue
-                yield (ts, *r[:8], mv[r[8] : r[9]], base + n)
+                yield (ts, *r[:8], payload_of(r, mv)[r[8] : r[9]], base + n)
     finally:
         k = n - done_n
         reader.add_counts(k, nslow - done_slow, pos - done_pos - 16 * k)
         reader.count_linktype(lt, k)
         reader.frames = base + n
+        if final:
+            reader.decoder.finish()
     return pos, need
 
 
@@ -752,14 +756,14 @@ def _scan_pcapng(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
                     yield (ts, 6, src, sp, dst, dp, seq, ack, flags, mv[a:q], base + n)
                     continue
                 nslow += 1
-                r = decode(lt, data, e - caplen, e)
+                ts = ((hi << 32) | lo) / div + tsoff
+                r = decode(lt, data, e - caplen, e, ts)
                 if r is not None:
-                    ts = ((hi << 32) | lo) / div + tsoff
                     # tunnelled, VLAN-tagged, ...: absorbed as above (and granted to the walk)
                     got = r[9] - r[8]
                     if r[0] == 6 and absorb is not None and absorb(r[1:5], r[5], r[7], got, ts):
                         continue
-                    yield (ts, *r[:8], mv[r[8] : r[9]], base + n)
+                    yield (ts, *r[:8], payload_of(r, mv)[r[8] : r[9]], base + n)
                 continue
 
             # Any other block, and enhanced packet blocks the fast path did not take.
@@ -825,10 +829,10 @@ def _scan_pcapng(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
                     reader.count_linktype(plt, 1)
                     if plen < olen:
                         reader.truncated()
-                    r = decode(plt, data, p, p + plen)
+                    r = decode(plt, data, p, p + plen, ts)
                     if r is not None:
                         pos = nxt
-                        yield (ts, *r[:8], mv[r[8] : r[9]], base + n)
+                        yield (ts, *r[:8], payload_of(r, mv)[r[8] : r[9]], base + n)
                         continue
             elif bt in _RECORD_BLOCKS:  # a frame in Wireshark, though not a packet
                 n += 1
@@ -841,6 +845,8 @@ def _scan_pcapng(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
         reader.add_counts(n - done_n, nslow - done_slow, nbytes - done_bytes)
         reader.count_linktype(lt, n - run0)
         reader.frames = base + n
+        if final:
+            reader.decoder.finish()
     return pos, need
 
 

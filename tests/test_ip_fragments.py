@@ -1,0 +1,268 @@
+"""IP fragments are put back together, so a request sent in fragmented datagrams is read (and
+judged) like any other; what cannot be put together is counted and warned about.
+
+Real bytes: TCP connections written with scapy and fragmented with scapy's own ``fragment`` /
+``fragment6`` (as a small-MTU link or a tunnel would), in order, reversed and overlapping.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import token_kit
+from wire_kit import CLIENT, SERVER, T0, connection
+
+from analyzer.cli import main
+from analyzer.engine import analyze_paths
+from analyzer.parallel import analyze_parallel
+from analyzer.sources import ipfrag
+from analyzer.sources.ipfrag import Defragmenter
+
+scapy = pytest.importorskip("scapy.all")
+
+SFB_CERT = str(token_kit.KEYS_DIR / "sfb.cert.pem")
+BASIC = "Basic Q09OVE9TT1xzdmMtc2ZiOlBAc3N3MHJk"  # CONTOSO\svc-sfb:P@ssw0rd
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+STRICT = (
+    "--client", CLIENT, "--server", "mail.contoso.com", "--path", "/EWS/", "--issuer", "skype",
+    "--realm", "contoso.com", "--require-signature", "--keys", SFB_CERT,
+)  # fmt: skip
+
+
+def ether() -> Any:
+    """An Ethernet header with both addresses given (scapy would ARP for a missing one)."""
+    return scapy.Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+
+
+def ews(auth: str) -> bytes:
+    head = "POST /EWS/Exchange.asmx HTTP/1.1\r\nHost: mail.contoso.com\r\nContent-Length: 0\r\n"
+    return f"{head}Authorization: {auth}\r\n\r\n".encode()
+
+
+def good() -> list[Any]:
+    """A connection carrying a good SfB token, not fragmented: the control."""
+    return connection([(ews(f"Bearer {token_kit.sfb_token()}"), OK)], 40001, T0)
+
+
+def basic(t0: float = T0 + 1) -> list[Any]:
+    """A Basic call with a long header (so its datagram needs fragments on a small MTU)."""
+    padding = "X-Padding: " + "p" * 600
+    request = ews(BASIC).replace(b"\r\n\r\n", f"\r\n{padding}\r\n\r\n".encode())
+    return connection([(request, OK)], 40002, t0)
+
+
+def fragmented(packets: list[Any], size: int = 200, order: str = "in") -> list[Any]:
+    """``packets`` with every client data packet cut into IPv4 fragments of ``size`` bytes, in
+    order or reversed (the last fragment first, as some stacks send them)."""
+    out = []
+    for p in packets:
+        if scapy.Raw in p and p[scapy.TCP].dport == 80:
+            pieces = scapy.fragment(p[scapy.IP], fragsize=size)
+            if order == "reversed":
+                pieces = pieces[::-1]
+            for i, piece in enumerate(pieces):
+                frame = ether() / piece
+                frame.time = float(p.time) + i * 1e-4
+                out.append(frame)
+        else:
+            out.append(p)
+    return out
+
+
+def write(path: Path, *connections: list[Any]) -> str:
+    scapy.wrpcap(str(path), [p for packets in connections for p in packets])
+    return str(path)
+
+
+def summary(path: str) -> tuple[list[tuple], Any]:
+    result = analyze_paths([path])
+    events = [(e.client_port, e.scheme, e.user, e.status, e.uri) for e in result.events]
+    return events, result.captures[0]
+
+
+def verify(capsys: pytest.CaptureFixture[str], path: str) -> tuple[int, dict]:
+    code = main(["verify", path, *STRICT, "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+WHOLE = [
+    (40001, "bearer", None, 200, "/EWS/Exchange.asmx"),
+    (40002, "basic", "svc-sfb", 200, "/EWS/Exchange.asmx"),
+]
+
+
+@pytest.mark.parametrize("order", ["in", "reversed"])
+def test_a_fragmented_request_reads_as_the_whole_one(tmp_path: Path, order: str) -> None:
+    path = write(tmp_path / "f.pcap", good(), fragmented(basic(), order=order))
+    events, stats = summary(path)
+    assert events == WHOLE
+    # 91 + 40 + 600 + 13 bytes of TCP and HTTP in 200-byte pieces
+    assert (stats.ip_fragments, stats.ip_reassembled, stats.ip_datagrams_lost) == (4, 1, 0)
+    assert not [w for w in stats.warnings if "fragment" in w]
+
+
+def test_datagrams_interleaved_are_told_apart_by_their_ids(tmp_path: Path) -> None:
+    one, two = basic(), [q.copy() for q in basic()]
+    for q in two:
+        q[scapy.TCP].sport = 40003 if q[scapy.TCP].sport == 40002 else q[scapy.TCP].sport
+        q[scapy.TCP].dport = 40003 if q[scapy.TCP].dport == 40002 else q[scapy.TCP].dport
+    for packets, ident in ((one, 7), (two, 8)):
+        for q in packets:
+            q[scapy.IP].id = ident
+    first, second = fragmented(one), fragmented(two)
+    woven = [q for pair in zip(first, second, strict=True) for q in pair]
+    events, stats = summary(write(tmp_path / "w.pcap", woven))
+    assert sorted(events) == [WHOLE[1], (40003, *WHOLE[1][1:])]  # same time: any order
+    assert (stats.ip_reassembled, stats.ip_datagrams_lost) == (2, 0)
+
+
+def test_verify_judges_what_came_in_fragments(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # before, the fragments were skipped and the good call alone PASSed
+    path = write(tmp_path / "f.pcap", good(), fragmented(basic()))
+    code, data = verify(capsys, path)
+    assert (code, data["result"], data["rules"][0]["in_scope"]) == (1, "FAIL", 2)
+    assert data["rules"][0]["violation_groups"][0]["reasons"] == [
+        "not OAuth: basic as CONTOSO\\svc-sfb"
+    ]
+
+
+def test_ipv6_fragments_too(tmp_path: Path) -> None:
+    packets = []
+    six_of = {CLIENT: "2001:db8::1", SERVER: "2001:db8::2"}
+    for p in basic():
+        ip = p[scapy.IP]
+        header = scapy.IPv6(src=six_of[ip.src], dst=six_of[ip.dst])
+        six = ether() / header / ip.payload
+        if scapy.Raw in p and p[scapy.TCP].dport == 80:
+            six = ether() / header / scapy.IPv6ExtHdrFragment() / ip.payload
+            for i, piece in enumerate(scapy.fragment6(six[scapy.IPv6], 300)):
+                frame = ether() / piece
+                frame.time = float(p.time) + i * 1e-4
+                packets.append(frame)
+            continue
+        six.time = p.time
+        packets.append(six)
+    events, stats = summary(write(tmp_path / "f6.pcap", packets))
+    assert events == [WHOLE[1]]
+    assert (stats.ip_reassembled, stats.ip_datagrams_lost) == (1, 0) and stats.ip_fragments >= 3
+
+
+def test_a_fragmented_tunnel_is_taken_apart_after_reassembly(tmp_path: Path) -> None:
+    # VXLAN without path MTU discovery: the outer UDP datagram is fragmented, the inner packet
+    # (a whole TCP segment) is inside once the fragments are put together
+    packets = []
+    for p in basic():
+        outer = scapy.IP(src="192.0.2.1", dst="192.0.2.2") / scapy.UDP(sport=50000, dport=4789)
+        tunnelled = outer / scapy.VXLAN(vni=42) / p
+        for i, piece in enumerate(scapy.fragment(tunnelled, fragsize=400)):
+            frame = ether() / piece
+            frame.time = float(p.time) + i * 1e-4
+            packets.append(frame)
+    events, stats = summary(write(tmp_path / "vx.pcap", packets))
+    assert events == [WHOLE[1]]
+    assert stats.encapsulations == {"VXLAN": len(basic())}
+    assert stats.ip_reassembled == 1
+
+
+def test_overlapping_fragments_that_disagree_are_dropped_and_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pieces = fragmented(basic(), size=200)
+    data = [i for i, p in enumerate(pieces) if scapy.IP in p and p[scapy.IP].flags.MF]
+    forged = pieces[data[1]].copy()
+    forged[scapy.Raw].load = b"Z" * len(forged[scapy.Raw].load)  # same offset, other bytes
+    pieces.insert(data[1] + 1, forged)
+    path = write(tmp_path / "o.pcap", good(), pieces)
+    events, stats = summary(path)
+    assert events == WHOLE[:1]
+    assert (stats.ip_reassembled, stats.ip_datagrams_lost) == (0, 1)
+    assert [w for w in stats.warnings if "fragment" in w] == [
+        f"{path}: 1 fragmented IP datagram(s) not put together "
+        f"(1 {ipfrag.LOST_REASONS['conflict']}): their packets are missing"
+    ]
+
+
+def test_a_datagram_missing_a_piece_is_counted_at_the_end(tmp_path: Path) -> None:
+    pieces = fragmented(basic(), size=200)
+    last = max(i for i, p in enumerate(pieces) if scapy.IP in p and p[scapy.IP].frag)
+    del pieces[last]
+    path = write(tmp_path / "m.pcap", pieces)
+    events, stats = summary(path)
+    assert events == []
+    assert (stats.ip_reassembled, stats.ip_datagrams_lost) == (0, 1)
+    assert ipfrag.LOST_REASONS["incomplete"] in " ".join(stats.warnings)
+
+
+def test_parallel_reading_agrees(tmp_path: Path) -> None:
+    path = write(tmp_path / "f.pcap", good(), fragmented(basic(), order="reversed"))
+    one = analyze_paths([path])
+    two = analyze_parallel([path], jobs=2)
+    assert two.events == one.events
+    assert len(one.events) == 2
+
+
+# -- the bounds ----------------------------------------------------------------------------------
+def test_pieces_in_any_order_with_repeats_make_one_payload() -> None:
+    d = Defragmenter()
+    key = (4, b"a", b"b", 6, 1, b"")
+    assert d.add(key, 16, False, b"C" * 4, 0.0) is None
+    assert d.add(key, 0, True, b"A" * 8, 0.0) is None
+    assert d.add(key, 0, True, b"A" * 8, 0.0) is None  # a repeat agrees: kept
+    assert d.add(key, 8, True, b"B" * 8, 0.0) == b"A" * 8 + b"B" * 8 + b"C" * 4
+    assert (d.reassembled, d.lost, d.pending, d.held) == (1, {}, {}, 0)
+
+
+@pytest.mark.parametrize(
+    ("pieces", "lost"),
+    [
+        ([(0, True, b"A" * 8), (0, False, b"B" * 8)], "conflict"),  # same place, other bytes
+        ([(8, False, b"A" * 8), (0, False, b"B" * 8)], "conflict"),  # two different ends
+        ([(0, True, b"A" * 16), (8, False, b"A" * 4)], "conflict"),  # bytes past the end
+        ([(8, False, b"A" * 8), (0, True, b"B" * 24)], "conflict"),  # a piece past the end
+        ([(65528, True, b"A" * 16)], "oversized"),
+        ([(0, True, b"A" * 8)], "incomplete"),
+    ],
+)
+def test_what_is_given_up_on(pieces: list, lost: str) -> None:
+    d = Defragmenter()
+    for offset, more, data in pieces:
+        assert d.add((4, b"a", b"b", 6, 1, b""), offset, more, data, 0.0) is None
+    d.finish()
+    assert (d.lost, d.reassembled, d.pending, d.held) == ({lost: 1}, 0, {}, 0)
+
+
+def test_the_oldest_datagram_goes_when_the_bounds_are_reached() -> None:
+    d = Defragmenter()
+    for ident in range(ipfrag.MAX_DATAGRAMS + 1):
+        d.add((4, b"a", b"b", 6, ident, b""), 0, True, b"x" * 8, 0.0)
+    assert len(d.pending) == ipfrag.MAX_DATAGRAMS and d.lost == {"evicted": 1}
+    assert (4, b"a", b"b", 6, 0, b"") not in d.pending
+    big = Defragmenter()
+    for ident in range(ipfrag.MAX_PENDING_BYTES // 60000 + 1):
+        big.add((4, b"a", b"b", 6, ident, b""), 0, True, b"x" * 60000, 0.0)
+    assert big.held <= ipfrag.MAX_PENDING_BYTES and big.lost == {"evicted": 1}
+
+
+def test_the_rest_of_a_dropped_datagram_is_dropped_with_it() -> None:
+    d = Defragmenter()
+    key = (4, b"a", b"b", 6, 1, b"")
+    d.add(key, 0, True, b"A" * 8, 0.0)
+    d.add(key, 0, True, b"B" * 8, 0.0)  # conflict: dropped
+    assert d.add(key, 8, False, b"C" * 8, 1.0) is None  # its end: not a new datagram
+    d.finish()
+    assert d.lost == {"conflict": 1}
+    # the same id long after is a new datagram (ids wrap around)
+    assert d.add(key, 0, False, b"D" * 8, ipfrag.TIMEOUT + 2) == b"D" * 8
+
+
+def test_a_datagram_not_completed_in_time_is_given_up() -> None:
+    d = Defragmenter()
+    key = (4, b"a", b"b", 6, 1, b"")
+    d.add(key, 0, True, b"A" * 8, 0.0)
+    assert d.add(key, 8, False, b"B" * 8, ipfrag.TIMEOUT + 1) is None  # a new datagram's end
+    assert d.lost == {"timeout": 1} and len(d.pending) == 1
