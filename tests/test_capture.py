@@ -388,6 +388,30 @@ def test_vlan_tags(tmp_path: Path, tags: list[tuple[int, int]]) -> None:
     assert [p[1:] for p in packets] == [TCP4, TCP6]
 
 
+def snap(l3: bytes, etype: int = 0x0800, oui: bytes = b"\0\0\0", pad: int = 0) -> bytes:
+    """An IEEE 802.3 frame: the length field, then LLC AA AA 03, SNAP (OUI, EtherType) and
+    ``l3``, padded with ``pad`` zero bytes that the length leaves out."""
+    body = b"\xaa\xaa\x03" + oui + struct.pack(">H", etype) + l3
+    return MACS + struct.pack(">H", len(body)) + body + b"\0" * pad
+
+
+def test_802_3_llc_snap_frames(tmp_path: Path) -> None:
+    frames = [
+        snap(ipv4(tcp(HTTP))),
+        snap(ipv6(tcp(HTTP)), etype=0x86DD, pad=30),  # the padding is not payload
+        snap(ipv4(tcp(HTTP)), oui=b"\0\0\xf8"),  # 802.1H bridge tunnelling
+        MACS + struct.pack(">HH", 0x8100, 7) + snap(ipv4(tcp(HTTP)))[12:],  # VLAN, then 802.3
+        snap(ipv4(tcp(HTTP)), oui=b"\0\x0c\x29"),  # a vendor's protocol: not IP
+        MACS + struct.pack(">H", 38) + b"\x42\x42\x03" + b"\0" * 35,  # spanning tree
+        snap(ipv4(tcp(HTTP)))[:20],  # cut inside SNAP
+        # SNAP naming a length, not an EtherType, 6,000 times over: no layer to recurse into
+        MACS + struct.pack(">H", 1500) + (b"\xaa\xaa\x03\0\0\0" + struct.pack(">H", 1500)) * 6000,
+    ]
+    packets, stats = read(tmp_path, pcap(frames))
+    assert [p[1:] for p in packets] == [TCP4, TCP6, TCP4, TCP4]
+    assert (stats.non_ip, stats.undecodable) == (4, 0)
+
+
 @pytest.mark.parametrize(
     ("linktype", "wrap4", "wrap6"),
     [

@@ -142,6 +142,13 @@ _TAG_NAMES = {
 }
 TAG_LEN = 5
 
+#: 802.3: an EtherType field of 1500 or less is the frame's length, and an LLC header follows;
+#: AA AA 03 is LLC for SNAP, whose OUI 0 (RFC 1042) or 00-00-F8 (802.1H) says an EtherType
+#: comes next.
+_MAX_8023_LENGTH = 1500
+_LLC_SNAP = b"\xaa\xaa\x03"
+_SNAP_ETHERTYPE_OUIS = (b"\x00\x00\x00", b"\x00\x00\xf8")
+
 _U16 = Struct(">H").unpack_from
 _U16LE = Struct("<H").unpack_from
 _U32 = Struct(">I").unpack_from
@@ -385,6 +392,18 @@ class LinkDecoder:
             return self._mpls(buf, off, end, tag, depth)
         if etype == ETHERTYPE_PPPOE_SESSION:
             return self._pppoe(buf, off, end, tag, depth)
+        if etype <= _MAX_8023_LENGTH and buf[off : off + 3] == _LLC_SNAP:
+            # IEEE 802.3 with LLC/SNAP (some switches' mirror ports, token-ring bridges): the
+            # length field, then AA AA 03 and an OUI of 0 (or 00-00-F8, bridge tunnelling)
+            # before the EtherType
+            if off + 8 > end or buf[off + 3 : off + 6] not in _SNAP_ETHERTYPE_OUIS:
+                self.stats.non_ip += 1
+                return None
+            inner = _U16(buf, off + 6)[0]
+            if inner <= _MAX_8023_LENGTH:  # not an EtherType: nothing IP can follow
+                self.stats.non_ip += 1
+                return None
+            return self._ethertype(inner, buf, off + 8, min(end, off + etype), tag, depth)
         self.stats.non_ip += 1
         return None
 
