@@ -474,8 +474,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return INTERRUPTED
+    except MemoryError:
+        # said once the exception (whose frames hold what was read) is gone: see below
+        out_of_memory = sum(c.packets for engine in _ENGINES for c in engine.captures)
     finally:
         _ENGINES.clear()  # what they read belongs to this command: a caller of main keeps none
+    _error(
+        f"out of memory after {out_of_memory:,} packets: stopped, the results are not complete. "
+        "Narrow what is kept "
+        "(--since/--until, --client, --server), or write events as they are read "
+        "(analyze --format jsonl -o FILE)"
+    )
+    return USAGE_VERIFY if args.command == "verify" else 2
 
 
 def _usage_errors() -> tuple[type[Exception], ...]:

@@ -194,3 +194,46 @@ def test_a_key_file_of_1_gb_or_junk_is_refused_quickly(
     capture = str(Path(__file__).resolve().parents[1] / "captures" / "small-basic.pcap")
     assert main(["analyze", capture, "--keys", str(path)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+# -- out of memory -------------------------------------------------------------------------------
+_UNDER_A_LIMIT = """
+import resource, sys
+import analyzer.cli
+import analyzer.api, analyzer.report.charts, analyzer.report.html  # imported before the limit
+status = open("/proc/self/status").read().splitlines()
+size = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
+limit = size * 1024 + 120 * (1 << 20)
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+sys.exit(analyzer.cli.main(["report", sys.argv[1], "-o", sys.argv[2], "--no-progress"]))
+"""
+
+
+def test_running_out_of_memory_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    # 30,000 pipelined Basic requests (3.5 MB) under 120 MB more address space than the
+    # imports took: a MemoryError partway, said in one line with what to do instead
+    sys.path.insert(0, str(KIT.parent))
+    import caps_kit
+
+    request = (
+        b"GET /x HTTP/1.1\r\nHost: srv\r\nAuthorization: Basic YWxpY2U6cGFzc3dvcmQxMjM=\r\n\r\n"
+    )
+    path = tmp_path / "many.pcap"
+    with path.open("wb") as out:
+        out.write(caps_kit.PCAP_HEADER)
+        for piece in caps_kit.connection(40001, [request * 30000], [OK * 30000], caps_kit.T0):
+            out.write(piece)
+    report = tmp_path / "r.html"
+    done = subprocess.run(
+        [sys.executable, "-c", _UNDER_A_LIMIT, str(path), str(report)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        "oauth-analyzer: error: out of memory after 59 packets: stopped, the results are not "
+        "complete. Narrow what is kept (--since/--until, --client, --server), or write events as "
+        "they are read (analyze --format jsonl -o FILE)"
+    ]
+    assert not report.exists()  # no half-written report

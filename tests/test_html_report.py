@@ -440,3 +440,12 @@ def test_big_tables_pack_their_rows(sfb: Analysis, monkeypatch: pytest.MonkeyPat
     rows = unpack(template(page, 'class="more-rows" data-for="events"'))
     assert [r[0] for r in rows] == [f"event-{i}" for i in range(6, 16)]
     assert "the other 10 are added by its script" in page
+
+
+def test_rows_packed_as_they_come_are_the_rows_packed_at_once() -> None:
+    from analyzer.report.html import packed, packed_rows
+
+    rows = [[f"event-{i}", "basic", [i, "x" * (i % 50), {"p": "event", "i": [i]}, "ü\u202e"]]
+            for i in range(3000)]  # fmt: skip
+    assert packed_rows(iter(rows)) == packed(rows)
+    assert packed_rows(iter([])) == packed([])

@@ -14,11 +14,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import itertools
 import json
 import os
 import zlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -472,8 +473,8 @@ def _handshakes(handshakes: list[Handshake]) -> Html:
         head[3:5] = [f"start (UTC, {day})", "end"]
     else:
         dated = True
-    rows = []
-    for h in handshakes:
+
+    def row(h: Handshake) -> tuple:
         who = f"{h.domain}\\{h.user}" if h.domain and h.user else h.user or ""
         cells = [
             h.handshake_id,
@@ -493,8 +494,10 @@ def _handshakes(handshakes: list[Handshake]) -> Html:
             "-" if h.final_status is None else h.final_status,
             h.reason + (f" [{h.diag_code} {h.diag_category}]" if h.diag_code else ""),
         ]
-        rows.append((f"handshake-{h.handshake_id}", None, cells))
+        return (f"handshake-{h.handshake_id}", None, cells)
+
     columns = [(_key(h), h, "text") for h in head]
+    rows = LazyRows(handshakes, row)
     return _table_section(
         "handshakes", f"Handshakes ({len(handshakes)})", columns, rows, empty="None."
     )
@@ -541,6 +544,42 @@ def _tokens(tokens: list[TokenRecord], reveal: bool) -> Html:
         extra=tag("template", packed(data), id="token-data", data_encoding="deflate-raw+base64"),
         empty="No tokens.",
     )
+
+
+def packed_rows(rows: Iterable[Any]) -> str:
+    """``packed(list(rows))``, made as the rows come: a table of 100,000 rows never holds
+    their JSON (nor their cells) all at once."""
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, -15)
+    out = [squeeze.compress(b"[")]
+    first = True
+    for row in rows:
+        text = json.dumps(row, ensure_ascii=False, separators=(",", ":"), default=str)
+        out.append(
+            squeeze.compress((text if first else "," + text).encode("utf-8", "surrogatepass"))
+        )
+        first = False
+    out.append(squeeze.compress(b"]") + squeeze.flush())
+    return base64.b64encode(b"".join(out)).decode("ascii")
+
+
+class LazyRows:
+    """A table's rows made from its records one at a time (``make`` gives ``(id, data-class,
+    cells)``), so the cells of a table of 100,000 events are never all held at once."""
+
+    __slots__ = ("make", "records")
+
+    def __init__(self, records: Sequence[Any], make: Callable[[Any], tuple]) -> None:
+        self.records, self.make = records, make
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def _rows_from(rows: Any, start: int, stop: int | None = None) -> Iterator[Any]:
+    """Rows ``start`` to ``stop`` of a list of rows or of ``LazyRows``, made as they are read."""
+    if isinstance(rows, LazyRows):
+        return map(rows.make, itertools.islice(rows.records, start, stop))
+    return itertools.islice(rows, start, stop)
 
 
 def packed(value: Any) -> str:
@@ -626,14 +665,14 @@ def _events(events: list[Event], reveal: bool) -> Html:
         ),
         class_="controls",
     )
-    rows = []
     dated = spans_days(events)
     day = "" if dated or not events else format_utc(events[0].ts)[:10]
     if day and not day.startswith("<"):
         columns[1] = ("time", f"time (UTC, {day})", "text")
     else:
         dated = True
-    for e in events:
+
+    def row(e: Event) -> tuple:
         request = f"{e.method} {e.uri}".strip() or "(response only)"
         cells: list[Any] = [
             e.event_id,
@@ -655,7 +694,9 @@ def _events(events: list[Event], reveal: bool) -> Html:
         if reveal:
             secrets = [f"{n}: {getattr(e, n)}" for n in SECRET_FIELDS if getattr(e, n)]
             cells.append(Cell("\n".join(secrets) or "-", "secret"))
-        rows.append((f"event-{e.event_id}", e.auth_class or "none", cells))
+        return (f"event-{e.event_id}", e.auth_class or "none", cells)
+
+    rows = LazyRows(events, row)
     return _table_section(
         "events", f"Events ({len(events)})", columns, rows, controls=controls, empty="None."
     )
@@ -804,23 +845,26 @@ def _table_section(
     scrolling inside its box. ``columns``: (key, label, ``num`` or ``text``); ``rows``: built
     ``<tr>`` markup, or (id, data-class, cells) of which the first ``HTML_ROWS`` are written
     as HTML and the rest packed for the script to add (``packed``)."""
-    more = rows[HTML_ROWS:] if len(rows) > HTML_ROWS else []
-    if more:
+    total = len(rows)
+    if total > HTML_ROWS:
+        more = _rows_from(rows, HTML_ROWS)
         extra_after = extra
         extra = tag(
             "p",
-            f"The first {HTML_ROWS:,} rows are part of the page; the other {len(more):,} are "
-            "added by its script (JavaScript is needed to see them).",
+            f"The first {HTML_ROWS:,} rows are part of the page; the other "
+            f"{total - HTML_ROWS:,} are added by its script (JavaScript is needed to see them).",
             tag(
                 "template",
-                packed([[rid, cls, [_plain(c) for c in cells]] for rid, cls, cells in more]),
+                packed_rows([rid, cls, [_plain(c) for c in cells]] for rid, cls, cells in more),
                 class_="more-rows",
                 data_for=anchor,
             ),
             class_="muted more",
         )
         extra = Html(extra + (extra_after or ""))
-    rows = [r if isinstance(r, Html) else _row(r[2], r[0], r[1]) for r in rows[:HTML_ROWS]]
+    rows = [
+        r if isinstance(r, Html) else _row(r[2], r[0], r[1]) for r in _rows_from(rows, 0, HTML_ROWS)
+    ]
     if not rows:
         return tag(
             "section", tag("h2", title), tag("p", empty, class_="muted"), extra, id=f"sec-{anchor}"
