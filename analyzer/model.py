@@ -186,6 +186,9 @@ class Event(_Record):
     access_token: str | None = _secret()
     refresh_token: str | None = _secret()
     id_token: str | None = _secret()
+    # Bearer tokens the request presented that the event does not describe as its credential
+    # (beside another credential: see ``also_presented``), for the token table
+    other_tokens: tuple[str, ...] = field(default=(), repr=False, metadata={"secret": True})
     # The body of a metadata / JWKS document, for signature checks; never written.
     document: str | None = field(default=None, repr=False, metadata={"internal": True})
     # SIP only (protocol "sip"): the dialog or registration, and the security association

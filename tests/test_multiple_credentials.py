@@ -10,6 +10,7 @@ one credential. Real bytes: HTTP/1.1 and HTTP/2 cleartext captures written with 
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,7 @@ def basic_beside_token(event: Event, protocol: str = "http/1.1") -> None:
     assert (event.cred_fp, event.cred_len) == (BASIC_FP, len(BASIC))
     assert event.also_presented == (f"bearer {fingerprint(TOKEN)}",)
     assert (event.auth_class, event.outcome, event.token_fp) == ("basic", "accepted", None)
+    assert event.other_tokens == (TOKEN,)  # decoded into the token table all the same
 
 
 def fails_as_basic(code: int, out: list[str]) -> None:
@@ -156,6 +158,12 @@ def test_basic_header_after_the_token_fails(
     )
     basic_beside_token(the_event(path))
     fails_as_basic(*verify(capsys, path))
+    (token,) = [t for t in analyze(path, keys=[SFB_CERT]).result.tokens if t.role == "bearer"]
+    assert (token.fingerprint, token.uses, token.clients) == (fingerprint(TOKEN), 1, (CLIENT,))
+    assert main(["analyze", path, "--format", "jsonl"]) == 0
+    assert TOKEN not in capsys.readouterr().out  # a secret, written only when revealed
+    assert main(["analyze", path, "--format", "jsonl", "--reveal-secrets"]) == 0
+    assert json.loads(capsys.readouterr().out)["other_tokens"] == [TOKEN]
 
 
 def test_basic_header_before_the_token_fails_the_same_way(
@@ -215,6 +223,13 @@ def test_two_different_tokens_are_not_oauth(
         (f"bearer {fingerprint(OTHER_TOKEN)}",),
     )
     assert (event.auth_class, event.token_fp) == ("other", None)
+    assert event.other_tokens == (TOKEN, OTHER_TOKEN)
+    tokens = analyze(path, keys=[SFB_CERT]).result.tokens
+    bearers = {t.fingerprint: (t.uses, t.signature) for t in tokens if t.role == "bearer"}
+    assert bearers == {
+        fingerprint(TOKEN): (1, "unsigned"),  # the outer layers: their actors are signed
+        fingerprint(OTHER_TOKEN): (1, "unsigned"),
+    }
     code, out = verify(capsys, path)
     assert code == 1 and out[3] == "                   not OAuth: other (Bearer, Bearer)"
 

@@ -128,6 +128,8 @@ class TokenAnalysis:
             self._remember(token, text, role, event, presented=role == "bearer")
             if primary is None:
                 primary = token, role
+        for text in event.other_tokens:  # beside another credential: the event is not OAuth
+            self._remember(decode_token(text), text, "bearer", event, presented=True)
         if primary is None:
             return {}
         return self._fields(*primary, event)

@@ -87,11 +87,15 @@ def build_event(exchange: Exchange, event_id: int = 0) -> Event | None:
     fields: dict = {}
 
     facts = _uri_facts(req.uri if req is not None else "")
-    cred, others = _credential(req, facts.query_token) if req is not None else (None, ())
+    cred, others, tokens = (
+        _credential(req, facts.query_token) if req is not None else (None, (), ())
+    )
     if cred is not None:
         reasons.append("credential")
         if others:
             fields["also_presented"] = others
+        if tokens:
+            fields["other_tokens"] = tokens
         fields.update(
             scheme=cred.scheme,
             scheme_name=cred.scheme_name,
@@ -236,9 +240,10 @@ def redacted_path(uri: str) -> str:
 
 def _credential(
     req: HttpMessage, query_token: str | None
-) -> tuple[Credential | None, tuple[str, ...]]:
-    """The credential the event describes, and the other credentials the request presented
-    (each as ``<scheme> <cred_fp>``, see ``_named``).
+) -> tuple[Credential | None, tuple[str, ...], tuple[str, ...]]:
+    """The credential the event describes, the other credentials the request presented
+    (each as ``<scheme> <cred_fp>``, see ``_named``), and the texts of the bearer tokens among
+    them that the event does not describe as a bearer credential (for the token table).
 
     One credential, or the same one sent again (two identical ``Authorization`` headers), is
     what it is. Different credentials in one request are ambiguous - a server may read the
@@ -253,7 +258,7 @@ def _credential(
         distinct.setdefault((cred.scheme, cred.text), cred)
     creds = list(distinct.values())
     if len(creds) < 2:
-        return (creds[0] if creds else None), ()
+        return (creds[0] if creds else None), (), ()
     index = next((i for i, c in enumerate(creds) if c.scheme != "bearer"), None)
     if index is None:
         index = 0
@@ -262,7 +267,9 @@ def _credential(
         )
     else:
         described = creds[index]
-    return described, tuple(_named(c) for i, c in enumerate(creds) if i != index)
+    others = tuple(_named(c) for i, c in enumerate(creds) if i != index)
+    tokens = tuple(dict.fromkeys(c.text for c in creds if c.scheme == "bearer" and c.text))
+    return described, others, tokens
 
 
 def _presented(req: HttpMessage, query_token: str | None) -> list[Credential]:

@@ -66,6 +66,7 @@ SECRET_FIELDS = (
     "access_token",
     "refresh_token",
     "id_token",
+    "other_tokens",
     "raw_user",
     "raw_domain",
 )
@@ -575,6 +576,11 @@ class LazyRows:
         return len(self.records)
 
 
+def _secret_text(value: str | tuple[str, ...]) -> str:
+    """A secret field as its revealed cell shows it (several tokens one per line)."""
+    return value if isinstance(value, str) else "\n".join(value)
+
+
 def _rows_from(rows: Any, start: int, stop: int | None = None) -> Iterator[Any]:
     """Rows ``start`` to ``stop`` of a list of rows or of ``LazyRows``, made as they are read."""
     if isinstance(rows, LazyRows):
@@ -692,7 +698,9 @@ def _events(events: list[Event], reveal: bool) -> Html:
             _short(e.user_agent or "-", 60),
         ]
         if reveal:
-            secrets = [f"{n}: {getattr(e, n)}" for n in SECRET_FIELDS if getattr(e, n)]
+            secrets = [
+                f"{n}: {_secret_text(getattr(e, n))}" for n in SECRET_FIELDS if getattr(e, n)
+            ]
             cells.append(Cell("\n".join(secrets) or "-", "secret"))
         return (f"event-{e.event_id}", e.auth_class or "none", cells)
 
