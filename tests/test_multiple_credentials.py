@@ -331,3 +331,33 @@ def test_one_credential_is_returned_whole(value: str) -> None:
 )
 def test_several_credentials_are_split_where_each_begins(value: str, pieces: list[str]) -> None:
     assert split_credentials(value) == pieces
+
+
+def form_post(token: str, body_token: str) -> bytes:
+    body = f"access_token={body_token}".encode()
+    head = [
+        "POST /EWS/Exchange.asmx HTTP/1.1",
+        "Host: mail.contoso.com",
+        f"Authorization: Bearer {token}",
+        "Content-Type: application/x-www-form-urlencoded",
+        f"Content-Length: {len(body)}",
+    ]
+    return ("\r\n".join([*head, "", ""])).encode() + body
+
+
+def test_a_form_token_beside_the_header_is_presented_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # RFC 6750 lets a client send its token in a form body: a server may read that one instead
+    path = capture(tmp_path, form_post(TOKEN, OTHER_TOKEN))
+    event = the_event(path)
+    assert (event.scheme, event.scheme_name, event.also_presented) == (
+        "other",
+        "Bearer, access_token",
+        (f"bearer {fingerprint(OTHER_TOKEN)}",),
+    )
+    code, out = verify(capsys, path)
+    assert code == 1 and out[3] == "                   not OAuth: other (Bearer, access_token)"
+    same = capture(tmp_path, form_post(TOKEN, TOKEN))
+    assert (the_event(same).scheme, the_event(same).also_presented) == ("bearer", ())
+    assert verify(capsys, same)[0] == 0

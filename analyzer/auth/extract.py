@@ -87,8 +87,10 @@ def build_event(exchange: Exchange, event_id: int = 0) -> Event | None:
     fields: dict = {}
 
     facts = _uri_facts(req.uri if req is not None else "")
+    # the request's form body (kept for form content only: request_body_policy), read once
+    form = parse_form(req.body) if req is not None and req.body else {}
     cred, others, tokens = (
-        _credential(req, facts.query_token) if req is not None else (None, (), ())
+        _credential(req, facts.query_token, form) if req is not None else (None, (), ())
     )
     if cred is not None:
         reasons.append("credential")
@@ -143,8 +145,8 @@ def build_event(exchange: Exchange, event_id: int = 0) -> Event | None:
                 )
         fields["response_content_type"] = resp.header("content-type")
 
-    if req is not None and req.body:
-        token_request = parse_token_request(parse_form(req.body))
+    if form:
+        token_request = parse_token_request(form)
         if token_request is not None:
             reasons.append("token-request")
             fields.update(
@@ -239,7 +241,7 @@ def redacted_path(uri: str) -> str:
 
 
 def _credential(
-    req: HttpMessage, query_token: str | None
+    req: HttpMessage, query_token: str | None, form: dict[str, str]
 ) -> tuple[Credential | None, tuple[str, ...], tuple[str, ...]]:
     """The credential the event describes, the other credentials the request presented
     (each as ``<scheme> <cred_fp>``, see ``_named``), and the texts of the bearer tokens among
@@ -254,7 +256,7 @@ def _credential(
     (``Bearer, Bearer``) as its ``scheme_name``.
     """
     distinct: dict[tuple[str, str], Credential] = {}
-    for cred in _presented(req, query_token):
+    for cred in _presented(req, query_token, form):
         distinct.setdefault((cred.scheme, cred.text), cred)
     creds = list(distinct.values())
     if len(creds) < 2:
@@ -272,12 +274,12 @@ def _credential(
     return described, others, tokens
 
 
-def _presented(req: HttpMessage, query_token: str | None) -> list[Credential]:
+def _presented(req: HttpMessage, query_token: str | None, form: dict[str, str]) -> list[Credential]:
     """Every credential the request presents, in order: each one of every ``Authorization``
     header (several in one value are split, see ``split_credentials``), or, when it sent none,
-    of ``Proxy-Authorization``; then the query's ``access_token`` (``query_token``: a server
-    may read it instead of the header); without any of those, a form-posted ``access_token``
-    (not in a token request)."""
+    of ``Proxy-Authorization``; then the query's ``access_token`` (``query_token``) and the
+    ``form``'s (not a token request's): a server may read either instead of the header
+    (RFC 6750 allows all three)."""
     found: list[Credential] = []
     for header in ("authorization", "proxy-authorization"):
         if req.header(header) is None:
@@ -289,21 +291,12 @@ def _presented(req: HttpMessage, query_token: str | None) -> list[Credential]:
                     found.append(cred)
         if found:
             break
-    token = query_token
-    source = "query"
-    if found and token:
-        found.append(_access_token(token, source))
-        return found
-    if found:
-        return found
-    if token is None and req.body:
-        form = parse_form(req.body)
-        if "grant_type" not in form:
-            token = form.get("access_token")
-            source = "form"
-    if not token:
-        return []
-    return [_access_token(token, source)]
+    if query_token:
+        found.append(_access_token(query_token, "query"))
+    token = form.get("access_token") if "grant_type" not in form else None
+    if token:
+        found.append(_access_token(token, "form"))
+    return found
 
 
 def _access_token(token: str, source: str) -> Credential:
