@@ -41,18 +41,25 @@ MAX_LENGTH = 1 << 48
 _ASCII_SPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() removes
 _LINE_ENDS = (b"\r", b"\n")
 
-_REQUEST_LINE = re.compile(rb"([A-Za-z][A-Za-z0-9_\-]{0,31}) +(\S{1,16000}) +HTTP/(\d)\.(\d)\s*$")
+#: A method: any RFC 9110 token, in any case (IIS serves unknown verbs such as ``X.Y`` or
+#: ``M+POST``: a narrower pattern would leave a request the server read unread).
+_METHOD = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}"
+_REQUEST_LINE = re.compile(rb"(" + _METHOD + rb") +(\S+) +HTTP/(\d)\.(\d)\s*$")
 _STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) +(\d{3})(?: ([^\r\n]*))?\s*$")
 # The same two lines for a head decoded as latin-1 (one character per byte): with re.ASCII, \s \S
 # and \d mean exactly what they mean in a bytes pattern.
 _REQUEST_TEXT = re.compile(_REQUEST_LINE.pattern.decode("ascii"), re.ASCII)
 _STATUS_TEXT = re.compile(_STATUS_LINE.pattern.decode("ascii"), re.ASCII)
 _HEAD_END = re.compile(rb"\n\r?\n")  # how a head ends: LF LF, or LF CR LF after a CR
-_METHOD_PREFIX = re.compile(rb"[A-Za-z][A-Za-z0-9_\-]{0,31}( |$)")
+_METHOD_PREFIX = re.compile(_METHOD + rb"( |$)")
+# Where a message starts, when hunting for one in the middle of a stream: a usual method first
+# (upper case, three letters or more: fewer false starts in body bytes), else any method.
 _START_LINE = re.compile(
-    rb"(?:[A-Z][A-Z0-9_\-]{2,31} \S+ HTTP/1\.[01]\r?\n)|(?:HTTP/1\.[01] \d{3}[ \r\n])"
+    rb"(?:[A-Z][A-Z0-9_\-]{2,31} +\S+ +HTTP/1\.[01]\r?\n)|(?:HTTP/1\.[01] \d{3}[ \r\n])"
 )
 _MESSAGE_START = re.compile(rb"(?:^|\n)(" + _START_LINE.pattern + rb")")
+_ANY_START_LINE = re.compile(_METHOD + rb" +\S+ +HTTP/1\.[01]\r?\n")
+_ANY_MESSAGE_START = re.compile(rb"(?:^|\n)(" + _ANY_START_LINE.pattern + rb")")
 
 
 @dataclass(slots=True)
@@ -242,6 +249,7 @@ class HttpStream:
         "request_method",
         "role",
         "skip",
+        "unread_start",
     )
 
     def __init__(
@@ -301,6 +309,10 @@ class HttpStream:
         # as far as a whole Host field before a TCP hole cut it, all naming this one
         # (``_note_lost``); None otherwise. Never a guess from other requests.
         self.lost_host: str | None = None
+        # The stream was given up before any message was read (its first bytes, or all it
+        # held after a mid-connection start, were not HTTP/1.x): unread, not lost, as other
+        # protocols look the same; its connection counts it when the peer spoke HTTP.
+        self.unread_start = False
 
     # -- consumer interface ------------------------------------------------------------------
     def data(self, data: memoryview | bytes, ts: float, frame: int = 0) -> list[HttpMessage]:
@@ -474,7 +486,7 @@ class HttpStream:
                 return False  # a TLS record header cut short: wait for the rest
             if self._frames():
                 return False
-            self._give_up()
+            self._give_up(unread=True)
             return False
         # The head ends at the first CRLF CRLF or LF LF. Both show as LF [CR] LF, which a regex
         # finds at memchr speed; an LF CR LF not preceded by CR ends nothing. Bytes searched by
@@ -512,6 +524,10 @@ class HttpStream:
         self._base = base + end + sep
         msg = _parse_text(text, ts)
         if msg is None:
+            # a head that is not a message: whatever it carried (a request the server may have
+            # read, in a form this parser does not) is unknown
+            if self.messages_seen:
+                self._note_lost(None)
             self._lost_sync()
             return not self.dead  # hunt in what is buffered: a message may follow the junk
         if msg.method == "PRI" and msg.version == "2.0":
@@ -622,6 +638,13 @@ class HttpStream:
             if (start < 0 or at < start) and _START_LINE.match(buf, at):
                 start = at
                 break
+        if start < 0:  # no usual method: an odd one (``X.Y``, ``post``) is still a request
+            m = _ANY_MESSAGE_START.search(buf)
+            start = m.start(1) if m is not None else -1
+            for at in feeds:
+                if (start < 0 or at < start) and _ANY_START_LINE.match(buf, at):
+                    start = at
+                    break
         if start < 0:
             # Keep a short last line, or else the bytes from a later feed's start, when they
             # may begin a start line split across segments (the feed starts stay known); drop
@@ -635,7 +658,7 @@ class HttpStream:
             self._hunted += drop
             self._consume(drop)
             if self._hunted > HUNT_LIMIT:
-                self._give_up()
+                self._give_up(unread=True)
             return False
         self._hunted += start
         self._consume(start)
@@ -669,8 +692,13 @@ class HttpStream:
             if chunked:
                 framing = "chunked"
             else:
-                length = _length(first.get("content-length"))
+                value = first.get("content-length")
+                length = _length(value)
                 framing = "length" if length else "none"
+                if value is not None and _lengths_disagree(msg, value):
+                    # RFC 9112 6.3: framing unknown - the server may have taken another length,
+                    # and read as a request what is read here as this one's body (or the reverse)
+                    self._note_lost(None)
                 if length > MAX_LENGTH:
                     out.append(msg)
                     self._absurd(msg, f"Content-Length {_shown(str(length))}")
@@ -854,7 +882,7 @@ class HttpStream:
         if self.messages_seen:
             self._reset_to_hunt()
         else:
-            self._give_up()
+            self._give_up(unread=True)
 
     def _reset_to_hunt(self) -> None:
         self._state = "head"
@@ -864,7 +892,9 @@ class HttpStream:
         self._hunted = 0
         self.skip = 0
 
-    def _give_up(self) -> None:
+    def _give_up(self, unread: bool = False) -> None:
+        """Stop reading this stream. ``unread``: bytes that may have held messages are left
+        unread - lost once messages were read (``lost``), else ``unread_start``."""
         buf = self._buf
         if not self.messages_seen and (buf[:2] == b"\x16\x03" or looks_like_record(buf[:5])):
             self.looks_tls = True  # a TLS record: encrypted, not "not HTTP"
@@ -873,6 +903,11 @@ class HttpStream:
                 self._state = "tls"
                 self._feed_tls()
                 return
+        if unread and not self.dead and not self.lost:  # (a stretch already lost says it)
+            if self.messages_seen:
+                self._note_lost(None)
+            else:
+                self.unread_start = True
         self.dead = True
         self._consume(len(self._buf))
         self._marks = None
@@ -908,6 +943,20 @@ def _could_start_message(head: bytes) -> bool:
         or b"HTTP/".startswith(head[:5])
         or _METHOD_PREFIX.match(head) is not None
     )
+
+
+def _lengths_disagree(msg: HttpMessage, first: str) -> bool:
+    """Does ``msg`` send Content-Length values that differ (``first``: its first value)?
+    Checked only when a field name repeats or the value holds a list (rare)."""
+    if "," not in first and len(msg.headers) == len(msg._first or ()):
+        return False
+    values = {
+        piece.strip()
+        for name, value in msg.headers
+        if name == "content-length"
+        for piece in value.split(",")
+    }
+    return len(values) > 1
 
 
 def _shown(number: str) -> str:

@@ -146,8 +146,11 @@ class HttpConnection:
     def requests_lost(self) -> int:
         """Stretches of the client's bytes that could not be read (see ``HttpStream.lost``):
         requests whose credentials nobody can know. Without a parsed message, the side that
-        sent the first packet is taken for the client."""
-        return self._client_stream.lost
+        sent the first packet is taken for the client. A client whose first bytes could not be
+        read as HTTP/1.x counts too when its server answered in HTTP (an odd verb, a broken
+        start line: the server may have read what this parser could not)."""
+        client = self._client_stream
+        return client.lost + (1 if client.unread_start and self.is_http else 0)
 
     @property
     def _client_stream(self) -> HttpStream:
