@@ -624,6 +624,9 @@ class Engine:
                 collector.tls_exchange(exchange, source)
             else:
                 collector.exchange(exchange, source)
+        # an archive's connections never close: what its logons left unseen is said now
+        for auth in (collector.connection_auth, collector.tls_connection_auth):
+            collector.not_inspected.extend(auth.flush())
         return stats
 
     def read_stream(

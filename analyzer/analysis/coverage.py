@@ -68,12 +68,12 @@ def blind_spot_lines(not_inspected: list[NotInspected], limit: int = TOP_SERVERS
                 "HTTP port, whatever they carried is unknown"
             )
         elif kind == "connection-auth-unseen":
-            served = sum(n.count for n in group)
-            begun = plural(len(group), "connection")
+            sent = sum(n.count for n in group)
             out.append(
-                f"{plural(served, 'request')} to {where} answered without a credential on "
-                f"{begun} begun before the capture: an NTLM / Negotiate logon before it may "
-                "have authenticated them; capture from the connections' start"
+                f"{plural(sent, 'request')} to {where} sent without a credential and not "
+                f"refused on {conns} whose NTLM / Negotiate logon was not seen (begun before "
+                "the capture, its answer not captured, or an archive that does not name "
+                "connections): see the not-inspected details"
             )
         elif kind == "sanitized":
             n = sum(r.count for r in group)
