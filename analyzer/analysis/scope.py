@@ -60,13 +60,13 @@ class ServerSpec:
         """Does a connection to ``ip``:``port`` with Host / SNI ``host`` match?
 
         ``host_ips`` are the addresses that served this spec's host name in the capture. A
-        connection to one of them is the named server too when it names no host of its own
-        (undecrypted TLS without SNI, a request without Host or with an empty one), or names it
-        by its short (NetBIOS) name or another leading part of it (``MAIL``, ``mail.contoso``
-        for ``mail.contoso.com``, any case) or by an IP literal: IIS serves those from the
-        same default binding. An IP literal that is itself one of those addresses names the
-        server wherever the connection went (a proxy, a NAT). Any other name stays out, even
-        on the same address: another virtual host.
+        connection to one of them is the named server whatever host it names (none, its short
+        name, an IP literal in any notation, another name): Exchange's and Skype for
+        Business's sites are bound to every name on their address (IIS's default binding), so
+        ``Host: ex01.contoso.com`` reaches the same EWS as ``mail.contoso.com``; ``--host``
+        scopes by the name a request gave, for a rule about one virtual host. An IP literal
+        that is itself one of those addresses names the server wherever the connection went
+        (a proxy, a NAT).
 
         An address or network spec matches by the connection's address, and by an IP literal
         in the network as Host / server name (a request to it through a proxy).
@@ -87,8 +87,6 @@ class ServerSpec:
             return True
         if literal is not None and _served(literal, host_ips):
             return True
-        if name and literal is None and not self.host.startswith(name + "."):
-            return False
         return _served(ip, host_ips)
 
     def __str__(self) -> str:
