@@ -470,6 +470,27 @@ def test_non_ip_frames_counted(tmp_path: Path) -> None:
     assert packets == [] and stats.non_ip == 1
 
 
+def test_unknown_ethertypes_are_named_not_read(tmp_path: Path) -> None:
+    """An EtherType not read may wrap IP (a vendor's tag, a local experiment): it is named
+    as an encapsulation not read, once per EtherType; protocols that carry no IP stay quiet."""
+    quiet = [0x0806, 0x8863, 0x88CC, 0x888E, 0x8809, 0x88F7, 0x88D9, 0x8137, 0x8892, 0x8914]
+    frames = [eth(b"\0" * 46, etype=t) for t in quiet]
+    frames.append(MACS + struct.pack(">H", 38) + b"\x42\x42\x03" + b"\0" * 35)  # STP
+    frames += [eth(ipv4(tcp(HTTP)), etype=0x88B5)] * 2 + [eth(ipv4(tcp(HTTP)), etype=0x1234)]
+    frames.append(eth(ipv4(tcp(HTTP)), etype=0x88B6, tags=[(0x8100, 5)]))
+    packets, stats = read(tmp_path, pcap(frames))
+    assert packets == [] and stats.non_ip == len(quiet) + 1 and stats.undecodable == 0
+    assert stats.unread_encapsulations == {
+        "EtherType 0x88b5": 2,
+        "EtherType 0x1234": 1,
+        "EtherType 0x88b6": 1,
+    }
+    assert stats.warnings == [
+        f"packets in an encapsulation not read: EtherType 0x{t} (counted, not analysed)"
+        for t in ("88b5", "1234", "88b6")
+    ]
+
+
 def test_unsupported_link_type_warns_once(tmp_path: Path) -> None:
     packets, stats = read(tmp_path, pcap([b"\x08\x02" + b"\0" * 40] * 3, linktype=105))
     assert packets == []

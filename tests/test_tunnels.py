@@ -1,5 +1,7 @@
 """Tunnelled traffic: GRE, ERSPAN I/II/III, VXLAN, VXLAN-GPE, GENEVE, MPLS, PPPoE, IP-in-IP,
-6in4, 4in6, 6in6, GTP-U, and tunnels inside tunnels (analyzer.sources.linklayer, the native walk).
+6in4, 4in6, 6in6, GTP-U, IPv4 AH, the frame tags that wrap a frame (802.1ah, VN-Tag, E-Tag, Cisco
+MetaData, HSR), integrity-only MACsec, and tunnels inside tunnels (analyzer.sources.linklayer,
+the native walk).
 
 Captures are written with scapy: the same HTTP/1.1 exchanges (Bearer, Basic, NTLM, Negotiate)
 over plain Ethernet and inside each encapsulation must give the same events, paired the same;
@@ -294,6 +296,66 @@ def _in_v6(inner: Any) -> Any:
     return _v6(inner) / inner
 
 
+def _ah(inner: Any) -> Any:
+    """Transport-mode AH: the packet's own IPv4 header names AH (24 bytes, ICV 12), AH TCP."""
+    import scapy.all as scapy
+    from scapy.layers.ipsec import AH
+
+    ah = AH(nh=6, payloadlen=4, spi=0x1000, seq=1, icv=b"\x5a" * 12)
+    return _ether() / scapy.IP(src=inner.src, dst=inner.dst) / ah / inner[scapy.TCP]
+
+
+def _ah_tunnel(inner: Any) -> Any:
+    """Tunnel-mode AH between the tunnel endpoints: AH names IPv4 (IP-in-IP)."""
+    from scapy.layers.ipsec import AH
+
+    return _v4(inner) / AH(nh=4, payloadlen=4, spi=0x2000, seq=1, icv=b"\x5a" * 12) / inner
+
+
+def _ethertype_of(inner: Any) -> bytes:
+    return struct.pack(">H", 0x86DD if inner.version == 6 else 0x0800)
+
+
+def _tagged(etype: int, tag: bytes) -> Callable[[Any], Any]:
+    """A frame whose EtherType ``etype`` names a tag of these bytes, then the packet's own
+    EtherType and the packet (VN-Tag, E-Tag, Cisco MetaData, HSR)."""
+
+    def wrap(inner: Any) -> Any:
+        import scapy.all as scapy
+
+        return _ether(type=etype) / scapy.Raw(tag + _ethertype_of(inner) + bytes(inner))
+
+    return wrap
+
+
+def _pbb(inner: Any) -> Any:
+    """802.1ah: a B-TAG, the I-TAG (I-SID 0x1001), then the customer's Ethernet frame."""
+    from scapy.all import Dot1AD, Dot1AH
+
+    return _ether(type=0x88A8) / Dot1AD(vlan=7, type=0x88E7) / Dot1AH(isid=0x1001) / _l2(inner)
+
+
+def macsec_frame(inner: bytes, tci: int = 0, ethertype: bytes = b"\x08\x00") -> bytes:
+    """An 802.1AE frame: the SecTAG (TCI, short length when the secure data is under 48
+    bytes, packet number 7, the SCI when TCI has the SC bit 0x20), the secure data (the
+    EtherType and ``inner`` in the clear), then a 16-byte ICV."""
+    data = ethertype + inner
+    sectag = bytes([tci, len(data) if len(data) < 48 else 0]) + struct.pack(">I", 7)
+    if tci & 0x20:
+        sectag += bytes.fromhex("0200000000010001")
+    macs = bytes.fromhex("020000000002020000000001")
+    return macs + b"\x88\xe5" + sectag + data + b"\xcc" * 16
+
+
+def _macsec(tci: int) -> Callable[[Any], Any]:
+    def wrap(inner: Any) -> Any:
+        import scapy.all as scapy
+
+        return scapy.Raw(macsec_frame(bytes(inner), tci, _ethertype_of(inner)))
+
+    return wrap
+
+
 # name -> (inner IPv6?, wrap, tshark decode-as options, what the summary names)
 TUNNELS: dict[str, tuple[bool, Callable[[Any], Any], list[str], dict[str, int]]] = {
     "gre": (False, lambda p: _v4(p) / _gre() / p, [], {"GRE": 1}),
@@ -328,6 +390,27 @@ TUNNELS: dict[str, tuple[bool, Callable[[Any], Any], list[str], dict[str, int]]]
     "gtp-u": (False, _gtp_u, [], {"GTP-U": 1}),
     "gre-in-vxlan-in-ipv6": (False, _gre_in_vxlan_in_ipv6, [], {"VXLAN": 1, "GRE": 1}),
     "vxlan-in-erspan": (False, _vxlan_in_erspan, [], {"ERSPAN II": 1, "VXLAN": 1}),
+    "ipv4-ah": (False, _ah, [], {}),
+    "ah-tunnel": (False, _ah_tunnel, [], {"IP-in-IP": 1}),
+    "802.1ah-pbb": (False, _pbb, [], {"802.1ah PBB": 1}),
+    "vn-tag": (False, _tagged(0x8926, b"\x80\x01\x00\x02"), [], {"VN-Tag": 1}),
+    "vn-tag-ipv6": (True, _tagged(0x8926, b"\x80\x01\x00\x02"), [], {"VN-Tag": 1}),
+    "802.1br-e-tag": (
+        False,
+        _tagged(0x893F, b"\x00\x00\x10\x01\x00\x00"),
+        [],
+        {"802.1BR E-Tag": 1},
+    ),
+    "cisco-metadata-sgt": (
+        False,
+        _tagged(0x8909, b"\x01\x01\x00\x01\x00\x11"),
+        [],
+        {"Cisco MetaData": 1},
+    ),
+    "hsr": (False, _tagged(0x892F, b"\x00\x00\x00\x09"), [], {"HSR": 1}),
+    "macsec-integrity-only": (False, _macsec(0x00), [], {"MACsec": 1}),
+    "macsec-with-sci": (False, _macsec(0x20), [], {"MACsec": 1}),
+    "macsec-ipv6": (True, _macsec(0x00), [], {"MACsec": 1}),
 }
 
 
@@ -650,6 +733,135 @@ def test_truncated_and_damaged_tunnels_never_raise() -> None:
             for _ in range(rng.randrange(1, 6)):
                 data[rng.randrange(14, min(len(data), 110))] = rng.randrange(256)
             _decode(bytes(data), [8472])
+
+
+#: The layers that wrap a frame or step over a header, and how many bytes trail the packet.
+WRAPPING = {
+    "ipv4-ah": 0,
+    "802.1ah-pbb": 0,
+    "vn-tag": 0,
+    "802.1br-e-tag": 0,
+    "cisco-metadata-sgt": 0,
+    "hsr": 0,
+    "macsec-integrity-only": 16,
+    "macsec-with-sci": 16,
+}
+
+
+@pytest.mark.parametrize("name", sorted(WRAPPING))
+def test_wrapped_frames_cut_short_are_undecodable(name: str) -> None:
+    """A frame cut anywhere before its TCP payload (and, for MACsec, its ICV) is one
+    undecodable packet: never raised, never named another protocol or taken for non-IP."""
+    from scapy.all import TCP, raw
+
+    inner = inner_packets(auth_connections()[:1])[3]  # the request
+    frame = raw(TUNNELS[name][1](inner))
+    got, _ = _decode(frame)
+    body = raw(inner[TCP].payload)
+    assert got is not None and frame[got[8] : got[9]] == body
+    header_end = frame.index(body) + WRAPPING[name]
+    for cut in range(header_end):
+        got, stats = _decode(frame[:cut])
+        assert got is None and stats.undecodable == 1, cut
+        assert (stats.non_ip, stats.unread_encapsulations) == (0, {}), cut
+
+
+def _ipv4_offloaded(segment: bytes) -> bytes:
+    """An IPv4 header with total length 0 (as segmentation offload captures show it: the
+    frame's end is the packet's) around a TCP segment."""
+    head = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 0, 1, 0, 64, 6, 0, b"\n\t\t\x01", b"\n\t\t\x02")
+    return head + segment
+
+
+def test_macsec_icv_and_short_length_bound_the_packet() -> None:
+    segment = struct.pack(">HHIIBBHHH", 40000, 80, 1, 0, 0x50, 0x18, 65535, 0, 0) + b"GET /"
+    packet = _ipv4_offloaded(segment)  # 45 bytes: the secure data is 47, under 48
+    for tci in (0x00, 0x20):
+        frame = macsec_frame(packet, tci)
+        got, stats = _decode(frame)
+        assert frame[got[8] : got[9]] == b"GET /", tci  # the ICV is not payload
+        got, _ = _decode(frame + b"\0" * 9)  # Ethernet padding after the ICV
+        assert (frame + b"\0" * 9)[got[8] : got[9]] == b"GET /", tci
+        assert stats.encapsulations == {"MACsec": 1}
+    frame = macsec_frame(packet)
+    for cut in range(len(frame)):  # the rest in the buffer, past the frame's end: never read
+        assert LinkDecoder(CaptureStats()).decode(1, frame, 0, cut) is None, cut
+    long = _ipv4_offloaded(segment + b"x" * 60)  # no short length: the ICV ends the frame
+    frame = macsec_frame(long)
+    got, _ = _decode(frame)
+    assert frame[got[8] : got[9]] == b"GET /" + b"x" * 60
+
+
+def test_encrypted_and_odd_macsec_frames_are_named_not_read() -> None:
+    packet = inner_packets(auth_connections()[:1])[3]
+    from scapy.all import raw
+
+    stats = CaptureStats()
+    decoder = LinkDecoder(stats)
+    for tci in (0x0C, 0x2C, 0x04, 0x08):  # E and C, with the SCI, C alone, E alone
+        frame = macsec_frame(raw(packet), tci)
+        assert decoder.decode(1, frame, 0, len(frame)) is None
+    assert stats.unread_encapsulations == {"MACsec (encrypted)": 4}
+    assert stats.encapsulations == {} and stats.undecodable == 0
+    assert stats.warnings == [
+        "packets in an encapsulation not read: MACsec (encrypted) (counted, not analysed)"
+    ]
+    got, stats = _decode(macsec_frame(raw(packet), 0x80))  # version bit: not 802.1AE-2006
+    assert got is None and stats.undecodable == 1 and not stats.encapsulations
+
+
+def test_ipv4_authentication_headers() -> None:
+    segment = struct.pack(">HHIIBBHHH", 40000, 80, 1, 0, 0x50, 0x18, 65535, 0, 0) + b"GET /"
+
+    def ah(next_header: int, body: bytes, icv: int = 12) -> bytes:
+        return struct.pack(">BBHII", next_header, (12 + icv) // 4 - 2, 0, 0x1000, 1) + (
+            b"\x5a" * icv + body
+        )
+
+    def frame(payload: bytes) -> bytes:
+        ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, 64, 51, 0,
+                         b"\n\t\t\x01", b"\n\t\t\x02")  # fmt: skip
+        return bytes.fromhex("020000000002020000000001") + b"\x08\x00" + ip + payload
+
+    for payload in (ah(6, segment), ah(6, segment, icv=16), ah(51, ah(6, segment))):
+        got, stats = _decode(frame(payload))
+        assert got[:5] == (6, b"\n\t\t\x01", 40000, b"\n\t\t\x02", 80)
+        assert frame(payload)[got[8] : got[9]] == b"GET /" and stats.undecodable == 0
+    deep = ah(6, segment)
+    for _ in range(4):  # more authentication headers than one packet has
+        deep = ah(51, deep)
+    got, stats = _decode(frame(deep))
+    assert got is None and stats.undecodable == 1
+    for next_header in (6, 1):  # its length runs past the packet (whatever it names)
+        past = struct.pack(">BBHII", next_header, 200, 0, 1, 1) + segment
+        got, stats = _decode(frame(past))
+        assert got is None and stats.undecodable == 1
+
+
+def verify_exit(path: str, *options: str) -> tuple[int, str]:
+    """``oauth-analyzer verify PATH`` for the client and server here, Bearer required (the
+    test tokens are unsigned: allowed): its exit code and output."""
+    import contextlib
+
+    from analyzer.cli import main
+
+    out = io.StringIO()
+    argv = ["verify", path, "--client", CLIENT, "--server", SERVER, "--allow", "unsigned-token"]
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        code = main([*argv, *options])
+    return code, out.getvalue()
+
+
+@pytest.mark.parametrize("name", sorted(WRAPPING))
+def test_verify_judges_ntlm_inside_a_wrapping_layer(name: str, tmp_path: Path) -> None:
+    """A Bearer connection in the clear and an NTLM logon inside the layer: the logon is read
+    and fails the rule (it was skipped as non-IP, and verify passed)."""
+    connections = auth_connections()
+    bearer = wrapped(inner_packets(connections[:1]), _l2)
+    ntlm = wrapped(inner_packets(connections[2:3], t0=T0 + 5, sport0=41000), TUNNELS[name][1])
+    code, out = verify_exit(_write(tmp_path / f"{name}.pcap", bearer + ntlm))
+    assert code == 1 and "not OAuth: ntlm as CONTOSO\\alice" in out
+    assert verify_exit(_write(tmp_path / "bearer.pcap", bearer))[0] == 0
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,11 +9,14 @@ sequence fields; carrying IPv4, IPv6, Ethernet, MPLS, WCCP), ERSPAN types I, II 
 (UDP 4789, 8472 and the ports of :func:`set_vxlan_ports`), VXLAN-GPE (4790), GENEVE (6081),
 MPLS label stacks (on Ethernet, in IP and in UDP 6635; IP or pseudowire Ethernet after the
 stack), PPPoE sessions, IP-in-IP, IPv6-in-IPv4, IPv4/IPv6-in-IPv6, EtherIP and GTP-U G-PDUs,
-nested up to ``MAX_DEPTH`` layers. IPv4 and IPv6 fragments are put back together
+the tags that wrap an Ethernet frame (802.1ah PBB, Cisco VN-Tag, 802.1BR E-Tag, Cisco MetaData
+/ TrustSec SGT, HSR) and integrity-only MACsec, nested up to ``MAX_DEPTH`` layers; IPv4 and IPv6
+authentication headers are stepped over. IPv4 and IPv6 fragments are put back together
 (``analyzer.sources.ipfrag``), at any depth. Each layer read is counted in
 ``stats.encapsulations`` (ids in ``stats.tunnel_ids``); packets of an encapsulation not read
-(an unknown GRE protocol, GTP-C, L2TP, IPsec ESP, ...) are counted by name in
-``stats.unread_encapsulations`` with one warning per name, never dropped in silence.
+(an unknown GRE protocol, GTP-C, L2TP, IPsec ESP, encrypted MACsec, an EtherType not read that
+is not a known non-IP protocol, ...) are counted by name in ``stats.unread_encapsulations`` with
+one warning per name, never dropped in silence.
 
 Flow keys and tunnel ids: two tenants may use the same inner addresses. A tunnel id that both
 directions of a connection share and that tells tenants or mirror sessions apart (the VNI of
@@ -72,9 +75,37 @@ ETHERTYPE_TEB = 0x6558  # transparent Ethernet bridging: an Ethernet frame follo
 ETHERTYPE_WCCP = 0x883E
 ETHERTYPE_ERSPAN = 0x88BE  # types I and II
 ETHERTYPE_ERSPAN3 = 0x22EB
+ETHERTYPE_MACSEC = 0x88E5
 MPLS_TYPES = frozenset({0x8847, 0x8848})  # unicast, multicast
+#: Tags that wrap the rest of an Ethernet frame, by EtherType: (name, bytes of the tag after its
+#: EtherType, up to the EtherType of what it carries). 802.1ah's I-TAG is followed by the
+#: customer frame's MAC addresses; Cisco MetaData (TrustSec SGT) is version, length, option
+#: type and the 2-byte SGT, as Wireshark's dissector reads it; HSR is path, size and sequence.
+_WRAPPING_TAGS = {
+    0x88E7: ("802.1ah PBB", 16),
+    0x8926: ("VN-Tag", 4),
+    0x893F: ("802.1BR E-Tag", 6),
+    0x8909: ("Cisco MetaData", 6),
+    0x892F: ("HSR", 4),
+}
+_MACSEC_ICV = 16  # integrity check value after the secure data (every standard cipher suite)
 #: 802.1Q, 802.1ad (QinQ) and the older 0x9100 outer tag; stacked to any depth.
 VLAN_TPIDS = frozenset({0x8100, 0x88A8, 0x9100})
+#: EtherTypes of protocols that never carry an IP packet, counted as non-IP without a word
+#: (any other EtherType not read is named as an encapsulation not read): ARP, RARP (and Cisco
+#: HDLC's SLARP), LLDP, EAPOL and 802.11 pre-authentication, slow protocols (LACP), PTP,
+#: Ethernet flow control, loopback, 1905.1, HomePlug (two), IPX, AppleTalk and AARP, Profinet,
+#: EtherCAT, FCoE and its FIP, PPPoE discovery, Wake-on-LAN, Microsoft's LLTD, CFM, MRP, IEC
+#: 61850 GOOSE and sampled values, AVTP, SRP / MVRP / MMRP, PRP supervision, RoCE, 802.11
+#: TDLS, and CDP as Cisco HDLC numbers it.
+_NOT_IP_ETHERTYPES = frozenset(
+    {
+        0x0806, 0x8035, 0x88CC, 0x888E, 0x88C7, 0x8809, 0x88F7, 0x8808, 0x9000, 0x893A,
+        0x88E1, 0x8912, 0x8137, 0x809B, 0x80F3, 0x8892, 0x88A4, 0x8906, 0x8914, 0x8863,
+        0x0842, 0x88D9, 0x8902, 0x88E3, 0x88B8, 0x88BA, 0x22F0, 0x22EA, 0x88F5, 0x88F6,
+        0x88FB, 0x8915, 0x890D, 0x2000,
+    }
+)  # fmt: skip
 #: What a GRE or GENEVE payload type may name for us to read it.
 _CARRIED = frozenset({ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_TEB, ETHERTYPE_PPPOE_SESSION})
 _CARRIED |= MPLS_TYPES
@@ -89,6 +120,7 @@ IPPROTO_TCP = 6
 IPPROTO_UDP = 17
 IPPROTO_IPV6 = 41
 IPPROTO_GRE = 47
+IPPROTO_AH = 51
 IPPROTO_ETHERIP = 97
 IPPROTO_MPLS = 137
 #: IP protocols that carry a tunnel this decoder does not read.
@@ -96,9 +128,9 @@ _UNREAD_IP = {50: "IPsec ESP", 115: "L2TPv3"}
 #: IPv6 extension headers we step over: hop-by-hop, routing, destination options (and AH, 44 below).
 _IPV6_EXT_PLAIN = frozenset({0, 43, 60})
 _IPV6_FRAGMENT = 44
-_IPV6_AH = 51
-_IPV6_EXT = _IPV6_EXT_PLAIN | {_IPV6_FRAGMENT, _IPV6_AH}
+_IPV6_EXT = _IPV6_EXT_PLAIN | {_IPV6_FRAGMENT, IPPROTO_AH}
 _MAX_IPV6_EXT = 16  # more extension headers than this is hostile input
+_MAX_AH = 4  # IPv4 authentication headers in a row (one is usual)
 
 VXLAN_PORT = 4789
 #: UDP ports always read as VXLAN: IANA's 4789, and 8472, the Linux kernel's default (and
@@ -392,6 +424,11 @@ class LinkDecoder:
             return self._mpls(buf, off, end, tag, depth)
         if etype == ETHERTYPE_PPPOE_SESSION:
             return self._pppoe(buf, off, end, tag, depth)
+        wrapping = _WRAPPING_TAGS.get(etype)
+        if wrapping is not None:
+            return self._wrapping_tag(*wrapping, buf, off, end, tag, depth)
+        if etype == ETHERTYPE_MACSEC:
+            return self._macsec(buf, off, end, tag, depth)
         if etype <= _MAX_8023_LENGTH and buf[off : off + 3] == _LLC_SNAP:
             # IEEE 802.3 with LLC/SNAP (some switches' mirror ports, token-ring bridges): the
             # length field, then AA AA 03 and an OUI of 0 (or 00-00-F8, bridge tunnelling)
@@ -404,8 +441,50 @@ class LinkDecoder:
                 self.stats.non_ip += 1
                 return None
             return self._ethertype(inner, buf, off + 8, min(end, off + etype), tag, depth)
-        self.stats.non_ip += 1
+        if etype <= _MAX_8023_LENGTH or etype in _NOT_IP_ETHERTYPES:
+            self.stats.non_ip += 1
+        else:  # it may wrap IP as the tags above do: say that it was skipped
+            self._unread(f"EtherType 0x{etype:04x}")
         return None
+
+    def _wrapping_tag(
+        self, name: str, size: int, buf: Buffer, off: int, end: int, tag: bytes, depth: int
+    ) -> Decoded | None:
+        """A tag of ``size`` bytes (``_WRAPPING_TAGS``), then the EtherType of the frame it
+        wraps: one layer, read on like any Ethernet payload."""
+        p = off + size
+        if p + 2 > end:
+            self._bad(f"{name} tag cut short")
+            return None
+        if not self._enter(name, depth):
+            return None
+        return self._ethertype(_U16(buf, p)[0], buf, p + 2, end, tag, depth + 1)
+
+    def _macsec(self, buf: Buffer, off: int, end: int, tag: bytes, depth: int) -> Decoded | None:
+        """MACsec (802.1AE): the SecTAG (TCI and association number, short length, packet
+        number, and the 8-byte secure channel id when the SC bit is set), the secure data, then
+        the ICV. Integrity only (E and C bits clear), the secure data is the frame's EtherType
+        and payload in the clear; encrypted, nothing in it can be read."""
+        if end - off < 6:
+            self._bad("MACsec SecTAG cut short")
+            return None
+        tci, short = buf[off], buf[off + 1] & 0x3F
+        if tci & 0x80:
+            self._bad("MACsec SecTAG version is not 0")
+            return None
+        if tci & 0x0C:  # E (encrypted) or C (changed text)
+            self._unread("MACsec (encrypted)")
+            return None
+        p = off + (14 if tci & 0x20 else 6)
+        # a short length (secure data under 48 bytes) says where the ICV begins, before any
+        # padding the frame has; otherwise the ICV ends the frame
+        data_end = p + short if short else end - _MACSEC_ICV
+        if p + 2 > data_end or data_end + _MACSEC_ICV > end:
+            self._bad("MACsec frame cut short")
+            return None
+        if not self._enter("MACsec", depth):
+            return None
+        return self._ethertype(_U16(buf, p)[0], buf, p + 2, data_end, tag, depth + 1)
 
     def _by_version(self, buf: Buffer, off: int, end: int, linktype: int) -> Decoded | None:
         if off >= end:
@@ -554,6 +633,8 @@ class LinkDecoder:
         """What an IPv4 or IPv6 header's protocol field names: TCP/UDP, or a tunnel."""
         if proto in (IPPROTO_TCP, IPPROTO_UDP):
             return self._transport(proto, src, dst, buf, off, end, tag, depth)
+        if proto == IPPROTO_AH and version == 4:
+            return self._ipv4_ah(src, dst, buf, off, end, tag, depth)
         if proto == IPPROTO_IPIP:
             if self._enter("IP-in-IP" if version == 4 else "IPv4-in-IPv6", depth):
                 return self._ipv4(buf, off, end, tag, depth + 1)
@@ -571,6 +652,26 @@ class LinkDecoder:
                 return self._ether(buf, off + 2, end, tag, depth + 1)
         elif proto in _UNREAD_IP:
             self._unread(_UNREAD_IP[proto])
+        return None
+
+    def _ipv4_ah(
+        self, src: bytes, dst: bytes, buf: Buffer, off: int, end: int, tag: bytes, depth: int
+    ) -> Decoded | None:
+        """IPv4 authentication headers (RFC 4302): each gives its length in 4-byte words less
+        2 and names what follows it, read as an IPv4 protocol field is. AH signs, it does not
+        encrypt: the packet inside is as readable as without it (IPv6 steps over it with its
+        other extension headers)."""
+        for _ in range(_MAX_AH):
+            if end - off < 12:
+                self._bad("IPv4 authentication header cut short")
+                return None
+            proto, off = buf[off], off + (buf[off + 1] + 2) * 4
+            if off > end:
+                self._bad("IPv4 authentication header cut short")
+                return None
+            if proto != IPPROTO_AH:
+                return self._ip_payload(proto, 4, src, dst, buf, off, end, tag, depth)
+        self._bad("too many IPv4 authentication headers")
         return None
 
     def _ip(
