@@ -355,3 +355,16 @@ def test_looks_like_metadata_path(path: str, expected: bool) -> None:
 )
 def test_is_token_endpoint(path: str, expected: bool) -> None:
     assert is_token_endpoint(path) is expected
+
+
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        ("http://svc:P@ss@mail.contoso.com/EWS/", "http://svc:REDACTED@mail.contoso.com/EWS/"),
+        ("HTTP://svc:pw@mail.contoso.com", "HTTP://svc:REDACTED@mail.contoso.com"),
+        ("http://svc@mail.contoso.com/EWS/", "http://svc@mail.contoso.com/EWS/"),  # no password
+        ("/EWS/?next=http://a:b@c/", "/EWS/?next=http://a:b@c/"),  # in the query: a value
+    ],
+)
+def test_a_password_in_an_absolute_target_is_redacted(uri: str, shown: str) -> None:
+    assert redact_uri(uri) == shown

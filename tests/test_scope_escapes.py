@@ -477,3 +477,40 @@ def test_the_first_and_last_times_a_scope_holds() -> None:
         with pytest.raises(ScopeError) as caught:
             parse_time(value, "since")
         assert str(caught.value) == f"since {value!r}: {RANGE}"
+
+
+def test_an_ipv4_mapped_client_is_its_ipv4_address() -> None:
+    # a dual-stack capture point (or socket) shows the pool as ::ffff:10.1.0.20
+    mapped = Event(1, T0, "::ffff:10.1.0.20", 52000, MAIL, 80, "C1", "http/1.1", "POST", None,
+                   "/EWS/", 200)  # fmt: skip
+    assert make_scope(client=POOL).matches(mapped)
+    assert make_scope(client="10.1.0.0/24").matches(mapped)
+    assert make_scope(client="::ffff:10.1.0.0/120").matches(event("mail.contoso.com"))
+    assert not make_scope(client="10.1.1.0/24").matches(mapped)
+    assert not make_scope(client="2001:db8::/32").matches(mapped)
+
+
+@pytest.mark.parametrize(
+    ("target", "host"),
+    [
+        ("http://mail.contoso.com/EWS/Exchange.asmx", "mail.contoso.com"),
+        ("HTTP://mail.contoso.com:8080/EWS/", "mail.contoso.com:8080"),
+        ("http://user:pw@mail.contoso.com/EWS/", "mail.contoso.com"),
+        ("/EWS/Exchange.asmx", "autodiscover.contoso.com"),  # origin form: the Host header
+    ],
+)
+def test_an_absolute_form_target_names_the_host_over_the_host_header(
+    target: str, host: str
+) -> None:
+    # RFC 9112 3.2.2: a server (http.sys too) takes the target's host and ignores Host
+    from analyzer.auth.extract import build_event
+    from analyzer.protocols.http1 import parse_head
+    from analyzer.protocols.http_exchange import Exchange
+
+    auth = "Authorization: Basic eDp5"
+    head = f"POST {target} HTTP/1.1\r\nHost: autodiscover.contoso.com\r\n{auth}\r\n\r\n"
+    request = parse_head(head.encode(), 1.0)
+    assert request is not None
+    e = build_event(Exchange("C1", POOL, 52000, MAIL, 80, request, None), 1)
+    assert e is not None and e.host == host
+    assert ":pw@" not in e.uri  # a password in the target is redacted in what is shown

@@ -541,13 +541,24 @@ def _qualified(e: Event) -> str | None:
 
 
 def _in_network(address: str, network: Network) -> bool:
-    """Is ``address`` in ``network``? Text that is no address (a hand-made record's) is an
-    unknown address: not ruled out, as an empty one is not."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
+    """Is ``address`` in ``network``? An IPv4-mapped IPv6 address (``::ffff:10.1.0.20``, a
+    dual-stack socket's view of an IPv4 peer) is its IPv4 address, and a network written so is
+    its IPv4 network. Text that is no address (a hand-made record's) is an unknown address:
+    not ruled out, as an empty one is not."""
+    ip = _address(address)
+    if ip is None:
         return True
+    network = _mapped_network(network)
     return ip.version == network.version and ip in network
+
+
+def _mapped_network(network: Network) -> Network:
+    """An IPv6 network inside ``::ffff:0:0/96`` as the IPv4 network it maps; else itself."""
+    if network.version == 6 and network.prefixlen >= 96:
+        mapped = network.network_address.ipv4_mapped
+        if mapped is not None:
+            return ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}", strict=False)
+    return network
 
 
 def _network(text: str, value: str) -> Network:

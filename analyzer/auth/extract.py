@@ -224,7 +224,7 @@ def event_of(
         protocol="http/2" if exchange.stream_id is not None else f"http/{first.version}",
         stream_id=exchange.stream_id,
         method=req.method if req is not None else "",
-        host=req.header("host") if req is not None else None,
+        host=(_uri_facts(req.uri).authority or req.header("host")) if req is not None else None,
         uri=uri,
         # 0: an HTTP/2 answer whose :status could not be read - no status, not a success
         status=resp.status if resp is not None and resp.status else None,
@@ -373,6 +373,9 @@ class _UriFacts(NamedTuple):
     metadata: bool  # fetches a metadata / OpenID / JWKS document
     metadata_path: bool  # anything under a metadata/ path (mistyped fetches included)
     token_endpoint: bool  # an OAuth token endpoint
+    # the host[:port] of an absolute-form target (``http://mail.contoso.com/EWS/``), which a
+    # server takes over the Host header (RFC 9112 3.2.2); None for any other form
+    authority: str | None
 
 
 #: Request target -> its facts: clients call the same few URLs over and over.
@@ -389,9 +392,20 @@ def _uri_facts(uri: str) -> _UriFacts:
             metadata=bool(is_metadata_uri(path)),
             metadata_path=looks_like_metadata_path(path),
             token_endpoint=is_token_endpoint(path),
+            authority=_authority(uri),
         )
         _URI_FACTS.put(uri, facts, 2 * len(uri))
     return facts
+
+
+def _authority(uri: str) -> str | None:
+    """The host[:port] of an absolute-form request target (any case of scheme), without user
+    information; None for origin, authority and asterisk forms."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep or not scheme.isascii() or not scheme.isalpha():
+        return None
+    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    return authority.rpartition("@")[2] or None
 
 
 def _path(uri: str) -> str:

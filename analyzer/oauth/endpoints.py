@@ -89,7 +89,8 @@ def _redact_pairs(part: str) -> str:
 
 
 def redact_uri(uri: str) -> str:
-    """Replace the values of :data:`SECRET_QUERY_PARAMS` in the query (and fragment) by REDACTED.
+    """Replace the values of :data:`SECRET_QUERY_PARAMS` in the query (and fragment) by REDACTED,
+    and the password of an absolute-form target's user information (``http://u:pw@host/``).
 
     Parameter names and order, the path and every other byte stay as sent (nothing is
     re-encoded). The fragment is covered too because implicit-flow redirects carry tokens there.
@@ -98,11 +99,26 @@ def redact_uri(uri: str) -> str:
         return ""
     head, hsep, fragment = uri.partition("#")
     path, qsep, query = head.partition("?")
+    path = _redact_userinfo(path)
     if qsep:
         query = _redact_pairs(query)
     if hsep and "=" in fragment:
         fragment = _redact_pairs(fragment)
     return f"{path}{qsep}{query}{hsep}{fragment}"
+
+
+def _redact_userinfo(path: str) -> str:
+    """``scheme://user:REDACTED@host/...`` for a target that carries a password before its
+    host; anything else as it is."""
+    scheme, sep, rest = path.partition("://")
+    if not sep:
+        return path
+    authority, slash, tail = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not at or ":" not in userinfo:
+        return path
+    user = userinfo.partition(":")[0]
+    return f"{scheme}{sep}{user}:{REDACTED}@{host}{slash}{tail}"
 
 
 def query_access_token(uri: str) -> str | None:
