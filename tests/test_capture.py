@@ -91,6 +91,32 @@ def sll2(l3: bytes, proto: int = 0x0800) -> bytes:
     return struct.pack(">HHIHBB8s", proto, 0, 2, 1, 0, 6, MACS[:6] + b"\0\0") + l3
 
 
+def ppp(l3: bytes, framing: bytes = b"", compressed: bool = False) -> bytes:
+    """A PPP frame: ``framing`` (FF 03, Cisco HDLC's, a direction byte), then the protocol
+    for ``l3``'s IP version in 2 bytes (1 when ``compressed``)."""
+    proto = 0x57 if l3[0] >> 4 == 6 else 0x21
+    return framing + (bytes([proto]) if compressed else struct.pack(">H", proto)) + l3
+
+
+def chdlc(l3: bytes, first: bytes = b"\x0f\x00") -> bytes:
+    """A Cisco HDLC frame: address (0x0F unicast), control, then the EtherType."""
+    return first + struct.pack(">H", 0x86DD if l3[0] >> 4 == 6 else 0x0800) + l3
+
+
+def erf(frame: bytes, kind: int = 2, extensions: int = 0) -> bytes:
+    """An ERF record (link type 197): the 16-byte header (little-endian timestamp, type with
+    the extension bit, flags, lengths), ``extensions`` 8-byte extension headers, then for
+    Ethernet types the 2 bytes of offset and padding before ``frame``."""
+    size = 16 + 8 * extensions + len(frame)
+    head = struct.pack("<Q", 0) + struct.pack(
+        ">BBHHH", kind | (0x80 if extensions else 0), 4, size, 0, len(frame)
+    )
+    ext = b"".join(
+        bytes([0x84 if i < extensions - 1 else 0x04]) + b"\0" * 7 for i in range(extensions)
+    )
+    return head + ext + (b"\0\0" if kind in (2, 11, 16, 20) else b"") + frame
+
+
 def nflog(l3: bytes, order: str = "<", family: int = 2) -> bytes:
     """NFLOG frame: header, a prefix TLV (type 10), then the payload TLV (type 9)."""
 
@@ -426,6 +452,19 @@ def test_802_3_llc_snap_frames(tmp_path: Path) -> None:
         (108, lambda l3: struct.pack(">I", 2) + l3, lambda l3: struct.pack(">I", 24) + l3),
         (239, nflog, lambda l3: nflog(l3, family=10)),
         (239, lambda l3: nflog(l3, ">"), lambda l3: nflog(l3, ">", 10)),
+        (9, ppp, ppp),
+        (9, lambda l3: ppp(l3, b"\xff\x03"), lambda l3: ppp(l3, b"\xff\x03", True)),
+        (50, lambda l3: ppp(l3, b"\xff\x03"), lambda l3: ppp(l3, b"\xff\x03")),
+        (50, chdlc, lambda l3: chdlc(l3, b"\x8f\x00")),
+        (51, lambda l3: struct.pack(">BBHH", 0x11, 0, 7, len(l3) + 2) + ppp(l3), None),
+        (104, chdlc, chdlc),
+        (166, lambda l3: ppp(l3, b"\x01\x03"), lambda l3: ppp(l3, b"\x00\x03")),
+        (204, lambda l3: ppp(l3, b"\x01"), lambda l3: ppp(l3, b"\x00\xff\x03", True)),
+        (205, lambda l3: b"\x01" + chdlc(l3), lambda l3: b"\x00" + chdlc(l3)),
+        (197, lambda l3: erf(eth(l3)), lambda l3: erf(eth(l3, etype=0x86DD), kind=11)),
+        (197, lambda l3: erf(l3, kind=22, extensions=2), lambda l3: erf(l3, kind=23)),
+        (197, lambda l3: erf(ppp(l3, b"\xff\x03"), kind=1), lambda l3: erf(chdlc(l3), kind=10)),
+        (197, lambda l3: erf(b"\0" * 4 + chdlc(l3), kind=5), lambda l3: erf(ppp(l3), kind=19)),
     ],
     ids=[
         "sll",
@@ -439,11 +478,28 @@ def test_802_3_llc_snap_frames(tmp_path: Path) -> None:
         "loop",
         "nflog-le",
         "nflog-be",
+        "ppp",
+        "ppp-ff03",
+        "ppp-hdlc",
+        "ppp-hdlc-cisco",
+        "pppoe-no-ethernet",
+        "cisco-hdlc",
+        "ppp-pppd",
+        "ppp-with-dir",
+        "cisco-hdlc-with-dir",
+        "erf-ethernet",
+        "erf-ip-extension-headers",
+        "erf-pos-hdlc",
+        "erf-multichannel-hdlc",
     ],
 )
 def test_link_types_ipv4_and_ipv6(
-    tmp_path: Path, linktype: int, wrap4: Callable[[bytes], bytes], wrap6: Callable[[bytes], bytes]
+    tmp_path: Path,
+    linktype: int,
+    wrap4: Callable[[bytes], bytes],
+    wrap6: Callable[[bytes], bytes] | None,
 ) -> None:
+    wrap6 = wrap6 or wrap4
     frames = [wrap4(ipv4(tcp(HTTP))), wrap6(ipv6(tcp(HTTP))), wrap4(ipv4(udp(b"u"), proto=17))]
     packets, stats = read(tmp_path, pcap(frames, linktype=linktype))
     assert [p[1:] for p in packets] == [TCP4, TCP6, (17, A4, 5060, B4, 5061, 0, 0, 0, b"u")]
@@ -489,6 +545,38 @@ def test_unknown_ethertypes_are_named_not_read(tmp_path: Path) -> None:
         f"packets in an encapsulation not read: EtherType 0x{t} (counted, not analysed)"
         for t in ("88b5", "1234", "88b6")
     ]
+
+
+def test_serial_links_name_what_they_do_not_read(tmp_path: Path) -> None:
+    """PPP's negotiation, SLARP keepalives and ERF metadata are not IP (quietly); a PPP
+    protocol or ERF record type that may hide IP is named once; cut headers are undecodable."""
+    quiet = [
+        (9, b"\xff\x03\xc0\x21" + b"\x01" * 20),  # LCP
+        (9, b"\x80\x21" + b"\x01" * 20),  # IPCP
+        (104, b"\x8f\x00\x80\x35" + b"\0" * 20),  # SLARP
+        (104, b"\x8f\x00\x20\x00" + b"\0" * 20),  # CDP
+        (197, erf(b"\0" * 24, kind=27)),  # provenance metadata
+    ]
+    unread = [
+        (9, b"\x00\x3d" + b"\0" * 30),  # multilink
+        (50, b"\xff\x03\x00\x2d" + b"\0" * 30),  # Van Jacobson
+        (204, b"\x01\x00\x2b" + b"\0" * 30),  # IPX
+        (197, erf(b"\0" * 52, kind=3)),  # ATM
+    ]
+    cut = [(9, b"\xff\x03"), (9, b"\x00"), (104, b"\x0f\x00\x08"), (197, b"\0" * 15)]
+    cut += [(197, erf(b"", kind=22, extensions=2)[:30]), (197, erf(b"\0" * 30, kind=2)[:20])]
+    cut.append((197, erf(b"\0" * 8, kind=22, extensions=20)))  # more extension headers
+    stats = CaptureStats()
+    decoder = LinkDecoder(stats)
+    for linktype, frame in quiet + unread + cut:
+        assert decoder.decode(linktype, frame, 0, len(frame)) is None, frame
+    assert stats.non_ip == len(quiet) and stats.undecodable == len(cut)
+    assert stats.unread_encapsulations == {
+        "PPP multilink fragments": 1,
+        "PPP Van Jacobson compressed TCP/IP": 1,
+        "PPP protocol 0x002b": 1,
+        "ERF record type 3": 1,
+    }
 
 
 def test_unsupported_link_type_warns_once(tmp_path: Path) -> None:
@@ -555,6 +643,14 @@ FULL_FRAMES = {
     0: struct.pack("<I", 30) + ipv6(udp(b"x"), nh=17),
     108: struct.pack(">I", 2) + ipv4(tcp(HTTP)),
     239: nflog(ipv4(tcp(HTTP))),
+    9: ppp(ipv4(tcp(HTTP)), b"\xff\x03"),
+    50: chdlc(ipv6(tcp(HTTP))),
+    51: struct.pack(">BBHH", 0x11, 0, 7, 0) + ppp(ipv4(tcp(HTTP))),
+    104: chdlc(ipv4(tcp(HTTP))),
+    166: ppp(ipv4(tcp(HTTP)), b"\x01\x03", compressed=True),
+    197: erf(eth(ipv4(tcp(HTTP))), extensions=3),
+    204: ppp(ipv6(tcp(HTTP)), b"\x00"),
+    205: b"\x01" + chdlc(ipv4(tcp(HTTP))),
 }
 
 

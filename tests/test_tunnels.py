@@ -864,6 +864,42 @@ def test_verify_judges_ntlm_inside_a_wrapping_layer(name: str, tmp_path: Path) -
     assert verify_exit(_write(tmp_path / "bearer.pcap", bearer))[0] == 0
 
 
+#: Serial-line link types: (link type, the frame around an IP packet).
+SERIAL_LINKS = {
+    "ppp": (9, lambda ip: b"\x00\x21" + ip),
+    "ppp-hdlc": (50, lambda ip: b"\xff\x03\x00\x21" + ip),
+    "cisco-hdlc": (104, lambda ip: b"\x0f\x00\x08\x00" + ip),
+    "erf-ethernet": (
+        197,
+        lambda ip: (
+            struct.pack("<Q", 0)
+            + struct.pack(">BBHHH", 2, 4, 32 + len(ip), 0, 16 + len(ip))
+            + b"\0\0"
+            + bytes.fromhex("020000000002020000000001")
+            + b"\x08\x00"
+            + ip
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SERIAL_LINKS))
+def test_verify_judges_ntlm_on_serial_links(name: str, tmp_path: Path) -> None:
+    """An NTLM logon captured on a PPP, Cisco HDLC or ERF link is read and fails the rule
+    (its link type was not supported: the packets were undecodable, and verify passed)."""
+    import scapy.all as scapy
+
+    linktype, frame = SERIAL_LINKS[name]
+    connections = auth_connections()
+    ntlm = inner_packets(connections[2:3], t0=T0 + 5, sport0=41000)
+    packets = inner_packets(connections[:1]) + ntlm
+    frames = wrapped(packets, lambda p: scapy.Raw(frame(bytes(p))))
+    path = str(tmp_path / f"{name}.pcap")
+    scapy.wrpcap(path, frames, linktype=linktype)
+    code, out = verify_exit(path)
+    assert code == 1 and "not OAuth: ntlm as CONTOSO\\alice" in out
+
+
 # --------------------------------------------------------------------------------------------
 # The native walk on tunnelled bulk: the same events and counters as the pure-Python reader
 # --------------------------------------------------------------------------------------------

@@ -46,8 +46,16 @@ from analyzer.sources.ipfrag import LOST_REASONS, Defragmenter
 # Link types (https://www.tcpdump.org/linktypes.html)
 LINKTYPE_NULL = 0
 LINKTYPE_ETHERNET = 1
+LINKTYPE_PPP = 9  # PPP, with or without the FF 03 of HDLC-like framing
+LINKTYPE_PPP_HDLC = 50  # PPP in HDLC-like framing, or Cisco HDLC (by the first byte)
+LINKTYPE_PPP_ETHER = 51  # a PPPoE session header, then PPP
+LINKTYPE_C_HDLC = 104  # Cisco HDLC
 LINKTYPE_LOOP = 108
 LINKTYPE_LINUX_SLL = 113
+LINKTYPE_PPP_PPPD = 166  # PPP in HDLC-like framing, a direction byte in place of FF
+LINKTYPE_ERF = 197  # Endace ERF records
+LINKTYPE_PPP_WITH_DIR = 204  # a direction byte, then PPP
+LINKTYPE_C_HDLC_WITH_DIR = 205  # a direction byte, then Cisco HDLC
 LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
 LINKTYPE_NFLOG = 239
@@ -58,8 +66,16 @@ SUPPORTED_LINKTYPES = frozenset(
     {
         LINKTYPE_NULL,
         LINKTYPE_ETHERNET,
+        LINKTYPE_PPP,
+        LINKTYPE_PPP_HDLC,
+        LINKTYPE_PPP_ETHER,
+        LINKTYPE_C_HDLC,
         LINKTYPE_LOOP,
         LINKTYPE_LINUX_SLL,
+        LINKTYPE_PPP_PPPD,
+        LINKTYPE_ERF,
+        LINKTYPE_PPP_WITH_DIR,
+        LINKTYPE_C_HDLC_WITH_DIR,
         LINKTYPE_IPV4,
         LINKTYPE_IPV6,
         LINKTYPE_NFLOG,
@@ -67,6 +83,27 @@ SUPPORTED_LINKTYPES = frozenset(
     }
     | RAW_IP_TYPES
 )
+#: PPP protocol numbers (RFC 1661; IANA's PPP DLL protocol numbers) for what is read, and
+#: names for the network-layer protocols that hide IP this decoder does not read. Numbers from
+#: 0x8000 up are PPP's own negotiation (LCP, IPCP, PAP, CHAP, ...): not IP, counted quietly.
+PPP_IPV4, PPP_IPV6 = 0x0021, 0x0057
+PPP_MPLS = frozenset({0x0281, 0x0283})
+_PPP_UNREAD = {
+    0x002D: "PPP Van Jacobson compressed TCP/IP",
+    0x002F: "PPP Van Jacobson uncompressed TCP/IP",
+    0x003D: "PPP multilink fragments",
+    0x00FB: "PPP compressed datagrams (one link)",
+    0x00FD: "PPP compressed datagrams",
+}
+#: ERF record types (Wireshark's wiretap/erf_record.h): Ethernet (after 2 bytes of offset and
+#: padding), packet-over-SONET HDLC (PPP or Cisco HDLC; the multichannel ones after a 4-byte
+#: header), raw IPv4 and IPv6; provenance metadata and padding records carry no packet.
+_ERF_ETHERNET = frozenset({2, 11, 16, 20})
+_ERF_HDLC = frozenset({1, 10, 15, 19})
+_ERF_MC_HDLC = frozenset({5, 17})
+_ERF_IPV4, _ERF_IPV6 = 22, 23
+_ERF_NO_PACKET = frozenset({27, 48})
+_MAX_ERF_EXT = 16  # extension headers in one record; more is hostile input
 
 ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_IPV6 = 0x86DD
@@ -123,6 +160,18 @@ IPPROTO_GRE = 47
 IPPROTO_AH = 51
 IPPROTO_ETHERIP = 97
 IPPROTO_MPLS = 137
+_SERIAL_LINKS = frozenset(
+    {
+        LINKTYPE_PPP,
+        LINKTYPE_PPP_HDLC,
+        LINKTYPE_PPP_ETHER,
+        LINKTYPE_C_HDLC,
+        LINKTYPE_PPP_PPPD,
+        LINKTYPE_ERF,
+        LINKTYPE_PPP_WITH_DIR,
+        LINKTYPE_C_HDLC_WITH_DIR,
+    }
+)
 #: IP protocols that carry a tunnel this decoder does not read.
 _UNREAD_IP = {50: "IPsec ESP", 115: "L2TPv3"}
 #: IPv6 extension headers we step over: hop-by-hop, routing, destination options (and AH, 44 below).
@@ -387,11 +436,109 @@ class LinkDecoder:
             return self._ethertype(_U16(buf, start)[0], buf, start + 20, end, b"", 0)
         if linktype == LINKTYPE_NFLOG:
             return self._nflog(buf, start, end)
+        if linktype in _SERIAL_LINKS:
+            return self._serial(linktype, buf, start, end)
         self.stats.undecodable += 1
         self.warn_once(
             ("linktype", linktype),
             f"link type {linktype} is not supported: its packets are counted as undecodable",
         )
+        return None
+
+    def _serial(self, linktype: int, buf: Buffer, start: int, end: int) -> Decoded | None:
+        """The serial-line and Endace link types: PPP, Cisco HDLC, their variants with a
+        direction byte first, PPPoE without Ethernet, and ERF records."""
+        if linktype == LINKTYPE_ERF:
+            return self._erf(buf, start, end)
+        if linktype == LINKTYPE_PPP_ETHER:
+            return self._pppoe(buf, start, end, b"", 0)
+        if linktype in (LINKTYPE_PPP_WITH_DIR, LINKTYPE_C_HDLC_WITH_DIR):
+            start += 1  # the direction byte
+        if linktype in (LINKTYPE_C_HDLC, LINKTYPE_C_HDLC_WITH_DIR):
+            return self._cisco_hdlc(buf, start, end)
+        if linktype == LINKTYPE_PPP_PPPD:
+            return self._ppp(buf, start + 2, end)  # direction, then the 03 control byte
+        if linktype == LINKTYPE_PPP_HDLC:
+            return self._hdlc(buf, start, end)
+        return self._ppp(buf, start, end)
+
+    def _hdlc(self, buf: Buffer, off: int, end: int) -> Decoded | None:
+        """HDLC framing of either kind, told apart as Wireshark does: Cisco HDLC's address byte
+        is 0x0F (unicast) or 0x8F (broadcast); anything else is PPP."""
+        if off < end and buf[off] in (0x0F, 0x8F):
+            return self._cisco_hdlc(buf, off, end)
+        return self._ppp(buf, off, end)
+
+    def _cisco_hdlc(self, buf: Buffer, off: int, end: int) -> Decoded | None:
+        """Cisco HDLC: address, control, then an EtherType (SLARP keepalives are 0x8035)."""
+        if end - off < 4:
+            self._bad("Cisco HDLC header cut short")
+            return None
+        return self._ethertype(_U16(buf, off + 2)[0], buf, off + 4, end, b"", 0)
+
+    def _ppp(self, buf: Buffer, off: int, end: int) -> Decoded | None:
+        """A PPP frame (RFC 1661): FF 03 when it keeps HDLC-like framing's address and control
+        bytes (RFC 1662), then the protocol in 2 bytes, or in 1 when compressed (a protocol's
+        last byte is odd, its first even: an odd first byte is the whole field)."""
+        if end - off >= 2 and buf[off] == 0xFF and buf[off + 1] == 0x03:
+            off += 2
+        if off >= end or (not buf[off] & 1 and end - off < 2):
+            self._bad("PPP header cut short")
+            return None
+        if buf[off] & 1:
+            return self._ppp_payload(buf[off], buf, off + 1, end, b"", 0)
+        return self._ppp_payload(_U16(buf, off)[0], buf, off + 2, end, b"", 0)
+
+    def _ppp_payload(
+        self, proto: int, buf: Buffer, off: int, end: int, tag: bytes, depth: int
+    ) -> Decoded | None:
+        """What a PPP protocol number names: IPv4, IPv6, MPLS, PPP's own negotiation (not
+        IP), or a network protocol not read (named)."""
+        if proto == PPP_IPV4:
+            return self._ipv4(buf, off, end, tag, depth)
+        if proto == PPP_IPV6:
+            return self._ipv6(buf, off, end, tag, depth)
+        if proto in PPP_MPLS:
+            return self._mpls(buf, off, end, tag, depth)
+        if proto >= 0x8000:
+            self.stats.non_ip += 1
+        else:
+            self._unread(_PPP_UNREAD.get(proto) or f"PPP protocol 0x{proto:04x}")
+        return None
+
+    def _erf(self, buf: Buffer, start: int, end: int) -> Decoded | None:
+        """An Endace ERF record (link type 197): the 16-byte record header, its 8-byte extension
+        headers (while the top bit of the type, then of each one's first byte, says another
+        follows), then the frame its record type names."""
+        if end - start < 16:
+            self._bad("ERF record header cut short")
+            return None
+        kind = buf[start + 8]
+        more, p = kind & 0x80, start + 16
+        for _ in range(_MAX_ERF_EXT):
+            if not more:
+                break
+            if p + 8 > end:
+                self._bad("ERF extension header cut short")
+                return None
+            more, p = buf[p] & 0x80, p + 8
+        else:
+            if more:
+                self._bad("too many ERF extension headers")
+                return None
+        kind &= 0x7F
+        if kind in _ERF_ETHERNET:
+            return self._ether(buf, p + 2, end, b"", 0)
+        if kind in _ERF_HDLC or kind in _ERF_MC_HDLC:
+            return self._hdlc(buf, p + (4 if kind in _ERF_MC_HDLC else 0), end)
+        if kind == _ERF_IPV4:
+            return self._ipv4(buf, p, end, b"", 0)
+        if kind == _ERF_IPV6:
+            return self._ipv6(buf, p, end, b"", 0)
+        if kind in _ERF_NO_PACKET:
+            self.stats.non_ip += 1
+        else:
+            self._unread(f"ERF record type {kind}")
         return None
 
     def _ether(self, buf: Buffer, off: int, end: int, tag: bytes, depth: int) -> Decoded | None:
@@ -877,12 +1024,7 @@ class LinkDecoder:
         if not self._enter("PPPoE", depth, session):
             return None
         ppp_end = min(off + 6 + length, end) if length >= 2 else end
-        if proto == 0x0021:
-            return self._ipv4(buf, off + 8, ppp_end, tag, depth + 1)
-        if proto == 0x0057:
-            return self._ipv6(buf, off + 8, ppp_end, tag, depth + 1)
-        self.stats.non_ip += 1  # LCP, IPCP, authentication: PPP's own traffic
-        return None
+        return self._ppp_payload(proto, buf, off + 8, ppp_end, tag, depth + 1)
 
     def _gtp_u(self, buf: Buffer, off: int, end: int, tag: bytes, depth: int) -> Decoded | None:
         """GTP-U (3GPP TS 29.281): a G-PDU (type 255) carries an IP packet after the 8-byte
