@@ -43,7 +43,7 @@ from analyzer.protocols.dispatch import FirstBytes
 from analyzer.protocols.http_exchange import Exchange, HttpConnection
 from analyzer.protocols.sip import looks_like_sip
 from analyzer.protocols.sip_exchange import SipConnection, SipDatagrams, SipExchange
-from analyzer.sources.archive import Archived
+from analyzer.sources.archive import Archived, connection_id
 from analyzer.sources.kinds import input_kind
 from analyzer.sources.pcapfile import read_packets, read_stream
 
@@ -492,6 +492,30 @@ def _not_inspected(
     )
 
 
+def esp_blind_spots(captures: list[CaptureStats]) -> list[NotInspected]:
+    """The blind spots IPsec ESP leaves, one per address pair the decoder noted in each capture
+    (``CaptureStats.esp_pairs``): ports 0, as ESP has none, so that a scope takes either
+    address for either end on any port; the pairs past its cap are one record without
+    addresses, which covers every scope. Made from the captures' counters, so a parallel run,
+    whose workers all read every packet, makes them once."""
+    out = []
+    for c in captures:
+        for (a, b), (ts, packets) in c.esp_pairs.items():
+            low, high = (_ip(a), _ip(b)) if a else ("", "")
+            between = f"between {low} and {high}" if a else "between other address pairs"
+            detail = (
+                f"{int(packets):,} IPsec ESP packet(s) {between}: encrypted, or NULL-encrypted, "
+                "which only the security association tells"
+            )
+            conn_id = connection_id("ipsec-esp", c.path, low, high)
+            out.append(
+                NotInspected(
+                    "ipsec-esp", conn_id, ts, low, 0, high, 0, count=int(packets), detail=detail
+                )
+            )
+    return out
+
+
 #: Distinct tokens a stream's view remembers (decoded and verified) before starting afresh.
 TOKENS_REMEMBERED = 5_000
 #: Events a stream keeps for its closing summary (verdicts and findings) before it lets the
@@ -776,7 +800,10 @@ def _result(
         handshakes=handshakes,
         keys=len(store),
         key_warnings=list(store.warnings),
-        not_inspected=sorted(parts.not_inspected, key=lambda n: (n.ts, n.conn_id, n.kind)),
+        not_inspected=sorted(
+            [*parts.not_inspected, *esp_blind_spots(parts.captures)],
+            key=lambda n: (n.ts, n.conn_id, n.kind),
+        ),
         tls=sorted(parts.tls, key=lambda t: (t.ts, t.conn_id)),
         signing_keys=list(store),
         derive_tokens=lambda: tokens.records(reveal_secrets),

@@ -366,6 +366,7 @@ NOT_INSPECTED_KINDS = (
     "sanitized",
     "not-http",
     "connection-auth-unseen",
+    "ipsec-esp",
 )
 
 
@@ -379,8 +380,9 @@ class NotInspected(_Record):
     began mid-connection, an HPACK error, frames that could not be followed), a CONNECT
     tunnel a proxy trace (SAZ) did not decrypt, HTTP archive (HAR) entries whose
     credentials the export removed, or requests answered without a credential on a connection
-    begun before the capture (whose logon it did not see). A verdict whose scope covers one
-    errs towards INCONCLUSIVE.
+    begun before the capture (whose logon it did not see); or IPsec ESP between two addresses,
+    with ports 0 (any connection between them, either address the client). A verdict whose
+    scope covers one errs towards INCONCLUSIVE.
     """
 
     kind: str  # one of NOT_INSPECTED_KINDS
@@ -392,7 +394,7 @@ class NotInspected(_Record):
     server_port: int
     host: str | None = None  # the Host its requests named, or the TLS server name (SNI)
     # stretches of request bytes lost (request-lost); HTTP/2 streams not decoded (http2);
-    # entries sanitized; 1 for a TLS connection or a tunnel
+    # entries sanitized; packets (ipsec-esp); 1 for a TLS connection or a tunnel
     count: int = 1
     detail: str = ""
     protocol: str | None = None  # what the connection spoke when known (sip); None: any
@@ -651,6 +653,10 @@ class CaptureStats:
     encapsulations: dict[str, int] = field(default_factory=dict)
     tunnel_ids: dict[str, list[int]] = field(default_factory=dict)
     unread_encapsulations: dict[str, int] = field(default_factory=dict)
+    # IPsec ESP, which cannot be read: per address pair (the two packed addresses, lower first;
+    # (b"", b"") for the pairs past the first 1,024) the time of its first packet and its
+    # packets. Each becomes a blind spot, a NotInspected record of kind "ipsec-esp".
+    esp_pairs: dict[tuple[bytes, bytes], list[float]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
     def warn(self, message: str) -> None:

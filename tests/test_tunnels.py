@@ -900,6 +900,117 @@ def test_verify_judges_ntlm_on_serial_links(name: str, tmp_path: Path) -> None:
     assert code == 1 and "not OAuth: ntlm as CONTOSO\\alice" in out
 
 
+def _esp(src: str, dst: str, t: float, spi: int = 0x2000, udp: bool = False) -> Any:
+    """An IPsec ESP packet (in IP, or in UDP 4500 as NAT traversal sends it) at time ``t``."""
+    import scapy.all as scapy
+
+    body = struct.pack(">II", spi, 1) + b"\x77" * 40
+    ip = scapy.IP(src=src, dst=dst)
+    packet = _ether() / (ip / scapy.UDP(sport=4500, dport=4500) / body if udp else ip / body)
+    if not udp:
+        packet[scapy.IP].proto = 50
+    packet.time = t
+    return packet
+
+
+def test_esp_pairs_are_noted_for_blind_spots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each ESP address pair (lower address first) with its first time and packets, in IP and
+    in UDP 4500; IKE (4 zero bytes first) and NAT keepalives stay UDP; past the cap, one pair
+    without addresses."""
+    from scapy.all import raw
+
+    monkeypatch.setattr(linklayer, "MAX_ESP_PAIRS", 2)
+    stats = CaptureStats()
+    decoder = LinkDecoder(stats)
+    packets = [
+        (_esp(SERVER, CLIENT, T0 + 1), None),
+        (_esp(CLIENT, SERVER, T0 + 2), None),
+        (_esp(CLIENT, SERVER, T0 + 3, udp=True), None),
+        (_esp(VTEP_A, VTEP_B, T0 + 4, udp=True), None),
+        (_esp(CLIENT, SERVER, T0 + 5, spi=0, udp=True), 17),  # IKE
+        (_esp("192.0.2.9", "192.0.2.8", T0 + 6), None),  # a third pair: past the cap
+        (_esp("192.0.2.7", "192.0.2.8", T0 + 7), None),
+    ]
+    for packet, proto in packets:
+        frame = raw(packet)
+        got = decoder.decode(1, frame, 0, len(frame), float(packet.time))
+        assert (got[0] if got else None) == proto
+    keepalive = raw(_ether() / _udp_keepalive())
+    assert decoder.decode(1, keepalive, 0, len(keepalive))[0] == 17
+    four = bytes([10, 9, 9, 1]), bytes([10, 9, 9, 2])
+    assert stats.esp_pairs == {
+        four: [T0 + 1, 3],
+        (bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2])): [T0 + 4, 1],
+        linklayer.ESP_OTHER_PAIRS: [T0 + 6, 2],
+    }
+    assert stats.unread_encapsulations == {"IPsec ESP": 4, "IPsec ESP in UDP": 2}
+    assert sum("more than 2 address pairs" in w for w in stats.warnings) == 1
+
+
+def _udp_keepalive() -> Any:
+    import scapy.all as scapy
+
+    return scapy.IP(src=CLIENT, dst=SERVER) / scapy.UDP(sport=4500, dport=4500) / b"\xff"
+
+
+def _bearer_and(tmp_path: Path, name: str, others: list[Any]) -> str:
+    """A capture: a Bearer connection in the clear, then ``others``."""
+    bearer = wrapped(inner_packets(auth_connections()[:1]), _l2)
+    return _write(tmp_path / f"{name}.pcap", bearer + others)
+
+
+def test_verify_is_inconclusive_over_ipsec_esp_between_the_scope_ends(tmp_path: Path) -> None:
+    """ESP between the client and the server may hide anything: a blind spot in scope, either
+    way round, on any port, in IP or in UDP; ESP between other hosts is not in scope."""
+    both = [_esp(CLIENT, SERVER, T0 + 5), _esp(SERVER, CLIENT, T0 + 6)]
+    path = _bearer_and(tmp_path, "esp", both)
+    code, out = verify_exit(path)
+    assert code == 2 and out.startswith("INCONCLUSIVE")
+    assert (
+        "blind spot: 2 IPsec ESP packets between 10.9.9.1 and 10.9.9.2 not inspected: "
+        "encrypted, or NULL-encrypted" in out
+    )
+    assert verify_exit(path, "--partial")[0] == 0
+    assert verify_exit(path, "--server", f"{SERVER}:80")[0] == 2  # ESP has no port: any
+    assert verify_exit(_bearer_and(tmp_path, "back", both[1:]))[0] == 2  # server to client
+    udp = _bearer_and(tmp_path, "udp", [_esp(CLIENT, SERVER, T0 + 5, udp=True)])
+    assert verify_exit(udp)[0] == 2
+    elsewhere = [_esp(VTEP_A, VTEP_B, T0 + 5), _esp(CLIENT, VTEP_B, T0 + 6)]
+    code, out = verify_exit(_bearer_and(tmp_path, "elsewhere", elsewhere))
+    assert code == 0 and "IPsec ESP (counted, not analysed)" in out
+    ike = _bearer_and(tmp_path, "ike", [_esp(CLIENT, SERVER, T0 + 5, spi=0, udp=True)])
+    assert verify_exit(ike)[0] == 0
+
+
+def test_a_blind_spot_without_ports_is_either_way_round() -> None:
+    """An ESP record names its lower address first: a client with the higher address is in
+    it too, on any port; a connection's record keeps its client and server."""
+    from analyzer.analysis.scope import make_scope
+    from analyzer.model import NotInspected
+
+    esp = NotInspected("ipsec-esp", "C1", T0, CLIENT, 0, SERVER, 0)
+    for client, server in ((CLIENT, SERVER), (SERVER, CLIENT), (SERVER, f"{CLIENT}:443")):
+        assert make_scope(client=client, server=server).covers(esp), (client, server)
+    assert not make_scope(client=SERVER, server=VTEP_A).covers(esp)
+    connection = NotInspected("tls", "C2", T0, CLIENT, 40000, SERVER, 443)
+    assert not make_scope(client=SERVER, server=CLIENT).covers(connection)
+
+
+def test_esp_past_the_pair_cap_covers_every_scope(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(linklayer, "MAX_ESP_PAIRS", 1)
+    esp = [_esp(VTEP_A, VTEP_B, T0 + 5), _esp(CLIENT, SERVER, T0 + 6)]
+    code, out = verify_exit(_bearer_and(tmp_path, "capped", esp))
+    assert code == 2 and "1 IPsec ESP packet between other address pairs not inspected" in out
+    assert verify_exit(_bearer_and(tmp_path, "capped", esp), "--server", "web.test")[0] == 2
+    result = analyze_paths([_bearer_and(tmp_path, "capped", esp)])
+    kinds = [
+        (n.kind, n.client_ip, n.server_ip, n.client_port, n.count) for n in result.not_inspected
+    ]
+    assert kinds == [("ipsec-esp", VTEP_A, VTEP_B, 0, 1), ("ipsec-esp", "", "", 0, 1)]
+
+
 # --------------------------------------------------------------------------------------------
 # The native walk on tunnelled bulk: the same events and counters as the pure-Python reader
 # --------------------------------------------------------------------------------------------

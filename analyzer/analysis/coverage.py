@@ -19,6 +19,8 @@ TUNNEL_ADVICE = (
     "root certificate) and capture again"
 )
 SANITIZED_ADVICE = "export the HAR again with sensitive data"
+#: What to do about IPsec ESP.
+ESP_ADVICE = "capture inside the IPsec tunnel (on either host, or past the gateway)"
 
 
 def from_tls(t: TlsConnection) -> NotInspected:
@@ -44,9 +46,7 @@ def blind_spot_lines(not_inspected: list[NotInspected], limit: int = TOP_SERVERS
     one line counts the rest."""
     groups: dict[tuple[str, str], list[NotInspected]] = {}
     for n in not_inspected:
-        port = f"{n.server_port}"
-        where = f"{n.host}:{port} ({n.server_ip})" if n.host else f"{n.server_ip}:{port}"
-        groups.setdefault((n.kind, where), []).append(n)
+        groups.setdefault((n.kind, _where(n)), []).append(n)
     ordered = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
     out = []
     for (kind, where), group in ordered[:limit]:
@@ -75,6 +75,12 @@ def blind_spot_lines(not_inspected: list[NotInspected], limit: int = TOP_SERVERS
                 "the capture, its answer not captured, or an archive that does not name "
                 "connections): see the not-inspected details"
             )
+        elif kind == "ipsec-esp":
+            packets = plural(sum(n.count for n in group), "IPsec ESP packet")
+            out.append(
+                f"{packets} {where} not inspected: encrypted, or NULL-encrypted, which only "
+                f"the security association tells; {ESP_ADVICE}"
+            )
         elif kind == "sanitized":
             n = sum(r.count for r in group)
             entries = f"{n:,} HAR entr" + ("ies" if n != 1 else "y")
@@ -90,6 +96,17 @@ def blind_spot_lines(not_inspected: list[NotInspected], limit: int = TOP_SERVERS
         n = sum(len(group) for _, group in rest)
         out.append(f"... and {n:,} more to {plural(len(rest), 'other server')} not inspected")
     return out
+
+
+def _where(n: NotInspected) -> str:
+    """The server a blind spot went to, by name when known (``mail.contoso.com:443
+    (10.1.0.10)``); for IPsec ESP, which has no ports nor server, the two addresses."""
+    if n.kind == "ipsec-esp":
+        if not n.server_ip:
+            return "between other address pairs"
+        return f"between {n.client_ip} and {n.server_ip}"
+    port = f"{n.server_port}"
+    return f"{n.host}:{port} ({n.server_ip})" if n.host else f"{n.server_ip}:{port}"
 
 
 @dataclass

@@ -56,8 +56,11 @@ class ServerSpec:
     host: str | None = None  # lower case, no port
     port: int | None = None
 
-    def matches(self, ip: str, port: int, host: str | None, host_ips: frozenset[str]) -> bool:
-        """Does a connection to ``ip``:``port`` with Host / SNI ``host`` match?
+    def matches(
+        self, ip: str, port: int | None, host: str | None, host_ips: frozenset[str]
+    ) -> bool:
+        """Does a connection to ``ip``:``port`` with Host / SNI ``host`` match? (``port`` None:
+        unknown, any port.)
 
         ``host_ips`` are the addresses that served this spec's host name in the capture. A
         connection to one of them is the named server whatever host it names (none, its short
@@ -71,7 +74,7 @@ class ServerSpec:
         An address or network spec matches by the connection's address, and by an IP literal
         in the network as Host / server name (a request to it through a proxy).
         """
-        if self.port is not None and port != self.port:
+        if self.port is not None and port is not None and port != self.port:
             return False
         name = bare_host(host) if host is not None else ""
         literal = _ip_literal(name)
@@ -184,7 +187,7 @@ class Scope:
     def covers(self, n: NotInspected, host_ips: dict[str, frozenset[str]] | None = None) -> bool:
         """Could traffic ``n`` that was not read be in scope? Only what is known rules it out:
         its endpoints, its start, and its paths when it names them."""
-        if not self._endpoints(n.client_ip, n.server_ip, n.server_port, n.host, host_ips):
+        if not self._ends(n, host_ips):
             return False
         if (
             self.paths
@@ -194,11 +197,22 @@ class Scope:
             return False
         return self.until is None or n.ts <= self.until
 
+    def _ends(self, n: NotInspected, host_ips: dict[str, frozenset[str]] | None) -> bool:
+        """Could ``n``'s endpoints be in scope? A record without ports (IPsec ESP between two
+        addresses) names no client nor server: either address may be either, on any port; one
+        without addresses either (ESP past the decoder's cap) may be any traffic."""
+        if n.client_port or n.server_port:
+            return self._endpoints(n.client_ip, n.server_ip, n.server_port, n.host, host_ips)
+        if not n.client_ip and not n.server_ip:
+            return True
+        ends = ((n.client_ip, n.server_ip), (n.server_ip, n.client_ip))
+        return any(self._endpoints(a, b, None, n.host, host_ips) for a, b in ends)
+
     def _endpoints(
         self,
         client_ip: str,
         server_ip: str,
-        server_port: int,
+        server_port: int | None,
         host: str | None,
         host_ips: dict[str, frozenset[str]] | None,
     ) -> bool:

@@ -157,6 +157,7 @@ IPPROTO_TCP = 6
 IPPROTO_UDP = 17
 IPPROTO_IPV6 = 41
 IPPROTO_GRE = 47
+IPPROTO_ESP = 50
 IPPROTO_AH = 51
 IPPROTO_ETHERIP = 97
 IPPROTO_MPLS = 137
@@ -173,7 +174,13 @@ _SERIAL_LINKS = frozenset(
     }
 )
 #: IP protocols that carry a tunnel this decoder does not read.
-_UNREAD_IP = {50: "IPsec ESP", 115: "L2TPv3"}
+_UNREAD_IP = {115: "L2TPv3"}
+#: IPsec ESP is read no further either (``_esp``), but each address pair it runs between is
+#: noted, up to this many per capture; packets between any others are noted under
+#: ``ESP_OTHER_PAIRS`` (no addresses: any).
+MAX_ESP_PAIRS = 1024
+ESP_OTHER_PAIRS = (b"", b"")
+NAT_T_PORT = 4500  # IKE and ESP in UDP (RFC 3948)
 #: IPv6 extension headers we step over: hop-by-hop, routing, destination options (and AH, 44 below).
 _IPV6_EXT_PLAIN = frozenset({0, 43, 60})
 _IPV6_FRAGMENT = 44
@@ -797,9 +804,32 @@ class LinkDecoder:
                 self._bad("EtherIP header cut short")
             elif self._enter("EtherIP", depth):
                 return self._ether(buf, off + 2, end, tag, depth + 1)
+        elif proto == IPPROTO_ESP:
+            self._esp(src, dst, "IPsec ESP")
         elif proto in _UNREAD_IP:
             self._unread(_UNREAD_IP[proto])
         return None
+
+    def _esp(self, src: bytes, dst: bytes, name: str) -> None:
+        """Count an IPsec ESP packet as not read, and note its address pair (lower address
+        first) with its first time and packets in ``stats.esp_pairs``: its payload is
+        encrypted, or NULL-encrypted, which only the security association tells, so the
+        engine makes each pair a blind spot, as an undecrypted TLS connection is one."""
+        self._unread(name)
+        pairs = self.stats.esp_pairs
+        key = (src, dst) if src <= dst else (dst, src)
+        seen = pairs.get(key)
+        if seen is None and len(pairs) >= MAX_ESP_PAIRS:
+            key = ESP_OTHER_PAIRS
+            seen = pairs.get(key)
+            self.warn_once(
+                key,
+                f"IPsec ESP between more than {MAX_ESP_PAIRS:,} address pairs: the others are "
+                "one blind spot, which covers every address",
+            )
+        if seen is None:
+            pairs[key] = seen = [self._now, 0]
+        seen[1] += 1
 
     def _ipv4_ah(
         self, src: bytes, dst: bytes, buf: Buffer, off: int, end: int, tag: bytes, depth: int
@@ -1109,6 +1139,9 @@ class LinkDecoder:
             return self._gtp_u(buf, p, end, tag, depth)
         if dport == MPLS_UDP_PORT:
             return self._mpls(buf, p, end, tag, depth)
+        if (dport == NAT_T_PORT or sport == NAT_T_PORT) and end - p >= 8 and _U32(buf, p)[0]:
+            self._esp(src, dst, "IPsec ESP in UDP")  # IKE starts with 4 zero bytes, ESP its SPI
+            return None
         name = _UNREAD_UDP.get(dport) or _UNREAD_UDP.get(sport)
         if name is not None:
             self._unread(name)
