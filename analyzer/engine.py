@@ -238,6 +238,13 @@ class EventCollector:
         if lost:
             detail = f"{lost} stretch(es) of request bytes lost: credentials unknown"
             self.not_inspected.append(_not_inspected("request-lost", conn, lost, detail))
+        doubt = conn.answers_in_doubt
+        if doubt:
+            detail = (
+                f"{doubt} stretch(es) of the server's bytes retransmitted with other contents: "
+                "which answer the client read is unknown"
+            )
+            self.not_inspected.append(_not_inspected("answer-in-doubt", conn, doubt, detail))
         self._bound()
 
     def _note_input(self, conn_id: str) -> None:

@@ -367,6 +367,7 @@ NOT_INSPECTED_KINDS = (
     "not-http",
     "connection-auth-unseen",
     "ipsec-esp",
+    "answer-in-doubt",
 )
 
 

@@ -415,3 +415,27 @@ def test_a_har_without_connection_ids_is_a_blind_spot_after_a_logon(
         entry["connection"] = "77"
     path.write_bytes(har(entries))
     assert verify(capsys, str(path))[0] == 1
+
+
+def test_a_forged_answer_to_the_logon_is_an_answer_in_doubt(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a "401" with the real "200"'s sequence number, seen first: read as a refused logon, the
+    # calls after it would be anonymous - but the client may have read the 200
+    import scapy.all as scapy
+
+    segments = ntlm_logon() + calls()
+    packets = conversation(segments, 40002, T0 + 1)
+    real = next(
+        i for i, p in enumerate(packets) if scapy.Raw in p and p[scapy.Raw].load == segments[3][1]
+    )
+    forged = packets[real].copy()
+    forged[scapy.Raw].load = segments[3][1].replace(b"200 OK", b"401 NO")
+    packets.insert(real, forged)
+    path = write_packets(tmp_path / "c.pcap", conversation(oauth_call(), 40001, T0), packets)
+    code, data = verify(capsys, path)
+    spots = data["rules"][0]["coverage"]["not_inspected"]
+    assert code == 2
+    assert [(n["kind"], n["client"], n["count"]) for n in spots] == [
+        ("answer-in-doubt", f"{CLIENT}:40002", 1)
+    ]

@@ -67,6 +67,11 @@ def blind_spot_lines(not_inspected: list[NotInspected], limit: int = TOP_SERVERS
                 f"{conns} to {where} not inspected: bytes that are not HTTP (nor TLS) on an "
                 "HTTP port, whatever they carried is unknown"
             )
+        elif kind == "answer-in-doubt":
+            out.append(
+                f"answers on {conns} to {where} retransmitted with other contents: which one "
+                "the client read (a logon refused or accepted) is unknown"
+            )
         elif kind == "connection-auth-unseen":
             sent = sum(n.count for n in group)
             out.append(

@@ -237,6 +237,7 @@ class HttpStream:
         "absurd_length",
         "absurd_lengths",
         "body_policy",
+        "conflicts",
         "dead",
         "looks_tls",
         "lost",
@@ -309,6 +310,7 @@ class HttpStream:
         # as far as a whole Host field before a TCP hole cut it, all naming this one
         # (``_note_lost``); None otherwise. Never a guess from other requests.
         self.lost_host: str | None = None
+        self.conflicts = 0  # of those, stretches retransmitted with other contents
         # The stream was given up before any message was read (its first bytes, or all it
         # held after a mid-connection start, were not HTTP/1.x): unread, not lost, as other
         # protocols look the same; its connection counts it when the peer spoke HTTP.
@@ -376,6 +378,7 @@ class HttpStream:
         the stretch counts as lost (what it carried cannot be vouched for)."""
         if not self.dead:
             self._note_lost(None)
+            self.conflicts += 1
 
     def _note_lost(self, host: str | None) -> None:
         """Count a lost stretch; ``host``: the Host it is known to have been for, if any."""

@@ -153,6 +153,13 @@ class HttpConnection:
         return client.lost + (1 if client.unread_start and self.is_http else 0)
 
     @property
+    def answers_in_doubt(self) -> int:
+        """Stretches of the server's bytes retransmitted with other contents: which answer the
+        client read (a 401 or a 200 to a logon, say) is unknown."""
+        server = self.a_to_b if self.client_is_a is False else self.b_to_a
+        return server.conflicts
+
+    @property
     def _client_stream(self) -> HttpStream:
         return self.b_to_a if self.client_is_a is False else self.a_to_b
 
