@@ -186,16 +186,17 @@ def test_hole_given_up_when_buffer_cap_exceeded() -> None:
 
 
 def test_fin_closes_after_all_data_even_when_fin_arrives_first() -> None:
+    """A direction is closed when the connection ends, at the time its bytes reached its FIN
+    (until then bytes after it would show it was not the end)."""
     r, pairs, _ = make()
     handshake(r)
     client(r, 1.0, 1001 + 3, b"def", flags=PSH_ACK | FIN)
     p = pairs[0]
-    assert p.a_to_b.closed_at is None  # bytes 0-2 still missing
     client(r, 1.1, 1001, b"abc")
-    assert p.a_to_b.closed_at == 1.1
     assert p.a_to_b.data_bytes == b"abcdef"
+    assert p.a_to_b.closed_at is None  # the FIN is reached, the server's direction still open
     server(r, 1.2, 5001, b"", flags=FIN | ACK)
-    assert p.finished == 1.2
+    assert (p.a_to_b.closed_at, p.b_to_a.closed_at, p.finished) == (1.1, 1.2, 1.2)
     assert r.dirs == {}
 
 
@@ -249,3 +250,67 @@ def test_a_connection_closed_past_a_hole_is_finished_once() -> None:
     r.flush()
     assert p.a_to_b.data_bytes == b"one three" and p.a_to_b.gaps == [4]
     assert len(finished) == 1 and r.open_connections == 0
+
+
+# -- control segments, taken as a receiver takes them (RFC 9293, RFC 5961) -------------------
+def fin_warning() -> str:
+    """The warning for bytes after a FIN of 10.0.0.1:40000 (its connection began at 0.0)."""
+    conn_id = ConnectionInfo("10.0.0.1", 40000, "10.0.0.2", 80, 0.0, True).conn_id
+    return (
+        f"{conn_id} 10.0.0.1:40000 -> 10.0.0.2:80: data after a FIN: the FIN was not the end "
+        "(one the receiver dropped: a bad checksum, an expired TTL, an injected segment); the "
+        "bytes after it were read"
+    )
+
+
+def test_a_fin_behind_the_bytes_read_is_an_old_duplicate() -> None:
+    r, pairs, stats = make()
+    handshake(r)
+    client(r, 1.0, 1001, b"GET /a HTTP/1.1\r\n\r\n")
+    client(r, 1.1, 1020 - 5, flags=FIN | ACK)  # any stack discards it
+    client(r, 1.2, 1020, b"more")
+    server(r, 1.3, 5001, flags=FIN | ACK)
+    p = pairs[0]
+    assert p.a_to_b.data_bytes == b"GET /a HTTP/1.1\r\n\r\nmore"
+    assert (p.a_to_b.closed_at, p.finished) == (None, None)  # the client's bytes did not end
+    client(r, 1.4, 1024, flags=FIN | ACK)
+    assert (p.a_to_b.closed_at, p.b_to_a.closed_at, p.finished) == (1.4, 1.3, 1.4)
+    assert stats.warnings == []
+
+
+def test_bytes_after_a_fin_are_read_and_the_fin_is_a_warning() -> None:
+    """A FIN at the right number that the receiver dropped (a bad checksum, an expired TTL):
+    the bytes after it show it was not the end. They are read, whichever path they take."""
+    r, pairs, stats = make()
+    handshake(r)
+    client(r, 1.0, 1001, b"one ")
+    client(r, 1.1, 1005, flags=FIN | ACK)
+    client(r, 1.2, 1005, b"two ")
+    client(r, 1.3, 1009, flags=FIN | ACK)  # the real end
+    server(r, 1.4, 5001, flags=FIN | ACK)
+    p = pairs[0]
+    assert p.a_to_b.data_bytes == b"one two "
+    assert (p.a_to_b.closed_at, p.finished) == (1.3, 1.4)
+    assert stats.warnings == [fin_warning()]
+    # bytes past a FIN on the in-order path of ``run``; the server's FIN does not end the
+    # connection, as the client's bytes went past its FIN
+    r, pairs, stats = make()
+    handshake(r)
+    client(r, 1.0, 1001, b"one ", flags=PSH_ACK | FIN)
+    r.run([(1.1, 6, CLIENT, 40000, SERVER, 80, 1005, 0, PSH_ACK, memoryview(b"two "), 5)])
+    server(r, 1.2, 5001, flags=FIN | ACK)
+    p = pairs[0]
+    assert (p.a_to_b.data_bytes, p.finished, stats.warnings) == (b"one two ", None, [])
+    r.flush()
+    assert (p.a_to_b.closed_at, p.finished, stats.warnings) == (1.2, 1.2, [fin_warning()])
+
+
+def test_a_fin_ahead_of_a_hole_that_bytes_go_past_is_not_the_end() -> None:
+    r, pairs, stats = make()
+    handshake(r)
+    client(r, 1.0, 1001 + 4, flags=FIN | ACK)  # ends at offset 4, bytes 0-3 not seen yet
+    client(r, 1.1, 1001 + 4, b"late")  # past it
+    client(r, 1.2, 1001, b"one ")
+    r.flush()
+    assert pairs[0].a_to_b.data_bytes == b"one late" and pairs[0].a_to_b.gaps == []
+    assert stats.warnings == [fin_warning()]

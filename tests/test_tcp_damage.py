@@ -358,11 +358,15 @@ def test_a_blind_spot_is_named_by_a_host_read_before_the_hole_never_after() -> N
     conn.finish(2.0)
     assert (conn.requests_lost, conn.host) == (1, "mail.contoso.com")
     conn = connection()
-    conn.b_to_a.data(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 1.0)  # the server
-    conn.b_to_a.gap(100, 1.1)  # bytes lost on the server's side: no request was lost
-    conn.a_to_b.data(www, 1.2)
+    conn.a_to_b.data(www, 1.0)
+    conn.b_to_a.data(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 1.1)  # the server
+    conn.b_to_a.gap(100, 1.2)  # bytes lost on the server's side: no request was lost
     conn.finish(2.0)
     assert (conn.requests_lost, conn.host) == (0, "www.contoso.com")
+    conn = connection()  # an answer to no request read: the server read one not seen here
+    conn.b_to_a.data(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 1.0)
+    conn.finish(2.0)
+    assert conn.requests_lost == 1
 
 
 # -- real captures through verify and analyze --------------------------------------------------
@@ -589,3 +593,142 @@ def test_identical_retransmissions_and_reordered_segments_pass_clean(
         (40002, "bearer", 200),
     ]
     assert result.not_inspected == []
+
+
+# -- stray, forged or dropped control segments, in real captures ----------------------------
+class Wire:
+    """One connection SFB -> Exchange:80 written segment by segment, so that a test can put a
+    control segment anywhere: ``seq`` holds each side's next sequence number; 10 ms apart."""
+
+    def __init__(self, sport: int, t0: float, handshake: bool = True) -> None:
+        self.sport, self.t0 = sport, t0
+        self.out: list[Any] = []
+        self.seq = {True: 1001, False: 5001}
+        if handshake:
+            self.raw(True, "S", seq=1000, ack=0)
+            self.raw(False, "SA", seq=5000)
+            self.raw(True, "A")
+
+    def raw(
+        self,
+        client: bool,
+        flags: str,
+        data: bytes = b"",
+        seq: int | None = None,
+        ack: int | None = None,
+        **fields: Any,
+    ) -> Wire:
+        """One segment (at the side's next number unless ``seq``); ``fields`` go to scapy's
+        TCP, or its IP header when prefixed ``ip_`` (``ip_ttl=1``)."""
+        import scapy.all as scapy
+
+        src, dst, sp, dp = (
+            (CLIENT, SERVER, self.sport, 80) if client else (SERVER, CLIENT, 80, self.sport)
+        )
+        ip = {k[3:]: v for k, v in fields.items() if k.startswith("ip_")}
+        tcp = {k: v for k, v in fields.items() if not k.startswith("ip_")}
+        seq = self.seq[client] if seq is None else seq
+        ack = self.seq[not client] if ack is None else ack
+        packet = scapy.Ether() / scapy.IP(src=src, dst=dst, **ip)
+        packet = packet / scapy.TCP(sport=sp, dport=dp, flags=flags, seq=seq, ack=ack, **tcp)
+        packet = packet / data if data else packet
+        packet.time = self.t0 + len(self.out) * 0.01
+        self.out.append(packet)
+        return self
+
+    def send(self, client: bool, data: bytes) -> Wire:
+        self.raw(client, "PA", data)
+        self.seq[client] += len(data)
+        return self
+
+    def exchange(self, *pairs: tuple[bytes, bytes]) -> Wire:
+        for request_, answer in pairs:
+            self.send(True, request_).send(False, answer)
+        return self
+
+    def close(self) -> list[Any]:
+        self.raw(True, "FA")
+        self.seq[True] += 1
+        self.raw(False, "FA")
+        self.seq[False] += 1
+        self.raw(True, "A")
+        return self.out
+
+
+def post(path: str, *lines: str) -> bytes:
+    head = [f"POST {path} HTTP/1.1", "Host: mail.contoso.com", *lines, "Content-Length: 0"]
+    return "\r\n".join([*head, "", ""]).encode()
+
+
+FAVICON = (
+    b"GET /favicon.ico HTTP/1.1\r\nHost: mail.contoso.com\r\n\r\n",
+    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+)
+AUTODISCOVER = "/autodiscover/autodiscover.svc"
+EWS = "/EWS/Exchange.asmx"
+
+
+def ntlm_logon(path: str) -> list[tuple[bytes, bytes]]:
+    """The legs of an NTLM logon of CONTOSO\\svc-sfb at ``path`` (computed messages)."""
+    from test_connection_auth import b64, ntlm_blobs
+
+    type1, type2, type3 = ntlm_blobs()
+    challenge = f"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: NTLM {b64(type2)}\r\n"
+    return [
+        (
+            post(path, f"Authorization: NTLM {b64(type1)}"),
+            (challenge + "Content-Length: 0\r\n\r\n").encode(),
+        ),
+        (post(path, f"Authorization: NTLM {b64(type3)}"), OK),
+    ]
+
+
+def control_capture(tmp_path: Path, conn: list[Any]) -> str:
+    return write(tmp_path / "control.pcap", good_connection(), conn)
+
+
+def fin_warning(path: str) -> str:
+    conn_id = ConnectionInfo(CLIENT, 40002, SERVER, 80, T0 + 2, True).conn_id
+    return (
+        f"{path}: {conn_id} {CLIENT}:40002 -> {SERVER}:80: data after a FIN: the FIN was not the "
+        "end (one the receiver dropped: a bad checksum, an expired TTL, an injected segment); "
+        "the bytes after it were read"
+    )
+
+
+def scheme_events(path: str) -> list[tuple]:
+    return [
+        (e.client_port, e.method, e.uri, e.scheme, e.status)
+        for e in analyze(path, keys=[SFB_CERT]).result.events
+    ]
+
+
+def test_an_old_fin_before_an_ntlm_logon_hides_nothing(
+    reader: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A client FIN five bytes behind what it sent (an old duplicate any stack discards), then
+    the whole NTLM exchange at EWS on the same connection: read, a FAIL."""
+    wire = Wire(40002, T0 + 2).exchange(FAVICON)
+    wire.raw(True, "FA", seq=wire.seq[True] - 5)
+    path = control_capture(tmp_path, wire.exchange(*ntlm_logon(EWS)).close())
+    code, data = verify(capsys, path)
+    assert (code, data["result"], data["warnings"]) == (1, "FAIL", [])
+    assert scheme_events(path) == [
+        (40001, "POST", EWS, "bearer", 200),
+        (40002, "POST", EWS, "ntlm", 401),
+        (40002, "POST", EWS, "ntlm", 200),
+    ]
+
+
+@pytest.mark.parametrize("dropped", [{"chksum": 0xDEAD}, {"ip_ttl": 1}], ids=["checksum", "ttl"])
+def test_bytes_after_a_fin_the_server_dropped_are_read_with_a_warning(
+    reader: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], dropped: dict
+) -> None:
+    """A FIN at the right number that never reached the server (a bad TCP checksum; a TTL of
+    1, expiring after the capture point), then NTLM at EWS: bytes after a FIN show it was not
+    the end. They are read (a FAIL) and the FIN is damage."""
+    wire = Wire(40002, T0 + 2).exchange(FAVICON).raw(True, "FA", **dropped)
+    path = control_capture(tmp_path, wire.exchange(*ntlm_logon(EWS)).close())
+    code, data = verify(capsys, path)
+    assert (code, data["result"], data["warnings"]) == (1, "FAIL", [fin_warning(path)])
+    assert [e[2:] for e in scheme_events(path)[1:]] == [(EWS, "ntlm", 401), (EWS, "ntlm", 200)]

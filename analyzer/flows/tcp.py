@@ -22,6 +22,12 @@ tunnelled packet the packed addresses carry the tunnel ids after the inner IP ad
 ``analyzer.sources.linklayer``), so two tenants with the same inner addresses stay two
 connections; ``ConnectionInfo`` holds the inner addresses as text and names the tunnel.
 
+A FIN ends a direction at its sequence number (one behind the bytes already read is an old
+duplicate, which a receiver discards, and is ignored); the connection ends when the bytes of both
+directions reached their FINs, and only then are the consumers closed (each at the time its FIN
+was reached): bytes at or past a FIN show it was not the end (one the receiver dropped: a bad
+checksum, an expired TTL, an injection) and are read, with a capture warning.
+
 Absorption contract (what the capture reader may do without calling ``feed``): for a direction in
 ``dirs`` with nothing pending, a packet without SYN/FIN/RST whose sequence number is ``next_seq`` is
 either a bare ACK (only ``last_ts`` moves) or carries ``n`` bytes that the consumer skips whole
@@ -29,8 +35,11 @@ either a bare ACK (only ``last_ts`` moves) or carries ``n`` bytes that the consu
 ``n`` and ``skip`` drops by ``n`` (not for the dead one). The native walk does the same for the
 directions in ``grants``; ``settle`` hands what it absorbed back before the reassembler looks at a
 direction again: the direction of every packet it is given (``absorb``, ``feed``, ``run``), both
-directions of a connection it closes, and every direction before it sweeps (consumers only ever
-touch their own direction's state).
+directions of a connection it closes or whose FIN it reaches, and every direction before it
+sweeps (consumers only ever touch their own direction's state). A FIN changes nothing here: the
+direction keeps its consumer until the connection ends, and in-order bytes after the FIN are
+absorbed or read like any others (the reassembler sees that they went past it when it next looks
+at the FIN).
 """
 
 from __future__ import annotations
@@ -135,11 +144,12 @@ ConsumerFactory = Callable[[ConnectionInfo], "Connection | None"]
 
 class _Direction:
     __slots__ = (
-        "closed",
         "conflicts",
         "conn",
         "consumer",
+        "false_fins",
         "fin_off",
+        "fin_ts",
         "last_ts",
         "next_off",
         "next_seq",
@@ -158,8 +168,9 @@ class _Direction:
         # stream offset -> (bytes, ts, frame) of segments that came before the bytes they follow
         self.pending: dict[int, tuple[bytes, float, int]] = {}
         self.pending_bytes = 0
-        self.fin_off: int | None = None
-        self.closed = False
+        self.fin_off: int | None = None  # stream offset of the sender's FIN (see ``_fin``)
+        self.fin_ts: float | None = None  # when the bytes reached that FIN
+        self.false_fins = 0  # FINs that bytes came after: not the end (see ``_at_fin``)
         self.peer: _Direction | None = None
         self.last_ts = 0.0  # capture time of this direction's latest packet
         # The latest bytes handed to the consumer, contiguous, ending at stream offset seen_end
@@ -380,8 +391,10 @@ class TcpReassembler:
                     d.saw(payload)
             else:
                 self._segment(d, seq, payload, ts, frame)
-        if flags & (FIN | RST):
-            self._fin_or_rst(d, seq, n, flags, ts)
+        if flags & RST:
+            self._reset(d, ts)
+        elif flags & FIN:
+            self._fin(d, seq, n, ts)
 
     def run(self, packets: Iterable[tuple]) -> None:
         """Feed every TCP packet of ``packets`` (tuples as ``read_packets`` yields them); UDP
@@ -431,7 +444,7 @@ class TcpReassembler:
     def flush(self) -> None:
         """End every open connection (end of capture)."""
         self.settle_all()
-        for conn in {d.conn for d in self.dirs.values()}:
+        for conn in self._conns_open():
             self._close_conn(conn, conn.last_ts)
         self.stats.tcp_connections += len(self.embryos)
         self.embryos.clear()
@@ -690,13 +703,17 @@ class TcpReassembler:
                 c.skip = 0
         self._drain(d)
 
-    def _fin_or_rst(self, d: _Direction, seq: int, n: int, flags: int, ts: float) -> None:
-        if flags & RST:
-            for side in d.conn.dirs:
-                while side.pending:
-                    self._skip_hole(side, ts)
-            self._close_conn(d.conn, ts)
-            return
+    def _reset(self, d: _Direction, ts: float) -> None:
+        """An RST: what waits past holes is delivered, the connection ends."""
+        for side in d.conn.dirs:
+            while side.pending:
+                self._skip_hole(side, ts)
+        self._close_conn(d.conn, ts)
+
+    def _fin(self, d: _Direction, seq: int, n: int, ts: float) -> None:
+        """A FIN: the sender's bytes end at its sequence number. One behind the bytes already
+        read is an old duplicate, which a receiver discards; two FINs at different numbers mean
+        one was not the end (counted; the later end is kept)."""
         if d.next_seq is None:
             return
         diff = (seq - d.next_seq) % SEQ_MOD
@@ -704,17 +721,41 @@ class TcpReassembler:
             diff -= SEQ_MOD
         fin_off = d.next_off + diff + n
         if fin_off < d.next_off:
-            fin_off = d.next_off  # FIN seq behind what we delivered: a retransmitted FIN
-        d.fin_off = fin_off
+            return  # behind what was read: an old duplicate
+        if d.fin_off is not None and d.fin_off != fin_off:
+            d.false_fins += 1
+            fin_off = max(fin_off, d.fin_off)
+        if fin_off != d.fin_off:
+            d.fin_off, d.fin_ts = fin_off, None
         self._maybe_closed(d, ts)
 
+    def _at_fin(self, d: _Direction) -> bool:
+        """Have ``d``'s bytes reached its FIN? A FIN they went past was not the end (one the
+        receiver dropped: a bad checksum, an expired TTL, an injected segment): it is forgotten."""
+        fin = d.fin_off
+        if fin is None or d.next_off < fin:
+            return False
+        if d.next_off > fin:
+            self._void_fin(d)
+            return False
+        return True
+
+    @staticmethod
+    def _void_fin(d: _Direction) -> None:
+        """Bytes came past ``d``'s FIN: count it (a capture warning) and forget it."""
+        d.false_fins += 1
+        d.fin_off = d.fin_ts = None
+
     def _maybe_closed(self, d: _Direction, ts: float | None) -> None:
-        if d.closed or d.fin_off is None or d.next_off < d.fin_off:
+        """End the connection once the bytes of both directions reached their FINs. Consumers
+        are closed only then (each with the time its FIN was reached), so that bytes after a FIN
+        that was not real are still read."""
+        if d.fin_off is None or d.next_off < d.fin_off:
             return
-        self._settle_conn(d.conn)  # the close time reads both directions
-        d.closed = True
-        d.consumer.close(ts if ts is not None else d.conn.last_ts)
-        if all(side.closed for side in d.conn.dirs):
+        self._settle_conn(d.conn)  # the walk may have absorbed bytes of either direction
+        if d.fin_ts is None:
+            d.fin_ts = ts if ts is not None else d.conn.last_ts
+        if all(self._at_fin(side) for side in d.conn.dirs):
             self._close_conn(d.conn, d.conn.last_ts)
 
     def _settle_conn(self, conn: _Conn) -> None:
@@ -724,27 +765,27 @@ class TcpReassembler:
             self.settle(*conn.b_key)
 
     def _close_conn(self, conn: _Conn, ts: float) -> None:
+        """End a connection: what waits past holes is delivered, the consumers are closed (at
+        their FINs' times where the bytes reached them, else at ``ts``), the handler finished."""
         if conn.closed:
             return
+        conn.closed = True  # first: the bytes delivered past a hole may reach both FINs
         self._settle_conn(conn)
         for side in conn.dirs:
             while side.pending:
                 self._skip_hole(side, ts)
-            if not side.closed:
-                side.closed = True
-                side.consumer.close(ts)
-        if conn.closed:
-            return  # the bytes delivered past a hole ended both directions: closed in there
-        conn.closed = True
-        self._warn_conflicts(conn)
+            at_fin = self._at_fin(side) and side.fin_ts is not None
+            side.consumer.close(side.fin_ts if at_fin else ts)
+        self._warn_damage(conn)
         conn.handler.finish(ts)
         for key in (conn.a_key, conn.b_key):
             if self.dirs.get(key) is not None and self.dirs[key].conn is conn:
                 del self.dirs[key]
         self._conns -= 1
 
-    def _warn_conflicts(self, conn: _Conn) -> None:
-        """A capture warning per direction that had retransmissions with other bytes."""
+    def _warn_damage(self, conn: _Conn) -> None:
+        """A capture warning per direction that had retransmissions with other bytes, or bytes
+        after a FIN."""
         info = conn.info
         if info is None:
             return
@@ -757,13 +798,19 @@ class TcpReassembler:
                     "retransmitted with different bytes: the first copy was read, which one "
                     "the receiver took is unknown"
                 )
+            if side.false_fins:
+                self.stats.warn(
+                    f"{info.conn_id} {src} -> {dst}: data after a FIN: the FIN was not the end "
+                    "(one the receiver dropped: a bad checksum, an expired TTL, an injected "
+                    "segment); the bytes after it were read"
+                )
 
     def _sweep(self, now: float) -> None:
         """Close connections idle for longer than the timeout; forget old ignored keys."""
         self._next_sweep = now + min(self.idle_timeout / 4, 30.0)
         self.settle_all()
         limit = now - self.idle_timeout
-        stale = {d.conn for d in self.dirs.values() if d.conn.last_ts < limit}
+        stale = [conn for conn in self._conns_open() if conn.last_ts < limit]
         for conn in stale:
             self.stats.evicted += not conn.foreign
             self._close_conn(conn, conn.last_ts)
@@ -773,9 +820,14 @@ class TcpReassembler:
         for first in stale_embryos:
             self._drop_embryo(first, evicted=True)
 
+    def _conns_open(self) -> list[_Conn]:
+        """The connections followed, in the order they were opened: closing them in a set's
+        order (by address) put their warnings in an order that changed from run to run."""
+        return list(dict.fromkeys(d.conn for d in self.dirs.values()))
+
     def _evict_oldest(self, now: float) -> None:
         self.settle_all()
-        conns = sorted({d.conn for d in self.dirs.values()}, key=lambda c: c.last_ts)
+        conns = sorted(self._conns_open(), key=lambda c: c.last_ts)
         for conn in conns[: max(1, len(conns) // 10)]:
             self.stats.evicted += not conn.foreign
             self._close_conn(conn, conn.last_ts)
