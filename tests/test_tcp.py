@@ -314,3 +314,64 @@ def test_a_fin_ahead_of_a_hole_that_bytes_go_past_is_not_the_end() -> None:
     r.flush()
     assert pairs[0].a_to_b.data_bytes == b"one late" and pairs[0].a_to_b.gaps == []
     assert stats.warnings == [fin_warning()]
+
+
+def test_a_reset_ends_the_connection_only_at_the_next_sequence_number() -> None:
+    r, pairs, _ = make()
+    handshake(r)
+    client(r, 1.0, 1001, b"abc")
+    client(r, 1.1, 1004 + 100_000, flags=RST)  # out of the window: dropped
+    client(r, 1.2, 1004 + 10, flags=RST)  # in it, not the next number: a challenge ACK
+    client(r, 1.3, 1004 - 1, flags=RST)  # behind it
+    client(r, 1.4, 1004, b"def")
+    p = pairs[0]
+    assert (p.a_to_b.data_bytes, p.finished) == (b"abcdef", None)
+    client(r, 1.5, 1007, b"bytes of a reset", flags=RST | ACK)  # the next number: the end
+    assert (p.a_to_b.data_bytes, p.a_to_b.closed_at, p.finished) == (b"abcdef", 1.5, 1.5)
+
+
+def test_a_reset_past_a_fin_or_past_bytes_beyond_a_hole_is_at_the_next_number() -> None:
+    """A FIN takes a sequence number; bytes buffered beyond a hole were sent, so the sender's
+    next number is past them."""
+    r, pairs, _ = make()
+    handshake(r)
+    client(r, 1.0, 1001, b"abc", flags=PSH_ACK | FIN)
+    server(r, 1.1, 5001, b"ok")
+    server(r, 1.2, 5003 + 1, flags=RST)  # one past the server's next byte, no FIN: ignored
+    assert pairs[0].finished is None
+    client(r, 1.3, 1004 + 1, flags=RST)  # one past the client's FIN
+    assert (pairs[0].a_to_b.closed_at, pairs[0].b_to_a.closed_at, pairs[0].finished) == (
+        1.0,
+        1.3,
+        1.3,
+    )
+    r, pairs, _ = make()
+    handshake(r)
+    client(r, 1.0, 1001, b"ab")
+    client(r, 1.1, 1001 + 4, b"ef")  # "cd" never captured
+    client(r, 1.2, 1001 + 5, flags=RST)  # inside the buffered bytes: not the sender's next
+    assert pairs[0].finished is None
+    client(r, 1.3, 1001 + 6, flags=RST)
+    assert (pairs[0].a_to_b.data_bytes, pairs[0].a_to_b.gaps, pairs[0].finished) == (
+        b"abef",
+        [2],
+        1.3,
+    )
+
+
+def test_a_stray_rst_and_syn_on_a_live_connection_change_nothing() -> None:
+    """An RST out of the window, then a SYN inside the connection's numbers that the server
+    answers with an ACK (RFC 5961's challenge ACK): one connection, read on."""
+    r, pairs, _ = make()
+    handshake(r)
+    client(r, 1.0, 1001, b"abc")
+    client(r, 1.1, 1004 + 100_000, flags=RST)
+    client(r, 1.2, 1004 - 1, flags=SYN)
+    r.feed(1.3, SERVER, 80, CLIENT, 40000, 5001, 1004, ACK, b"")
+    client(r, 1.4, 1004, b"def")
+    client(r, 1.5, 1000, flags=SYN)  # its own SYN again
+    r.feed(1.6, SERVER, 80, CLIENT, 40000, 5000, 1001, SYN | ACK, b"")  # and its SYN-ACK
+    client(r, 1.7, 1007, b"ghi")
+    r.flush()
+    (p,) = pairs
+    assert (p.a_to_b.data_bytes, p.finished) == (b"abcdefghi", 1.7)

@@ -732,3 +732,21 @@ def test_bytes_after_a_fin_the_server_dropped_are_read_with_a_warning(
     code, data = verify(capsys, path)
     assert (code, data["result"], data["warnings"]) == (1, "FAIL", [fin_warning(path)])
     assert [e[2:] for e in scheme_events(path)[1:]] == [(EWS, "ntlm", 401), (EWS, "ntlm", 200)]
+
+
+def test_a_stray_rst_and_syn_do_not_cut_calls_from_their_logon(
+    reader: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An NTLM logon at autodiscover, an RST out of the window, a SYN the server answers with
+    an ACK (RFC 5961), then a header-less EWS call: still the logon's connection, NTLM at EWS."""
+    wire = Wire(40002, T0 + 2).exchange(*ntlm_logon(AUTODISCOVER))
+    wire.raw(True, "R", seq=wire.seq[True] + 100_000, ack=0)
+    wire.raw(True, "S", seq=wire.seq[True] - 1, ack=0)
+    wire.raw(False, "A")
+    path = control_capture(tmp_path, wire.exchange((post(EWS), OK)).close())
+    code, data = verify(capsys, path)
+    assert (code, data["result"], data["warnings"]) == (1, "FAIL", [])
+    events = analyze(path, keys=[SFB_CERT]).result.events
+    assert [(e.uri, e.scheme, e.user, e.status) for e in events[-1:]] == [
+        (EWS, "ntlm", "svc-sfb", 200)
+    ]

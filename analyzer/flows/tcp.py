@@ -26,7 +26,9 @@ A FIN ends a direction at its sequence number (one behind the bytes already read
 duplicate, which a receiver discards, and is ignored); the connection ends when the bytes of both
 directions reached their FINs, and only then are the consumers closed (each at the time its FIN
 was reached): bytes at or past a FIN show it was not the end (one the receiver dropped: a bad
-checksum, an expired TTL, an injection) and are read, with a capture warning.
+checksum, an expired TTL, an injection) and are read, with a capture warning. An RST ends the
+connection only at the sender's next sequence number (RFC 5961 3.2), so that a stray or forged
+one splits nothing; its bytes are no stream data.
 
 Absorption contract (what the capture reader may do without calling ``feed``): for a direction in
 ``dirs`` with nothing pending, a packet without SYN/FIN/RST whose sequence number is ``next_seq`` is
@@ -365,6 +367,9 @@ class TcpReassembler:
         n = len(payload)
         if ts >= self._next_sweep:
             self._sweep(ts)
+        if flags & RST:
+            self._reset(d, seq, ts)
+            return  # bytes on a reset are no stream data (RFC 9293 3.5.3)
         if d.next_seq is None:
             if flags & SYN:
                 d.next_seq = (seq + 1) % SEQ_MOD
@@ -391,9 +396,7 @@ class TcpReassembler:
                     d.saw(payload)
             else:
                 self._segment(d, seq, payload, ts, frame)
-        if flags & RST:
-            self._reset(d, ts)
-        elif flags & FIN:
+        if flags & FIN:
             self._fin(d, seq, n, ts)
 
     def run(self, packets: Iterable[tuple]) -> None:
@@ -703,12 +706,33 @@ class TcpReassembler:
                 c.skip = 0
         self._drain(d)
 
-    def _reset(self, d: _Direction, ts: float) -> None:
-        """An RST: what waits past holes is delivered, the connection ends."""
+    def _reset(self, d: _Direction, seq: int, ts: float) -> None:
+        """An RST ends the connection only at the sender's next sequence number (RFC 5961 3.2:
+        a receiver drops an RST out of its window and answers one elsewhere in it with an ACK;
+        one not at that number is ignored here too, so a forged or stray RST splits nothing)."""
+        if not self._reset_in_sequence(d, seq):
+            return
         for side in d.conn.dirs:
             while side.pending:
                 self._skip_hole(side, ts)
         self._close_conn(d.conn, ts)
+
+    @staticmethod
+    def _reset_in_sequence(d: _Direction, seq: int) -> bool:
+        """Is ``seq`` the sender's next sequence number: the next byte expected, or, as far as
+        the capture shows, the one past its bytes buffered beyond a hole and past its FIN (which
+        takes a number)? True when the sender's numbers are unknown."""
+        if d.next_seq is None:
+            return True
+        diff = (seq - d.next_seq) % SEQ_MOD
+        if diff == 0:
+            return True
+        end = d.next_off
+        for off, (data, _ts, _frame) in d.pending.items():
+            end = max(end, off + len(data))
+        if d.fin_off is not None:
+            end = max(end, d.fin_off + 1)
+        return diff == end - d.next_off
 
     def _fin(self, d: _Direction, seq: int, n: int, ts: float) -> None:
         """A FIN: the sender's bytes end at its sequence number. One behind the bytes already
