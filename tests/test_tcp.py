@@ -375,3 +375,102 @@ def test_a_stray_rst_and_syn_on_a_live_connection_change_nothing() -> None:
     r.flush()
     (p,) = pairs
     assert (p.a_to_b.data_bytes, p.finished) == (b"abcdefghi", 1.7)
+
+
+def test_the_addresses_reused_by_a_new_connection_start_it_anew() -> None:
+    """After FIN both ways (a reuse from TIME_WAIT), after a reset at the next number, and when
+    the old connection's end was not captured but the server answers the new SYN with a SYN-ACK."""
+    r, pairs, _ = make()
+
+    def start(ts: float, isn: int, server_isn: int) -> None:
+        client(r, ts, isn, flags=SYN)
+        r.feed(ts + 0.1, SERVER, 80, CLIENT, 40000, server_isn, isn + 1, SYN | ACK, b"")
+
+    start(0.0, 1000, 5000)
+    client(r, 1.0, 1001, b"one")
+    client(r, 1.1, 1004, flags=FIN | ACK)
+    server(r, 1.2, 5001, flags=FIN | ACK)
+    start(2.0, 70_000, 90_000)
+    client(r, 2.2, 70_001, b"two")
+    client(r, 2.3, 70_004, flags=RST)
+    start(3.0, 123, 456)
+    client(r, 3.2, 124, b"three")
+    start(4.0, 555_000, 9_000_000)  # on the live connection: the SYN-ACK says it is a new one
+    client(r, 4.2, 555_001, b"four")
+    r.flush()
+    assert [p.a_to_b.data_bytes for p in pairs] == [b"one", b"two", b"three", b"four"]
+    assert [(p.info.first_ts, p.info.syn_seen, p.finished) for p in pairs] == [
+        (0.0, True, 1.2),
+        (2.0, True, 2.3),
+        (3.0, True, 4.0),
+        (4.0, True, 4.2),
+    ]
+
+
+def test_a_stray_syn_does_not_make_a_connection_joined_mid_way_a_started_one() -> None:
+    """The capture joins a connection whose client sends a SYN the server answers with an ACK:
+    no SYN-ACK, so the start was not seen; and the SYN does not say where the bytes are."""
+    for isn in (999, 50_000):  # next - 1, or anywhere else
+        r, pairs, _ = make()
+        client(r, 1.0, isn, flags=SYN)
+        r.feed(1.1, SERVER, 80, CLIENT, 40000, 5001, 1000, ACK, b"")
+        client(r, 1.2, 1000, b"GET")
+        server(r, 1.3, 5001, b"200")
+        r.flush()
+        (p,) = pairs
+        assert (p.info.syn_seen, p.info.first_ts) == (False, 1.2)
+        assert (p.a_to_b.data_bytes, p.a_to_b.gaps, p.b_to_a.data_bytes) == (b"GET", [], b"200")
+    # only the client's side captured: its SYN gives the stream's start, not a seen start
+    r, pairs, _ = make()
+    client(r, 1.0, 999, flags=SYN)
+    client(r, 1.1, 1000, flags=ACK)
+    client(r, 1.2, 1000, b"GET")
+    r.flush()
+    assert (pairs[0].info.syn_seen, pairs[0].a_to_b.data_bytes) == (False, b"GET")
+
+
+def test_the_syn_the_syn_ack_answers_says_where_the_stream_starts() -> None:
+    r, pairs, _ = make()
+    client(r, 0.0, 1000, flags=SYN)
+    client(r, 0.1, 9000, flags=SYN)  # another ISN: the one the server takes
+    r.feed(0.2, SERVER, 80, CLIENT, 40000, 5000, 9001, SYN | ACK, b"")
+    client(r, 1.0, 9001, b"abc")
+    r.flush()
+    (p,) = pairs
+    assert (p.a_to_b.data_bytes, p.a_to_b.gaps, p.info.syn_seen) == (b"abc", [], True)
+
+
+def test_data_on_a_syn_starts_after_its_sequence_number() -> None:
+    """TCP Fast Open: the SYN's own number comes first, its bytes from ISN + 1; they are read
+    when the SYN-ACK acknowledges them (else the client sends them again)."""
+    request = b"GET / HTTP/1.1\r\n\r\n"
+    r, pairs, _ = make()
+    client(r, 0.0, 1000, request, flags=SYN)
+    r.feed(0.1, SERVER, 80, CLIENT, 40000, 5000, 1001 + len(request), SYN | ACK, b"")
+    client(r, 0.2, 1001 + len(request), b"more")
+    (p,) = pairs
+    assert (p.a_to_b.data_bytes, p.info.syn_seen) == (request + b"more", True)
+    r, pairs, _ = make()
+    client(r, 0.0, 1000, request, flags=SYN)
+    r.feed(0.1, SERVER, 80, CLIENT, 40000, 5000, 1001, SYN | ACK, b"")  # not taken
+    client(r, 0.2, 1001, request)  # sent again
+    r.flush()
+    assert pairs[0].a_to_b.chunks == [(request, 0.2)]
+    r, pairs, _ = make()  # nothing after the SYN-ACK: read at the end of the capture
+    client(r, 0.0, 1000, request, flags=SYN)
+    r.feed(0.1, SERVER, 80, CLIENT, 40000, 5000, 1001 + len(request), SYN | ACK, b"")
+    assert pairs == []
+    r.flush()
+    assert (pairs[0].a_to_b.data_bytes, pairs[0].finished) == (request, 0.1)
+
+
+def test_syn_data_left_at_the_end_is_read_once_when_a_replay_sweeps() -> None:
+    """At the end of the capture the embryos holding data on a SYN are replayed; a replayed
+    packet may sweep (times so large that adding the sweep interval changes nothing) and read
+    another such embryo first: each is read once (found by the random-segment property)."""
+    r, pairs, _ = make()
+    late = float(1 << 58)
+    r.feed(late, SERVER, 80, CLIENT, 40001, 1000, 0, SYN, b"a")
+    client(r, 0.0, 1000, b"b", flags=SYN)
+    r.flush()
+    assert sorted(p.b_to_a.data_bytes + p.a_to_b.data_bytes for p in pairs) == [b"a", b"b"]

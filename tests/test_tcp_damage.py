@@ -750,3 +750,35 @@ def test_a_stray_rst_and_syn_do_not_cut_calls_from_their_logon(
     assert [(e.uri, e.scheme, e.user, e.status) for e in events[-1:]] == [
         (EWS, "ntlm", "svc-sfb", 200)
     ]
+
+
+def test_a_stray_syn_does_not_make_a_connection_joined_mid_way_seen_from_its_start(
+    reader: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The capture joins a connection (its logon not seen), whose client sends a SYN the
+    server answers with an ACK: no SYN-ACK, no start seen; the header-less calls are a blind
+    spot."""
+    wire = Wire(40002, T0 + 2, handshake=False)
+    wire.raw(True, "S", seq=wire.seq[True] - 1, ack=0).raw(False, "A")
+    path = control_capture(tmp_path, wire.exchange((post(EWS), OK), (post(EWS), OK)).close())
+    code, data = verify(capsys, path)
+    spots = data["rules"][0]["coverage"]["not_inspected"]
+    assert (code, data["result"]) == (2, "INCONCLUSIVE")
+    assert [(n["kind"], n["count"], n["paths"]) for n in spots] == [
+        ("connection-auth-unseen", 2, [EWS])
+    ]
+
+
+def test_a_request_on_a_syn_is_read_from_its_first_byte(
+    reader: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """TCP Fast Open: a Basic request carried by the SYN, acknowledged by the SYN-ACK."""
+    sent = request(BASIC)
+    wire = Wire(40002, T0 + 2, handshake=False)
+    wire.raw(True, "S", sent, seq=1000, ack=0)
+    wire.seq[True] += len(sent)
+    wire.raw(False, "SA", seq=5000).raw(True, "A").send(False, OK)
+    path = control_capture(tmp_path, wire.close())
+    code, data = verify(capsys, path)
+    assert (code, data["result"], data["warnings"]) == (1, "FAIL", [])
+    assert scheme_events(path)[1:] == [(40002, "POST", EWS, "basic", 200)]

@@ -22,13 +22,17 @@ tunnelled packet the packed addresses carry the tunnel ids after the inner IP ad
 ``analyzer.sources.linklayer``), so two tenants with the same inner addresses stay two
 connections; ``ConnectionInfo`` holds the inner addresses as text and names the tunnel.
 
-A FIN ends a direction at its sequence number (one behind the bytes already read is an old
-duplicate, which a receiver discards, and is ignored); the connection ends when the bytes of both
-directions reached their FINs, and only then are the consumers closed (each at the time its FIN
-was reached): bytes at or past a FIN show it was not the end (one the receiver dropped: a bad
+Control segments count as a receiver counts them (RFC 9293, RFC 5961), so that a stray, forged or
+dropped one ends or splits nothing the receiver went on reading. A FIN ends a direction at its
+sequence number (one behind the bytes already read is an old duplicate, ignored); the connection
+ends when the bytes of both directions reached their FINs, and only then are the consumers closed
+(each at the time its FIN was reached): bytes at or past a FIN show it was not the end (a bad
 checksum, an expired TTL, an injection) and are read, with a capture warning. An RST ends the
-connection only at the sender's next sequence number (RFC 5961 3.2), so that a stray or forged
-one splits nothing; its bytes are no stream data.
+connection only at the sender's next sequence number; its bytes are no stream data. A SYN on a
+live connection is ignored unless the peer answers it with a SYN-ACK (the addresses were reused:
+a new connection). A connection's start is seen (``ConnectionInfo.syn_seen``) only with a
+SYN-ACK; a SYN the peer answered otherwise is left out; data on a SYN (TCP Fast Open) starts at
+ISN + 1 and is read when the SYN-ACK acknowledges it (see ``_opening``).
 
 Absorption contract (what the capture reader may do without calling ``feed``): for a direction in
 ``dirs`` with nothing pending, a packet without SYN/FIN/RST whose sequence number is ``next_seq`` is
@@ -118,7 +122,9 @@ class ConnectionInfo:
     b_ip: str
     b_port: int
     first_ts: float
-    syn_seen: bool  # the first packet was a SYN: a true connection start
+    # The connection's start was seen: a SYN-ACK (the server took a SYN), not just a SYN, which
+    # may be a stray one on a connection begun before the capture (see ``_opening``)
+    syn_seen: bool
     # The tunnel ids that keep this connection apart from others with the same addresses
     # ("VXLAN VNI 5001"); "" outside a keyed tunnel. The addresses above are the inner ones.
     tunnel: str = ""
@@ -160,6 +166,7 @@ class _Direction:
         "pending_bytes",
         "seen",
         "seen_end",
+        "syn",
     )
 
     def __init__(self, consumer: StreamConsumer, conn: _Conn) -> None:
@@ -173,6 +180,9 @@ class _Direction:
         self.fin_off: int | None = None  # stream offset of the sender's FIN (see ``_fin``)
         self.fin_ts: float | None = None  # when the bytes reached that FIN
         self.false_fins = 0  # FINs that bytes came after: not the end (see ``_at_fin``)
+        # A SYN seen on this live direction that is not its own (feed arguments): a new
+        # connection on the same addresses if the peer's SYN-ACK answers it (``_syn_again``).
+        self.syn: tuple | None = None
         self.peer: _Direction | None = None
         self.last_ts = 0.0  # capture time of this direction's latest packet
         # The latest bytes handed to the consumer, contiguous, ending at stream offset seen_end
@@ -291,6 +301,41 @@ def _ip_text(packed: bytes) -> str:
     return str(ipaddress.ip_address(bytes(inner_address(packed))))
 
 
+def _opening(kept: list[tuple], now: tuple | None) -> tuple[bool, list[tuple]]:
+    """Whether an embryo's packets (feed arguments, ``now`` the one that brought data, if any)
+    show the connection's start, and which of them to replay.
+
+    The start is seen when a SYN-ACK is: the server took a SYN. A SYN alone may be a stray one on
+    a connection begun before the capture, which a stack answers with an ACK (RFC 5961 4): when
+    the peer answered without a SYN-ACK, the SYNs are left out (the bytes then say where the
+    stream is); when the peer was not captured, they are kept. With a SYN-ACK, the SYNs it does
+    not answer are left out, and so is data on the answered SYN (TCP Fast Open) that it does not
+    acknowledge: the server did not take it, and the client sends it again.
+    """
+    synack = next((p for p in kept if p[7] & (SYN | ACK) == SYN | ACK), None)
+    if synack is None:
+        senders = {(p[1], p[2]) for p in kept if p[7] & SYN}
+        heard = kept if now is None else [*kept, now]
+        if any((p[1], p[2]) not in senders for p in heard):
+            return False, [p for p in kept if not p[7] & SYN]
+        return False, kept
+    server = (synack[1], synack[2])
+    syns = [p for p in kept if p[7] & (SYN | ACK) == SYN and (p[1], p[2]) != server]
+    answered = [p for p in syns if (synack[6] - p[5] - 1) % SEQ_MOD <= len(p[8])]
+    if not answered:
+        return True, kept  # the SYN it answers was not captured: replayed as they came
+    syn = answered[-1]
+    out = []
+    for p in kept:
+        if p is syn:
+            if (synack[6] - p[5] - 1) % SEQ_MOD != len(p[8]):
+                p = (*p[:8], b"", p[9])  # its data was not acknowledged: not taken
+            out.append(p)
+        elif not any(p is other for other in syns):
+            out.append(p)
+    return True, out
+
+
 class TcpReassembler:
     """Turns TCP segments into per-direction ordered streams for consumers made by ``factory``."""
 
@@ -322,6 +367,7 @@ class TcpReassembler:
         # a few hundred bytes each, not the HTTP state of a connection.
         self.embryos: dict[tuple, list[tuple]] = {}
         self._hatching = False  # replaying an embryo's packets
+        self._started = False  # and they show the connection's start (``_opening``)
         self._conns = 0
         self._next_sweep = 0.0
         # Directions the native capture walk may absorb packets for (None: pure Python).
@@ -360,25 +406,29 @@ class TcpReassembler:
                 key, (ts, src, sport, dst, dport, seq, ack, flags, payload or b"", frame)
             ):
                 return
-            d = self.dirs.get(key) or self._open(key, ts, flags, len(payload))
+            d = self.dirs.get(key) or self._open(key, ts, flags, len(payload), self._started)
             if d is None:
                 return
         d.last_ts = ts
         n = len(payload)
         if ts >= self._next_sweep:
             self._sweep(ts)
-        if flags & RST:
-            self._reset(d, seq, ts)
-            return  # bytes on a reset are no stream data (RFC 9293 3.5.3)
-        if d.next_seq is None:
-            if flags & SYN:
-                d.next_seq = (seq + 1) % SEQ_MOD
-            elif n:
+        if flags & (SYN | RST):
+            if flags & RST:
+                self._reset(d, seq, ts)
+                return  # bytes on a reset are no stream data (RFC 9293 3.5.3)
+            if d.next_seq is not None:
+                self._syn_again(d, (ts, src, sport, dst, dport, seq, ack, flags, payload, frame))
+                return
+            # data on a SYN (TCP Fast Open) starts after the SYN's own sequence number
+            d.next_seq = seq = (seq + 1) % SEQ_MOD
+            if flags & ACK and d.peer is not None and d.peer.next_seq is None:
+                d.peer.next_seq = ack
+        elif d.next_seq is None:
+            if n:
                 d.next_seq = seq
             if flags & ACK and d.peer is not None and d.peer.next_seq is None:
                 d.peer.next_seq = ack
-        elif flags & SYN:
-            return  # a repeated SYN (data on SYNs is ignored)
         if n:
             if seq == d.next_seq and not d.pending:
                 # Fast path: the next bytes, in order, nothing buffered.
@@ -447,6 +497,10 @@ class TcpReassembler:
     def flush(self) -> None:
         """End every open connection (end of capture)."""
         self.settle_all()
+        for first, kept in list(self.embryos.items()):
+            # data on a SYN: read, not dropped with the embryo (one a replay's sweep let go: gone)
+            if first in self.embryos and any(p[8] for p in kept):
+                self._hatch(first, kept, None)
         for conn in self._conns_open():
             self._close_conn(conn, conn.last_ts)
         self.stats.tcp_connections += len(self.embryos)
@@ -462,10 +516,12 @@ class TcpReassembler:
         first = key if key in embryos else (key[2], key[3], key[0], key[1])
         kept = embryos.get(first)
         flags = packet[7]
-        if packet[8]:  # data: the connection becomes real
+        if packet[8] and not flags & SYN:  # data: the connection becomes real
             if kept is not None:
-                self._hatch(first, kept)
+                self._hatch(first, kept, packet)
             return False
+        if packet[8]:  # data on a SYN (TCP Fast Open): kept until the SYN-ACK tells if taken
+            packet = (*packet[:8], bytes(packet[8]), packet[9])
         if kept is None:
             if not flags & SYN or flags & (FIN | RST):
                 return False  # not a connection start: as before (a bare ACK opens nothing)
@@ -486,15 +542,19 @@ class TcpReassembler:
             kept[-1] = packet  # keep the latest time
         return True
 
-    def _hatch(self, first: tuple, kept: list[tuple]) -> None:
-        """Open the connection of an embryo and replay its packets, as if they had been fed."""
+    def _hatch(self, first: tuple, kept: list[tuple], now: tuple | None) -> None:
+        """Open the connection of an embryo and replay its packets, as if they had been fed;
+        ``now`` is the packet that brought data (None at the end). Which packets, and whether the
+        connection's start was seen, ``_opening`` says."""
         del self.embryos[first]
+        outer = self._hatching, self._started  # a replayed packet's sweep may hatch another
+        self._started, packets = _opening(kept, now)
         self._hatching = True
         try:
-            for packet in kept:
+            for packet in packets:
                 self.feed(*packet)
         finally:
-            self._hatching = False
+            self._hatching, self._started = outer
 
     def _thin_embryos(self) -> dict[tuple, list[tuple]]:
         """Let the oldest tenth of the embryos go (a SYN flood), in one pass: a dict whose
@@ -568,13 +628,14 @@ class TcpReassembler:
             d.last_ts = last_ts
 
     # -- helpers -----------------------------------------------------------------------------
-    def _open(self, key: tuple, ts: float, flags: int, n: int) -> _Direction | None:
+    def _open(self, key: tuple, ts: float, flags: int, n: int, started: bool) -> _Direction | None:
+        """The connection of a first packet with data or a SYN (``started``: its start was seen,
+        see ``_opening``); None for a bare ACK, or when the factory wants none."""
         if not n and not flags & SYN:
             return None  # a bare ACK of a connection we know nothing about
         if self._conns >= self.max_connections:
             self._evict_oldest(ts)
         src, sport, dst, dport = key
-        syn_start = bool(flags & SYN)
         if flags & SYN and flags & ACK:
             # We saw the SYN-ACK first: the sender is the server; name the client "a".
             src, sport, dst, dport = dst, dport, src, sport
@@ -588,7 +649,7 @@ class TcpReassembler:
             self._conns += 1
             return self.dirs[key]
         info = ConnectionInfo(
-            _ip_text(src), sport, _ip_text(dst), dport, ts, syn_start, tunnel_text(src)
+            _ip_text(src), sport, _ip_text(dst), dport, ts, started, tunnel_text(src)
         )
         handler = self.factory(info)
         if handler is None:
@@ -734,6 +795,24 @@ class TcpReassembler:
             end = max(end, d.fin_off + 1)
         return diff == end - d.next_off
 
+    def _syn_again(self, d: _Direction, packet: tuple) -> None:
+        """A SYN on a connection being followed (``packet``: the feed arguments). Its own SYN
+        again, or a stray one, changes nothing: a stack answers a SYN on a live connection with an
+        ACK (RFC 5961 4) and goes on. When the peer answers one with a SYN-ACK, the addresses
+        were taken by a new connection (the old one's end was not captured): the old one ends
+        and the new one starts with these packets."""
+        flags, seq = packet[7], packet[5]
+        if not flags & ACK:
+            if seq != (d.next_seq - d.next_off - 1) % SEQ_MOD:  # not its own SYN again
+                d.syn = (*packet[:8], bytes(packet[8]), packet[9])
+            return
+        syn = d.peer.syn if d.peer is not None else None
+        if syn is None or (packet[6] - syn[5] - 1) % SEQ_MOD > len(syn[8]):
+            return  # answers no SYN seen on this connection
+        self._close_conn(d.conn, syn[0])
+        self.feed(*syn)
+        self.feed(*packet)
+
     def _fin(self, d: _Direction, seq: int, n: int, ts: float) -> None:
         """A FIN: the sender's bytes end at its sequence number. One behind the bytes already
         read is an old duplicate, which a receiver discards; two FINs at different numbers mean
@@ -834,15 +913,21 @@ class TcpReassembler:
         self._next_sweep = now + min(self.idle_timeout / 4, 30.0)
         self.settle_all()
         limit = now - self.idle_timeout
+        stale_embryos = [k for k, kept in self.embryos.items() if kept[-1][0] < limit]
+        for first in stale_embryos:
+            kept = self.embryos.get(first)
+            if kept is None:
+                continue  # let go by a sweep of a replay's packet (times at infinity)
+            if any(p[8] for p in kept):  # data on a SYN: read (then evicted below), not dropped
+                self._hatch(first, kept, None)
+            else:
+                self._drop_embryo(first, evicted=True)
         stale = [conn for conn in self._conns_open() if conn.last_ts < limit]
         for conn in stale:
             self.stats.evicted += not conn.foreign
             self._close_conn(conn, conn.last_ts)
         if self.ignored:
             self.ignored = {k: t for k, t in self.ignored.items() if t >= limit}
-        stale_embryos = [k for k, kept in self.embryos.items() if kept[-1][0] < limit]
-        for first in stale_embryos:
-            self._drop_embryo(first, evicted=True)
 
     def _conns_open(self) -> list[_Conn]:
         """The connections followed, in the order they were opened: closing them in a set's
