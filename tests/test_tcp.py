@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from analyzer.flows.tcp import ACK, FIN, RST, SYN, ConnectionInfo, TcpReassembler
+from analyzer.flows.tcp import ACK, FIN, RST, SYN, ConnectionInfo, TcpReassembler, shard_of
 from analyzer.model import CaptureStats
 
 CLIENT = bytes([10, 0, 0, 1])
@@ -474,3 +474,29 @@ def test_syn_data_left_at_the_end_is_read_once_when_a_replay_sweeps() -> None:
     client(r, 0.0, 1000, b"b", flags=SYN)
     r.flush()
     assert sorted(p.b_to_a.data_bytes + p.a_to_b.data_bytes for p in pairs) == [b"a", b"b"]
+
+
+def test_bytes_before_a_fin_that_were_never_captured_are_a_gap() -> None:
+    """The FIN says where the sender's bytes end: those the capture lost before it are a gap
+    when the connection ends (no later segment showed the hole)."""
+    r, pairs, stats = make()
+    handshake(r)
+    client(r, 1.0, 1001, b"one ")
+    client(r, 1.1, 1001 + 4 + 6, flags=FIN | ACK)  # "three " lost
+    server(r, 1.2, 5001, flags=FIN | ACK)
+    r.flush()
+    p = pairs[0]
+    assert (p.a_to_b.data_bytes, p.a_to_b.gaps, p.a_to_b.closed_at, stats.gaps) == (
+        b"one ",
+        [6],
+        1.2,
+        1,
+    )
+    # another worker's connection: its gap is that worker's to count
+    key = (CLIENT, 40000, SERVER, 80)
+    r, pairs, stats = make(shard=(1 - shard_of(key, 2), 2))
+    handshake(r)
+    client(r, 1.0, 1001, b"one ")
+    client(r, 1.1, 1001 + 4 + 6, flags=FIN | ACK)
+    r.flush()
+    assert (pairs, stats.gaps) == ([], 0)

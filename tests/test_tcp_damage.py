@@ -782,3 +782,20 @@ def test_a_request_on_a_syn_is_read_from_its_first_byte(
     code, data = verify(capsys, path)
     assert (code, data["result"], data["warnings"]) == (1, "FAIL", [])
     assert scheme_events(path)[1:] == [(40002, "POST", EWS, "basic", 200)]
+
+
+def test_a_request_lost_before_the_fins_is_inconclusive(
+    reader: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Basic request and its answer never captured, then FIN both ways: the FINs' numbers
+    show the bytes that are missing."""
+    wire = Wire(40002, T0 + 2).exchange((request(BEARER), OK))
+    wire.send(True, request(BASIC)).send(False, OK)
+    del wire.out[-2:]
+    path = control_capture(tmp_path, wire.close())
+    code, data = verify(capsys, path)
+    assert (code, data["result"]) == (2, "INCONCLUSIVE")
+    assert data["warnings"] == [f"{path}: 2 TCP gaps: bytes missing from the capture"]
+    # named by the Host of the request read before the hole
+    lost = lost_record(40002, "mail.contoso.com")
+    assert data["rules"][0]["coverage"]["not_inspected"] == [lost]

@@ -27,12 +27,13 @@ dropped one ends or splits nothing the receiver went on reading. A FIN ends a di
 sequence number (one behind the bytes already read is an old duplicate, ignored); the connection
 ends when the bytes of both directions reached their FINs, and only then are the consumers closed
 (each at the time its FIN was reached): bytes at or past a FIN show it was not the end (a bad
-checksum, an expired TTL, an injection) and are read, with a capture warning. An RST ends the
-connection only at the sender's next sequence number; its bytes are no stream data. A SYN on a
-live connection is ignored unless the peer answers it with a SYN-ACK (the addresses were reused:
-a new connection). A connection's start is seen (``ConnectionInfo.syn_seen``) only with a
-SYN-ACK; a SYN the peer answered otherwise is left out; data on a SYN (TCP Fast Open) starts at
-ISN + 1 and is read when the SYN-ACK acknowledges it (see ``_opening``).
+checksum, an expired TTL, an injection) and are read, with a capture warning; bytes before it that
+the capture never held are a gap when the connection ends. An RST ends the connection only at
+the sender's next sequence number; its bytes are no stream data. A SYN on a live connection is
+ignored unless the peer answers it with a SYN-ACK (the addresses were reused: a new connection).
+A connection's start is seen (``ConnectionInfo.syn_seen``) only with a SYN-ACK; a SYN the peer
+answered otherwise is left out; data on a SYN (TCP Fast Open) starts at ISN + 1 and is read when
+the SYN-ACK acknowledges it (see ``_opening``).
 
 Absorption contract (what the capture reader may do without calling ``feed``): for a direction in
 ``dirs`` with nothing pending, a packet without SYN/FIN/RST whose sequence number is ``next_seq`` is
@@ -753,19 +754,22 @@ class TcpReassembler:
         """Give up waiting for missing bytes: tell the consumer, jump to the buffered data."""
         if not d.pending:
             return
-        first = min(d.pending)
-        hole = first - d.next_off
+        hole = min(d.pending) - d.next_off
         if hole > 0:
-            self.stats.gaps += 1
-            d.next_off = first
-            d.next_seq = (d.next_seq + hole) % SEQ_MOD
-            c = d.consumer
-            if c.skip >= hole:
-                c.skip -= hole
-            else:
-                c.gap(hole - c.skip, ts)
-                c.skip = 0
+            self._jump(d, hole, ts)
         self._drain(d)
+
+    def _jump(self, d: _Direction, hole: int, ts: float) -> None:
+        """``hole`` bytes never captured: a gap, told to the consumer (less what it skips)."""
+        self.stats.gaps += 1
+        d.next_off += hole
+        d.next_seq = (d.next_seq + hole) % SEQ_MOD
+        c = d.consumer
+        if c.skip >= hole:
+            c.skip -= hole
+        else:
+            c.gap(hole - c.skip, ts)
+            c.skip = 0
 
     def _reset(self, d: _Direction, seq: int, ts: float) -> None:
         """An RST ends the connection only at the sender's next sequence number (RFC 5961 3.2:
@@ -877,6 +881,9 @@ class TcpReassembler:
         for side in conn.dirs:
             while side.pending:
                 self._skip_hole(side, ts)
+            fin = side.fin_off
+            if fin is not None and side.next_off < fin and not side.consumer.dead:
+                self._jump(side, fin - side.next_off, ts)  # bytes before its FIN never captured
             at_fin = self._at_fin(side) and side.fin_ts is not None
             side.consumer.close(side.fin_ts if at_fin else ts)
         self._warn_damage(conn)
