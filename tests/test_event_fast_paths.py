@@ -404,6 +404,7 @@ def test_request_target_facts_match_the_functions() -> None:
             bool(is_metadata_uri(path)),
             looks_like_metadata_path(path),
             is_token_endpoint(path),
+            extract._authority(uri),
         ), uri
         assert (extract._uri_facts(uri) is facts) == (len(uri) < 100_000)
 
