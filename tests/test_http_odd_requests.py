@@ -38,6 +38,10 @@ def request(method: str, *lines: str, path: str = "/EWS/Exchange.asmx") -> bytes
     return ("\r\n".join([*head, "Content-Length: 0", "", ""])).encode()
 
 
+BASIC = base64.b64encode(b"CONTOSO\\svc:pw").decode()
+HIDDEN = request("POST", f"Authorization: Basic {BASIC}")
+
+
 def challenge() -> bytes:
     return b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: NTLM\r\nContent-Length: 0\r\n\r\n"
 
@@ -140,11 +144,72 @@ def test_content_lengths_that_disagree_leave_the_framing_unknown(
 def test_a_smuggled_request_makes_the_verdict_inconclusive(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    basic = base64.b64encode(b"CONTOSO\\svc:pw").decode()
-    hidden = request("POST", f"Authorization: Basic {basic}")
+    hidden = HIDDEN
     head = (
         "POST /EWS/Exchange.asmx HTTP/1.1\r\nHost: mail.contoso.com\r\n"
         f"Content-Length: {len(hidden)}\r\nContent-Length: 0\r\n\r\n"
     ).encode()
     path = write(tmp_path, [(True, head + hidden), (False, OK + OK)])
     assert verify(capsys, path)[0] == 2
+
+
+def smuggled(framing: list[str], body: bytes) -> bytes:
+    """A Bearer request with ``framing`` fields and ``body``, then a Basic request hidden in
+    it (or after it), as one segment."""
+    head = [
+        "POST /EWS/Exchange.asmx HTTP/1.1",
+        "Host: mail.contoso.com",
+        f"Authorization: Bearer {token_kit.sfb_token()}",
+        *framing,
+    ]
+    return ("\r\n".join([*head, "", ""])).encode() + body
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        ["Transfer-Encoding: identity", "Transfer-Encoding: chunked"],
+        ["Transfer-Encoding: ", "Transfer-Encoding: chunked"],
+        ["transfer-encoding: ,", "TRANSFER-ENCODING: chunked"],
+    ],
+)
+def test_repeated_transfer_encoding_fields_are_one_list(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], framing: list[str]
+) -> None:
+    # RFC 9110 5.3: the fields join into "identity, chunked": the body ends at its last chunk,
+    # and the Basic request after it is read (before, the first field alone was read, and the
+    # Content-Length swallowed the Basic request as body)
+    body = b"0\r\n\r\n" + HIDDEN
+    payload = smuggled([*framing, f"Content-Length: {len(body)}"], body)
+    path = write(tmp_path, [(True, payload), (False, OK + OK)])
+    code, rule = verify(capsys, path)
+    assert (code, rule["violation_groups"][0]["kind"]) == (1, "not-oauth")
+
+
+def test_transfer_encoding_with_content_length_leaves_the_framing_unknown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = b"0\r\n\r\n" + HIDDEN
+    framing = ["Transfer-Encoding: chunked", f"Content-Length: {len(body)}"]
+    path = write(tmp_path, [(True, smuggled(framing, body)), (False, OK)])
+    code, rule = verify(capsys, path)
+    assert code in (1, 2)  # the Basic request read (chunked), and the framing said unknown
+    assert [n["kind"] for n in rule["coverage"]["not_inspected"]] == ["request-lost"]
+
+
+def test_a_chunk_size_that_is_none_is_lost_and_the_rest_is_hunted() -> None:
+    stream = HttpStream()
+    head = b"POST /EWS/ HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+    got = stream.data(head + b"zz\r\nwhatever\r\n" + HIDDEN, 1.0)
+    assert stream.lost == 1
+    assert [(m.header("authorization") or "")[:5] for m in got] == ["", "Basic"]
+
+
+def test_an_answer_to_no_request_read_is_a_request_lost(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # two answers to one request read: the server read a second one this parser did not see
+    path = write(tmp_path, [(True, request("POST", "Authorization: Bearer x")), (False, OK + OK)])
+    code, rule = verify(capsys, path)
+    assert code == 1 or code == 2
+    assert [n["kind"] for n in rule["coverage"]["not_inspected"]] == ["request-lost"]

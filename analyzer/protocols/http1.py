@@ -689,9 +689,15 @@ class HttpStream:
         and set up to keep or skip it."""
         first = msg._first
         te = first.get("transfer-encoding")
+        if te is not None and len(msg.headers) != len(first):  # a field may repeat: one list
+            te = ", ".join(v for name, v in msg.headers if name == "transfer-encoding")
         chunked = bool(te) and "chunked" in te.lower()
         length = 0
         if msg.is_request:
+            if te is not None and "content-length" in first:
+                # RFC 9112 6.1: both framings sent - a smuggling attempt; which one the server
+                # (or a front end) took is unknown
+                self._note_lost(None)
             if chunked:
                 framing = "chunked"
             else:
@@ -813,7 +819,7 @@ class HttpStream:
         if nl < 0:
             self._consume(crlf)
             if len(buf) > MAX_LINE:
-                self._lost_sync()
+                return self._bad_chunk(out)
             return False
         line = buf[crlf:nl].split(b";", 1)[0].strip()
         del buf[: nl + 1]
@@ -821,8 +827,7 @@ class HttpStream:
         try:
             size = int(line, 16)
         except ValueError:
-            self._lost_sync()
-            return False
+            return self._bad_chunk(out)
         if size == 0:
             self._state = "chunk-trailer"
             return True
@@ -880,6 +885,15 @@ class HttpStream:
             self.absurd_length = what
         self.absurd_lengths += 1
         self._reset_to_hunt()
+
+    def _bad_chunk(self, out: list[HttpMessage]) -> bool:
+        """A chunk-size line that is none: where the body ends is unknown, so what follows may
+        be the rest of the body or the next request (a smuggled one) - lost. Hunt on in what
+        is buffered."""
+        self._note_lost(None)
+        self._finish_current(out, truncated=True)
+        self._lost_sync()
+        return not self.dead
 
     def _lost_sync(self) -> None:
         if self.messages_seen:

@@ -87,6 +87,7 @@ class HttpConnection:
         "request_body",
         "response_body",
         "tls",
+        "unasked_answers",
         "warn",
     )
 
@@ -109,6 +110,7 @@ class HttpConnection:
         # Unanswered requests, oldest first: a list, not a deque (an empty deque costs 600 bytes
         # and pipelines are short; MAX_PENDING bounds the pop(0)).
         self.pending: list[HttpMessage] = []
+        self.unasked_answers = 0  # answers to no request read (see ``requests_lost``)
         self.client_is_a: bool | None = None
         # The Host of the latest request read before any of the client's bytes were lost
         # (``_messages``); when the connection ends, the Host a lost head was read to name
@@ -148,9 +150,12 @@ class HttpConnection:
         requests whose credentials nobody can know. Without a parsed message, the side that
         sent the first packet is taken for the client. A client whose first bytes could not be
         read as HTTP/1.x counts too when its server answered in HTTP (an odd verb, a broken
-        start line: the server may have read what this parser could not)."""
+        start line: the server may have read what this parser could not), and so does each
+        answer on a connection seen from its start that answers no request read."""
         client = self._client_stream
-        return client.lost + (1 if client.unread_start and self.is_http else 0)
+        unread = 1 if client.unread_start and self.is_http else 0
+        # answers to lost requests are no news: counted only where nothing else was lost
+        return client.lost + unread or self.unasked_answers
 
     @property
     def answers_in_doubt(self) -> int:
@@ -283,6 +288,10 @@ class HttpConnection:
             else:
                 if msg.after_gap:
                     self._realign(msg)
+                elif not self.pending and self.info.syn_seen and msg.status != 408:
+                    # an answer to no request read: the server read one this parser did not
+                    # (smuggled in a body, say) - unless it is an unasked 408 Request Timeout
+                    self.unasked_answers += 1
                 self._emit(self.pending.pop(0) if self.pending else None, msg)
 
     def _realign(self, response: HttpMessage) -> None:
