@@ -211,3 +211,31 @@ def test_blind_spot_lines_count_the_entries() -> None:
         "with sensitive data"
     ]
     assert blind_spot_lines([removed(2, "C1"), removed(3, "C2")])[0].startswith("5 HAR entries")
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (lambda e: e["request"]["headers"].append({"name": "X", "value": ["a", "b"]}), "array"),
+        (lambda e: e.update(startedDateTime="Mon, 02 Mar 2026 09:00:02 GMT"), "time"),
+        (lambda e: e["response"].update(status="200 OK"), "status"),
+    ],
+)
+def test_an_entry_that_cannot_be_read_is_a_request_lost(change, why: str, tmp_path: Path) -> None:
+    # skipped with only a warning, a Basic call in it let verify PASS on the others
+    basic = [("Authorization", "Basic Q09OVE9TT1xzdmM6cHc=")]
+    bearer = [("Authorization", "Bearer eyJhbGciOiJub25lIn0.eyJpc3MiOiJ4In0.")]
+    good = har_entry("http://mail.contoso.com/EWS/", "2026-03-02T09:00:01.000Z", bearer,
+                     method="POST")  # fmt: skip
+    bad = har_entry("http://mail.contoso.com/EWS/", "2026-03-02T09:00:02.000Z", basic,
+                    method="POST")  # fmt: skip
+    change(bad)
+    path = tmp_path / "a.har"
+    path.write_bytes(har([good, bad]))
+    args = ["--server", "mail.contoso.com", "--allow", "unsigned-token", "--json"]
+    code, out, _err = run("verify", str(path), *args)
+    spots = json.loads(out)["rules"][0]["coverage"]["not_inspected"]
+    assert code == 2, why
+    assert [(n["kind"], n["conn_id"], n["server"]) for n in spots] == [
+        ("request-lost", "har-entry-2", "10.1.0.10:0")
+    ]

@@ -307,3 +307,20 @@ def test_blind_spot_lines_say_how_to_see_inside(tmp_path: Path) -> None:
         "certificate) and capture again"
     ]
     assert blind_spot_lines(tunnels[:1])[0].startswith("1 CONNECT tunnel to mail.contoso.com")
+
+
+def test_a_session_known_only_by_its_answer_is_a_request_lost(tmp_path: Path) -> None:
+    # no request file, no metadata: it may have been any request - a blind spot everywhere
+    saz = make_saz(
+        tmp_path / "orphan.saz",
+        {
+            "raw/1_c.txt": b"GET http://mail.contoso.com/EWS/ HTTP/1.1\r\nHost: mail.contoso.com"
+            b"\r\nAuthorization: Bearer x\r\n\r\n",
+            "raw/1_s.txt": b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            "raw/2_s.txt": b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        },
+    )
+    result = analysis(saz)
+    assert [(n.kind, n.server_ip, n.server_port) for n in result.not_inspected] == [
+        ("request-lost", "", 0)
+    ]

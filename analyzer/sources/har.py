@@ -88,6 +88,7 @@ def read_har(path: str, stats: CaptureStats) -> Iterator[Archived | NotInspected
     stats.file_format = "har"
     warnings = Warnings(stats)
     built: list[tuple[float, int, _Built]] = []
+    skipped: list[NotInspected] = []
     try:
         with open(path, "rb") as fh:
             if fh.read(3) != b"\xef\xbb\xbf":
@@ -97,6 +98,7 @@ def read_har(path: str, stats: CaptureStats) -> Iterator[Archived | NotInspected
                     item = _entry(entry, warnings, n)
                 except _Bad as exc:
                     warnings.add(f"entries skipped for wrong types: {exc}", f"entry {n}")
+                    skipped.append(_skipped(entry, n, str(exc)))
                     continue
                 if item is not None:
                     built.append((item.ts, n, item))
@@ -105,7 +107,24 @@ def read_har(path: str, stats: CaptureStats) -> Iterator[Archived | NotInspected
     built.sort(key=lambda b: (b[0], b[1]))
     out = _finish([b[2] for b in built], warnings, stats)
     warnings.flush()
-    return iter(out)
+    return iter(out + skipped)
+
+
+def _skipped(entry: Any, n: int, why: str) -> NotInspected:
+    """The blind spot an entry that could not be read leaves: a request whose credential is
+    unknown. Named by its server address and time when those could be read; otherwise it
+    covers every scope (a verdict cannot rule it out)."""
+    ts, server_ip = 0.0, ""
+    if isinstance(entry, dict):
+        started = entry.get("startedDateTime")
+        if isinstance(started, str):
+            ts = iso_time(started)[0] or 0.0
+        address = entry.get("serverIPAddress")
+        if isinstance(address, str):
+            server_ip = plain_ip(address)
+    detail = f"HAR entry {n} could not be read ({why}): its credentials are unknown"
+    # no ports: matched on its address alone, either way round (or, without one, anywhere)
+    return NotInspected("request-lost", f"har-entry-{n}", ts, "", 0, server_ip, 0, detail=detail)
 
 
 class _Built:

@@ -263,10 +263,15 @@ class _Reader:
         client: tuple[str, int],
         server_ip: str,
         raw: bytes,
-    ) -> NotInspected | None:
-        """A session whose request was cut short (or missing): counted, never guessed."""
+    ) -> NotInspected:
+        """A session whose request was cut short (or missing): counted, never guessed. When
+        nothing at all is known of it (no request, no client port, no server address), the
+        record names no endpoint and so covers every scope: it may have been any request."""
         if not raw and not server_ip and not client[1]:
-            return None  # nothing at all is known of it
+            detail = f"session {number}: no readable request and nothing known of it"
+            return NotInspected(
+                "request-lost", f"saz-session-{number}", ts, "", 0, "", 0, detail=detail
+            )
         host = _partial_host(raw)
         conn_id = connection_id("saz-lost", *client, server_ip, number)
         detail = f"session {number}: request cut short, its credentials are unknown"
