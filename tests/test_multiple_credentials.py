@@ -361,3 +361,46 @@ def test_a_form_token_beside_the_header_is_presented_too(
     same = capture(tmp_path, form_post(TOKEN, TOKEN))
     assert (the_event(same).scheme, the_event(same).also_presented) == ("bearer", ())
     assert verify(capsys, same)[0] == 0
+
+
+# -- HTTP/2 requests a server may serve though they break the protocol ----------------------
+def h2_capture(tmp_path: Path, blocks: list[tuple[int, list[tuple[str, str]]]]) -> str:
+    """Prior-knowledge HTTP/2: each (stream id, fields) a request answered 200, in order."""
+    client, server = Peer(), Peer()
+    request_bytes = PREFACE + settings()
+    answer = settings()
+    for sid, fields in blocks:
+        request_bytes += client.headers(sid, fields, end=True)
+        answer += server.headers(sid, response(200), end=True)
+    packets = connection([(request_bytes, answer)], 40001, T0, client=CLIENT, server=SERVER)
+    return write_packets(tmp_path / "h2.pcap", packets)
+
+
+def ews_fields(auth: str, path: str = "/EWS/Exchange.asmx") -> list[tuple[str, str]]:
+    return [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":authority", "mail.contoso.com"),
+        (":path", path),
+        ("authorization", auth),
+    ]
+
+
+@pytest.mark.parametrize(
+    "blocks",
+    [
+        [(1, ews_fields(f"Bearer {TOKEN}")), (1, ews_fields(f"Basic {BASIC}"))],  # reused id
+        [(5, ews_fields(f"Bearer {TOKEN}")), (3, ews_fields(f"Basic {BASIC}"))],  # lower id
+        [  # :path twice: a server keeping the last one routes it to EWS
+            (1, ews_fields(f"Bearer {TOKEN}")),
+            (3, [*ews_fields(f"Basic {BASIC}", "/owa/x"), (":path", "/EWS/Exchange.asmx")]),
+        ],
+    ],
+)
+def test_an_http2_request_breaking_the_protocol_is_a_blind_spot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], blocks: list
+) -> None:
+    path = h2_capture(tmp_path, blocks)
+    code, out = verify(capsys, path)
+    assert code == 2 and out[-1] == "INCONCLUSIVE"
+    assert any("HTTP/2 stream(s) whose headers could not be decoded" in line for line in out)

@@ -231,7 +231,11 @@ class Http2Connection:
         stream = self.streams.get(sid)
         if stream is None:
             if sid <= self._last_client_stream:
-                return  # trailers of a stream already gone out
+                # trailers of a stream already gone out - or a new request on a stream id used
+                # already or lower (a protocol error a server may serve all the same)
+                if headers is None or any(name == ":method" for name, _ in headers):
+                    self._note_unread(sid, "a request on a stream id already used or passed")
+                return
             self._make_room()
             stream = self.streams[sid] = _Stream()
             self._last_client_stream = sid
@@ -240,6 +244,10 @@ class Http2Connection:
             if headers is None:
                 self._note_unread(sid, self.client.problem)
             else:
+                if _repeats_pseudo(headers):
+                    # malformed (RFC 9113 8.3): which :path or :authority the server took is
+                    # unknown - read as the first, and said
+                    self._note_unread(sid, "a pseudo-header sent twice")
                 request = stream.request = _message(True, headers, ts, frame)
                 self.host = request.header("host") or self.host
                 room = self.request_body(request)
@@ -249,6 +257,8 @@ class Http2Connection:
                     request.body = b""
         elif headers is None:
             self._note_unread(sid, self.client.problem)  # trailers: HPACK lost from here on
+        elif any(name == ":method" for name, _ in headers):  # trailers carry no pseudo-header
+            self._note_unread(sid, "a request on a stream id already used or passed")
         if end:
             stream.request_done = True
             _settle_body(stream.request, stream.request_body)
@@ -325,6 +335,12 @@ def _settle_body(message: HttpMessage | None, kept: bytearray | None) -> None:
     """Hand the body kept so far to its message."""
     if message is not None and kept is not None:
         message.body = bytes(kept)
+
+
+def _repeats_pseudo(headers: Headers) -> bool:
+    """Does a header list send a pseudo-header (``:path``, ...) more than once?"""
+    names = [name for name, _ in headers if name.startswith(":")]
+    return len(names) != len(set(names))
 
 
 def _message(is_request: bool, headers: Headers, ts: float, frame: int = 0) -> HttpMessage:
