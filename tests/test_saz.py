@@ -324,3 +324,50 @@ def test_a_session_known_only_by_its_answer_is_a_request_lost(tmp_path: Path) ->
     assert [(n.kind, n.server_ip, n.server_port) for n in result.not_inspected] == [
         ("request-lost", "", 0)
     ]
+
+
+@pytest.mark.parametrize("port", ["", "50001"])
+@pytest.mark.parametrize("decrypted_after", [1, 3])
+def test_one_decrypted_session_vouches_for_one_tunnel_only(
+    tmp_path: Path, port: str, decrypted_after: int
+) -> None:
+    # two tunnels to one target (without client ports, or one client port reused an hour
+    # later); one decrypted session came through one of them - the one it follows - so the
+    # other is not inspected
+    connect = b"CONNECT mail.contoso.com:443 HTTP/1.1\r\nHost: mail.contoso.com:443\r\n\r\n"
+    established = b"HTTP/1.1 200 Connection Established\r\n\r\n"
+    flags = {"x_clientip": "10.1.0.20", "x_hostip": "10.1.0.10"}
+    if port:
+        flags["x_clientport"] = port
+    later = "2026-03-02T17:00:01.1234567+01:00"  # an hour after T_LOCAL
+    times = {1: T_LOCAL, 3: later}
+    entries = {
+        "raw/1_c.txt": connect,
+        "raw/1_s.txt": established,
+        "raw/1_m.xml": meta(T_LOCAL, **flags),
+        "raw/2_c.txt": BEARER_GET,
+        "raw/2_s.txt": CHALLENGE,
+        "raw/2_m.xml": meta(times[decrypted_after], **flags),
+        "raw/3_c.txt": connect,
+        "raw/3_s.txt": established,
+        "raw/3_m.xml": meta(later, **flags),
+    }
+    result = analysis(make_saz(tmp_path / "t.saz", entries))
+    (blind,) = result.not_inspected
+    undecrypted = 3 if decrypted_after == 1 else 1
+    assert (blind.kind, blind.ts) == ("connect-tunnel", T_UTC + (3600 if undecrypted == 3 else 0))
+
+
+def test_tunnels_opened_together_need_a_decrypted_session_each(tmp_path: Path) -> None:
+    connect = b"CONNECT mail.contoso.com:443 HTTP/1.1\r\nHost: mail.contoso.com:443\r\n\r\n"
+    established = b"HTTP/1.1 200 Connection Established\r\n\r\n"
+    flags = {"x_clientip": "10.1.0.20", "x_hostip": "10.1.0.10"}
+    entries = {}
+    for n in (1, 2):
+        entries[f"raw/{n}_c.txt"] = connect
+        entries[f"raw/{n}_s.txt"] = established
+        entries[f"raw/{n}_m.xml"] = meta(T_LOCAL, **flags)
+    entries.update({"raw/3_c.txt": BEARER_GET, "raw/3_s.txt": CHALLENGE})
+    entries["raw/3_m.xml"] = meta(T_LOCAL, **flags)
+    result = analysis(make_saz(tmp_path / "t.saz", entries))
+    assert [n.kind for n in result.not_inspected] == ["connect-tunnel"]

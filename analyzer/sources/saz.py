@@ -175,8 +175,7 @@ def _read(
         reader.finish()
     finally:
         archive.close()
-    decrypted = _decrypted_endpoints(out)
-    out += [t.record for t in tunnels if not _was_decrypted(t, decrypted)]
+    out += _undecrypted(tunnels, out)
     yield from out
 
 
@@ -393,27 +392,52 @@ def _attributes(text: str) -> dict[str, str]:
     return {m[0]: html.unescape(m[1] if m[1] or not m[2] else m[2]) for m in _ATTR.findall(text)}
 
 
-def _decrypted_endpoints(items: list[Archived | NotInspected]) -> set[tuple]:
-    """Where decrypted (https) sessions came from: client endpoints, and target host:ports."""
-    seen: set[tuple] = set()
-    for item in items:
-        if isinstance(item, Archived) and item.tls:
-            x = item.exchange
-            if x.client_port:
-                seen.add(("client", x.client_ip, x.client_port))
-            host = x.request.header("host") if x.request is not None else None
-            name = (host or "").rsplit(":", 1)[0].lower() if host else ""
-            seen.add(("target", name, x.server_port))
-    return seen
+def _undecrypted(tunnels: list[_Tunnel], items: list[Archived | NotInspected]) -> list:
+    """The records of the tunnels no decrypted (https) session came through.
+
+    A decrypted session came through a tunnel on its client connection when Fiddler recorded
+    the client's port, else to its target host and port: through the latest such tunnel opened
+    before it (a client port reused an hour later is another tunnel), and among tunnels opened
+    together, through the one that has carried fewest so far - so two tunnels to one target
+    are not both vouched for by one session."""
+    opened: dict[tuple, list[list]] = {}  # key -> [[tunnel, sessions carried], ...]
+    for tunnel in tunnels:
+        opened.setdefault(_tunnel_key(tunnel), []).append([tunnel, 0])
+    sessions = [
+        (item.exchange.request.ts, key)
+        for item in items
+        if isinstance(item, Archived) and item.tls and item.exchange.request is not None
+        for key in _keys(item.exchange)
+    ]
+    for ts, key in sorted(sessions):
+        before = [c for c in opened.get(key, ()) if c[0].record.ts - _CLOCK_SLACK <= ts]
+        if before:
+            latest = max(c[0].record.ts for c in before)
+            together = [c for c in before if c[0].record.ts >= latest - _CLOCK_SLACK]
+            min(together, key=lambda c: c[1])[1] += 1
+    return [c[0].record for carried in opened.values() for c in carried if not c[1]]
 
 
-def _was_decrypted(tunnel: _Tunnel, decrypted: set[tuple]) -> bool:
-    """A tunnel was decrypted when a decrypted session came through it: on its client
-    connection when Fiddler recorded the client's port, else to its target host and port."""
+def _tunnel_key(tunnel: _Tunnel) -> tuple:
     if tunnel.client is not None:
-        return ("client", *tunnel.client) in decrypted
+        return ("client", *tunnel.client)
     record = tunnel.record
-    return ("target", (record.host or "").lower(), record.server_port) in decrypted
+    return ("target", (record.host or "").lower(), record.server_port)
+
+
+#: Seconds a decrypted session may be dated before its tunnel (Fiddler's timers round).
+_CLOCK_SLACK = 1.0
+
+
+def _keys(x: Exchange) -> list[tuple]:
+    """What ties a decrypted session to its tunnel: its client endpoint, its target."""
+    keys: list[tuple] = []
+    if x.client_port:
+        keys.append(("client", x.client_ip, x.client_port))
+    host = x.request.header("host") if x.request is not None else None
+    name = (host or "").rsplit(":", 1)[0].lower() if host else ""
+    keys.append(("target", name, x.server_port))
+    return keys
 
 
 def _partial_host(raw: bytes) -> str | None:
