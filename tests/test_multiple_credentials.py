@@ -404,3 +404,21 @@ def test_an_http2_request_breaking_the_protocol_is_a_blind_spot(
     code, out = verify(capsys, path)
     assert code == 2 and out[-1] == "INCONCLUSIVE"
     assert any("HTTP/2 stream(s) whose headers could not be decoded" in line for line in out)
+
+
+def test_a_credential_in_http2_trailers_is_a_blind_spot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client, server = Peer(), Peer()
+    fields = ews_fields(f"Bearer {TOKEN}")[:-1]  # no credential in the headers
+    request_bytes = (
+        PREFACE + settings() + client.headers(1, ews_fields(f"Bearer {TOKEN}"), end=True)
+    )
+    request_bytes += client.headers(3, fields) + client.headers(
+        3, [("authorization", f"Basic {BASIC}")], end=True
+    )
+    answer = settings() + server.headers(1, response(200), end=True)
+    answer += server.headers(3, response(200), end=True)
+    packets = connection([(request_bytes, answer)], 40001, T0, client=CLIENT, server=SERVER)
+    code, out = verify(capsys, write_packets(tmp_path / "t.pcap", packets))
+    assert code == 2 and out[-1] == "INCONCLUSIVE"

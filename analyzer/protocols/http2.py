@@ -259,6 +259,9 @@ class Http2Connection:
             self._note_unread(sid, self.client.problem)  # trailers: HPACK lost from here on
         elif any(name == ":method" for name, _ in headers):  # trailers carry no pseudo-header
             self._note_unread(sid, "a request on a stream id already used or passed")
+        elif any(name.lower() in _CREDENTIAL_FIELDS for name, _ in headers):
+            # a credential in trailers: not read as one here, and a server may take it
+            self._note_unread(sid, "a credential sent in trailers")
         if end:
             stream.request_done = True
             _settle_body(stream.request, stream.request_body)
@@ -335,6 +338,10 @@ def _settle_body(message: HttpMessage | None, kept: bytearray | None) -> None:
     """Hand the body kept so far to its message."""
     if message is not None and kept is not None:
         message.body = bytes(kept)
+
+
+#: Fields that carry a credential (a trailer holding one is a blind spot, not ignored).
+_CREDENTIAL_FIELDS = frozenset({"authorization", "proxy-authorization"})
 
 
 def _repeats_pseudo(headers: Headers) -> bool:
