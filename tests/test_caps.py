@@ -42,6 +42,16 @@ def measure(scenario: str, size: int) -> dict:
     return figures
 
 
+def linear(scenario: str, small_size: int) -> tuple[dict, dict]:
+    """Figures at ``small_size`` and twice it, the CPU seconds of each the least of two runs:
+    one run's CPU time swings with what else the machine does (a 2-core CI runner)."""
+    figures = []
+    for size in (small_size, 2 * small_size):
+        runs = [measure(scenario, size) for _ in range(2)]
+        figures.append(min(runs, key=lambda f: f["cpu_s"]))
+    return figures[0], figures[1]
+
+
 AFTER = ["/after", "basic", "alice", 200]  # the normal exchange after the hostile one
 
 
@@ -124,7 +134,7 @@ def test_json_nested_deep_in_token_claims() -> None:
 def test_half_open_connections_memory_bounded_time_linear() -> None:
     """1,000,000 half-open connections measure ~10 s of CPU and ~205 MB here (README); the suite
     runs 150,000 and 300,000 and checks the growth is linear."""
-    small, large = measure("syn", 150_000), measure("syn", 300_000)
+    small, large = linear("syn", 150_000)
     for figures, n in ((small, 150_000), (large, 300_000)):
         assert figures["events"] == [AFTER]
         assert figures["tcp_connections"] == n + 1
@@ -136,7 +146,7 @@ def test_open_connections_with_data_memory_bounded_time_linear() -> None:
     """Connections that each send the start of a request head and then nothing (slowloris):
     their HTTP state is kept for at most ``max_connections`` (80,000) at once, the oldest let go
     beyond that and reported as request bytes lost. 50,000 and 100,000 run here."""
-    small, large = measure("open", 50_000), measure("open", 100_000)
+    small, large = linear("open", 50_000)
     for figures, n in ((small, 50_000), (large, 100_000)):
         assert figures["events"] == [AFTER]
         assert figures["tcp_connections"] == n + 1
