@@ -61,3 +61,28 @@ def test_command_line_prints_one_line_per_file(capsys: pytest.CaptureFixture[str
         f"oauth-analyzer: crosscheck {paths[1]}: tshark (via pyshark) found 18 Authorization "
         "header(s), 18 of them among the events",
     ]
+
+
+def test_the_process_signals_are_left_as_they_were() -> None:
+    """pyshark's asyncio child watcher set a SIGCHLD handler and a wakeup fd for the whole
+    process: later children's exits filled a pipe nobody read, and Python said so on stderr.
+    Checked in a fresh interpreter (this one ran pyshark already)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import signal, sys\n"
+        "from analyzer.sources.crosscheck import tshark_fingerprints\n"
+        "before = (signal.getsignal(signal.SIGCHLD), signal.set_wakeup_fd(-1))\n"
+        "signal.set_wakeup_fd(before[1])\n"
+        "tshark_fingerprints(sys.argv[1])\n"
+        "after = (signal.getsignal(signal.SIGCHLD), signal.set_wakeup_fd(-1))\n"
+        "print(before == after, before, after)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(CAPTURES / "small-basic.pcap")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.startswith("True"), (done.stdout, done.stderr)

@@ -15,8 +15,11 @@ multiset: a header tshark saw that no event holds is reported, and so is the rev
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from analyzer.auth.schemes import fingerprint
@@ -58,20 +61,40 @@ def tshark_fingerprints(path: str, tls_keylog: str | None = None) -> list[str]:
     except ImportError as exc:  # pragma: no cover - a declared dependency
         raise OSError("--crosscheck needs pyshark: pip install pyshark") from exc
     prefs = {"tls.keylog_file": tls_keylog} if tls_keylog else None
-    capture = pyshark.FileCapture(
-        path, display_filter=DISPLAY_FILTER, keep_packets=False, override_prefs=prefs
-    )
     found = []
-    try:
-        for packet in capture:
-            field = packet.http.get_field("authorization")
-            for value in field.all_fields if field is not None else ():
-                found.append(credential_fp(value.get_default_value()))
-    except pyshark.tshark.tshark.TSharkNotFoundException as exc:
-        raise OSError("--crosscheck needs tshark: apt-get install tshark") from exc
-    finally:
-        capture.close()
+    with _signals_kept():
+        capture = pyshark.FileCapture(
+            path, display_filter=DISPLAY_FILTER, keep_packets=False, override_prefs=prefs
+        )
+        try:
+            for packet in capture:
+                field = packet.http.get_field("authorization")
+                for value in field.all_fields if field is not None else ():
+                    found.append(credential_fp(value.get_default_value()))
+        except pyshark.tshark.tshark.TSharkNotFoundException as exc:
+            raise OSError("--crosscheck needs tshark: apt-get install tshark") from exc
+        finally:
+            capture.close()
     return found
+
+
+@contextmanager
+def _signals_kept() -> Iterator[None]:
+    """Put back the process's SIGCHLD handler and signal wakeup fd after pyshark: its asyncio
+    child watcher sets both for the whole process and leaves them set, so every later child's
+    exit wrote to a pipe nobody read until it filled ("Exception ignored when trying to write
+    to the signal wakeup fd" on standard error, for a caller of the Python API)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals belong to the main thread: pyshark cannot set them from here either
+        return
+    handler = signal.getsignal(signal.SIGCHLD)
+    wakeup = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(wakeup)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGCHLD, handler if handler is not None else signal.SIG_DFL)
+        signal.set_wakeup_fd(wakeup)
 
 
 def credential_fp(header: str) -> str:
