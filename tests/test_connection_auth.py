@@ -30,10 +30,7 @@ from analyzer.protocols.http_exchange import Exchange
 pytest.importorskip("scapy.all")
 
 SFB_CERT = str(token_kit.KEYS_DIR / "sfb.cert.pem")
-STRICT = (
-    "--client", CLIENT, "--server", "mail.contoso.com", "--path", "/EWS/", "--issuer", "skype",
-    "--realm", "contoso.com", "--require-signature", "--keys", SFB_CERT,
-)  # fmt: skip
+STRICT = token_kit.strict_rule(CLIENT)
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 EWS = "/EWS/Exchange.asmx"
 AUTODISCOVER = "/autodiscover/autodiscover.svc"

@@ -24,11 +24,7 @@ from analyzer.protocols.http1 import HttpStream
 
 pytest.importorskip("scapy.all")
 
-SFB_CERT = str(token_kit.KEYS_DIR / "sfb.cert.pem")
-STRICT = (
-    "--client", CLIENT, "--server", "mail.contoso.com", "--path", "/EWS/", "--issuer", "skype",
-    "--realm", "contoso.com", "--require-signature", "--keys", SFB_CERT,
-)  # fmt: skip
+STRICT = token_kit.strict_rule(CLIENT)
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 NTLM_T1 = "TlRMTVNTUAABAAAAB4IIogAAAAAAAAAAAAAAAAAAAAAKAGFKAAAADw=="
 

@@ -23,13 +23,9 @@ from analyzer.sources.ipfrag import Defragmenter
 
 scapy = pytest.importorskip("scapy.all")
 
-SFB_CERT = str(token_kit.KEYS_DIR / "sfb.cert.pem")
 BASIC = "Basic Q09OVE9TT1xzdmMtc2ZiOlBAc3N3MHJk"  # CONTOSO\svc-sfb:P@ssw0rd
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
-STRICT = (
-    "--client", CLIENT, "--server", "mail.contoso.com", "--path", "/EWS/", "--issuer", "skype",
-    "--realm", "contoso.com", "--require-signature", "--keys", SFB_CERT,
-)  # fmt: skip
+STRICT = token_kit.strict_rule(CLIENT)
 
 
 def ether() -> Any:

@@ -81,3 +81,13 @@ def sfb_token(upn: str = "alice@contoso.com") -> str:
     claims = generator().user_context(EXO_AUD, SFB_ISS, user, actor, 0, 0)
     claims.update(nbf=str(T0), exp=str(T0 + 3600))
     return unsigned(claims)
+
+
+def strict_rule(client: str) -> tuple[str, ...]:
+    """The README's strict rule for SfB -> Exchange EWS calls from ``client``, with the SfB
+    certificate as ``--keys``: the options the verify tests judge captures by."""
+    return (
+        "--client", client, "--server", "mail.contoso.com", "--path", "/EWS/",
+        "--issuer", "skype", "--realm", "contoso.com", "--require-signature",
+        "--keys", str(KEYS_DIR / "sfb.cert.pem"),
+    )  # fmt: skip
