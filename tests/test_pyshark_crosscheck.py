@@ -40,6 +40,47 @@ def test_tls_headers_with_the_key_log() -> None:
     assert (check.tshark, check.matched, check.missed) == (6, 6, ())
 
 
+def test_every_run_reads_everything_and_tshark_is_not_reported_crashed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """pyshark kills tshark at the end of its output; reaping the already exited tshark behind
+    asyncio's child watcher made a run that read everything raise "TShark seems to have
+    crashed (retcode: 255)" - one CI run in a few, most often with the key log."""
+    tls = str(CAPTURES / "healthy-oauth-tls.pcapng")
+    keys = str(CAPTURES / "healthy-oauth-tls.keys")
+    plain = str(CAPTURES / "findings.pcap")
+    counts = [
+        (len(tshark_fingerprints(tls, keys)), len(tshark_fingerprints(plain))) for _ in range(4)
+    ]
+    assert counts == [(6, 18)] * 4
+    assert "Unknown child process" not in caplog.text
+
+
+def test_a_process_with_another_child_watcher_still_reads_everything() -> None:
+    """A caller that used pyshark itself runs asyncio's SafeChildWatcher on its loop: a fresh
+    loop could not start tshark under it, so pyshark is left to its usual way there (which
+    replaces the watcher, as it does for any pyshark user) - and still reads everything."""
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio, sys\n"
+        "from analyzer.sources.crosscheck import tshark_fingerprints\n"
+        "loop = asyncio.new_event_loop(); asyncio.set_event_loop(loop)\n"
+        "watcher = asyncio.SafeChildWatcher(); asyncio.set_child_watcher(watcher)\n"
+        "watcher.attach_loop(loop)\n"
+        "counts = [len(tshark_fingerprints(sys.argv[1])) for _ in range(3)]\n"
+        "print(counts)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code, str(CAPTURES / "findings.pcap")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.split() == ["[18,", "18,", "18]"], (done.stdout, done.stderr)
+
+
 def test_a_header_no_event_holds_is_named() -> None:
     path = str(CAPTURES / "exchange-sfb.pcap")
     events = analyze_paths([path]).events

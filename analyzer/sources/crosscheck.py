@@ -15,18 +15,22 @@ multiset: a header tshark saw that no event holds is reported, and so is the rev
 
 from __future__ import annotations
 
-import signal
-import threading
+import asyncio
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 from analyzer.auth.schemes import fingerprint
 from analyzer.model import Event
 
 #: tshark's display filter: only packets holding an HTTP/1.x Authorization header.
 DISPLAY_FILTER = "http.authorization"
+#: How long tshark may take to exit after its output ended before it is killed.
+EXIT_WAIT_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +66,13 @@ def tshark_fingerprints(path: str, tls_keylog: str | None = None) -> list[str]:
         raise OSError("--crosscheck needs pyshark: pip install pyshark") from exc
     prefs = {"tls.keylog_file": tls_keylog} if tls_keylog else None
     found = []
-    with _signals_kept():
-        capture = pyshark.FileCapture(
-            path, display_filter=DISPLAY_FILTER, keep_packets=False, override_prefs=prefs
+    with _own_event_loop() as loop:
+        capture = _file_capture(pyshark)(
+            path,
+            display_filter=DISPLAY_FILTER,
+            keep_packets=False,
+            override_prefs=prefs,
+            eventloop=loop,
         )
         try:
             for packet in capture:
@@ -78,23 +86,51 @@ def tshark_fingerprints(path: str, tls_keylog: str | None = None) -> list[str]:
     return found
 
 
+@cache
+def _file_capture(pyshark: Any) -> type:
+    """pyshark's ``FileCapture``, waiting for tshark to exit by itself once its output ended.
+
+    At the end of the output pyshark kills tshark at once. tshark has usually exited by then,
+    and ``Popen.send_signal`` reaps it to see so, behind asyncio's child watcher: the watcher
+    then reports exit code 255 and pyshark raises "TShark seems to have crashed" on a run that
+    read everything. Waiting for the exit first (bounded) leaves the reaping to the watcher,
+    which also keeps tshark's real exit code."""
+
+    class FileCapture(pyshark.FileCapture):  # type: ignore[misc, name-defined]
+        async def _cleanup_subprocess(self, process: asyncio.subprocess.Process) -> None:
+            if process.returncode is None and self._eof_reached:
+                with suppress(asyncio.TimeoutError):  # still running: pyshark kills it
+                    await asyncio.wait_for(process.wait(), EXIT_WAIT_SECONDS)
+            await super()._cleanup_subprocess(process)
+
+    return FileCapture
+
+
 @contextmanager
-def _signals_kept() -> Iterator[None]:
-    """Put back the process's SIGCHLD handler and signal wakeup fd after pyshark: its asyncio
-    child watcher sets both for the whole process and leaves them set, so every later child's
-    exit wrote to a pipe nobody read until it filled ("Exception ignored when trying to write
-    to the signal wakeup fd" on standard error, for a caller of the Python API)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signals belong to the main thread: pyshark cannot set them from here either
+def _own_event_loop() -> Iterator[asyncio.AbstractEventLoop | None]:
+    """A fresh event loop for one pyshark capture, whose tshark a waiting thread reaps.
+
+    Left to itself pyshark takes the thread's event loop and installs asyncio's
+    ``SafeChildWatcher`` for the whole process: a SIGCHLD handler and a signal wakeup fd that
+    stay set after it returns (later children's exits then filled a pipe nobody read, and
+    Python said so on standard error), and putting them back raced with its reaping (tshark
+    "crashed with 255" when its exit was reaped behind the watcher's back). Given its own loop,
+    pyshark touches neither, and asyncio's default ``ThreadedChildWatcher`` waits for each
+    child by pid in a thread, with no signal. Where the process already runs another watcher
+    (its own code used pyshark or installed one), ``None`` leaves pyshark to its usual way:
+    replacing a watcher closes it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # child watchers: gone in 3.14
+        threaded = getattr(asyncio, "ThreadedChildWatcher", None)
+        another = threaded is not None and not isinstance(asyncio.get_child_watcher(), threaded)
+    if another:
+        yield None
         return
-    handler = signal.getsignal(signal.SIGCHLD)
-    wakeup = signal.set_wakeup_fd(-1)
-    signal.set_wakeup_fd(wakeup)
+    loop = asyncio.new_event_loop()
     try:
-        yield
+        yield loop
     finally:
-        signal.signal(signal.SIGCHLD, handler if handler is not None else signal.SIG_DFL)
-        signal.set_wakeup_fd(wakeup)
+        loop.close()
 
 
 def credential_fp(header: str) -> str:
