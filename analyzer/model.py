@@ -191,6 +191,11 @@ class Event(_Record):
     other_tokens: tuple[str, ...] = field(default=(), repr=False, metadata={"secret": True})
     # The body of a metadata / JWKS document, for signature checks; never written.
     document: str | None = field(default=None, repr=False, metadata={"internal": True})
+    # Capture time of the latest packet that carried the request head before its answer - the
+    # head's last segment, or a retransmitted copy of any of its bytes - when later than ``ts``:
+    # the server read the request at some time in between, so expiry is judged here (never
+    # written: ``token_flags`` shows its effect, the expiry check's text says the time)
+    request_last_ts: float | None = field(default=None, repr=False, metadata={"internal": True})
     # SIP only (protocol "sip"): the dialog or registration, and the security association
     call_id: str | None = None
     sip_from: str | None = None  # URI of the From header

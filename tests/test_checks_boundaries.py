@@ -57,6 +57,27 @@ def test_expiry_tolerates_exactly_five_minutes(late: int, ok: bool, message: str
     assert plan.failed(at) == failed(plan.checks(at))
 
 
+def test_a_use_that_spans_time_is_judged_at_both_ends() -> None:
+    """A request whose head came again (or ended) later: nbf at its first copy, exp at its last
+    (``until``), and the expiry check says which time it judged."""
+    plan = plan_checks(decode_token(signed(actor_claims())), host=HOST, role="actor")
+    first, last = T0 + 3000, T0 + 3600 + 301
+    assert "expired" in plan.failed(first, last) and "expired" not in plan.failed(first)
+    assert plan.failed(first, last) == failed(plan.checks(first, last))
+    (check,) = [c for c in plan.checks(first, last) if c.id == "expired"]
+    assert check.message == (
+        "used 5 min after exp 2026-03-02T10:00:00Z (the request's last copy, 2026-03-02T10:05:01Z)"
+    )
+    (check,) = [c for c in plan.checks(first, T0 + 3500) if c.id == "expired"]
+    assert check.message == (
+        "valid until 2026-03-02T10:00:00Z (100 s left) (the request's last copy, "
+        "2026-03-02T09:58:20Z)"
+    )
+    early = plan_checks(decode_token(signed(actor_claims(nbf=T0 + 1000))), host=HOST, role="actor")
+    assert early.failed(T0, T0 + 2000) == ("not-yet-valid",)  # nbf: at the first copy
+    assert plan.failed(last, first) == plan.failed(last)  # an earlier "last" copy: ignored
+
+
 # -- nbf: the clock skew ------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("early", "ok", "message"),

@@ -38,9 +38,10 @@ def _bearer_event() -> Event:
 
 def _use(text: str | None, ts: float, **changes: object) -> Event:
     """The healthy capture's first S2S request, carrying ``text`` at ``ts`` (its own token
-    fields cleared)."""
+    fields cleared, and its head's last segment's time: the use is at ``ts`` alone)."""
     cleared = {name: None for name in Event.__dataclass_fields__ if name.startswith("token_")}
     cleared["token_flags"] = ()
+    cleared["request_last_ts"] = None
     fields = {**cleared, "credential": text, "ts": ts, "response_ts": ts + 0.02, **changes}
     return evolve(_bearer_event(), **fields)
 

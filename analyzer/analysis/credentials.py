@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from analyzer.analysis.handshakes import presented
 from analyzer.model import Event
@@ -119,13 +120,15 @@ def problems(e: Event, trust: TrustedIssuers) -> list[Problem]:
     if bad_signature(e):
         layer = "actor token" if e.token_actor_fp else "token"
         out.append(Problem("bad-signature", f"{layer} signature does not verify"))
+    late = _late_copy(e) if expired(e) else ""
     if expired(e) and e.status is None:  # the answer was lost: it may have been accepted
-        out.append(Problem("token-expired-use", "token expired; the server's answer was not seen"))
+        text = f"token expired{late}; the server's answer was not seen"
+        out.append(Problem("token-expired-use", text))
     elif expired(e) and e.status >= 500:  # an error, not a refusal: it may have got past auth
-        text = f"token expired; the server answered {e.status}, an error, not a refusal"
+        text = f"token expired{late}; the server answered {e.status}, an error, not a refusal"
         out.append(Problem("token-expired-use", text))
     elif expired(e) and accepted(e):
-        out.append(Problem("token-expired-use", f"token expired, yet accepted ({e.status})"))
+        out.append(Problem("token-expired-use", f"token expired{late}, yet accepted ({e.status})"))
     if not_yet_valid(e):
         out.append(Problem("token-not-yet-valid", "token used before its nbf (not yet valid)"))
     if exp_before_nbf(e):
@@ -134,3 +137,17 @@ def problems(e: Event, trust: TrustedIssuers) -> list[Problem]:
         issuer = e.token_actor_iss or e.token_iss
         out.append(Problem("untrusted-issuer", f"issuer {issuer} is not in trusted_issuers"))
     return out
+
+
+def _late_copy(e: Event) -> str:
+    """When the request's head was last seen a second or more after its first byte (a TCP
+    retransmission, a slow last segment, a second tap): both times, as expiry is judged at the
+    later one."""
+    last = e.request_last_ts
+    if last is None or last - e.ts < 1.0:
+        return ""
+    return f" (by its request's last copy, {_clock(last)}; first sent {_clock(e.ts)})"
+
+
+def _clock(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%H:%M:%S UTC")

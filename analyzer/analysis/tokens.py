@@ -164,19 +164,25 @@ class TokenAnalysis:
         host = event.host if presented else None
         token, plan, fixed = self._view(token, role, host)
         at = _seen_at(event, presented)
-        flags = self._flags(token, plan.failed(at)) + self._key_flags(token, at)
+        # a presented token's request may have been read as late as its head's last copy
+        until = event.request_last_ts if presented else None
+        flags = self._flags(token, plan.failed(at, until)) + self._key_flags(token, at, until)
         return {**fixed, "token_flags": flags}
 
-    def _key_flags(self, token: DecodedToken, at: float) -> tuple[str, ...]:
+    def _key_flags(
+        self, token: DecodedToken, at: float, until: float | None = None
+    ) -> tuple[str, ...]:
         """``signing-certificate-expired`` / ``-not-yet-valid`` when the certificate of a key
-        that verified the token (or its actor) was not valid at the time of this use."""
+        that verified the token (or its actor) was not valid at the time of this use (judged
+        at ``until`` for expiry when the use spans time, as ``CheckPlan.failed``)."""
+        late_at = until if until is not None and until > at else at
         out: list[str] = []
         for layer in (token, token.actor_token):
             result = self.signature(layer) if layer is not None else None
             key = result.key if result is not None and result.status == "verified" else None
             if key is None:
                 continue
-            if key.not_after is not None and at > key.not_after:
+            if key.not_after is not None and late_at > key.not_after:
                 out.append("signing-certificate-expired")
             if key.not_before is not None and at < key.not_before:
                 out.append("signing-certificate-not-yet-valid")

@@ -229,6 +229,7 @@ def event_of(
         # 0: an HTTP/2 answer whose :status could not be read - no status, not a success
         status=resp.status if resp is not None and resp.status else None,
         response_ts=resp.ts if resp is not None else None,
+        request_last_ts=req.last_ts if req is not None else None,
         user_agent=req.header("user-agent") if req is not None else None,
         reasons=reasons,
         **fields,

@@ -111,7 +111,10 @@ class StreamConsumer(Protocol):
     def close(self, ts: float) -> None: ...
 
     # Optional: ``conflict(ts)`` is called when a retransmission brought other bytes than the
-    # copy this consumer was given (the first copy is kept; see the module docstring).
+    # copy this consumer was given (the first copy is kept; see the module docstring), and
+    # ``resent(off, nbytes, ts)`` when a segment brought again ``nbytes`` already given, from
+    # stream offset ``off`` (the consumer's first byte is offset 0; bytes it skipped and gaps
+    # count): the peer may have read them only from this later copy.
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +168,7 @@ class _Direction:
         "peer",
         "pending",
         "pending_bytes",
+        "recopied",
         "seen",
         "seen_end",
         "syn",
@@ -178,6 +182,8 @@ class _Direction:
         # stream offset -> (bytes, ts, frame) of segments that came before the bytes they follow
         self.pending: dict[int, tuple[bytes, float, int]] = {}
         self.pending_bytes = 0
+        # stream offset -> capture time of the latest later copy of a buffered segment
+        self.recopied: dict[int, float] | None = None
         self.fin_off: int | None = None  # stream offset of the sender's FIN (see ``_fin``)
         self.fin_ts: float | None = None  # when the bytes reached that FIN
         self.false_fins = 0  # FINs that bytes came after: not the end (see ``_at_fin``)
@@ -680,6 +686,7 @@ class TcpReassembler:
         if off + n <= d.next_off:  # pure retransmission
             if d.differs(off, payload):
                 self._conflict(d, ts)
+            self._resent(d, off, n, ts)
             return
         if off > d.next_off:
             pending = d.pending
@@ -689,6 +696,7 @@ class TcpReassembler:
             while existing is not None and len(existing[0]) < n:
                 k = len(existing[0])
                 clash = clash or existing[0] != payload[:k]
+                self._recopied(d, off, ts)
                 off += k
                 n -= k
                 payload = payload[k:]
@@ -698,6 +706,8 @@ class TcpReassembler:
                 d.pending_bytes += n
             elif existing[0][:n] != payload:
                 clash = True
+            else:
+                self._recopied(d, off, ts)
             if clash:
                 self._conflict(d, ts)
             if d.pending_bytes > self.max_pending_bytes:
@@ -706,6 +716,7 @@ class TcpReassembler:
         # Overlaps what we already have: deliver only the new tail, then anything now in order.
         if d.differs(off, payload[: d.next_off - off]):
             self._conflict(d, ts)
+        self._resent(d, off, d.next_off - off, ts)
         self._deliver(d, payload[d.next_off - off :], ts, frame)
         self._drain(d)
 
@@ -715,6 +726,24 @@ class TcpReassembler:
         hook = getattr(d.consumer, "conflict", None)
         if hook is not None:
             hook(ts)
+
+    @staticmethod
+    def _recopied(d: _Direction, off: int, ts: float) -> None:
+        """A later copy of the segment buffered at ``off``: told as ``resent`` once that
+        segment is delivered (before it, no message holds its bytes)."""
+        if getattr(d.consumer, "resent", None) is None:
+            return
+        if d.recopied is None:
+            d.recopied = {}
+        if ts > d.recopied.get(off, ts - 1.0):
+            d.recopied[off] = ts
+
+    @staticmethod
+    def _resent(d: _Direction, off: int, n: int, ts: float) -> None:
+        """Bytes already delivered came again: tell a consumer that wants to know."""
+        hook = getattr(d.consumer, "resent", None)
+        if hook is not None and n > 0:
+            hook(off, n, ts)
 
     def _deliver(self, d: _Direction, data: memoryview | bytes, ts: float, frame: int) -> None:
         n = len(data)
@@ -748,6 +777,10 @@ class TcpReassembler:
             end = off + len(data)
             if end > d.next_off:
                 self._deliver(d, data[d.next_off - off :], ts, frame)
+            if d.recopied is not None and off in d.recopied:
+                self._resent(d, off, len(data), d.recopied.pop(off))
+        if not pending:
+            d.recopied = None
         self._maybe_closed(d, None)
 
     def _skip_hole(self, d: _Direction, ts: float) -> None:

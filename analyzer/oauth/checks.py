@@ -59,25 +59,30 @@ class CheckPlan:
     token: DecodedToken
     layers: tuple[_Layer, ...]
 
-    def checks(self, at: float | None) -> list[Check]:
-        """Every check, in ``check_token``'s order, for a use at capture time ``at``."""
+    def checks(self, at: float | None, until: float | None = None) -> list[Check]:
+        """Every check, in ``check_token``'s order, for a use at capture time ``at``; ``until``:
+        the latest time the same use may have been judged (see ``failed``)."""
         out: list[Check] = []
         for before, timed, prefix, after in self.layers:
             out += before
             if timed is not None:
-                out += _use_checks(timed, at, prefix)
+                out += _use_checks(timed, at, prefix, until)
             out += after
         return out
 
-    def failed(self, at: float | None) -> tuple[str, ...]:
-        """``failed(self.checks(at))``, without writing the messages of the per-use checks."""
+    def failed(self, at: float | None, until: float | None = None) -> tuple[str, ...]:
+        """``failed(self.checks(at, until))``, without writing the messages of the per-use
+        checks. A use that spans time - a request whose head's last bytes, or a later copy of
+        them, came after its first byte - is judged at its start for nbf and at ``until`` for
+        exp: the server read it at some time in between, so both ends must hold."""
         out: list[str] = []
         for before, timed, prefix, after in self.layers:
             out += [c.id for c in before if c.ok is False]
             if timed is not None and at is not None:
                 if timed.nbf is not None and timed.nbf - at > CLOCK_SKEW:
                     out.append(f"{prefix}not-yet-valid")
-                if timed.exp is not None and at - timed.exp > CLOCK_SKEW:
+                late_at = until if until is not None and until > at else at
+                if timed.exp is not None and late_at - timed.exp > CLOCK_SKEW:
                     out.append(f"{prefix}expired")
             out += [c.id for c in after if c.ok is False]
         return tuple(out)
@@ -247,8 +252,11 @@ def _principal_checks(token: DecodedToken, host: str | None, prefix: str) -> lis
     return out
 
 
-def _use_checks(token: DecodedToken, at: float | None, prefix: str) -> list[Check]:
-    """The checks that depend on the time of use: not before nbf, not after exp (with skew)."""
+def _use_checks(
+    token: DecodedToken, at: float | None, prefix: str, until: float | None = None
+) -> list[Check]:
+    """The checks that depend on the time of use: not before nbf at ``at``, not after exp at
+    ``until`` when later (see ``CheckPlan.failed``), with the clock skew allowed."""
     out: list[Check] = []
     if at is not None and token.nbf is not None:
         early = token.nbf - at
@@ -263,15 +271,19 @@ def _use_checks(token: DecodedToken, at: float | None, prefix: str) -> list[Chec
             )
         )
     if at is not None and token.exp is not None:
-        late = at - token.exp
+        late_at = until if until is not None and until > at else at
+        late = late_at - token.exp
+        # a request whose head came again (or ended) later: said, as the time judged is not ts
+        copy = f" (the request's last copy, {_iso(late_at)})" if late_at != at else ""
         out.append(
             Check(
                 f"{prefix}expired",
                 late <= CLOCK_SKEW,
                 f"valid until {_iso(token.exp)}"
                 + (f" ({_span(-late)} left)" if late < 0 else f" (used {_span(late)} after)")
+                + copy
                 if late <= CLOCK_SKEW
-                else f"used {_span(late)} after exp {_iso(token.exp)}",
+                else f"used {_span(late)} after exp {_iso(token.exp)}{copy}",
             )
         )
     return out

@@ -78,6 +78,12 @@ class HttpMessage:
     body_truncated: bool = False
     after_gap: bool = False  # first message after lost bytes: earlier messages may be missing
     frame: int = 0  # frame number of the packet holding the first byte (0: not numbered)
+    # Where the head lies in its TCP direction's stream (offsets as the reassembler counts them:
+    # ``resent``), and the capture time of the latest packet that carried any of it - its last
+    # segment, or a later copy - when later than ``ts`` (None otherwise)
+    stream_start: int = 0
+    stream_end: int = 0
+    last_ts: float | None = None
     # First value per header name, built on the first lookup (the parser builds it at once):
     # ``headers`` is not to be changed after that.
     _first: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
@@ -221,6 +227,7 @@ class HttpStream:
         "_buf",
         "_current",
         "_expect_crlf",
+        "_gapped",
         "_h2",
         "_hunted",
         "_hunting",
@@ -232,6 +239,7 @@ class HttpStream:
         "_probing",
         "_remaining",
         "_searched",
+        "_skip_set",
         "_state",
         "_tls",
         "absurd_length",
@@ -245,6 +253,7 @@ class HttpStream:
         "messages_seen",
         "on_http2",
         "on_messages",
+        "on_resent",
         "on_tls",
         "on_upgrade",
         "request_method",
@@ -263,8 +272,16 @@ class HttpStream:
         on_tls: Callable[[], TlsStream] | None = None,
         on_http2: Http2Hook | None = None,
         on_upgrade: UpgradeHook | None = None,
+        on_resent: Callable[[int, int, float], None] | None = None,
     ) -> None:
         self.skip = 0
+        # Stream bytes that never entered the buffer, for the stream offsets of heads: every
+        # skip asked for (the reassembler drops them all, or a hole takes them: the reader sets
+        # ``skip`` back to 0 only when nothing is left of it, or once it reads no more) and
+        # every gap.
+        self._skip_set = 0
+        self._gapped = 0
+        self.on_resent = on_resent  # told of later copies of request heads (see ``resent``)
         self.on_tls = on_tls  # makes the reader the handshake goes to, when the bytes are TLS
         self._tls: TlsStream | None = None
         self.on_http2 = on_http2
@@ -345,6 +362,7 @@ class HttpStream:
 
     def gap(self, nbytes: int, ts: float) -> list[HttpMessage]:
         """Bytes were lost: finish what can be finished, then hunt for the next message."""
+        self._gapped += nbytes
         out: list[HttpMessage] = []
         if self._h2 is not None:
             if self._h2.gap(nbytes):
@@ -371,6 +389,13 @@ class HttpStream:
         self._finish_current(out, truncated=True)
         self._reset_to_hunt()
         return self._emit(out)
+
+    def resent(self, off: int, nbytes: int, ts: float) -> None:
+        """The reassembler saw ``nbytes`` at stream offset ``off``, bytes already given here,
+        again at ``ts``: passed on (``on_resent``), which dates the requests whose heads they
+        hold - the server may have read such a request only from the later copy."""
+        if self.on_resent is not None and not self.dead and self._h2 is None:
+            self.on_resent(off, nbytes, ts)
 
     def conflict(self, ts: float) -> None:
         """The reassembler saw a retransmission whose bytes differ from the copy given here:
@@ -538,6 +563,13 @@ class HttpStream:
             return False
         self.messages_seen += 1
         msg.frame = frame
+        # the head's place in the stream: buffer offsets plus the bytes that skipped the buffer
+        # (every skip asked for is done by now: the reassembler skips before it delivers more)
+        outside = self._skip_set + self._gapped
+        msg.stream_start = base + outside
+        msg.stream_end = self._base + outside
+        if self._mark_ts > ts:  # the head's last bytes came in a later packet
+            msg.last_ts = self._mark_ts
         msg.after_gap, self._after_gap = self._after_gap, False
         if not self.role:
             self.role = "request" if msg.is_request else "response"
@@ -777,6 +809,7 @@ class HttpStream:
         if buffered:
             del buf[:buffered]
             self._base += buffered
+        self._skip_set += nbytes - buffered  # (nothing is left to skip when a body starts)
         self.skip = nbytes - buffered
 
     def _keep_bytes(self, nbytes: int) -> None:

@@ -69,6 +69,9 @@ class _Hooks:
     def upgrade(self, response: HttpMessage) -> FrameReader | None:
         return self.conn._upgrade(self.from_a, response)
 
+    def resent(self, off: int, nbytes: int, ts: float) -> None:
+        self.conn._resent(self.from_a, off, nbytes, ts)
+
 
 class HttpConnection:
     """Both directions of one connection, parsed as HTTP/1.x and paired into exchanges."""
@@ -129,6 +132,7 @@ class HttpConnection:
             on_tls=a.tls,
             on_http2=a.http2,
             on_upgrade=a.upgrade,
+            on_resent=a.resent,
         )
         self.b_to_a = HttpStream(
             midstream=midstream,
@@ -138,6 +142,7 @@ class HttpConnection:
             on_tls=b.tls,
             on_http2=b.http2,
             on_upgrade=b.upgrade,
+            on_resent=b.resent,
         )
 
     @property
@@ -293,6 +298,19 @@ class HttpConnection:
                     # (smuggled in a body, say) - unless it is an unasked 408 Request Timeout
                     self.unasked_answers += 1
                 self._emit(self.pending.pop(0) if self.pending else None, msg)
+
+    def _resent(self, from_a: bool, off: int, nbytes: int, ts: float) -> None:
+        """Client bytes came again at ``ts``: a request still unanswered whose head they overlap
+        may have been read by the server only then (its ``last_ts``; answered requests are
+        out: the server had read them)."""
+        if from_a != self.client_is_a:
+            return
+        end = off + nbytes
+        for msg in self.pending:
+            if msg.stream_start < end and off < msg.stream_end and ts > msg.ts:
+                last = msg.last_ts
+                if last is None or ts > last:
+                    msg.last_ts = ts
 
     def _realign(self, response: HttpMessage) -> None:
         """After lost bytes, answer the latest request sent before this response.
