@@ -9,8 +9,10 @@ behind (its copies came first). The server read the request at some time between
 byte and its answer, so not-before is judged at the first copy and expiry at the last one
 seen before the answer; a copy after the answer changes nothing (the server had read it).
 
-Real pcaps written with scapy go through ``analyze`` and ``verify``, with the native walk and
-with the pure-Python reader.
+The same for HTTP/2 header blocks (per stream). Real pcaps written with scapy go through
+``analyze`` and ``verify``, with the native walk and with the pure-Python reader; the
+reassembler, the HTTP/1.x reader and the HTTP/2 frame reader are also fed bytes directly where a
+pcap cannot place a copy (behind a hole the reader waits on, inside a kept body).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import h2_kit
 import pytest
 import token_kit
 
@@ -26,6 +29,7 @@ from analyzer.cli import main
 from analyzer.flows.tcp import ACK, SYN, ConnectionInfo, TcpReassembler
 from analyzer.model import CaptureStats
 from analyzer.protocols.http1 import HttpMessage
+from analyzer.protocols.http2_frames import PREFACE
 from analyzer.protocols.http_exchange import HttpConnection
 
 CLIENT, SERVER = "10.1.0.20", "10.2.0.10"
@@ -307,3 +311,182 @@ def test_a_signing_certificate_that_expired_before_the_last_copy(
         (event,) = analyze(path, keys=[str(cert)]).result.events
         late = tuple(f.removeprefix("signing-certificate-") for f in event.token_flags)
         assert event.token_signature == "verified" and late == expected, event.token_flags
+
+
+# -- HTTP/2: a request's header block comes again --------------------------------------------
+def h2_client(body: int = 0) -> tuple[bytes, bytes, bytes, bytes]:
+    """The client's bytes: the preface and SETTINGS with stream 1's request (a POST with a
+    ``body``-byte body the reader skips, when asked), then stream 3's request; the server's
+    SETTINGS with its answer to stream 1, then to stream 3."""
+    client, server = h2_kit.Peer(), h2_kit.Peer()
+    fields = [
+        (":method", "POST" if body else "GET"),
+        (":scheme", "http"),
+        (":authority", "mail.contoso.com"),
+        (":path", "/EWS/Exchange.asmx"),
+        ("authorization", f"Bearer {token()}"),
+    ]
+    first = PREFACE + h2_kit.settings() + client.headers(1, fields, end=not body)
+    for i in range(0, body, 16000):
+        first += h2_kit.data(1, bytes(min(16000, body - i)), end=i + 16000 >= body)
+    second = client.headers(3, [(":method", "GET"), *fields[1:]], end=True)
+    answers = h2_kit.settings() + server.headers(1, h2_kit.response(200), end=True)
+    return first, second, answers, server.headers(3, h2_kit.response(200), end=True)
+
+
+def segments(side: bool, at: float, offset: int, data: bytes) -> list[Segment]:
+    """``data`` cut into 1,460-byte segments from stream ``offset``, a millisecond apart."""
+    return [
+        (at + i / 1_460_000, side, offset + i, data[i : i + 1460])
+        for i in range(0, len(data), 1460)
+    ]
+
+
+def test_an_http2_header_block_retransmitted_after_exp_fails(
+    tmp_path: Path, reader: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, _, answer_1, _ = h2_client()
+    sent = segments(True, EXP - 600, 0, first)
+    answer = segments(False, EXP + 400.05, 0, answer_1)
+    path = write(tmp_path / "h2.pcap", [*sent, *segments(True, EXP + 400, 0, first), *answer])
+    assert flags(path, reader) == [("GET", ("expired", "actor-expired"))]
+    code, out = verify(path, capsys)
+    assert code == 1 and "by its request's last copy, 10:06:40 UTC" in out, out
+    late = segments(True, EXP + 900, 0, first)  # after the answer: changes nothing
+    path = write(tmp_path / "h2-after.pcap", [*sent, *answer, *late])
+    assert flags(path, reader) == [("GET", ())]
+
+
+def test_an_http2_copy_dates_only_the_stream_whose_block_it_holds(
+    tmp_path: Path, reader: str
+) -> None:
+    """Stream 1 (a POST whose 64 KB body the reader skips) and stream 3: a later copy of
+    stream 3's HEADERS dates stream 3 only, of stream 1's HEADERS stream 1 only."""
+    first, second, answer_1, answer_3 = h2_client(body=65536)
+    sent = [*segments(True, EXP - 600, 0, first), *segments(True, EXP - 590, len(first), second)]
+    answer = segments(False, EXP + 400.05, 0, answer_1 + answer_3)
+    late = ("expired", "actor-expired")
+    again = segments(True, EXP + 400, len(first), second)
+    path = write(tmp_path / "3.pcap", [*sent, *again, *answer])
+    assert flags(path, reader) == [("POST", ()), ("GET", late)]
+    path = write(tmp_path / "1.pcap", [*sent, segments(True, EXP + 400, 0, first)[0], *answer])
+    assert flags(path, reader) == [("POST", late), ("GET", ())]
+
+
+def test_a_copy_of_body_bytes_between_two_http2_blocks_dates_neither(
+    tmp_path: Path, reader: str
+) -> None:
+    first, second, answer_1, answer_3 = h2_client(body=65536)
+    sent = [*segments(True, EXP - 600, 0, first), *segments(True, EXP - 590, len(first), second)]
+    body_tail = segments(True, EXP + 400, 0, first)[-1]  # stream 1's last DATA bytes
+    answer = segments(False, EXP + 400.05, 0, answer_1 + answer_3)
+    path = write(tmp_path / "body.pcap", [*sent, body_tail, *answer])
+    assert flags(path, reader) == [("POST", ()), ("GET", ())]
+
+
+def test_an_http2_block_copied_after_its_answer_began_changes_nothing(
+    tmp_path: Path, reader: str
+) -> None:
+    """The server's HEADERS came, the body it answers with (a metadata document, which is
+    kept) still to come: it had read the request, so a later copy of its block changes
+    nothing."""
+    client, server = h2_kit.Peer(), h2_kit.Peer()
+    fields = [
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":authority", "mail.contoso.com"),
+        (":path", "/metadata/json/1"),
+        ("authorization", f"Bearer {token()}"),
+    ]
+    first = PREFACE + h2_kit.settings() + client.headers(1, fields, end=True)
+    head = h2_kit.settings() + server.headers(1, h2_kit.response(200))
+    path = write(
+        tmp_path / "answering.pcap",
+        [
+            *segments(True, EXP - 600, 0, first),
+            (EXP - 599, False, 0, head),
+            *segments(True, EXP + 400, 0, first),
+            (EXP + 402, False, len(head), h2_kit.data(1, b"{}", end=True)),
+        ],
+    )
+    assert flags(path, reader) == [("GET", ())]
+
+
+def test_an_http2_block_whose_last_segment_came_after_exp_fails(
+    tmp_path: Path, reader: str
+) -> None:
+    first, _, answer_1, _ = h2_client()
+    start, end = segments(True, EXP - 600, 0, first)[0], segments(True, EXP + 400, 0, first)[1:]
+    answer = segments(False, EXP + 400.05, 0, answer_1)
+    path = write(tmp_path / "h2-late-end.pcap", [start, *end, *answer])
+    assert flags(path, reader) == [("GET", ("expired", "actor-expired"))]
+
+
+def test_an_h2c_upgrade_counts_the_http1_bytes_before_the_frames(
+    tmp_path: Path, reader: str
+) -> None:
+    """The client's stream turns HTTP/2 after an HTTP/1.1 upgrade request (padded longer than
+    the header block that follows, so a block placed from the wrong origin misses its copy)."""
+    client, server = h2_kit.Peer(), h2_kit.Peer()
+    upgrade = (
+        b"GET / HTTP/1.1\r\nHost: mail.contoso.com\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\nX-Pad: " + b"x" * 6000 + b"\r\n\r\n"
+    )
+    fields = [
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":authority", "mail.contoso.com"),
+        (":path", "/EWS/Exchange.asmx"),
+        ("authorization", f"Bearer {token()}"),
+    ]
+    frames = PREFACE + h2_kit.settings() + client.headers(3, fields, end=True)
+    switched = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+    answers = switched + h2_kit.settings() + server.headers(1, h2_kit.response(200), end=True)
+    answers += server.headers(3, h2_kit.response(200), end=True)
+    tail = segments(True, EXP - 600, len(upgrade), frames)[-1]  # the block's last bytes
+    path = write(
+        tmp_path / "h2c.pcap",
+        [
+            *segments(True, EXP - 601, 0, upgrade),
+            *segments(True, EXP - 600, len(upgrade), frames),
+            (EXP + 400, True, tail[2], tail[3]),
+            *segments(False, EXP + 400.05, 0, answers),
+        ],
+    )
+    assert flags(path, reader)[-1] == ("GET", ("expired", "actor-expired"))
+
+
+class Blocks:
+    """A frame handler that records the streams ``resent`` names (the other callbacks ignore)."""
+
+    def __init__(self) -> None:
+        self.resent_streams: list[tuple[int, float]] = []
+
+    def resent(self, stream_id: int, ts: float) -> None:
+        self.resent_streams.append((stream_id, ts))
+
+    def body_room(self, from_client: bool, stream_id: int, size: int) -> int:
+        return 1 << 20  # keep every body: a hole inside one leaves the frames readable
+
+    def body(self, from_client: bool, stream_id: int, chunk: bytes, more: int) -> int:
+        return 1 << 20
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: 0
+
+
+def test_a_hole_inside_a_kept_http2_body_counts_in_the_offsets() -> None:
+    from analyzer.protocols.http2_frames import FrameReader
+
+    client = h2_kit.Peer()
+    handler = Blocks()
+    reader = FrameReader(handler, True, table_known=True)
+    head = PREFACE + client.headers(1, h2_kit.request("/a", method="POST"))
+    body = h2_kit.data(1, bytes(5000), end=True)
+    after = client.headers(3, h2_kit.request("/b"), end=True)
+    reader.data(head + body[:1000], 1.0)
+    assert not reader.gap(3000)  # bytes 1000-4000 of the frame never captured
+    reader.data(body[4000:] + after, 2.0)
+    reader.resent(len(head) + len(body), len(after), 5.0)  # stream 3's block again
+    reader.resent(len(head) + 2000, 500, 6.0)  # body bytes: nobody's block
+    assert handler.resent_streams == [(3, 5.0)]

@@ -392,9 +392,14 @@ class HttpStream:
 
     def resent(self, off: int, nbytes: int, ts: float) -> None:
         """The reassembler saw ``nbytes`` at stream offset ``off``, bytes already given here,
-        again at ``ts``: passed on (``on_resent``), which dates the requests whose heads they
-        hold - the server may have read such a request only from the later copy."""
-        if self.on_resent is not None and not self.dead and self._h2 is None:
+        again at ``ts``: passed on (``on_resent``, or the HTTP/2 reader the stream turned
+        into), which dates the requests whose heads they hold - the server may have read such
+        a request only from the later copy."""
+        if self.dead:
+            return
+        if self._h2 is not None:
+            self._h2.resent(off, nbytes, ts)
+        elif self.on_resent is not None:
             self.on_resent(off, nbytes, ts)
 
     def conflict(self, ts: float) -> None:
@@ -616,6 +621,7 @@ class HttpStream:
         else:
             ts, frame = self._first_mark()
         self._h2 = reader
+        reader.origin = self._base + self._skip_set + self._gapped  # its first byte's offset
         self._state = "h2"
         rest = bytes(self._buf)
         self._consume(len(rest))

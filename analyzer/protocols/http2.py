@@ -140,9 +140,10 @@ class Http2Connection:
         end: bool,
         ts: float,
         frame: int = 0,
+        last_ts: float | None = None,
     ) -> None:
         if from_client:
-            self._client_headers(stream_id, headers, end, ts, frame)
+            self._client_headers(stream_id, headers, end, ts, frame, last_ts)
         else:
             self._server_headers(stream_id, headers, end, ts, frame)
 
@@ -225,8 +226,24 @@ class Http2Connection:
         self._lost.append(f"{side} frames not followed after {reason}: later {later} not read")
 
     # -- internals ---------------------------------------------------------------------------
+    def resent(self, stream_id: int, ts: float) -> None:
+        """The client's header block on ``stream_id`` came again at ``ts``: until the server
+        answers, it may have read the request only from that copy (its ``last_ts``)."""
+        stream = self.streams.get(stream_id)
+        request = stream.request if stream is not None else None
+        if request is None or stream.response is not None or stream.emitted or ts <= request.ts:
+            return
+        if request.last_ts is None or ts > request.last_ts:
+            request.last_ts = ts
+
     def _client_headers(
-        self, sid: int, headers: Headers | None, end: bool, ts: float, frame: int
+        self,
+        sid: int,
+        headers: Headers | None,
+        end: bool,
+        ts: float,
+        frame: int,
+        last_ts: float | None = None,
     ) -> None:
         stream = self.streams.get(sid)
         if stream is None:
@@ -249,6 +266,7 @@ class Http2Connection:
                     # unknown - read as the first, and said
                     self._note_unread(sid, "a pseudo-header sent twice")
                 request = stream.request = _message(True, headers, ts, frame)
+                request.last_ts = last_ts
                 self.host = request.header("host") or self.host
                 room = self.request_body(request)
                 if room > 0:

@@ -73,8 +73,13 @@ class FrameHandler(Protocol):
         end: bool,
         ts: float,
         frame: int = 0,
+        last_ts: float | None = None,
     ) -> None:
-        """A header block, from the frame captured at ``ts`` in (capture) frame ``frame``."""
+        """A header block, from the frame captured at ``ts`` in (capture) frame ``frame``;
+        ``last_ts``: when its last byte came, if in a later packet."""
+
+    # Optional: ``resent(stream_id, ts)``: a client's header block came again at ``ts`` (a TCP
+    # retransmission of bytes holding it; see ``FrameReader.resent``).
 
     def push_promise(
         self, stream_id: int, promised: int, headers: Headers | None, ts: float, frame: int = 0
@@ -140,6 +145,15 @@ class FrameReader:
         self._block_ts = 0.0
         self._block_frame = 0
         self._block_oversized = False
+        # Stream offsets, for ``resent``: of the first byte given here (set by the reader that
+        # hands the stream over), of the current frame, and bytes skipped or lost since.
+        self.origin = 0
+        self._frame_start = 0
+        self._block_start = 0
+        self._outside = 0
+        # (stream offset of the block's first frame, of its end, stream id) of the latest
+        # request header blocks, for ``resent`` (a client's direction only)
+        self._blocks: deque[tuple[int, int, int]] | None = deque(maxlen=64) if from_client else None
 
     # -- consumer interface ------------------------------------------------------------------
     def data(self, data: memoryview | bytes, ts: float, frame: int = 0) -> int:
@@ -154,6 +168,7 @@ class FrameReader:
         while not self.dead:
             skip = self._state()
             if skip is not None:
+                self._outside += skip  # the reassembler drops them before any more come
                 return skip
         return 0
 
@@ -163,6 +178,7 @@ class FrameReader:
             return False
         if self._state == self._data_bytes and not self._buf and nbytes <= self._left - self._pad:
             self._left -= nbytes  # a hole inside a body being kept: the frames still hold
+            self._outside += nbytes
             self.handler.body_lost(self.from_client, self._sid)
             return False
         self._die(f"{nbytes} bytes lost")
@@ -206,6 +222,7 @@ class FrameReader:
         ftype, flags = buf[3], buf[4]
         sid = int.from_bytes(buf[5:9], "big") & _STREAM_MASK
         self._ts, self._frame_no = self._mark_at(self._base)
+        self._frame_start = self._base
         self._consume(9)
         self._ftype, self._flags, self._sid, self._left = ftype, flags, sid, length
         if self._block_sid and (ftype != CONTINUATION or sid != self._block_sid):
@@ -343,6 +360,7 @@ class FrameReader:
         self._block_end = bool(flags & END_STREAM) and self._ftype == HEADERS
         self._block_ts = self._ts
         self._block_frame = self._frame_no
+        self._block_start = self._frame_start
 
     def _close_block(self) -> None:
         """A header block is complete: decode it (or say it cannot be) and report it."""
@@ -366,8 +384,26 @@ class FrameReader:
         handler = self.handler
         if promised is not None:
             handler.push_promise(sid, promised, headers, ts, frame)
-        else:
-            handler.headers(self.from_client, sid, headers, end, ts, frame)
+            return
+        shift = self.origin + self._outside  # buffer offsets to stream offsets
+        if self._blocks is not None:
+            self._blocks.append((self._block_start + shift, self._base + shift, sid))
+        last_ts = self._mark_at(self._base - 1)[0]  # the feed that brought the block's end
+        handler.headers(
+            self.from_client, sid, headers, end, ts, frame, last_ts if last_ts > ts else None
+        )
+
+    def resent(self, off: int, nbytes: int, ts: float) -> None:
+        """``nbytes`` at stream offset ``off``, given here already, came again at ``ts``: the
+        handler's ``resent`` is told of each request header block they hold (among the latest
+        64: a retransmission comes within moments)."""
+        hook = getattr(self.handler, "resent", None)
+        if hook is None or self._blocks is None or self.dead:
+            return
+        end = off + nbytes
+        for start, stop, sid in self._blocks:
+            if start < end and off < stop:
+                hook(sid, ts)
 
     def _decode(self, block: bytes) -> Headers | None:
         """Decode a header block. A block opening with a table size update to 0 makes an
