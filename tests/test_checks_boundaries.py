@@ -339,16 +339,54 @@ def test_ipv6_host_and_missing_host() -> None:
     assert _by_id(text, host="[2001:db8::1]:443")["audience-host"].ok is True
     assert _by_id(text, host="[2001:db8::2]")["audience-host"].ok is False
     plain = signed(actor_claims())
-    assert "audience-host" not in _by_id(plain, host=None)
-    assert "audience-host" not in _by_id(plain, host="")
+    assert "audience-host" not in _by_id(plain, host=None)  # not presented: issued, asserted
+    nameless = _by_id(plain, host="")  # presented by a request that named no host
+    assert (nameless["audience-host"].ok, nameless["audience-host"].message) == (
+        False,
+        "audience host 'mail.contoso.com' cannot be matched: the request named no host",
+    )
     v6 = _by_id(signed({**actor_claims(), "aud": EXO_AUD}), host="2001:db8::1")
     assert v6["audience-host"].ok is False  # several colons: no port to strip
 
 
 def test_non_s2s_audiences_are_not_judged_as_principals() -> None:
+    """An Entra token's URL or GUID audience is its own form; an S2S token's is not: its host
+    and realm could not be judged, so it fails its form (a review passed one naming a foreign
+    host this way). Several audiences in an S2S token fail too: only the first was judged."""
+    entra = "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/"
     for aud in ("api://contoso-app", "https://graph.microsoft.com", "plain-guid-audience"):
-        checks = _one(T0, aud=aud)
+        checks = _one(T0, aud=aud, iss=entra, nameid=None)
         assert "audience-form" not in checks and "audience-host" not in checks
+        s2s = _one(T0, aud=aud)["audience-form"]
+        assert (s2s.ok, s2s.message) == (
+            False,
+            f"audience '{aud}' is not an S2S principal (<app id>/<host>@<realm>): its host and "
+            "realm cannot be judged",
+        )
+    several = _one(T0, aud=[EXO_AUD, "00000002-0000-0ff1-ce00-000000000000/x.test@evil.test"])
+    assert (several["audience-form"].ok, several["audience-form"].message) == (
+        False,
+        "2 audiences: an S2S token names one",
+    )
+    assert _one(T0, aud=[EXO_AUD])["audience-form"].ok is True  # a list of one is one
+
+
+def test_a_required_claim_that_is_null_or_empty_is_missing() -> None:
+    """``"exp": null`` is a token that never expires, ``"aud": []`` one for nobody: a claim's
+    key alone is not the claim. An S2S layer needs nbf too: without it a signed actor's life
+    has no start (a review signed one valid for 70 years, dated by a late iat)."""
+    for claims, missing in (
+        ({"exp": None}, "exp"),
+        ({"aud": []}, "aud"),
+        ({"iss": ""}, "iss"),
+        ({"nbf": None}, "nbf"),
+        ({"nbf": None, "iat": T0}, "nbf"),
+    ):
+        check = _one(T0, **claims)["required-claims"]
+        assert (check.ok, check.message) == (False, f"missing claims: {missing}"), claims
+    assert _one(T0)["required-claims"].ok is True
+    entra = "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/"
+    assert _one(T0, iss=entra, nbf=None)["required-claims"].ok is True  # not S2S: nbf optional
 
 
 def test_principal_spelling_problems_are_named_by_role() -> None:

@@ -600,7 +600,8 @@ def test_a_token_without_a_realm_is_not_in_a_realm(
     bare = signed({"iss": EXO, "aud": EXO, "nbf": T0, "exp": T0 + 3600})
     path = write_capture(tmp_path / "bare.pcap", [(_bearer(bare), OK)])
     code, data = verify_json(capsys, str(path), "--realm", "contoso.com")
-    assert code == 1 and reasons(data) == {1: ("wrong-realm", "realm (none) is not contoso.com")}
+    said = f"its audience {EXO} names no realm: realm (none) is not contoso.com"
+    assert code == 1 and reasons(data) == {1: ("wrong-realm", said)}
 
 
 @pytest.mark.parametrize(

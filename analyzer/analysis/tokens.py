@@ -162,6 +162,8 @@ class TokenAnalysis:
     def _fields(self, token: DecodedToken, role: str, event: Event) -> dict:
         presented = role == "bearer"
         host = event.host if presented else None
+        if presented and host is None and event.protocol.startswith("http"):
+            host = ""  # a request that named no host: an audience host cannot be matched
         token, plan, fixed = self._view(token, role, host)
         at = _seen_at(event, presented)
         # a presented token's request may have been read as late as its head's last copy

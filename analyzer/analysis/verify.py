@@ -41,6 +41,7 @@ from analyzer.analysis.scope import (
 from analyzer.model import CaptureStats, Event, NotInspected
 from analyzer.oauth.principals import (
     APP_ALIASES,
+    STS_APP_IDS,
     WELL_KNOWN_APPS,
     is_guid,
     parse_principal,
@@ -101,7 +102,7 @@ _INVALID_CHECKS = {
     "decodes": ("a claim cannot be read (of the wrong type: see decode)", None),
     "required-claims": ("a required claim is missing (iss, aud, exp, nameid or nbf)", None),
     "time-units": ("its time claims cannot be read as times", None),
-    "audience-form": ("its audience lacks the app id, host or realm", None),
+    "audience-form": ("its audience is not one <app id>/<host>@<realm> principal", None),
     "principals": ("its principal strings are malformed", "malformed-principal"),
     "audience-host": ("its audience names another host", "audience-host-mismatch"),
     "lifetime": ("its lifetime is over 24 hours", "long-lived-token"),
@@ -569,7 +570,28 @@ def _judge(rule: Rule, e: Event, trust: TrustedIssuers) -> tuple[str | None, str
     relaxed += allowed
     if invalid:
         return "invalid-token", invalid, relaxed
+    elsewhere = _audience_elsewhere(rule, e)
+    if elsewhere and "audience-host-mismatch" in rule.allow:
+        relaxed.append("audience-host-mismatch")
+    elif elsewhere:
+        return "invalid-token", elsewhere, relaxed
     return None, "", relaxed
+
+
+def _audience_elsewhere(rule: Rule, e: Event) -> str:
+    """Why the audience of ``e``'s token names another server than the rule's (when the rule
+    names its servers or virtual hosts by name): a request reaches the named server by its
+    address whatever Host it sends (``ScopeSpec``), so a token minted for another host, sent
+    there with that Host or none, must not pass as a token for this server. "" otherwise."""
+    names = {s.host for s in rule.scope.servers if s.host} | set(rule.scope.hosts)
+    host = (e.token_aud_host or "").lower()
+    if not names or not host or host in names:
+        return ""
+    listed = " or ".join(sorted(names))
+    return (
+        f"token: its audience names host {host}, not {listed} (if that is another name of the "
+        "same server, name it too: --server / --host)"
+    )
 
 
 def _invalid_token(e: Event, allow: frozenset[str], checks: set[str]) -> tuple[str, list[str]]:
@@ -610,13 +632,19 @@ def _diagnosis(e: Event) -> str:
 
 
 def _issuer_problem(rule: Rule, e: Event) -> tuple[str | None, str]:
-    principals = [p for p in (e.token_iss, e.token_actor_iss) if p]
+    principals = _signed_issuers(e)
     if not principals:
         return "wrong-issuer", f"token issuer cannot be read ({e.token_format} token)"
     if any(spec.matches(p) for spec in rule.issuers for p in principals):
         return None, ""
     wanted = " or ".join(i.text for i in rule.issuers)
     shown = e.token_actor_iss or e.token_iss
+    if e.token_iss and e.token_iss not in principals and _matches(rule, e.token_iss):
+        return "wrong-issuer", (
+            f"issuer {shown} is not {wanted}: only the unsigned outer token names "
+            f"{e.token_iss}, and an actor token signed by another app than Microsoft's token "
+            "service speaks for its own issuer alone"
+        )
     same_app = [
         (spec, p)
         for spec in rule.issuers
@@ -632,13 +660,34 @@ def _issuer_problem(rule: Rule, e: Event) -> tuple[str | None, str]:
     return "wrong-issuer", f"issuer {shown} is not {wanted}"
 
 
+def _signed_issuers(e: Event) -> list[str]:
+    """The issuers a signature can stand behind: a single token's own; for an S2S token, its
+    signed actor's, and the outer token's only when that actor was issued by Microsoft's token
+    service (ACS / Entra), which issues actor tokens naming another app (the outer issuer,
+    checked equal to the actor's nameid). An app's self-issued actor speaks for that app: an
+    Exchange-signed actor naming Skype for Business is no Skype for Business token."""
+    if not e.token_actor_iss:
+        return [e.token_iss] if e.token_iss else []
+    sts = "@" in e.token_actor_iss and (
+        parse_principal(e.token_actor_iss).app_id.lower() in STS_APP_IDS
+    )
+    return [e.token_actor_iss, e.token_iss] if sts and e.token_iss else [e.token_actor_iss]
+
+
+def _matches(rule: Rule, principal: str) -> bool:
+    return any(spec.matches(principal) for spec in rule.issuers)
+
+
 def _wrong_realm(wanted: tuple[str, ...], e: Event) -> str | None:
     """Why ``e``'s token is not of the realms ``wanted`` (None when it is): the realm of every
     principal it names - its issuer, the signed actor's issuer, its audience - must be one."""
-    realms = []
+    realms: list[str | None] = []
     for value in (e.token_iss, e.token_actor_iss, e.token_aud):
         if value and "@" in value and "://" not in value:
             realms.append(parse_principal(value).realm)
+        elif value and value == e.token_aud:
+            # an audience in no realm (a URL, a bare id) is not in one
+            return f"its audience {value} names no realm: {_realm_problem(wanted, None)}"
     wrong = [r for r in realms if r not in wanted]
     if wrong or not realms:
         return _realm_problem(wanted, wrong[0] if wrong else None)

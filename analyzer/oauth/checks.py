@@ -40,8 +40,9 @@ def check_token(
     """Every check of ``token`` (and of its actor layer, ids prefixed ``actor-``).
 
     ``at`` is the capture time of the request that carried the token; ``host`` its Host header
-    (None for a token that was issued or asserted rather than presented to that host). ``role``
-    ``assertion`` marks a client assertion, which carries no ``nameid``.
+    ("" when the request named none; None for a token that was issued or asserted rather than
+    presented to that host). ``role`` ``assertion`` marks a client assertion, which carries no
+    ``nameid``.
     """
     return plan_checks(token, host=host, role=role).checks(at)
 
@@ -199,16 +200,25 @@ def _fixed_claims_checks(
 
 
 def _required(token: DecodedToken, prefix: str, role: str) -> Check:
+    """iss, aud and exp; nameid for an actor or an app-only S2S token; nbf for every S2S layer
+    (without it, a signed actor's life is not bounded below: see ``_lifetime_check``). A claim
+    that is null or empty counts as missing: ``"exp": null`` is a token that never expires."""
     claims = token.claims or {}
     needed = ["iss", "aud", "exp"]
-    if role == "actor" or (role == "bearer" and _is_s2s(token) and token.actor_token is None):
+    s2s_alone = role == "bearer" and _is_s2s(token) and token.actor_token is None
+    if role == "actor" or s2s_alone:
         needed.append("nameid")
-    if "actortoken" in claims:
+    if "actortoken" in claims or (role == "actor" and _is_s2s(token)) or s2s_alone:
         needed.append("nbf")
-    missing = [name for name in needed if name not in claims]
+    missing = [name for name in needed if _absent(claims.get(name))]
     if missing:
         return Check(f"{prefix}required-claims", False, "missing claims: " + ", ".join(missing))
     return Check(f"{prefix}required-claims", True, "iss, aud and exp present")
+
+
+def _absent(value: object) -> bool:
+    """A claim not there, null, or empty (a string, list or object with nothing in it)."""
+    return value is None or (isinstance(value, (str, list, dict)) and not value)
 
 
 def _principal_checks(token: DecodedToken, host: str | None, prefix: str) -> list[Check]:
@@ -220,28 +230,19 @@ def _principal_checks(token: DecodedToken, host: str | None, prefix: str) -> lis
     aud = _audience(token)
     if aud is not None:
         issues += [f"audience: {i}" for i in aud.issues]
-        complete = bool(aud.app_id and aud.host and aud.realm)
-        out.append(
-            Check(
-                f"{prefix}audience-form",
-                complete,
-                "audience has principal, host and realm"
-                if complete
-                else f"audience '{aud.raw}' lacks " + _missing_parts(aud),
-            )
-        )
-        if aud.host and host:
-            request_host = _strip_port(host)
-            ok = aud.host.lower() == request_host.lower()
-            out.append(
-                Check(
-                    f"{prefix}audience-host",
-                    ok,
-                    f"audience host {aud.host} matches Host"
-                    if ok
-                    else f"audience host '{aud.host}' is not the request's Host '{request_host}'",
-                )
-            )
+    form = _audience_form(token, aud)
+    if form is not None:
+        out.append(Check(f"{prefix}audience-form", *form))
+    if aud is not None and aud.host and host is not None:  # "": the request named no host
+        request_host = _strip_port(host)
+        ok = aud.host.lower() == request_host.lower()
+        if ok:
+            message = f"audience host {aud.host} matches Host"
+        elif request_host:
+            message = f"audience host '{aud.host}' is not the request's Host '{request_host}'"
+        else:
+            message = f"audience host '{aud.host}' cannot be matched: the request named no host"
+        out.append(Check(f"{prefix}audience-host", ok, message))
     out.append(
         Check(
             f"{prefix}principals",
@@ -250,6 +251,26 @@ def _principal_checks(token: DecodedToken, host: str | None, prefix: str) -> lis
         )
     )
     return out
+
+
+def _audience_form(token: DecodedToken, aud: Principal | None) -> tuple[bool, str] | None:
+    """(ok, message) of the audience's form; None when there is nothing to judge (no S2S
+    principal audience, and the token is not S2S: an Entra URL or GUID audience is its own
+    form). An S2S token names one audience, ``<app id>/<host>@<realm>``: any other form, or
+    several audiences, leaves its host and realm unjudged (only the first would be)."""
+    s2s = _is_s2s(token)
+    if s2s and len(token.audiences) > 1:
+        return False, f"{len(token.audiences)} audiences: an S2S token names one"
+    if aud is None:
+        if s2s and token.aud:
+            return False, (
+                f"audience '{token.aud}' is not an S2S principal (<app id>/<host>@<realm>): "
+                "its host and realm cannot be judged"
+            )
+        return None
+    if aud.app_id and aud.host and aud.realm:
+        return True, "audience has principal, host and realm"
+    return False, f"audience '{aud.raw}' lacks " + _missing_parts(aud)
 
 
 def _use_checks(

@@ -105,6 +105,11 @@ _EXO = "00000002-0000-0ff1-ce00-000000000000"
 _SPO = "00000003-0000-0ff1-ce00-000000000000"
 _SFB = "00000004-0000-0ff1-ce00-000000000000"
 _ACS = "00000001-0000-0000-c000-000000000000"
+#: Microsoft's token services (ACS / Entra ID and their other instances): the only issuers whose
+#: actor tokens name another app (``nameid``) than themselves.
+STS_APP_IDS = frozenset(
+    {_ACS, "00000001-0001-0000-c000-000000000000", "00000001-0002-0000-c000-000000000000"}
+)
 _TEAMS = (
     "1fec8e78-bce4-4aaf-ab1b-5451cc387264",
     "cc15fd57-2c6c-4117-a88c-83b1d56b4bbe",
