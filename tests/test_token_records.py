@@ -366,3 +366,20 @@ def test_one_token_presented_to_two_hosts_is_judged_per_host() -> None:
         _use(text, T0 + 2, host="mail.contoso.com"),
     ])  # fmt: skip
     assert [e.token_flags for e in events] == [(), ("audience-host",), ()]
+
+
+def test_a_token_sharing_a_fingerprint_does_not_share_a_signature() -> None:
+    """Signatures are remembered per token text: the 12-hex fingerprint is 48 bits, and a
+    crafted second preimage (hours of GPU time) must not inherit a verified token's status."""
+    from dataclasses import replace
+
+    from analyzer.oauth.tokens import decode_token
+
+    good = decode_token(signed(actor_claims()))
+    head, body, sig = good.text.split(".")
+    forged_text = f"{head}.{body}.{sig[:-4]}AAAA"
+    forged = replace(decode_token(forged_text), fingerprint=good.fingerprint)
+    analysis = _analysis(str(KEYS_DIR / "exchange.cert.pem"))
+    assert analysis.signature(good).status == "verified"
+    assert analysis.signature(forged).status == "bad-signature"
+    assert analysis.verifying_keys() == {good.fingerprint: analysis.signature(good).key}

@@ -63,7 +63,10 @@ class TokenAnalysis:
 
     def __init__(self, store: KeyStore) -> None:
         self.store = store
-        self._signatures: dict[str, SignatureResult] = {}
+        # token text -> (fingerprint, signature result): keyed by the whole text, as the decode
+        # cache is - a crafted 48-bit fingerprint collision must not inherit another token's
+        # "verified" (a second preimage of 12 hex digits is hours of GPU time, not years)
+        self._signatures: dict[str, tuple[str, SignatureResult]] = {}
         self._seen: dict[str, _Seen] = {}
         # (fingerprint, role, host) -> (token, its check plan, its event fields but the flags)
         self._views: dict[tuple[str, str, str | None], tuple[DecodedToken, CheckPlan, dict]] = {}
@@ -92,9 +95,11 @@ class TokenAnalysis:
         return [self._record(s, reveal_secrets) for s in rows]
 
     def signature(self, token: DecodedToken) -> SignatureResult:
-        """Signature status of ``token``, computed once per fingerprint: ``untrusted-key``
+        """Signature status of ``token``, computed once per token: ``untrusted-key``
         when it verifies only with a key nothing ties to its issuer (``KeyStore.vouches``)."""
-        result = self._signatures.get(token.fingerprint)
+        key_text = token.text or token.fingerprint  # no text: too large to decode, or verify
+        known = self._signatures.get(key_text)
+        result = known[1] if known is not None else None
         if result is None:
             result = verify_token(token, self.store)
             key = result.key
@@ -106,14 +111,14 @@ class TokenAnalysis:
                     f"nothing ties that key to the issuer {token.iss or '(none)'}: not its S2S "
                     "metadata, not its OpenID configuration's jwks_uri, not a --keys file",
                 )
-            self._signatures[token.fingerprint] = result
+            self._signatures[key_text] = (token.fingerprint, result)
         return result
 
     def verifying_keys(self) -> dict[str, SigningKey]:
         """Token fingerprint -> the key that verified it, for every token verified so far."""
         return {
             fp: result.key
-            for fp, result in self._signatures.items()
+            for fp, result in self._signatures.values()
             if result.status == "verified" and result.key is not None
         }
 
