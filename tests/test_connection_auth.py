@@ -436,3 +436,19 @@ def test_a_forged_answer_to_the_logon_is_an_answer_in_doubt(
     assert [(n["kind"], n["client"], n["count"]) for n in spots] == [
         ("answer-in-doubt", f"{CLIENT}:40002", 1)
     ]
+
+
+def test_the_table_of_schemes_sent_counts_covered_calls_as_sending_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """They sent no credential: the "per scheme sent" table says so (their scheme, ntlm, is
+    the logon's and shows in the events table as ntlm(connection))."""
+    path = write(tmp_path, (ntlm_logon() + calls(), True))
+    assert main(["analyze", path, "--keys", SFB_CERT]) == 0
+    text = capsys.readouterr().out
+    table = text[text.index("per scheme sent") :].split("\n\n")[0].splitlines()
+    header, rows = table[1].split(), [line.split() for line in table[2:] if line.strip()]
+    (row,) = rows
+    counts = dict(zip(header[3:], row[3:], strict=True))
+    # the OAuth call, the logon's two legs, the two calls it covered
+    assert counts == {"events": "5", "bearer": "1", "ntlm": "2", "none": "2"}, table

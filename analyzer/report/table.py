@@ -273,7 +273,8 @@ def _pairs(events: list[Event], out: IO[str], width: int, style: Style) -> None:
     counts: dict[tuple[str, str, str], Counter[str]] = defaultdict(Counter)
     for e in events:
         pair = (e.client_ip or "-", endpoint(e.server_ip, e.server_port), e.host or "-")
-        counts[pair][e.scheme] += 1
+        # a request a connection's earlier logon covered sent no credential of its own
+        counts[pair]["none" if e.auth_header == "connection" else e.scheme] += 1
     out.write(style.heading(f"Events by client -> server, per scheme sent ({len(events):,})"))
     out.write("\n")
     if not events:
