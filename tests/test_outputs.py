@@ -100,7 +100,8 @@ def test_filters_narrow_the_events(capsys) -> None:
     assert event_ids(capsys, "--since", "+5s", "--until", "+10s") == [8, 9, 10, 11]
     assert event_ids(capsys, "--since", "2026-03-02T09:00:12Z") == [12, 13, 14, 15]
     assert event_ids(capsys, "--path", "/metadata/") == [2, 3]
-    assert event_ids(capsys, "--user", "CONTOSO\\alice") == [12]
+    # 13 is Kerberos: its user cannot be read (the ticket is encrypted), so it is not ruled out
+    assert event_ids(capsys, "--user", "CONTOSO\\alice") == [12, 13]
     assert event_ids(capsys, "--host", "accounts.accesscontrol.windows.net") == [14, 15]
 
 

@@ -22,7 +22,13 @@ backslashes as slashes, repeated slashes and dot segments removed), case-insensi
 Traffic that could not be read (``NotInspected``) has no path or user: it is in a scope unless
 its endpoints or time rule it out, so a blind spot is never silently left out of a verdict. In
 the same way an exchange whose client is unknown (``client_ip`` empty: an HTTP archive does not
-record the browser's address) is not ruled out by a client filter.
+record the browser's address) is not ruled out by a client filter, nor an exchange whose user
+cannot be read (Kerberos, an empty or masked user, a token without a subject) by ``--user``.
+``--user`` matches an account however it is spelt (``user_may_be``): account names compared
+without case, domains only when both are NetBIOS names, both DNS names or both address
+suffixes - a NetBIOS name cannot be mapped to a DNS name from a capture, nor a UPN suffix to
+the account's domain, and keeping another account's exchange costs a FAIL that names it, while
+leaving the account's own out could turn a verdict into a false PASS.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from urllib.parse import unquote, urlsplit
 
+from analyzer.analysis.handshakes import is_continuation, presented
 from analyzer.model import AUTH_CLASSES, SCHEMES, Event, NotInspected
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -178,10 +185,8 @@ class Scope:
             return False
         if self.paths and not any(path_matches(e.uri, p) for p in self.paths):
             return False
-        if self.users:
-            who = {(v or "").lower() for v in (e.user, e.token_subject, _qualified(e))}
-            if not who & set(self.users):
-                return False
+        if self.users and not user_may_be(e, self.users):
+            return False
         return not self.schemes or e.scheme in self.schemes or (e.auth_class in self.schemes)
 
     def covers(self, n: NotInspected, host_ips: dict[str, frozenset[str]] | None = None) -> bool:
@@ -293,13 +298,20 @@ def make_scope(
         servers=tuple(parse_server(s) for s in listed(server, "server")),
         hosts=tuple(bare_host(h) for h in listed(host, "host")),
         paths=tuple(paths),
-        users=tuple(u.lower() for u in listed(user, "user")),
+        users=tuple(_user(u) for u in listed(user, "user")),
         schemes=schemes,
         since=start,
         until=end,
         since_offset=start_offset,
         until_offset=end_offset,
     )
+
+
+def _user(value: str) -> str:
+    """One ``--user`` item, lower case; raises ``ScopeError`` when it names no account."""
+    if not parse_account(value).name:
+        raise ScopeError(f"user {value!r}: no account name (user, DOMAIN\\user or user@domain)")
+    return value.lower()
 
 
 _OFFSET = re.compile(r"^\+((?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+|\d+(?:\.\d+)?)$")
@@ -548,6 +560,88 @@ def _address(text: str) -> IPAddress | None:
         return None
     mapped = getattr(ip, "ipv4_mapped", None)
     return mapped or ip
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """One spelling of an account, lower case: its name and, when the spelling gives one, its
+    domain and the kind of that domain - ``netbios`` (``CONTOSO\\user``, or a domain field
+    without a dot), ``dns`` (``contoso.com\\user``, a domain field or Kerberos realm with a
+    dot) or ``suffix`` (the part after ``@`` of a UPN, SMTP or SIP address)."""
+
+    name: str
+    domain: str | None = None
+    kind: str | None = None
+
+    def may_be(self, other: Account) -> bool:
+        """Could both spellings name the same account? The names must be equal; domains are
+        compared only when both are of the same kind. A NetBIOS name cannot be mapped to a DNS
+        name from a capture, and a UPN, mail or SIP suffix need not be the account's domain
+        (alternative UPN suffixes): such a pair is not told apart, the account stays in."""
+        if self.name != other.name:
+            return False
+        if self.kind is None or self.kind != other.kind:
+            return True
+        return self.domain == other.domain
+
+
+@lru_cache(maxsize=4096)
+def parse_account(text: str, domain: str | None = None) -> Account:
+    """The account ``text`` spells: ``user@suffix``, ``DOMAIN\\user`` or ``user`` (then in
+    ``domain``, a credential's domain field, when given); ``sip:`` before an address is
+    dropped. An empty name is an account nobody can tell."""
+    text = text.strip().lower()
+    if text.startswith("sip:"):
+        text = text[4:]
+    if "\\" in text:
+        domain, _, text = text.partition("\\")
+    elif "@" in text:
+        text, _, suffix = text.rpartition("@")
+        return Account(text.strip(), *_domain(suffix, "suffix"))
+    return Account(text.strip(), *_domain(domain, None))
+
+
+def _domain(text: str | None, kind: str | None) -> tuple[str | None, str | None]:
+    text = (text or "").strip().lower().rstrip(".")
+    if not text:
+        return None, None
+    return text, kind or ("dns" if "." in text else "netbios")
+
+
+def event_accounts(e: Event) -> list[Account] | None:
+    """The accounts exchange ``e`` names (its credential's user and domain, its token's
+    subject), or None when it presented a credential whose user cannot be read: Kerberos (the
+    ticket is encrypted), an anonymous or empty user, a masked one, a token without a subject
+    or with an opaque ``sub`` only. A leg the server answered with the next leg of its logon
+    names its logon's account, which that later leg states: it names none of its own."""
+    accounts = []
+    if e.user and e.raw_user is None and e.raw_domain is None:
+        accounts.append(parse_account(e.user, e.domain))
+    subject = (e.token_subject or "").strip()
+    if subject and ("@" in subject or "\\" in subject):
+        accounts.append(parse_account(subject))
+    accounts = [a for a in accounts if a.name]
+    if accounts or not presented(e):
+        return accounts
+    if is_continuation(e) and e.outcome == "challenged":
+        return []  # the handshake went on: its later leg names the logon's account
+    return None
+
+
+def user_may_be(e: Event, users: Iterable[str]) -> bool:
+    """Could exchange ``e`` be one of ``users`` (``--user``)? Yes when an account it names may
+    be one of them (``Account.may_be``), or when it presented a credential whose user cannot be
+    read (``event_accounts``): an unknown user is not ruled out, as an unknown client is not,
+    since leaving it out could turn a verdict into a false PASS. An exchange that presented no
+    credential names no user and is out, unless a token it carries names one."""
+    named = {(v or "").lower() for v in (e.user, e.token_subject, _qualified(e))}
+    if named & set(users):
+        return True  # spelt as given (a token's opaque ``sub`` too)
+    accounts = event_accounts(e)
+    if accounts is None:
+        return True
+    wanted = [parse_account(u) for u in users]
+    return any(a.may_be(w) for a in accounts for w in wanted)
 
 
 def _qualified(e: Event) -> str | None:
