@@ -37,6 +37,7 @@ from analyzer.model import (
     TlsConnection,
     TokenRecord,
     evolve,
+    request_url,
 )
 from analyzer.protocols.dispatch import FirstBytes
 from analyzer.protocols.http_exchange import Exchange, HttpConnection
@@ -775,11 +776,7 @@ def assemble(parts: Parts, key_files: Iterable[str], reveal_secrets: bool) -> An
     """The analysis of what one reading (or the merged readings of a parallel run) found:
     events in request order numbered from 1, tokens, handshakes; verdicts and findings on use."""
     events = numbered(parts.events)
-    store = load_keys((), ())
-    for event in events:  # documents with how they were fetched, and the relying parties
-        store.add_event(event)
-    for path in key_files:
-        store.add_file(path)
+    store = load_keys(events, key_files)
     tokens = TokenAnalysis(store)
     # token and handshake fields are set in one copy of each event
     events, handshakes = group_handshakes(events, tokens.event_fields(events))
@@ -839,7 +836,7 @@ class StreamView:
 
     def add(self, event: Event) -> Event:
         """Fill in the event and hand it out; returns it as handed out."""
-        if self.store.add_event(event):
+        if event.document and self.store.add_document(event.document, request_url(event), event.ts):
             self._fresh()  # earlier verdicts on signatures may change
         elif self.tokens.distinct > TOKENS_REMEMBERED:
             self._fresh()  # a cache: bounded over a long run

@@ -7,9 +7,7 @@ token whose ``alg`` does not fit the key it names is a bad signature (algorithm 
 invitation to verify an HMAC with a public key (HMAC algorithms are never verified at all). Only
 keys in the store count: a token's own ``jwk`` / ``x5c`` header is never trusted and its ``jku`` /
 ``x5u`` URLs are never fetched; a ``crit`` header (extensions a verifier must understand) is
-refused. No expiry or audience checks happen here. A captured document's keys vouch for an
-issuer only when its location may speak for that issuer and its fetch ties it to that location
-(``KeyStore.vouches``, ``KeyStore.tied``, ``may_speak_for``).
+refused. No expiry or audience checks happen here.
 
 ``cryptography`` and ``pyjwt`` are imported by the functions that need them, on first use: a run
 that meets no key document, key file or signed token never pays for loading them.
@@ -42,8 +40,6 @@ MAX_KEYS = 10_000  # keys a store holds
 MAX_DOC_KEYS = 500  # keys read from one document
 MAX_WARNINGS = 200
 MAX_JWKS_URIS = 100
-MAX_RELYING_PARTIES = 10_000  # addresses remembered as relying parties / document fetchers
-MAX_VARIANTS = 20  # sources remembered for one key
 MAX_RSA_BITS = 16_384
 MIN_RSA_BITS = 512
 
@@ -101,9 +97,6 @@ class KeySource:
     location: str  # URL as requested, or file path
     ts: float | None  # capture time of the document, None for files
     document: str  # one of DOCUMENTS
-    # how a captured document was fetched (see ``KeyStore.tied``); None when not known
-    transport: str | None = None  # tls (decrypted, or an https session of a SAZ / HAR), tcp
-    fetched_by: str | None = None  # the address of the client that fetched it
 
 
 @dataclass(frozen=True)
@@ -198,16 +191,10 @@ class KeyStore:
         self.max_keys = max_keys
         self.warnings: list[str] = []
         self.jwks_uris: list[str] = []
-        # a JWKS URL (as ``_url_key`` spells it) -> the issuers whose OpenID configuration names
-        # it, each with where that configuration came from
-        self.jwks_issuers: dict[str, set[tuple[str, KeySource]]] = {}
-        # addresses the capture shows being presented bearer tokens: relying parties
-        self.relying_parties: set[str] = set()
-        self._fetchers: set[str] = set()  # addresses that fetched a captured document
+        # a JWKS URL (as ``_url_key`` spells it) -> the issuers whose OpenID configuration names it
+        self.jwks_issuers: dict[str, set[str]] = {}
         self._keys: list[SigningKey] = []
         self._known: dict[bytes, SigningKey] = {}  # key identity -> first SigningKey seen
-        # id of a stored key -> every source that published it (the first one included)
-        self._variants: dict[int, list[SigningKey]] = {}
         self._by_x5t: dict[str, list[SigningKey]] = {}
         self._by_kid: dict[str, list[SigningKey]] = {}
 
@@ -219,74 +206,26 @@ class KeyStore:
 
     # ----------------------------------------------------------------------------- documents
 
-    def add_metadata_document(
-        self,
-        text: str | bytes,
-        location: str,
-        ts: float | None,
-        transport: str | None = None,
-        fetched_by: str | None = None,
-    ) -> int:
-        """Keys of a Microsoft S2S ``metadata/json/1`` document; returns how many it held.
-        ``transport`` and ``fetched_by`` say how it was fetched (``tied``)."""
+    def add_metadata_document(self, text: str | bytes, location: str, ts: float | None) -> int:
+        """Keys of a Microsoft S2S ``metadata/json/1`` document; returns how many it held."""
         doc = self._parse(text, location)
         if doc is None:
             return 0
-        fetch = self._fetch(transport, fetched_by)
-        return self._metadata(doc, KeySource("capture", location, ts, "s2s-metadata", *fetch))
+        return self._metadata(doc, KeySource("capture", location, ts, "s2s-metadata"))
 
-    def add_jwks(
-        self,
-        text: str | bytes,
-        location: str,
-        ts: float | None,
-        transport: str | None = None,
-        fetched_by: str | None = None,
-    ) -> int:
+    def add_jwks(self, text: str | bytes, location: str, ts: float | None) -> int:
         """Keys of a JWKS document; returns how many usable keys it held."""
         doc = self._parse(text, location)
         if doc is None:
             return 0
-        fetch = self._fetch(transport, fetched_by)
-        return self._jwks(doc, KeySource("capture", location, ts, "jwks", *fetch))
+        return self._jwks(doc, KeySource("capture", location, ts, "jwks"))
 
-    def add_document(
-        self,
-        text: str | bytes,
-        location: str,
-        ts: float | None,
-        transport: str | None = None,
-        fetched_by: str | None = None,
-    ) -> int:
-        """Sniff S2S metadata, JWKS or OpenID configuration (0 keys, ``jwks_uri`` remembered).
-        ``transport`` and ``fetched_by`` say how it was fetched: without them a captured
-        document's keys vouch for no issuer (``tied``)."""
+    def add_document(self, text: str | bytes, location: str, ts: float | None) -> int:
+        """Sniff S2S metadata, JWKS or OpenID configuration (0 keys, ``jwks_uri`` remembered)."""
         doc = self._parse(text, location)
         if doc is None:
             return 0
-        return self._sniffed(doc, "capture", location, ts, self._fetch(transport, fetched_by))
-
-    def add_event(self, event: Any) -> bool:
-        """What a captured event (``analyzer.model.Event``) tells the store: the document it
-        fetched, with how it was fetched, and whether its server was presented a bearer token
-        (a relying party). True when that may change a signature's status."""
-        from analyzer.model import request_url
-
-        changed = False
-        if event.document:  # keys, or a configuration naming a JWKS: any may change a status
-            fetcher = event.client_ip or None
-            self.add_document(
-                event.document, request_url(event), event.ts, event.transport, fetcher
-            )
-            changed = True
-        if (
-            len(self.relying_parties) < MAX_RELYING_PARTIES
-            and event.server_ip not in self.relying_parties
-            and _presents_token(event)
-        ):
-            self.relying_parties.add(event.server_ip)
-            changed = changed or event.server_ip in self._fetchers
-        return changed
+        return self._sniffed(doc, "capture", location, ts)
 
     def add_file(self, path: str | Path) -> int:
         """Keys from a PEM / DER certificate or public key, JWKS or metadata JSON file."""
@@ -354,45 +293,20 @@ class KeyStore:
         """Does anything tie ``key`` to the token issuer ``issuer``? A key file the user gave
         (the user vouches); the issuer's own S2S metadata (its ``issuer`` names the same app in
         the same realm, and it was served from that realm: ``served_in_realm``); or a JWKS that
-        an OpenID configuration of that very issuer names as its ``jwks_uri``, the
-        configuration and the JWKS both at locations that may speak for the issuer
-        (``may_speak_for``). A captured document counts only when its fetch ties it to its
-        location (``tied``): a Host header alone does not. A key from any other captured
-        document proves nothing: anyone can serve a document with their own key in it, and
-        name any issuer in it. Every source that published the key is asked."""
-        return any(self._vouches(k, issuer) for k in self._variants.get(id(key), (key,)))
-
-    def tied(self, source: KeySource) -> bool:
-        """Does the fetch of a captured document tie it to the host its URL names? When it came
-        over TLS (decrypted with a key log, or an https session of a SAZ / HAR: the client
-        checked the server's certificate for that name), or when a relying party fetched it
-        (an address the capture shows being presented bearer tokens: what that server loads
-        is what it trusts). A cleartext fetch by anyone else is tied by its Host header only,
-        which any machine can send and answer. Key files are the user's word."""
-        if source.kind == "file":
-            return True
-        if source.transport == "tls":
-            return True
-        return source.fetched_by is not None and source.fetched_by in self.relying_parties
-
-    def _vouches(self, key: SigningKey, issuer: str | None) -> bool:
+        an OpenID configuration of that very issuer names as its ``jwks_uri``. A key from any
+        other captured document proves nothing: anyone can serve a document with their own key
+        in it, and name any issuer in it."""
         if key.source.kind == "file":
             return True
-        if not issuer or not self.tied(key.source):
+        if not issuer:
             return False
         if key.metadata_issuer:
             realm = issuer.rpartition("@")[2] if "@" in issuer else None
             return same_issuer(key.metadata_issuer, issuer) and served_in_realm(
                 key.source.location, realm
             )
-        if key.source.document == "jwks" and may_speak_for(key.source.location, issuer, True):
-            named = self.jwks_issuers.get(_url_key(key.source.location), ())
-            return any(
-                named_issuer == issuer
-                and may_speak_for(config.location, issuer)
-                and self.tied(config)
-                for named_issuer, config in named
-            )
+        if key.source.document == "jwks":
+            return issuer in self.jwks_issuers.get(_url_key(key.source.location), ())
         return False
 
     # ----------------------------------------------------------------------------- internals
@@ -419,36 +333,20 @@ class KeyStore:
             return None
         return doc
 
-    def _fetch(self, transport: str | None, fetched_by: str | None) -> tuple[str | None, ...]:
-        """``transport`` and ``fetched_by`` of a captured document, its fetcher remembered."""
-        if fetched_by and len(self._fetchers) < MAX_RELYING_PARTIES:
-            self._fetchers.add(fetched_by)
-        return transport, fetched_by or None
-
-    def _sniffed(
-        self,
-        doc: dict[str, Any],
-        kind: str,
-        location: str,
-        ts: float | None,
-        fetch: tuple[str | None, ...] = (),
-    ) -> int:
+    def _sniffed(self, doc: dict[str, Any], kind: str, location: str, ts: float | None) -> int:
         keys = _ci(doc, "keys")
         entries = [k for k in keys if isinstance(k, dict)] if isinstance(keys, list) else []
         if any(_ci(k, "keyvalue") is not None or _ci(k, "keyinfo") is not None for k in entries):
-            return self._metadata(doc, KeySource(kind, location, ts, "s2s-metadata", *fetch))
+            return self._metadata(doc, KeySource(kind, location, ts, "s2s-metadata"))
         if any(_ci(k, "kty") is not None for k in entries):
-            return self._jwks(doc, KeySource(kind, location, ts, "jwks", *fetch))
+            return self._jwks(doc, KeySource(kind, location, ts, "jwks"))
         jwks_uri = _ci(doc, "jwks_uri")
         if isinstance(jwks_uri, str):
             if jwks_uri not in self.jwks_uris and len(self.jwks_uris) < MAX_JWKS_URIS:
                 self.jwks_uris.append(jwks_uri)
             issuer = _ci(doc, "issuer")
             if isinstance(issuer, str) and jwks_uri in self.jwks_uris:
-                named = self.jwks_issuers.setdefault(_url_key(jwks_uri), set())
-                config = KeySource(kind, location, ts, "openid-configuration", *fetch)
-                if len(named) < MAX_DOC_KEYS:
-                    named.add((issuer, config))
+                self.jwks_issuers.setdefault(_url_key(jwks_uri), set()).add(issuer)
             return 0
         if isinstance(keys, list):
             self._warn(f"{location}: key document holds no usable keys")
@@ -670,9 +568,6 @@ class KeyStore:
             self._known[identity] = key
             self._keys.append(key)
             known = key
-        variants = self._variants.setdefault(id(known), [known])
-        if key is not known and key not in variants and len(variants) < MAX_VARIANTS:
-            variants.append(key)  # another source of the same key: it may vouch where one cannot
         for alias in aliases:
             bucket = self._by_x5t.setdefault(alias, [])
             if known not in bucket:
@@ -816,63 +711,6 @@ def served_in_realm(location: str, realm: str | None) -> bool:
     if "." in realm:
         return host == realm or host.endswith("." + realm)
     return host in MICROSOFT_METADATA_HOSTS and realm in path.lower().split("/")
-
-
-def may_speak_for(location: str, issuer: str, keys: bool = False) -> bool:
-    """May a document at ``location`` speak for ``issuer`` (an OpenID configuration naming it,
-    the JWKS such a configuration names)? The rules of ``served_in_realm``: for a principal
-    (``<app>@<realm>``) a location within its realm, or Microsoft's token service with the
-    tenant in the path; for a URL issuer on one of Microsoft's hosts (``https://sts.windows.net/
-    <tenant>/``), Microsoft's token service with that tenant in the path; for any other URL
-    issuer, its own host or a host under it. ``keys``: the location is a JWKS, which on
-    Microsoft's hosts may also be the keys all tenants share (``/common/``, no query: a query
-    such as ``?appid=`` selects an application's own keys)."""
-    issuer = issuer.strip()
-    if "://" in issuer:
-        host, _, path = _url_key(issuer).partition("/")
-        host = _bare_host(host)
-        if host in MICROSOFT_METADATA_HOSTS:
-            tenant = path.split("/", 1)[0].split("?", 1)[0].lower()
-            if not tenant or tenant in ("common", "organizations", "consumers"):
-                return False
-            if _microsoft_location(location, tenant):
-                return True
-            return keys and _microsoft_location(location, "common")
-        if not host or "." not in host:
-            return False
-        where = _bare_host(_url_key(location).partition("/")[0])
-        return where == host or where.endswith("." + host)
-    if "@" not in issuer:
-        return False
-    realm = issuer.rpartition("@")[2]
-    if served_in_realm(location, realm):
-        return True
-    return keys and "." not in realm and bool(realm) and _microsoft_location(location, "common")
-
-
-def _microsoft_location(location: str, tenant: str) -> bool:
-    """Is ``location`` on one of Microsoft's token-service hosts, its first path segment
-    ``tenant``, without a query?"""
-    host, _, path = _url_key(location).partition("/")
-    if "?" in path or _bare_host(host) not in MICROSOFT_METADATA_HOSTS:
-        return False
-    return path.split("/", 1)[0].lower() == tenant.lower()
-
-
-def _bare_host(host: str) -> str:
-    """``host`` without its port (an IPv6 literal left whole)."""
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
-def _presents_token(event: Any) -> bool:
-    """Does ``event`` present a bearer token (a JWT, signed or not) to its server?"""
-    from analyzer.oauth.tokens import decode_token
-
-    if not event.server_ip:
-        return False
-    texts = [event.credential] if event.scheme == "bearer" and event.credential else []
-    texts += list(event.other_tokens or ())
-    return any(decode_token(t).format in ("jwt", "jwt-unsigned") for t in texts if t)
 
 
 def _url_key(url: str) -> str:
