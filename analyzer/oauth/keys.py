@@ -345,7 +345,16 @@ class KeyStore:
             if jwks_uri not in self.jwks_uris and len(self.jwks_uris) < MAX_JWKS_URIS:
                 self.jwks_uris.append(jwks_uri)
             issuer = _ci(doc, "issuer")
-            if isinstance(issuer, str) and jwks_uri in self.jwks_uris:
+            # a configuration speaks for its issuer only from where that issuer's authority
+            # lies (anyone can serve one naming any issuer); for a Microsoft issuer, of a key
+            # set there too (another identity provider may keep its keys on another host, as
+            # Google's accounts.google.com names www.googleapis.com)
+            if (
+                isinstance(issuer, str)
+                and jwks_uri in self.jwks_uris
+                and may_speak_for(location, issuer)
+                and (_keys_anywhere(issuer) or may_speak_for(jwks_uri, issuer, keys=True))
+            ):
                 self.jwks_issuers.setdefault(_url_key(jwks_uri), set()).add(issuer)
             return 0
         if isinstance(keys, list):
@@ -711,6 +720,62 @@ def served_in_realm(location: str, realm: str | None) -> bool:
     if "." in realm:
         return host == realm or host.endswith("." + realm)
     return host in MICROSOFT_METADATA_HOSTS and realm in path.lower().split("/")
+
+
+def may_speak_for(location: str, issuer: str, keys: bool = False) -> bool:
+    """May a document at ``location`` speak for ``issuer`` (an OpenID configuration naming it,
+    the JWKS such a configuration names)? The rules of ``served_in_realm``: for a principal
+    (``<app>@<realm>``) a location within its realm, or Microsoft's token service with the
+    tenant in the path; for a URL issuer on one of Microsoft's hosts (``https://sts.windows.net/
+    <tenant>/``), Microsoft's token service with that tenant in the path; for any other URL
+    issuer, its own host or a host under it. ``keys``: the location is a JWKS, which on
+    Microsoft's hosts may also be the keys all tenants share (``/common/``, no query: a query
+    such as ``?appid=`` selects an application's own keys)."""
+    issuer = issuer.strip()
+    if "://" in issuer:
+        host, _, path = _url_key(issuer).partition("/")
+        host = _bare_host(host)
+        if host in MICROSOFT_METADATA_HOSTS:
+            tenant = path.split("/", 1)[0].split("?", 1)[0].lower()
+            if not tenant or tenant in ("common", "organizations", "consumers"):
+                return False
+            if _microsoft_location(location, tenant):
+                return True
+            return keys and _microsoft_location(location, "common")
+        if not host or "." not in host:
+            return False
+        where = _bare_host(_url_key(location).partition("/")[0])
+        return where == host or where.endswith("." + host)
+    if "@" not in issuer:
+        return False
+    realm = issuer.rpartition("@")[2]
+    if served_in_realm(location, realm):
+        return True
+    return keys and "." not in realm and bool(realm) and _microsoft_location(location, "common")
+
+
+def _keys_anywhere(issuer: str) -> bool:
+    """May ``issuer``'s OpenID configuration name a key set on any host? For a URL issuer
+    other than Microsoft's token service: its configuration, served from its own host, is its
+    word. A principal (``<app>@<realm>``) or a Microsoft issuer keeps its keys in its realm, or
+    at Microsoft."""
+    if "://" not in issuer:
+        return False
+    return _bare_host(_url_key(issuer.strip()).partition("/")[0]) not in MICROSOFT_METADATA_HOSTS
+
+
+def _microsoft_location(location: str, tenant: str) -> bool:
+    """Is ``location`` on one of Microsoft's token-service hosts, its first path segment
+    ``tenant``, without a query?"""
+    host, _, path = _url_key(location).partition("/")
+    if "?" in path or _bare_host(host) not in MICROSOFT_METADATA_HOSTS:
+        return False
+    return path.split("/", 1)[0].lower() == tenant.lower()
+
+
+def _bare_host(host: str) -> str:
+    """``host`` without its port (an IPv6 literal left whole)."""
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def _url_key(url: str) -> str:
