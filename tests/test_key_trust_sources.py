@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from token_kit import EXO_AUD, SFB_ISS, T0, actor_claims, generator, keys
+from token_kit import EXO_AUD, KEYS_DIR, SFB_ISS, T0, actor_claims, generator, keys
 from wire_kit import OK, connection, write_packets
 
 from analyzer.cli import main
@@ -251,3 +251,26 @@ def test_which_locations_may_speak_for_an_issuer(
     location: str, issuer: str, keys_doc: bool, speaks: bool
 ) -> None:
     assert may_speak_for(location, issuer, keys_doc) is speaks
+
+
+def test_a_metadata_file_given_with_keys_vouches_for_its_own_issuer_only(
+    capsys, tmp_path: Path
+) -> None:
+    """Review round 5: the admin passes both partners' saved metadata with --keys; a token
+    whose actor says Skype for Business but is signed with Exchange's key verified, as any key
+    file vouched for any issuer. A metadata document names its issuer: its keys vouch for that
+    one. A certificate file names none: the user's word, as before."""
+    sfb_file, exchange_file = tmp_path / "sfb.json", tmp_path / "exchange.json"
+    sfb_file.write_text(json.dumps(metadata(keys()["sfb"])))
+    exchange_issuer = f"{generator().constants.EXCHANGE_ID}@contoso.com"
+    exchange_file.write_text(json.dumps(metadata(keys()["exchange"], exchange_issuer)))
+    given = ["--keys", str(sfb_file), "--keys", str(exchange_file)]
+    (tmp_path / "forged").mkdir()
+    forged = capture(tmp_path / "forged", [], EX_IP, POOL_IP, s2s_token(keys()["exchange"]))
+    code, violations = verdict(capsys, forged, [*STRICT, *given])
+    assert code == 1 and [kind for kind, _ in violations] == ["signature-not-verified"]
+    assert violations[0][1].startswith(f"{UNTIED}{exchange_file}")
+    good = capture(tmp_path, [], EX_IP, POOL_IP, s2s_token(keys()["sfb"]))
+    assert verdict(capsys, good, [*STRICT, *given]) == (0, [])
+    pem = ["--keys", str(KEYS_DIR / "exchange.cert.pem")]
+    assert verdict(capsys, forged, [*STRICT, *pem]) == (0, [])  # no issuer named: user's word

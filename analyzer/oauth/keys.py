@@ -297,7 +297,12 @@ class KeyStore:
         other captured document proves nothing: anyone can serve a document with their own key
         in it, and name any issuer in it."""
         if key.source.kind == "file":
-            return True
+            # the user's word - for the issuer the file itself names, when it names one (an
+            # S2S metadata document): Exchange's metadata does not vouch for a token that
+            # says it is Skype for Business's
+            return not key.metadata_issuer or bool(
+                issuer and same_issuer(key.metadata_issuer, issuer)
+            )
         if not issuer:
             return False
         if key.metadata_issuer:
