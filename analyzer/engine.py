@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -233,7 +233,10 @@ class EventCollector:
             self.not_inspected.append(_not_inspected("not-http", conn, 1, detail))
         unread = conn.h2.blind_spot() if conn.h2 is not None else None
         if unread is not None:  # HTTP/2 streams whose headers could not be decoded
-            self.not_inspected.append(_not_inspected("http2", conn, *unread))
+            spot = _not_inspected("http2", conn, *unread)
+            if conn.h2 is not None and conn.h2.host_in_doubt:  # for whichever host it named
+                spot = replace(spot, host=None)
+            self.not_inspected.append(spot)
         lost = conn.requests_lost
         if lost:
             detail = f"{lost} stretch(es) of request bytes lost: credentials unknown"

@@ -80,6 +80,8 @@ class Http2Connection:
         self.streams: dict[int, _Stream] = {}
         self._last_client_stream = 0  # highest stream id the client opened
         self._unread: dict[int, str] = {}  # stream id -> why its headers are unknown
+        # a request named two hosts (:authority and host): which one it was for is unknown
+        self.host_in_doubt = False
         self._unread_more = 0  # unreadable streams past MAX_UNREAD
         self._lost: list[str] = []  # directions whose frames could not be followed, and why
 
@@ -265,6 +267,11 @@ class Http2Connection:
                     # malformed (RFC 9113 8.3): which :path or :authority the server took is
                     # unknown - read as the first, and said
                     self._note_unread(sid, "a pseudo-header sent twice")
+                elif _authority_conflict(headers):
+                    # malformed too (RFC 9113 8.3.1): a server may route by either name, so
+                    # the blind spot is for any host (``host_in_doubt``)
+                    self._note_unread(sid, "a host field that names another host than :authority")
+                    self.host_in_doubt = True
                 request = stream.request = _message(True, headers, ts, frame)
                 request.last_ts = last_ts
                 self.host = request.header("host") or self.host
@@ -366,6 +373,16 @@ def _repeats_pseudo(headers: Headers) -> bool:
     """Does a header list send a pseudo-header (``:path``, ...) more than once?"""
     names = [name for name, _ in headers if name.startswith(":")]
     return len(names) != len(set(names))
+
+
+def _authority_conflict(headers: Headers) -> bool:
+    """Do ``:authority`` and a ``host`` field name different hosts (case and a trailing dot
+    aside)? Which one the server routed by is unknown."""
+    authority = next((v for n, v in headers if n == ":authority"), None)
+    if authority is None:
+        return False
+    norm = authority.strip().lower().rstrip(".")
+    return any(n.lower() == "host" and v.strip().lower().rstrip(".") != norm for n, v in headers)
 
 
 def _message(is_request: bool, headers: Headers, ts: float, frame: int = 0) -> HttpMessage:
