@@ -191,6 +191,8 @@ class EventCollector:
         # decrypted with keys (read on a reassembler of its own, whose connections share ids)
         self.connection_auth = ConnectionAuth()
         self.tls_connection_auth = ConnectionAuth()
+        # (client, server, port) of the QUIC flows seen, each a blind spot once (``_quic``)
+        self._quic_seen: set[tuple[str, str, int]] = set()
 
     def connection(self, info: ConnectionInfo) -> HttpConnection:
         self.stats.check_time(info.first_ts)
@@ -414,9 +416,30 @@ class EventCollector:
     def sip_flow(self, info: ConnectionInfo, first: memoryview | bytes) -> SipDatagrams | None:
         """The UDP flows' factory: a flow whose first datagram is a SIP message."""
         if not looks_like_sip(first):
+            self._quic(info, first)
             return None
         self.stats.check_time(info.first_ts)
         return SipDatagrams(info, self.sip_exchange)
+
+    def _quic(self, info: ConnectionInfo, first: memoryview | bytes) -> None:
+        """QUIC on UDP 443 (HTTP/3): encrypted HTTP, a blind spot per client and server, as
+        undecrypted TLS is (no key log applies: tshark is not asked to read QUIC)."""
+        if info.b_port in QUIC_PORTS:
+            client, server, port = info.a_ip, info.b_ip, info.b_port
+        elif info.a_port in QUIC_PORTS:
+            client, server, port = info.b_ip, info.a_ip, info.a_port
+        else:
+            return
+        if not first or not first[0] & 0x40:  # QUIC's fixed bit (RFC 9000 17.2, 17.3)
+            return
+        key = (client, server, port)
+        if key in self._quic_seen or len(self._quic_seen) >= MAX_QUIC_FLOWS:
+            return
+        self._quic_seen.add(key)
+        detail = "QUIC (HTTP/3): encrypted, not read"
+        record = NotInspected("quic", info.conn_id, info.first_ts, client, 0, server, port)
+        self.not_inspected.append(evolve(record, detail=detail))
+        self._bound()
 
     def sip_exchange(self, exchange: SipExchange) -> None:
         self._add(build_sip_event(exchange, self.completed + 1), self.input_kind())
@@ -438,6 +461,11 @@ class EventCollector:
             self.not_inspected.append(evolve(record, protocol="sip"))
             self._bound()
 
+
+#: UDP ports on which QUIC is HTTP/3 (a blind spot: ``EventCollector._quic``).
+QUIC_PORTS = frozenset({443})
+#: Client and server pairs whose QUIC is recorded, at most.
+MAX_QUIC_FLOWS = 10_000
 
 #: TCP ports on which cleartext connections are tried as SIP: 5060 (SIP) and 5061 (SIP over
 #: TLS), and the range Skype for Business servers listen on for SIP (to 5087).

@@ -373,6 +373,7 @@ NOT_INSPECTED_KINDS = (
     "connection-auth-unseen",
     "ipsec-esp",
     "answer-in-doubt",
+    "quic",
 )
 
 
@@ -386,9 +387,10 @@ class NotInspected(_Record):
     began mid-connection, an HPACK error, frames that could not be followed), a CONNECT
     tunnel a proxy trace (SAZ) did not decrypt, HTTP archive (HAR) entries whose
     credentials the export removed, or requests answered without a credential on a connection
-    begun before the capture (whose logon it did not see); or IPsec ESP between two addresses,
-    with ports 0 (any connection between them, either address the client). A verdict whose
-    scope covers one errs towards INCONCLUSIVE.
+    begun before the capture (whose logon it did not see); QUIC (HTTP/3) from a client to a
+    server's UDP 443 (client port 0: any); or IPsec ESP between two addresses, with ports 0
+    (any connection between them, either address the client). A verdict whose scope covers one
+    errs towards INCONCLUSIVE.
     """
 
     kind: str  # one of NOT_INSPECTED_KINDS

@@ -21,6 +21,10 @@ TUNNEL_ADVICE = (
 SANITIZED_ADVICE = "export the HAR again with sensitive data"
 #: What to do about IPsec ESP.
 ESP_ADVICE = "capture inside the IPsec tunnel (on either host, or past the gateway)"
+QUIC_ADVICE = (
+    "turn HTTP/3 off for the capture (IIS: the EnableHttp3 registry value; a browser: "
+    "--disable-quic) so the traffic goes over TLS, which a key log decrypts"
+)
 
 
 def from_tls(t: TlsConnection) -> NotInspected:
@@ -79,6 +83,11 @@ def blind_spot_lines(not_inspected: list[NotInspected], limit: int = TOP_SERVERS
                 f"refused on {conns} whose NTLM / Negotiate logon was not seen (begun before "
                 "the capture, its answer not captured, or an archive that does not name "
                 "connections): see the not-inspected details"
+            )
+        elif kind == "quic":
+            out.append(
+                f"QUIC (HTTP/3) from {plural(len(group), 'client')} to {where} not inspected: "
+                f"encrypted, and no key log applies; {QUIC_ADVICE}"
             )
         elif kind == "ipsec-esp":
             packets = plural(sum(n.count for n in group), "IPsec ESP packet")
