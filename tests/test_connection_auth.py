@@ -70,7 +70,12 @@ def request(path: str, *lines: str) -> bytes:
 
 
 def answer(status: int = 200, *lines: str) -> bytes:
-    reason = {200: "OK", 304: "Not Modified", 401: "Unauthorized"}[status]
+    reason = {
+        200: "OK",
+        304: "Not Modified",
+        401: "Unauthorized",
+        407: "Proxy Authentication Required",
+    }[status]
     head = [f"HTTP/1.1 {status} {reason}", *lines, "Content-Length: 0"]
     return ("\r\n".join([*head, "", ""])).encode()
 
@@ -188,6 +193,26 @@ def test_a_call_refused_on_a_logged_on_connection_is_a_challenge_not_covered(
     ]
 
 
+@pytest.mark.parametrize("status", [401, 407])
+def test_a_logon_refused_later_on_the_connection_ends_its_cover(
+    tmp_path: Path, status: int
+) -> None:
+    # the connection's logon is gone once a new one is refused (by the server, or by a proxy
+    # on the way): the header-less call after it was served to no one known
+    type3 = ntlm_blobs()[2]
+    challenge = "WWW-Authenticate: NTLM" if status == 401 else "Proxy-Authenticate: NTLM"
+    relogon = [
+        (True, request(EWS, f"Authorization: NTLM {b64(type3)}")),
+        (False, answer(status, challenge)),
+    ]
+    path = write(tmp_path, (ntlm_logon() + calls(n=1) + relogon + calls(n=1), True))
+    ews = [e for e in events_of(path) if e.uri == EWS and e.client_port == 40002]
+    assert [(e.status, e.scheme, e.auth_header) for e in ews] == [
+        (200, "ntlm", "connection"),
+        (status, "ntlm", "authorization"),
+    ]
+
+
 def test_a_logon_on_another_connection_covers_nothing(tmp_path: Path) -> None:
     path = write(tmp_path, (ntlm_logon(), True), (calls(), True))
     assert [e for e in events_of(path) if e.auth_header == "connection"] == []
@@ -239,11 +264,12 @@ def test_a_path_scope_leaves_out_a_blind_spot_on_other_paths(
 def test_a_blind_spot_with_too_many_paths_covers_every_path(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    many = [seg for i in range(MAX_PATHS + 1) for seg in calls(f"/owa/{i}.css", n=1)]
-    path = write(tmp_path, (many, False))
-    code, data = verify(capsys, path)
-    (spot,) = data["rules"][0]["coverage"]["not_inspected"]
-    assert (code, spot["count"], spot["paths"]) == (2, MAX_PATHS + 1, [])
+    many = [seg for i in range(MAX_PATHS + 3) for seg in calls(f"/owa/{i}.css", n=1)]
+    for n in (MAX_PATHS + 1, MAX_PATHS + 3):  # paths past the bound do not come back
+        path = write(tmp_path, (many[: 2 * n], False))
+        code, data = verify(capsys, path)
+        (spot,) = data["rules"][0]["coverage"]["not_inspected"]
+        assert (code, spot["count"], spot["paths"]) == (2, n, [])
     fewer = write(tmp_path, (many[: 2 * MAX_PATHS], False))
     code, data = verify(capsys, fewer)
     assert (code, data["rules"][0]["coverage"]["not_inspected"]) == (0, [])
@@ -293,7 +319,9 @@ def test_only_real_http1_connections_carry_a_logon() -> None:
     refused = judged(auth, exchange(request(EWS), 401, persistent=False))
     assert refused is not None and refused.auth_header is None  # a challenge, not unseen
     (spot,) = auth.flush()
-    assert (spot.kind, spot.count, spot.paths) == ("connection-auth-unseen", 1, (EWS,))
+    assert (spot.kind, spot.conn_id, spot.count, spot.paths) == (
+        "connection-auth-unseen", "C1", 1, (EWS,),
+    )  # fmt: skip
     assert "in an archive that does not say which connection" in spot.detail
     assert (auth.flush(), len(auth)) == ([], 0)
     auth = ConnectionAuth()  # an NTLM NEGOTIATE message answered without a challenge
@@ -310,12 +338,87 @@ def test_only_real_http1_connections_carry_a_logon() -> None:
 
 
 def test_an_engine_forgets_every_connection_it_closed(tmp_path: Path) -> None:
-    path = write(tmp_path, (ntlm_logon() + calls(), True), (calls(n=2), False))
+    # logged on; begun before the capture; a logon whose answer was lost (whose calls were
+    # not answered either: their answers are the same bytes)
+    lost = ntlm_logon() + calls()
+    path = write_packets(
+        tmp_path / "c.pcap",
+        conversation(ntlm_logon() + calls(), 40002, T0),
+        conversation(calls(n=2), 40003, T0 + 1, syn=False),
+        without(conversation(lost, 40004, T0 + 2), lost[3][1]),
+    )
     engine = Engine()
     engine.read_file(path)
     assert len(engine.collector.connection_auth) == 0
     result = engine.finish()
-    assert [n.kind for n in result.not_inspected] == ["connection-auth-unseen"]
+    assert [(n.kind, n.client_port) for n in result.not_inspected] == [
+        ("connection-auth-unseen", 40003),
+        ("connection-auth-unseen", 40004),
+    ]
+
+
+def unanswered(raw: bytes) -> Exchange:
+    """``raw`` on connection C1, its answer not captured."""
+    req = parse_head(raw, 1.0)
+    assert req is not None
+    return Exchange("C1", CLIENT, 40002, SERVER, 80, req, None)
+
+
+def test_what_a_connection_holds_and_its_blind_spot_says() -> None:
+    logon = request(AUTODISCOVER, f"Authorization: NTLM {b64(ntlm_blobs()[2])}")
+    auth = ConnectionAuth()
+    # begun before the capture: one request, one path
+    assert judged(auth, exchange(request(EWS), 200, midstream=True)) is None
+    assert len(auth) == 1
+    spot = auth.closed("C1")
+    assert spot is not None and (spot.conn_id, spot.count, spot.paths) == ("C1", 1, (EWS,))
+    assert spot.detail == (
+        "1 request sent without a credential and not refused on a connection begun before the "
+        "capture: an NTLM / Negotiate logon may have authenticated them"
+    )
+    assert len(auth) == 0
+    # a logon whose answer was lost, then two calls
+    assert judged(auth, unanswered(logon)) is not None
+    assert len(auth) == 1
+    judged(auth, exchange(request(EWS), 200))
+    judged(auth, exchange(request(AUTODISCOVER), 200))
+    assert len(auth) == 2
+    spot = auth.closed("C1")
+    assert spot is not None and (spot.conn_id, spot.count, spot.paths) == (
+        "C1", 2, (EWS, AUTODISCOVER),
+    )  # fmt: skip
+    assert spot.detail == (
+        "2 requests sent without a credential and not refused after a logon on their connection "
+        "whose answer was not captured: an NTLM / Negotiate logon may have authenticated them"
+    )
+    # closed with nothing unseen: forgotten all the same
+    judged(auth, unanswered(logon))
+    assert (len(auth), auth.closed("C1"), len(auth)) == (1, None, 0)
+    # a new logon refused after it: the connection is known to be logged on as no one
+    judged(auth, unanswered(logon))
+    judged(auth, exchange(logon, 401))
+    assert len(auth) == 0
+    assert judged(auth, exchange(request(EWS), 200)) is None
+    assert auth.closed("C1") is None
+    # a new logon accepted after it: bound, no longer in doubt
+    judged(auth, unanswered(logon))
+    judged(auth, exchange(logon, 200))
+    assert len(auth) == 1
+    covered = judged(auth, exchange(request(EWS), 200))
+    assert covered is not None and covered.auth_header == "connection"
+    assert (auth.closed("C1"), len(auth)) == (None, 0)
+
+
+@pytest.mark.parametrize("status", [401, 407])
+def test_a_refused_logon_in_an_archive_is_no_blind_spot(status: int) -> None:
+    # an archive that does not name connections: a logon refused (by the server, or by a
+    # proxy) reached no one, so the header-less calls to that server were served anonymously
+    logon = request(AUTODISCOVER, f"Authorization: NTLM {b64(ntlm_blobs()[2])}")
+    auth = ConnectionAuth()
+    refused = judged(auth, exchange(logon, status, persistent=False))
+    assert refused is not None and refused.status == status
+    assert judged(auth, exchange(request(EWS), 200, persistent=False)) is None
+    assert (auth.flush(), len(auth)) == ([], 0)
 
 
 # -- a logon whose outcome was not seen -----------------------------------------------------------
@@ -338,6 +441,9 @@ def test_calls_after_a_logon_whose_answer_was_lost_are_a_blind_spot(
     assert [(n["kind"], n["count"], n["paths"]) for n in spots] == [
         ("connection-auth-unseen", 2, [EWS])
     ]
+    # the blind spot names the logon's connection
+    (conn_id,) = {e.conn_id for e in events_of(path) if e.uri == AUTODISCOVER}
+    assert spots[0]["conn_id"] == conn_id
 
 
 def test_a_capture_of_the_client_side_only_is_a_blind_spot(
@@ -372,6 +478,7 @@ def test_an_empty_bearer_on_a_logged_on_connection_is_the_logon(
     path = write(tmp_path, (ntlm_logon() + probe, True))
     (covered,) = [e for e in events_of(path) if e.auth_header == "connection"]
     assert (covered.scheme, covered.user, covered.status) == ("ntlm", "svc-sfb", 200)
+    assert covered.reasons == ("credential", "connection-auth")
     assert verify(capsys, path)[0] == 1
     midway = write(tmp_path, (probe, False))
     code, data = verify(capsys, midway)
@@ -408,6 +515,8 @@ def test_a_har_without_connection_ids_is_a_blind_spot_after_a_logon(
     assert [(n["kind"], n["count"], n["paths"]) for n in spots] == [
         ("connection-auth-unseen", 1, [EWS])
     ]
+    (conn_id,) = {e.conn_id for e in analyze(str(path)).result.events if e.uri == AUTODISCOVER}
+    assert spots[0]["conn_id"] == conn_id  # the server's entries, as the archive groups them
     for entry in entries:  # with connection ids, the same call is the logon's: FAIL
         entry["connection"] = "77"
     path.write_bytes(har(entries))

@@ -220,6 +220,10 @@ def test_pieces_in_any_order_with_repeats_make_one_payload() -> None:
         ([(8, False, b"A" * 8), (0, False, b"B" * 8)], "conflict"),  # two different ends
         ([(0, True, b"A" * 16), (8, False, b"A" * 4)], "conflict"),  # bytes past the end
         ([(8, False, b"A" * 8), (0, True, b"B" * 24)], "conflict"),  # a piece past the end
+        # a second end past the first (a stack keeps one or the other), then the start
+        ([(8, False, b"B" * 8), (16, False, b"C" * 8), (0, True, b"A" * 8)], "conflict"),
+        # a piece past the end that agrees with the bytes it overlaps
+        ([(8, False, b"B" * 8), (0, True, b"A" * 8 + b"B" * 8 + b"X" * 8)], "conflict"),
         ([(65528, True, b"A" * 16)], "oversized"),
         ([(0, True, b"A" * 8)], "incomplete"),
     ],
@@ -238,6 +242,9 @@ def test_the_oldest_datagram_goes_when_the_bounds_are_reached() -> None:
         d.add((4, b"a", b"b", 6, ident, b""), 0, True, b"x" * 8, 0.0)
     assert len(d.pending) == ipfrag.MAX_DATAGRAMS and d.lost == {"evicted": 1}
     assert (4, b"a", b"b", 6, 0, b"") not in d.pending
+    # the evicted datagram's next piece goes with it (not a new datagram evicting another)
+    assert d.add((4, b"a", b"b", 6, 0, b""), 8, False, b"y" * 8, 0.0) is None
+    assert (4, b"a", b"b", 6, 0, b"") not in d.pending and d.lost == {"evicted": 1}
     big = Defragmenter()
     for ident in range(ipfrag.MAX_PENDING_BYTES // 60000 + 1):
         big.add((4, b"a", b"b", 6, ident, b""), 0, True, b"x" * 60000, 0.0)
@@ -252,6 +259,7 @@ def test_the_rest_of_a_dropped_datagram_is_dropped_with_it() -> None:
     assert d.add(key, 8, False, b"C" * 8, 1.0) is None  # its end: not a new datagram
     d.finish()
     assert d.lost == {"conflict": 1}
+    assert d.add(key, 0, False, b"D" * 8, ipfrag.TIMEOUT) is None  # the timeout: still gone
     # the same id long after is a new datagram (ids wrap around)
     assert d.add(key, 0, False, b"D" * 8, ipfrag.TIMEOUT + 2) == b"D" * 8
 
@@ -262,3 +270,167 @@ def test_a_datagram_not_completed_in_time_is_given_up() -> None:
     d.add(key, 0, True, b"A" * 8, 0.0)
     assert d.add(key, 8, False, b"B" * 8, ipfrag.TIMEOUT + 1) is None  # a new datagram's end
     assert d.lost == {"timeout": 1} and len(d.pending) == 1
+
+
+# -- edges: real fragments through the defragmenter ---------------------------------------------
+def ip_piece(offset: int, data: bytes, more: bool, ident: int = 9) -> Any:
+    """One IPv4 fragment (UDP) of datagram ``ident`` carrying ``data`` at ``offset``."""
+    flags = "MF" if more else 0
+    return scapy.IP(src=CLIENT, dst=SERVER, id=ident, proto=17, flags=flags, frag=offset // 8) / (
+        scapy.Raw(data)
+    )
+
+
+def feed(d: Defragmenter, packets: list[Any], ts: float = 0.0) -> list[bytes | None]:
+    """Hand each IPv4 fragment's bytes to ``d`` as the link decoder does (key, offset in bytes,
+    more-fragments flag, payload); what each returned."""
+    out = []
+    for p in packets:
+        raw = bytes(p[scapy.IP])
+        ihl, total = (raw[0] & 0x0F) * 4, int.from_bytes(raw[2:4], "big")
+        frag = int.from_bytes(raw[6:8], "big")
+        key = (4, raw[12:16], raw[16:20], raw[9], int.from_bytes(raw[4:6], "big"), b"")
+        out.append(d.add(key, (frag & 0x1FFF) * 8, bool(frag & 0x2000), raw[ihl:total], ts))
+    return out
+
+
+def sip_datagram(size: int, ident: int = 9) -> Any:
+    """A UDP datagram whose IP payload is ``size`` bytes."""
+    body = (b"INVITE sip:ews@contoso.com SIP/2.0\r\n" * (size // 36 + 1))[: size - 8]
+    udp = scapy.UDP(sport=5060, dport=5060) / scapy.Raw(body)
+    return scapy.IP(src=CLIENT, dst=SERVER, id=ident) / udp
+
+
+def test_a_datagram_sent_again_in_other_fragments_is_put_together() -> None:
+    # the same datagram cut at 16 and at 24 bytes (a retransmission on another path): pieces
+    # overlap at other offsets and agree; a longer piece at an offset replaces the shorter
+    dgram = sip_datagram(64)
+    small, large = scapy.fragment(dgram, fragsize=16), scapy.fragment(dgram, fragsize=24)
+    assert (len(small), len(large)) == (4, 3)
+    d = Defragmenter()
+    held = []
+    for piece in (small[0], large[0], large[1], small[1], small[2]):
+        assert feed(d, [piece]) == [None]
+        held.append(d.held)
+    assert held == [16, 24, 48, 64, 80]  # the bytes it keeps, each once
+    assert feed(d, [small[3]]) == [bytes(dgram)[20:]]
+    assert (d.reassembled, d.lost, d.pending, d.held) == (1, {}, {}, 0)
+
+
+def test_a_last_fragment_seen_twice_or_empty_is_still_the_end() -> None:
+    # sent last-first, the last fragment captured twice (a SPAN port and a tap)
+    dgram = sip_datagram(40)
+    pieces = scapy.fragment(dgram, fragsize=16)[::-1]
+    d = Defragmenter()
+    assert feed(d, [pieces[0], *pieces]) == [None, None, None, bytes(dgram)[20:]]
+    # an empty last fragment, sent first, then one piece with more-fragments up to it
+    assert feed(d, [ip_piece(16, b"", False), ip_piece(0, b"A" * 16, True)]) == [None, b"A" * 16]
+    assert (d.reassembled, d.lost, d.pending, d.held) == (2, {}, {}, 0)
+
+
+def test_the_largest_datagram_is_put_together_and_a_byte_more_is_not() -> None:
+    head, tail = b"H" * 32768, b"T" * 32760
+    for last, expect in ((b"E" * 7, head + tail + b"E" * 7), (b"E" * 8, None)):
+        d = Defragmenter()
+        pieces = [
+            ip_piece(0, head, True),
+            ip_piece(32768, tail, True),
+            ip_piece(65528, last, False),
+        ]
+        assert feed(d, pieces)[-1] == expect
+        assert d.lost == ({} if expect else {"oversized": 1})
+    assert len(head + tail + b"E" * 7) == ipfrag.MAX_DATAGRAM
+
+
+def test_a_datagram_in_more_fragments_than_allowed_is_oversized() -> None:
+    fits = scapy.fragment(sip_datagram(8 * ipfrag.MAX_FRAGMENTS), fragsize=8)
+    assert len(fits) == ipfrag.MAX_FRAGMENTS
+    d = Defragmenter()
+    assert feed(d, fits)[-1] == bytes(sip_datagram(8 * ipfrag.MAX_FRAGMENTS))[20:]
+    over = scapy.fragment(sip_datagram(8 * ipfrag.MAX_FRAGMENTS + 8, ident=10), fragsize=8)
+    assert feed(d, over) == [None] * len(over)  # the last piece is one too many
+    d.finish()
+    assert (d.reassembled, d.lost, d.pending, d.held) == (1, {"oversized": 1}, {}, 0)
+
+
+def test_a_ping_of_death_sent_last_first_is_dropped_whole() -> None:
+    # its last piece reaches past 65,535 bytes: the pieces after it are dropped with it, not
+    # taken for a new datagram
+    pieces = [
+        ip_piece(65520, b"X" * 24, False),
+        ip_piece(0, b"X" * 32768, True),
+        ip_piece(32768, b"X" * 32752, True),
+    ]
+    d = Defragmenter()
+    assert feed(d, pieces) == [None, None, None]
+    d.finish()
+    assert (d.lost, d.pending, d.held) == ({"oversized": 1}, {}, 0)
+
+
+def test_a_datagram_is_waited_for_exactly_the_timeout() -> None:
+    d = Defragmenter()
+    assert feed(d, [ip_piece(0, b"A" * 8, True)], 0.0) == [None]
+    assert feed(d, [ip_piece(8, b"B" * 8, False)], ipfrag.TIMEOUT) == [b"A" * 8 + b"B" * 8]
+    assert (d.lost, d.reassembled) == ({}, 1)
+
+
+def test_a_datagram_times_out_while_one_given_up_on_is_still_remembered() -> None:
+    d = Defragmenter()
+    assert feed(d, [ip_piece(0, b"A" * 8, True, ident=1)], 0.0) == [None]
+    conflict = [ip_piece(0, b"B" * 8, True, ident=2), ip_piece(0, b"C" * 8, True, ident=2)]
+    assert feed(d, conflict, 30.0) == [None, None]
+    # past the timeout for datagram 1, not for the one given up on: 1 is dropped all the same
+    assert feed(d, [ip_piece(8, b"A" * 8, False, ident=1)], 61.0) == [None]
+    assert d.lost == {"conflict": 1, "timeout": 1}
+    assert feed(d, [ip_piece(8, b"C" * 8, False, ident=2)], 61.0) == [None]  # still given up
+
+
+def test_datagrams_given_up_on_are_remembered_up_to_the_bound() -> None:
+    d = Defragmenter()
+    n = ipfrag.MAX_DATAGRAMS + 1
+    for ident in range(n):
+        assert feed(d, [ip_piece(65528, b"X" * 16, True, ident=ident)]) == [None]
+    assert d.lost == {"oversized": n}
+    # the oldest is forgotten past the bound: its id is a new datagram; the next is not
+    assert feed(d, [ip_piece(0, b"D" * 8, False, ident=0)]) == [b"D" * 8]
+    assert feed(d, [ip_piece(0, b"D" * 8, False, ident=1)]) == [None]
+    assert len(d.given_up) == ipfrag.MAX_DATAGRAMS
+
+
+def test_the_bytes_held_may_reach_the_bound_not_pass_it() -> None:
+    d = Defragmenter()
+    big = b"x" * 65528
+    n = ipfrag.MAX_PENDING_BYTES // len(big)
+    for ident in range(n):
+        d.add((4, b"a", b"b", 17, ident, b""), 0, True, big, 0.0)
+    rest = ipfrag.MAX_PENDING_BYTES - n * len(big)
+    d.add((4, b"a", b"b", 17, n, b""), 0, True, b"y" * rest, 0.0)
+    assert (d.held, d.lost, len(d.pending)) == (ipfrag.MAX_PENDING_BYTES, {}, n + 1)
+    d.add((4, b"a", b"b", 17, n, b""), rest, True, b"y" * 8, 0.0)  # 8 bytes past it
+    assert d.lost == {"evicted": 1} and (4, b"a", b"b", 17, 0, b"") not in d.pending
+    assert d.held == ipfrag.MAX_PENDING_BYTES + 8 - len(big)
+
+
+def test_each_datagram_given_up_on_is_counted(tmp_path: Path) -> None:
+    connections = []
+    for port, ident in ((40002, 7), (40003, 8)):
+        packets = [q.copy() for q in basic()]
+        for q in packets:
+            q[scapy.IP].id = ident
+            for field in ("sport", "dport"):
+                if getattr(q[scapy.TCP], field) == 40002:
+                    setattr(q[scapy.TCP], field, port)
+        pieces = fragmented(packets, size=200)
+        data = [i for i, p in enumerate(pieces) if scapy.IP in p and p[scapy.IP].flags.MF]
+        forged = pieces[data[1]].copy()
+        forged[scapy.Raw].load = b"Z" * len(forged[scapy.Raw].load)
+        pieces.insert(data[1] + 1, forged)
+        connections.append(pieces)
+    path = write(tmp_path / "o2.pcap", good(), *connections)
+    events, stats = summary(path)
+    assert events == WHOLE[:1]
+    assert (stats.ip_reassembled, stats.ip_datagrams_lost) == (0, 2)
+    assert [w for w in stats.warnings if "fragment" in w] == [
+        f"{path}: 2 fragmented IP datagram(s) not put together "
+        f"(2 {ipfrag.LOST_REASONS['conflict']}): their packets are missing"
+    ]
