@@ -12,7 +12,6 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
-from mutation import JUDGING  # noqa: E402
 from mutation_results import mutant_globs, read_equivalents  # noqa: E402
 
 
@@ -20,9 +19,9 @@ def test_equivalents_file_is_reviewed_and_well_formed() -> None:
     entries = read_equivalents(BENCH / "equivalent-mutants.txt")
     names = [e.name for e in entries]
     assert len(names) == len(set(names))
-    modules = {p.removesuffix(".py").replace("/", ".") for p in JUDGING}
-    for entry in entries:
-        assert entry.name.rsplit(".", 1)[0] in modules, entry.name
+    for entry in entries:  # a module of the project (JUDGING's, or one run on its own)
+        module = entry.name.rsplit(".", 1)[0]
+        assert (BENCH.parent / (module.replace(".", "/") + ".py")).is_file(), entry.name
         assert "__mutmut_" in entry.name
         assert entry.why and (entry.removed or entry.added)
 
