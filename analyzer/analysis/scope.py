@@ -15,7 +15,11 @@ A server named by host matches its Host header / TLS server name, and also the o
 client reaches that server: its short (NetBIOS) name or an IP literal on a connection to an
 address that served the name in the capture (``ServerSpec.matches``). Another name on the same
 address stays out: another virtual host. A server given as an address or network matches by the
-connection's address, or by an IP literal in it as the Host / server name. ``--path`` matches
+connection's address, or by an IP literal in it as the Host / server name. A server's port
+matches the connection's port or the port the request named for its server (``target_port``):
+through a proxy, the port of an absolute-form target (its scheme's default, 80 or 443, when it
+gives none) or of a CONNECT's authority; one it names in a way not read rules nothing out.
+``--path`` matches
 the request path as sent and as IIS resolves it (``normalized_path``: escapes decoded,
 backslashes as slashes, repeated slashes and dot segments removed), case-insensitively.
 
@@ -64,10 +68,17 @@ class ServerSpec:
     port: int | None = None
 
     def matches(
-        self, ip: str, port: int | None, host: str | None, host_ips: frozenset[str]
+        self,
+        ip: str,
+        port: int | None,
+        host: str | None,
+        host_ips: frozenset[str],
+        target_port: int | None = None,
     ) -> bool:
         """Does a connection to ``ip``:``port`` with Host / SNI ``host`` match? (``port`` None:
-        unknown, any port.)
+        unknown, any port.) ``target_port`` is the port the request itself named for its
+        server (``target_port``): through a proxy the connection's port is the proxy's, and
+        a spec's port matches either.
 
         ``host_ips`` are the addresses that served this spec's host name in the capture. A
         connection to one of them is the named server whatever host it names (none, its short
@@ -81,7 +92,7 @@ class ServerSpec:
         An address or network spec matches by the connection's address, and by an IP literal
         in the network as Host / server name (a request to it through a proxy).
         """
-        if self.port is not None and port is not None and port != self.port:
+        if self.port is not None and port is not None and self.port not in (port, target_port):
             return False
         name = bare_host(host) if host is not None else ""
         literal = _ip_literal(name)
@@ -177,7 +188,7 @@ class Scope:
 
     def matches(self, e: Event, host_ips: dict[str, frozenset[str]] | None = None) -> bool:
         """Is exchange ``e`` in scope? (``host_ips``: see ``addresses_by_host``)."""
-        if not self._endpoints(e.client_ip, e.server_ip, e.server_port, e.host, host_ips):
+        if not self._endpoints(e.client_ip, e.server_ip, e.server_port, e.host, host_ips, e.uri):
             return False
         if self.since is not None and e.ts < self.since:
             return False
@@ -220,14 +231,18 @@ class Scope:
         server_port: int | None,
         host: str | None,
         host_ips: dict[str, frozenset[str]] | None,
+        uri: str | None = None,
     ) -> bool:
         # An unknown client ("": a HAR does not record the browser's address) is not ruled out.
         if self.clients and client_ip and not any(_in_network(client_ip, n) for n in self.clients):
             return False
         if self.servers:
             ips = host_ips or {}
+            named = target_port(uri, host)
+            if named == _ANY_PORT:
+                server_port = None  # the request named its server's port in a way not read
             if not any(
-                s.matches(server_ip, server_port, host, ips.get(s.host or "", frozenset()))
+                s.matches(server_ip, server_port, host, ips.get(s.host or "", frozenset()), named)
                 for s in self.servers
             ):
                 return False
@@ -447,6 +462,53 @@ def bare_host(host: str) -> str:
     if host.count(":") == 1:
         host = host.split(":", 1)[0]
     return host.rstrip(".")
+
+
+#: ``target_port`` of a request that names its server's port in a way not read: any port.
+_ANY_PORT = -1
+#: The port an absolute-form target without one goes to, by its scheme (lower case).
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def target_port(uri: str | None, host: str | None) -> int | None:
+    """The port a request named for its server, which a proxy's connection port is not: an
+    absolute-form target's (``http://mail.contoso.com:8081/EWS/``; without one its scheme's
+    default, ``http`` 80 and ``https`` 443), else the explicit port of ``host`` (the Host
+    header, or the authority a CONNECT or an absolute-form target put in its place), else an
+    authority-form target's (``CONNECT mail.contoso.com:443``). None when it names none (origin
+    form, no port in the Host: the connection's port is the server's); ``_ANY_PORT`` for an
+    absolute-form target of another scheme or a port that is no number, so that the request
+    is not ruled out by a port."""
+    if uri and uri[:1] not in ("/", "*"):
+        scheme, sep, rest = uri.partition("://")
+        if sep:
+            authority = re.split(r"[/?#]", rest, maxsplit=1)[0].rpartition("@")[2]
+            named = _port_of(authority)
+            if named is not None:
+                return named
+            return _DEFAULT_PORTS.get(scheme.strip().lower(), _ANY_PORT)
+    named = _port_of(host) if host else None
+    if named is not None or not uri or uri[:1] in ("/", "*"):
+        return named
+    return _port_of(uri)  # authority form: a CONNECT's host:port
+
+
+def _port_of(authority: str) -> int | None:
+    """The explicit port of ``host:port`` / ``[v6]:port`` (None without one; ``_ANY_PORT`` when
+    it is no port number)."""
+    text = authority.strip()
+    if text.startswith("["):
+        text = text.partition("]")[2]
+        if not text.startswith(":"):
+            return None
+    elif text.count(":") != 1:
+        return None  # no port, or a bare IPv6 address
+    digits = text.rpartition(":")[2].strip()
+    if not digits:
+        return None  # "host:" is the default port (RFC 3986 3.2.3)
+    if digits.isascii() and digits.isdigit() and len(digits) <= 5 and int(digits) < 65536:
+        return int(digits)
+    return _ANY_PORT
 
 
 def request_path(uri: str) -> str:
