@@ -106,6 +106,13 @@ _OPT = {o: Struct(o + "HH").unpack_from for o in "<>"}
 _OPB = {o: Struct(o + "HxxIIII").unpack_from for o in "<>"}  # if id, ts hi, ts lo, cap, orig
 _U32 = {o: Struct(o + "I").unpack_from for o in "<>"}
 _I64 = {o: Struct(o + "q").unpack_from for o in "<>"}
+#: A pcap file header's magic as the first word of a record or block read in each byte order.
+_PCAP_HEADS = {o: frozenset(_U32[o](m)[0] for m in _PCAP_MAGICS) for o in "<>"}
+#: The same and a pcapng section header's: what may begin a capture appended to a pcap file.
+_HEADS = {o: _PCAP_HEADS[o] | {_PCAPNG_SHB} for o in "<>"}
+#: What a record loop reading a capture appended to another returns as its need when a header
+#: of the other format hands the rest back to the loop it runs for.
+_SWITCH = -1
 
 #: The tunnels the native walk takes apart, by its shape number: (the encapsulation's name in
 #: ``CaptureStats.encapsulations`` under an outer IPv4 / IPv6 header, carried in UDP). The
@@ -180,6 +187,9 @@ class _Reader:
     # Packet records consumed before the current record loop began (the loops number theirs
     # from here): frame numbers as Wireshark gives them, continued across chunks of a stream.
     frames: int = 0
+    # The record loop of the format at the current offset: a capture appended to one of the
+    # other format switches it, and a streamed file's next chunk goes to it.
+    scan: _ScanFn | None = None
 
     def add_counts(self, packets: int, slow: int, nbytes: int) -> None:
         """Add a record loop's tallies. The fast paths' packets are IPv4 TCP; those the native
@@ -221,6 +231,13 @@ class _Reader:
         self.stats.warn(
             f"{self.path}: file ends in the middle of a record ({left} bytes left over); "
             "the capture is truncated"
+        )
+
+    def appended(self, pos: int) -> None:
+        self.decoder.warn_once(
+            "appended",
+            f"{self.path}: another capture appended at offset {pos} (its own file header, as "
+            "cat or tcpdump -w - >> leave): read on with its header; Wireshark stops there",
         )
 
     def stop(self, why: str) -> None:
@@ -432,6 +449,7 @@ def _identify(
         # The upper bits of the link-type field may carry FCS information: keep the type.
         reader.iface = _Interface(link & 0xFFFF, div, 0, snaplen)
         stats.file_format = "pcap"
+        reader.scan = _scan_pcap
         return reader, _PCAP_HEADER, _scan_pcap
     if magic == _PCAPNG_MAGIC:
         if len(head) < _EPB_HEADER:
@@ -439,8 +457,39 @@ def _identify(
         if head[8:12] not in _PCAPNG_BOMS:
             raise not_a_capture("pcapng section header without a valid byte-order magic")
         stats.file_format = "pcapng"
+        reader.scan = _scan_pcapng
         return reader, 0, _scan_pcapng
     raise not_a_capture(f"unknown magic 0x{magic.hex()}")
+
+
+def _file_header(data: Buffer, pos: int) -> str | None:
+    """Does another capture's file header start at ``pos`` (a capture appended to this one)?
+    ``"pcap"`` (a pcap magic, either byte order, micro- or nanoseconds, and version 2) or
+    ``"pcapng"`` (a section header with a byte-order magic); ``""`` when the bytes begin like
+    one but end before it could be told; None when it is not one.
+
+    Called only where a record loop does not take a record as it stands (the header read as a
+    record is not an IPv4 TCP frame, or claims more bytes than there are): never per record."""
+    magic = bytes(data[pos : pos + 4])
+    if magic in _PCAP_MAGICS:
+        if len(data) < pos + _PCAP_HEADER:
+            return ""
+        major, minor = _PCAP_HDR[_PCAP_MAGICS[magic][0]](data, pos)[:2]
+        return "pcap" if major == 2 and minor <= 4 else None
+    if magic == _PCAPNG_MAGIC:
+        if len(data) < pos + 12:
+            return ""
+        return "pcapng" if bytes(data[pos + 8 : pos + 12]) in _PCAPNG_BOMS else None
+    return None
+
+
+def _enter_pcap(reader: _Reader, data: Buffer, pos: int) -> None:
+    """Read on with the pcap file header at ``pos``: its byte order, link type, snap length and
+    time resolution (as ``_identify`` does for the first)."""
+    order, div = _PCAP_MAGICS[bytes(data[pos : pos + 4])]
+    _major, _minor, _zone, _sigfigs, snaplen, link = _PCAP_HDR[order](data, pos)
+    reader.order = order
+    reader.iface = _Interface(link & 0xFFFF, div, 0, snaplen)
 
 
 class _Gunzip:
@@ -502,7 +551,7 @@ def _stream(
     """Run a record loop over a file read in chunks: holds at most one record plus a chunk."""
     try:
         while True:
-            pos, need = yield from scan(buf, pos, reader, False)
+            pos, need = yield from (reader.scan or scan)(buf, pos, reader, False)
             if not need:
                 return
             parts = [buf[pos:]]
@@ -521,30 +570,33 @@ def _stream(
                 problem = getattr(src, "problem", None)
                 if problem:
                     reader.stats.warn(f"{reader.path}: {problem}; read what came before")
-                yield from scan(buf, 0, reader, True)
+                yield from (reader.scan or scan)(buf, 0, reader, True)
                 return
     finally:
         close()
 
 
-def _scan_pcap(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
+def _scan_pcap(data: Buffer, pos: int, reader: _Reader, final: bool, nested: bool = False) -> _Scan:
     """Walk pcap records in ``data`` from ``pos``; return where it stopped and what it needs.
 
     ``final`` means no more bytes will come: a record cut by the end of ``data`` is reported as a
     truncated file instead of asking for more.
+
+    A capture appended to this one (``cat a.pcap b.pcap``, ``tcpdump -w - >> file``) begins with
+    its own file header where a record should start. It is looked for only where a record is
+    not taken on the fast path (``_file_header``): the loop goes on with that header's byte
+    order, link type, snap length and time resolution, or reads a pcapng one with
+    ``_scan_pcapng``. ``nested``: this loop reads pcap appended to a pcapng scan, and hands back
+    to it (need ``_SWITCH``, ``pos`` at the section header) at the next pcapng section.
     """
+    reader.scan = _scan_pcap
     size = len(data)
     mv = memoryview(data)
-    rec = _PCAP_REC[reader.order]
     eth = _ETH_IP_TCP.unpack_from
     rawip = _IP_TCP.unpack_from
     eth_payload = _PCAP_ETH_PAYLOAD
     raw_payload = _PCAP_RAW_PAYLOAD
     decode = reader.decoder.decode
-    iface = reader.iface
-    lt = iface.linktype
-    div = iface.div
-    eth_min, raw_min = iface.fast_minimums()
     maxrec = MAX_RECORD
     window = min(_WINDOW, maxrec)
     # Records ending before ``lim`` cannot be absurdly long, so one comparison per record
@@ -559,103 +611,170 @@ def _scan_pcap(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
     flows = reader.flows
     absorb = flows.absorb if flows is not None else None
     grants = flows.grants if flows is not None else None
-    walk = None
     if grants is not None:
         grants.set_vxlan_ports(reader.decoder.vxlan_ports)
-    if grants is not None and min(eth_min, raw_min) < _NEVER:
-        walk = grants.walk_pcap
-    ip_at = 14 if eth_min < _NEVER else 0
-    big = reader.order == ">"
     base = reader.frames  # frame number of the record before the first one here
+    lt = reader.iface.linktype
     try:
-        while True:  # n: records consumed (read in the finally block)
-            if walk is not None:  # absorb what the native walk can; stop where Python must look
-                pos, k = walk(data, pos, lim, big, ip_at, div)
-                n += k
-            n += 1
-            try:
-                s, frac, caplen, olen = rec(data, pos)
-            except StructError:  # fewer than 16 bytes left
-                n -= 1
-                if not final:
-                    need = _PCAP_RECORD
-                elif pos < size:
-                    reader.cut_short(size - pos)
-                break
-            e = pos + 16 + caplen
-            if e > lim:
-                if caplen > maxrec:
-                    reader.stop(f"record at offset {pos} claims {caplen} bytes")
+        while True:  # once per file header: this file's, then each one appended to it
+            rec = _PCAP_REC[reader.order]
+            heads = _HEADS[reader.order]  # a file header's magic, read as a record's seconds
+            iface = reader.iface
+            lt = iface.linktype
+            div = iface.div
+            eth_min, raw_min = iface.fast_minimums()
+            walk = None
+            if grants is not None and min(eth_min, raw_min) < _NEVER:
+                walk = grants.walk_pcap
+            ip_at = 14 if eth_min < _NEVER else 0
+            big = reader.order == ">"
+            at = -1  # offset of a file header met where a record should start
+            while True:  # n: records consumed (read in the finally block)
+                if walk is not None:  # absorb what the native walk can; stop where Python must
+                    pos, k = walk(data, pos, lim, big, ip_at, div)
+                    n += k
+                n += 1
+                try:
+                    s, frac, caplen, olen = rec(data, pos)
+                except StructError:  # fewer than 16 bytes left
+                    n -= 1
+                    if not final:
+                        need = _PCAP_RECORD
+                    elif pos < size:
+                        reader.cut_short(size - pos)
+                    break
+                e = pos + 16 + caplen
+                if e > lim:
+                    if (
+                        (caplen > maxrec or (final and e > size))
+                        and s in heads
+                        and _file_header(data, pos) is not None
+                    ):
+                        at = pos
+                        n -= 1
+                        break
+                    if caplen > maxrec:
+                        reader.stop(f"record at offset {pos} claims {caplen} bytes")
+                        n -= 1
+                        break
+                    if e > size:
+                        if not final:
+                            need = _PCAP_RECORD + caplen
+                            n -= 1
+                            break
+                        reader.cut_short(size - pos)
+                        if size - pos <= 16:
+                            n -= 1
+                            break
+                        # What the cut record kept is read like a snaplen-cut packet: a request
+                        # head begun in it then shows as lost, instead of vanishing unseen.
+                        nslow += 1
+                        ts = s + frac / div
+                        r = decode(lt, data, pos + 16, size, ts)
+                        pos = size
+                        if r is not None:
+                            yield (ts, *r[:8], payload_of(r, mv)[r[8] : r[9]], base + n)
+                        break
+                    lim = min(size, e + window)
+                    if mapped:
+                        released = _release(data, released, pos)
+                    k = n - 1 - done_n  # records before this one not yet counted
+                    reader.add_counts(k, nslow - done_slow, pos - done_pos - 16 * k)
+                    reader.count_linktype(lt, k)
+                    done_n, done_slow, done_pos = n - 1, nslow, pos
+                if caplen < olen:
+                    if s in heads and _file_header(data, pos) is not None:
+                        at = pos
+                        n -= 1
+                        break
+                    reader.truncated()
+                # IPv4 with a 20-byte header, TCP, not a fragment, headers inside the frame.
+                if caplen >= eth_min:
+                    w, tlen, fp, src, dst, sp, dp, seq, ack, off, flags = eth(data, pos + 28)
+                    a = pos + eth_payload[off]
+                    q = pos + 30 + tlen
+                    fast = w >> 8 == 0x080045
+                elif caplen >= raw_min:
+                    w, tlen, fp, src, dst, sp, dp, seq, ack, off, flags = rawip(data, pos + 16)
+                    a = pos + raw_payload[off]
+                    q = pos + 16 + tlen
+                    fast = w == 0x45
+                else:
+                    fast = False
+                pos = e
+                if fast and fp & 0x3FFF00FF == 6 and a <= q <= e:
+                    ts = s + frac / div
+                    # absorb what the reassembler would only count
+                    if absorb is not None and absorb((src, sp, dst, dp), seq, flags, q - a, ts):
+                        continue
+                    yield (ts, 6, src, sp, dst, dp, seq, ack, flags, mv[a:q], base + n)
+                    continue
+                if s in heads and _file_header(data, e - 16 - caplen) is not None:
+                    at = pos = e - 16 - caplen
                     n -= 1
                     break
-                if e > size:
-                    if not final:
-                        need = _PCAP_RECORD + caplen
-                        n -= 1
-                        break
-                    reader.cut_short(size - pos)
-                    if size - pos <= 16:
-                        n -= 1
-                        break
-                    # What the cut record kept is read like a snaplen-cut packet: a request
-                    # head begun in it then shows as lost, instead of vanishing unseen.
-                    nslow += 1
-                    ts = s + frac / div
-                    r = decode(lt, data, pos + 16, size, ts)
-                    pos = size
-                    if r is not None:
-                        yield (ts, *r[:8], payload_of(r, mv)[r[8] : r[9]], base + n)
-                    break
-                lim = min(size, e + window)
-                if mapped:
-                    released = _release(data, released, pos)
-                k = n - 1 - done_n  # records before this one not yet counted
-                reader.add_counts(k, nslow - done_slow, pos - done_pos - 16 * k)
-                reader.count_linktype(lt, k)
-                done_n, done_slow, done_pos = n - 1, nslow, pos
-            if caplen < olen:
-                reader.truncated()
-            # IPv4 with a 20-byte header, TCP, not a fragment, headers inside the frame.
-            if caplen >= eth_min:
-                w, tlen, fp, src, dst, sp, dp, seq, ack, off, flags = eth(data, pos + 28)
-                a = pos + eth_payload[off]
-                q = pos + 30 + tlen
-                fast = w >> 8 == 0x080045
-            elif caplen >= raw_min:
-                w, tlen, fp, src, dst, sp, dp, seq, ack, off, flags = rawip(data, pos + 16)
-                a = pos + raw_payload[off]
-                q = pos + 16 + tlen
-                fast = w == 0x45
-            else:
-                fast = False
-            pos = e
-            if fast and fp & 0x3FFF00FF == 6 and a <= q <= e:
+                nslow += 1
                 ts = s + frac / div
-                # absorb what the reassembler would only count
-                if absorb is not None and absorb((src, sp, dst, dp), seq, flags, q - a, ts):
-                    continue
-                yield (ts, 6, src, sp, dst, dp, seq, ack, flags, mv[a:q], base + n)
-                continue
-            nslow += 1
-            ts = s + frac / div
-            r = decode(lt, data, e - caplen, e, ts)
-            if r is not None:
-                # tunnelled, VLAN-tagged, ...: absorbed as above (and granted to the walk)
-                if r[0] == 6 and absorb is not None and absorb(r[1:5], r[5], r[7], r[9] - r[8], ts):
-                    continue
-                yield (ts, *r[:8], payload_of(r, mv)[r[8] : r[9]], base + n)
+                r = decode(lt, data, e - caplen, e, ts)
+                if r is not None:
+                    # tunnelled, VLAN-tagged, ...: absorbed as above (and granted to the walk)
+                    if (
+                        r[0] == 6
+                        and absorb is not None
+                        and absorb(r[1:5], r[5], r[7], r[9] - r[8], ts)
+                    ):
+                        continue
+                    yield (ts, *r[:8], payload_of(r, mv)[r[8] : r[9]], base + n)
+            if at < 0:
+                break
+            # Another capture's file header: count what came before it under this one's link.
+            k = n - done_n
+            reader.add_counts(k, nslow - done_slow, at - done_pos - 16 * k)
+            reader.count_linktype(lt, k)
+            done_n, done_slow, done_pos = n, nslow, at
+            pos = at
+            kind = _file_header(data, at)
+            if not kind:  # the header is cut by the end of what was read
+                if not final:
+                    need = _PCAP_HEADER
+                elif at < size:
+                    reader.cut_short(size - at)
+                break
+            reader.appended(at)
+            if kind == "pcapng":
+                if nested:
+                    need = _SWITCH  # back to the pcapng loop this one runs for
+                    break
+                reader.frames = base + n
+                pos, need = yield from _scan_pcapng(data, at, reader, final, nested=True)
+                base = reader.frames - n
+                done_pos = pos
+                if need != _SWITCH:
+                    break  # the end, or more bytes wanted (the pcapng loop goes on with them)
+                need = 0
+                reader.scan = _scan_pcap
+            _enter_pcap(reader, data, pos)
+            pos = done_pos = pos + _PCAP_HEADER
+            lim = min(size, pos + window)
     finally:
         k = n - done_n
         reader.add_counts(k, nslow - done_slow, pos - done_pos - 16 * k)
         reader.count_linktype(lt, k)
         reader.frames = base + n
-        if final:
+        if final and not nested:
             reader.decoder.finish()
     return pos, need
 
 
-def _scan_pcapng(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
-    """Walk pcapng blocks in ``data`` from ``pos``; return where it stopped and what it needs."""
+def _scan_pcapng(
+    data: Buffer, pos: int, reader: _Reader, final: bool, nested: bool = False
+) -> _Scan:
+    """Walk pcapng blocks in ``data`` from ``pos``; return where it stopped and what it needs.
+
+    A pcap capture appended (its file header where a block should start) is read with
+    ``_scan_pcap``; ``nested``: this loop reads pcapng appended to a pcap scan, and hands back to
+    it (need ``_SWITCH``, ``pos`` at the pcap file header) at the next pcap one."""
+    reader.scan = _scan_pcapng
     size = len(data)
     mv = memoryview(data)
     eth = _ETH_IP_TCP.unpack_from
@@ -774,6 +893,34 @@ def _scan_pcapng(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
                     reader.cut_short(size - pos)
                 break
             bt = block(data, pos)[0]
+            if bt in _PCAP_HEADS[order] and (kind := _file_header(data, pos)) is not None:
+                # a pcap capture appended: count what came before, then read it
+                reader.add_counts(n - done_n, nslow - done_slow, nbytes - done_bytes)
+                reader.count_linktype(lt, n - run0)
+                done_n, done_slow, done_bytes, run0 = n, nslow, nbytes, n
+                if last >= 0:
+                    reader.last_ts = _epb_time(data, last, order, ifaces)
+                    last = -1
+                if not kind:  # its header is cut by the end of what was read
+                    if not final:
+                        need = _PCAP_HEADER
+                    else:
+                        reader.cut_short(size - pos)
+                    break
+                reader.appended(pos)
+                if nested:
+                    need = _SWITCH  # back to the pcap loop this one runs for
+                    break
+                _enter_pcap(reader, data, pos)
+                reader.frames = base + n
+                pos, need = yield from _scan_pcap(data, pos + _PCAP_HEADER, reader, final, True)
+                base = reader.frames - n
+                if need != _SWITCH:
+                    break  # the end, or more bytes wanted (the pcap loop goes on with them)
+                need = 0
+                reader.scan = _scan_pcapng
+                walkable = False  # the section header at pos sets the rest afresh
+                continue
             if bt == _PCAPNG_SHB:  # a new section may switch byte order
                 bom = bytes(data[pos + 8 : pos + 12])
                 if bom not in _PCAPNG_BOMS:
@@ -845,7 +992,7 @@ def _scan_pcapng(data: Buffer, pos: int, reader: _Reader, final: bool) -> _Scan:
         reader.add_counts(n - done_n, nslow - done_slow, nbytes - done_bytes)
         reader.count_linktype(lt, n - run0)
         reader.frames = base + n
-        if final:
+        if final and not nested:
             reader.decoder.finish()
     return pos, need
 
