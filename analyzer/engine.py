@@ -554,6 +554,23 @@ def esp_blind_spots(captures: list[CaptureStats]) -> list[NotInspected]:
     return out
 
 
+def unread_blind_spots(captures: list[CaptureStats]) -> list[NotInspected]:
+    """The rest of each capture file read short of its end (``CaptureStats.unread_from``): no
+    addresses nor ports, so every scope covers it - whatever those bytes held is unknown."""
+    out = []
+    for c in captures:
+        if c.unread_from is None:
+            continue
+        detail = (
+            f"{c.path}: the bytes after offset {c.unread_from:,} were not read "
+            f"({c.unread_why}): whatever they held is unknown"
+        )
+        conn_id = connection_id("unread-capture", c.path, str(c.unread_from))
+        out.append(NotInspected("unread-capture", conn_id, c.first_ts or 0.0, "", 0, "", 0))
+        out[-1] = evolve(out[-1], detail=detail)
+    return out
+
+
 #: Distinct tokens a stream's view remembers (decoded and verified) before starting afresh.
 TOKENS_REMEMBERED = 5_000
 #: Events a stream keeps for its closing summary (verdicts and findings) before it lets the
@@ -839,7 +856,11 @@ def _result(
         keys=len(store),
         key_warnings=list(store.warnings),
         not_inspected=sorted(
-            [*parts.not_inspected, *esp_blind_spots(parts.captures)],
+            [
+                *parts.not_inspected,
+                *esp_blind_spots(parts.captures),
+                *unread_blind_spots(parts.captures),
+            ],
             key=lambda n: (n.ts, n.conn_id, n.kind),
         ),
         tls=sorted(parts.tls, key=lambda t: (t.ts, t.conn_id)),

@@ -374,6 +374,7 @@ NOT_INSPECTED_KINDS = (
     "ipsec-esp",
     "answer-in-doubt",
     "quic",
+    "unread-capture",
 )
 
 
@@ -389,8 +390,9 @@ class NotInspected(_Record):
     credentials the export removed, or requests answered without a credential on a connection
     begun before the capture (whose logon it did not see); QUIC (HTTP/3) from a client to a
     server's UDP 443 (client port 0: any); or IPsec ESP between two addresses, with ports 0
-    (any connection between them, either address the client). A verdict whose scope covers one
-    errs towards INCONCLUSIVE.
+    (any connection between them, either address the client); or the rest of a capture file
+    after a record that cannot be one (no addresses nor ports: any traffic). A verdict whose
+    scope covers one errs towards INCONCLUSIVE.
     """
 
     kind: str  # one of NOT_INSPECTED_KINDS
@@ -665,6 +667,11 @@ class CaptureStats:
     # (b"", b"") for the pairs past the first 1,024) the time of its first packet and its
     # packets. Each becomes a blind spot, a NotInspected record of kind "ipsec-esp".
     esp_pairs: dict[tuple[bytes, bytes], list[float]] = field(default_factory=dict)
+    # Where reading stopped short of the file's end (the byte offset of a record that cannot
+    # be one) and why: the rest was never read, a blind spot of kind "unread-capture" for every
+    # scope. None when the file was read to its end (a last record cut short is a warning).
+    unread_from: int | None = None
+    unread_why: str = ""
     warnings: list[str] = field(default_factory=list)
 
     def warn(self, message: str) -> None:

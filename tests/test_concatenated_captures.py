@@ -277,6 +277,29 @@ def test_a_record_claiming_an_impossible_length_still_stops(tmp_path: Path, read
         f"{stats.path}: record at offset {len(a)} claims {0x7FFFFFFF} bytes; "
         "stopped reading this file"
     ]
+    assert stats.unread_from == len(a)
+
+
+def test_the_rest_a_corrupt_record_leaves_unread_is_a_blind_spot(
+    tmp_path: Path, reader: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What follows a record that cannot be one was in the file but never read: the verdict
+    cannot PASS over it (the good call before it is all that was read), whatever the scope."""
+    a = pcap(tmp_path, "a.pcap", first())
+    junk = struct.pack("<IIII", int(T0) + 5, 0, 0x7FFFFFFF, 0x7FFFFFFF) + b"\0" * 64
+    path = write(tmp_path, "junk.pcap", a, junk, pcap(tmp_path, "b", second())[24:])
+    code, data = verify(capsys, path)
+    (rule,) = data["rules"]
+    assert (code, rule["result"]) == (2, "INCONCLUSIVE")
+    (spot,) = [n for n in rule["coverage"]["not_inspected"] if n["kind"] == "unread-capture"]
+    assert (spot["client"], spot["server"]) == (":0", ":0")  # no addresses: any traffic
+    assert rule["coverage"]["blind_spots"] == [
+        f"{path}: the bytes after offset {len(a):,} were not read (record at offset {len(a)} "
+        f"claims {0x7FFFFFFF} bytes): whatever they held is unknown; repair the file (pcapfix) "
+        "or capture again"
+    ]
+    whole = write(tmp_path, "whole.pcap", a)  # the same file without the junk: PASS
+    assert verify(capsys, whole)[0] == 0
 
 
 def test_a_record_that_only_begins_like_a_header_is_a_record(tmp_path: Path, reader: str) -> None:

@@ -21,6 +21,7 @@ TUNNEL_ADVICE = (
 SANITIZED_ADVICE = "export the HAR again with sensitive data"
 #: What to do about IPsec ESP.
 ESP_ADVICE = "capture inside the IPsec tunnel (on either host, or past the gateway)"
+UNREAD_ADVICE = "repair the file (pcapfix) or capture again"
 QUIC_ADVICE = (
     "turn HTTP/3 off for the capture (IIS: the EnableHttp3 registry value; a browser: "
     "--disable-quic) so the traffic goes over TLS, which a key log decrypts"
@@ -84,6 +85,8 @@ def blind_spot_lines(not_inspected: list[NotInspected], limit: int = TOP_SERVERS
                 "the capture, its answer not captured, or an archive that does not name "
                 "connections): see the not-inspected details"
             )
+        elif kind == "unread-capture":
+            out += [f"{n.detail}; {UNREAD_ADVICE}" for n in group]
         elif kind == "quic":
             out.append(
                 f"QUIC (HTTP/3) from {plural(len(group), 'client')} to {where} not inspected: "
@@ -115,6 +118,8 @@ def blind_spot_lines(not_inspected: list[NotInspected], limit: int = TOP_SERVERS
 def _where(n: NotInspected) -> str:
     """The server a blind spot went to, by name when known (``mail.contoso.com:443
     (10.1.0.10)``); for IPsec ESP, which has no ports nor server, the two addresses."""
+    if n.kind == "unread-capture":
+        return n.detail.partition(":")[0]  # the file
     if n.kind == "ipsec-esp":
         if not n.server_ip:
             return "between other address pairs"

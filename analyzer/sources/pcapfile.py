@@ -240,8 +240,11 @@ class _Reader:
             "cat or tcpdump -w - >> leave): read on with its header; Wireshark stops there",
         )
 
-    def stop(self, why: str) -> None:
+    def stop(self, why: str, offset: int) -> None:
+        """Reading ends at ``offset``, short of the file's end: the rest is a blind spot."""
         self.stats.warn(f"{self.path}: {why}; stopped reading this file")
+        if self.stats.unread_from is None:
+            self.stats.unread_from, self.stats.unread_why = offset, why
 
     def bad_interface(self, ifid: int) -> None:
         self.stats.undecodable += 1
@@ -654,7 +657,7 @@ def _scan_pcap(data: Buffer, pos: int, reader: _Reader, final: bool, nested: boo
                         n -= 1
                         break
                     if caplen > maxrec:
-                        reader.stop(f"record at offset {pos} claims {caplen} bytes")
+                        reader.stop(f"record at offset {pos} claims {caplen} bytes", pos)
                         n -= 1
                         break
                     if e > size:
@@ -924,7 +927,9 @@ def _scan_pcapng(
             if bt == _PCAPNG_SHB:  # a new section may switch byte order
                 bom = bytes(data[pos + 8 : pos + 12])
                 if bom not in _PCAPNG_BOMS:
-                    reader.stop(f"pcapng section header at offset {pos} has a bad byte-order magic")
+                    reader.stop(
+                        f"pcapng section header at offset {pos} has a bad byte-order magic", pos
+                    )
                     break
                 order = _PCAPNG_BOMS[bom]
                 epb = _EPB[order]
@@ -932,7 +937,7 @@ def _scan_pcapng(
                 big = order == ">"
             blen = block(data, pos)[1]
             if blen < 12 or blen & 3 or blen > maxrec:
-                reader.stop(f"pcapng block at offset {pos} has an invalid length {blen}")
+                reader.stop(f"pcapng block at offset {pos} has an invalid length {blen}", pos)
                 break
             nxt = pos + blen
             if nxt > size:
