@@ -50,16 +50,20 @@ from analyzer.sources.pcapfile import read_packets, read_stream
 if TYPE_CHECKING:
     from analyzer.oauth.certificates import CertificateFacts
     from analyzer.oauth.keys import KeyStore, SigningKey
+    from analyzer.sources.tshark import FieldDecoder
 
 
 def read_decrypted(
     path: str, keylog: str, stats: CaptureStats, first_frame: int = 1
-) -> Iterator[tuple]:
+) -> tuple[Iterator[tuple], FieldDecoder]:
     """``analyzer.sources.tshark.read_decrypted``, imported on first use: only ``--tls-keylog``
-    runs need tshark and the subprocess / socket / tempfile machinery it loads."""
+    runs need tshark and the subprocess / socket / tempfile machinery it loads. Also returns
+    the decoder of tshark's output: which connections it decrypted, and the holes it found."""
+    from analyzer.sources.tshark import FieldDecoder
     from analyzer.sources.tshark import read_decrypted as read
 
-    return read(path, keylog, stats, first_frame)
+    decoder = FieldDecoder(first_frame)
+    return read(path, keylog, stats, first_frame, decoder), decoder
 
 
 #: Called now and then with (path, bytes read so far in this file).
@@ -180,9 +184,11 @@ class EventCollector:
         self.sink = sink
         self.completed = 0  # events numbered so far
         self.on_close: Callable[[str], None] | None = None  # told each closed connection's id
-        # 4-tuples (text addresses, both directions) of the connections a key log decrypted:
-        # their TLS records say inspected
-        self.decrypted: set[tuple[str, int, str, int]] = set()
+        # the connections a key log decrypted, by endpoints (text addresses, the lower first:
+        # ``tshark.endpoints``) -> the capture time of each one's first packet: their TLS
+        # records say inspected. By connection, not address pair: a port reused later for a
+        # connection the key log does not decrypt is another connection, not inspected.
+        self.decrypted: dict[tuple[str, int, str, int], list[float | None]] = {}
         # connection id -> the input (path or URL) its first record was read from
         self.inputs: dict[str, str] = {}
         self._certificates: dict[bytes, CertificateFacts | None] = {}  # DER -> facts
@@ -281,9 +287,30 @@ class EventCollector:
             (info.a_ip, info.a_port),
             (info.b_ip, info.b_port),
             info.syn_seen,
-            inspected=(info.a_ip, info.a_port, info.b_ip, info.b_port) in self.decrypted,
+            inspected=self.was_decrypted(
+                info.a_ip, info.a_port, info.b_ip, info.b_port, info.first_ts
+            ),
             certificate=facts,
         )
+
+    def note_decrypted(self, decoder: FieldDecoder) -> None:
+        """Take the connections ``decoder`` saw yield plaintext since last asked."""
+        from analyzer.sources.tshark import endpoints
+
+        while decoder.opened:
+            c_ip, c_port, s_ip, s_port, start = decoder.opened.popleft()
+            key = endpoints(_ip(c_ip), c_port, _ip(s_ip), s_port)
+            self.decrypted.setdefault(key, []).append(start)
+
+    def was_decrypted(self, a_ip: str, a_port: int, b_ip: str, b_port: int, ts: float) -> bool:
+        """Did a key log decrypt the connection between these endpoints whose first packet was
+        captured at ``ts``? (Not just any connection on the same address pair.)"""
+        if not self.decrypted:
+            return False
+        from analyzer.sources.tshark import endpoints, same_start
+
+        starts = self.decrypted.get(endpoints(a_ip, a_port, b_ip, b_port), ())
+        return any(same_start(start, ts) for start in starts)
 
     def recheck_decrypted(self) -> None:
         """A stream decrypts alongside the cleartext read: a TLS connection that ended before
@@ -292,8 +319,8 @@ class EventCollector:
             return
         fixed = set()
         for i, t in enumerate(self.tls):
-            key = (t.client_ip, t.client_port, t.server_ip, t.server_port)
-            if not t.inspected and (key in self.decrypted or key[2:] + key[:2] in self.decrypted):
+            ends = (t.client_ip, t.client_port, t.server_ip, t.server_port)
+            if not t.inspected and self.was_decrypted(*ends, t.ts):
                 self.tls[i] = evolve(t, inspected=True)
                 fixed.add(t.conn_id)
         if fixed:
@@ -739,7 +766,7 @@ class Engine:
 
         def every() -> None:
             if decryptor is not None and tls is not None:
-                self._decrypted(decryptor.ready(), tls, stats)
+                self._decrypted(decryptor.ready(), tls, stats, decryptor.decoder)
             if progress is not None:
                 progress(stats)
 
@@ -751,22 +778,25 @@ class Engine:
         finally:
             self.frames += stats.packets
             if decryptor is not None and tls is not None:
-                self._decrypted(decryptor.close(), tls, stats)
-                counted = stats.tcp_connections
+                self._decrypted(decryptor.close(), tls, stats, decryptor.decoder)
+                counted, gaps = stats.tcp_connections, stats.gaps
                 tls.flush()
-                stats.tcp_connections = counted
+                stats.tcp_connections, stats.gaps = counted, gaps
+                stats.gaps += decryptor.decoder.tcp_holes  # the ciphertext's, as tshark read it
         return stats
 
-    def _decrypted(self, packets: list[tuple], tls: TcpReassembler, stats: CaptureStats) -> None:
+    def _decrypted(
+        self, packets: list[tuple], tls: TcpReassembler, stats: CaptureStats, decoder: FieldDecoder
+    ) -> None:
         """Read decrypted packets on their own reassembler; note which connections they are."""
+        self.collector.note_decrypted(decoder)
         if not packets:
             return
-        for p in packets:
-            if p[8] & 0x02:  # the synthetic SYN / SYN-ACK that opens each connection
-                self.collector.decrypted.add((_ip(p[2]), p[3], _ip(p[4]), p[5]))
-        counted = stats.tcp_connections  # the cleartext read counts these connections
+        # the cleartext read counts these connections; the gaps of their plaintext are the holes
+        # the decoder made (counted as the capture's TCP gaps when it found them missing)
+        counted, gaps = stats.tcp_connections, stats.gaps
         tls.run(packets)
-        stats.tcp_connections = counted
+        stats.tcp_connections, stats.gaps = counted, gaps
 
     def finish(self) -> AnalysisResult:
         """End every open connection and work out the analysis of what was kept."""
@@ -966,32 +996,28 @@ def _read_one(
         packets = read_converted(path, stats, reassembler, every, first_frame)
     else:
         packets = read_packets(path, stats, reassembler, every, first_frame)
-    keys = _read_tls(decrypted, stats, collector) if decrypted is not None else set()
+    if decrypted is not None:
+        _read_tls(*decrypted, stats, collector)
     # The ciphertext of a decrypted connection is read too, for its handshake (TLS record,
     # inspected); its bytes past the handshake are skipped like any other TLS connection's.
-    collector.decrypted |= {(_ip(k[0]), k[1], _ip(k[2]), k[3]) for k in keys}
     reassembler.run(packets)
     if progress is not None:
         progress(path, stats.bytes)
 
 
-def _read_tls(packets: Iterable[tuple], stats: CaptureStats, collector: EventCollector) -> set:
-    """Reassemble one file's decrypted TLS connections on their own; return their 4-tuples (both
-    directions) so the cleartext read marks their TLS records inspected."""
-    keys: set[tuple] = set()
-
-    def noted() -> Iterable[tuple]:
-        for p in packets:
-            if p[8] & 0x02:  # the synthetic SYN / SYN-ACK that opens each connection
-                keys.add((p[2], p[3], p[4], p[5]))
-            yield p
-
+def _read_tls(
+    packets: Iterable[tuple], decoder: FieldDecoder, stats: CaptureStats, collector: EventCollector
+) -> None:
+    """Reassemble one file's decrypted TLS connections on their own; note which connections they
+    were (``decoder.opened``) so the cleartext read marks their TLS records inspected."""
     tls = TcpReassembler(collector.any_tls_connection, stats)
-    counted = stats.tcp_connections
-    tls.run(noted())
+    counted, gaps = stats.tcp_connections, stats.gaps
+    tls.run(packets)
     tls.flush()
-    stats.tcp_connections = counted  # the cleartext read counts these connections
-    return keys
+    # the cleartext read counts these connections; their plaintext's gaps are the holes the
+    # decoder made, of which those missing from the capture are its TCP gaps
+    stats.tcp_connections, stats.gaps = counted, gaps + decoder.tcp_holes
+    collector.note_decrypted(decoder)
 
 
 def _ip(packed: bytes) -> str:

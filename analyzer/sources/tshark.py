@@ -32,8 +32,9 @@ import socket
 import subprocess
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from analyzer.model import CaptureStats
 from analyzer.sources.pcapfile import CaptureError
@@ -46,6 +47,7 @@ MAX_LINE = 16 << 20
 MAX_STREAMS = 100_000
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+SEQ_MOD = 1 << 32
 
 #: The ``-T fields`` columns, in output order.
 FIELDS = (
@@ -62,12 +64,27 @@ FIELDS = (
     "tls.handshake.type",
     "data.data",
     "frame.number",
+    # the accounting of ciphertext (see ``FieldDecoder``); a line without them (a shorter field
+    # list) is read as before and tells of no hole
+    "tcp.seq",
+    "tcp.len",
+    "tcp.ack",
+    "tcp.time_relative",
+    "tls.record.length",
 )
+#: Fields of a line without the accounting columns.
+BASE_FIELDS = 13
+#: What a hole in a direction's plaintext counts for in its synthetic sequence numbers: how much
+#: plaintext was lost is unknown (records lost whole or in part), so it is made larger than any
+#: body the HTTP reader could think it falls inside (it then hunts for the next message and counts
+#: the stretch lost, as for a cleartext gap); eight of them still fit in half the sequence space.
+HOLE = 1 << 28
 #: Dissectors that would claim decrypted bytes before the "data" dissector: HTTP (by port 443 or
 #: ALPN), HTTP/2, SIP (by port 5061), and the heuristic sub-dissectors registered on TLS in
 #: tshark 4.0.
 DISABLED = ("http", "http2", "sip", "rdpmt", "mq", "5gli", "fix", "credssp", "aim")
 _PREFS = (
+    "tcp.calculate_timestamps:TRUE",  # tcp.time_relative: when each connection began
     "tcp.desegment_tcp_streams:TRUE",
     "tcp.reassemble_out_of_order:TRUE",
     "tls.desegment_ssl_records:TRUE",
@@ -101,7 +118,11 @@ def tshark_command(path: str, secret: str, tshark: str = "tshark") -> list[str]:
 
 
 def read_decrypted(
-    path: str, keylog: str, stats: CaptureStats, first_frame: int = 1
+    path: str,
+    keylog: str,
+    stats: CaptureStats,
+    first_frame: int = 1,
+    decoder: FieldDecoder | None = None,
 ) -> Iterator[Packet]:
     """Yield the decrypted TLS connections of ``path`` as synthetic TCP packet tuples.
 
@@ -110,6 +131,8 @@ def read_decrypted(
     Checks run before this returns: no tshark, or an unreadable capture or key file, raise
     :class:`CaptureError`. A key log that decrypts nothing, or tshark failing on the file, only
     adds warnings to ``stats``; packet and byte counters are left to ``read_packets``.
+    ``decoder`` (made here when not given) is the :class:`FieldDecoder` that reads tshark's
+    output: the caller reads which connections it decrypted, and the holes it found, from it.
     """
     tshark = shutil.which("tshark")
     if tshark is None:
@@ -119,7 +142,22 @@ def read_decrypted(
             raise CaptureError(f"{name}: no such {what}")
         if not os.access(name, os.R_OK):
             raise CaptureError(f"{name}: {what} not readable")
-    return _run(tshark_command(path, keylog, tshark), keylog, stats, first_frame)
+    if decoder is None:
+        decoder = FieldDecoder(first_frame)
+    return _run(tshark_command(path, keylog, tshark), keylog, stats, decoder)
+
+
+@dataclass(slots=True)
+class _Side:
+    """One direction of a stream (by its sender): plaintext numbering, ciphertext accounting."""
+
+    sent: int = 0  # plaintext bytes so far, with ``HOLE`` for each stretch that yielded none
+    tls_end: int = 1  # tshark's relative sequence number past the TLS records it dissected
+    acked: int = 0  # the highest relative number the peer acknowledged
+    fin: int | None = None  # relative sequence number of this side's FIN
+    rst: int | None = None  # and of its RST
+    open_hole: bool = False  # a hole that no packet of this side went past yet
+    closed: bool = False  # a FIN of this side was handed on
 
 
 @dataclass(slots=True)
@@ -127,16 +165,51 @@ class _Stream:
     """What we know of one TCP stream (tshark's ``tcp.stream`` index) that carried TLS."""
 
     client: tuple[bytes, int] | None = None  # sender of the ClientHello
+    server: tuple[bytes, int] | None = None  # its peer (known once it yielded plaintext)
     hello_ts: float | None = None
+    start: float | None = None  # capture time of its first packet (SYN), as tshark counts it
     opened: bool = False  # SYN / SYN-ACK emitted: it yielded plaintext
-    sent_c: int = 0  # plaintext bytes so far, client -> server
-    sent_s: int = 0  # and server -> client
+    sides: dict[tuple[bytes, int], _Side] = field(default_factory=dict)  # by sender
+    last: tuple[float, int] = (0.0, 0)  # time and frame of its latest line
+    undecrypted: int = 0  # its TLS records of application data tshark could not decrypt
+    holes: int = 0  # stretches of its ciphertext that the capture lacks or tshark never read
+
+    def side(self, end: tuple[bytes, int]) -> _Side:
+        got = self.sides.get(end)
+        if got is None:
+            got = self.sides[end] = _Side()
+        return got
 
 
 class FieldDecoder:
     """Turns tshark's field lines (``FIELDS``, tab-separated) into packet tuples.
 
-    Sans-I/O: :meth:`line` takes one output line and returns the tuples it stands for.
+    Sans-I/O: :meth:`line` takes one output line and returns the tuples it stands for;
+    :meth:`finish`, at the end of the output, the last ones.
+
+    Holes. Each direction's plaintext is numbered by its byte offsets, so a stretch of its
+    ciphertext that yielded no plaintext would leave no trace. Two kinds are counted, and each
+    becomes a hole of ``HOLE`` bytes in that direction's synthetic sequence numbers, at the
+    point it was found: the reassembler then reports a gap, and the HTTP reader counts the
+    stretch lost (a client's: a request-lost blind spot), as for a cleartext TCP gap.
+
+    - TLS records of application data that tshark dissected but could not decrypt (TLS 1.3: a
+      record with no inner content type; TLS 1.2: more application-data records than
+      plaintexts in the frame).
+    - TCP bytes tshark never dissected as TLS records: the capture lacks them (a TCP gap; tshark
+      then reads nothing more of that direction) or they could not be framed. The records'
+      lengths add up to where the dissected bytes end (``tls.record.length``, from tshark's
+      relative sequence number 1); the direction's FIN, its RST, or the highest number its peer
+      acknowledged say where its bytes ended. Counted when the direction ends (FIN), the
+      connection is reset, or the output ends; a segment that came late (reordered, or
+      retransmitted) and was read by then is no hole. A FIN the capture missed takes one number.
+
+    A hole no later packet of its direction went past (the last bytes of a direction, before
+    an RST or the end of the capture) is carried by a synthetic FIN, so the reassembler sees it.
+
+    Each connection that yielded plaintext is listed in ``opened`` with the capture time of its
+    first packet (``tcp.time_relative`` 0), so that the cleartext read can tell which of the
+    connections on a reused address pair it is (:func:`connection_key`).
     """
 
     def __init__(self, first_frame: int = 1) -> None:
@@ -145,11 +218,18 @@ class FieldDecoder:
         self.seen = 0  # connections with TLS
         self.decrypted = 0  # connections that yielded plaintext
         self.bad_lines = 0
+        # (client address, port, server address, port, start time) of each connection that
+        # yielded plaintext, in the order they did; start None when tshark gave no time
+        # (a deque: a stream's reader thread appends while the reading side takes them)
+        self.opened: deque[tuple[bytes, int, bytes, int, float | None]] = deque()
+        self.tcp_holes = 0  # holes of the capture (TCP gaps) in connections that yielded plaintext
+        self.undecrypted = 0  # records not decrypted in connections that yielded plaintext
+        self.damaged = 0  # connections that yielded plaintext and had either
 
     def line(self, raw: bytes) -> list[Packet]:
         """Tuples for one frame: none, its data/FIN/RST, or SYN + SYN-ACK + data on first data."""
         f = raw.rstrip(b"\r\n").split(b"\t")
-        if len(f) != len(FIELDS):
+        if len(f) != len(FIELDS) and len(f) != BASE_FIELDS:
             self.bad_lines += 1
             return []
         try:
@@ -160,34 +240,56 @@ class FieldDecoder:
             sport = int(_last(f[4]))
             dport = int(_last(f[7]))
             flags = int(_last(f[8]), 16)
-            payload = b"".join(bytes.fromhex(h.decode("ascii")) for h in f[11].split(b",") if h)
+            items = [h for h in f[11].split(b",") if h]
+            payload = b"".join(bytes.fromhex(h.decode("ascii")) for h in items)
             frame = self.frames + int(f[12])
+            seq, tcp_len, ack, rel = (_number(f, i) for i in range(BASE_FIELDS, BASE_FIELDS + 4))
+            lengths = [int(n) for n in f[17].split(b",") if n] if len(f) > 17 else []
         except (ValueError, OSError):
             self.bad_lines += 1
             return []
-        is_tls = bool(f[9] or f[10])
+        # a frame whose records were all undecrypted (TLS 1.3) has record lengths only
+        is_tls = bool(f[9] or f[10] or lengths)
         s = self.streams.get(index)
         if s is None:
             if not is_tls:
                 return []  # a FIN/RST of a connection that never showed TLS
             s = self._new(index)
+            if rel is not None:
+                s.start = ts - rel
+        s.last = (ts, frame)
         if s.client is None and b"1" in f[10].split(b","):
             s.client, s.hello_ts = (src, sport), ts
-        if not is_tls:
+        me, peer = s.side((src, sport)), s.side((dst, dport))
+        if ack is not None and flags & ACK:
+            peer.acked = max(peer.acked, int(ack))
+        if is_tls:
+            me.tls_end += sum(5 + n for n in lengths)
+            types = [t for t in f[9].split(b",") if t]
+            lost = len(lengths) - len(types) + max(0, types.count(b"23") - len(items))
+            if lost > 0 and lengths:  # records tshark could not decrypt: their plaintext is a hole
+                s.undecrypted += lost
+                self._hole(me)
+        else:
             payload = b""  # data.data of something that is not a TLS record
+        if seq is not None:
+            if flags & FIN and me.fin is None:
+                me.fin = int(seq) + (int(tcp_len) if tcp_len is not None else 0)
+            if flags & RST:
+                me.rst = int(seq)
         out: list[Packet] = []
         if payload and not s.opened:
             out += self._open(s, src, sport, dst, dport, ts, frame)
-        if not s.opened or not (payload or flags & (FIN | RST)):
+        if not s.opened:
             return out
-        assert s.client is not None
-        from_client = (src, sport) == s.client
-        if from_client:
-            seq, ack = 1 + s.sent_c, 1 + s.sent_s
-            s.sent_c += len(payload)
-        else:
-            seq, ack = 1 + s.sent_s, 1 + s.sent_c
-            s.sent_s += len(payload)
+        if flags & FIN:
+            self._tcp_hole(s, me)  # where its bytes end is known: what tshark never read
+        if flags & RST:  # the connection ends: holes of either side, carried past
+            for end in s.sides:
+                self._tcp_hole(s, s.sides[end])
+            out += self._carry(s, ts, frame)
+        if not (payload or flags & (FIN | RST)):
+            return out
         out.append(
             (
                 ts,
@@ -196,19 +298,75 @@ class FieldDecoder:
                 sport,
                 dst,
                 dport,
-                seq,
-                ack,
+                1 + me.sent,
+                1 + peer.sent,
                 ACK | PSH | flags & (FIN | RST),
                 payload,
                 frame,
             )
         )
+        me.sent += len(payload)
+        if payload or flags & FIN:
+            me.open_hole = False
+        if flags & FIN:
+            me.closed = True
         return out
+
+    def finish(self) -> list[Packet]:
+        """The output ended: count what each connection that yielded plaintext and did not end
+        lacks, and carry its holes past (synthetic FINs). Also totals the damage."""
+        out: list[Packet] = []
+        for s in self.streams.values():
+            if not s.opened:
+                continue
+            for side in s.sides.values():
+                if not side.closed:
+                    self._tcp_hole(s, side)
+            out += self._carry(s, *s.last)
+        for s in self.streams.values():
+            self._total(s)
+        self.streams.clear()
+        return out
+
+    def _hole(self, side: _Side) -> None:
+        side.sent += HOLE
+        side.open_hole = True
+
+    def _tcp_hole(self, s: _Stream, side: _Side) -> None:
+        """Bytes of ``side`` tshark never dissected as TLS, now that their end is known."""
+        end = side.fin if side.fin is not None else max(side.acked, side.rst or 0)
+        missing = (end - side.tls_end) % SEQ_MOD
+        if missing >= SEQ_MOD >> 1 or (missing == 1 and side.fin is None):
+            return  # nothing missing (or only the number of a FIN the capture missed)
+        if missing:
+            s.holes += 1
+            side.tls_end = end
+            self._hole(side)
+
+    def _carry(self, s: _Stream, ts: float, frame: int) -> list[Packet]:
+        """A synthetic FIN for each side of ``s`` whose hole no packet went past yet."""
+        out: list[Packet] = []
+        if s.client is None or s.server is None:
+            return out
+        for me, them in ((s.client, s.server), (s.server, s.client)):
+            side, other = s.side(me), s.side(them)
+            if side.open_hole and not side.closed:
+                seq = 1 + side.sent
+                out.append((ts, 6, *me, *them, seq, 1 + other.sent, ACK | FIN, b"", frame))
+                side.open_hole, side.closed = False, True
+                side.sent += 1  # the FIN takes a number: an RST after it comes past it
+        return out
+
+    def _total(self, s: _Stream) -> None:
+        if s.opened:
+            self.tcp_holes += s.holes
+            self.undecrypted += s.undecrypted
+            self.damaged += bool(s.holes or s.undecrypted)
 
     def _new(self, index: int) -> _Stream:
         if len(self.streams) >= MAX_STREAMS:
             for old in list(self.streams)[: MAX_STREAMS // 10]:
-                del self.streams[old]
+                self._total(self.streams.pop(old))
         s = self.streams[index] = _Stream()
         self.seen += 1
         return s
@@ -223,6 +381,8 @@ class FieldDecoder:
             s.client = (src, sport)  # no ClientHello seen: the first to speak is the client
         (c_ip, c_port) = s.client
         s_ip, s_port = (dst, dport) if s.client == (src, sport) else (src, sport)
+        s.server = (s_ip, s_port)
+        self.opened.append((c_ip, c_port, s_ip, s_port, s.start))
         t0 = s.hello_ts if s.hello_ts is not None and s.hello_ts <= ts else ts
         return [
             (t0, 6, c_ip, c_port, s_ip, s_port, 0, 0, SYN, b"", frame),
@@ -230,8 +390,28 @@ class FieldDecoder:
         ]
 
 
-def _run(cmd: list[str], keylog: str, stats: CaptureStats, first_frame: int) -> Iterator[Packet]:
-    decoder = FieldDecoder(first_frame)
+def endpoints(a_ip: str, a_port: int, b_ip: str, b_port: int) -> tuple[str, int, str, int]:
+    """A connection's two endpoints, the lower first: the same key from either side."""
+    if (a_ip, a_port) > (b_ip, b_port):
+        return (b_ip, b_port, a_ip, a_port)
+    return (a_ip, a_port, b_ip, b_port)
+
+
+#: How far apart two readings of a connection's first packet time may be and still name it: the
+#: capture's own time, and tshark's printed time less the printed time since the connection's
+#: first packet (rounding; connections on one address pair follow each other by far more).
+SAME_START = 1e-4
+
+
+def same_start(start: float | None, first_ts: float) -> bool:
+    """Does the decrypted connection that began at ``start`` (tshark's reckoning; None when it
+    gave none) name the connection the cleartext read saw begin at ``first_ts``?"""
+    return start is not None and abs(start - first_ts) <= SAME_START
+
+
+def _run(
+    cmd: list[str], keylog: str, stats: CaptureStats, decoder: FieldDecoder
+) -> Iterator[Packet]:
     long_lines = 0
     killed = False
     ended = False  # tshark closed its output: let it exit by itself
@@ -243,6 +423,7 @@ def _run(cmd: list[str], keylog: str, stats: CaptureStats, first_frame: int) -> 
                 raw = proc.stdout.readline(MAX_LINE)
                 if not raw:
                     ended = True
+                    yield from decoder.finish()
                     break
                 if not raw.endswith(b"\n") and len(raw) >= MAX_LINE:
                     long_lines += 1
@@ -335,6 +516,8 @@ class StreamDecryptor:
             self.stats.warn(f"tshark failed decrypting the stream (exit {code}): {problem}")
         if self.overflow:
             self.stats.warn("TLS: tshark fell behind the capture; the rest was not decrypted")
+        for packet in self.decoder.finish():
+            self._out.put(packet)
         _decrypt_warnings(self.decoder, self.keylog, self.stats)
         return self.ready()
 
@@ -364,9 +547,24 @@ class StreamDecryptor:
 
 
 def _decrypt_warnings(decoder: FieldDecoder, keylog: str, stats: CaptureStats) -> None:
-    """What a decrypting pass could not do, as capture warnings."""
+    """What a decrypting pass could not do, as capture warnings. (The TCP gaps it found are
+    counted in ``stats.gaps`` by the caller, which reads the plaintext on a reassembler of its
+    own whose gaps are the holes it was given.)"""
     if decoder.bad_lines:
         stats.warn(f"TLS: {decoder.bad_lines} unreadable line(s) of tshark output skipped")
+    if decoder.damaged:
+        lost = []
+        if decoder.tcp_holes:
+            lost.append(
+                f"{decoder.tcp_holes} stretch(es) of ciphertext missing from the capture (a TCP "
+                "gap) or not read as TLS records"
+            )
+        if decoder.undecrypted:
+            lost.append(f"{decoder.undecrypted} TLS record(s) that could not be decrypted")
+        stats.warn(
+            f"TLS: {decoder.damaged} decrypted connection(s) with {' and '.join(lost)}: "
+            "their plaintext has a hole there (what it carried is unknown)"
+        )
     name = os.path.basename(keylog)
     if decoder.seen and not decoder.decrypted:
         stats.warn(
@@ -387,6 +585,13 @@ def _tshark_problem(stderr: bytes) -> str:
         if line and not line.startswith("Running as user"):
             return line[:200]
     return ""
+
+
+def _number(f: list[bytes], i: int) -> float | None:
+    """Field ``i`` of a line as a number (its innermost occurrence); None when absent or empty."""
+    if i >= len(f) or not f[i]:
+        return None
+    return float(_last(f[i]))
 
 
 def _last(field: bytes) -> bytes:

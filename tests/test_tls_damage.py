@@ -1,0 +1,266 @@
+"""Damage inside TLS decrypted with a key log must not read as a clean capture (review round 5).
+
+Every capture here is real TLS (OpenSSL through ``ssl.MemoryBIO``, the project's test server
+certificate, a key log written by the client) wrapped in TCP with scapy; tshark decrypts it.
+
+- A hole in a decrypted connection's ciphertext (a TCP gap; records tshark could not decrypt)
+  is a hole in its plaintext: the request it held is lost (a blind spot), and the capture
+  warns of the gap. Before, the plaintext was numbered by its own offsets and the loss vanished.
+- Two connections on one address pair (a port reused) are judged one by one: the key log
+  decrypting the first does not make the second inspected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import ssl
+from pathlib import Path
+
+import pytest
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+from scapy.utils import wrpcap
+
+from analyzer.cli import main
+from analyzer.engine import analyze_paths
+
+KEYS = Path(__file__).resolve().parents[1] / "captures" / "keys"
+V12, V13 = ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3
+CLIENT, SERVER = ("10.1.0.20", 41000), ("10.1.0.10", 443)
+T0 = 1_772_442_000.0
+
+pytestmark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+
+BEARER = (
+    b"GET /EWS/Exchange.asmx HTTP/1.1\r\nHost: mail.contoso.com\r\n"
+    b"Authorization: Bearer opaque-token-123456\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+)
+BASIC = (
+    b"GET /EWS/Exchange.asmx HTTP/1.1\r\nHost: mail.contoso.com\r\n"
+    b"Authorization: Basic ZGVtbzpkZW1v\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+)
+UPLOAD = (
+    b"POST /EWS/Exchange.asmx HTTP/1.1\r\nHost: mail.contoso.com\r\n"
+    b"Authorization: Bearer opaque-token-123456\r\nContent-Length: 2500\r\n\r\n" + b"x" * 2500,
+    BEARER[1],
+)
+RULE = ["--client", "10.1.0.20", "--server", "10.1.0.10", "--path", "/EWS/"]
+
+
+def session(
+    exchanges: list[tuple[bytes, bytes]], version: ssl.TLSVersion, keylog: Path | None
+) -> tuple[list[tuple[int, bytes]], list[int]]:
+    """One real TLS session in memory: its flights (0 client / 1 server, bytes) in order, and the
+    index of the first flight of each exchange."""
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(KEYS / "exchange.cert.pem", KEYS / "exchange.key.pem")
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname = False
+    client.verify_mode = ssl.CERT_NONE
+    for ctx in (server, client):
+        ctx.minimum_version = ctx.maximum_version = version
+    if keylog is not None:
+        client.keylog_filename = str(keylog)
+    bios = [ssl.MemoryBIO() for _ in range(4)]  # client in/out, server in/out
+    c = client.wrap_bio(bios[0], bios[1], server_hostname="mail.contoso.com")
+    s = server.wrap_bio(bios[2], bios[3], server_side=True)
+    flights: list[tuple[int, bytes]] = []
+
+    def pump() -> None:
+        for side, out, into in ((0, bios[1], bios[2]), (1, bios[3], bios[0])):
+            data = out.read()
+            if data:
+                flights.append((side, data))
+                into.write(data)
+
+    for _ in range(6):
+        for end in (c, s):
+            with contextlib.suppress(ssl.SSLWantReadError):
+                end.do_handshake()
+        pump()
+    starts = []
+    for request, response in exchanges:
+        starts.append(len(flights))
+        c.write(request)
+        pump()
+        assert s.read(1 << 16) == request
+        s.write(response)
+        pump()
+        assert c.read(1 << 16) == response
+        pump()  # a TLS 1.3 session ticket read by the client
+    return flights, starts
+
+
+def tcp(
+    flights: list[tuple[int, bytes]],
+    t0: float,
+    isn: tuple[int, int] = (1000, 9000),
+    drop: set[int] = frozenset(),  # type: ignore[assignment]
+    swap: int | None = None,
+    reset: bool = False,
+) -> list:
+    """The flights as one TCP connection (MSS 1000). Flights in ``drop`` are not captured (their
+    sequence numbers are used: a TCP gap); flight ``swap`` has its segments sent last first
+    (reordering, nothing lost). It ends with FINs, or with the client's RST (``reset``)."""
+    frames: list = []
+    seq = list(isn)
+    t = [t0]
+
+    def send(side: int, flags: str, data: bytes = b"", at: int | None = None) -> None:
+        (sip, sport), (dip, dport) = (CLIENT, SERVER) if side == 0 else (SERVER, CLIENT)
+        number = seq[side] if at is None else at
+        frame = Ether() / IP(src=sip, dst=dip)
+        frame = frame / TCP(sport=sport, dport=dport, seq=number, ack=seq[1 - side], flags=flags)
+        if data:
+            frame = frame / data
+        frame.time = t[0]
+        t[0] += 0.001
+        frames.append(frame)
+
+    send(0, "S")
+    seq[0] += 1
+    send(1, "SA")
+    seq[1] += 1
+    send(0, "A")
+    for i, (side, data) in enumerate(flights):
+        parts = [(seq[side] + at, data[at : at + 1000]) for at in range(0, len(data), 1000)]
+        if i == swap:
+            parts.reverse()
+        if i not in drop:
+            for number, part in parts:
+                send(side, "PA", part, number)
+        seq[side] += len(data)
+    if reset:
+        send(0, "R")
+        return frames
+    send(0, "FA")
+    seq[0] += 1
+    send(1, "FA")
+    seq[1] += 1
+    send(0, "A")
+    return frames
+
+
+def capture(tmp_path: Path, name: str, *connections: list) -> Path:
+    path = tmp_path / f"{name}.pcap"
+    wrpcap(str(path), [frame for frames in connections for frame in frames])
+    return path
+
+
+def verify(path: Path, keylog: Path, capsys) -> tuple[int, str]:
+    code = main(["verify", str(path), *RULE, "--tls-keylog", str(keylog)])
+    return code, capsys.readouterr().out
+
+
+# -- 1. a hole in the ciphertext is a hole in the plaintext --------------------------------
+@pytest.mark.parametrize("version", [V13, V12], ids=["tls13", "tls12"])
+def test_a_whole_exchange_lost_in_a_decrypted_connection_is_a_blind_spot(
+    tmp_path: Path, capsys, version: ssl.TLSVersion
+) -> None:
+    keylog = tmp_path / "s.keys"
+    flights, starts = session([BEARER, BASIC, BEARER], version, keylog)
+    lost = set(range(starts[1], starts[2]))  # the Basic request and its answer
+    path = capture(tmp_path, "gap", tcp(flights, T0, drop=lost))
+    code, out = verify(path, keylog, capsys)
+    assert code == 2, out  # INCONCLUSIVE, not PASS over the one Bearer exchange left
+    assert out.splitlines()[-1].startswith("INCONCLUSIVE")
+    assert "request bytes lost 1 time on 1 connection to mail.contoso.com:443 (10.1.0.10)" in out
+    assert "TCP gaps: bytes missing from the capture" in out  # one each way
+    assert "TLS: 1 decrypted connection(s) with 2 stretch(es) of ciphertext missing" in out
+
+
+def test_a_lost_exchange_before_a_reset_is_a_blind_spot(tmp_path: Path, capsys) -> None:
+    """No FIN to say where the bytes ended: the RST says it, and the hole at the end of the
+    plaintext is carried past (a FIN of the decoder's) so the reader sees it."""
+    keylog = tmp_path / "s.keys"
+    flights, starts = session([BEARER, BASIC], V13, keylog)
+    lost = set(range(starts[1], len(flights)))
+    path = capture(tmp_path, "rst", tcp(flights, T0, drop=lost, reset=True))
+    code, out = verify(path, keylog, capsys)
+    assert code == 2, out
+    assert "request bytes lost 1 time on 1 connection to mail.contoso.com:443" in out
+    assert "1 TCP gap: bytes missing from the capture" in out
+
+
+@pytest.mark.parametrize("version", [V13, V12], ids=["tls13", "tls12"])
+def test_controls_the_same_connection_whole(
+    tmp_path: Path, capsys, version: ssl.TLSVersion
+) -> None:
+    keylog = tmp_path / "s.keys"
+    flights, _ = session([BEARER, BASIC, BEARER], version, keylog)
+    code, out = verify(capture(tmp_path, "whole", tcp(flights, T0)), keylog, capsys)
+    assert code == 1, out  # the Basic exchange is read: FAIL
+    assert "warning" not in out
+    keylog = tmp_path / "b.keys"
+    flights, _ = session([BEARER, BEARER, BEARER], version, keylog)
+    code, out = verify(capture(tmp_path, "good", tcp(flights, T0)), keylog, capsys)
+    assert code == 0, out
+    assert "all 3 authenticated exchanges used OAuth as required" in out
+    assert "warning" not in out and "blind spot" not in out
+
+
+def test_a_reordered_segment_is_no_hole(tmp_path: Path) -> None:
+    """tshark flags the early segment "previous segment not captured"; the late one fills the
+    hole and every record is read: nothing is missing."""
+    keylog = tmp_path / "s.keys"
+    flights, starts = session([BEARER, UPLOAD], V13, keylog)
+    assert len(flights[starts[1]][1]) > 2000  # three segments: sent 3, 2, 1
+    path = capture(tmp_path, "ooo", tcp(flights, T0, swap=starts[1]))
+    result = analyze_paths([str(path)], tls_keylog=str(keylog))
+    assert [e.scheme for e in result.events] == ["bearer", "bearer"]
+    assert result.not_inspected == []
+    assert result.captures[0].gaps == 0
+    assert result.captures[0].warnings == []
+
+
+def test_records_tshark_could_not_decrypt_are_a_hole(tmp_path: Path, capsys) -> None:
+    """TLS 1.3 key log without the client's traffic secret: the server's answer is decrypted,
+    the Basic request that asked for it is not. Beside a good decrypted connection."""
+    keylog = tmp_path / "s.keys"
+    flights, _ = session([BASIC], V13, keylog)
+    lines = keylog.read_text().splitlines()
+    keylog.write_text("".join(f"{x}\n" for x in lines if "CLIENT_TRAFFIC_SECRET_0" not in x))
+    good_log = tmp_path / "g.keys"
+    good, _ = session([BEARER], V13, good_log)
+    with keylog.open("a") as out:
+        out.write(good_log.read_text())
+    path = capture(tmp_path, "half", tcp(good, T0), tcp(flights, T0 + 30, isn=(5000, 7000)))
+    code, out = verify(path, keylog, capsys)
+    assert code == 2, out
+    assert "request bytes lost 1 time on 1 connection to 10.1.0.10:443" in out  # no Host read
+    assert "TLS: 1 decrypted connection(s) with 1 TLS record(s) that could not be decrypted" in out
+
+
+# -- 2. a reused address pair: each connection on its own ------------------------------------
+def test_a_port_reused_by_a_connection_the_key_log_does_not_decrypt_is_a_blind_spot(
+    tmp_path: Path, capsys
+) -> None:
+    keylog = tmp_path / "s.keys"
+    first, _ = session([BEARER], V13, keylog)
+    second, _ = session([BASIC], V13, None)  # no keys logged
+    path = capture(tmp_path, "reuse", tcp(first, T0), tcp(second, T0 + 30, isn=(777000, 999000)))
+    code, out = verify(path, keylog, capsys)
+    assert code == 2, out
+    assert "1 TLS connection to mail.contoso.com:443 (10.1.0.10) not inspected" in out
+    result = analyze_paths([str(path)], tls_keylog=str(keylog))
+    assert [(t.ts - T0 < 1, t.inspected) for t in result.tls] == [(True, True), (False, False)]
+
+
+def test_control_both_connections_on_the_reused_pair_decrypted(tmp_path: Path, capsys) -> None:
+    keylog = tmp_path / "s.keys"
+    first, _ = session([BEARER], V13, keylog)
+    second, _ = session([BASIC], V13, keylog)
+    path = capture(tmp_path, "reuse", tcp(first, T0), tcp(second, T0 + 30, isn=(777000, 999000)))
+    code, out = verify(path, keylog, capsys)
+    assert code == 1, out  # the Basic exchange is read: FAIL
+    assert "blind spot" not in out
+    result = analyze_paths([str(path)], tls_keylog=str(keylog))
+    assert [t.inspected for t in result.tls] == [True, True]
+    second, _ = session([BEARER], V13, keylog)
+    path = capture(tmp_path, "reuse2", tcp(first, T0), tcp(second, T0 + 30, isn=(777000, 999000)))
+    code, out = verify(path, keylog, capsys)
+    assert code == 0, out
+    assert "warning" not in out
