@@ -582,10 +582,21 @@ def esp_blind_spots(captures: list[CaptureStats]) -> list[NotInspected]:
 
 
 def unread_blind_spots(captures: list[CaptureStats]) -> list[NotInspected]:
-    """The rest of each capture file read short of its end (``CaptureStats.unread_from``): no
-    addresses nor ports, so every scope covers it - whatever those bytes held is unknown."""
+    """The rest of each capture file read short of its end (``CaptureStats.unread_from``), and
+    its packets that carry no time (``untimed_packets``): no addresses nor ports, so every
+    scope covers them - whatever those bytes held, or when those requests were made, is
+    unknown."""
     out = []
     for c in captures:
+        if c.untimed_packets:
+            detail = (
+                f"{c.path}: {c.untimed_packets:,} packet(s) carry no timestamp (pcapng simple "
+                "packet blocks): when their requests were made, and so whether a token had "
+                "expired, is unknown"
+            )
+            conn_id = connection_id("untimed-capture", c.path)
+            spot = NotInspected("untimed-capture", conn_id, c.first_ts or 0.0, "", 0, "", 0)
+            out.append(evolve(spot, count=c.untimed_packets, detail=detail))
         if c.unread_from is None:
             continue
         detail = (

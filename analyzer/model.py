@@ -375,6 +375,7 @@ NOT_INSPECTED_KINDS = (
     "answer-in-doubt",
     "quic",
     "unread-capture",
+    "untimed-capture",
 )
 
 
@@ -391,8 +392,8 @@ class NotInspected(_Record):
     begun before the capture (whose logon it did not see); QUIC (HTTP/3) from a client to a
     server's UDP 443 (client port 0: any); or IPsec ESP between two addresses, with ports 0
     (any connection between them, either address the client); or the rest of a capture file
-    after a record that cannot be one (no addresses nor ports: any traffic). A verdict whose
-    scope covers one errs towards INCONCLUSIVE.
+    after a record that cannot be one, or packets of it that carry no time (no addresses nor
+    ports: any traffic). A verdict whose scope covers one errs towards INCONCLUSIVE.
     """
 
     kind: str  # one of NOT_INSPECTED_KINDS
@@ -672,6 +673,10 @@ class CaptureStats:
     # scope. None when the file was read to its end (a last record cut short is a warning).
     unread_from: int | None = None
     unread_why: str = ""
+    # Packets that carry no timestamp (pcapng simple packet blocks), dated by the packet before
+    # them: when their requests were made - whether a token had expired, --since / --until - is
+    # unknown, a blind spot of kind "untimed-capture" for every scope.
+    untimed_packets: int = 0
     warnings: list[str] = field(default_factory=list)
 
     def warn(self, message: str) -> None:

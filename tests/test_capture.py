@@ -717,7 +717,11 @@ def test_pcapng_interfaces_and_block_kinds(tmp_path: Path, order: str) -> None:
     assert frames == [1, 4, 5, 6, 7]
     assert stats.packets == 7 and stats.tcp == 5 and stats.ipv4 == 4 and stats.ipv6 == 1
     assert stats.link_types == {1: 4, 228: 1}
-    assert stats.warnings == []
+    # the simple packet block is dated by the packet before it: said, and counted
+    assert stats.untimed_packets == 1 and stats.warnings == [
+        f"{stats.path}: packets without a timestamp (pcapng simple packet blocks) are dated by "
+        "the packet before them"
+    ]
 
 
 def test_pcapng_tsresol_power_of_two_and_tsoffset(tmp_path: Path) -> None:
@@ -981,7 +985,11 @@ def test_gzip_chunk_boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
     assert packets == expected_pcap and stats.packets == 25 and stats.warnings == []
     packets, stats = read(tmp_path, gzip.compress(plain_ng), "c.gz")
     # 25 + 5 packets and two custom blocks, which Wireshark counts as frames
-    assert packets == expected_ng and stats.packets == 32 and stats.warnings == []
+    assert packets == expected_ng and stats.packets == 32 and stats.untimed_packets == 1
+    assert stats.warnings == [
+        f"{stats.path}: packets without a timestamp (pcapng simple packet blocks) are dated by "
+        "the packet before them"
+    ]
 
 
 def test_gzip_larger_than_a_chunk(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ SANITIZED_ADVICE = "export the HAR again with sensitive data"
 #: What to do about IPsec ESP.
 ESP_ADVICE = "capture inside the IPsec tunnel (on either host, or past the gateway)"
 UNREAD_ADVICE = "repair the file (pcapfix) or capture again"
+UNTIMED_ADVICE = "capture with a tool that writes enhanced packet blocks (dumpcap, tcpdump)"
 QUIC_ADVICE = (
     "turn HTTP/3 off for the capture (IIS: the EnableHttp3 registry value; a browser: "
     "--disable-quic) so the traffic goes over TLS, which a key log decrypts"
@@ -87,6 +88,8 @@ def blind_spot_lines(not_inspected: list[NotInspected], limit: int = TOP_SERVERS
             )
         elif kind == "unread-capture":
             out += [f"{n.detail}; {UNREAD_ADVICE}" for n in group]
+        elif kind == "untimed-capture":
+            out += [f"{n.detail}; {UNTIMED_ADVICE}" for n in group]
         elif kind == "quic":
             out.append(
                 f"QUIC (HTTP/3) from {plural(len(group), 'client')} to {where} not inspected: "
@@ -118,7 +121,7 @@ def blind_spot_lines(not_inspected: list[NotInspected], limit: int = TOP_SERVERS
 def _where(n: NotInspected) -> str:
     """The server a blind spot went to, by name when known (``mail.contoso.com:443
     (10.1.0.10)``); for IPsec ESP, which has no ports nor server, the two addresses."""
-    if n.kind == "unread-capture":
+    if n.kind in ("unread-capture", "untimed-capture"):
         return n.detail.partition(":")[0]  # the file
     if n.kind == "ipsec-esp":
         if not n.server_ip:

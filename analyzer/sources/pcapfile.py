@@ -240,6 +240,16 @@ class _Reader:
             "cat or tcpdump -w - >> leave): read on with its header; Wireshark stops there",
         )
 
+    def untimed(self) -> None:
+        """A packet without a timestamp (a pcapng simple packet block): dated by the packet
+        before it, so when its requests were made is unknown (a blind spot)."""
+        self.stats.untimed_packets += 1
+        self.decoder.warn_once(
+            "untimed",
+            f"{self.path}: packets without a timestamp (pcapng simple packet blocks) are dated "
+            "by the packet before them",
+        )
+
     def stop(self, why: str, offset: int) -> None:
         """Reading ends at ``offset``, short of the file's end: the rest is a blind spot."""
         self.stats.warn(f"{self.path}: {why}; stopped reading this file")
@@ -1082,6 +1092,7 @@ def _slow_packet(
     if bt == _BLOCK_SPB:
         if iface.snaplen:
             caplen = min(caplen, iface.snaplen)
+        reader.untimed()
         return iface.linktype, reader.last_ts, p, caplen, olen
     if caplen + 32 > blen:
         reader.stats.undecodable += 1
