@@ -558,13 +558,24 @@ def _not_inspected(
 
 
 def esp_blind_spots(captures: list[CaptureStats]) -> list[NotInspected]:
-    """The blind spots IPsec ESP leaves, one per address pair the decoder noted in each capture
-    (``CaptureStats.esp_pairs``): ports 0, as ESP has none, so that a scope takes either
-    address for either end on any port; the pairs past its cap are one record without
-    addresses, which covers every scope. Made from the captures' counters, so a parallel run,
-    whose workers all read every packet, makes them once."""
+    """The blind spots IPsec ESP and fragmented datagrams given up on leave, one per address
+    pair the decoder noted in each capture (``CaptureStats.esp_pairs``, ``fragments_lost``):
+    ports 0, as neither names its ports, so that a scope takes either address for either end
+    on any port; the pairs past the cap are one record without addresses, which covers every
+    scope. Made from the captures' counters, so a parallel run, whose workers all read every
+    packet, makes them once."""
     out = []
     for c in captures:
+        for (a, b), (ts, datagrams) in c.fragments_lost.items():
+            low, high = (_ip(a), _ip(b)) if a else ("", "")
+            between = f"between {low} and {high}" if a else "between other address pairs"
+            detail = (
+                f"{int(datagrams):,} fragmented IP datagram(s) {between} not put together: what "
+                "they carried was not read"
+            )
+            conn_id = connection_id("ip-fragments", c.path, low, high)
+            spot = NotInspected("ip-fragments", conn_id, ts, low, 0, high, 0, count=int(datagrams))
+            out.append(evolve(spot, detail=detail))
         for (a, b), (ts, packets) in c.esp_pairs.items():
             low, high = (_ip(a), _ip(b)) if a else ("", "")
             between = f"between {low} and {high}" if a else "between other address pairs"

@@ -376,6 +376,7 @@ NOT_INSPECTED_KINDS = (
     "quic",
     "unread-capture",
     "untimed-capture",
+    "ip-fragments",
 )
 
 
@@ -668,6 +669,10 @@ class CaptureStats:
     # (b"", b"") for the pairs past the first 1,024) the time of its first packet and its
     # packets. Each becomes a blind spot, a NotInspected record of kind "ipsec-esp".
     esp_pairs: dict[tuple[bytes, bytes], list[float]] = field(default_factory=dict)
+    # Fragmented IP datagrams given up on (analyzer.sources.ipfrag), per address pair as in
+    # esp_pairs: the time of the first and how many. Each pair becomes a blind spot of kind
+    # "ip-fragments": what those datagrams carried was not read.
+    fragments_lost: dict[tuple[bytes, bytes], list[float]] = field(default_factory=dict)
     # Where reading stopped short of the file's end (the byte offset of a record that cannot
     # be one) and why: the rest was never read, a blind spot of kind "unread-capture" for every
     # scope. None when the file was read to its end (a last record cut short is a warning).

@@ -434,3 +434,95 @@ def test_each_datagram_given_up_on_is_counted(tmp_path: Path) -> None:
         f"{path}: 2 fragmented IP datagram(s) not put together "
         f"(2 {ipfrag.LOST_REASONS['conflict']}): their packets are missing"
     ]
+
+
+def test_a_datagram_given_up_on_is_a_blind_spot_for_verify(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The evasion above hid a Basic request in fragments that disagree: whatever they carried
+    was not read, so verify cannot PASS on the good call alone (it was a warning only)."""
+    pieces = fragmented(basic(), size=200)
+    data = [i for i, p in enumerate(pieces) if scapy.IP in p and p[scapy.IP].flags.MF]
+    forged = pieces[data[1]].copy()
+    forged[scapy.Raw].load = b"Z" * len(forged[scapy.Raw].load)
+    pieces.insert(data[1] + 1, forged)
+    code, data_out = verify(capsys, write(tmp_path / "o.pcap", good(), pieces))
+    (rule,) = data_out["rules"]
+    assert (code, rule["result"]) == (2, "INCONCLUSIVE")
+    src, dst = sorted((basic()[3][scapy.IP].src, basic()[3][scapy.IP].dst))
+    assert (
+        f"1 fragmented IP datagram between {src} and {dst} not put together: whatever they "
+        "carried is unknown (see the capture's warnings for why)"
+    ) in rule["coverage"]["blind_spots"]
+    whole = fragmented(basic(), size=200)  # the same fragments, none forged: read, judged
+    code, data_out = verify(capsys, write(tmp_path / "w.pcap", good(), whole))
+    assert code == 1 and data_out["rules"][0]["coverage"]["blind_spots"] == []
+
+
+def test_a_fragment_captured_twice_after_its_datagram_is_a_copy(tmp_path: Path) -> None:
+    """A SPAN port and a tap both copy a frame: the second copy of a fragment, after its
+    datagram was put together, is dropped as a copy, not taken for a new datagram that never
+    completes (which warned "still missing pieces" over a capture that missed nothing)."""
+    key = (4, b"a", b"b", 6, 1, b"")
+    d = Defragmenter()
+    assert d.add(key, 0, True, b"A" * 8, 0.0) is None
+    assert d.add(key, 8, False, b"B" * 8, 0.1) == b"A" * 8 + b"B" * 8
+    assert d.add(key, 8, False, b"B" * 8, 0.2) is None  # the last piece again
+    assert d.add(key, 0, True, b"A" * 8, 0.3) is None  # and the first
+    d.finish()
+    assert (d.lost, d.reassembled, d.repeats, d.pending) == ({}, 1, 2, {})
+    pieces = fragmented(basic(), size=200)
+    twice = [p for piece in pieces for p in (piece, piece.copy())]
+    events, stats = summary(write(tmp_path / "twice.pcap", good(), twice))
+    assert events == WHOLE[:2] and stats.ip_datagrams_lost == 0
+    assert not [w for w in stats.warnings if "fragment" in w]
+
+
+def test_an_id_used_again_for_other_bytes_is_a_new_datagram() -> None:
+    """Within the time a datagram is remembered, a fragment with the same id but other bytes
+    (or a last piece ending elsewhere) starts a new datagram: ids wrap at high rates."""
+    key = (4, b"a", b"b", 6, 1, b"")
+    d = Defragmenter()
+    d.add(key, 0, True, b"A" * 8, 0.0)
+    assert d.add(key, 8, False, b"B" * 8, 0.1) == b"A" * 8 + b"B" * 8
+    assert d.add(key, 0, True, b"C" * 8, 1.0) is None  # other bytes: a new datagram
+    assert d.add(key, 8, False, b"D" * 8, 1.1) == b"C" * 8 + b"D" * 8
+    assert d.add(key, 8, True, b"D" * 8, 1.2) is None  # same bytes, but not the end now
+    assert d.add(key, 16, False, b"E" * 8, 1.3) is None
+    d.finish()
+    assert (d.reassembled, d.repeats, d.lost) == (2, 0, {"incomplete": 1})
+    late = Defragmenter()
+    late.add(key, 0, True, b"A" * 8, 0.0)
+    late.add(key, 8, False, b"B" * 8, 0.1)
+    later = ipfrag.TIMEOUT + 1
+    assert late.add(key, 8, False, b"B" * 8, later) is None  # forgotten: a new datagram
+    late.finish()
+    assert (late.repeats, late.lost) == (0, {"incomplete": 1})
+
+
+def test_what_is_given_up_on_is_told_with_its_key() -> None:
+    told: list[tuple] = []
+    key = (4, b"a", b"b", 6, 1, b"")
+    d = Defragmenter(lambda k, reason, ts: told.append((k, reason, ts)))
+    d.add(key, 0, True, b"A" * 8, 5.0)
+    d.add(key, 0, True, b"B" * 8, 6.0)  # conflict
+    other = (4, b"a", b"c", 6, 2, b"")
+    d.add(other, 0, True, b"A" * 8, 7.0)
+    d.finish()  # incomplete, dated by its first piece
+    assert told == [(key, "conflict", 6.0), (other, "incomplete", 7.0)]
+
+
+def test_a_request_lost_in_fragments_with_nothing_after_it_is_a_blind_spot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The Basic request's datagram misses a piece and nothing follows it on the connection
+    (no answer, no FIN, the capture ends): TCP sees no hole, so only the datagram given up on
+    says that something in scope was not read."""
+    handshake_and_request = basic()[:4]
+    pieces = fragmented(handshake_and_request, size=200)
+    del pieces[-1]  # the request's last fragment
+    code, data_out = verify(capsys, write(tmp_path / "end.pcap", good(), pieces))
+    (rule,) = data_out["rules"]
+    assert (code, rule["result"]) == (2, "INCONCLUSIVE"), rule
+    assert [line for line in rule["coverage"]["blind_spots"] if "fragmented" in line] != []
+    assert not [line for line in rule["coverage"]["blind_spots"] if "request bytes" in line]

@@ -95,6 +95,12 @@ def blind_spot_lines(not_inspected: list[NotInspected], limit: int = TOP_SERVERS
                 f"QUIC (HTTP/3) from {plural(len(group), 'client')} to {where} not inspected: "
                 f"encrypted, and no key log applies; {QUIC_ADVICE}"
             )
+        elif kind == "ip-fragments":
+            datagrams = plural(sum(n.count for n in group), "fragmented IP datagram")
+            out.append(
+                f"{datagrams} {where} not put together: whatever they carried is unknown "
+                "(see the capture's warnings for why)"
+            )
         elif kind == "ipsec-esp":
             packets = plural(sum(n.count for n in group), "IPsec ESP packet")
             out.append(
@@ -123,7 +129,7 @@ def _where(n: NotInspected) -> str:
     (10.1.0.10)``); for IPsec ESP, which has no ports nor server, the two addresses."""
     if n.kind in ("unread-capture", "untimed-capture"):
         return n.detail.partition(":")[0]  # the file
-    if n.kind == "ipsec-esp":
+    if n.kind in ("ipsec-esp", "ip-fragments"):
         if not n.server_ip:
             return "between other address pairs"
         return f"between {n.client_ip} and {n.server_ip}"

@@ -10,11 +10,15 @@ arrival order of datagrams, within bounds a hostile capture cannot stretch: ``MA
 waiting, ``MAX_PENDING_BYTES`` held, a datagram at most 65,535 bytes, and ``TIMEOUT`` seconds
 of capture time to complete. Overlapping fragments that disagree (the bytes one stack keeps and
 another drops: the classic evasion) make the datagram ambiguous: it is dropped and counted, as
-are datagrams evicted or never completed, so a reader knows what was not read.
+are datagrams evicted or never completed, so a reader knows what was not read (and, through
+``on_lost``, between which addresses). A datagram put together is remembered for ``TIMEOUT``
+seconds, so that a second copy of one of its fragments (a frame captured twice: a SPAN port
+and a tap) is dropped as the copy it is, not taken for a new datagram that never completes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 MAX_DATAGRAMS = 1024  # datagrams waiting for pieces
@@ -46,9 +50,19 @@ class _Datagram:
 class Defragmenter:
     """Fragments in, whole datagram payloads out; what it gave up on, counted by reason."""
 
-    __slots__ = ("given_up", "held", "lost", "pending", "reassembled")
+    __slots__ = (
+        "done",
+        "done_bytes",
+        "given_up",
+        "held",
+        "lost",
+        "on_lost",
+        "pending",
+        "reassembled",
+        "repeats",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, on_lost: Callable[[tuple, str, float], None] | None = None) -> None:
         self.pending: dict[tuple, _Datagram] = {}  # oldest first
         self.held = 0  # bytes across pending datagrams
         self.reassembled = 0
@@ -56,6 +70,12 @@ class Defragmenter:
         # datagrams dropped before their last pieces came (conflict, oversized, evicted) -> when:
         # those pieces are dropped with them, not taken for a new datagram (oldest first)
         self.given_up: dict[tuple, float] = {}
+        # datagrams put together -> (when, payload), oldest first: a later copy of one of their
+        # fragments is a copy (``repeats``), not the start of a new datagram
+        self.done: dict[tuple, tuple[float, bytes]] = {}
+        self.done_bytes = 0
+        self.repeats = 0  # fragments dropped as copies of a datagram already put together
+        self.on_lost = on_lost  # told (key, reason, time) of each datagram given up on
 
     def add(self, key: tuple, offset: int, more: bool, data: bytes, ts: float) -> bytes | None:
         """Take one fragment (``offset`` in bytes; ``more``: the more-fragments flag) of the
@@ -63,7 +83,7 @@ class Defragmenter:
         self._expire(ts)
         dgram = self.pending.get(key)
         if dgram is None:
-            if key in self.given_up:
+            if key in self.given_up or self._repeats(key, offset, more, data):
                 return None
             dgram = self.pending[key] = _Datagram(ts)
         end = offset + len(data)
@@ -93,6 +113,7 @@ class Defragmenter:
                 self._give_up(key, "conflict", ts)
                 return None
             self.reassembled += 1
+            self._remember(key, ts, whole)
             return whole
         while self.held > MAX_PENDING_BYTES or len(self.pending) > MAX_DATAGRAMS:
             oldest = next(iter(self.pending))
@@ -133,7 +154,39 @@ class Defragmenter:
             return None
         return b"".join(parts)[: dgram.total]
 
+    def _repeats(self, key: tuple, offset: int, more: bool, data: bytes) -> bool:
+        """Is this fragment a copy of one of a datagram put together lately? Its bytes must be
+        the datagram's at its offset, ending it if and only if it is a last fragment; other
+        bytes under the same id are a new datagram, and the old one is forgotten."""
+        done = self.done.get(key)
+        if done is None:
+            return False
+        payload, end = done[1], offset + len(data)
+        ends = end < len(payload) if more else end == len(payload)  # a last piece ends it
+        if ends and payload[offset:end] == data:
+            self.repeats += 1
+            return True
+        self.done_bytes -= len(payload)
+        del self.done[key]
+        return False
+
+    def _remember(self, key: tuple, ts: float, payload: bytes) -> None:
+        old = self.done.pop(key, None)
+        if old is not None:
+            self.done_bytes -= len(old[1])
+        self.done[key] = (ts, payload)
+        self.done_bytes += len(payload)
+        while self.done_bytes > MAX_PENDING_BYTES or len(self.done) > MAX_DATAGRAMS:
+            oldest = next(iter(self.done))
+            self.done_bytes -= len(self.done.pop(oldest)[1])
+
     def _expire(self, now: float) -> None:
+        done = self.done
+        while done:
+            key = next(iter(done))
+            if now - done[key][0] <= TIMEOUT:
+                break
+            self.done_bytes -= len(done.pop(key)[1])
         given_up = self.given_up
         while given_up:
             key = next(iter(given_up))
@@ -148,18 +201,21 @@ class Defragmenter:
 
     def _give_up(self, key: tuple, reason: str, ts: float) -> None:
         """Count a datagram dropped before its end, and drop the pieces still to come."""
-        self._count(reason)
+        self._count(reason, key, ts)
         self.given_up.pop(key, None)
         self.given_up[key] = ts
 
     def _drop(self, key: tuple, reason: str) -> None:
+        dgram = self.pending.get(key)
         self._forget(key)
-        self._count(reason)
+        self._count(reason, key, dgram.first_ts if dgram is not None else 0.0)
 
     def _forget(self, key: tuple) -> None:
         dgram = self.pending.pop(key, None)
         if dgram is not None:
             self.held -= dgram.size
 
-    def _count(self, reason: str) -> None:
+    def _count(self, reason: str, key: tuple, ts: float) -> None:
         self.lost[reason] = self.lost.get(reason, 0) + 1
+        if self.on_lost is not None:
+            self.on_lost(key, reason, ts)

@@ -712,8 +712,23 @@ class LinkDecoder:
         """Hand one IP fragment to the defragmenter: the datagram's payload when it is whole."""
         self.stats.ip_fragments += 1
         if self._defrag is None:
-            self._defrag = Defragmenter()
+            self._defrag = Defragmenter(self._fragments_lost)
         return self._defrag.add(key, offset, more, bytes(piece), self._now)
+
+    def _fragments_lost(self, key: tuple, reason: str, ts: float) -> None:
+        """A fragmented datagram given up on: note its address pair (lower first) with its first
+        time and datagrams in ``stats.fragments_lost``, which the engine makes blind spots -
+        whatever the datagram carried (an evasion's request, say) was not read."""
+        src, dst = key[1], key[2]
+        pairs = self.stats.fragments_lost
+        pair = (src, dst) if src <= dst else (dst, src)
+        seen = pairs.get(pair)
+        if seen is None and len(pairs) >= MAX_ESP_PAIRS:
+            pair = ESP_OTHER_PAIRS
+            seen = pairs.get(pair)
+        if seen is None:
+            pairs[pair] = seen = [ts, 0]
+        seen[1] += 1
 
     def _ipv6(self, buf: Buffer, off: int, end: int, tag: bytes, depth: int) -> Decoded | None:
         if end - off < 40:
