@@ -124,7 +124,10 @@ def test_a_kerberos_call_whose_user_is_encrypted_stays_in_a_user_scope(
     code, rule = verify(capsys, path, "--user", SVC)
     assert (code, rule["result"], rule["in_scope"]) == (1, "FAIL", 2)
     assert rule["reason"] == "1 of 2 exchanges break the rule"
-    assert reasons(rule) == ["not OAuth: kerberos"]
+    # the reason says why --user kept it (without --user, above, nothing to say)
+    assert reasons(rule) == [
+        "not OAuth: kerberos (its user cannot be read, so --user keeps it: it may be the account)"
+    ]
     # the control: the OAuth call alone passes the same scope
     alone = write_packets(tmp_path / "alone.pcap", conversation(oauth_call(), 40001, T0))
     code, rule = verify(capsys, alone, "--user", SVC)
@@ -141,7 +144,8 @@ def test_a_refused_kerberos_call_and_an_unfinished_ntlm_logon_stay_in(
     # a NEGOTIATE the server challenged and the client never followed: no user was ever sent
     path = capture(tmp_path, ntlm_logon(finished=False), name="unfinished.pcap")
     code, rule = verify(capsys, path, "--user", SVC)
-    assert (code, rule["result"], reasons(rule)) == (1, "FAIL", ["not OAuth: ntlm"])
+    kept = "its user cannot be read, so --user keeps it: it may be the account"
+    assert (code, rule["result"], reasons(rule)) == (1, "FAIL", [f"not OAuth: ntlm ({kept})"])
 
 
 def test_a_basic_credential_with_an_empty_user_stays_in(

@@ -34,6 +34,7 @@ from analyzer.analysis.scope import (
     ScopeError,
     addresses_by_host,
     bare_host,
+    event_accounts,
     listed,
     make_scope,
     request_path,
@@ -535,6 +536,8 @@ def _judge(rule: Rule, e: Event, trust: TrustedIssuers) -> tuple[str | None, str
         what += f" as {who}" if who else ""
         if e.auth_header == "connection":
             what += f" (no credential sent: the connection's earlier {e.scheme} logon covered it)"
+        elif rule.scope.users and event_accounts(e) is None:
+            what += " (its user cannot be read, so --user keeps it: it may be the account)"
         return "not-oauth", what, []
     found = problems(e, trust)
     relaxed = [p.rule_id for p in found if p.rule_id in rule.allow]
