@@ -526,3 +526,61 @@ def test_a_request_lost_in_fragments_with_nothing_after_it_is_a_blind_spot(
     assert (code, rule["result"]) == (2, "INCONCLUSIVE"), rule
     assert [line for line in rule["coverage"]["blind_spots"] if "fragmented" in line] != []
     assert not [line for line in rule["coverage"]["blind_spots"] if "request bytes" in line]
+
+
+def _kept(d: Defragmenter) -> int:
+    """The bytes the remembered datagrams hold, counted afresh (``done_bytes`` must agree)."""
+    return sum(len(payload) for _, payload in d.done.values())
+
+
+def test_datagrams_remembered_stay_within_the_bounds_and_are_counted() -> None:
+    """Datagrams put together are remembered for copies of their fragments: at most
+    MAX_DATAGRAMS of them and MAX_PENDING_BYTES of payload (exactly that much stays), the
+    oldest going first, and their bytes counted right through completion, replacement by a new
+    datagram under the same id, and expiry."""
+    d = Defragmenter()
+    for ident in range(ipfrag.MAX_DATAGRAMS + 1):
+        key = (4, b"a", b"b", 6, ident, b"")
+        d.add(key, 0, True, b"x" * 8, 0.0)
+        d.add(key, 8, False, b"y" * 8, 0.0)
+    assert len(d.done) == ipfrag.MAX_DATAGRAMS and d.done_bytes == _kept(d)
+    assert (4, b"a", b"b", 6, 0, b"") not in d.done  # the oldest went
+    half = ipfrag.MAX_PENDING_BYTES // 512 // 2  # 512 datagrams fill the bytes exactly
+    big = Defragmenter()
+    for ident in range(512):
+        key = (4, b"a", b"b", 6, ident, b"")
+        big.add(key, 0, True, b"x" * half, 0.0)
+        big.add(key, half, False, b"y" * half, 0.0)
+    assert big.done_bytes == ipfrag.MAX_PENDING_BYTES == _kept(big) and len(big.done) == 512
+    key = (4, b"a", b"b", 6, 512, b"")
+    big.add(key, 0, True, b"x" * 8, 0.0)
+    big.add(key, 8, False, b"y" * 8, 0.0)  # one more: the oldest goes
+    assert len(big.done) == 512 and big.done_bytes == _kept(big) <= ipfrag.MAX_PENDING_BYTES
+    assert (4, b"a", b"b", 6, 0, b"") not in big.done
+    small = Defragmenter()
+    key = (4, b"a", b"b", 6, 1, b"")
+    small.add(key, 0, True, b"A" * 8, 0.0)
+    small.add(key, 8, False, b"B" * 8, 0.0)
+    assert small.done_bytes == 16 == _kept(small)
+    small.add(key, 0, True, b"C" * 8, 1.0)  # a new datagram under the id: the old forgotten
+    assert small.done_bytes == 0 == _kept(small)
+    small.add(key, 8, False, b"D" * 24, 1.0)
+    assert small.done_bytes == 32 == _kept(small)
+    small.add((4, b"a", b"b", 6, 2, b""), 0, True, b"E" * 8, 1.0 + ipfrag.TIMEOUT + 1)
+    assert small.done == {} and small.done_bytes == 0  # expired
+
+
+def test_a_copy_exactly_at_the_timeout_is_still_a_copy_and_waiting_ones_expire_too() -> None:
+    key = (4, b"a", b"b", 6, 1, b"")
+    d = Defragmenter()
+    d.add(key, 0, True, b"A" * 8, 0.0)
+    d.add(key, 8, False, b"B" * 8, 0.0)
+    assert d.add(key, 8, False, b"B" * 8, ipfrag.TIMEOUT) is None and d.repeats == 1
+    # a datagram left waiting times out even while a newer one is still remembered
+    e = Defragmenter()
+    waiting = (4, b"a", b"c", 6, 7, b"")
+    e.add(waiting, 0, True, b"W" * 8, 0.0)
+    e.add(key, 0, True, b"A" * 8, 50.0)
+    e.add(key, 8, False, b"B" * 8, 50.0)  # remembered at 50 s
+    e.add((4, b"a", b"b", 6, 2, b""), 0, True, b"E" * 8, ipfrag.TIMEOUT + 1)
+    assert e.lost == {"timeout": 1} and waiting not in e.pending

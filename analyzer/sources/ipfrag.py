@@ -171,9 +171,8 @@ class Defragmenter:
         return False
 
     def _remember(self, key: tuple, ts: float, payload: bytes) -> None:
-        old = self.done.pop(key, None)
-        if old is not None:
-            self.done_bytes -= len(old[1])
+        """Keep a datagram just put together (its key is not in ``done``: a new datagram under
+        a remembered id starts only once ``_repeats`` forgot the old one), within the bounds."""
         self.done[key] = (ts, payload)
         self.done_bytes += len(payload)
         while self.done_bytes > MAX_PENDING_BYTES or len(self.done) > MAX_DATAGRAMS:
@@ -206,9 +205,10 @@ class Defragmenter:
         self.given_up[key] = ts
 
     def _drop(self, key: tuple, reason: str) -> None:
-        dgram = self.pending.get(key)
+        """Give up a datagram still waiting (its key is in ``pending``), dated by its first."""
+        first_ts = self.pending[key].first_ts
         self._forget(key)
-        self._count(reason, key, dgram.first_ts if dgram is not None else 0.0)
+        self._count(reason, key, first_ts)
 
     def _forget(self, key: tuple) -> None:
         dgram = self.pending.pop(key, None)
