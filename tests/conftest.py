@@ -1,5 +1,6 @@
 """Suite-wide hooks: the ``public_captures`` marker (see ``shared_dir.py``), empty caches before
-every test under mutmut, and the ``parser`` fixture the HAR tests run twice with."""
+every test under mutmut, the ``parser`` fixture the HAR tests run twice with, and the
+``reader`` fixture the capture tests run with both capture readers."""
 
 from __future__ import annotations
 
@@ -28,6 +29,16 @@ def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
         pytest.importorskip("ijson")
     else:
         monkeypatch.setitem(sys.modules, "ijson", None)
+    return request.param
+
+
+@pytest.fixture(params=["native", "pure-python"])
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both capture readers: the native walk (when built) and the pure-Python one."""
+    if request.param == "pure-python":
+        monkeypatch.setenv("OAUTH_ANALYZER_PURE_PYTHON", "1")
+    else:
+        monkeypatch.delenv("OAUTH_ANALYZER_PURE_PYTHON", raising=False)
     return request.param
 
 

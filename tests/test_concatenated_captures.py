@@ -85,16 +85,6 @@ def raw_ip(packets: list[Any]) -> list[Any]:
     return out
 
 
-@pytest.fixture(params=["native", "pure-python"])
-def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both capture readers: the native walk (when built) and the pure-Python one."""
-    if request.param == "pure-python":
-        monkeypatch.setenv("OAUTH_ANALYZER_PURE_PYTHON", "1")
-    else:
-        monkeypatch.delenv("OAUTH_ANALYZER_PURE_PYTHON", raising=False)
-    return request.param
-
-
 def write(tmp_path: Path, name: str, *parts: bytes) -> str:
     path = tmp_path / name
     path.write_bytes(b"".join(parts))

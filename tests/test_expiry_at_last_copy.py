@@ -107,16 +107,6 @@ def verify(path: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     return code, capsys.readouterr().out
 
 
-@pytest.fixture(params=["native", "pure-python"])
-def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both capture readers: the native walk (when built) and the pure-Python one."""
-    if request.param == "pure-python":
-        monkeypatch.setenv("OAUTH_ANALYZER_PURE_PYTHON", "1")
-    else:
-        monkeypatch.delenv("OAUTH_ANALYZER_PURE_PYTHON", raising=False)
-    return request.param
-
-
 REQ = request(token())
 
 

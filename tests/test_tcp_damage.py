@@ -453,16 +453,6 @@ def good_connection() -> list[Any]:
     return packets([(True, request(BEARER)), (False, OK)], 40001, T0)
 
 
-@pytest.fixture(params=["native", "pure-python"])
-def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both capture readers: the native walk (when built) and the pure-Python one."""
-    if request.param == "pure-python":
-        monkeypatch.setenv("OAUTH_ANALYZER_PURE_PYTHON", "1")
-    else:
-        monkeypatch.delenv("OAUTH_ANALYZER_PURE_PYTHON", raising=False)
-    return request.param
-
-
 def verify(capsys: pytest.CaptureFixture[str], path: str, *extra: str) -> tuple[int, dict]:
     code = main(["verify", path, *STRICT, "--json", *extra])
     return code, json.loads(capsys.readouterr().out)

@@ -50,16 +50,6 @@ def pcapng(packets: list[Any], simple_from: int | None) -> bytes:
     return out
 
 
-@pytest.fixture(params=["native", "pure-python"])
-def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both capture readers: the native walk (when built) and the pure-Python one."""
-    if request.param == "pure-python":
-        monkeypatch.setenv("OAUTH_ANALYZER_PURE_PYTHON", "1")
-    else:
-        monkeypatch.delenv("OAUTH_ANALYZER_PURE_PYTHON", raising=False)
-    return request.param
-
-
 def test_packets_without_a_time_are_a_blind_spot(
     tmp_path: Path, reader: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
