@@ -566,29 +566,36 @@ def esp_blind_spots(captures: list[CaptureStats]) -> list[NotInspected]:
     packet, makes them once."""
     out = []
     for c in captures:
-        for (a, b), (ts, datagrams) in c.fragments_lost.items():
-            low, high = (_ip(a), _ip(b)) if a else ("", "")
-            between = f"between {low} and {high}" if a else "between other address pairs"
-            detail = (
-                f"{int(datagrams):,} fragmented IP datagram(s) {between} not put together: what "
-                "they carried was not read"
-            )
-            conn_id = connection_id("ip-fragments", c.path, low, high)
-            spot = NotInspected("ip-fragments", conn_id, ts, low, 0, high, 0, count=int(datagrams))
-            out.append(evolve(spot, detail=detail))
-        for (a, b), (ts, packets) in c.esp_pairs.items():
-            low, high = (_ip(a), _ip(b)) if a else ("", "")
-            between = f"between {low} and {high}" if a else "between other address pairs"
-            detail = (
-                f"{int(packets):,} IPsec ESP packet(s) {between}: encrypted, or NULL-encrypted, "
-                "which only the security association tells"
-            )
-            conn_id = connection_id("ipsec-esp", c.path, low, high)
-            out.append(
-                NotInspected(
-                    "ipsec-esp", conn_id, ts, low, 0, high, 0, count=int(packets), detail=detail
-                )
-            )
+        out += _pair_spots(
+            "ip-fragments",
+            c.path,
+            c.fragments_lost,
+            "{n:,} fragmented IP datagram(s) {between} not put together: what they carried was "
+            "not read",
+        )
+        out += _pair_spots(
+            "ipsec-esp",
+            c.path,
+            c.esp_pairs,
+            "{n:,} IPsec ESP packet(s) {between}: encrypted, or NULL-encrypted, which only the "
+            "security association tells",
+        )
+    return out
+
+
+def _pair_spots(
+    kind: str, path: str, pairs: dict[tuple[bytes, bytes], list[float]], detail: str
+) -> list[NotInspected]:
+    """One blind spot of ``kind`` per address pair (lower first; ``(b"", b"")``: the pairs past
+    the decoder's cap) with its first time and count; ``detail`` is formatted with ``n`` and
+    ``between``."""
+    out = []
+    for (a, b), (ts, n) in pairs.items():
+        low, high = (_ip(a), _ip(b)) if a else ("", "")
+        between = f"between {low} and {high}" if a else "between other address pairs"
+        conn_id = connection_id(kind, path, low, high)
+        text = detail.format(n=int(n), between=between)
+        out.append(NotInspected(kind, conn_id, ts, low, 0, high, 0, count=int(n), detail=text))
     return out
 
 

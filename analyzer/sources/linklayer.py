@@ -319,6 +319,23 @@ def _within(whole: bytes, decoded: Decoded | None) -> Decoded | None:
     return (*decoded, memoryview(whole))
 
 
+def _note_pair(
+    pairs: dict[tuple[bytes, bytes], list[float]], src: bytes, dst: bytes, ts: float
+) -> tuple[bytes, bytes]:
+    """Count one more in ``pairs`` for the address pair (lower address first; past
+    ``MAX_ESP_PAIRS`` pairs, ``ESP_OTHER_PAIRS`` stands for the rest), first seen at ``ts``;
+    the pair it was counted under."""
+    pair = (src, dst) if src <= dst else (dst, src)
+    seen = pairs.get(pair)
+    if seen is None and len(pairs) >= MAX_ESP_PAIRS:
+        pair = ESP_OTHER_PAIRS
+        seen = pairs.get(pair)
+    if seen is None:
+        pairs[pair] = seen = [ts, 0]
+    seen[1] += 1
+    return pair
+
+
 class LinkDecoder:
     """Turns a frame into a :data:`Decoded` tuple (offsets into the caller's buffer) or None.
 
@@ -719,16 +736,7 @@ class LinkDecoder:
         """A fragmented datagram given up on: note its address pair (lower first) with its first
         time and datagrams in ``stats.fragments_lost``, which the engine makes blind spots -
         whatever the datagram carried (an evasion's request, say) was not read."""
-        src, dst = key[1], key[2]
-        pairs = self.stats.fragments_lost
-        pair = (src, dst) if src <= dst else (dst, src)
-        seen = pairs.get(pair)
-        if seen is None and len(pairs) >= MAX_ESP_PAIRS:
-            pair = ESP_OTHER_PAIRS
-            seen = pairs.get(pair)
-        if seen is None:
-            pairs[pair] = seen = [ts, 0]
-        seen[1] += 1
+        _note_pair(self.stats.fragments_lost, key[1], key[2], ts)
 
     def _ipv6(self, buf: Buffer, off: int, end: int, tag: bytes, depth: int) -> Decoded | None:
         if end - off < 40:
@@ -831,20 +839,12 @@ class LinkDecoder:
         encrypted, or NULL-encrypted, which only the security association tells, so the
         engine makes each pair a blind spot, as an undecrypted TLS connection is one."""
         self._unread(name)
-        pairs = self.stats.esp_pairs
-        key = (src, dst) if src <= dst else (dst, src)
-        seen = pairs.get(key)
-        if seen is None and len(pairs) >= MAX_ESP_PAIRS:
-            key = ESP_OTHER_PAIRS
-            seen = pairs.get(key)
+        if _note_pair(self.stats.esp_pairs, src, dst, self._now) == ESP_OTHER_PAIRS:
             self.warn_once(
-                key,
+                ESP_OTHER_PAIRS,
                 f"IPsec ESP between more than {MAX_ESP_PAIRS:,} address pairs: the others are "
                 "one blind spot, which covers every address",
             )
-        if seen is None:
-            pairs[key] = seen = [self._now, 0]
-        seen[1] += 1
 
     def _ipv4_ah(
         self, src: bytes, dst: bytes, buf: Buffer, off: int, end: int, tag: bytes, depth: int
