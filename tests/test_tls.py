@@ -7,7 +7,6 @@ built here from real in-memory OpenSSL sessions (``ssl.MemoryBIO``) wrapped in T
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
 from shared_dir import PUBLIC, needs_public
+from tls_kit import MemoryTls, contexts
 
 from analyzer.cli import main
 from analyzer.engine import AnalysisResult, analyze_paths
@@ -95,42 +95,17 @@ def memory_tls(
 ) -> list[tuple[int, bytes]]:
     """Run one real TLS session in memory (server: the exchange TEST key); return its flights as
     (side 0 = client / 1 = server, bytes) in sending order."""
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(KEYS / "exchange.cert.pem", KEYS / "exchange.key.pem")
-    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    client.check_hostname = False
-    client.verify_mode = ssl.CERT_NONE
+    client, server = contexts(KEYS / "exchange.cert.pem", KEYS / "exchange.key.pem")
     if tls12_rsa:  # RSA key exchange: decryptable with the server's private key alone
         for ctx in (server, client):
             ctx.maximum_version = ssl.TLSVersion.TLSv1_2
             ctx.set_ciphers("AES128-GCM-SHA256")
     if keylog is not None:
         client.keylog_filename = str(keylog)
-    bios = [ssl.MemoryBIO() for _ in range(4)]  # client in/out, server in/out
-    c = client.wrap_bio(bios[0], bios[1], server_hostname="api.contoso.com")
-    s = server.wrap_bio(bios[2], bios[3], server_side=True)
-    flights: list[tuple[int, bytes]] = []
-
-    def pump() -> None:
-        for side, out, into in ((0, bios[1], bios[2]), (1, bios[3], bios[0])):
-            data = out.read()
-            if data:
-                flights.append((side, data))
-                into.write(data)
-
-    for _ in range(6):
-        for end in (c, s):
-            with contextlib.suppress(ssl.SSLWantReadError):
-                end.do_handshake()
-        pump()
+    tls = MemoryTls(client, server, "api.contoso.com")
     for request, response in requests:
-        c.write(request)
-        pump()
-        assert s.read(1 << 16) == request
-        s.write(response)
-        pump()
-        assert c.read(1 << 16) == response
-    return flights
+        tls.exchange(request, response)
+    return tls.flights
 
 
 class Flow:

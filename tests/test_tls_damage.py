@@ -12,7 +12,6 @@ certificate, a key log written by the client) wrapped in TCP with scapy; tshark 
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import ssl
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
+from tls_kit import MemoryTls, contexts
 
 from analyzer.cli import main
 from analyzer.engine import analyze_paths
@@ -55,43 +55,18 @@ def session(
 ) -> tuple[list[tuple[int, bytes]], list[int]]:
     """One real TLS session in memory: its flights (0 client / 1 server, bytes) in order, and the
     index of the first flight of each exchange."""
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(KEYS / "exchange.cert.pem", KEYS / "exchange.key.pem")
-    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    client.check_hostname = False
-    client.verify_mode = ssl.CERT_NONE
+    client, server = contexts(KEYS / "exchange.cert.pem", KEYS / "exchange.key.pem")
     for ctx in (server, client):
         ctx.minimum_version = ctx.maximum_version = version
     if keylog is not None:
         client.keylog_filename = str(keylog)
-    bios = [ssl.MemoryBIO() for _ in range(4)]  # client in/out, server in/out
-    c = client.wrap_bio(bios[0], bios[1], server_hostname="mail.contoso.com")
-    s = server.wrap_bio(bios[2], bios[3], server_side=True)
-    flights: list[tuple[int, bytes]] = []
-
-    def pump() -> None:
-        for side, out, into in ((0, bios[1], bios[2]), (1, bios[3], bios[0])):
-            data = out.read()
-            if data:
-                flights.append((side, data))
-                into.write(data)
-
-    for _ in range(6):
-        for end in (c, s):
-            with contextlib.suppress(ssl.SSLWantReadError):
-                end.do_handshake()
-        pump()
+    tls = MemoryTls(client, server, "mail.contoso.com")
     starts = []
     for request, response in exchanges:
-        starts.append(len(flights))
-        c.write(request)
-        pump()
-        assert s.read(1 << 16) == request
-        s.write(response)
-        pump()
-        assert c.read(1 << 16) == response
-        pump()  # a TLS 1.3 session ticket read by the client
-    return flights, starts
+        starts.append(len(tls.flights))
+        tls.exchange(request, response)
+        tls.pump()  # a TLS 1.3 session ticket read by the client
+    return tls.flights, starts
 
 
 def tcp(

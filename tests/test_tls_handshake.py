@@ -7,7 +7,6 @@ wrapped in TCP with scapy; plus Lekensteyn's public TLS 1.2 capture, checked aga
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import random
@@ -25,6 +24,7 @@ from cryptography.x509.oid import NameOID
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
+from tls_kit import MemoryTls, contexts
 
 from analyzer.engine import analyze_paths
 from analyzer.flows import tcp
@@ -95,39 +95,19 @@ def handshake(
 ) -> list[tuple[int, bytes]]:
     """One real TLS handshake plus a little application data, run in memory; its flights as
     (0 = client / 1 = server, bytes)."""
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(cert, key)
-    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    client.check_hostname = False
-    client.verify_mode = ssl.CERT_NONE
+    client, server = contexts(cert, key)
     if tls12:
         client.maximum_version = ssl.TLSVersion.TLSv1_2
     if alpn:
         client.set_alpn_protocols(alpn)
         server.set_alpn_protocols(alpn[-1:])
-    bios = [ssl.MemoryBIO() for _ in range(4)]
-    c = client.wrap_bio(bios[0], bios[1], server_hostname=sni)
-    s = server.wrap_bio(bios[2], bios[3], server_side=True)
-    flights: list[tuple[int, bytes]] = []
-
-    def pump() -> None:
-        for side, out, into in ((0, bios[1], bios[2]), (1, bios[3], bios[0])):
-            data = out.read()
-            if data:
-                flights.append((side, data))
-                into.write(data)
-
-    for _ in range(6):
-        for end in (c, s):
-            with contextlib.suppress(ssl.SSLWantReadError):
-                end.do_handshake()
-        pump()
-    c.write(b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer secret\r\n\r\n")
-    pump()
-    s.read(1 << 16)
-    s.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" + b"x" * 30000)
-    pump()
-    return flights
+    tls = MemoryTls(client, server, sni)
+    tls.client.write(b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer secret\r\n\r\n")
+    tls.pump()
+    tls.server.read(1 << 16)
+    tls.server.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" + b"x" * 30000)
+    tls.pump()
+    return tls.flights
 
 
 class Flow:
