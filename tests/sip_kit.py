@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import importlib
 import socket
 import struct
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from token_kit import generator
+from token_kit import generated
 
 T0 = 1_772_442_000.0  # 2026-03-02T09:00:00Z
 CLIENT, SERVER = "10.20.0.15", "10.20.0.5"
@@ -31,11 +29,8 @@ ALICE = "sip:alice@contoso.com"
 Message = tuple[int, bytes]
 
 
-@cache
-def gen(module: str) -> ModuleType:
-    """A module of the capture generator (``ntlm``, ``kerberos``, ``tls``, ``der``)."""
-    generator()
-    return importlib.import_module(f"generate.{module}")
+#: A module of the capture generator (``ntlm``, ``kerberos``, ``tls``, ``der``).
+gen = generated
 
 
 def b64(data: bytes) -> str:

@@ -9,13 +9,12 @@ Kerberos messages computed by the capture generator.
 from __future__ import annotations
 
 import base64
-import importlib
 import json
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import token_kit
+from token_kit import generated
 from wire_kit import CLIENT, SERVER, T0, conversation, write_packets
 
 from analyzer import analyze
@@ -34,12 +33,6 @@ STRICT = token_kit.strict_rule(CLIENT)
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 EWS = "/EWS/Exchange.asmx"
 AUTODISCOVER = "/autodiscover/autodiscover.svc"
-
-
-def generated(module: str) -> ModuleType:
-    """A module of the capture generator (``ntlm``, ``kerberos``)."""
-    token_kit.generator()
-    return importlib.import_module(f"generate.{module}")
 
 
 def b64(data: bytes) -> str:

@@ -11,13 +11,12 @@ tokens computed by the capture generator.
 from __future__ import annotations
 
 import base64
-import importlib
 import json
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import token_kit
+from token_kit import generated
 from wire_kit import CLIENT, T0, conversation, write_packets
 
 from analyzer import analyze
@@ -31,12 +30,6 @@ STRICT = token_kit.strict_rule(CLIENT)
 SVC = "svc-sfb@contoso.com"
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 EWS = "/EWS/Exchange.asmx"
-
-
-def generated(module: str) -> ModuleType:
-    """A module of the capture generator (``ntlm``, ``kerberos``)."""
-    token_kit.generator()
-    return importlib.import_module(f"generate.{module}")
 
 
 def b64(data: bytes) -> str:

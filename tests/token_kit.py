@@ -30,6 +30,12 @@ def generator() -> ModuleType:
     return importlib.import_module("generate")
 
 
+def generated(module: str) -> ModuleType:
+    """A module of the capture generator (``ntlm``, ``kerberos``, ``tls``, ``der``, ...)."""
+    generator()
+    return importlib.import_module(f"generate.{module}")
+
+
 @cache
 def keys() -> dict[str, Any]:
     """name (exchange, sfb, acs) -> TestKey with ``private_key``, ``cert``, ``x5t``, ``der``."""
