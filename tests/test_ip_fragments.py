@@ -68,6 +68,17 @@ def fragmented(packets: list[Any], size: int = 200, order: str = "in") -> list[A
     return out
 
 
+def disagreeing(packets: list[Any]) -> list[Any]:
+    """``packets`` fragmented (200 bytes), with a second copy of the second fragment carrying
+    other bytes at the same offset: the overlap evasion, which stacks resolve differently."""
+    pieces = fragmented(packets, size=200)
+    data = [i for i, p in enumerate(pieces) if scapy.IP in p and p[scapy.IP].flags.MF]
+    forged = pieces[data[1]].copy()
+    forged[scapy.Raw].load = b"Z" * len(forged[scapy.Raw].load)  # same offset, other bytes
+    pieces.insert(data[1] + 1, forged)
+    return pieces
+
+
 def write(path: Path, *connections: list[Any]) -> str:
     scapy.wrpcap(str(path), [p for packets in connections for p in packets])
     return str(path)
@@ -168,12 +179,7 @@ def test_a_fragmented_tunnel_is_taken_apart_after_reassembly(tmp_path: Path) -> 
 def test_overlapping_fragments_that_disagree_are_dropped_and_said(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pieces = fragmented(basic(), size=200)
-    data = [i for i, p in enumerate(pieces) if scapy.IP in p and p[scapy.IP].flags.MF]
-    forged = pieces[data[1]].copy()
-    forged[scapy.Raw].load = b"Z" * len(forged[scapy.Raw].load)  # same offset, other bytes
-    pieces.insert(data[1] + 1, forged)
-    path = write(tmp_path / "o.pcap", good(), pieces)
+    path = write(tmp_path / "o.pcap", good(), disagreeing(basic()))
     events, stats = summary(path)
     assert events == WHOLE[:1]
     assert (stats.ip_reassembled, stats.ip_datagrams_lost) == (0, 1)
@@ -420,12 +426,7 @@ def test_each_datagram_given_up_on_is_counted(tmp_path: Path) -> None:
             for field in ("sport", "dport"):
                 if getattr(q[scapy.TCP], field) == 40002:
                     setattr(q[scapy.TCP], field, port)
-        pieces = fragmented(packets, size=200)
-        data = [i for i, p in enumerate(pieces) if scapy.IP in p and p[scapy.IP].flags.MF]
-        forged = pieces[data[1]].copy()
-        forged[scapy.Raw].load = b"Z" * len(forged[scapy.Raw].load)
-        pieces.insert(data[1] + 1, forged)
-        connections.append(pieces)
+        connections.append(disagreeing(packets))
     path = write(tmp_path / "o2.pcap", good(), *connections)
     events, stats = summary(path)
     assert events == WHOLE[:1]
@@ -441,12 +442,7 @@ def test_a_datagram_given_up_on_is_a_blind_spot_for_verify(
 ) -> None:
     """The evasion above hid a Basic request in fragments that disagree: whatever they carried
     was not read, so verify cannot PASS on the good call alone (it was a warning only)."""
-    pieces = fragmented(basic(), size=200)
-    data = [i for i, p in enumerate(pieces) if scapy.IP in p and p[scapy.IP].flags.MF]
-    forged = pieces[data[1]].copy()
-    forged[scapy.Raw].load = b"Z" * len(forged[scapy.Raw].load)
-    pieces.insert(data[1] + 1, forged)
-    code, data_out = verify(capsys, write(tmp_path / "o.pcap", good(), pieces))
+    code, data_out = verify(capsys, write(tmp_path / "o.pcap", good(), disagreeing(basic())))
     (rule,) = data_out["rules"]
     assert (code, rule["result"]) == (2, "INCONCLUSIVE")
     src, dst = sorted((basic()[3][scapy.IP].src, basic()[3][scapy.IP].dst))
