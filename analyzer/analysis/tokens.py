@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from analyzer.model import Event, TokenRecord, evolve, request_url
-from analyzer.oauth.checks import CheckPlan, failed, plan_checks
+from analyzer.oauth.checks import CheckPlan, expiry_time, failed, plan_checks
 from analyzer.oauth.keys import KeyStore, SignatureResult, SigningKey, verify_token
 from analyzer.oauth.principals import Principal, parse_principal
 from analyzer.oauth.tokens import DecodedToken, decode_token, iso_utc
@@ -182,7 +182,7 @@ class TokenAnalysis:
         """``signing-certificate-expired`` / ``-not-yet-valid`` when the certificate of a key
         that verified the token (or its actor) was not valid at the time of this use (judged
         at ``until`` for expiry when the use spans time, as ``CheckPlan.failed``)."""
-        late_at = until if until is not None and until > at else at
+        late_at = expiry_time(at, until)
         out: list[str] = []
         for layer in (token, token.actor_token):
             result = self.signature(layer) if layer is not None else None

@@ -82,7 +82,7 @@ class CheckPlan:
             if timed is not None and at is not None:
                 if timed.nbf is not None and timed.nbf - at > CLOCK_SKEW:
                     out.append(f"{prefix}not-yet-valid")
-                late_at = until if until is not None and until > at else at
+                late_at = expiry_time(at, until)
                 if timed.exp is not None and late_at - timed.exp > CLOCK_SKEW:
                     out.append(f"{prefix}expired")
             out += [c.id for c in after if c.ok is False]
@@ -292,7 +292,7 @@ def _use_checks(
             )
         )
     if at is not None and token.exp is not None:
-        late_at = until if until is not None and until > at else at
+        late_at = expiry_time(at, until)
         late = late_at - token.exp
         # a request whose head came again (or ended) later: said, as the time judged is not ts
         copy = f" (the request's last copy, {_iso(late_at)})" if late_at != at else ""
@@ -308,6 +308,12 @@ def _use_checks(
             )
         )
     return out
+
+
+def expiry_time(at: float, until: float | None) -> float:
+    """When a use is judged for expiry: ``until`` (its request's last copy) when later than
+    ``at`` (its first byte), else ``at`` - see ``CheckPlan.failed``."""
+    return until if until is not None and until > at else at
 
 
 def _iso(ts: float) -> str:
