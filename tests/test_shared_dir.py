@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).resolve().parent
-COPIED = ("conftest.py", "shared_dir.py", "test_public_captures.py", "test_tls.py")
+COPIED = ("conftest.py", "shared_dir.py", "test_public_captures.py", "test_tls.py", "tls_kit.py")
 
 
 def _pytest_without_shared(tmp_path: Path, ci: str | None) -> subprocess.CompletedProcess[str]:
