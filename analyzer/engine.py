@@ -189,6 +189,12 @@ class EventCollector:
         # records say inspected. By connection, not address pair: a port reused later for a
         # connection the key log does not decrypt is another connection, not inspected.
         self.decrypted: dict[tuple[str, int, str, int], list[float | None]] = {}
+        # when a decrypting pass broke off (``FieldDecoder.cutoff``): a decrypted connection
+        # with packets after one of these times was not read whole
+        self.cutoffs: list[float] = []
+        # conn id -> capture time of the last packet of each TLS connection, checked against
+        # the cutoffs when the decryption has ended (``recheck_decrypted``)
+        self._tls_last: dict[str, float] = {}
         # connection id -> the input (path or URL) its first record was read from
         self.inputs: dict[str, str] = {}
         self._certificates: dict[bytes, CertificateFacts | None] = {}  # DER -> facts
@@ -231,6 +237,9 @@ class EventCollector:
             if not record.inspected:
                 self.stats.tls_connections += 1
                 self.not_inspected.append(from_tls(record))
+            # whether tshark decrypted it whole is known when its pass ends (a stream's may end
+            # after this): ``recheck_decrypted``
+            self._tls_last[record.conn_id] = conn.last_ts
             self._bound()
             return  # its bytes were TLS records, not requests
         elif conn.a_to_b.looks_tls or conn.b_to_a.looks_tls:
@@ -269,6 +278,13 @@ class EventCollector:
             for records in (self.tls, self.not_inspected):
                 if len(records) > self.keep:
                     self._trim(records)
+            if len(self._tls_last) > 2 * self.keep:
+                kept = {t.conn_id for t in self.tls}
+                self._tls_last = {c: ts for c, ts in self._tls_last.items() if c in kept}
+
+    def _cut(self, first_ts: float, last_ts: float) -> bool:
+        """Did a decrypting pass break off while this connection went on (``cutoffs``)?"""
+        return any(first_ts <= cut < last_ts for cut in self.cutoffs)
 
     def _tls_record(self, conn: HttpConnection) -> TlsConnection:
         info = conn.info
@@ -301,6 +317,9 @@ class EventCollector:
             c_ip, c_port, s_ip, s_port, start = decoder.opened.popleft()
             key = endpoints(_ip(c_ip), c_port, _ip(s_ip), s_port)
             self.decrypted.setdefault(key, []).append(start)
+        cut = decoder.cutoff
+        if cut is not None and cut not in self.cutoffs:
+            self.cutoffs.append(cut)
 
     def was_decrypted(self, a_ip: str, a_port: int, b_ip: str, b_port: int, ts: float) -> bool:
         """Did a key log decrypt the connection between these endpoints whose first packet was
@@ -314,7 +333,10 @@ class EventCollector:
 
     def recheck_decrypted(self) -> None:
         """A stream decrypts alongside the cleartext read: a TLS connection that ended before
-        its plaintext came back from tshark was recorded as not inspected. Correct those."""
+        its plaintext came back from tshark was recorded as not inspected: correct those. And
+        one that went on after the decryption broke off (``cutoffs``, known only when tshark
+        ended) was not read whole: a blind spot."""
+        last_ts, self._tls_last = self._tls_last, {}
         if not self.decrypted:
             return
         fixed = set()
@@ -328,6 +350,10 @@ class EventCollector:
                 n for n in self.not_inspected if not (n.kind == "tls" and n.conn_id in fixed)
             ]
             self.stats.tls_connections = max(0, self.stats.tls_connections - len(fixed))
+        for t in self.tls:
+            last = last_ts.get(t.conn_id)
+            if t.inspected and last is not None and self._cut(t.ts, last):
+                self.not_inspected.append(_cut_short(t))
 
     def finished_tls(self) -> list[TlsConnection]:
         """TLS connections in capture-time order."""
@@ -534,6 +560,13 @@ def _not_http(conn: HttpConnection) -> bool:
         and not client.messages_seen
         and not client.lost  # a head too long or cut short is request-lost already
     )
+
+
+def _cut_short(record: TlsConnection) -> NotInspected:
+    """The blind spot of a decrypted connection that went on after tshark stopped decrypting
+    (it failed, or fell behind a stream): its later requests were not read."""
+    detail = "decrypted only until tshark stopped: its later requests were not read"
+    return evolve(from_tls(record), kind="request-lost", detail=detail)
 
 
 def _not_inspected(
@@ -855,8 +888,7 @@ class Engine:
             self._reassembler.flush()
         self._udp.flush()
         collector = self.collector
-        if self.view is not None:
-            collector.recheck_decrypted()
+        collector.recheck_decrypted()  # a stream's decryption ends after its cleartext read
         return Parts(
             collector.events,
             self.captures,

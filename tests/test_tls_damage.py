@@ -23,7 +23,7 @@ from scapy.utils import wrpcap
 from tls_kit import MemoryTls, contexts
 
 from analyzer.cli import main
-from analyzer.engine import analyze_paths
+from analyzer.engine import Engine, analyze_paths
 
 KEYS = Path(__file__).resolve().parents[1] / "captures" / "keys"
 V12, V13 = ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3
@@ -239,3 +239,91 @@ def test_control_both_connections_on_the_reused_pair_decrypted(tmp_path: Path, c
     code, out = verify(path, keylog, capsys)
     assert code == 0, out
     assert "warning" not in out
+
+
+# -- 3. tshark stopped before the end: what it did not decrypt was not read -----------------
+def appended(tmp_path: Path, keylog: Path) -> Path:
+    """Two captures appended (``cat``, ``tcpdump -w - >>``) with one decrypted connection
+    across the join: its Bearer exchange before, a Basic one after. Our reader reads on past
+    the second file header; tshark stops there ("appears to be damaged or corrupt")."""
+    flights, starts = session([BEARER, BASIC], V13, keylog)
+    frames = tcp(flights, T0)
+    first = 3 + sum(len(range(0, len(d), 1000)) for _, d in flights[: starts[1]])
+    wrpcap(str(tmp_path / "a.pcap"), frames[:first])
+    wrpcap(str(tmp_path / "b.pcap"), frames[first:])
+    path = tmp_path / "joined.pcap"
+    path.write_bytes((tmp_path / "a.pcap").read_bytes() + (tmp_path / "b.pcap").read_bytes())
+    return path
+
+
+def test_a_connection_going_on_after_tshark_failed_is_not_read_whole(
+    tmp_path: Path, capsys
+) -> None:
+    """Before, the connection counted as decrypted and its Bearer exchange alone was judged:
+    PASS, with the Basic request after the join never read."""
+    keylog = tmp_path / "s.keys"
+    code, out = verify(appended(tmp_path, keylog), keylog, capsys)
+    assert code == 2, out
+    assert "request bytes lost 1 time on 1 connection to mail.contoso.com:443" in out
+    assert "tshark failed on this file (exit 2)" in out
+    result = analyze_paths([str(tmp_path / "joined.pcap")], tls_keylog=str(keylog))
+    assert [t.inspected for t in result.tls] == [True]  # decrypted, up to where tshark stopped
+    (spot,) = result.not_inspected
+    assert (spot.kind, spot.host, spot.server_port) == ("request-lost", "mail.contoso.com", 443)
+    assert spot.detail == "decrypted only until tshark stopped: its later requests were not read"
+
+
+def test_a_stream_whose_decryption_broke_off_is_not_read_whole(tmp_path: Path) -> None:
+    """The same bytes as a stream (``analyze -``, ``live``): tshark decrypts alongside, and the
+    connections it was cut off from are known only when it ends."""
+    keylog = tmp_path / "s.keys"
+    engine = Engine()
+    with appended(tmp_path, keylog).open("rb") as stream:
+        engine.read_stream(stream, "stdin", tls_keylog=str(keylog))
+    result = engine.finish()
+    assert [e.scheme for e in result.events] == ["bearer"]
+    assert [(n.kind, n.host) for n in result.not_inspected] == [
+        ("request-lost", "mail.contoso.com")
+    ]
+    assert any(
+        "tshark failed decrypting the stream (exit 2)" in w for w in result.captures[0].warnings
+    )
+
+
+def test_control_a_whole_stream_decrypted_is_read_whole(tmp_path: Path) -> None:
+    keylog = tmp_path / "s.keys"
+    flights, _ = session([BEARER, BASIC], V13, keylog)
+    path = capture(tmp_path, "whole", tcp(flights, T0))
+    engine = Engine()
+    with path.open("rb") as stream:
+        engine.read_stream(stream, "stdin", tls_keylog=str(keylog))
+    result = engine.finish()
+    assert [e.scheme for e in result.events] == ["bearer", "basic"]
+    assert result.not_inspected == [] and result.captures[0].warnings == []
+
+
+def test_control_a_connection_over_before_tshark_failed_was_read_whole(
+    tmp_path: Path, capsys
+) -> None:
+    """Two appended captures, a connection in each: the first, over before the join, was read
+    whole; the second, which tshark never reached, is TLS not decrypted."""
+    keylog = tmp_path / "s.keys"
+    first, _ = session([BEARER], V13, keylog)
+    second, _ = session([BEARER], V13, keylog)
+    wrpcap(str(tmp_path / "a.pcap"), tcp(first, T0))
+    wrpcap(str(tmp_path / "b.pcap"), tcp(second, T0 + 30, isn=(777000, 999000)))
+    path = tmp_path / "joined.pcap"
+    path.write_bytes((tmp_path / "a.pcap").read_bytes() + (tmp_path / "b.pcap").read_bytes())
+    code, out = verify(path, keylog, capsys)
+    assert code == 2, out
+    assert "1 TLS connection to mail.contoso.com:443 (10.1.0.10) not inspected" in out
+    assert "request bytes lost" not in out
+    result = analyze_paths([str(path)], tls_keylog=str(keylog))
+    assert [(t.ts - T0 < 1, t.inspected) for t in result.tls] == [(True, True), (False, False)]
+    assert [n.kind for n in result.not_inspected] == ["tls"]
+    # a later file, which its own tshark pass read whole, owes nothing to the first one's break
+    third, _ = session([BEARER], V13, keylog)
+    wrpcap(str(tmp_path / "c.pcap"), tcp(third, T0 + 60, isn=(5000, 7000)))
+    result = analyze_paths([str(path), str(tmp_path / "c.pcap")], tls_keylog=str(keylog))
+    assert [t.inspected for t in result.tls] == [True, False, True]
+    assert [n.kind for n in result.not_inspected] == ["tls"]

@@ -84,6 +84,7 @@ class HttpConnection:
         "h2",
         "host",
         "info",
+        "last_ts",
         "on_close",
         "on_exchange",
         "pending",
@@ -120,6 +121,7 @@ class HttpConnection:
         # before its hole, if known (``finish``). What it names a blind spot by.
         self.host: str | None = None
         self.tls: TlsHandshake | None = None  # set when either direction turned out to be TLS
+        self.last_ts = info.first_ts  # when it ended (``finish``)
         self.h2: Http2Connection | None = None  # set when the connection turned out HTTP/2
         midstream = not info.syn_seen
         body_policy, request_method = self._body_policy, self._pending_method
@@ -178,6 +180,7 @@ class HttpConnection:
         bytes were lost, ``host`` is the Host the lost heads were read to name before their
         holes (``HttpStream.lost_host``) when known, else the Host read before the first loss
         (or None): never one read after it, which the lost requests may not have had."""
+        self.last_ts = ts
         if self.h2 is not None:
             self.h2.finish()
         while self.pending:

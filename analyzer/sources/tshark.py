@@ -225,6 +225,18 @@ class FieldDecoder:
         self.tcp_holes = 0  # holes of the capture (TCP gaps) in connections that yielded plaintext
         self.undecrypted = 0  # records not decrypted in connections that yielded plaintext
         self.damaged = 0  # connections that yielded plaintext and had either
+        self.last_ts: float | None = None  # capture time of the latest frame tshark printed
+        # tshark stopped before the end of the capture (it failed, or fell behind a stream):
+        # what the capture holds after ``last_ts`` was not decrypted (see ``cutoff``)
+        self.broken = False
+
+    @property
+    def cutoff(self) -> float | None:
+        """When the pass broke off: a decrypted connection with packets after this time was
+        not read whole (its later requests are unknown). None when the pass read it all."""
+        if not self.broken:
+            return None
+        return self.last_ts if self.last_ts is not None else float("-inf")
 
     def line(self, raw: bytes) -> list[Packet]:
         """Tuples for one frame: none, its data/FIN/RST, or SYN + SYN-ACK + data on first data."""
@@ -248,6 +260,8 @@ class FieldDecoder:
         except (ValueError, OSError):
             self.bad_lines += 1
             return []
+        if self.last_ts is None or ts > self.last_ts:
+            self.last_ts = ts
         # a frame whose records were all undecrypted (TLS 1.3) has record lengths only
         is_tls = bool(f[9] or f[10] or lengths)
         s = self.streams.get(index)
@@ -440,6 +454,7 @@ def _run(
         err.seek(0)
         problem = _tshark_problem(err.read(_STDERR_KEEP))
     if code and not killed:
+        decoder.broken = True
         stats.warn(f"tshark failed on this file (exit {code}): {problem or 'no message'}")
     if long_lines:
         stats.warn(f"TLS: {long_lines} frame(s) with over {MAX_LINE >> 20} MB of plaintext skipped")
@@ -474,8 +489,14 @@ class StreamDecryptor:
         cmd = tshark_command("-", keylog, tshark)
         cmd.insert(1, "-l")
         self._err = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        # its own session: a Ctrl-C that ends ``live`` or ``analyze -`` must not stop tshark
+        # before it has decrypted what was captured up to then (the input's end stops it)
         self._proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._err,
+            start_new_session=True,
         )
         self._in: queue.Queue[bytes | None] = queue.Queue(self.FEED_BACKLOG)
         self._out: queue.Queue[Packet] = queue.Queue()
@@ -512,8 +533,10 @@ class StreamDecryptor:
         self._err.seek(0)
         problem = _tshark_problem(self._err.read(_STDERR_KEEP))
         self._err.close()
-        if code and problem:
+        if code:
+            problem = problem or "no message"
             self.stats.warn(f"tshark failed decrypting the stream (exit {code}): {problem}")
+        self.decoder.broken = bool(code) or self.overflow
         if self.overflow:
             self.stats.warn("TLS: tshark fell behind the capture; the rest was not decrypted")
         for packet in self.decoder.finish():
