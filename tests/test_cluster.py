@@ -264,9 +264,27 @@ def test_s3_inputs_from_a_local_moto_server(fleet: list[str], client) -> None:
 
 
 def test_gs_inputs_from_a_local_gcs_emulator(fleet: list[str], client) -> None:
-    emulator = pytest.importorskip("gcp_storage_emulator.server")
-    gcsfs = pytest.importorskip("gcsfs")
-    server = emulator.create_server("127.0.0.1", 0, in_memory=True)
+    """In a process of its own (``_gs_in_a_bucket``): gcsfs leaves gRPC threads running, and a
+    process with them cannot fork safely - a later ``--jobs`` test's worker died of SIGSEGV
+    ("Other threads are currently calling into gRPC, skipping fork() handlers")."""
+    pytest.importorskip("gcp_storage_emulator.server")
+    pytest.importorskip("gcsfs")
+    run = subprocess.run(
+        [sys.executable, __file__, client.scheduler.address, *fleet],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def _gs_in_a_bucket(address: str, fleet: list[str]) -> None:
+    from distributed import Client
+    from gcp_storage_emulator.server import create_server
+    from gcsfs import GCSFileSystem
+
+    server = create_server("127.0.0.1", 0, in_memory=True)
     server.start()
     try:
         port = server._api._httpd.server_port  # port 0: the one the OS gave (no public getter)
@@ -274,7 +292,8 @@ def test_gs_inputs_from_a_local_gcs_emulator(fleet: list[str], client) -> None:
         # serves only the JSON API: at the first refusal gcsfs goes on with the JSON API, as it
         # would after 60 s of retries without retry_timeout
         options = {"endpoint_url": f"http://127.0.0.1:{port}", "token": "anon", "retry_timeout": 0}
-        _read_from_a_bucket(gcsfs.GCSFileSystem(**options), "gs", options, fleet, client)
+        with Client(address) as client:
+            _read_from_a_bucket(GCSFileSystem(**options), "gs", options, fleet, client)
     finally:
         server.stop()
 
@@ -355,3 +374,7 @@ def test_file_urls_streamed_and_fetched_for_tshark() -> None:
         assert _jsonl(there) == _jsonl(here)
         assert [c.path for c in there.captures] == [url]
         assert set(there.inputs.values()) == {url}
+
+
+if __name__ == "__main__":  # test_gs_inputs_from_a_local_gcs_emulator's own process
+    _gs_in_a_bucket(sys.argv[1], sys.argv[2:])
