@@ -166,8 +166,8 @@ class _CountingReassembler(tcp.TcpReassembler):
         super().__init__(EventCollector().connection, stats)
         self.absorbed_in_python = 0
 
-    def absorb(self, key: tuple, seq: int, flags: int, size: int, ts: float) -> bool:
-        taken = super().absorb(key, seq, flags, size, ts)
+    def absorb(self, key: tuple, seq: int, ack: int, flags: int, size: int, ts: float) -> bool:
+        taken = super().absorb(key, seq, ack, flags, size, ts)
         self.absorbed_in_python += taken
         return taken
 
@@ -249,7 +249,7 @@ def test_grant_table_behaves_like_a_dict() -> None:
         if rng.random() < 0.55:
             seq, skip, dead = rng.randrange(1 << 32), rng.randrange(1 << 62), rng.random() < 0.2
             table.grant(*key, seq, skip, dead)
-            model[key] = (seq, 0, None, dead)
+            model[key] = (seq, 0, None, dead, None)
         else:
             assert table.take(*key) == model.pop(key, None), step
         assert len(table) == len(model)
@@ -303,7 +303,12 @@ def test_walk_stops_where_python_must_look() -> None:
     table.grant(*key, 100, 25, False)
     stop = 3 * 16 + len(_frame(0, b"x" * 10)) + len(_frame(0, b"")) + len(_frame(0, b"y" * 15))
     assert table.walk_pcap(body, 0, len(body), False, 14, 1e6) == (stop, 3)
-    assert table.take(*key) == (125, 25, 1_700_000_000 + 2 / 1e6, False)
+    # the latest acknowledgement number absorbed comes back (what the peer's bytes reached)
+    assert table.take(*key) == (125, 25, 1_700_000_000 + 2 / 1e6, False, 1)
+    table.grant(*key, 100, 10, False)  # a segment without the ACK flag tells of none
+    no_ack = _pcap_records([_frame(100, b"x" * 10, flags=0)])
+    assert table.walk_pcap(no_ack, 0, len(no_ack), False, 14, 1e6) == (len(no_ack), 1)
+    assert table.take(*key) == (110, 10, 1_700_000_000.0, False, None)
     # A limit inside the second record stops the walk after the first.
     table.grant(*key, 100, 25, False)
     first = 16 + len(_frame(0, b"x" * 10))

@@ -789,3 +789,65 @@ def test_a_request_lost_before_the_fins_is_inconclusive(
     # named by the Host of the request read before the hole
     lost = lost_record(40002, "mail.contoso.com")
     assert data["rules"][0]["coverage"]["not_inspected"] == [lost]
+
+
+# -- bytes lost at the very end of a stream: only the peer's ACK tells -----------------------
+@pytest.mark.parametrize("acks", [["A"], ["A", "A"], ["FA"]], ids=["ack", "two-acks", "fin"])
+def test_a_request_lost_at_the_end_of_the_capture_is_inconclusive(
+    reader: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], acks: list[str]
+) -> None:
+    """A Basic request never captured, nothing of the client after it (the capture stopped
+    first), but the server's acknowledgement of it was - on a bare ACK (the reader's fast
+    path), a second bare ACK after a duplicate one (the native walk's), or a FIN: before,
+    nothing showed a hole and verify passed on the Bearer exchange alone."""
+    wire = Wire(40002, T0 + 2).exchange((request(BEARER), OK))
+    if len(acks) > 1:
+        wire.raw(False, "A")  # a duplicate ACK of what was captured
+    wire.seq[True] += len(request(BASIC))  # sent, not captured
+    wire.raw(False, acks[-1])  # the server acknowledges it
+    path = control_capture(tmp_path, wire.out)
+    code, data = verify(capsys, path)
+    assert (code, data["result"]) == (2, "INCONCLUSIVE")
+    assert data["warnings"] == [f"{path}: 1 TCP gap: bytes missing from the capture"]
+    lost = lost_record(40002, "mail.contoso.com")
+    assert data["rules"][0]["coverage"]["not_inspected"] == [lost]
+
+
+@pytest.mark.parametrize("unseen", [0, 1], ids=["acked-what-was-seen", "acked-a-fin-not-captured"])
+def test_control_an_ack_of_what_was_captured_or_of_a_lost_fin_is_no_hole(
+    reader: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], unseen: int
+) -> None:
+    wire = Wire(40002, T0 + 2).exchange((request(BEARER), OK))
+    wire.seq[True] += unseen  # a FIN takes one number: its ACK alone shows no lost bytes
+    wire.raw(False, "A")
+    path = control_capture(tmp_path, wire.out)
+    code, data = verify(capsys, path)
+    assert (code, data["result"], data["warnings"]) == (0, "PASS", [])
+
+
+def test_an_answer_lost_at_the_end_leaves_its_request_unanswered(tmp_path: Path) -> None:
+    """The server's side too: its answer acknowledged by the client, never captured."""
+    wire = Wire(40002, T0 + 2).exchange((request(BEARER), OK)).send(True, request(BEARER))
+    wire.seq[False] += len(OK)
+    wire.raw(True, "A")
+    path = control_capture(tmp_path, wire.out)
+    result = analyze(path, keys=[SFB_CERT]).result
+    assert [e.status for e in result.events] == [200, 200, None]
+    assert result.captures[0].gaps == 1
+    assert result.not_inspected == []  # no request lost
+
+
+def test_the_end_of_a_request_body_acknowledged_in_the_answer_is_a_gap(
+    reader: str, tmp_path: Path
+) -> None:
+    """The last segment of a request body lost, the answer's ACK number past it: a gap in the
+    body (the head, and so the credential, was read: no request lost)."""
+    body = request(BEARER)
+    wire = Wire(40002, T0 + 2).send(True, body[:-4])
+    wire.seq[True] += 4  # the body's last bytes, never captured
+    wire.send(False, OK)
+    path = control_capture(tmp_path, wire.out)
+    result = analyze(path, keys=[SFB_CERT]).result
+    assert [e.status for e in result.events] == [200, 200]
+    assert result.captures[0].gaps == 1
+    assert result.not_inspected == []

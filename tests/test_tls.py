@@ -230,7 +230,9 @@ def test_command_line_uses_the_key_log_or_the_rsa_key(tmp_path: Path) -> None:
     assert cmd[:5] == ["/usr/bin/tshark", "-r", "in.pcap", "-n", "-Q"]
     assert f"tls.keylog_file:{keylog}" in cmd
     assert cmd[cmd.index("http") - 1 : cmd.index("http") + 1] == ["--disable-protocol", "http"]
-    assert cmd[cmd.index("-Y") + 1] == "tls or tcp.flags.fin == 1 or tcp.flags.reset == 1"
+    assert cmd[cmd.index("-Y") + 1] == (
+        "tls or tcp.flags.fin == 1 or tcp.flags.reset == 1 or tcp.analysis.ack_lost_segment"
+    )
     rsa = tshark_command("in.pcap", str(KEYS / "exchange.key.pem"))
     assert f'uat:rsa_keys:"{KEYS / "exchange.key.pem"}",""' in rsa
     assert not any(a.startswith("tls.keylog_file:") for a in rsa)

@@ -327,3 +327,23 @@ def test_control_a_connection_over_before_tshark_failed_was_read_whole(
     result = analyze_paths([str(path), str(tmp_path / "c.pcap")], tls_keylog=str(keylog))
     assert [t.inspected for t in result.tls] == [True, False, True]
     assert [n.kind for n in result.not_inspected] == ["tls"]
+
+
+def test_a_request_lost_at_the_end_with_only_the_servers_ack_is_a_blind_spot(
+    tmp_path: Path, capsys
+) -> None:
+    """The Basic request and its answer never captured, no FIN or RST after them: the server's
+    bare ACK of the request ("ACKed unseen segment") is what says the client's bytes went on."""
+    keylog = tmp_path / "s.keys"
+    flights, starts = session([BEARER, BASIC], V13, keylog)
+    frames = tcp(flights[: starts[1]], T0)[:-3]  # no FINs: the capture stopped
+    client_end = 1001 + sum(len(d) for side, d in flights if side == 0)
+    server_end = 9001 + sum(len(d) for side, d in flights[: starts[1]] if side == 1)
+    ack = Ether() / IP(src=SERVER[0], dst=CLIENT[0])
+    ack = ack / TCP(sport=SERVER[1], dport=CLIENT[1], seq=server_end, ack=client_end, flags="A")
+    ack.time = T0 + 5
+    code, out = verify(capture(tmp_path, "tail", [*frames, ack]), keylog, capsys)
+    assert code == 2, out
+    assert "request bytes lost 1 time on 1 connection to mail.contoso.com:443" in out
+    code, out = verify(capture(tmp_path, "whole", frames), keylog, capsys)
+    assert code == 0, out  # control: without the ACK nothing shows the loss

@@ -1127,8 +1127,8 @@ class _Counting(tcp.TcpReassembler):
         super().__init__(EventCollector().connection, stats)
         self.in_python = 0
 
-    def absorb(self, key: tuple, seq: int, flags: int, size: int, ts: float) -> bool:
-        taken = super().absorb(key, seq, flags, size, ts)
+    def absorb(self, key: tuple, seq: int, ack: int, flags: int, size: int, ts: float) -> bool:
+        taken = super().absorb(key, seq, ack, flags, size, ts)
         self.in_python += taken
         return taken
 
@@ -1271,11 +1271,11 @@ def test_grant_table_keys_carry_one_tunnel_tag() -> None:
     vni = struct.pack(">BI", linklayer.TAG_VXLAN, 5001)
     table.grant(a + vni, 1, b + vni, 2, 100, 0, False)
     table.grant(a, 1, b, 2, 200, 0, False)
-    assert table.take(a + vni, 1, b + vni, 2) == (100, 0, None, False)
+    assert table.take(a + vni, 1, b + vni, 2) == (100, 0, None, False, None)
     table.grant(a + vni, 1, b + vni, 2, 300, 0, False)
     assert dict(table.take_all()) == {
-        (a + vni, 1, b + vni, 2): (300, 0, None, False),
-        (a, 1, b, 2): (200, 0, None, False),
+        (a + vni, 1, b + vni, 2): (300, 0, None, False, None),
+        (a, 1, b, 2): (200, 0, None, False, None),
     }
     other = struct.pack(">BI", linklayer.TAG_VXLAN, 5002)
     for src, dst in ((a + vni, b + other), (a + vni + vni, b + vni + vni), (a + b"\0" * 5, b)):

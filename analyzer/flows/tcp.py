@@ -89,6 +89,9 @@ RECENT = 8 * 1024
 
 SEQ_MOD = 1 << 32
 HALF = 1 << 31
+#: The most bytes an ACK past a stream's last captured byte is taken to say were lost at its
+#: end (``_tail``): the largest TCP window (65,535 << 14).
+MAX_TAIL = 1 << 30
 
 FIN = 0x01
 SYN = 0x02
@@ -156,6 +159,7 @@ ConsumerFactory = Callable[[ConnectionInfo], "Connection | None"]
 
 class _Direction:
     __slots__ = (
+        "ack",
         "conflicts",
         "conn",
         "consumer",
@@ -178,6 +182,9 @@ class _Direction:
         self.consumer = consumer
         self.conn = conn
         self.next_seq: int | None = None  # sequence number of the next byte we expect
+        # the latest acknowledgement number this direction sent: how far the peer's bytes went,
+        # which tells of bytes at the end of the peer's stream the capture lacks (``_tail``)
+        self.ack: int | None = None
         self.next_off = 0  # stream offset of that byte (unbounded; immune to wrap-around)
         # stream offset -> (bytes, ts, frame) of segments that came before the bytes they follow
         self.pending: dict[int, tuple[bytes, float, int]] = {}
@@ -257,6 +264,18 @@ class _Conn:
         """Capture time of the connection's latest packet, either way."""
         a, b = self.dirs
         return a.last_ts if a.last_ts > b.last_ts else b.last_ts
+
+
+def _tail(d: _Direction) -> int:
+    """Bytes at the end of ``d``'s stream that its peer acknowledged but the capture lacks (the
+    last segments lost, with nothing of ``d`` after them to show a hole: the peer's ACK is
+    what tells, as Wireshark's "ACKed unseen segment"). Not one byte alone, which is a FIN the
+    capture missed, nor more than a window could hold (an ACK of another connection)."""
+    peer = d.peer
+    if peer is None or peer.ack is None or d.next_seq is None:
+        return 0
+    missing = (peer.ack - d.next_seq) % SEQ_MOD
+    return missing if 1 < missing <= MAX_TAIL else 0
 
 
 def shard_of(key: tuple, n: int) -> int:
@@ -417,6 +436,8 @@ class TcpReassembler:
             if d is None:
                 return
         d.last_ts = ts
+        if flags & ACK:
+            d.ack = ack
         n = len(payload)
         if ts >= self._next_sweep:
             self._sweep(ts)
@@ -482,6 +503,8 @@ class TcpReassembler:
             if d is not None and seq == d.next_seq and not flags & 7 and ts < sweep_at:
                 n = len(payload)
                 d.last_ts = ts
+                if flags & ACK:
+                    d.ack = ack
                 if not n:
                     continue
                 if not d.pending:
@@ -580,7 +603,7 @@ class TcpReassembler:
             self.stats.evicted += 1
 
     # -- absorption (the capture reader's fast path) ----------------------------------------------
-    def absorb(self, key: tuple, seq: int, flags: int, size: int, ts: float) -> bool:
+    def absorb(self, key: tuple, seq: int, ack: int, flags: int, size: int, ts: float) -> bool:
         """Take a packet whose ``size`` payload bytes the contract lets go unseen (see the module
         docstring); False when it must be fed. Settles the direction first and, with the native
         walk, grants it afterwards so that the walk absorbs its next packets."""
@@ -601,6 +624,8 @@ class TcpReassembler:
             d.next_seq = (seq + size) & 0xFFFFFFFF
             d.next_off += size
         d.last_ts = ts
+        if flags & ACK:
+            d.ack = ack
         if grants is not None:
             self.grant(key, d)
         return True
@@ -624,9 +649,11 @@ class TcpReassembler:
                 self._settled(self.dirs[key], got)
 
     @staticmethod
-    def _settled(d: _Direction, got: tuple[int, int, float | None, bool]) -> None:
-        next_seq, consumed, last_ts, dead = got
+    def _settled(d: _Direction, got: tuple[int, int, float | None, bool, int | None]) -> None:
+        next_seq, consumed, last_ts, dead, ack = got
         d.next_seq = next_seq
+        if ack is not None:
+            d.ack = ack
         if consumed:
             d.next_off += consumed
             if not dead:
@@ -917,6 +944,10 @@ class TcpReassembler:
             fin = side.fin_off
             if fin is not None and side.next_off < fin and not side.consumer.dead:
                 self._jump(side, fin - side.next_off, ts)  # bytes before its FIN never captured
+            elif fin is None and not side.consumer.dead:
+                tail = _tail(side)
+                if tail:
+                    self._jump(side, tail, ts)  # bytes its peer acknowledged, never captured
             at_fin = self._at_fin(side) and side.fin_ts is not None
             side.consumer.close(side.fin_ts if at_fin else ts)
         self._warn_damage(conn)

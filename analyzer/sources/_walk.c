@@ -66,7 +66,9 @@ typedef struct {
     uint8_t used;
     uint8_t dead;      /* the consumer gave up: in-order bytes of any length are absorbed */
     uint8_t seen;      /* absorbed at least one packet since the grant */
+    uint8_t acked;     /* an absorbed packet carried an ACK since the grant */
     uint32_t next_seq; /* sequence number of the next byte expected */
+    uint32_t ack;      /* the latest acknowledgement number absorbed */
     uint64_t skip;     /* bytes the consumer still skips (unused when dead) */
     uint64_t consumed; /* payload bytes absorbed since the grant */
     double last_ts;    /* capture time of the last absorbed packet */
@@ -193,11 +195,15 @@ static int make_key(PyObject *const *args, uint8_t *key) {
 }
 
 static PyObject *settled(const Grant *g) {
-    if (g->seen)
-        return Py_BuildValue("(kKdO)", (unsigned long)g->next_seq, (unsigned long long)g->consumed,
-                             g->last_ts, g->dead ? Py_True : Py_False);
-    return Py_BuildValue("(kKOO)", (unsigned long)g->next_seq, (unsigned long long)g->consumed,
-                         Py_None, g->dead ? Py_True : Py_False);
+    PyObject *last = g->seen ? PyFloat_FromDouble(g->last_ts) : Py_NewRef(Py_None);
+    PyObject *ack = g->acked ? PyLong_FromUnsignedLong(g->ack) : Py_NewRef(Py_None);
+    if (last == NULL || ack == NULL) {
+        Py_XDECREF(last);
+        Py_XDECREF(ack);
+        return NULL;
+    }
+    return Py_BuildValue("(kKNON)", (unsigned long)g->next_seq, (unsigned long long)g->consumed,
+                         last, g->dead ? Py_True : Py_False, ack);
 }
 
 /* grant(src, sport, dst, dport, next_seq, skip, dead) */
@@ -235,12 +241,13 @@ static PyObject *GrantTable_grant(GrantTable *t, PyObject *const *args, Py_ssize
     g->skip = skip;
     g->dead = (uint8_t)dead;
     g->seen = 0;
+    g->acked = 0;
     g->consumed = 0;
     g->last_ts = 0.0;
     Py_RETURN_NONE;
 }
 
-/* take(src, sport, dst, dport) -> None | (next_seq, consumed, last_ts | None, dead) */
+/* take(src, sport, dst, dport) -> None | (next_seq, consumed, last_ts | None, dead, ack | None) */
 static PyObject *GrantTable_take(GrantTable *t, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 4) {
         PyErr_SetString(PyExc_TypeError, "take() takes 4 arguments");
@@ -261,7 +268,7 @@ static PyObject *GrantTable_take(GrantTable *t, PyObject *const *args, Py_ssize_
     return result;
 }
 
-/* take_all() -> [((src, sport, dst, dport), (next_seq, consumed, last_ts | None, dead)), ...] */
+/* take_all() -> [((src, sport, dst, dport), take() result), ...] */
 static PyObject *GrantTable_take_all(GrantTable *t, PyObject *Py_UNUSED(ignored)) {
     PyObject *out = PyList_New(0);
     if (out == NULL)
@@ -327,6 +334,10 @@ static inline int absorb_tcp(GrantTable *t, const uint8_t *ip, const uint8_t *en
         }
         g->next_seq += (uint32_t)n;
         g->consumed += n;
+    }
+    if (flags & 0x10) { /* ACK */
+        g->ack = be32(tcp + 8);
+        g->acked = 1;
     }
     g->seen = 1;
     g->last_ts = ts;
@@ -699,7 +710,7 @@ static PyMethodDef GrantTable_methods[] = {
     {"grant", (PyCFunction)(void (*)(void))GrantTable_grant, METH_FASTCALL,
      "grant(src, sport, dst, dport, next_seq, skip, dead): let the walk absorb this direction."},
     {"take", (PyCFunction)(void (*)(void))GrantTable_take, METH_FASTCALL,
-     "take(src, sport, dst, dport): end the grant; None or (next_seq, consumed, last_ts, dead)."},
+     "take(src, sport, dst, dport): end the grant; None or (next_seq, consumed, last_ts, dead, ack)."},
     {"take_all", (PyCFunction)GrantTable_take_all, METH_NOARGS,
      "take_all(): end every grant; a list of (key, take() result)."},
     {"set_vxlan_ports", (PyCFunction)GrantTable_set_vxlan_ports, METH_O,

@@ -139,7 +139,7 @@ class Flows(Protocol):
 
     grants: GrantTable | None  # directions the native walk absorbs for; None: pure Python
 
-    def absorb(self, key: tuple, seq: int, flags: int, size: int, ts: float) -> bool: ...
+    def absorb(self, key: tuple, seq: int, ack: int, flags: int, size: int, ts: float) -> bool: ...
 
 
 class CaptureError(Exception):
@@ -718,7 +718,9 @@ def _scan_pcap(data: Buffer, pos: int, reader: _Reader, final: bool, nested: boo
                 if fast and fp & 0x3FFF00FF == 6 and a <= q <= e:
                     ts = s + frac / div
                     # absorb what the reassembler would only count
-                    if absorb is not None and absorb((src, sp, dst, dp), seq, flags, q - a, ts):
+                    if absorb is not None and absorb(
+                        (src, sp, dst, dp), seq, ack, flags, q - a, ts
+                    ):
                         continue
                     yield (ts, 6, src, sp, dst, dp, seq, ack, flags, mv[a:q], base + n)
                     continue
@@ -734,7 +736,7 @@ def _scan_pcap(data: Buffer, pos: int, reader: _Reader, final: bool, nested: boo
                     if (
                         r[0] == 6
                         and absorb is not None
-                        and absorb(r[1:5], r[5], r[7], r[9] - r[8], ts)
+                        and absorb(r[1:5], r[5], r[6], r[7], r[9] - r[8], ts)
                     ):
                         continue
                     yield (ts, *r[:8], payload_of(r, mv)[r[8] : r[9]], base + n)
@@ -883,7 +885,9 @@ def _scan_pcapng(
                 if fast and fp & 0x3FFF00FF == 6 and a <= q <= e:
                     ts = ((hi << 32) | lo) / div
                     # absorb what the reassembler would only count
-                    if absorb is not None and absorb((src, sp, dst, dp), seq, flags, q - a, ts):
+                    if absorb is not None and absorb(
+                        (src, sp, dst, dp), seq, ack, flags, q - a, ts
+                    ):
                         continue
                     yield (ts, 6, src, sp, dst, dp, seq, ack, flags, mv[a:q], base + n)
                     continue
@@ -893,7 +897,11 @@ def _scan_pcapng(
                 if r is not None:
                     # tunnelled, VLAN-tagged, ...: absorbed as above (and granted to the walk)
                     got = r[9] - r[8]
-                    if r[0] == 6 and absorb is not None and absorb(r[1:5], r[5], r[7], got, ts):
+                    if (
+                        r[0] == 6
+                        and absorb is not None
+                        and absorb(r[1:5], r[5], r[6], r[7], got, ts)
+                    ):
                         continue
                     yield (ts, *r[:8], payload_of(r, mv)[r[8] : r[9]], base + n)
                 continue

@@ -90,7 +90,7 @@ _PREFS = (
     "tls.desegment_ssl_records:TRUE",
     "tls.desegment_ssl_application_data:TRUE",
 )
-_FILTER = "tls or tcp.flags.fin == 1 or tcp.flags.reset == 1"
+_FILTER = "tls or tcp.flags.fin == 1 or tcp.flags.reset == 1 or tcp.analysis.ack_lost_segment"
 _STDERR_KEEP = 4096  # bytes of tshark's stderr read back for a failure message
 
 Packet = tuple[float, int, bytes, int, bytes, int, int, int, int, bytes, int]
