@@ -10,13 +10,11 @@ a second Ctrl-C gives up at once.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import io
 import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import IO, Any
@@ -108,8 +106,6 @@ def live(args: argparse.Namespace) -> int:
     rules = _verify_rules(args) if args.verify else []
     if isinstance(rules, int):
         return rules
-    started = time.time()  # offsets (--since +30s) count from the start of the capture
-    rules = [dataclasses.replace(r, scope=r.scope.anchored(started)) for r in rules]
     if not args.verify and _verify_only(args):
         _error(f"{_verify_only(args)} is a rule option: it needs --verify")
         return 2
@@ -129,7 +125,8 @@ def live(args: argparse.Namespace) -> int:
         return usage
     from analyzer.analysis.verify import Watch
 
-    watch = Watch(rules) if args.verify else None
+    # offsets (--since +30s) count from the first packet, as for rows and for verify FILE
+    watch = Watch(rules, lambda: _first_packet(engine)) if args.verify else None
     interfaces = args.interface or ["any"]
     try:
         capture = open_live(interfaces, args.bpf, args.engine)
@@ -152,6 +149,8 @@ def live(args: argparse.Namespace) -> int:
             shout = _violations(watch, args.json, status)
             on_event = shout if args.output is None else _both(rows, shout)
         engine = Engine(key_files=args.keys, reveal_secrets=args.reveal_secrets, on_event=on_event)
+        if watch is not None:  # what the summary lets go, the verdict still accounts for
+            engine.collector.on_evict = watch.evicted
         ring = None
         if args.write:
             files, megabytes = args.ring or (None, None)
@@ -201,11 +200,7 @@ def live(args: argparse.Namespace) -> int:
             except BrokenPipeError:
                 return _reader_gone()
             return 0
-        from analyzer.analysis.verify import evaluate
-
-        results = watch.settle(
-            [evaluate(r, result.events, result.captures, result.not_inspected) for r in rules]
-        )
+        results = watch.verdicts(result.events, result.captures, result.not_inspected)
         return _verification(results, args)
 
 
