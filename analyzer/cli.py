@@ -447,11 +447,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         script = bash_script if args.shell == "bash" else zsh_script
         sys.stdout.write(script(parser, PROG))
         return 0
-    if args.command == "live":
-        from analyzer.stream_commands import live
-
-        return live(args)
+    # verify keeps 2 for INCONCLUSIVE: a run of it (live --verify too) that could not finish
+    # exits 3, never with a verdict's status
+    failed = USAGE_VERIFY if args.command == "verify" or getattr(args, "verify", False) else 2
     try:
+        if args.command == "live":
+            from analyzer.stream_commands import live
+
+            return live(args)
         if args.command == "verify":
             return _verify(args)
         if args.command == "decode":
@@ -461,12 +464,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _analyze(args)
     except _usage_errors() as exc:
         _error(str(exc))
-        return USAGE_VERIFY if args.command == "verify" else 2
+        return failed
     except OSError as exc:
         if isinstance(exc, BrokenPipeError):
             return _reader_gone()
         _error(os_error_text(exc))
-        return USAGE_VERIFY if args.command == "verify" else 2
+        return failed
     except KeyboardInterrupt:
         packets = sum(c.packets for engine in _ENGINES for c in engine.captures)
         print(
@@ -485,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(--since/--until, --client, --server), or write events as they are read "
         "(analyze --format jsonl -o FILE)"
     )
-    return USAGE_VERIFY if args.command == "verify" else 2
+    return failed
 
 
 def _usage_errors() -> tuple[type[Exception], ...]:

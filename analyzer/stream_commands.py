@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from typing import IO, Any
 
 from analyzer.analysis.scope import HostsSeen, ScopeError, make_scope
@@ -99,7 +99,7 @@ def analyze_stdin(args: argparse.Namespace) -> int:
 def live(args: argparse.Namespace) -> int:
     """``live``: capture, print events as they complete, summarise (or verify) at the end."""
     from analyzer.sources.live import LiveError, open_live
-    from analyzer.sources.ringfile import RingWriter
+    from analyzer.sources.ringfile import RingWriter, WriteError
 
     usage = USAGE_VERIFY if args.verify else 2
     _vxlan_ports(args)
@@ -159,7 +159,7 @@ def live(args: argparse.Namespace) -> int:
             except OSError as exc:
                 _error(os_error_text(exc))
                 return usage
-            stack.callback(ring.close)
+            stack.callback(_close_quietly, ring)
         name = f"live:{','.join(interfaces)}"
         progress = _live_progress(engine, capture, args.count, status)
         stream = stack.enter_context(os.fdopen(capture.fd, "rb", buffering=0, closefd=False))
@@ -179,6 +179,9 @@ def live(args: argparse.Namespace) -> int:
             except CaptureError as exc:
                 _error(str(exc))
                 return usage
+            except WriteError as exc:  # --write: a full disk ends the run, with no verdict
+                _error(f"{exc}: live stopped")
+                return usage
             except KeyboardInterrupt:  # the second Ctrl-C: give up at once
                 _interrupted(engine)
                 stats = engine.captures[-1] if engine.captures else CaptureStats(path=name)
@@ -188,6 +191,12 @@ def live(args: argparse.Namespace) -> int:
                 capture.stop()
         if status is not None:
             status.clear()
+        if ring is not None:
+            try:
+                ring.close()  # its last bytes (a ring holds back an unfinished block)
+            except WriteError as exc:
+                _error(f"{exc}: live stopped")
+                return usage
         stats.dropped = sum(capture.drops().values())
         if capture.error:
             stats.warn(f"{name}: the capture ended by itself: {capture.error}")
@@ -265,6 +274,14 @@ def _finish_listing(result: AnalysisResult, args: argparse.Namespace, out: IO[st
         return
     _write(result, args, out)
     out.flush()
+
+
+def _close_quietly(ring: Any) -> None:
+    """Close ``--write``'s file on the way out of a run an error already ended."""
+    from analyzer.sources.ringfile import WriteError
+
+    with suppress(WriteError):
+        ring.close()
 
 
 def _interrupted(engine: Engine) -> None:
