@@ -907,6 +907,11 @@ def _verify(args: argparse.Namespace) -> int:
         return rules
     stages = Stages(args.captures, show=not args.no_progress)
     try:
+        if "-" in args.captures:  # not a file named "-" either: that one is ./-
+            raise CaptureError(
+                "-: verify reads capture files, not standard input: judge a live stream with "
+                "live --verify, or a capture piped in with verify /dev/stdin"
+            )
         _check_inputs(args.captures, args.keys, bool(getattr(args, "dask", None)))
         result = read_captures(args, stages)
         with stages.stage("tokens"):
