@@ -238,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--verify",
         action="store_true",
         help="judge each exchange as verify does (the same rule options) and exit with "
-        "verify's status: 0 PASS, 1 FAIL, 2 INCONCLUSIVE, 3 bad usage",
+        "verify's status: 0 PASS, 1 FAIL, 2 INCONCLUSIVE, 3 bad usage or a run that could "
+        "not finish",
     )
     add_scope_options(live)
     live.add_argument("--issuer", help="with --verify: accepted token issuers (list)")
