@@ -882,8 +882,8 @@ class Engine:
         if collector.dropped and self.captures:
             self.captures[-1].warn(
                 f"{collector.dropped} older records (events, TLS connections, blind spots) "
-                "were streamed but not kept for this summary: verdicts and findings cover "
-                "the most recent ones"
+                "were streamed but not kept for this summary: its verdicts and findings cover "
+                "the most recent ones (live --verify's answer accounts for them all)"
             )
         return _result(events, handshakes, parts, store, tokens, self.reveal_secrets)
 
