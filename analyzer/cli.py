@@ -238,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--verify",
         action="store_true",
         help="judge each exchange as verify does (the same rule options) and exit with "
-        "verify's status: 0 PASS, 1 FAIL, 2 INCONCLUSIVE, 3 bad usage",
+        "verify's status: 0 PASS, 1 FAIL, 2 INCONCLUSIVE, 3 bad usage or a run that could "
+        "not finish",
     )
     add_scope_options(live)
     live.add_argument("--issuer", help="with --verify: accepted token issuers (list)")
@@ -447,11 +448,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         script = bash_script if args.shell == "bash" else zsh_script
         sys.stdout.write(script(parser, PROG))
         return 0
-    if args.command == "live":
-        from analyzer.stream_commands import live
-
-        return live(args)
+    # verify keeps 2 for INCONCLUSIVE: a run of it (live --verify too) that could not finish
+    # exits 3, never with a verdict's status
+    failed = USAGE_VERIFY if args.command == "verify" or getattr(args, "verify", False) else 2
     try:
+        if args.command == "live":
+            from analyzer.stream_commands import live
+
+            return live(args)
         if args.command == "verify":
             return _verify(args)
         if args.command == "decode":
@@ -461,12 +465,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _analyze(args)
     except _usage_errors() as exc:
         _error(str(exc))
-        return USAGE_VERIFY if args.command == "verify" else 2
+        return failed
     except OSError as exc:
         if isinstance(exc, BrokenPipeError):
             return _reader_gone()
         _error(os_error_text(exc))
-        return USAGE_VERIFY if args.command == "verify" else 2
+        return failed
     except KeyboardInterrupt:
         packets = sum(c.packets for engine in _ENGINES for c in engine.captures)
         print(
@@ -485,7 +489,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(--since/--until, --client, --server), or write events as they are read "
         "(analyze --format jsonl -o FILE)"
     )
-    return USAGE_VERIFY if args.command == "verify" else 2
+    return failed
 
 
 def _usage_errors() -> tuple[type[Exception], ...]:
@@ -904,6 +908,11 @@ def _verify(args: argparse.Namespace) -> int:
         return rules
     stages = Stages(args.captures, show=not args.no_progress)
     try:
+        if "-" in args.captures:  # not a file named "-" either: that one is ./-
+            raise CaptureError(
+                "-: verify reads capture files, not standard input: judge a live stream with "
+                "live --verify, or a capture piped in with verify /dev/stdin"
+            )
         _check_inputs(args.captures, args.keys, bool(getattr(args, "dask", None)))
         result = read_captures(args, stages)
         with stages.stage("tokens"):

@@ -177,6 +177,8 @@ class EventCollector:
         self.events: list[Event] = []
         self.keep = keep  # at most this many events, TLS and not-inspected records are kept
         self.dropped = 0  # records let go to stay within ``keep``
+        # told each batch of records let go (``live --verify``'s judge: ``verify.Watch``)
+        self.on_evict: Callable[[list], None] | None = None
         self.not_inspected: list[NotInspected] = []
         self.tls: list[TlsConnection] = []
         self.stats = CaptureStats()  # the capture being read now
@@ -413,11 +415,15 @@ class EventCollector:
             self._trim(self.events)
 
     def _trim(self, records: list) -> None:
-        """Let the oldest tenth of ``records`` go (a stream's memory stays bounded)."""
+        """Let the oldest tenth of ``records`` go (a stream's memory stays bounded); ``on_evict``
+        hears which, so a verdict over the stream can account for what the summary lost."""
         assert self.keep is not None
         n = max(1, self.keep // 10)
+        gone = records[:n]
         del records[:n]
         self.dropped += n
+        if self.on_evict is not None:
+            self.on_evict(gone)
 
     def finished_events(self) -> list[Event]:
         """Events sorted by request time, numbered from 1."""
@@ -876,8 +882,8 @@ class Engine:
         if collector.dropped and self.captures:
             self.captures[-1].warn(
                 f"{collector.dropped} older records (events, TLS connections, blind spots) "
-                "were streamed but not kept for this summary: verdicts and findings cover "
-                "the most recent ones"
+                "were streamed but not kept for this summary: its verdicts and findings cover "
+                "the most recent ones (live --verify's answer accounts for them all)"
             )
         return _result(events, handshakes, parts, store, tokens, self.reveal_secrets)
 

@@ -10,15 +10,13 @@ a second Ctrl-C gives up at once.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import io
 import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from typing import IO, Any
 
 from analyzer.analysis.scope import HostsSeen, ScopeError, make_scope
@@ -101,15 +99,13 @@ def analyze_stdin(args: argparse.Namespace) -> int:
 def live(args: argparse.Namespace) -> int:
     """``live``: capture, print events as they complete, summarise (or verify) at the end."""
     from analyzer.sources.live import LiveError, open_live
-    from analyzer.sources.ringfile import RingWriter
+    from analyzer.sources.ringfile import RingWriter, WriteError
 
     usage = USAGE_VERIFY if args.verify else 2
     _vxlan_ports(args)
     rules = _verify_rules(args) if args.verify else []
     if isinstance(rules, int):
         return rules
-    started = time.time()  # offsets (--since +30s) count from the start of the capture
-    rules = [dataclasses.replace(r, scope=r.scope.anchored(started)) for r in rules]
     if not args.verify and _verify_only(args):
         _error(f"{_verify_only(args)} is a rule option: it needs --verify")
         return 2
@@ -129,7 +125,8 @@ def live(args: argparse.Namespace) -> int:
         return usage
     from analyzer.analysis.verify import Watch
 
-    watch = Watch(rules) if args.verify else None
+    # offsets (--since +30s) count from the first packet, as for rows and for verify FILE
+    watch = Watch(rules, lambda: _first_packet(engine)) if args.verify else None
     interfaces = args.interface or ["any"]
     try:
         capture = open_live(interfaces, args.bpf, args.engine)
@@ -152,6 +149,8 @@ def live(args: argparse.Namespace) -> int:
             shout = _violations(watch, args.json, status)
             on_event = shout if args.output is None else _both(rows, shout)
         engine = Engine(key_files=args.keys, reveal_secrets=args.reveal_secrets, on_event=on_event)
+        if watch is not None:  # what the summary lets go, the verdict still accounts for
+            engine.collector.on_evict = watch.evicted
         ring = None
         if args.write:
             files, megabytes = args.ring or (None, None)
@@ -160,7 +159,7 @@ def live(args: argparse.Namespace) -> int:
             except OSError as exc:
                 _error(os_error_text(exc))
                 return usage
-            stack.callback(ring.close)
+            stack.callback(_close_quietly, ring)
         name = f"live:{','.join(interfaces)}"
         progress = _live_progress(engine, capture, args.count, status)
         stream = stack.enter_context(os.fdopen(capture.fd, "rb", buffering=0, closefd=False))
@@ -180,6 +179,9 @@ def live(args: argparse.Namespace) -> int:
             except CaptureError as exc:
                 _error(str(exc))
                 return usage
+            except WriteError as exc:  # --write: a full disk ends the run, with no verdict
+                _error(f"{exc}: live stopped")
+                return usage
             except KeyboardInterrupt:  # the second Ctrl-C: give up at once
                 _interrupted(engine)
                 stats = engine.captures[-1] if engine.captures else CaptureStats(path=name)
@@ -189,6 +191,12 @@ def live(args: argparse.Namespace) -> int:
                 capture.stop()
         if status is not None:
             status.clear()
+        if ring is not None:
+            try:
+                ring.close()  # its last bytes (a ring holds back an unfinished block)
+            except WriteError as exc:
+                _error(f"{exc}: live stopped")
+                return usage
         stats.dropped = sum(capture.drops().values())
         if capture.error:
             stats.warn(f"{name}: the capture ended by itself: {capture.error}")
@@ -201,11 +209,7 @@ def live(args: argparse.Namespace) -> int:
             except BrokenPipeError:
                 return _reader_gone()
             return 0
-        from analyzer.analysis.verify import evaluate
-
-        results = watch.settle(
-            [evaluate(r, result.events, result.captures, result.not_inspected) for r in rules]
-        )
+        results = watch.verdicts(result.events, result.captures, result.not_inspected)
         return _verification(results, args)
 
 
@@ -270,6 +274,14 @@ def _finish_listing(result: AnalysisResult, args: argparse.Namespace, out: IO[st
         return
     _write(result, args, out)
     out.flush()
+
+
+def _close_quietly(ring: Any) -> None:
+    """Close ``--write``'s file on the way out of a run an error already ended."""
+    from analyzer.sources.ringfile import WriteError
+
+    with suppress(WriteError):
+        ring.close()
 
 
 def _interrupted(engine: Engine) -> None:

@@ -89,6 +89,38 @@ def test_ctrl_c_exits_130_and_says_how_many_packets_were_read(
     assert cli._ENGINES == []
 
 
+def test_verify_dash_says_how_to_judge_a_stream(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``verify -`` reads no standard input (and no file named "-": that one is ``./-``): one
+    line naming what does, exit 3."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-").write_bytes(Path(CAPTURE).read_bytes())
+    assert main(["verify", "-"]) == USAGE_VERIFY
+    assert capsys.readouterr() == (
+        "",
+        "oauth-analyzer: error: -: verify reads capture files, not standard input: judge a live "
+        "stream with live --verify, or a capture piped in with verify /dev/stdin\n",
+    )
+    assert main(["verify", "./-"]) == 1  # the file's Basic logon
+
+
+@pytest.mark.parametrize(("options", "code"), [(["--verify"], USAGE_VERIFY), ([], 2)])
+def test_live_that_cannot_write_its_output_is_one_line(
+    options: list[str], code: int, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An OSError out of ``live`` (its rows or verdict on a full disk): one line, and under
+    ``--verify`` 3 - the run could not finish, so no verdict's status."""
+    from analyzer import stream_commands
+
+    def full(_args: object) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(stream_commands, "live", full)
+    assert main(["live", "-i", "lo", *options]) == code
+    assert capsys.readouterr() == ("", "oauth-analyzer: error: No space left on device\n")
+
+
 class _SeenStages(cli.Stages):
     """The progress display verify drives (it draws only on a terminal): what it was asked."""
 

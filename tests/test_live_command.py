@@ -200,6 +200,39 @@ def test_live_verify_prints_violations_at_once_and_exits_with_verify_status(
     assert "FAIL" in out
 
 
+def test_live_verify_counts_offsets_from_the_first_packet(tmp_path: Path) -> None:
+    """``--until +2s`` ends two seconds after the first packet, as ``verify`` of the same bytes
+    counts it: a quiet link before it (here 3 s) does not shift the window, so logons just
+    after the first packet fail the rule (counted from live's start, none would be in it)."""
+    with serving() as port:
+        live = Live(tmp_path, port, "--verify", "--until", "+2s", "--format", "jsonl", "-o",
+                    str(tmp_path / "events.jsonl"))  # fmt: skip
+        try:
+            time.sleep(3.0)  # live has started; its link is quiet
+            live.warm_up()  # the first packets
+            curl_basic(port)
+            live.wait_for(lambda rows: any(r["user"] == "alice" for r in rows))
+        finally:
+            code, out, err = live.stop(signal.SIGTERM)
+    assert code == 1, out + err
+    assert "not-oauth: not OAuth: basic as alice" in out
+
+
+@pytest.mark.parametrize(("options", "code"), [(["--verify"], 3), ([], 2)])
+def test_live_stops_in_one_line_when_its_write_fails(options: list[str], code: int) -> None:
+    """A full disk under ``--write`` ends the run with one line; under ``--verify`` with 3 (the
+    run could not finish), never 0 or 1 as if the traffic had been judged."""
+    done = subprocess.run(
+        [sys.executable, "-m", "analyzer", "live", "-i", "lo", "--bpf", "tcp port 9",
+         "--duration", "10", "--write", "/dev/full", *options],
+        capture_output=True, text=True, cwd=REPO, timeout=WAIT,
+    )  # fmt: skip
+    assert done.returncode == code, done.stderr
+    assert done.stderr == (
+        "oauth-analyzer: error: cannot write /dev/full: No space left on device: live stopped\n"
+    )
+
+
 def test_live_stops_by_itself_after_a_duration(tmp_path: Path) -> None:
     with serving() as port:
         live = Live(tmp_path, port, "--duration", "3", "--format", "jsonl", "-o",

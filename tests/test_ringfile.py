@@ -132,6 +132,22 @@ def test_write_errors_are_one_line(tmp_path: Path) -> None:
     full.close()
 
 
+def test_a_writer_that_failed_writes_nothing_more(tmp_path: Path) -> None:
+    """A ring holding back an unfinished block whose file fails (the disk filled): closing it
+    writes nothing more, so the run that reports the failure ends without a second one."""
+    import io
+
+    data = (CAPTURES / "messy.pcapng").read_bytes()
+    ring = RingWriter(str(tmp_path / "r.pcapng"), megabytes=1)
+    ring.write(data[:-10])  # the last block held back, unfinished
+    assert ring.pending
+    ring._fh.close()
+    ring._fh = io.FileIO("/dev/full", "wb")  # the disk is full from here on
+    with pytest.raises(WriteError, match="No space left on device"):
+        ring.write(data[-10:] + data[:100])
+    ring.close()
+
+
 def test_a_stream_that_is_no_capture_cannot_be_cut(tmp_path: Path) -> None:
     writer = RingWriter(str(tmp_path / "x.pcapng"), megabytes=1)
     with pytest.raises(WriteError, match="not a pcap or pcapng stream"):

@@ -21,7 +21,9 @@ The legs of one NTLM / Negotiate handshake are one exchange here, as in the pair
 
 from __future__ import annotations
 
+import ipaddress
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -379,11 +381,18 @@ def evaluate(
     events: list[Event],
     captures: list[CaptureStats],
     not_inspected: list[NotInspected] | None = None,
+    *,
+    hosts: dict[str, frozenset[str]] | None = None,
+    trust: TrustedIssuers | None = None,
 ) -> RuleResult:
-    """Judge every authenticated exchange in the rule's scope, and say what could not be seen."""
+    """Judge every authenticated exchange in the rule's scope, and say what could not be seen.
+
+    ``hosts`` and ``trust``: what a stream learnt from events no longer in ``events`` (a host
+    name's addresses, the servers' trusted issuers: ``Watch``), used with what ``events`` say.
+    """
     judged = [e for e in events if rule.judges(e)]
     host_ips = addresses_by_host(judged)  # a SIP domain names no HTTP server, nor the reverse
-    host_ips = _with_server_names(host_ips, not_inspected or [])
+    host_ips = _with_server_names(_joined(host_ips, hosts or {}), not_inspected or [])
     in_scope = [e for e in judged if rule.scope.matches(e, host_ips)]
     units = _exchanges([e for e in in_scope if presented(e)])
     blind = [
@@ -401,7 +410,7 @@ def evaluate(
         not_inspected=blind,
         damage=damage(captures),
     )
-    trust = TrustedIssuers(events)
+    trust = trust if trust is not None else TrustedIssuers(events)
     relaxed: Counter = Counter()
     for unit in units:
         kind, reason, allowed = _judge(rule, unit[-1], trust)
@@ -462,50 +471,357 @@ def overall(results: list[RuleResult]) -> str:
     return PASS
 
 
+#: Server addresses a ``Watch`` remembers per rule for records let go out of its scope that a
+#: host name's address learnt later could bring into it; past this many, any is taken to.
+MAYBE_ADDRESSES = 10_000
+#: Signature states that a signing key fetched later may change (to verified, or to bad).
+_KEY_PENDING = frozenset({"unknown-key", "untrusted-key"})
+
+
+@dataclass
+class _Lost:
+    """What the records a stream let go (``EventCollector.on_evict``) mean for one rule."""
+
+    violations: int = 0  # exchanges streamed as violations
+    found: int = 0  # exchanges that broke it, judged only when let go
+    compliant: int = 0  # exchanges judged compliant
+    blind: int = 0  # blind spots in its scope
+    # the server of each compliant token use -> the last event id when its first was let go: a
+    # trusted_issuers list the server gives after that may make those uses violations
+    first_use: dict[tuple[str, int], int] = field(default_factory=dict)
+    # the first (lowest) event id of a compliant token use whose signature awaited a key
+    first_unverified: int | None = None
+    # address -> records out of scope when let go that a host name's address may bring in
+    maybe: Counter = field(default_factory=Counter)
+    maybe_overflow: bool = False
+
+
 class Watch:
     """``verify`` over a stream (``live --verify``): each exchange judged the moment it completes.
 
-    It knows what was seen so far: the Host names' addresses and the servers' trusted issuers
-    of earlier events, the token fields as streamed. The closing ``evaluate`` over the kept
-    events has the last word on coverage; a violation seen here fails the run even when its
-    event was no longer kept by then (``seen``).
+    It judges with what was seen so far: the Host names' addresses and the servers' trusted
+    issuers of earlier events, the token fields as streamed. The closing ``verdicts`` judge the
+    events the stream kept with all the Watch learnt (``evaluate``: its ``hosts`` and ``trust``),
+    which has the last word on them: a token whose key came later is verified there.
+
+    A stream keeps only its most recent records (``Engine``'s ``keep``). What it lets go
+    (``evicted``) is settled at once, per rule, in counters (memory stays bounded):
+
+    - an exchange streamed as a violation, or found to be one now (in scope by a host name's
+      address learnt since, an NTLM / Negotiate attempt never finished), fails the rule;
+    - a blind spot in scope makes it INCONCLUSIVE (PASS with ``partial``), as a kept one does;
+    - an exchange judged compliant, or a record out of scope, that what is learnt later could
+      change (a server's trusted issuers, a signing key, a host name's address) makes it
+      INCONCLUSIVE if that happens.
     """
 
-    def __init__(self, rules: list[Rule]) -> None:
+    def __init__(self, rules: list[Rule], start: Callable[[], float | None] = lambda: None):
+        """``start``: the time of the stream's first packet, which offsets (``--since +30s``)
+        count from; asked when the first record arrives."""
         self.rules = rules
+        self._start = start
+        self._anchored = not any(r.scope.relative for r in rules)
         self.trust = TrustedIssuers()
-        self.hosts = HostsSeen()
-        self.seen: Counter = Counter()  # rule name -> violations streamed
+        self.hosts = [HostsSeen() for _ in rules]  # per rule: of the protocols it judges
+        self._names: dict[str, set[str]] = {}  # TLS server names of blind spots let go
+        self._flagged: dict[int, list[int]] = {}  # kept event id -> the rules it broke
+        self._open: set[int] = set()  # handshakes whose last leg seen was a continuation
+        self._last = 0  # the last event id seen
+        self._trust_changed: dict[tuple[str, int], int] = {}  # server -> event id of the change
+        self._keys_seen = 0  # the last event id that carried a key document
+        self.lost = [_Lost() for _ in rules]
 
     def event(self, e: Event) -> list[tuple[Rule, Violation]]:
         """The rules ``e`` breaks (empty for a compliant, out-of-scope or non-credential one).
         An NTLM / Negotiate leg answered by the next leg is judged with the leg that ends it."""
-        self.trust.add(e)
-        self.hosts.add(e)
-        if not presented(e) or is_continuation(e):
+        self._anchor(e.ts)
+        self._learn(e)
+        if not presented(e):
             return []
-        hosts = self.hosts.addresses()
+        if is_continuation(e):
+            if e.handshake_id is not None:
+                self._open.add(e.handshake_id)
+            return []
+        if e.handshake_id is not None:
+            self._open.discard(e.handshake_id)  # the handshake ended: judged with this leg
         out = []
-        for rule in self.rules:
-            if not rule.judges(e) or not rule.scope.matches(e, hosts):
+        for i, rule in enumerate(self.rules):
+            if not rule.judges(e) or not rule.scope.matches(e, self.hosts[i].addresses()):
                 continue
             kind, reason, _allowed = _judge(rule, e, self.trust)
             if kind is not None:
-                self.seen[rule.name] += 1
+                self._flagged.setdefault(e.event_id, []).append(i)
                 out.append((rule, Violation(e, kind, reason, (e.event_id,))))
         return out
 
-    def settle(self, results: list[RuleResult]) -> list[RuleResult]:
-        """The closing results, failed where the stream saw a violation the kept events lost."""
-        for r in results:
-            streamed = self.seen[r.rule.name]
-            if streamed and r.result != FAIL:
+    def evicted(self, records: list) -> None:
+        """Records the stream let go (events, blind spots; TLS records are ignored): settle what
+        each means for every rule with what is known now (see the class)."""
+        if not records:
+            return
+        self._anchor(records[0].ts)
+        for n in records:
+            if isinstance(n, NotInspected) and n.kind == "tls" and n.host:
+                self._names.setdefault(bare_host(n.host), set()).add(n.server_ip)
+        for i, rule in enumerate(self.rules):
+            known = self._known(i)
+            for record in records:
+                if isinstance(record, Event):
+                    self._evicted_event(i, rule, record, known)
+                elif isinstance(record, NotInspected):
+                    self._evicted_spot(i, rule, record, known)
+        for record in records:
+            if isinstance(record, Event):
+                self._flagged.pop(record.event_id, None)
+                if is_continuation(record) and record.handshake_id is not None:
+                    self._open.discard(record.handshake_id)
+
+    def verdicts(
+        self, events: list[Event], captures: list[CaptureStats], not_inspected: list[NotInspected]
+    ) -> list[RuleResult]:
+        """Each rule's answer: the kept records judged with all the Watch learnt (``evaluate``),
+        settled with what was let go (``settle``)."""
+        self._anchor(None)
+        results = [
+            evaluate(rule, events, captures, not_inspected, hosts=self._known(i), trust=self.trust)
+            for i, rule in enumerate(self.rules)
+        ]
+        return self.settle(results, not_inspected)
+
+    def settle(
+        self, results: list[RuleResult], not_inspected: list[NotInspected] | None = None
+    ) -> list[RuleResult]:
+        """The closing results (of the kept records, in rule order) with what was let go: FAIL
+        for violations no longer kept, INCONCLUSIVE for what can no longer be judged."""
+        for i, r in enumerate(results):
+            lost = self.lost[i]
+            broke = lost.violations + lost.found
+            if broke and r.result == FAIL:
+                r.reason += f"; {_broke(lost)}"
+            elif broke:
                 r.result = FAIL
-                r.reason = (
-                    f"{streamed} exchanges broke the rule while streaming (no longer kept for "
-                    "this summary)"
-                )
+                r.reason = _broke(lost)
+            elif r.result != FAIL:
+                hosts = _with_server_names(self._known(i), not_inspected or [])
+                _unsure(r, self._unsure(i, hosts), lost)
+                if r.result == PASS:
+                    r.reason += self._cleared(i, r)
         return results
+
+    # -- what the Watch learns and when --------------------------------------------------------
+    def _anchor(self, fallback: float | None) -> None:
+        """Anchor offsets (``--since +30s``) at the first packet, once it has been read."""
+        if self._anchored:
+            return
+        first = self._start()
+        first = fallback if first is None else first  # nothing read: offsets match nothing
+        self.rules = [replace(r, scope=r.scope.anchored(first)) for r in self.rules]
+        self._anchored = True
+
+    def _learn(self, e: Event) -> None:
+        self._last = e.event_id
+        before = self.trust.entries(e)
+        self.trust.add(e)
+        if self.trust.entries(e) != before:
+            self._trust_changed[(e.server_ip, e.server_port)] = e.event_id
+        if e.document:
+            self._keys_seen = e.event_id
+        for i, rule in enumerate(self.rules):
+            if rule.judges(e):
+                self.hosts[i].add(e)
+
+    def _known(self, i: int) -> dict[str, frozenset[str]]:
+        """Host name -> addresses, for rule ``i``: of its events, and of TLS server names."""
+        names = {name: frozenset(ips) for name, ips in self._names.items()}
+        return _joined(self.hosts[i].addresses(), names)
+
+    # -- records let go ------------------------------------------------------------------------
+    def _evicted_event(
+        self, i: int, rule: Rule, e: Event, known: dict[str, frozenset[str]]
+    ) -> None:
+        if not presented(e) or not rule.judges(e):
+            return
+        lost = self.lost[i]
+        if i in self._flagged.get(e.event_id, ()):
+            lost.violations += 1
+            return
+        if not rule.scope.matches(e, known):
+            self._maybe(lost, rule, e, known)
+            return
+        if is_continuation(e) and e.handshake_id is not None and e.handshake_id not in self._open:
+            return  # judged with the leg that ended its handshake
+        kind, _reason, _allowed = _judge(rule, e, self.trust)
+        if kind is not None:
+            lost.found += 1
+            return
+        lost.compliant += 1
+        lost.first_use.setdefault((e.server_ip, e.server_port), self._last)
+        if e.token_signature in _KEY_PENDING and lost.first_unverified is None:
+            lost.first_unverified = e.event_id
+
+    def _evicted_spot(
+        self, i: int, rule: Rule, n: NotInspected, known: dict[str, frozenset[str]]
+    ) -> None:
+        if n.protocol is not None and not rule.judges_protocol(n.protocol):
+            return
+        if rule.scope.covers(n, known):
+            self.lost[i].blind += 1
+        else:
+            self._maybe(self.lost[i], rule, n, known)
+
+    def _maybe(self, lost: _Lost, rule: Rule, record: Event | NotInspected, known: dict) -> None:
+        """Remember the addresses of a record out of scope that a host name could bring in,
+        were any of its addresses found to serve one of the rule's names."""
+        names = _scope_names(rule)
+        if not names:
+            return  # its scope does not depend on what is learnt
+        addresses = _addresses(record)
+        worst = {name: known.get(name, frozenset()) | addresses for name in names}
+        if isinstance(record, Event):
+            could = rule.scope.matches(record, worst)
+        else:
+            could = rule.scope.covers(record, worst)
+        if not could:
+            return
+        for address in addresses:
+            if address in lost.maybe or len(lost.maybe) < MAYBE_ADDRESSES:
+                lost.maybe[address] += 1
+            else:
+                lost.maybe_overflow = True
+
+    # -- settling ------------------------------------------------------------------------------
+    def _unsure(self, i: int, hosts: dict[str, frozenset[str]]) -> list[str]:
+        """Why what was let go can no longer be judged for rule ``i`` ([] when it can)."""
+        lost, why = self.lost[i], []
+        names = _scope_names(self.rules[i])
+        came_in = sum(
+            n
+            for address, n in lost.maybe.items()
+            if any(_serves(address, hosts.get(name, frozenset())) for name in names)
+        )
+        if came_in or (lost.maybe_overflow and any(hosts.get(name) for name in names)):
+            what = plural(came_in, "record") if came_in else "records"
+            why.append(
+                f"{what} out of scope when streamed, at an address later seen to serve a host "
+                "name of the scope, were streamed but not kept for this summary: they cannot be "
+                "judged"
+            )
+        trust = any(self._trust_changed.get(s, 0) > seen for s, seen in lost.first_use.items())
+        keys = lost.first_unverified is not None and self._keys_seen > lost.first_unverified
+        if trust or keys:
+            what = "a server's trusted issuers" if trust else "a signing key"
+            why.append(
+                "exchanges judged compliant while streaming were streamed but not kept for this "
+                f"summary, and {what} seen after them may change that: they cannot be judged "
+                "again"
+            )
+        return why
+
+    def _cleared(self, i: int, r: RuleResult) -> str:
+        """What a PASS says of exchanges printed as violations while streaming that the closing
+        judgement, knowing more (a signing key fetched after their use), finds compliant."""
+        failed = {eid for v in r.violations for eid in v.event_ids}
+        cleared = [eid for eid, rules in self._flagged.items() if i in rules and eid not in failed]
+        if not cleared:
+            return ""
+        verb = "complies" if len(cleared) == 1 else "comply"
+        return (
+            f" ({plural(len(cleared), 'exchange')} printed as a violation while streaming "
+            f"{verb} with what was seen later, such as a signing key fetched after its use)"
+        )
+
+
+def _broke(lost: _Lost) -> str:
+    """Why a rule fails on exchanges no longer kept."""
+    parts = []
+    if lost.violations:
+        parts.append(f"{lost.violations} exchanges broke the rule while streaming")
+    if lost.found:
+        parts.append(
+            f"{lost.found} broke it as judged when the stream let them go (in scope by a host "
+            "name's address learnt later, or an NTLM / Negotiate attempt never finished)"
+        )
+    return "; ".join(parts) + " (no longer kept for this summary)"
+
+
+def _unsure(r: RuleResult, why: list[str], lost: _Lost) -> None:
+    """Fold into ``r`` (PASS or INCONCLUSIVE) what the stream let go: ``why`` it can no longer
+    be judged, the blind spots in its scope, how many exchanges were judged compliant."""
+    lines = list(why)
+    if lost.blind:
+        lines.append(
+            f"{plural(lost.blind, 'blind spot')} in scope (traffic not inspected) "
+            f"{'was' if lost.blind == 1 else 'were'} streamed but not kept for this summary"
+        )
+    if r.result == PASS and (why or (lost.blind and not r.rule.partial)):
+        r.result = INCONCLUSIVE
+        r.reason = "; ".join(lines)
+        if not why:
+            r.reason += "; pass --partial to accept what was inspected"
+    elif lines:
+        r.reason += "; " + "; ".join(lines)
+    if lost.compliant:
+        r.reason += (
+            f"; {plural(lost.compliant, 'exchange')} judged compliant while streaming "
+            f"{'is' if lost.compliant == 1 else 'are'} no longer kept for this summary"
+        )
+
+
+def _scope_names(rule: Rule) -> set[str]:
+    """The host names a rule's scope depends on learning the addresses of."""
+    return {s.host for s in rule.scope.servers if s.host} | set(rule.scope.hosts)
+
+
+def _addresses(record: Event | NotInspected) -> frozenset[str]:
+    """The addresses that could serve a host name of a scope for ``record``: its server's, an
+    IP literal it named as its host, and either end of a record without ports."""
+    found = {record.server_ip}
+    if isinstance(record, NotInspected) and not (record.client_port or record.server_port):
+        found.add(record.client_ip)
+    literal = _literal(record.host)
+    if literal:
+        found.add(literal)
+    return frozenset(a for a in found if a)
+
+
+def _literal(host: str | None) -> str | None:
+    """The address a Host that is an IP literal names (None for a name)."""
+    if not host:
+        return None
+    name = bare_host(host).strip("[]")
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        return None
+
+
+def _serves(address: str, ips: frozenset[str]) -> bool:
+    """Is ``address`` one of ``ips``, however either is written?"""
+    if address in ips:
+        return True
+    mine = _canonical(address)
+    return mine is not None and any(_canonical(ip) == mine for ip in ips)
+
+
+def _canonical(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        ip = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return None
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return mapped or ip
+
+
+def _joined(
+    a: dict[str, frozenset[str]], b: dict[str, frozenset[str]]
+) -> dict[str, frozenset[str]]:
+    """Host name -> addresses of both maps."""
+    if not b:
+        return a
+    out = dict(a)
+    for name, ips in b.items():
+        out[name] = out.get(name, frozenset()) | ips
+    return out
 
 
 # -- judging one exchange ------------------------------------------------------------------

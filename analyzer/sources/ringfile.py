@@ -58,6 +58,7 @@ class RingWriter:
         self._keep = files
         self._number = 0
         self._closed = False
+        self._failed = False  # a write failed: nothing more is written
         #: The files written and still kept, oldest first.
         self.paths: list[str] = []
         self._pending = bytearray()  # the start of a unit not complete yet
@@ -88,7 +89,7 @@ class RingWriter:
             return
         self._closed = True
         try:
-            if self._pending:
+            if self._pending and not self._failed:
                 self._put(self._pending)
                 self._pending.clear()
         finally:
@@ -212,6 +213,7 @@ class RingWriter:
             while view:
                 view = view[self._fh.write(view) :]
         except OSError as exc:
+            self._failed = True
             raise WriteError(f"cannot write {self._fh.name}: {exc.strerror or exc}") from None
 
 
