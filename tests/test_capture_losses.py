@@ -23,7 +23,12 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
+import os
+import signal
 import struct
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +39,12 @@ from wire_kit import T0
 
 from analyzer.cli import main
 from analyzer.model import CaptureStats
+from analyzer.sources import live as live_source
+from analyzer.sources.live import LiveCapture
 from analyzer.sources.pcapfile import read_packets, read_stream
 
 UNKNOWN = (1 << 64) - 1  # a counter its writer could not tell
+WAIT = 30.0  # seconds: a hang guard only
 
 
 def isb(ifid: int, ifdrop: int | None = None, osdrop: int | None = None, order: str = "<") -> bytes:
@@ -195,3 +203,179 @@ def test_gzip_data_that_cannot_be_decompressed_leaves_the_rest_unread(
     code, data = verify(capsys, path)
     assert (code, kinds(data["rules"][0])) == (2, ["unread-capture"])
     assert read(path).unread_from == len(good)
+
+
+# -- analyze - and live: a stream given up on, a capture that failed ---------------------------
+class _Stdin:
+    """Standard input that gives ``data``, then the Ctrl-C that interrupts reading."""
+
+    def __init__(self, data: bytes) -> None:
+        given = [data]
+
+        class Raw(io.RawIOBase):
+            def readable(self) -> bool:
+                return True
+
+            def readinto(self, buffer: Any) -> int:
+                if not given:
+                    raise KeyboardInterrupt
+                piece = given.pop()
+                buffer[: len(piece)] = piece
+                return len(piece)
+
+        self.buffer = io.BufferedReader(Raw())
+
+    def isatty(self) -> bool:
+        return False
+
+
+def test_analyze_stdin_interrupted_leaves_the_rest_unread(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    data = pcap(tmp_path, "a.pcap", first())
+    monkeypatch.setattr("sys.stdin", _Stdin(data))
+    assert main(["analyze", "-"]) == 0  # a stream: Ctrl-C ends it with the summary
+    out = capsys.readouterr().out
+    assert "Verdicts" in out
+    assert (
+        f"stdin: the bytes after offset {len(data):,} were not read (interrupted by Ctrl-C): "
+        "whatever they held is unknown"
+    ) in out
+
+
+class PipeCapture(LiveCapture):
+    """A capture engine's stand-in: ``data`` on a pipe, as dumpcap or the scapy engine writes
+    its stream, then the end of the stream (``end``) or none; the drops and the failure it
+    reports. ``stopped`` is set by stop() (live's first Ctrl-C)."""
+
+    engine = "scapy"
+
+    def __init__(self, data: bytes, drops: int = 0, error: str | None = None, end: bool = True):
+        self.interfaces = ["lo"]
+        self.fd, self._out = os.pipe()
+        self._drops, self._error = drops, error
+        self.stopped = threading.Event()
+        self._writer = threading.Thread(target=self._write, args=(data, end), daemon=True)
+        self._writer.start()
+
+    def _write(self, data: bytes, end: bool) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._out, view) :]
+        if end:
+            os.close(self._out)
+            self._out = -1
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def close(self) -> None:
+        self.stopped.set()
+        self._writer.join(WAIT)
+        for fd in (self.fd, self._out):
+            if fd >= 0:
+                os.close(fd)
+        self.fd = self._out = -1
+
+    def drops(self) -> dict[str, int]:
+        return {"lo": self._drops}
+
+    def received(self) -> dict[str, int]:
+        return {}
+
+    @property
+    def error(self) -> str | None:
+        return self._error
+
+
+def live_verify(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    capture: PipeCapture,
+    *options: str,
+) -> tuple[int, dict]:
+    """``live --verify --json`` (the strict rule) over ``capture``: exit status, verdict."""
+    monkeypatch.setattr(live_source, "open_live", lambda *_args: capture)
+    rows = tmp_path / "rows.jsonl"
+    code = main(["live", "-i", "lo", "--verify", "--json", *STRICT, "--format", "jsonl",
+                 "-o", str(rows), *options])  # fmt: skip
+    return code, json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(("told", "reported"), [(7, 7), (0, 9), (7, 9), (9, 0)])
+def test_live_counts_each_dropped_packet_once(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    told: int,
+    reported: int,
+) -> None:
+    """The engine reports its drops when it stops, and its stream's statistics blocks tell
+    them too (``told``): the drops are the engine's count, or the stream's when it told more;
+    never the two added."""
+    capture = PipeCapture(pcapng(first(), isb(0, ifdrop=told)), drops=reported)
+    code, data = live_verify(monkeypatch, capsys, tmp_path, capture)
+    (rule,) = data["rules"]
+    (spot,) = rule["coverage"]["not_inspected"]
+    assert (code, spot["kind"], spot["count"]) == (2, "dropped-packets", max(told, reported))
+    capture = PipeCapture(pcapng(first(), isb(0, ifdrop=told)), drops=reported)
+    assert live_verify(monkeypatch, capsys, tmp_path, capture, "--partial")[0] == 0
+
+
+def test_live_without_drops_or_failure_passes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    capture = PipeCapture(pcapng(first(), isb(0, ifdrop=0)))
+    code, data = live_verify(monkeypatch, capsys, tmp_path, capture)
+    assert (code, data["result"], data["rules"][0]["coverage"]["not_inspected"]) == (0, "PASS", [])
+
+
+def test_live_capture_that_failed_leaves_the_rest_unread(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The engine ended by itself (dumpcap killed): what it had captured but not written is
+    lost, whatever its stream held before."""
+    data = pcapng(first())
+    capture = PipeCapture(data, error="dumpcap was killed (signal 9)")
+    code, result = live_verify(monkeypatch, capsys, tmp_path, capture)
+    (rule,) = result["rules"]
+    assert (code, kinds(rule)) == (2, ["unread-capture"])
+    assert rule["coverage"]["blind_spots"] == [
+        f"live:lo: the bytes after offset {len(data):,} were not read (the capture ended by "
+        "itself: dumpcap was killed (signal 9)): whatever they held is unknown; repair the file "
+        "(pcapfix) or capture again"
+    ]
+    capture = PipeCapture(data, error="dumpcap was killed (signal 9)")
+    assert live_verify(monkeypatch, capsys, tmp_path, capture, "--partial")[0] == 0
+
+
+def test_live_second_ctrl_c_leaves_the_rest_unread(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Ctrl-C once (the capture stops; its stream would be read to its end), then again before
+    the stream ended: live gives up at once, and what it did not read may be anything."""
+    # the compliant call, then a Basic logon's handshake: its request would have come next
+    capture = PipeCapture(pcapng(first() + second()[:3]), end=False)
+    rows = tmp_path / "rows.jsonl"
+
+    def press_twice() -> None:
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline and "bearer" not in _text(rows):
+            time.sleep(0.01)  # the compliant call was read: live is in its stream
+        os.kill(os.getpid(), signal.SIGINT)
+        if capture.stopped.wait(WAIT):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    presser = threading.Thread(target=press_twice, daemon=True)
+    presser.start()
+    code, data = live_verify(monkeypatch, capsys, tmp_path, capture)
+    presser.join(WAIT)
+    (rule,) = data["rules"]
+    assert (code, rule["result"], kinds(rule)) == (2, "INCONCLUSIVE", ["unread-capture"])
+    assert "a second Ctrl-C gave up reading the capture" in rule["coverage"]["blind_spots"][0]
+    assert rule["coverage"]["exchanges"] == 1  # what was read before is analysed
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
