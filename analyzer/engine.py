@@ -46,6 +46,7 @@ from analyzer.protocols.sip_exchange import SipConnection, SipDatagrams, SipExch
 from analyzer.sources.archive import Archived, connection_id
 from analyzer.sources.kinds import input_kind
 from analyzer.sources.pcapfile import read_packets, read_stream
+from analyzer.words import plural
 
 if TYPE_CHECKING:
     from analyzer.oauth.certificates import CertificateFacts
@@ -639,12 +640,20 @@ def _pair_spots(
 
 
 def unread_blind_spots(captures: list[CaptureStats]) -> list[NotInspected]:
-    """The rest of each capture file read short of its end (``CaptureStats.unread_from``), and
-    its packets that carry no time (``untimed_packets``): no addresses nor ports, so every
-    scope covers them - whatever those bytes held, or when those requests were made, is
-    unknown."""
+    """The rest of each capture file read short of its end (``CaptureStats.unread_from``), the
+    packets the capture dropped (``dropped``), and its packets that carry no time
+    (``untimed_packets``): no addresses nor ports, so every scope covers them - whatever those
+    bytes or packets held, or when those requests were made, is unknown."""
     out = []
     for c in captures:
+        if c.dropped:
+            detail = (
+                f"{c.path}: {plural(c.dropped, 'packet')} dropped by the capture (its buffers "
+                "overflowed: the reader or the disk fell behind): whatever they held is unknown"
+            )
+            conn_id = connection_id("dropped-packets", c.path)
+            spot = NotInspected("dropped-packets", conn_id, c.first_ts or 0.0, "", 0, "", 0)
+            out.append(evolve(spot, count=c.dropped, detail=detail))
         if c.untimed_packets:
             detail = (
                 f"{c.path}: {c.untimed_packets:,} packet(s) carry no timestamp (pcapng simple "

@@ -377,6 +377,7 @@ NOT_INSPECTED_KINDS = (
     "unread-capture",
     "untimed-capture",
     "ip-fragments",
+    "dropped-packets",
 )
 
 
@@ -393,8 +394,9 @@ class NotInspected(_Record):
     begun before the capture (whose logon it did not see); QUIC (HTTP/3) from a client to a
     server's UDP 443 (client port 0: any); or IPsec ESP between two addresses, with ports 0
     (any connection between them, either address the client); or the rest of a capture file
-    after a record that cannot be one, or packets of it that carry no time (no addresses nor
-    ports: any traffic). A verdict whose scope covers one errs towards INCONCLUSIVE.
+    after a record that cannot be one (or cut short, or a live capture given up on or ended by
+    a failure), packets of it that carry no time, or packets the capture dropped (no addresses
+    nor ports: any traffic). A verdict whose scope covers one errs towards INCONCLUSIVE.
     """
 
     kind: str  # one of NOT_INSPECTED_KINDS
@@ -656,7 +658,10 @@ class CaptureStats:
     tls_connections: int = 0  # connections whose bytes start like TLS: unreadable without keys
     gaps: int = 0  # holes in TCP streams given up on
     evicted: int = 0  # connections dropped for idleness or the buffer cap
-    dropped: int = 0  # live capture: packets the kernel or capture engine dropped (missed)
+    # Packets the kernel or capture engine dropped (missed): live's counts, or a pcapng's
+    # interface statistics (isb_ifdrop, isb_osdrop); a blind spot of kind "dropped-packets" for
+    # every scope.
+    dropped: int = 0
     first_ts: float | None = None  # time of the first TCP packet (offsets like --since +30s)
     # Tunnels taken apart (analyzer.sources.linklayer): packets per encapsulation read (once per
     # layer: "VXLAN", "GRE", "ERSPAN II", "MPLS", ...), the ids seen in each (VNI, GRE key,
@@ -674,8 +679,10 @@ class CaptureStats:
     # "ip-fragments": what those datagrams carried was not read.
     fragments_lost: dict[tuple[bytes, bytes], list[float]] = field(default_factory=dict)
     # Where reading stopped short of the file's end (the byte offset of a record that cannot
-    # be one) and why: the rest was never read, a blind spot of kind "unread-capture" for every
-    # scope. None when the file was read to its end (a last record cut short is a warning).
+    # be one, or of one cut short by the end of the file before its headers; where a stream
+    # was given up on, or where a live capture that failed ended) and why: the rest was never
+    # read, a blind spot of kind "unread-capture" for every scope. None when the file was read
+    # to its end.
     unread_from: int | None = None
     unread_why: str = ""
     # Packets that carry no timestamp (pcapng simple packet blocks), dated by the packet before

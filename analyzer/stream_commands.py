@@ -72,13 +72,15 @@ def analyze_stdin(args: argparse.Namespace) -> int:
             reveal_secrets=args.reveal_secrets,
             on_event=rows if listing else _ignore,
         )
+        read = _Counted()
         try:
-            engine.read_stream(_stdin(), STDIN_NAME, tls_keylog=args.tls_keylog)
+            engine.read_stream(_stdin(), STDIN_NAME, tee=read, tls_keylog=args.tls_keylog)
         except CaptureError as exc:
             _error(str(exc))
             return 2
-        except KeyboardInterrupt:
-            _interrupted(engine)
+        except KeyboardInterrupt:  # the rest of the stream is not read: a blind spot
+            if engine.captures:
+                _given_up(engine.captures[-1], read.bytes, "interrupted by Ctrl-C")
         except BrokenPipeError:
             return _reader_gone()
         result = engine.finish()
@@ -161,6 +163,7 @@ def live(args: argparse.Namespace) -> int:
                 return usage
             stack.callback(_close_quietly, ring)
         name = f"live:{','.join(interfaces)}"
+        read = _Counted(ring.write if ring else None)
         progress = _live_progress(engine, capture, args.count, status)
         stream = stack.enter_context(os.fdopen(capture.fd, "rb", buffering=0, closefd=False))
         timer = threading.Timer(args.duration, capture.stop) if args.duration else None
@@ -172,7 +175,7 @@ def live(args: argparse.Namespace) -> int:
                 stats = engine.read_stream(
                     stream,
                     name,
-                    tee=ring.write if ring else None,
+                    tee=read,
                     progress=progress,
                     tls_keylog=args.tls_keylog,
                 )
@@ -183,8 +186,13 @@ def live(args: argparse.Namespace) -> int:
                 _error(f"{exc}: live stopped")
                 return usage
             except KeyboardInterrupt:  # the second Ctrl-C: give up at once
-                _interrupted(engine)
                 stats = engine.captures[-1] if engine.captures else CaptureStats(path=name)
+                _given_up(
+                    stats,
+                    read.bytes,
+                    "a second Ctrl-C gave up reading the capture; one Ctrl-C reads what was "
+                    "captured to the end",
+                )
             finally:
                 if timer is not None:
                     timer.cancel()
@@ -197,9 +205,10 @@ def live(args: argparse.Namespace) -> int:
             except WriteError as exc:
                 _error(f"{exc}: live stopped")
                 return usage
-        stats.dropped = sum(capture.drops().values())
-        if capture.error:
-            stats.warn(f"{name}: the capture ended by itself: {capture.error}")
+        # the engine's counts; its statistics blocks in the stream may have told the same drops
+        stats.dropped = max(stats.dropped, sum(capture.drops().values()))
+        if capture.error:  # what it had captured but not yet handed over is lost
+            _given_up(stats, read.bytes, f"the capture ended by itself: {capture.error}")
         capture.close()
         stats.file_format = f"live ({capture.engine})"
         result = engine.finish()
@@ -284,10 +293,27 @@ def _close_quietly(ring: Any) -> None:
         ring.close()
 
 
-def _interrupted(engine: Engine) -> None:
-    stats = engine.captures[-1] if engine.captures else None
-    if stats is not None:
-        stats.warn(f"{stats.path}: interrupted; the packets read before are analysed")
+class _Counted:
+    """A stream's ``tee``: counts the bytes read (where reading ended) and hands them on."""
+
+    def __init__(self, then: Callable[[bytes], None] | None = None) -> None:
+        self.bytes = 0
+        self._then = then
+
+    def __call__(self, chunk: bytes) -> None:
+        self.bytes += len(chunk)
+        if self._then is not None:
+            self._then(chunk)
+
+
+def _given_up(stats: CaptureStats, offset: int, why: str) -> None:
+    """The stream was not read to its end after ``offset`` bytes (``why``): warned, and the
+    rest - whatever it held, the packets read but not yet analysed, those captured but never
+    written - is an unread-capture blind spot for every scope, so verify cannot PASS over it
+    (unless --partial). A record cut short before it (``unread_from`` set) stays the first."""
+    stats.warn(f"{stats.path}: {why}; the packets read before are analysed")
+    if stats.unread_from is None:
+        stats.unread_from, stats.unread_why = offset, why
 
 
 def _violations(watch: Any, as_json: bool, status: StatusLine | None) -> Callable[[Event], None]:

@@ -299,7 +299,8 @@ def test_read_packets_from_a_file(tmp_path_factory: pytest.TempPathFactory, data
 @fuzz
 @given(capture_bytes, st.integers(1, 4096))
 def test_read_stream_in_any_chunking(data: bytes, chunk: int) -> None:
-    """A stream that arrives a few bytes at a time gives what the whole file gives."""
+    """A stream that arrives a few bytes at a time gives what the whole file gives, and says
+    the same of what it lost."""
 
     class Trickle(io.RawIOBase):
         def __init__(self) -> None:
@@ -324,6 +325,8 @@ def test_read_stream_in_any_chunking(data: bytes, chunk: int) -> None:
         return
     got = [_key(p) for p in read_stream(Trickle(), "trickled", trickled)]  # type: ignore[arg-type]
     assert got == expected
+    # what was lost is the same too: where reading stopped (a file's offset), the drops told
+    assert (trickled.unread_from, trickled.dropped) == (whole.unread_from, whole.dropped)
 
 
 def _key(p: tuple) -> tuple:

@@ -233,6 +233,34 @@ def test_live_stops_in_one_line_when_its_write_fails(options: list[str], code: i
     )
 
 
+@pytest.mark.skipif(shutil.which("dumpcap") is None, reason="dumpcap missing")
+def test_live_verify_over_a_capture_killed_midway_is_inconclusive(tmp_path: Path) -> None:
+    """dumpcap killed (the OOM killer, a crash) after a compliant call: what it had captured
+    but not written is lost, so the rule cannot PASS on the call it did write."""
+    with serving() as port:
+        live = Live(tmp_path, port, "--verify", "--format", "jsonl", "-o",
+                    str(tmp_path / "events.jsonl"))  # fmt: skip
+        try:
+            deadline = time.monotonic() + WAIT
+            while not any(r["scheme"] == "bearer" for r in live.lines()):
+                assert time.monotonic() < deadline, "live never showed the compliant call"
+                assert requests_bearer(port, s2s_token()) == 200
+                time.sleep(0.3)
+            children = Path(f"/proc/{live.proc.pid}/task/{live.proc.pid}/children").read_text()
+            names = {int(pid): Path(f"/proc/{pid}/comm").read_text().strip() for pid in
+                     children.split()}  # fmt: skip
+            (dumpcap,) = [pid for pid, name in names.items() if name == "dumpcap"]
+            os.kill(dumpcap, signal.SIGKILL)
+            code, out, err = live.stop_when_done()  # the stream ends: live ends by itself
+        finally:
+            live.proc.kill()
+    assert code == 2, err
+    # (killed while writing a block, its stream may also end inside a record: warned too)
+    assert out.splitlines()[-1].startswith("INCONCLUSIVE (warning: damaged capture: ")
+    assert "live:lo: the capture ended by itself: dumpcap was killed (signal 9)" in out
+    assert "blind spot: live:lo: the bytes after offset" in out
+
+
 def test_live_stops_by_itself_after_a_duration(tmp_path: Path) -> None:
     with serving() as port:
         live = Live(tmp_path, port, "--duration", "3", "--format", "jsonl", "-o",

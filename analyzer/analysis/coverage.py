@@ -23,6 +23,10 @@ SANITIZED_ADVICE = "export the HAR again with sensitive data"
 ESP_ADVICE = "capture inside the IPsec tunnel (on either host, or past the gateway)"
 UNREAD_ADVICE = "repair the file (pcapfix) or capture again"
 UNTIMED_ADVICE = "capture with a tool that writes enhanced packet blocks (dumpcap, tcpdump)"
+DROPS_ADVICE = (
+    "give the capture a bigger buffer (dumpcap -B), a capture filter that keeps only the "
+    "servers in question, or a faster disk, and capture again"
+)
 QUIC_ADVICE = (
     "turn HTTP/3 off for the capture (IIS: the EnableHttp3 registry value; a browser: "
     "--disable-quic) so the traffic goes over TLS, which a key log decrypts"
@@ -90,6 +94,8 @@ def blind_spot_lines(not_inspected: list[NotInspected], limit: int = TOP_SERVERS
             out += [f"{n.detail}; {UNREAD_ADVICE}" for n in group]
         elif kind == "untimed-capture":
             out += [f"{n.detail}; {UNTIMED_ADVICE}" for n in group]
+        elif kind == "dropped-packets":
+            out += [f"{n.detail}; {DROPS_ADVICE}" for n in group]
         elif kind == "quic":
             out.append(
                 f"QUIC (HTTP/3) from {plural(len(group), 'client')} to {where} not inspected: "
@@ -127,7 +133,7 @@ def blind_spot_lines(not_inspected: list[NotInspected], limit: int = TOP_SERVERS
 def _where(n: NotInspected) -> str:
     """The server a blind spot went to, by name when known (``mail.contoso.com:443
     (10.1.0.10)``); for IPsec ESP, which has no ports nor server, the two addresses."""
-    if n.kind in ("unread-capture", "untimed-capture"):
+    if n.kind in ("unread-capture", "untimed-capture", "dropped-packets"):
         return n.detail.partition(":")[0]  # the file
     if n.kind in ("ipsec-esp", "ip-fragments"):
         if not n.server_ip:

@@ -66,7 +66,11 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _PCAP_HEADER = 24  # file header
 _PCAP_RECORD = 16  # record header
 _EPB_HEADER = 28  # enhanced packet block up to the packet data
-_BLOCK_IDB, _BLOCK_OPB, _BLOCK_SPB, _BLOCK_EPB = 1, 2, 3, 6
+_BLOCK_IDB, _BLOCK_OPB, _BLOCK_SPB, _BLOCK_ISB, _BLOCK_EPB = 1, 2, 3, 5, 6
+#: Interface statistics options counting packets the capture lost: isb_ifdrop (the interface,
+#: or the capture engine's buffers: dumpcap's count) and isb_osdrop (the operating system).
+_ISB_DROPS = (5, 7)
+_UNKNOWN_COUNT = (1 << 64) - 1  # a counter the writer could not tell
 #: pcapng blocks that are not packets but that Wireshark (4.0) shows as frames of their own, so
 #: they take a frame number: systemd journal export, custom blocks (copyable or not), and
 #: sysdig event blocks (v1, v2, v2 large). Counted as packets (as Wireshark counts them), never
@@ -106,6 +110,7 @@ _OPT = {o: Struct(o + "HH").unpack_from for o in "<>"}
 _OPB = {o: Struct(o + "HxxIIII").unpack_from for o in "<>"}  # if id, ts hi, ts lo, cap, orig
 _U32 = {o: Struct(o + "I").unpack_from for o in "<>"}
 _I64 = {o: Struct(o + "q").unpack_from for o in "<>"}
+_U64 = {o: Struct(o + "Q").unpack_from for o in "<>"}
 #: A pcap file header's magic as the first word of a record or block read in each byte order.
 _PCAP_HEADS = {o: frozenset(_U32[o](m)[0] for m in _PCAP_MAGICS) for o in "<>"}
 #: The same and a pcapng section header's: what may begin a capture appended to a pcap file.
@@ -190,6 +195,13 @@ class _Reader:
     # The record loop of the format at the current offset: a capture appended to one of the
     # other format switches it, and a streamed file's next chunk goes to it.
     scan: _ScanFn | None = None
+    # Offset in the file (or stream) of the record loops' ``data[0]``: a streamed file's chunks
+    # start further on, and what is said about an offset names the file's.
+    offset: int = 0
+    # pcapng: sections begun, and the packets each interface's statistics blocks said it had
+    # dropped by then (cumulative counters, per section and interface id): each drop counted once.
+    section: int = 0
+    drops: dict[tuple[int, int], int] = field(default_factory=dict)
 
     def add_counts(self, packets: int, slow: int, nbytes: int) -> None:
         """Add a record loop's tallies. The fast paths' packets are IPv4 TCP; those the native
@@ -227,11 +239,21 @@ class _Reader:
             "length); their captured bytes are used",
         )
 
-    def cut_short(self, left: int) -> None:
+    def cut_short(self, left: int, pos: int | None) -> None:
+        """The data ends ``left`` bytes into the record at ``pos``: warned, and the record is
+        lost (``lost``) unless ``pos`` is None (the caller read what it kept)."""
         self.stats.warn(
             f"{self.path}: file ends in the middle of a record ({left} bytes left over); "
             "the capture is truncated"
         )
+        if pos is not None:
+            self.lost(pos, left)
+
+    def lost(self, pos: int, left: int) -> None:
+        """The record at ``pos``, cut ``left`` bytes in by the end of the data, was not read:
+        which connection its packet was on, and what it held, is unknown - a blind spot for
+        every scope, as the rest of a file not read (``unread_from``)."""
+        self.unread(pos, f"the file ends {left} bytes into a record")
 
     def appended(self, pos: int) -> None:
         self.decoder.warn_once(
@@ -253,8 +275,30 @@ class _Reader:
     def stop(self, why: str, offset: int) -> None:
         """Reading ends at ``offset``, short of the file's end: the rest is a blind spot."""
         self.stats.warn(f"{self.path}: {why}; stopped reading this file")
+        self.unread(offset, why)
+
+    def unread(self, pos: int, why: str) -> None:
+        """The file from ``pos`` (in the data the record loop reads) on was not read."""
         if self.stats.unread_from is None:
-            self.stats.unread_from, self.stats.unread_why = offset, why
+            self.stats.unread_from, self.stats.unread_why = self.offset + pos, why
+
+    def at(self, pos: int) -> int:
+        """The file's offset of ``pos`` in the data the record loop reads."""
+        return self.offset + pos
+
+    def statistics(self, data: Buffer, pos: int, blen: int, order: str) -> None:
+        """An interface statistics block: the packets its interface had dropped by then
+        (``_isb_drops``) that no earlier block of the interface told are added to
+        ``stats.dropped``, a blind spot for every scope."""
+        told = _isb_drops(data, pos, blen, order)
+        if told is None:
+            return
+        ifid, dropped = told
+        key = (self.section, ifid)
+        before = self.drops.get(key, 0)
+        if dropped > before:
+            self.drops[key] = dropped
+            self.stats.dropped += dropped - before
 
     def bad_interface(self, ifid: int) -> None:
         self.stats.undecodable += 1
@@ -578,12 +622,15 @@ def _stream(
                 parts.append(chunk)
                 have += len(chunk)
             buf = b"".join(parts)
+            reader.offset += pos
             pos = 0
             if eof:
                 problem = getattr(src, "problem", None)
                 if problem:
                     reader.stats.warn(f"{reader.path}: {problem}; read what came before")
                 yield from (reader.scan or scan)(buf, 0, reader, True)
+                if problem:  # the rest of the file could not be decompressed: not read
+                    reader.unread(len(buf), problem)
                 return
     finally:
         close()
@@ -654,7 +701,7 @@ def _scan_pcap(data: Buffer, pos: int, reader: _Reader, final: bool, nested: boo
                     if not final:
                         need = _PCAP_RECORD
                     elif pos < size:
-                        reader.cut_short(size - pos)
+                        reader.cut_short(size - pos, pos)
                     break
                 e = pos + 16 + caplen
                 if e > lim:
@@ -667,7 +714,7 @@ def _scan_pcap(data: Buffer, pos: int, reader: _Reader, final: bool, nested: boo
                         n -= 1
                         break
                     if caplen > maxrec:
-                        reader.stop(f"record at offset {pos} claims {caplen} bytes", pos)
+                        reader.stop(f"record at offset {reader.at(pos)} claims {caplen} bytes", pos)
                         n -= 1
                         break
                     if e > size:
@@ -675,15 +722,19 @@ def _scan_pcap(data: Buffer, pos: int, reader: _Reader, final: bool, nested: boo
                             need = _PCAP_RECORD + caplen
                             n -= 1
                             break
-                        reader.cut_short(size - pos)
                         if size - pos <= 16:
+                            reader.cut_short(size - pos, pos)
                             n -= 1
                             break
                         # What the cut record kept is read like a snaplen-cut packet: a request
-                        # head begun in it then shows as lost, instead of vanishing unseen.
+                        # head begun in it then shows as lost, instead of vanishing unseen. Not
+                        # decoded, the packet is lost, whatever connection it was on.
+                        reader.cut_short(size - pos, None)
                         nslow += 1
                         ts = s + frac / div
                         r = decode(lt, data, pos + 16, size, ts)
+                        if r is None:
+                            reader.lost(pos, size - pos)
                         pos = size
                         if r is not None:
                             yield (ts, *r[:8], payload_of(r, mv)[r[8] : r[9]], base + n)
@@ -753,7 +804,7 @@ def _scan_pcap(data: Buffer, pos: int, reader: _Reader, final: bool, nested: boo
                 if not final:
                     need = _PCAP_HEADER
                 elif at < size:
-                    reader.cut_short(size - at)
+                    reader.cut_short(size - at, at)
                 break
             reader.appended(at)
             if kind == "pcapng":
@@ -911,7 +962,7 @@ def _scan_pcapng(
                 if not final:
                     need = 12
                 elif pos < size:
-                    reader.cut_short(size - pos)
+                    reader.cut_short(size - pos, pos)
                 break
             bt = block(data, pos)[0]
             if bt in _PCAP_HEADS[order] and (kind := _file_header(data, pos)) is not None:
@@ -926,7 +977,7 @@ def _scan_pcapng(
                     if not final:
                         need = _PCAP_HEADER
                     else:
-                        reader.cut_short(size - pos)
+                        reader.cut_short(size - pos, pos)
                     break
                 reader.appended(pos)
                 if nested:
@@ -946,7 +997,9 @@ def _scan_pcapng(
                 bom = bytes(data[pos + 8 : pos + 12])
                 if bom not in _PCAPNG_BOMS:
                     reader.stop(
-                        f"pcapng section header at offset {pos} has a bad byte-order magic", pos
+                        f"pcapng section header at offset {reader.at(pos)} has a bad byte-order "
+                        "magic",
+                        pos,
                     )
                     break
                 order = _PCAPNG_BOMS[bom]
@@ -955,12 +1008,14 @@ def _scan_pcapng(
                 big = order == ">"
             blen = block(data, pos)[1]
             if blen < 12 or blen & 3 or blen > maxrec:
-                reader.stop(f"pcapng block at offset {pos} has an invalid length {blen}", pos)
+                reader.stop(
+                    f"pcapng block at offset {reader.at(pos)} has an invalid length {blen}", pos
+                )
                 break
             nxt = pos + blen
             if nxt > size:
                 if final:
-                    reader.cut_short(size - pos)
+                    reader.cut_short(size - pos, pos)
                 else:
                     need = blen
                 break
@@ -979,6 +1034,7 @@ def _scan_pcapng(
                 last = -1
                 reader.order = order
                 reader.last_ts = 0.0
+                reader.section += 1
                 ifaces = reader.ifaces = []
                 nif = 0
             elif bt == _BLOCK_IDB:
@@ -1004,6 +1060,8 @@ def _scan_pcapng(
                         pos = nxt
                         yield (ts, *r[:8], payload_of(r, mv)[r[8] : r[9]], base + n)
                         continue
+            elif bt == _BLOCK_ISB:  # rare: once per interface when a capture ends
+                reader.statistics(data, pos, blen, order)
             elif bt in _RECORD_BLOCKS:  # a frame in Wireshark, though not a packet
                 n += 1
                 run0 += 1
@@ -1056,6 +1114,32 @@ def _parse_idb(data: Buffer, pos: int, blen: int, order: str) -> _Interface:
             iface.tsoffset = _I64[order](data, v)[0]
         o = v + ((length + 3) & ~3)
     return iface
+
+
+def _isb_drops(data: Buffer, pos: int, blen: int, order: str) -> tuple[int, int] | None:
+    """(interface id, packets dropped since the capture began) of the interface statistics
+    block at ``pos``: isb_ifdrop plus isb_osdrop; None when it tells neither."""
+    if blen < 24:
+        return None
+    ifid = _U32[order](data, pos + 8)[0]
+    opt = _OPT[order]
+    u64 = _U64[order]
+    dropped = None
+    o = pos + 20
+    end = pos + blen - 4
+    while o + 4 <= end:
+        code, length = opt(data, o)
+        if code == 0:
+            break
+        v = o + 4
+        if v + length > end:
+            break
+        if code in _ISB_DROPS and length == 8:
+            count = u64(data, v)[0]
+            if count != _UNKNOWN_COUNT:
+                dropped = (dropped or 0) + count
+        o = v + ((length + 3) & ~3)
+    return None if dropped is None else (ifid, dropped)
 
 
 def _epb_time(data: Buffer, pos: int, order: str, ifaces: list[_Interface]) -> float:
