@@ -398,6 +398,39 @@ def test_the_first_bytes_choose_and_are_replayed() -> None:
     assert conn.b_to_a.dead and sip.finished
 
 
+class Hooked(Recorder):
+    """A consumer with the reassembler's optional hooks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hooks: list[tuple] = []
+
+    def conflict(self, ts: float) -> None:
+        self.hooks.append(("conflict", ts))
+
+    def resent(self, off: int, nbytes: int, ts: float) -> None:
+        self.hooks.append(("resent", off, nbytes, ts))
+
+
+def test_the_reassembler_s_hooks_reach_the_chosen_consumer_even_before_the_choice() -> None:
+    pair = Pair("sip")
+    pair.a_to_b = Hooked()
+    conn = FirstBytes(lambda first: pair if len(first) > 5 else None, lambda: pair)
+    conn.a_to_b.data(b"REGI", 1.0)
+    conn.a_to_b.conflict(1.1)  # about held bytes: kept for the consumer to come
+    conn.a_to_b.resent(0, 4, 1.2)
+    conn.a_to_b.resent(0, 4, 1.4)
+    conn.a_to_b.resent(0, 4, 1.3)  # only the latest copy of a stretch dates it
+    assert conn.chosen is None
+    conn.a_to_b.data(b"STER", 2.0)
+    assert pair.a_to_b.got == [(b"REGISTER", 1.0)]
+    assert pair.a_to_b.hooks == [("conflict", 1.1), ("resent", 0, 4, 1.4)]
+    conn.a_to_b.conflict(3.0)
+    conn.a_to_b.resent(4, 4, 3.1)
+    conn.b_to_a.conflict(3.2)  # a consumer without the hooks is not told
+    assert pair.a_to_b.hooks[2:] == [("conflict", 3.0), ("resent", 4, 4, 3.1)]
+
+
 def test_undecided_bytes_go_to_the_default_in_the_end() -> None:
     http = Pair("http")
     conn = FirstBytes(lambda first: None, lambda: http)
