@@ -43,6 +43,7 @@ from analyzer.protocols.dispatch import FirstBytes
 from analyzer.protocols.http_exchange import Exchange, HttpConnection
 from analyzer.protocols.sip import looks_like_sip
 from analyzer.protocols.sip_exchange import SipConnection, SipDatagrams, SipExchange
+from analyzer.protocols.tls import looks_like_record
 from analyzer.sources.archive import Archived, connection_id
 from analyzer.sources.kinds import input_kind
 from analyzer.sources.pcapfile import read_packets, read_stream
@@ -450,19 +451,22 @@ class EventCollector:
     ) -> Connection:
         """A connection read as SIP when its first bytes are a SIP start line, else by ``http``.
 
-        Cleartext is looked at only on the SIP ports (anything else goes straight to ``http``,
-        at no cost to bulk HTTP); decrypted TLS always, as SIP reaches Edge servers on 443. On a
-        SIP port, a connection caught mid-stream is SIP unless its bytes are HTTP or TLS.
+        Cleartext on the HTTP ports goes straight to ``http``, at no cost to bulk HTTP (bytes
+        that are not HTTP there, SIP among them, are a blind spot: ``_not_http``); on any other
+        port, and in decrypted TLS, the first bytes decide (SIP on 5090 or in the clear on
+        443; SIP through a Skype for Business Edge on 443). On a SIP port, a connection caught
+        mid-stream is SIP unless its bytes are HTTP or TLS records (``_http_or_tls``).
         """
         sip_port = info.a_port in SIP_PORTS or info.b_port in SIP_PORTS
-        if not (decrypted or sip_port):
+        if not (decrypted or sip_port) and (info.a_port in HTTP_PORTS or info.b_port in HTTP_PORTS):
             return http(info)
+        midstream_sip = sip_port and not info.syn_seen
 
         def choose(first: bytes) -> Connection | None:
             sip = looks_like_sip(first)
-            if sip is None:
-                return None
-            if sip or (sip_port and not info.syn_seen and not _http_or_tls(first)):
+            if sip is None or (not sip and len(first) < 5 and _tls_prefix(first)):
+                return None  # too few bytes to tell (a TLS record header cut short)
+            if sip or (midstream_sip and not _http_or_tls(first)):
                 return self.sip_connection(info, decrypted)
             return http(info)
 
@@ -510,13 +514,15 @@ class EventCollector:
         self._add(evolve(event, transport="tls") if event is not None else None, source)
 
     def sip_closed(self, conn: SipConnection) -> None:
-        """A SIP connection ended: remember the stretches of its bytes that were lost."""
+        """A SIP connection ended: remember the stretches of its bytes that were lost (to a
+        hole, before the first start line of a mid-stream start, in a head that is not SIP, or
+        retransmitted with other contents)."""
         if self.on_close is not None:
             self.on_close(conn.conn_id)
         self._note_input(conn.conn_id)
         lost = conn.requests_lost
         if lost:
-            detail = f"{lost} stretch(es) of SIP bytes lost: credentials unknown"
+            detail = f"{lost} stretch(es) of SIP bytes lost or in doubt: credentials unknown"
             record = _not_inspected("request-lost", conn, lost, detail)
             self.not_inspected.append(evolve(record, protocol="sip"))
             self._bound()
@@ -533,8 +539,21 @@ SIP_PORTS = frozenset(range(5060, 5088))
 
 
 def _http_or_tls(first: bytes) -> bool:
-    """First bytes of HTTP/1.x or of a TLS record: not SIP, whatever the port."""
-    return first[:2] == b"\x16\x03" or first.startswith(b"HTTP/") or b" HTTP/1." in first[:256]
+    """First bytes of HTTP/1.x or of a TLS record: not SIP, whatever the port. Any record, not
+    only a handshake: a connection caught after its handshake (the usual capture of a Skype for
+    Business client's one long-lived connection to its pool on 5061) starts with application
+    data, which the HTTP reader records as TLS not decrypted."""
+    return (
+        first[:2] == b"\x16\x03"
+        or looks_like_record(first[:5])
+        or first.startswith(b"HTTP/")
+        or b" HTTP/1." in first[:256]
+    )
+
+
+def _tls_prefix(first: bytes) -> bool:
+    """Can these few bytes begin a TLS record header (type 20-24, then major version 3)?"""
+    return 20 <= first[0] <= 24 and (len(first) < 2 or first[1] == 3)
 
 
 def _both(first: Callable[[bytes], None], second: Callable[[bytes], None]) -> Callable:

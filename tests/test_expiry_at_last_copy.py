@@ -64,9 +64,9 @@ def request(bearer: str, method: str = "GET", body: bytes = b"") -> bytes:
 Segment = tuple[float, bool, int, bytes]
 
 
-def write(path: Path, segments: list[Segment]) -> str:
-    """One connection CLIENT:40001 -> SERVER:80: handshake at T0 + 1, the segments (in the
-    order given, at their times, any offset: retransmissions and reordering as written),
+def write(path: Path, segments: list[Segment], port: int = 80) -> str:
+    """One connection CLIENT:40001 -> SERVER:``port``: handshake at T0 + 1, the segments (in
+    the order given, at their times, any offset: retransmissions and reordering as written),
     then FINs a second after the last."""
     import scapy.all as scapy
 
@@ -75,7 +75,9 @@ def write(path: Path, segments: list[Segment]) -> str:
     packets = []
 
     def packet(ts: float, client: bool, flags: str, off: int, payload: bytes = b"") -> None:
-        src, dst, sp, dp = (CLIENT, SERVER, 40001, 80) if client else (SERVER, CLIENT, 80, 40001)
+        src, dst, sp, dp = (
+            (CLIENT, SERVER, 40001, port) if client else (SERVER, CLIENT, port, 40001)
+        )
         seq = isn[client] + 1 + off if "S" not in flags else isn[client]
         ack = isn[not client] + 1 + sent[not client] if flags != "S" else 0
         tcp = scapy.TCP(sport=sp, dport=dp, flags=flags, seq=seq, ack=ack)

@@ -179,6 +179,43 @@ def test_a_midstream_stream_starts_at_the_first_start_line() -> None:
     s, got = stream(midstream=True)
     s.data(b"rest of a body\r\n" + request(), 1.0)
     assert [m.method for m in got] == ["REGISTER"]
+    assert s.lost == 1  # what it dropped may have ended a head that carried a credential
+
+
+def test_what_a_midstream_start_drops_is_one_lost_stretch_keep_alives_none() -> None:
+    s, got = stream(midstream=True)
+    s.data(b"\r\n\r\n", 1.0)
+    s.data(request(), 2.0)
+    assert [m.method for m in got] == ["REGISTER"] and s.lost == 0
+    s, got = stream(midstream=True)
+    s.data(b'Authorization: NTLM gssapi-data="TlRMTVNTUAAD"\r\n', 1.0)  # no start line yet
+    s.data(b"\r\n" + request(), 2.0)
+    s.gap(10, 3.0)  # a later hole is a stretch of its own
+    assert [m.method for m in got] == ["REGISTER"] and s.lost == 2
+    s, _ = stream(midstream=True)
+    s.data(b"a body that never ends", 1.0)
+    s.close(2.0)
+    assert s.lost == 1
+
+
+def test_a_retransmission_with_other_bytes_is_a_lost_stretch() -> None:
+    s, got = stream()
+    s.data(request(), 1.0)
+    s.conflict(1.1)
+    assert (s.lost, s.conflicts, len(got)) == (1, 1, 1)
+    s.close(2.0)
+    s.conflict(2.1)  # a dead stream counts nothing
+    assert s.lost == 1
+
+
+@pytest.mark.parametrize("line", [b"REGISTER  sip:x SIP/2.0", b"REGISTER sip:x  SIP/2.0 \t"])
+def test_start_lines_spaced_as_the_parser_allows_are_sip(line: bytes) -> None:
+    head = request().replace(b"REGISTER sip:contoso.com SIP/2.0", line, 1)
+    assert looks_like_sip(head) and parse_datagram(head, 1.0) is not None
+    s, got = stream(midstream=True)  # and a hunt finds them
+    s.data(b"junk\r\n" + head, 1.0)
+    assert [m.uri for m in got] == ["sip:x"]
+    assert looks_like_sip(b"SIP/2.0  200 OK\r\n") and looks_like_sip(b"REGISTER   ") is None
 
 
 def test_a_head_that_never_ends_or_lies_about_its_length_is_lost() -> None:
@@ -359,6 +396,39 @@ def test_the_first_bytes_choose_and_are_replayed() -> None:
     conn.finish(5.0)
     assert sip.a_to_b.got[-1] == (b"more", 3.0) and sip.b_to_a.gaps == [10]
     assert conn.b_to_a.dead and sip.finished
+
+
+class Hooked(Recorder):
+    """A consumer with the reassembler's optional hooks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hooks: list[tuple] = []
+
+    def conflict(self, ts: float) -> None:
+        self.hooks.append(("conflict", ts))
+
+    def resent(self, off: int, nbytes: int, ts: float) -> None:
+        self.hooks.append(("resent", off, nbytes, ts))
+
+
+def test_the_reassembler_s_hooks_reach_the_chosen_consumer_even_before_the_choice() -> None:
+    pair = Pair("sip")
+    pair.a_to_b = Hooked()
+    conn = FirstBytes(lambda first: pair if len(first) > 5 else None, lambda: pair)
+    conn.a_to_b.data(b"REGI", 1.0)
+    conn.a_to_b.conflict(1.1)  # about held bytes: kept for the consumer to come
+    conn.a_to_b.resent(0, 4, 1.2)
+    conn.a_to_b.resent(0, 4, 1.4)
+    conn.a_to_b.resent(0, 4, 1.3)  # only the latest copy of a stretch dates it
+    assert conn.chosen is None
+    conn.a_to_b.data(b"STER", 2.0)
+    assert pair.a_to_b.got == [(b"REGISTER", 1.0)]
+    assert pair.a_to_b.hooks == [("conflict", 1.1), ("resent", 0, 4, 1.4)]
+    conn.a_to_b.conflict(3.0)
+    conn.a_to_b.resent(4, 4, 3.1)
+    conn.b_to_a.conflict(3.2)  # a consumer without the hooks is not told
+    assert pair.a_to_b.hooks[2:] == [("conflict", 3.0), ("resent", 4, 4, 3.1)]
 
 
 def test_undecided_bytes_go_to_the_default_in_the_end() -> None:

@@ -124,3 +124,66 @@ def test_lost_sip_bytes_only_blind_a_rule_that_judges_sip(tmp_path: Path, bearer
     assert judge(paths).result == PASS  # HTTP: the SIP hole is not its blind spot
     sip = judge([bearer, tmp_path / "hole.pcap"], protocol="sip")
     assert sip.result == INCONCLUSIVE and sip.coverage.not_inspected == [lost]
+
+
+# -- every credential a SIP request presents (RFC 3261 20.7: one Authorization per realm) -----
+def token() -> str:
+    return signed(actor_claims(nbf=int(kit.T0) - 60, exp=int(kit.T0) + 3600), key="sfb")
+
+
+def ntlm_leg() -> str:
+    return kit.leg("NTLM", kit.b64(kit.ntlm_blobs()[2]), "4A5B6C7D")
+
+
+def registered(tmp_path: Path, headers: list[str], *, tcp: bool = False) -> Path:
+    """A capture of one REGISTER sending ``headers`` and its 200."""
+    reg = kit.Dialog("two-auth-0001")
+    msgs = [(0, reg.request(headers)), (1, reg.response(200, "OK"))]
+    path = tmp_path / "reg.pcap"
+    return Path(kit.tcp_capture(path, msgs) if tcp else kit.udp_capture(path, msgs))
+
+
+@pytest.mark.parametrize(
+    ("headers", "scheme", "others"),
+    [
+        pytest.param(lambda: [f"Authorization: Bearer {token()}", ntlm_leg()], "ntlm", ["bearer"],
+                     id="bearer-then-ntlm"),
+        pytest.param(lambda: [f"Authorization: Bearer {token()}", kit.DIGEST_AUTH], "digest",
+                     ["bearer"], id="bearer-then-digest"),
+        pytest.param(lambda: ["Authorization: Bearer", ntlm_leg()], "ntlm", ["bearer"],
+                     id="empty-bearer-then-ntlm"),
+        pytest.param(lambda: ["Authorization:", ntlm_leg()], "ntlm", [], id="empty-then-ntlm"),
+        pytest.param(
+            lambda: [f"Authorization: Bearer {token()}", "Proxy-" + ntlm_leg()], "ntlm",
+            ["bearer"], id="bearer-plus-proxy-ntlm",
+        ),
+        pytest.param(lambda: [kit.DIGEST_AUTH, f"Authorization: Bearer {token()}"], "digest",
+                     ["bearer"], id="digest-then-bearer"),
+    ],
+)  # fmt: skip
+def test_a_credential_beside_the_token_is_not_oauth_whatever_the_order(
+    tmp_path: Path, headers, scheme: str, others: list[str]
+) -> None:
+    """Every Authorization and Proxy-Authorization value is read, as in HTTP: the event is the
+    credential that is not a token, the token is listed beside it, and verify fails it."""
+    path = registered(tmp_path, headers())
+    (event,) = analyze_paths([str(path)]).events
+    assert event.scheme == scheme
+    assert [named.split()[0] for named in event.also_presented] == others
+    assert judge([path], protocol="sip").result == FAIL
+
+
+def test_every_authorization_header_is_read_over_tcp_too(tmp_path: Path) -> None:
+    path = registered(tmp_path, [f"Authorization: Bearer {token()}", ntlm_leg()], tcp=True)
+    (event,) = analyze_paths([str(path)]).events
+    assert (event.scheme, event.mechanism, event.user) == ("ntlm", "ntlm", "alice")
+    assert event.other_tokens == (token(),)  # decoded into the token table all the same
+    assert judge([path], protocol="sip").result == FAIL
+
+
+def test_the_same_token_sent_twice_is_still_oauth(tmp_path: Path) -> None:
+    value = f"Authorization: Bearer {token()}"
+    path = registered(tmp_path, [value, value, "Proxy-" + value])
+    (event,) = analyze_paths([str(path)]).events
+    assert (event.scheme, event.also_presented) == ("bearer", ())
+    assert judge([path], protocol="sip").result == PASS

@@ -9,7 +9,7 @@ so failed fetches show up).
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 from analyzer.auth.challenges import describe_challenge
@@ -244,9 +244,17 @@ def redacted_path(uri: str) -> str:
 def _credential(
     req: HttpMessage, query_token: str | None, form: dict[str, str]
 ) -> tuple[Credential | None, tuple[str, ...], tuple[str, ...]]:
-    """The credential the event describes, the other credentials the request presented
-    (each as ``<scheme> <cred_fp>``, see ``_named``), and the texts of the bearer tokens among
-    them that the event does not describe as a bearer credential (for the token table).
+    """The credential the event describes, the others the request presented and the bearer
+    tokens among them (see ``described_credential``), of everything ``_presented`` finds."""
+    return described_credential(_presented(req, query_token, form))
+
+
+def described_credential(
+    presented: list[Credential],
+) -> tuple[Credential | None, tuple[str, ...], tuple[str, ...]]:
+    """Of the credentials a request ``presented`` (in order): the one its event describes, the
+    others (each as ``<scheme> <cred_fp>``, see ``_named``), and the texts of the bearer tokens
+    among them that the event does not describe as a bearer credential (for the token table).
 
     One credential, or the same one sent again (two identical ``Authorization`` headers), is
     what it is. Different credentials in one request are ambiguous - a server may read the
@@ -254,10 +262,10 @@ def _credential(
     OAuth: the event describes its first credential that is not a bearer token (a Basic
     password beside a token is the Basic credential it is), or, when all are different bearer
     tokens, the first one with scheme ``other`` and the scheme words of all of them as sent
-    (``Bearer, Bearer``) as its ``scheme_name``.
+    (``Bearer, Bearer``) as its ``scheme_name``. Shared by HTTP and SIP (``sip_events``).
     """
     distinct: dict[tuple[str, str], Credential] = {}
-    for cred in _presented(req, query_token, form):
+    for cred in presented:
         distinct.setdefault((cred.scheme, cred.text), cred)
     creds = list(distinct.values())
     if len(creds) < 2:
@@ -276,27 +284,44 @@ def _credential(
 
 
 def _presented(req: HttpMessage, query_token: str | None, form: dict[str, str]) -> list[Credential]:
-    """Every credential the request presents, in order: each one of every ``Authorization``
-    header (several in one value are split, see ``split_credentials``), or, when it sent none,
-    of ``Proxy-Authorization``; then the query's ``access_token`` (``query_token``) and the
-    ``form``'s (not a token request's): a server may read either instead of the header
-    (RFC 6750 allows all three)."""
-    found: list[Credential] = []
-    for header in ("authorization", "proxy-authorization"):
-        if req.header(header) is None:
-            continue
-        for value in req.header_all(header):
-            for piece in split_credentials(value):
-                cred = _header_credential(piece, header)
-                if cred is not None:
-                    found.append(cred)
-        if found:
-            break
+    """Every credential the request presents, in order: its header credentials (see
+    ``header_credentials``: ``Proxy-Authorization`` only when it sent no ``Authorization``),
+    then the query's ``access_token`` (``query_token``) and the ``form``'s (not a token
+    request's): a server may read either instead of the header (RFC 6750 allows all three)."""
+    found = header_credentials(req)
     if query_token:
         found.append(_access_token(query_token, "query"))
     token = form.get("access_token") if "grant_type" not in form else None
     if token:
         found.append(_access_token(token, "form"))
+    return found
+
+
+class HeaderSource(Protocol):
+    """A message whose header fields are read by lowercase name (an HTTP or a SIP message)."""
+
+    def header(self, name: str) -> str | None: ...
+
+    def header_all(self, name: str) -> list[str]: ...
+
+
+def header_credentials(msg: HeaderSource, *, proxy_too: bool = False) -> list[Credential]:
+    """Every credential of every ``Authorization`` value, in order (several in one value are
+    split, see ``split_credentials``; an empty value is none), then of ``Proxy-Authorization``:
+    in HTTP only when no ``Authorization`` credential was found, as the proxy is another hop;
+    with ``proxy_too`` always (SIP: a Skype for Business Front End is registrar and proxy at
+    once, so what either header carries signs in to it)."""
+    found: list[Credential] = []
+    for header in ("authorization", "proxy-authorization"):
+        if found and not proxy_too:
+            break
+        if msg.header(header) is None:
+            continue
+        for value in msg.header_all(header):
+            for piece in split_credentials(value):
+                cred = _header_credential(piece, header)
+                if cred is not None:
+                    found.append(cred)
     return found
 
 

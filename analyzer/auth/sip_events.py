@@ -20,10 +20,10 @@ from __future__ import annotations
 import struct
 
 from analyzer.auth.challenges import describe_challenge
+from analyzer.auth.extract import described_credential, header_credentials
 from analyzer.auth.ntlm import b64decode_lenient
 from analyzer.auth.schemes import (
     parse_challenges,
-    parse_credential,
     read_quoted,
     split_outside_quotes,
 )
@@ -132,28 +132,31 @@ def sip_params(text: str) -> dict[str, str]:
 
 
 def _credential_fields(req: SipMessage) -> dict:
-    """Event fields of the request's credential (empty when it sent none)."""
-    for header in ("authorization", "proxy-authorization"):
-        value = req.header(header)
-        cred = parse_credential(value, source=header) if value is not None else None
-        if cred is None:
-            continue
-        fields: dict = {
-            "scheme": cred.scheme,
-            "scheme_name": cred.scheme_name,
-            "auth_header": cred.source,
-            "user": cred.user,
-            "domain": cred.domain,
-            "password_len": cred.password_len,
-            "cred_fp": cred.fingerprint,
-            "cred_len": len(cred.text),
-            "credential": cred.text,
-        }
-        word = cred.scheme_name.lower()
-        if word in SA_SCHEMES:
-            fields.update(_association_fields(word, sip_params(cred.text)))
-        return {k: v for k, v in fields.items() if v is not None}
-    return {}
+    """Event fields of the request's credential (empty when it sent none).
+
+    Every ``Authorization`` and ``Proxy-Authorization`` value is read (RFC 3261 20.7 and 20.28
+    allow several, one per realm), as HTTP reads them (``described_credential``): a request
+    presenting another credential beside its token is not OAuth, whatever the header order."""
+    cred, others, tokens = described_credential(header_credentials(req, proxy_too=True))
+    if cred is None:
+        return {}
+    fields: dict = {
+        "scheme": cred.scheme,
+        "scheme_name": cred.scheme_name,
+        "auth_header": cred.source,
+        "user": cred.user,
+        "domain": cred.domain,
+        "password_len": cred.password_len,
+        "cred_fp": cred.fingerprint,
+        "cred_len": len(cred.text),
+        "credential": cred.text,
+        "also_presented": others or None,
+        "other_tokens": tokens or None,
+    }
+    word = cred.scheme_name.lower()
+    if word in SA_SCHEMES:
+        fields.update(_association_fields(word, sip_params(cred.text)))
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def _association_fields(word: str, params: dict[str, str]) -> dict:

@@ -47,17 +47,20 @@ COMPACT = {
 _TOKEN = rb"[A-Za-z0-9.!%*_+`'~-]+"
 _REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") +(\S{1,8192}) +SIP/2\.0[ \t]*\r?$")
 _STATUS_LINE = re.compile(rb"SIP/2\.0 +(\d{3})(?: ([^\r\n]*))?\r?$")
-# What a message start looks like at a line start (hunting after lost bytes).
-_MESSAGE_START = re.compile(rb"(?:^|\n)((?:" + _TOKEN + rb" \S+ SIP/2\.0\r?\n)|(?:SIP/2\.0 \d{3}))")
+# What a message start looks like at a line start (hunting after lost bytes): the lines above,
+# spaced as they allow (a lenient server reads ``REGISTER  sip:x SIP/2.0``).
+_MESSAGE_START = re.compile(
+    rb"(?:^|\n)((?:" + _TOKEN + rb" +\S+ +SIP/2\.0[ \t]*\r?\n)|(?:SIP/2\.0 +\d{3}))"
+)
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 # First bytes of a SIP message: a method and a SIP-ish URI scheme, or the status line's version.
-_SIP_START = re.compile(rb"(?:" + _TOKEN + rb" (?:sips?|tel|urn|im|pres):|SIP/2\.0 \d)", re.I)
+_SIP_START = re.compile(rb"(?:" + _TOKEN + rb" +(?:sips?|tel|urn|im|pres):|SIP/2\.0 +\d)", re.I)
 _URI_HOST = re.compile(r"^(?:sips?|tel|im|pres):(?:[^@;?>]*@)?(\[[^\]]+\]|[^:;?>]+)", re.I)
 _ANGLE = re.compile(r"<([^>]*)>")
 # Bytes that may still become such a start once more arrive (a start line cut short).
 _SIP_PREFIX = re.compile(
-    rb"(?:[A-Za-z0-9.!%*_+`'~-]{0,32}(?: [A-Za-z]{0,4})?"
-    rb"|S(?:I(?:P(?:/(?:2(?:\.(?:0 ?)?)?)?)?)?)?)\Z"
+    rb"(?:[A-Za-z0-9.!%*_+`'~-]{0,32}(?: +[A-Za-z]{0,4})?"
+    rb"|S(?:I(?:P(?:/(?:2(?:\.(?:0 *)?)?)?)?)?)?)\Z"
 )
 
 
@@ -205,7 +208,10 @@ class SipStream:
 
     The reassembler's consumer (``analyzer.flows.tcp.StreamConsumer``): ``skip`` is the body
     bytes still to drop, ``dead`` is set once the bytes turn out not to be SIP. A stream that
-    starts mid-connection (``midstream``) hunts for a start line first.
+    starts mid-connection (``midstream``) hunts for a start line first; what it drops before
+    one (the rest of a message begun before the capture, which may hold a credential line) is
+    a lost stretch, as are bytes lost to a hole, a head that is not SIP, and bytes the peer
+    retransmitted with other contents (``conflict``).
     """
 
     def __init__(self, on_messages: MessageSink, *, midstream: bool = False) -> None:
@@ -214,12 +220,16 @@ class SipStream:
         self.dead = False
         self.messages_seen = 0
         self.lost = 0  # stretches of bytes that may have held message heads and were not read
+        self.conflicts = 0  # of those, stretches retransmitted with other contents
         self._buf = bytearray()
         self._ts = 0.0  # capture time of the first buffered byte
         self._frame = 0  # and the frame number of its packet
         self._searched = 0  # bytes of _buf already searched for a head's end (none there)
         self._hunting = midstream
         self._after_gap = midstream
+        # bytes dropped by the hunt under way are not counted in ``lost`` yet: a mid-stream
+        # start (a hole or a bad head counted its stretch when it began the hunt)
+        self._uncounted = midstream
 
     def data(self, data: memoryview | bytes, ts: float, frame: int = 0) -> None:
         if self.dead:
@@ -241,10 +251,20 @@ class SipStream:
         self._buf.clear()
         self._searched = 0
         self._hunting = self._after_gap = True
+        self._uncounted = False
+
+    def conflict(self, ts: float) -> None:
+        """The reassembler saw a retransmission whose bytes differ from the copy given here:
+        which copy the peer read is unknown, so the stretch counts as lost (the stream reads on
+        with the first copy)."""
+        if not self.dead:
+            self.lost += 1
+            self.conflicts += 1
 
     def close(self, ts: float) -> None:
-        """End of stream: a head begun and never finished is counted as lost."""
-        if not self.dead and self._buf.strip(b"\r\n") and not self._hunting:
+        """End of stream: a head begun and never finished is counted as lost, and so are
+        bytes a mid-stream start never found a start line in."""
+        if not self.dead and self._buf.strip(b"\r\n") and (self._uncounted or not self._hunting):
             self.lost += 1
         self._buf.clear()
         self.dead = True
@@ -303,12 +323,21 @@ class SipStream:
             keep = len(buf) - last_nl - 1 if last_nl >= 0 else len(buf)
             if keep > 512 or len(buf) > HUNT_LIMIT:
                 keep = 0  # no start line is that long
-            del buf[: len(buf) - keep]
+            self._drop(len(buf) - keep)
             return False
-        del buf[: m.start(1)]
-        self._hunting = False
+        self._drop(m.start(1))
+        self._hunting = self._uncounted = False
         self._searched = 0
         return True
+
+    def _drop(self, nbytes: int) -> None:
+        """Drop the first ``nbytes`` buffered while hunting; the first that are not keep-alive
+        CRLFs after a mid-stream start are a lost stretch (they may end a head that carried a
+        credential)."""
+        if self._uncounted and self._buf[:nbytes].strip(b"\r\n"):
+            self.lost += 1
+            self._uncounted = False
+        del self._buf[:nbytes]
 
     def _lost_sync(self) -> None:
         """A head that is not SIP, or too long: count it lost and hunt for the next message."""
@@ -316,6 +345,7 @@ class SipStream:
         self._buf.clear()
         self._searched = 0
         self._hunting = self._after_gap = True
+        self._uncounted = False
 
     def _give_up(self) -> None:
         self.dead = True
