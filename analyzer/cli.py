@@ -145,19 +145,23 @@ def build_parser() -> argparse.ArgumentParser:
         "rule says and nothing in scope went unread; FAIL lists what broke the rule; "
         "INCONCLUSIVE when nothing in scope could be inspected, or traffic in scope could not "
         "be read (undecrypted TLS, lost request bytes) and --partial was not given. Every list "
-        "option takes comma-separated values.",
+        "option takes comma-separated values, and given again adds its values.",
     )
     verify.add_argument("captures", nargs="+", metavar="CAPTURE")
     add_scope_options(verify)
     verify.add_argument(
         "--issuer",
+        action=_Union,
         help="accepted token issuers: app id, product (skype, exchange, acs, sharepoint, ...), "
-        "or <id>[/<host>]@<realm> as tokens print them (list)",
+        f"or <id>[/<host>]@<realm> as tokens print them {LIST}",
     )
-    verify.add_argument("--realm", help="accepted realms, e.g. contoso.com or a tenant id (list)")
+    verify.add_argument(
+        "--realm", action=_Union, help=f"accepted realms, e.g. contoso.com or a tenant id {LIST}"
+    )
     verify.add_argument(
         "--protocol",
-        help="protocols to judge: http (the default), sip, or both (list); Skype for Business "
+        action=_Union,
+        help=f"protocols to judge: http (the default), sip, or both {LIST}; Skype for Business "
         "users rightly sign in to SIP with NTLM, Kerberos or TLS-DSK, so SIP is judged only here",
     )
     verify.add_argument(
@@ -179,12 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--details", action="store_true", help="list every violating exchange, not just counts"
     )
-    verify.add_argument("--policy", metavar="FILE.toml", help="several rules ([[rule]] tables)")
+    verify.add_argument(
+        "--policy", action=_Once, metavar="FILE.toml", help="several rules ([[rule]] tables)"
+    )
     verify.add_argument("--json", action="store_true", help="machine-readable output")
     verify.add_argument(
         "--no-progress", action="store_true", help="never show the progress bar on stderr"
     )
-    verify.add_argument("--scheme", help=argparse.SUPPRESS)  # refused: see _verify
+    verify.add_argument("--scheme", action=_Union, help=argparse.SUPPRESS)  # refused: _verify
     _keys_option(verify)
     _tls_option(verify)
     _wire_options(verify)
@@ -242,8 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
         "not finish",
     )
     add_scope_options(live)
-    live.add_argument("--issuer", help="with --verify: accepted token issuers (list)")
-    live.add_argument("--realm", help="with --verify: accepted realms (list)")
+    live.add_argument(
+        "--issuer", action=_Union, help=f"with --verify: accepted token issuers {LIST}"
+    )
+    live.add_argument("--realm", action=_Union, help=f"with --verify: accepted realms {LIST}")
     live.add_argument(
         "--require-signature", action="store_true", help="with --verify: require a signature"
     )
@@ -252,13 +260,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     live.add_argument("--partial", action="store_true", help="with --verify")
     live.add_argument("--details", action="store_true", help="with --verify")
-    live.add_argument("--policy", metavar="FILE.toml", help="with --verify: several rules")
+    live.add_argument(
+        "--policy", action=_Once, metavar="FILE.toml", help="with --verify: several rules"
+    )
     live.add_argument("--json", action="store_true", help="with --verify: JSON lines and answer")
     _tls_option(live)
     _wire_options(live, jobs=False)
     live.add_argument(
         "--scheme",
-        help="without --verify: rows of these schemes or classes only (list); --verify refuses "
+        action=_Union,
+        help=f"without --verify: rows of these schemes or classes only {LIST}; --verify refuses "
         "it, as verify does",
     )
     _keys_option(live)
@@ -315,27 +326,71 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: How a list option's help ends: a value holds several, and the option may come back.
+LIST = "(list; repeatable)"
 #: The scope filters, the same in every command that takes them (``analysis.scope``).
 SCOPE_OPTIONS = (
     ("--client", "client addresses or networks"),
     ("--server", "servers: host, host:port, ip, ip:port, [v6]:port, network or URL"),
-    ("--host", "Host header or TLS server name"),
-    ("--path", "URI path prefixes, case-insensitive (e.g. /EWS/)"),
+    ("--host", "Host header, TLS server name or SIP domain, exactly (no wildcards)"),
+    (
+        "--path",
+        "URI path prefixes, case-insensitive (e.g. /EWS/; no wildcards); HTTP only: SIP "
+        "exchanges (no path) are not narrowed by it",
+    ),
     ("--user", "user or token subject (user@domain, DOMAIN\\user)"),
     ("--since", "from this time: ISO 8601, epoch seconds, or an offset into the capture (+30s)"),
     ("--until", "up to this time: ISO 8601, epoch seconds, or an offset into the capture (+5m)"),
 )
-SCHEME_HELP = "exchanges of these credential schemes or auth classes only (list; e.g. ntlm,basic)"
+#: The scope filters that take one value (given twice: a usage error, not the last one).
+SINGLE_SCOPE_OPTIONS = ("--since", "--until")
+SCHEME_HELP = f"exchanges of these credential schemes or auth classes only {LIST}; e.g. ntlm,basic"
 
 
 def add_scope_options(parser: argparse.ArgumentParser, scheme: bool = False) -> None:
     """The scope options; ``scheme`` adds ``--scheme`` (never to verify: see ``_verify_rules``)."""
     for flag, text in SCOPE_OPTIONS:
-        parser.add_argument(
-            flag, help=text + (" (list)" if flag not in ("--since", "--until") else "")
-        )
+        if flag in SINGLE_SCOPE_OPTIONS:
+            parser.add_argument(flag, action=_Once, help=text)
+        else:
+            parser.add_argument(flag, action=_Union, help=f"{text} {LIST}")
     if scheme:
-        parser.add_argument("--scheme", help=SCHEME_HELP)
+        parser.add_argument("--scheme", action=_Union, help=SCHEME_HELP)
+
+
+class _Repeated(argparse.Action):
+    """An option whose value, given again, is ``combined`` with the one before."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        given = getattr(namespace, self.dest, None)
+        setattr(namespace, self.dest, values if given is None else self.combined(given, values))
+
+    def combined(self, given: object, values: object) -> object:
+        raise NotImplementedError
+
+
+class _Union(_Repeated):
+    """A list option given more than once means all of its values: ``--server a --server b``
+    is ``--server a,b`` (argparse's default keeps the last alone, and a verdict over the
+    narrower scope could PASS)."""
+
+    repeatable = True  # for the shell completion (``completion._repeatable``)
+
+    def combined(self, given: object, values: object) -> str:
+        return f"{given},{values}"
+
+
+class _Once(_Repeated):
+    """An option that takes one value: given twice, a usage error (not the last one alone)."""
+
+    def combined(self, given: object, values: object) -> object:
+        raise argparse.ArgumentError(self, "given more than once (it takes one value)")
 
 
 def scope_values(args: argparse.Namespace) -> dict[str, str]:

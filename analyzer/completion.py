@@ -34,6 +34,12 @@ def _options(sub: argparse.ArgumentParser) -> tuple[list[str], dict[str, list[st
     return names, choices
 
 
+def _repeatable(action: argparse.Action) -> bool:
+    """May the option be given again, to add values (``append``, or a list option's union,
+    ``cli._Union``)? zsh offers an option once unless its spec says so."""
+    return isinstance(action, argparse._AppendAction) or getattr(action, "repeatable", False)
+
+
 def bash_script(parser: argparse.ArgumentParser, prog: str) -> str:
     """A bash completion script (``source <(oauth-analyzer completion bash)``)."""
     func = "_" + prog.replace("-", "_")
@@ -85,14 +91,16 @@ def zsh_script(parser: argparse.ArgumentParser, prog: str) -> str:
         text = (sub.description or "").split(".")[0].replace("'", "").replace(":", " -")[:60]
         described.append(f"    '{name}:{text}'")
         options, choices = _options(sub)
+        again = {f for a in sub._actions if _repeatable(a) for f in a.option_strings}
         specs = []
         for flag in options:
+            star = "*" if flag in again else ""
             if flag in choices:
-                specs.append(f"'{flag}[]:value:({' '.join(choices[flag])})'")
+                specs.append(f"'{star}{flag}[]:value:({' '.join(choices[flag])})'")
             elif flag in _PATHS:
-                specs.append(f"'{flag}[]:path:_files'")
+                specs.append(f"'{star}{flag}[]:path:_files'")
             else:
-                specs.append(f"'{flag}[]'")
+                specs.append(f"'{star}{flag}[]'")
         specs.append("'*:capture:_files'")
         cases.append(f"    {name}) _arguments {' '.join(specs)} ;;")
     return f"""#compdef {prog}

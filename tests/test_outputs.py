@@ -208,6 +208,13 @@ def test_zsh_completion(capsys) -> None:
     assert script.startswith("#compdef oauth-analyzer")
     assert "'--format[]:value:(table jsonl csv parquet)'" in script
     assert "compdef _oauth_analyzer oauth-analyzer" in script
+    # an option that adds its values when given again is offered again ("*"); one value is once
+    verify = next(line for line in script.splitlines() if line.startswith("    verify)"))
+    for flag in ("--server", "--host", "--path", "--protocol", "--issuer", "--allow"):
+        assert f" '*{flag}[]'" in verify, flag
+    assert " '*--keys[]:path:_files'" in verify
+    for flag in ("--since[]'", "--policy[]:path:_files'", "--json[]'"):
+        assert f" '{flag}" in verify, flag
 
 
 def test_completion_through_the_entry_point() -> None:

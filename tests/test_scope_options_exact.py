@@ -198,7 +198,8 @@ def test_path_of_an_absolute_form_request_target() -> None:
 
 
 def test_path_stops_at_the_first_question_mark() -> None:
-    scope = make_scope(path="/ews/exchange.asmx?")
+    # a prefix holding "?" could never match: it is refused (below)
+    scope = make_scope(path="/ews/exchange.asmx%3F")
     assert not scope.matches(event(uri="/EWS/Exchange.asmx?a=1?b=2"))
     assert not scope.matches(event(uri="/EWS/Exchange.asmx?a=1 b"))
     assert make_scope(path="/ews/exchange.asmx").matches(event(uri="/EWS/Exchange.asmx?a=1?b=2"))
@@ -213,6 +214,88 @@ def test_path_containing_a_url_is_an_origin_form_path() -> None:
 def test_path_must_start_with_a_slash(capsys: pytest.CaptureFixture[str]) -> None:
     line = analyze_error(capsys, "--path", "EWS/")
     assert line == "oauth-analyzer: error: path 'EWS/' must start with /\n"
+
+
+@pytest.mark.parametrize(
+    ("path", "character", "escape"),
+    [("/EWS/*", "*", "%2A"), ("/ews/exchange.asmx?", "?", "%3F"), ("/[Ee]WS/", "[", "%5B"),
+     ("/EWS]/", "]", "%5D")],
+)  # fmt: skip
+def test_a_path_pattern_is_refused_as_it_would_match_nothing(
+    capsys: pytest.CaptureFixture[str], path: str, character: str, escape: str
+) -> None:
+    """A prefix is matched as written: ``/EWS/*`` would match no request, and in a list
+    (``/EWS/*,/autodiscover/``) silently take its share out of a verdict's scope."""
+    line = analyze_error(capsys, "--path", f"/autodiscover/,{path}")
+    assert line == (
+        f"oauth-analyzer: error: path {path!r}: a prefix, not a pattern ({character!r}): /EWS/ "
+        f"covers everything under /EWS/ (a literal {character} is written {escape})\n"
+    )
+
+
+def test_a_literal_pattern_character_is_matched_escaped() -> None:
+    assert make_scope(path="/EWS/%2A").matches(event(uri="/EWS/*x"))
+    assert make_scope(path="/EWS/%2a").matches(event(uri="/EWS/%2Ax"))
+    assert make_scope(path="/a%3Fb").matches(event(uri="/a%3Fb/c?d"))
+    assert not make_scope(path="/a%3Fb").matches(event(uri="/a?b"))  # the query is no path
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["*.contoso.com", "mail.*", "https://mail.contoso.com/", "mail.contoso.com/EWS",
+     "mail.contoso.com:http", "mail.contoso.com:0", "mail.contoso.com:65536",
+     "mail.contoso.com:", "mail contoso", "[mail.contoso.com]", "[2001:db8::1]x",
+     "[2001:db8::1", "2001:db8::1:443x", "10.1.0.0/24"],
+)  # fmt: skip
+def test_a_host_no_request_can_name_is_one_error_line(
+    capsys: pytest.CaptureFixture[str], host: str
+) -> None:
+    """A host matches as written: a wildcard, a URL or a bad port would match nothing, and in a
+    list silently take its share out of a verdict's scope (``--server`` refuses them too)."""
+    line = analyze_error(capsys, "--host", f"autodiscover.contoso.com,{host}")
+    assert line == (
+        f"oauth-analyzer: error: host {host!r}: not a host name, host:port or IP address "
+        "(names match exactly: no wildcards)\n"
+    )
+
+
+def test_a_policy_host_or_path_pattern_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    policy = tmp_path / "p.toml"
+    policy.write_text('[[rule]]\nhost = ["*.contoso.com", "autodiscover-s.outlook.com"]\n')
+    assert main(["verify", HEALTHY, "--policy", str(policy)]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("oauth-analyzer: error: rule 1: host '*.contoso.com': not a host name")
+    policy.write_text('[[rule]]\npath = ["/EWS/*", "/autodiscover/"]\n')
+    assert main(["verify", HEALTHY, "--policy", str(policy)]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("oauth-analyzer: error: rule 1: path '/EWS/*': a prefix, not a pattern")
+
+
+@pytest.mark.parametrize(
+    ("given", "key", "hosts"),
+    [
+        ("MAIL.contoso.com.", "mail.contoso.com", ["mail.contoso.com", "Mail.Contoso.COM.:443"]),
+        ("mail.contoso.com:443", "mail.contoso.com", ["mail.contoso.com:80"]),
+        ("10.1.0.10", "10.1.0.10", ["10.1.0.10:80", "[::ffff:10.1.0.10]"]),
+        ("2001:DB8::1", "[2001:db8::1]", ["[2001:db8:0::1]:443", "[2001:0db8::1]"]),
+        ("[2001:db8::1]:8443", "[2001:db8::1]", ["[2001:DB8::1]", "2001:db8::1"]),
+        ("[::ffff:10.1.0.10]", "10.1.0.10", ["10.1.0.10"]),
+        ("_sip._tls.contoso.com", "_sip._tls.contoso.com", ["_sip._tls.contoso.com"]),
+    ],
+)
+def test_a_host_matches_however_its_name_or_address_is_written(
+    given: str, key: str, hosts: list[str]
+) -> None:
+    """Case, a trailing dot and a port do not matter; an IP literal is its address (brackets or
+    none, zeros, IPv4-mapped), on either side."""
+    scope = make_scope(host=given)
+    assert scope.hosts == (key,)
+    for host in hosts:
+        assert scope.matches(event(host=host)), host
+    assert not scope.matches(event(host="other.contoso.com"))
+    assert not make_scope(host=given).matches(event(host="[2001:db8::2]"))
 
 
 def test_user_matches_the_user_the_subject_or_domain_backslash_user() -> None:

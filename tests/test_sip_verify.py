@@ -187,3 +187,113 @@ def test_the_same_token_sent_twice_is_still_oauth(tmp_path: Path) -> None:
     (event,) = analyze_paths([str(path)]).events
     assert (event.scheme, event.also_presented) == ("bearer", ())
     assert judge([path], protocol="sip").result == PASS
+
+
+# -- --path and SIP: a SIP request has no path ------------------------------------------------
+def test_a_path_narrows_http_and_leaves_every_sip_exchange_judged(sfb: Path) -> None:
+    """``--path /EWS/`` with ``--protocol http,sip``: SIP's Request-URI (``sip:contoso.com``)
+    is no path, so ruling SIP out by it would drop every SIP sign-in in silence - a PASS."""
+    ews = judge([HEALTHY], path="/EWS/")
+    both = judge([HEALTHY, sfb], protocol="http,sip", path="/EWS/")
+    assert both.result == FAIL and both.in_scope == ews.in_scope + 5
+    assert {v.event.protocol for v in both.violations} == {"sip"}
+    assert judge([HEALTHY, sfb], protocol="http,sip", path="/nothing/").in_scope == 5
+    (rule,) = rules_from_policy({"rule": [{"protocol": ["http", "sip"], "path": "/EWS/"}]})
+    result = analyze_paths([str(HEALTHY), str(sfb)])
+    policy = evaluate(rule, result.events, result.captures, result.not_inspected)
+    assert (policy.result, policy.in_scope) == (FAIL, both.in_scope)
+
+
+def test_a_path_in_a_rule_that_judges_sip_only_is_refused(
+    sfb: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It would narrow nothing: say so rather than ignore it."""
+    message = "path: a SIP request has no path, and this rule judges SIP only"
+    with pytest.raises(PolicyError, match=message):
+        make_rule(protocol="sip", path="/EWS/")
+    with pytest.raises(PolicyError, match=f"rule 1: {message}"):
+        rules_from_policy({"rule": [{"protocol": "sip", "path": "/EWS/"}]})
+    assert main(["verify", str(sfb), "--protocol", "sip", "--path", "/EWS/"]) == 3
+    assert capsys.readouterr().err.startswith(f"oauth-analyzer: error: {message}")
+    assert main(["verify", str(sfb), "--protocol", "http,sip", "--path", "/EWS/"]) == 1
+    assert make_rule(protocol="http/1.1", path="/EWS/").scope.paths == ("/ews/",)
+
+
+def test_analyze_keeps_sip_exchanges_under_a_path(
+    sfb: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The scope options mean the same in every command: --path narrows HTTP only."""
+    assert main(["analyze", str(sfb), "--format", "jsonl", "--path", "/EWS/"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert len(rows) == len(analyze_paths([str(sfb)]).events) > 0
+
+
+# -- --host and SIP: a SIP domain is no TLS server name --------------------------------------
+def tls_to_the_pool(path: Path, server_ip: str = kit.SERVER) -> Path:
+    """An undecrypted TLS connection to ``server_ip``:5061 named by the pool's FQDN (SNI), as
+    a Skype for Business client's SIP connection is."""
+    tls = kit.gen("tls")
+    hello = tls.tls_client_hello(kit.FE)
+    flight = tls.tls_server_flight("sip-5061", kit.client_certificate(f"CN={kit.FE}"))
+    data = tls.tls_record(23, b"\x17" * 600)
+    msgs = [(0, hello), (1, flight), (0, data), (1, data)]
+    kit.tcp_capture(path, msgs, 5061, t0=kit.T0 + 5)
+    if server_ip != kit.SERVER:
+        from scapy.layers.inet import IP
+        from scapy.utils import rdpcap, wrpcap
+
+        frames = list(rdpcap(str(path)))
+        for f in frames:
+            for field in ("src", "dst"):
+                if f[IP].getfieldval(field) == kit.SERVER:
+                    f[IP].setfieldval(field, server_ip)
+            del f[IP].chksum
+        wrpcap(str(path), frames)
+    return path
+
+
+def test_a_sip_domain_covers_undecrypted_tls_to_the_servers_its_requests_reached(
+    tmp_path: Path, bearer: Path
+) -> None:
+    """``--protocol sip --host contoso.com``: the REGISTER for sip:contoso.com went to
+    10.20.0.5, so the TLS connection to 10.20.0.5:5061 (SNI fe01.contoso.com) may carry more
+    of them: INCONCLUSIVE, not PASS; TLS to another address stays out."""
+    pool = tls_to_the_pool(tmp_path / "pool.pcap")
+    (spot,) = analyze_paths([str(pool)]).not_inspected
+    assert (spot.kind, spot.host, spot.server_ip) == ("tls", kit.FE, kit.SERVER)
+    outcome = judge([bearer, pool], protocol="sip", host="contoso.com")
+    assert (outcome.result, outcome.in_scope) == (INCONCLUSIVE, 1)
+    assert outcome.coverage.not_inspected == [spot]
+    assert judge([bearer, pool], protocol="sip", host="contoso.com", partial=True).result == PASS
+    assert judge([bearer, pool], protocol="sip", server="contoso.com").result == INCONCLUSIVE
+    elsewhere = tls_to_the_pool(tmp_path / "elsewhere.pcap", "10.20.0.99")
+    assert judge([bearer, elsewhere], protocol="sip", host="contoso.com").result == PASS
+    # another SIP domain's requests reached no server: nothing of it was inspected
+    other = judge([bearer, pool], protocol="sip", host="fabrikam.com")
+    assert (other.result, other.in_scope, other.coverage.not_inspected) == (INCONCLUSIVE, 0, [])
+
+
+def test_a_sip_domain_widens_no_http_host() -> None:
+    """An HTTP --host is one virtual host: TLS named otherwise at its address stays out of it.
+    Only SIP requests for the host make its addresses cover a blind spot named otherwise, and
+    only under a rule that judges SIP; an exchange is matched by its own name all the same."""
+    from dataclasses import replace
+
+    from analyzer.analysis.scope import addresses_by_host, make_scope
+    from analyzer.model import Event, NotInspected
+
+    http = Event(1, 1.0, "10.1.0.20", 5000, "10.1.0.10", 443, "C1", "http/1.1", "GET",
+                 "mail.contoso.com", "/EWS/", 200, scheme="bearer")  # fmt: skip
+    sip = Event(2, 1.0, "10.1.0.20", 5001, "10.1.0.10", 5061, "C2", "sip", "REGISTER",
+                "mail.contoso.com", "sip:mail.contoso.com", 200, scheme="bearer")  # fmt: skip
+    spot = NotInspected("tls", "C3", 1.0, "10.1.0.20", 5002, "10.1.0.10", 443, host="other")
+    scope = make_scope(host="mail.contoso.com")
+    assert not scope.covers(spot, addresses_by_host([http]))
+    assert scope.covers(spot, addresses_by_host([http, sip]))
+    assert not scope.matches(replace(http, host="other"), addresses_by_host([http, sip]))
+    # no Host header can stand for a SIP domain's addresses
+    forged = replace(http, host="SIP mail.contoso.com")
+    assert not scope.covers(spot, addresses_by_host([forged]))
+    for protocol, covered in (("http", []), ("http,sip", [spot]), ("sip", [spot])):
+        rule = make_rule(protocol=protocol, host="mail.contoso.com")
+        assert evaluate(rule, [http, sip], [], [spot]).coverage.not_inspected == covered

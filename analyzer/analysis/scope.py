@@ -9,7 +9,10 @@ an offset counts from the capture's first packet and is fixed once that is known
 
 Servers are accepted the way the tool prints them: ``host``, ``host:port``, ``ip``, ``ip:port``,
 ``[v6]:port``, a CIDR, or a URL (reduced to its host and explicit port). Every option takes a
-comma-separated list (a policy file: a TOML list); a value matches when any item does.
+comma-separated list (a policy file: a TOML list; the command line's options, given again, add
+their items); a value matches when any item does. An item that could match nothing - a host or
+path pattern (``*.contoso.com``, ``/EWS/*``) - is refused: in a list it would silently take its
+share out of the scope.
 
 A server named by host matches its Host header / TLS server name, and also the other ways a
 client reaches that server: its short (NetBIOS) name or an IP literal on a connection to an
@@ -21,7 +24,11 @@ through a proxy, the port of an absolute-form target (its scheme's default, 80 o
 gives none) or of a CONNECT's authority; one it names in a way not read rules nothing out.
 ``--path`` matches
 the request path as sent and as IIS resolves it (``normalized_path``: escapes decoded,
-backslashes as slashes, repeated slashes and dot segments removed), case-insensitively.
+backslashes as slashes, repeated slashes and dot segments removed), case-insensitively; it
+narrows HTTP only, as a SIP request has no path. ``--host`` compares the name alone (an IP
+literal as its address); a SIP request's host is its Request-URI's domain, which no TLS server
+name gives, so traffic not read at an address that requests for a named SIP domain reached
+counts as that domain's (``Scope.covers``).
 
 Traffic that could not be read (``NotInspected``) has no path or user: it is in a scope unless
 its endpoints or time rule it out, so a blind spot is never silently left out of a verdict. In
@@ -194,8 +201,12 @@ class Scope:
             return False
         if self.until is not None and e.ts > self.until:
             return False
-        if self.paths and not any(path_matches(e.uri, p) for p in self.paths):
-            return False
+        if (
+            self.paths
+            and e.protocol != "sip"
+            and not any(path_matches(e.uri, p) for p in self.paths)
+        ):
+            return False  # a SIP request has no path (its target is a SIP URI): not narrowed
         if self.users and not user_may_be(e, self.users):
             return False
         return not self.schemes or e.scheme in self.schemes or (e.auth_class in self.schemes)
@@ -218,11 +229,13 @@ class Scope:
         addresses) names no client nor server: either address may be either, on any port; one
         without addresses either (ESP past the decoder's cap) may be any traffic."""
         if n.client_port or n.server_port:
-            return self._endpoints(n.client_ip, n.server_ip, n.server_port, n.host, host_ips)
+            return self._endpoints(
+                n.client_ip, n.server_ip, n.server_port, n.host, host_ips, blind=True
+            )
         if not n.client_ip and not n.server_ip:
             return True
         ends = ((n.client_ip, n.server_ip), (n.server_ip, n.client_ip))
-        return any(self._endpoints(a, b, None, n.host, host_ips) for a, b in ends)
+        return any(self._endpoints(a, b, None, n.host, host_ips, blind=True) for a, b in ends)
 
     def _endpoints(
         self,
@@ -232,6 +245,7 @@ class Scope:
         host: str | None,
         host_ips: dict[str, frozenset[str]] | None,
         uri: str | None = None,
+        blind: bool = False,
     ) -> bool:
         # An unknown client ("": a HAR does not record the browser's address) is not ruled out.
         if self.clients and client_ip and not any(_in_network(client_ip, n) for n in self.clients):
@@ -248,11 +262,19 @@ class Scope:
                 return False
         if not self.hosts:
             return True
-        if host is not None:
-            return bare_host(host) in self.hosts
-        # no Host (a lost request head, HTTP/1.0): at an address that served a named host, it
-        # may be that host; leaving it out could turn a verdict into a false PASS
-        return any(server_ip in (host_ips or {}).get(h, ()) for h in self.hosts)
+        ips = host_ips or {}
+        if host is None:
+            # no Host (a lost request head, HTTP/1.0): at an address that served a named host,
+            # it may be that host; leaving it out could turn a verdict into a false PASS
+            return any(server_ip in ips.get(h, ()) for h in self.hosts)
+        if host_key(host) in self.hosts:
+            return True
+        # Traffic not read, named otherwise (a TLS server name), at an address where requests
+        # for a named SIP domain went: it may carry more of them. A SIP request names a domain
+        # (sip:contoso.com), which no TLS server name gives (the pool's, fe01.contoso.com).
+        return blind and any(
+            _served(server_ip, ips.get(_sip_key(h), frozenset())) for h in self.hosts
+        )
 
     def describe(self) -> str:
         parts = []
@@ -291,11 +313,6 @@ def make_scope(
     ``scheme`` keeps the exchanges whose credential scheme (``bearer``, ``ntlm``, ...) or auth
     class (``oauth``, ``kerberos``, ...) is one of those given.
     """
-    paths = []
-    for p in listed(path, "path"):
-        if not p.startswith("/"):
-            raise ScopeError(f"path {p!r} must start with /")
-        paths.append(p.lower())
     schemes = tuple(s.lower() for s in listed(scheme, "scheme"))
     unknown = [s for s in schemes if s not in SCHEMES and s not in AUTH_CLASSES]
     if unknown:
@@ -311,8 +328,8 @@ def make_scope(
     return Scope(
         clients=tuple(_network(c, c) for c in listed(client, "client")),
         servers=tuple(parse_server(s) for s in listed(server, "server")),
-        hosts=tuple(bare_host(h) for h in listed(host, "host")),
-        paths=tuple(paths),
+        hosts=tuple(_host(h) for h in listed(host, "host")),
+        paths=tuple(_path(p) for p in listed(path, "path")),
         users=tuple(_user(u) for u in listed(user, "user")),
         schemes=schemes,
         since=start,
@@ -320,6 +337,47 @@ def make_scope(
         since_offset=start_offset,
         until_offset=end_offset,
     )
+
+
+def _host(value: str) -> str:
+    """One ``--host`` item as compared (``host_key``); raises ``ScopeError`` for one that no
+    Host header, TLS server name or SIP domain can be (a wildcard such as ``*.contoso.com``, a
+    URL, a bad port): it would match nothing, and in a list silently take its share out of the
+    scope."""
+    text = value.strip()
+    if text.startswith("["):
+        inner, bracket, rest = text[1:].partition("]")
+        ok = bool(bracket) and _address(inner) is not None and (not rest or _is_port(rest, ":"))
+    elif text.count(":") > 1:
+        ok = _address(text) is not None  # an IPv6 address without brackets, nor a port
+    else:
+        name, colon, port = text.partition(":")
+        ok = bool(_HOST_NAME.match(name)) and (not colon or _is_port(port))
+    if not ok:
+        raise ScopeError(
+            f"host {value!r}: not a host name, host:port or IP address (names match exactly: "
+            "no wildcards)"
+        )
+    return host_key(text)
+
+
+#: Characters of a pattern: a path prefix holding one never matches what a pattern would.
+_PATTERN = "*?[]"
+
+
+def _path(value: str) -> str:
+    """One ``--path`` prefix, lower case; raises ``ScopeError`` for one that cannot match the
+    paths it looks like it names: not rooted, or a pattern (``/EWS/*``, which in a list would
+    silently take its share out of the scope; ``?`` starts the query, which no path holds)."""
+    if not value.startswith("/"):
+        raise ScopeError(f"path {value!r} must start with /")
+    pattern = next((c for c in value if c in _PATTERN), None)
+    if pattern is not None:
+        raise ScopeError(
+            f"path {value!r}: a prefix, not a pattern ({pattern!r}): /EWS/ covers everything "
+            f"under /EWS/ (a literal {pattern} is written %{ord(pattern):02X})"
+        )
+    return value.lower()
 
 
 def _user(value: str) -> str:
@@ -354,12 +412,34 @@ def parse_bound(value: str | float | None, what: str) -> tuple[float | None, flo
 
 
 def addresses_by_host(events: Iterable[Event]) -> dict[str, frozenset[str]]:
-    """Host name (lower case, no port) -> the server addresses that answered for it."""
+    """Host name (``host_key``) -> the server addresses that answered for it; a SIP request's
+    domain also under ``_sip_key`` (``Scope.covers``)."""
     found: dict[str, set[str]] = {}
     for e in events:
-        if e.host:
-            found.setdefault(bare_host(e.host), set()).add(e.server_ip)
+        _note_host(found, e)
     return {name: frozenset(ips) for name, ips in found.items()}
+
+
+def _note_host(found: dict[str, set[str]], e: Event) -> bool:
+    """Note that ``e``'s server answered for its host; True when that is new."""
+    if not e.host:
+        return False
+    keys = [host_key(e.host)]
+    if e.protocol == "sip":
+        keys.append(_sip_key(keys[0]))
+    new = False
+    for key in keys:
+        ips = found.setdefault(key, set())
+        if e.server_ip not in ips:
+            ips.add(e.server_ip)
+            new = True
+    return new
+
+
+def _sip_key(domain: str) -> str:
+    """The ``addresses_by_host`` key of the addresses requests for SIP domain ``domain`` (a
+    ``host_key``) went to: upper case, so no host name's key (lower case) can be it."""
+    return "SIP " + domain
 
 
 class HostsSeen:
@@ -370,11 +450,8 @@ class HostsSeen:
         self._frozen: dict[str, frozenset[str]] | None = {}
 
     def add(self, e: Event) -> None:
-        if e.host:
-            ips = self._found.setdefault(bare_host(e.host), set())
-            if e.server_ip not in ips:
-                ips.add(e.server_ip)
-                self._frozen = None
+        if _note_host(self._found, e):
+            self._frozen = None
 
     def addresses(self) -> dict[str, frozenset[str]]:
         """Host name -> the server addresses that answered for it so far."""
@@ -462,6 +539,17 @@ def bare_host(host: str) -> str:
     if host.count(":") == 1:
         host = host.split(":", 1)[0]
     return host.rstrip(".")
+
+
+def host_key(host: str) -> str:
+    """A Host header, TLS server name, SIP domain or ``--host`` item as ``--host`` compares
+    them: ``bare_host``, with an IP literal written one way (``[2001:db8::1]``, ``10.1.0.10``)
+    however it was given (brackets or none, upper case, zeros, IPv4-mapped)."""
+    name = bare_host(host)
+    literal = _ip_literal(name)
+    if literal is None:
+        return name
+    return f"[{literal}]" if literal.version == 6 else str(literal)
 
 
 #: ``target_port`` of a request that names its server's port in a way not read: any port.
@@ -739,10 +827,18 @@ def _network(text: str, value: str) -> Network:
 
 
 def _port(text: str, value: str) -> int:
-    # ASCII digits only: isdigit() is also true for "²", which int() refuses
-    if not (text.isascii() and text.isdigit() and len(text) <= 5) or not 0 < int(text) < 65536:
+    if not _is_port(text):
         raise ScopeError(f"server {value!r}: bad port {text!r}")
     return int(text)
+
+
+def _is_port(text: str, before: str = "") -> bool:
+    """Is ``text`` a port number (1 to 65535), after ``before``?"""
+    if not text.startswith(before):
+        return False
+    digits = text[len(before) :]
+    # ASCII digits only: isdigit() is also true for "²", which int() refuses
+    return digits.isascii() and digits.isdigit() and len(digits) <= 5 and 0 < int(digits) < 65536
 
 
 def _offset(seconds: float) -> str:

@@ -325,6 +325,12 @@ def make_rule(
             f"protocol: unknown {', '.join(odd)} (known: http, sip, or one HTTP version such "
             "as http/1.1)"
         )
+    if built_scope.paths and protocols and all(p == "sip" for p in protocols):
+        # a path narrows HTTP requests only (Scope.matches): it would narrow nothing here
+        raise PolicyError(
+            "path: a SIP request has no path, and this rule judges SIP only (leave the path "
+            "out, or judge http too)"
+        )
     for flag, value in (("require_signature", require_signature), ("partial", partial)):
         if not isinstance(value, bool):
             raise PolicyError(f"{flag} must be true or false")
