@@ -342,8 +342,8 @@ def read_packets(
     try:
         head = fh.read(64)
         if head[:2] == _GZIP_MAGIC:
-            fh.seek(0)
-            gz = _Gunzip(fh)
+            # the bytes read go back in front (not a seek: a pipe, /dev/stdin, cannot)
+            gz = _Gunzip(_Chunks(_Prefixed(head, _Chunks(fh, None, None)), None, None))
             head = gz.read(max(CHUNK, 64))
             if gz.problem and not head:
                 raise CaptureError(f"{path}: not a pcap or pcapng capture ({gz.problem})")
