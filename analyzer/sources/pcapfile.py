@@ -1096,24 +1096,29 @@ def _parse_idb(data: Buffer, pos: int, blen: int, order: str) -> _Interface:
     """An interface description block: link type, snaplen, if_tsresol (9), if_tsoffset (14)."""
     linktype, snaplen = _IDB[order](data, pos + 8)
     iface = _Interface(linktype, 1_000_000, 0, snaplen)
-    opt = _OPT[order]
-    o = pos + 16
-    end = pos + blen - 4
-    while o + 4 <= end:
-        code, length = opt(data, o)
-        if code == 0:
-            break
-        v = o + 4
-        if v + length > end:
-            break
+    for code, v, length in _options(data, pos + 16, pos + blen - 4, order):
         if code == 9 and length >= 1:
             res = data[v]
             # High bit clear: units of 10^-n seconds; set: 2^-n. Cap nonsense exponents.
             iface.div = 2 ** min(res & 0x7F, 64) if res & 0x80 else 10 ** min(res, 30)
         elif code == 14 and length >= 8:
             iface.tsoffset = _I64[order](data, v)[0]
-        o = v + ((length + 3) & ~3)
     return iface
+
+
+def _options(data: Buffer, o: int, end: int, order: str) -> Iterator[tuple[int, int, int]]:
+    """(code, offset of the value, length) of each option of a block, from ``o`` up to ``end``
+    (where the block's trailing length begins), until opt_endofopt or one that overruns."""
+    opt = _OPT[order]
+    while o + 4 <= end:
+        code, length = opt(data, o)
+        if code == 0:
+            return
+        v = o + 4
+        if v + length > end:
+            return
+        yield code, v, length
+        o = v + ((length + 3) & ~3)
 
 
 def _isb_drops(data: Buffer, pos: int, blen: int, order: str) -> tuple[int, int] | None:
@@ -1122,23 +1127,13 @@ def _isb_drops(data: Buffer, pos: int, blen: int, order: str) -> tuple[int, int]
     if blen < 24:
         return None
     ifid = _U32[order](data, pos + 8)[0]
-    opt = _OPT[order]
     u64 = _U64[order]
     dropped = None
-    o = pos + 20
-    end = pos + blen - 4
-    while o + 4 <= end:
-        code, length = opt(data, o)
-        if code == 0:
-            break
-        v = o + 4
-        if v + length > end:
-            break
+    for code, v, length in _options(data, pos + 20, pos + blen - 4, order):
         if code in _ISB_DROPS and length == 8:
             count = u64(data, v)[0]
             if count != _UNKNOWN_COUNT:
                 dropped = (dropped or 0) + count
-        o = v + ((length + 3) & ~3)
     return None if dropped is None else (ifid, dropped)
 
 
