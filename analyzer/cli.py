@@ -253,6 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     live.add_argument("--realm", action=_Union, help=f"with --verify: accepted realms {LIST}")
     live.add_argument(
+        "--protocol",
+        action=_Union,
+        help=f"with --verify: protocols to judge: http (the default), sip, or both {LIST}",
+    )
+    live.add_argument(
         "--require-signature", action="store_true", help="with --verify: require a signature"
     )
     live.add_argument(

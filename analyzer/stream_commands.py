@@ -427,6 +427,7 @@ def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
 _VERIFY_ONLY = (
     ("issuer", "--issuer"),
     ("realm", "--realm"),
+    ("protocol", "--protocol"),
     ("require_signature", "--require-signature"),
     ("allow", "--allow"),
     ("partial", "--partial"),

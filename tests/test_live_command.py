@@ -200,6 +200,47 @@ def test_live_verify_prints_violations_at_once_and_exits_with_verify_status(
     assert "FAIL" in out
 
 
+def test_live_verify_judges_sip_when_asked(tmp_path: Path) -> None:
+    """``--protocol sip`` reaches live's rule as it reaches verify's: a REGISTER signed with
+    Digest over UDP fails it, and the warm-up's Basic over HTTP, which a SIP rule does not
+    judge, is no violation."""
+    import socket
+
+    from sip_kit import Dialog
+
+    digest = (
+        'Authorization: Digest username="alice", realm="contoso.com", nonce="1", '
+        'uri="sip:contoso.com", response="00"'
+    )
+    with (
+        serving() as port,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client,
+    ):
+        server.bind(("127.0.0.1", 0))
+        server.settimeout(WAIT)
+        sip = server.getsockname()[1]
+        rows = str(tmp_path / "events.jsonl")
+        live = Live(tmp_path, port, "--bpf", f"tcp port {port} or udp port {sip}", "--verify",
+                    "--protocol", "sip", "--format", "jsonl", "-o", rows)  # fmt: skip
+        try:
+            live.warm_up()
+            register = Dialog("live-sip-0001")
+            deadline = time.monotonic() + WAIT
+            while not any(r["scheme"] == "digest" for r in live.lines()):
+                assert time.monotonic() < deadline, "live never showed the REGISTER"
+                client.sendto(register.request([digest]), ("127.0.0.1", sip))
+                _, where = server.recvfrom(65535)
+                server.sendto(register.response(200, "OK"), where)
+                time.sleep(0.3)
+        finally:
+            code, out, err = live.stop(signal.SIGTERM)
+    assert code == 1, out + err
+    violations = [line for line in out.splitlines() if line.startswith("VIOLATION")]
+    assert violations and all("not OAuth: digest as alice" in v for v in violations), out
+    assert "warmup" not in "".join(violations)
+
+
 def test_live_verify_counts_offsets_from_the_first_packet(tmp_path: Path) -> None:
     """``--until +2s`` ends two seconds after the first packet, as ``verify`` of the same bytes
     counts it: a quiet link before it (here 3 s) does not shift the window, so logons just
