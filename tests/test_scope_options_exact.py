@@ -233,6 +233,20 @@ def test_a_path_pattern_is_refused_as_it_would_match_nothing(
     )
 
 
+@pytest.mark.parametrize("user", ["alice*", "CONTOSO\\svc-?", "[ab]lice@contoso.com"])
+def test_a_user_pattern_is_refused_as_it_would_match_nothing(
+    capsys: pytest.CaptureFixture[str], user: str
+) -> None:
+    """No Windows account name holds ``*?[]``: ``--user bob,alice*`` would silently keep bob's
+    exchanges only."""
+    line = analyze_error(capsys, "--user", f"bob,{user}")
+    pattern = next(c for c in user if c in "*?[]")
+    assert (
+        line
+        == f"oauth-analyzer: error: user {user!r}: an account name, not a pattern ({pattern!r})\n"
+    )
+
+
 def test_a_literal_pattern_character_is_matched_escaped() -> None:
     assert make_scope(path="/EWS/%2A").matches(event(uri="/EWS/*x"))
     assert make_scope(path="/EWS/%2a").matches(event(uri="/EWS/%2Ax"))

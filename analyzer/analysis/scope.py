@@ -381,9 +381,14 @@ def _path(value: str) -> str:
 
 
 def _user(value: str) -> str:
-    """One ``--user`` item, lower case; raises ``ScopeError`` when it names no account."""
+    """One ``--user`` item, lower case; raises ``ScopeError`` when it names no account, or is
+    a pattern (``alice*``: no Windows account name holds ``*?[]``, so in a list it would
+    silently take its share out of the scope)."""
     if not parse_account(value).name:
         raise ScopeError(f"user {value!r}: no account name (user, DOMAIN\\user or user@domain)")
+    pattern = next((c for c in value if c in _PATTERN), None)
+    if pattern is not None:
+        raise ScopeError(f"user {value!r}: an account name, not a pattern ({pattern!r})")
     return value.lower()
 
 
