@@ -499,8 +499,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
-        if exc.code == 2 and argv[:1] == ["verify"]:
-            return USAGE_VERIFY  # verify keeps 2 for INCONCLUSIVE
+        if exc.code == 2 and (
+            argv[:1] == ["verify"] or (argv[:1] == ["live"] and "--verify" in argv)
+        ):
+            return USAGE_VERIFY  # verify (live --verify too) keeps 2 for INCONCLUSIVE
         raise
     if args.command == "completion":
         from analyzer.completion import bash_script, zsh_script

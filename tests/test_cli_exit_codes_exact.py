@@ -41,6 +41,17 @@ def test_live_is_its_own_command(capsys) -> None:
     assert err.startswith("oauth-analyzer: error: no such interface: nosuchif0 (interfaces: ")
 
 
+def test_a_usage_error_of_live_verify_exits_3_as_verifys_does(capsys) -> None:
+    """``live --verify`` keeps 2 for INCONCLUSIVE, as ``verify`` does; plain ``live`` exits
+    with argparse's 2."""
+    repeated = "error: argument --since: given more than once (it takes one value)\n"
+    assert main(["live", "--verify", "--since", "1", "--since", "2"]) == USAGE_VERIFY
+    assert capsys.readouterr().err.endswith(repeated)
+    with pytest.raises(SystemExit) as stopped:
+        main(["live", "--since", "1", "--since", "2"])
+    assert stopped.value.code == 2 and capsys.readouterr().err.endswith(repeated)
+
+
 @pytest.mark.parametrize(("command", "code"), [("verify", USAGE_VERIFY), ("analyze", 2)])
 def test_an_unreadable_capture_is_one_line_and_verify_exits_3(
     command: str, code: int, tmp_path: Path, capsys
