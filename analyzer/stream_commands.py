@@ -74,13 +74,17 @@ def analyze_stdin(args: argparse.Namespace) -> int:
         )
         read = _Counted()
         try:
-            engine.read_stream(_stdin(), STDIN_NAME, tee=read, tls_keylog=args.tls_keylog)
+            # a Ctrl-C in the terminal reaches the writer too (tcpdump -w - | ...), which then
+            # flushes and closes the pipe: read what it still holds; a second one gives up
+            with _stop_on_signals(_reading_to_the_end, term=False):
+                engine.read_stream(_stdin(), STDIN_NAME, tee=read, tls_keylog=args.tls_keylog)
         except CaptureError as exc:
             _error(str(exc))
             return 2
         except KeyboardInterrupt:  # the rest of the stream is not read: a blind spot
             if engine.captures:
-                _given_up(engine.captures[-1], read.bytes, "interrupted by Ctrl-C")
+                why = "a second Ctrl-C gave up reading standard input"
+                _given_up(engine.captures[-1], read.bytes, why)
         except BrokenPipeError:
             return _reader_gone()
         result = engine.finish()
@@ -404,9 +408,9 @@ def _live_progress(
 
 
 @contextmanager
-def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
-    """SIGINT / SIGTERM stop the capture (its packets are then read to the end); a second
-    SIGINT raises KeyboardInterrupt as usual."""
+def _stop_on_signals(stop: Callable[[], None], term: bool = True) -> Iterator[None]:
+    """SIGINT (and SIGTERM, with ``term``) stop the capture (its packets are then read to the
+    end); a second SIGINT raises KeyboardInterrupt as usual."""
     hits = []
 
     def handler(signum: int, _frame: Any) -> None:
@@ -416,12 +420,20 @@ def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
         stop()
 
     old_int = signal.signal(signal.SIGINT, handler)
-    old_term = signal.signal(signal.SIGTERM, handler)
+    old_term = signal.signal(signal.SIGTERM, handler) if term else None
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+
+
+def _reading_to_the_end() -> None:
+    """``analyze -``'s first Ctrl-C: say that the input is read to its end."""
+    sys.stderr.write(
+        f"{PROG}: reading what standard input still holds to its end (Ctrl-C again gives up)\n"
+    )
 
 
 _VERIFY_ONLY = (

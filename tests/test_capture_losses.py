@@ -207,19 +207,26 @@ def test_gzip_data_that_cannot_be_decompressed_leaves_the_rest_unread(
 
 # -- analyze - and live: a stream given up on, a capture that failed ---------------------------
 class _Stdin:
-    """Standard input that gives ``data``, then the Ctrl-C that interrupts reading."""
+    """Standard input that gives ``pieces`` one read each, a SIGINT (Ctrl-C) to this process
+    after each of the first ``ctrl_c`` of them, then the end of the input (or, ``stuck``, the
+    Ctrl-Cs and no end: the writer goes on)."""
 
-    def __init__(self, data: bytes) -> None:
-        given = [data]
+    def __init__(self, *pieces: bytes, ctrl_c: int = 0, stuck: bool = False) -> None:
+        given = list(pieces)
+        sent = [0]
 
         class Raw(io.RawIOBase):
             def readable(self) -> bool:
                 return True
 
             def readinto(self, buffer: Any) -> int:
+                if sent[0] < ctrl_c and (stuck or len(given) < len(pieces)):
+                    sent[0] += 1
+                    os.kill(os.getpid(), signal.SIGINT)  # handled here, between two reads
                 if not given:
-                    raise KeyboardInterrupt
-                piece = given.pop()
+                    assert not stuck, "read on after the second Ctrl-C"
+                    return 0
+                piece = given.pop(0)
                 buffer[: len(piece)] = piece
                 return len(piece)
 
@@ -229,18 +236,39 @@ class _Stdin:
         return False
 
 
-def test_analyze_stdin_interrupted_leaves_the_rest_unread(
+def test_analyze_stdin_given_up_by_a_second_ctrl_c_leaves_the_rest_unread(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
+    """The writer goes on after the first Ctrl-C (it did not get it): the second gives up."""
     data = pcap(tmp_path, "a.pcap", first())
-    monkeypatch.setattr("sys.stdin", _Stdin(data))
+    monkeypatch.setattr("sys.stdin", _Stdin(data, b"", ctrl_c=2, stuck=True))
     assert main(["analyze", "-"]) == 0  # a stream: Ctrl-C ends it with the summary
-    out = capsys.readouterr().out
-    assert "Verdicts" in out
+    captured = capsys.readouterr()
+    assert "Verdicts" in captured.out
     assert (
-        f"stdin: the bytes after offset {len(data):,} were not read (interrupted by Ctrl-C): "
-        "whatever they held is unknown"
-    ) in out
+        f"stdin: the bytes after offset {len(data):,} were not read (a second Ctrl-C gave up "
+        "reading standard input): whatever they held is unknown"
+    ) in captured.out
+    assert "reading what standard input still holds to its end" in captured.err
+
+
+def test_analyze_stdin_reads_to_the_end_after_one_ctrl_c(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """One Ctrl-C (in a terminal the writer gets it too, and closes the pipe once flushed):
+    what the input still holds is read, the Basic logon after it included; no blind spot."""
+    data = pcap(tmp_path, "a.pcap", first())
+    half = len(data) // 2
+    monkeypatch.setattr("sys.stdin", _Stdin(data[:half], data[half:], ctrl_c=1))
+    assert main(["analyze", "-", "--format", "jsonl"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith(
+        "oauth-analyzer: reading what standard input still holds to its end (Ctrl-C again "
+        "gives up)\n"
+    )
+    assert "were not read" not in captured.err  # the summary
+    whole = main(["analyze", str(tmp_path / "a.pcap"), "--format", "jsonl"])
+    assert whole == 0 and capsys.readouterr().out == captured.out
 
 
 class PipeCapture(LiveCapture):
