@@ -239,6 +239,23 @@ def _key(i: int) -> tuple[bytes, int, bytes, int]:
             socket.inet_aton("192.0.2.7"), 443)  # fmt: skip
 
 
+def test_a_native_walk_built_for_other_code_is_not_used() -> None:
+    """A build older than the code (take() giving back four values, not five) crashed verify
+    mid-capture ("not enough values to unpack"): the pure-Python reader serves instead."""
+    from types import SimpleNamespace
+
+    assert tcp.native_grant_table(SimpleNamespace(GrantTable=dict)) is None  # no ABI: old
+    assert tcp.native_grant_table(SimpleNamespace(GrantTable=dict, ABI=1)) is None
+    assert tcp.native_grant_table(SimpleNamespace(GrantTable=dict, ABI=tcp.WALK_ABI)) is dict
+
+
+@needs_native
+def test_the_built_walk_speaks_this_codes_interface() -> None:
+    from analyzer.sources import _walk
+
+    assert _walk.ABI == tcp.WALK_ABI and tcp.GrantTable is _walk.GrantTable
+
+
 @needs_native
 def test_grant_table_behaves_like_a_dict() -> None:
     """Random grants and takes (through growth and deletions mid-run) against a dict model."""

@@ -63,10 +63,25 @@ from typing import Protocol
 from analyzer.model import CaptureStats
 from analyzer.sources.linklayer import inner_address, tunnel_text
 
+#: The native walk's interface this code speaks (``_walk.ABI``): take() gives back five values.
+WALK_ABI = 2
+
+
+def native_grant_table(walk: object) -> type | None:
+    """The native walk's ``GrantTable`` when the built module speaks this code's interface;
+    None for a build older than the code (a checkout updated without rebuilding it: ``pip
+    install -e .``), which would fail mid-capture: the pure-Python reader serves instead."""
+    if getattr(walk, "ABI", None) != WALK_ABI:
+        return None
+    return getattr(walk, "GrantTable", None)
+
+
 try:  # the native record walk; absent when the package was installed without a C compiler
-    from analyzer.sources._walk import GrantTable
+    from analyzer.sources import _walk
 except ImportError:  # pragma: no cover - depends on the build
     GrantTable = None
+else:
+    GrantTable = native_grant_table(_walk)
 
 #: Set to 1 to run the pure-Python reader even when the native walk is built.
 PURE_PYTHON_ENV = "OAUTH_ANALYZER_PURE_PYTHON"

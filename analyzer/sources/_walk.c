@@ -759,5 +759,11 @@ PyMODINIT_FUNC PyInit__walk(void) {
         Py_DECREF(m);
         return NULL;
     }
+    /* what the Python side expects of it (analyzer.flows.tcp.WALK_ABI): raised with every
+     * change to what grant/take/walk take or give back */
+    if (PyModule_AddIntConstant(m, "ABI", 2) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     return m;
 }
