@@ -26,7 +26,7 @@ from analyzer.auth.connection_auth import ConnectionAuth
 from analyzer.auth.extract import build_event, request_body_policy, response_body_policy
 from analyzer.auth.sip_events import build_sip_event
 from analyzer.flows.tcp import Connection, ConnectionInfo, TcpReassembler
-from analyzer.flows.udp import UdpFlows
+from analyzer.flows.udp import UdpFlows, UnreadTunnel, tunnel_inside
 from analyzer.model import (
     CaptureStats,
     Event,
@@ -46,6 +46,7 @@ from analyzer.protocols.sip_exchange import SipConnection, SipDatagrams, SipExch
 from analyzer.protocols.tls import looks_like_record
 from analyzer.sources.archive import Archived, connection_id
 from analyzer.sources.kinds import input_kind
+from analyzer.sources.linklayer import GENEVE_PORT
 from analyzer.sources.pcapfile import read_packets, read_stream
 from analyzer.words import plural
 
@@ -209,6 +210,9 @@ class EventCollector:
         self.tls_connection_auth = ConnectionAuth()
         # (client, server, port) of the QUIC flows seen, each a blind spot once (``_quic``)
         self._quic_seen: set[tuple[str, str, int]] = set()
+        # (tunnel, outer addresses, port, inner addresses) of the unread tunnels' address
+        # pairs recorded (``_tunnel_pair``)
+        self._tunnels_seen: set[tuple] = set()
 
     def connection(self, info: ConnectionInfo) -> HttpConnection:
         self.stats.check_time(info.first_ts)
@@ -477,13 +481,61 @@ class EventCollector:
         on_exchange = self.tls_sip_exchange if decrypted else self.sip_exchange
         return SipConnection(info, on_exchange, self.sip_closed)
 
-    def sip_flow(self, info: ConnectionInfo, first: memoryview | bytes) -> SipDatagrams | None:
-        """The UDP flows' factory: a flow whose first datagram is a SIP message."""
+    def sip_flow(
+        self, info: ConnectionInfo, first: memoryview | bytes
+    ) -> SipDatagrams | UnreadTunnel | None:
+        """The UDP flows' factory: a flow whose first datagram is a SIP message, or a tunnel on
+        a port not read as one (``_unread_tunnel``)."""
         if not looks_like_sip(first):
+            inner = tunnel_inside(first)
+            if inner is not None:
+                return self._unread_tunnel(info, inner[0])
             self._quic(info, first)
             return None
         self.stats.check_time(info.first_ts)
         return SipDatagrams(info, self.sip_exchange)
+
+    def _unread_tunnel(self, info: ConnectionInfo, name: str) -> UnreadTunnel:
+        """A UDP flow whose first datagram is VXLAN or GENEVE on a port the decoder does not
+        read as one: warn with what to do, and make each inner address pair it carries a blind
+        spot (``_tunnel_pair``), so a verdict on those addresses is not a false PASS."""
+        self.stats.check_time(info.first_ts)
+        port = info.b_port  # both directions go to the tunnel's port
+        warning = f"UDP port {port} between {info.a_ip} and {info.b_ip} looks like {name}: "
+        warning += _tunnel_advice(name, port)
+        if warning not in self.stats.warnings:
+            self.stats.warn(warning)
+        return UnreadTunnel(info, self._tunnel_pair)
+
+    def _tunnel_pair(
+        self, info: ConnectionInfo, inner: tuple[str, bytes, bytes], ts: float
+    ) -> None:
+        """Record an inner address pair of an unread tunnel flow once (lower address first,
+        ports 0: either may be the client, on any port, as ``ipsec-esp``); past
+        ``MAX_TUNNEL_PAIRS``, one record without addresses, which covers every scope."""
+        name, src, dst = inner
+        low, high = sorted((src, dst))
+        outer = tuple(sorted((info.a_ip, info.b_ip)))
+        key = (name, *outer, info.b_port, low, high)
+        if key in self._tunnels_seen:
+            return
+        if len(self._tunnels_seen) >= MAX_TUNNEL_PAIRS:
+            low = high = b""
+            key = (name, "", "", 0, low, high)
+            if key in self._tunnels_seen:
+                return
+        self._tunnels_seen.add(key)
+        low_ip, high_ip = (_ip(low), _ip(high)) if low else ("", "")
+        carried = f"between {low_ip} and {high_ip}" if low else "between other address pairs"
+        port = info.b_port
+        detail = (
+            f"{name} in UDP port {port} between {outer[0]} and {outer[1]}, not read as {name} "
+            f"({_tunnel_advice(name, port)}): what it carried {carried} is unknown"
+        )
+        conn_id = connection_id("unread-tunnel", info.conn_id, low_ip, high_ip)
+        record = NotInspected("unread-tunnel", conn_id, ts, low_ip, 0, high_ip, 0, detail=detail)
+        self.not_inspected.append(record)
+        self._bound()
 
     def _quic(self, info: ConnectionInfo, first: memoryview | bytes) -> None:
         """QUIC on UDP 443 (HTTP/3): encrypted HTTP, a blind spot per client and server, as
@@ -532,10 +584,23 @@ class EventCollector:
 QUIC_PORTS = frozenset({443})
 #: Client and server pairs whose QUIC is recorded, at most.
 MAX_QUIC_FLOWS = 10_000
+#: Inner address pairs of tunnels on unread ports recorded one by one, at most; past it, one
+#: record without addresses stands for the rest.
+MAX_TUNNEL_PAIRS = 10_000
 
 #: TCP ports on which cleartext connections are tried as SIP: 5060 (SIP) and 5061 (SIP over
 #: TLS), and the range Skype for Business servers listen on for SIP (to 5087).
 SIP_PORTS = frozenset(range(5060, 5088))
+
+
+def _tunnel_advice(name: str, port: int) -> str:
+    """How to have a VXLAN or GENEVE tunnel on UDP ``port`` read."""
+    if name == "VXLAN":
+        return f"pass --vxlan-port {port}"
+    return (
+        f"GENEVE is read only on UDP {GENEVE_PORT}: rewrite the port with tcprewrite "
+        f"--portmap={port}:{GENEVE_PORT}"
+    )
 
 
 def _http_or_tls(first: bytes) -> bool:

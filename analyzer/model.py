@@ -378,6 +378,7 @@ NOT_INSPECTED_KINDS = (
     "untimed-capture",
     "ip-fragments",
     "dropped-packets",
+    "unread-tunnel",
 )
 
 
@@ -392,7 +393,8 @@ class NotInspected(_Record):
     tunnel a proxy trace (SAZ) did not decrypt, HTTP archive (HAR) entries whose
     credentials the export removed, or requests answered without a credential on a connection
     begun before the capture (whose logon it did not see); QUIC (HTTP/3) from a client to a
-    server's UDP 443 (client port 0: any); or IPsec ESP between two addresses, with ports 0
+    server's UDP 443 (client port 0: any); or IPsec ESP between two addresses, or VXLAN or
+    GENEVE on a UDP port not read as one carrying traffic between two addresses, with ports 0
     (any connection between them, either address the client); or the rest of a capture file
     after a record that cannot be one (or cut short, or a live capture given up on or ended by
     a failure), packets of it that carry no time, or packets the capture dropped (no addresses

@@ -234,13 +234,15 @@ def test_two_different_tokens_are_not_oauth(
     assert code == 1 and out[3] == "                   not OAuth: other (Bearer, Bearer)"
 
 
-# -- Proxy-Authorization is another hop's -----------------------------------------------------
-def test_proxy_authorization_beside_the_token_is_the_proxys(
+# -- Proxy-Authorization: another hop's through a forward proxy, in doubt at the server --------
+def test_proxy_authorization_to_a_forward_proxy_is_the_proxys(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = capture(
-        tmp_path, http1(f"Proxy-Authorization: Basic {BASIC}", f"Authorization: Bearer {TOKEN}")
-    )
+    """An absolute-form request (sent to a forward proxy) carries the proxy's credential
+    beside the server's: the token is what the event describes."""
+    head = http1(f"Proxy-Authorization: Basic {BASIC}", f"Authorization: Bearer {TOKEN}")
+    head = head.replace(b"POST /EWS/", b"POST http://mail.contoso.com/EWS/", 1)
+    path = capture(tmp_path, head)
     event = the_event(path)
     assert (event.scheme, event.auth_header, event.also_presented) == (
         "bearer",
@@ -248,6 +250,35 @@ def test_proxy_authorization_beside_the_token_is_the_proxys(
         (),
     )
     assert verify(capsys, path)[0] == 0
+
+
+def test_proxy_authorization_sent_to_the_server_is_judged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An origin-form request (sent to the server itself, or a front end at its address that
+    may take Proxy-Authorization as the logon) with NTLM there beside a Bearer token: both are
+    presented, the NTLM is described, and verify fails it (it passed unmentioned)."""
+    ntlm = "NTLM " + base64.b64encode(b"NTLMSSP\0\x01\0\0\0" + b"\0" * 28).decode()
+    path = capture(
+        tmp_path, http1(f"Authorization: Bearer {TOKEN}", f"Proxy-Authorization: {ntlm}")
+    )
+    event = the_event(path)
+    assert (event.scheme, event.auth_header) == ("ntlm", "proxy-authorization")
+    assert event.also_presented == (f"bearer {fingerprint(TOKEN)}",)
+    code, out = verify(capsys, path)
+    assert code == 1 and "not OAuth: ntlm" in " ".join(out)
+
+
+def test_which_requests_went_to_a_forward_proxy() -> None:
+    from analyzer.auth.extract import _to_a_proxy
+
+    proxied = ("http://h/EWS/", "HTTPS://h/", "x-very-long-scheme+http://h/EWS/")
+    for method, uri in [("POST", u) for u in proxied] + [("CONNECT", "h:443")]:
+        request = parse_head(f"{method} {uri} HTTP/1.1\r\n\r\n".encode(), 1.0)
+        assert request is not None and _to_a_proxy(request), uri
+    for uri in ("/EWS/", "*", "/a?b=http://h/", "EWS/x"):
+        request = parse_head(f"OPTIONS {uri} HTTP/1.1\r\n\r\n".encode(), 1.0)
+        assert request is not None and not _to_a_proxy(request), uri
 
 
 # -- the extractor, on parsed heads -----------------------------------------------------------

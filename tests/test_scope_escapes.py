@@ -334,6 +334,16 @@ ESCAPES = [
     "/EWS%2FExchange.asmx",
     "/x%2F..%2FEWS/Exchange.asmx",
     "/EWS",
+    # routed into /EWS/ by a servlet container (;parameters) or Win32 (trailing dots, spaces)
+    "/EWS;x=1/Exchange.asmx",
+    "/EWS./Exchange.asmx",
+    "/EWS%20/Exchange.asmx",
+    "/x/..%20/EWS/Exchange.asmx",
+    # absolute form with any scheme, and targets that are no path at all: never left out
+    "x-very-long-scheme+http://mail.contoso.com/EWS/Exchange.asmx",
+    "http:/EWS/Exchange.asmx",
+    "EWS/Exchange.asmx",
+    "*",
 ]
 
 
@@ -407,6 +417,26 @@ def test_path_matching() -> None:
     assert path_matches("/EWS/x", "/%45ws/")
     assert path_matches("/EWS/x", "/api/../ews/")
     assert not path_matches("/EWSX/x", "/ews//")
+
+
+def test_path_matching_adds_the_paths_servers_route_and_never_drops_one() -> None:
+    """Segment parameters and trailing dots and spaces dropped are further candidates, beside
+    the path as sent; a target that is no path matches any prefix."""
+    for uri in ("/EWS;jsessionid=1/x", "/EWS./x", "/EWS .. /x", "/%45WS%2e/x", "/EWS;a./x"):
+        assert path_matches(uri, "/ews/"), uri
+    assert path_matches("/EWS;x", "/ews/")  # the application's root
+    assert path_matches("/OWA;x/../EWS/x", "/ews/")
+    assert path_matches("/x/.. /EWS/x", "/ews/")  # ".. " is ".." once its space is dropped
+    assert path_matches("/EWS;x=1/a", "/ews;x=1/")  # as sent, still
+    for uri in ("/OWA;EWS/x", "/EWSX;x/a", "/EWS.x/a", "/OWA/EWS./x", "/EWSX./a"):
+        assert not path_matches(uri, "/ews/"), uri
+    assert path_matches("svn+ssh-tunnel-scheme://h/EWS/x", "/ews/")
+    assert not path_matches("svn+ssh-tunnel-scheme://h/OWA/x", "/ews/")
+    assert request_path("x-very-long-scheme+http://h/EWS/x?y") == "/EWS/x"
+    assert request_path("/a?b=http://h/EWS") == "/a"  # origin form: "://" in the query
+    assert not path_matches("/a?b=http://h/EWS/x", "/ews/")
+    for uri in ("*", "mail.contoso.com:443", "EWS/x", "http:/EWS/x", "", "%2FEWS"):
+        assert path_matches(uri, "/ews/"), uri
     scope = make_scope(path="/EWS//")
     assert scope.describe() == "path /ews//"
     assert scope.matches(event("mail.contoso.com", uri="//EWS//x"))

@@ -1299,3 +1299,155 @@ def test_vxlan_port_option_reads_another_udp_port_as_vxlan(tmp_path: Path, capsy
     with pytest.raises(SystemExit):
         main(["analyze", path, "--vxlan-port", "99999"])
     assert "expected a UDP port" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# VXLAN and GENEVE on a UDP port not read as one: a blind spot named by the inner addresses
+# --------------------------------------------------------------------------------------------
+
+
+def _ntlm_wrapped(wrap: Callable[[Any], Any], inner: tuple[str, str] | None = None) -> list:
+    """The NTLM logon (inner packets, from ``inner``'s client to its server when given)
+    wrapped in ``wrap``, 5 s after the Bearer connection."""
+    packets = inner_packets(auth_connections()[2:3], t0=T0 + 5, sport0=41000)
+    if inner is not None:
+        import scapy.all as scapy
+
+        for p in packets:
+            out = p[scapy.IP].src == CLIENT
+            p[scapy.IP].src, p[scapy.IP].dst = inner if out else inner[::-1]
+    return wrapped(packets, wrap)
+
+
+def _geneve_on(dport: int) -> Callable[[Any], Any]:
+    from scapy.contrib.geneve import GENEVE
+
+    return lambda inner: (
+        _v4(inner) / _udp(inner, dport) / GENEVE(vni=77, proto=0x6558) / (_l2(inner))
+    )
+
+
+def test_verify_is_inconclusive_over_vxlan_on_an_unread_port(reader: str, tmp_path: Path) -> None:
+    """An NTLM logon inside VXLAN on UDP 9999 (not read as VXLAN unless told): a blind spot
+    between the inner addresses, with a warning that names the option; told the port, the
+    logon is read and fails the rule. It was skipped without a word, and verify passed."""
+    path = _bearer_and(tmp_path, "vx9999", _ntlm_wrapped(_vxlan(5001, dport=9999)))
+    code, out = verify_exit(path)
+    assert code == 2 and out.startswith("INCONCLUSIVE"), out
+    assert (
+        f"blind spot: traffic between {CLIENT} and {SERVER} not inspected: it went in VXLAN in "
+        f"UDP port 9999 between {VTEP_A} and {VTEP_B}, not read as VXLAN (pass --vxlan-port "
+        "9999)" in out
+    )
+    assert f"UDP port 9999 between {VTEP_A} and {VTEP_B} looks like VXLAN: pass --vxlan-port" in out
+    assert verify_exit(path, "--partial")[0] == 0
+    assert verify_exit(path, "--client", SERVER, "--server", CLIENT)[0] == 2  # either way round
+    result = analyze_paths([path])
+    spots = [(n.kind, n.client_ip, n.server_ip, n.client_port) for n in result.not_inspected]
+    assert spots == [("unread-tunnel", CLIENT, SERVER, 0)]  # one record for the flow
+    warned = [w for w in result.captures[0].warnings if "looks like VXLAN" in w]
+    assert warned == [f"UDP port 9999 between {VTEP_A} and {VTEP_B} looks like VXLAN: pass "
+                      "--vxlan-port 9999"]  # fmt: skip
+    code, out = verify_exit(path, "--vxlan-port", "9999")
+    assert code == 1 and "not OAuth: ntlm as CONTOSO\\alice" in out
+
+
+def test_an_unread_tunnel_elsewhere_is_out_of_scope(reader: str, tmp_path: Path) -> None:
+    """VXLAN on an unread port between other inner addresses leaves the verdict alone."""
+    others = _ntlm_wrapped(_vxlan(5001, dport=9999), ("10.9.9.7", "10.9.9.8"))
+    code, out = verify_exit(_bearer_and(tmp_path, "elsewhere", others))
+    assert code == 0, out
+
+
+def test_every_inner_pair_of_an_unread_tunnel_flow_is_a_blind_spot(
+    reader: str, tmp_path: Path
+) -> None:
+    """One outer flow carries many inner ones: a pair out of scope first does not hide the
+    client and server's traffic after it."""
+    first = _ntlm_wrapped(_vxlan(5001, dport=9999), ("10.9.9.7", "10.9.9.8"))
+    for p in first:
+        p.time -= 2
+    path = _bearer_and(tmp_path, "two", first + _ntlm_wrapped(_vxlan(5001, dport=9999)))
+    assert verify_exit(path)[0] == 2
+    result = analyze_paths([path])
+    pairs = [(n.client_ip, n.server_ip) for n in result.not_inspected]
+    assert pairs == [("10.9.9.7", "10.9.9.8"), (CLIENT, SERVER)]
+
+
+def test_geneve_on_an_unread_port_is_a_blind_spot(reader: str, tmp_path: Path) -> None:
+    path = _bearer_and(tmp_path, "gn7081", _ntlm_wrapped(_geneve_on(7081)))
+    code, out = verify_exit(path)
+    assert code == 2 and "it went in GENEVE in UDP port 7081" in out, out
+    assert "looks like GENEVE: GENEVE is read only on UDP 6081" in out
+
+
+def test_unread_tunnel_pairs_past_the_cap_cover_every_scope(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from analyzer import engine
+
+    monkeypatch.setattr(engine, "MAX_TUNNEL_PAIRS", 1)
+    first = _ntlm_wrapped(_vxlan(5001, dport=9999), ("10.9.9.7", "10.9.9.8"))
+    for p in first:
+        p.time -= 2
+    path = _bearer_and(tmp_path, "cap", first + _ntlm_wrapped(_vxlan(5001, dport=9999)))
+    result = analyze_paths([path])
+    pairs = [(n.client_ip, n.server_ip) for n in result.not_inspected]
+    assert pairs == [("10.9.9.7", "10.9.9.8"), ("", "")]
+    code, out = verify_exit(path)
+    assert code == 2 and "traffic between other address pairs not inspected" in out
+
+
+def test_a_tunnel_flow_is_decided_on_its_first_datagram() -> None:
+    """The UDP flows' factory sees a tunnel flow's first datagram only: its later datagrams
+    go to the flow, which adds only their new inner pairs."""
+    from scapy.all import raw
+
+    from analyzer.flows.udp import UdpFlows
+
+    collector = EventCollector()
+    asked = []
+
+    def factory(info: Any, first: Any) -> Any:
+        asked.append(bytes(first))
+        return collector.sip_flow(info, first)
+
+    flows = UdpFlows(factory)
+    packets = inner_packets(auth_connections()[:1])
+    a, b = bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2])
+    for i, p in enumerate(packets):
+        payload = raw(_vxlan(5001)(p)[3])  # the VXLAN header and frame: the UDP payload
+        src, dst = (a, b) if _outbound(p) else (b, a)
+        flows.feed(T0 + i, src, 50000, dst, 9999, payload)
+    assert len(asked) == 1 and len(packets) > 3
+    assert [(n.kind, n.client_ip, n.server_ip) for n in collector.not_inspected] == [
+        ("unread-tunnel", CLIENT, SERVER)
+    ]
+
+
+def test_tunnel_inside_takes_only_tunnel_shapes() -> None:
+    from scapy.all import IP, UDP, Dot1Q, raw
+    from scapy.layers.dns import DNS, DNSQR
+    from scapy.layers.vxlan import VXLAN
+
+    from analyzer.flows.udp import tunnel_inside
+
+    ip = IP(src=CLIENT, dst=SERVER) / UDP() / b"x"
+    packed = bytes([10, 9, 9, 1]), bytes([10, 9, 9, 2])
+    assert tunnel_inside(raw(VXLAN(vni=5, flags=0x08) / _l2(ip))) == ("VXLAN", *packed)
+    tagged = raw(VXLAN(vni=5, flags=0x08) / _l2(Dot1Q(vlan=3) / ip))
+    assert tunnel_inside(tagged) == ("VXLAN", *packed)
+    six = inner_packets(auth_connections()[:1], v6=True)[0]
+    got = tunnel_inside(raw(VXLAN(vni=5, flags=0x08) / _l2(six)))
+    assert got is not None and got[0] == "VXLAN" and len(got[1]) == 16
+    from scapy.contrib.geneve import GENEVE
+
+    assert tunnel_inside(raw(GENEVE(vni=5, proto=0x0800) / ip)) == ("GENEVE", *packed)
+    vxlan = bytearray(raw(VXLAN(vni=5, flags=0x08) / _l2(ip)))
+    for at, value in ((0, 0x0C), (1, 1), (3, 1), (7, 1), (20, 0x86), (22, 0x65), (22, 0x44)):
+        bad = bytearray(vxlan)
+        bad[at] = value
+        assert tunnel_inside(bytes(bad)) is None, (at, value)
+    dns = raw(DNS(id=0x0800, qd=DNSQR(qname="mail.contoso.com")))
+    assert tunnel_inside(dns) is None
+    assert tunnel_inside(b"\x80\x00" + b"\0" * 60) is None  # RTP

@@ -113,6 +113,10 @@ def blind_spot_lines(not_inspected: list[NotInspected], limit: int = TOP_SERVERS
                 f"{packets} {where} not inspected: encrypted, or NULL-encrypted, which only "
                 f"the security association tells; {ESP_ADVICE}"
             )
+        elif kind == "unread-tunnel":
+            # "VXLAN in UDP port 9999 between A and B, not read as VXLAN (pass --vxlan-port 9999)"
+            tunnels = "; ".join(sorted({n.detail.partition("): ")[0] + ")" for n in group}))
+            out.append(f"traffic {where} not inspected: it went in {tunnels}")
         elif kind == "sanitized":
             n = sum(r.count for r in group)
             entries = f"{n:,} HAR entr" + ("ies" if n != 1 else "y")
@@ -135,7 +139,7 @@ def _where(n: NotInspected) -> str:
     (10.1.0.10)``); for IPsec ESP, which has no ports nor server, the two addresses."""
     if n.kind in ("unread-capture", "untimed-capture", "dropped-packets"):
         return n.detail.partition(":")[0]  # the file
-    if n.kind in ("ipsec-esp", "ip-fragments"):
+    if n.kind in ("ipsec-esp", "ip-fragments", "unread-tunnel"):
         if not n.server_ip:
             return "between other address pairs"
         return f"between {n.client_ip} and {n.server_ip}"

@@ -24,11 +24,12 @@ through a proxy, the port of an absolute-form target (its scheme's default, 80 o
 gives none) or of a CONNECT's authority; one it names in a way not read rules nothing out.
 ``--path`` matches
 the request path as sent and as IIS resolves it (``normalized_path``: escapes decoded,
-backslashes as slashes, repeated slashes and dot segments removed), case-insensitively; it
-narrows HTTP only, as a SIP request has no path. ``--host`` compares the name alone (an IP
-literal as its address); a SIP request's host is its Request-URI's domain, which no TLS server
-name gives, so traffic not read at an address that requests for a named SIP domain reached
-counts as that domain's (``Scope.covers``).
+backslashes as slashes, repeated slashes and dot segments removed), and either with segment
+``;parameters`` or trailing dots and spaces dropped, case-insensitively; a target that is no
+path (``*``, an authority) matches any; it narrows HTTP only, as a SIP request has no path.
+``--host`` compares the name alone (an IP literal as its address); a SIP request's host is its
+Request-URI's domain, which no TLS server name gives, so traffic not read at an address that
+requests for a named SIP domain reached counts as that domain's (``Scope.covers``).
 
 Traffic that could not be read (``NotInspected``) has no path or user: it is in a scope unless
 its endpoints or time rule it out, so a blind spot is never silently left out of a verdict. In
@@ -605,9 +606,10 @@ def _port_of(authority: str) -> int | None:
 
 
 def request_path(uri: str) -> str:
-    """The path of a request-target (origin form, or absolute form as proxies get it), as sent:
-    what outputs show. ``normalized_path`` is the path a server resolves it to."""
-    if "://" in uri[:16]:
+    """The path of a request-target (origin form, or absolute form as proxies get it: any
+    ``scheme://``), as sent: what outputs show. ``normalized_path`` is the path a server
+    resolves it to."""
+    if uri[:1] not in ("/", "\\") and _ABSOLUTE.match(uri):
         uri = urlsplit(uri).path or "/"
     return uri.split("?", 1)[0]
 
@@ -630,18 +632,61 @@ def normalized_path(uri: str) -> str:
 def path_matches(uri: str, prefix: str) -> bool:
     """Is the path of request-target ``uri`` under ``prefix`` (``--path``, lower case)?
 
-    Either form counts, case-insensitively: the path as sent (a proxy may route by the raw
-    text) or as the server resolves it (``normalized_path``, the prefix resolved alike). A
-    prefix ending in ``/`` also matches the directory itself without it (``/EWS`` for
-    ``/ews/``: the application's root)."""
-    raw = request_path(uri).lower()
-    if raw.startswith(prefix):
+    Any form counts, case-insensitively: the path as sent (a proxy may route by the raw
+    text), as the server resolves it (``normalized_path``, the prefix resolved alike), and
+    either of those with each segment's ``;parameters`` dropped (as servlet containers route)
+    and with each segment's trailing dots and spaces dropped (as Win32 canonicalises a path).
+    A target that is no path at all (``*``, an authority, a relative or unparsed target) may
+    be routed anywhere: it matches. A prefix ending in ``/`` also matches the directory itself
+    without it (``/EWS`` for ``/ews/``: the application's root)."""
+    raw = request_path(uri)
+    if raw.lower().startswith(prefix):
         return True
-    path = normalized_path(uri).lower()
+    if raw[:1] not in ("/", "\\"):
+        return True  # not resolved to a path: leaving it out could be a false PASS
     resolved = _resolved_prefix(prefix)
-    return path.startswith(resolved) or (resolved[-1:] == "/" and path == resolved[:-1])
+    directory = resolved[:-1] if resolved[-1:] == "/" else None
+    return any(path.startswith(resolved) or path == directory for path in _candidate_paths(raw))
 
 
+@lru_cache(maxsize=4096)
+def _candidate_paths(raw: str) -> tuple[str, ...]:
+    """The paths, lower case, a server may take origin-form ``raw`` for: resolved
+    (``normalized_path``), and that and the raw one with segment parameters and trailing
+    dots and spaces dropped (``_unparametered``, ``_win32_segments``) - more candidates only
+    ever add a request to a scope."""
+    path = raw if not _PATH_NOISE.search(raw) else _resolved(raw)
+    out = {path}
+    for base in (raw, path):
+        if ";" in base:
+            out.add(_resolved(_unparametered(base)))
+        if _TRAILING_DOT.search(base):
+            out.add(_resolved(_win32_segments(base)))
+            if ";" in base:
+                out.add(_resolved(_win32_segments(_unparametered(base))))
+    return tuple(p.lower() for p in out)
+
+
+def _unparametered(path: str) -> str:
+    """``path`` with each segment's ``;parameters`` dropped (``/EWS;x=1/a`` -> ``/EWS/a``)."""
+    return re.sub(r";[^/]*", "", path)
+
+
+def _win32_segments(path: str) -> str:
+    """``path`` with trailing dots and spaces dropped from each segment (``/EWS./a`` ->
+    ``/EWS/a``), as Win32 canonicalises a file name; ``.`` and ``..`` (after trailing spaces)
+    stay dot segments."""
+    out = []
+    for segment in path.split("/"):
+        spaced = segment.rstrip(" ")
+        out.append(spaced if spaced in (".", "..") else segment.rstrip(". "))
+    return "/".join(out)
+
+
+#: An absolute-form request-target: a scheme (RFC 3986 3.1) and "://".
+_ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+#: A segment ending in a dot or a space (decoded or escaped: ``%20``, ``%2e``).
+_TRAILING_DOT = re.compile(r"(?:[. ]|%20|%2[eE])(?:[/\\;]|$)")
 _PATH_NOISE = re.compile(r"[%\\]|//|/\.(?:\.)?(?:/|$)")
 _PERCENT_U = re.compile(r"%[uU]([0-9A-Fa-f]{4})")
 _SLASHES = re.compile(r"/{2,}")

@@ -285,10 +285,11 @@ def described_credential(
 
 def _presented(req: HttpMessage, query_token: str | None, form: dict[str, str]) -> list[Credential]:
     """Every credential the request presents, in order: its header credentials (see
-    ``header_credentials``: ``Proxy-Authorization`` only when it sent no ``Authorization``),
-    then the query's ``access_token`` (``query_token``) and the ``form``'s (not a token
-    request's): a server may read either instead of the header (RFC 6750 allows all three)."""
-    found = header_credentials(req)
+    ``header_credentials``; ``Proxy-Authorization`` beside ``Authorization`` only when the
+    request went to the server itself, ``_to_a_proxy``), then the query's ``access_token``
+    (``query_token``) and the ``form``'s (not a token request's): a server may read either
+    instead of the header (RFC 6750 allows all three)."""
+    found = header_credentials(req, proxy_too=not _to_a_proxy(req))
     if query_token:
         found.append(_access_token(query_token, "query"))
     token = form.get("access_token") if "grant_type" not in form else None
@@ -305,12 +306,26 @@ class HeaderSource(Protocol):
     def header_all(self, name: str) -> list[str]: ...
 
 
+def _to_a_proxy(req: HttpMessage) -> bool:
+    """Was the request sent to a forward proxy - a CONNECT, or an absolute-form target (any
+    ``scheme://``)? Its ``Proxy-Authorization`` then signs in to the proxy, another hop. One in
+    origin form (or any other) went to the server itself, or to a front end at its address
+    that may take ``Proxy-Authorization`` as the logon (a TMG-style reverse proxy)."""
+    return req.method == "CONNECT" or _ABSOLUTE_FORM.match(req.uri) is not None
+
+
+#: An absolute-form request-target: a scheme (RFC 3986 3.1) and "://".
+_ABSOLUTE_FORM = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+
+
 def header_credentials(msg: HeaderSource, *, proxy_too: bool = False) -> list[Credential]:
     """Every credential of every ``Authorization`` value, in order (several in one value are
     split, see ``split_credentials``; an empty value is none), then of ``Proxy-Authorization``:
-    in HTTP only when no ``Authorization`` credential was found, as the proxy is another hop;
-    with ``proxy_too`` always (SIP: a Skype for Business Front End is registrar and proxy at
-    once, so what either header carries signs in to it)."""
+    with ``proxy_too`` always (SIP, where a Skype for Business Front End is registrar and proxy
+    at once, so what either header carries signs in to it; an HTTP request sent to the server
+    itself, where a proxy credential beside the server's is in doubt, so it is judged too);
+    otherwise only when no ``Authorization`` credential was found (an HTTP request to a forward
+    proxy, the proxy being another hop)."""
     found: list[Credential] = []
     for header in ("authorization", "proxy-authorization"):
         if found and not proxy_too:
