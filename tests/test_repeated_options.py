@@ -116,6 +116,5 @@ def test_a_policy_given_twice_is_bad_usage(tmp_path: Path, capsys) -> None:
     policy.write_text('[[rule]]\nserver = "mail.contoso.com"\n')
     assert main(["verify", FALLBACK, "--policy", str(policy), "--policy", str(policy)]) == 3
     assert "argument --policy: given more than once" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["live", "--verify", "--policy", str(policy), "--policy", str(policy)])
+    assert main(["live", "--verify", "--policy", str(policy), "--policy", str(policy)]) == 3
     assert "argument --policy: given more than once" in capsys.readouterr().err
