@@ -837,6 +837,39 @@ def test_an_answer_lost_at_the_end_leaves_its_request_unanswered(tmp_path: Path)
     assert result.not_inspected == []  # no request lost
 
 
+@pytest.mark.parametrize("last", ["duplicate-ack", "stray-rst"])
+def test_a_later_packet_with_an_older_ack_number_does_not_hide_the_loss(
+    reader: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], last: str
+) -> None:
+    """The server's ACK of the lost request, then a late duplicate ACK (reordered) or a stray
+    RST out of the window (ignored) carrying the older number: the furthest ACK tells."""
+    wire = Wire(40002, T0 + 2).exchange((request(BEARER), OK))
+    seen = wire.seq[True]
+    wire.raw(False, "A")  # (a bare ACK first: the native walk absorbs the next two)
+    wire.seq[True] += len(request(BASIC))  # sent, not captured
+    wire.raw(False, "A")
+    if last == "duplicate-ack":
+        wire.raw(False, "A", ack=seen)
+    else:
+        wire.raw(False, "RA", seq=wire.seq[False] + 100_000, ack=seen)
+    path = control_capture(tmp_path, wire.out)
+    code, data = verify(capsys, path)
+    assert (code, data["result"]) == (2, "INCONCLUSIVE")
+    assert data["rules"][0]["coverage"]["not_inspected"] == [lost_record(40002, "mail.contoso.com")]
+
+
+def test_control_a_stray_rsts_ack_number_tells_nothing(
+    reader: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An RST out of the window is ignored, and so is its ACK number (here past anything the
+    client sent: taken for a loss, it made a false gap)."""
+    wire = Wire(40002, T0 + 2).exchange((request(BEARER), OK))
+    wire.raw(False, "RA", seq=wire.seq[False] + 100_000, ack=wire.seq[True] + 5000)
+    path = control_capture(tmp_path, wire.out)
+    code, data = verify(capsys, path)
+    assert (code, data["result"], data["warnings"]) == (0, "PASS", [])
+
+
 def test_the_end_of_a_request_body_acknowledged_in_the_answer_is_a_gap(
     reader: str, tmp_path: Path
 ) -> None:

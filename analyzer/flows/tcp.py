@@ -197,8 +197,8 @@ class _Direction:
         self.consumer = consumer
         self.conn = conn
         self.next_seq: int | None = None  # sequence number of the next byte we expect
-        # the latest acknowledgement number this direction sent: how far the peer's bytes went,
-        # which tells of bytes at the end of the peer's stream the capture lacks (``_tail``)
+        # the furthest acknowledgement number this direction sent: how far the peer's bytes
+        # went, which tells of bytes at the end of the peer's stream the capture lacks (``_tail``)
         self.ack: int | None = None
         self.next_off = 0  # stream offset of that byte (unbounded; immune to wrap-around)
         # stream offset -> (bytes, ts, frame) of segments that came before the bytes they follow
@@ -279,6 +279,12 @@ class _Conn:
         """Capture time of the connection's latest packet, either way."""
         a, b = self.dirs
         return a.last_ts if a.last_ts > b.last_ts else b.last_ts
+
+
+def _furthest(known: int | None, ack: int) -> int:
+    """The further of two acknowledgement numbers (in sequence space): a late duplicate ACK
+    with an older number must not erase what a later one said."""
+    return ack if known is None or (ack - known) % SEQ_MOD < HALF else known
 
 
 def _tail(d: _Direction) -> int:
@@ -451,8 +457,6 @@ class TcpReassembler:
             if d is None:
                 return
         d.last_ts = ts
-        if flags & ACK:
-            d.ack = ack
         n = len(payload)
         if ts >= self._next_sweep:
             self._sweep(ts)
@@ -472,6 +476,8 @@ class TcpReassembler:
                 d.next_seq = seq
             if flags & ACK and d.peer is not None and d.peer.next_seq is None:
                 d.peer.next_seq = ack
+        if flags & ACK:  # (not an RST's, which may be a stray one, nor another connection's SYN)
+            d.ack = _furthest(d.ack, ack)
         if n:
             if seq == d.next_seq and not d.pending:
                 # Fast path: the next bytes, in order, nothing buffered.
@@ -519,7 +525,7 @@ class TcpReassembler:
                 n = len(payload)
                 d.last_ts = ts
                 if flags & ACK:
-                    d.ack = ack
+                    d.ack = _furthest(d.ack, ack)
                 if not n:
                     continue
                 if not d.pending:
@@ -640,7 +646,7 @@ class TcpReassembler:
             d.next_off += size
         d.last_ts = ts
         if flags & ACK:
-            d.ack = ack
+            d.ack = _furthest(d.ack, ack)
         if grants is not None:
             self.grant(key, d)
         return True
@@ -668,7 +674,7 @@ class TcpReassembler:
         next_seq, consumed, last_ts, dead, ack = got
         d.next_seq = next_seq
         if ack is not None:
-            d.ack = ack
+            d.ack = _furthest(d.ack, ack)
         if consumed:
             d.next_off += consumed
             if not dead:

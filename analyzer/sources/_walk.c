@@ -68,7 +68,7 @@ typedef struct {
     uint8_t seen;      /* absorbed at least one packet since the grant */
     uint8_t acked;     /* an absorbed packet carried an ACK since the grant */
     uint32_t next_seq; /* sequence number of the next byte expected */
-    uint32_t ack;      /* the latest acknowledgement number absorbed */
+    uint32_t ack;      /* the furthest acknowledgement number absorbed */
     uint64_t skip;     /* bytes the consumer still skips (unused when dead) */
     uint64_t consumed; /* payload bytes absorbed since the grant */
     double last_ts;    /* capture time of the last absorbed packet */
@@ -335,9 +335,12 @@ static inline int absorb_tcp(GrantTable *t, const uint8_t *ip, const uint8_t *en
         g->next_seq += (uint32_t)n;
         g->consumed += n;
     }
-    if (flags & 0x10) { /* ACK */
-        g->ack = be32(tcp + 8);
-        g->acked = 1;
+    if (flags & 0x10) { /* ACK: the furthest one (a late duplicate does not take it back) */
+        uint32_t ack = be32(tcp + 8);
+        if (!g->acked || (uint32_t)(ack - g->ack) < 0x80000000u) {
+            g->ack = ack;
+            g->acked = 1;
+        }
     }
     g->seen = 1;
     g->last_ts = ts;
