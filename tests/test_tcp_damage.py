@@ -870,6 +870,40 @@ def test_control_a_stray_rsts_ack_number_tells_nothing(
     assert (code, data["result"], data["warnings"]) == (0, "PASS", [])
 
 
+@pytest.mark.parametrize("end", ["ack", "fins", "rst", "client-fin"])
+def test_a_connection_whose_only_request_was_lost_is_inconclusive(
+    reader: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], end: str
+) -> None:
+    """Handshake, the one request never captured, then the server's ACK of it (and both FINs
+    past it, or the client's RST after it; or only the client's FIN past it): no data was
+    captured on the connection, which was only counted (review 7: T1, T1b)."""
+    wire = Wire(40002, T0 + 2)
+    wire.seq[True] += len(request(BASIC))  # sent, not captured
+    if end == "client-fin":
+        wire.raw(True, "FA")
+    else:
+        wire.raw(False, "A")
+    if end == "fins":
+        wire.close()
+    elif end == "rst":
+        wire.raw(True, "R")
+    path = control_capture(tmp_path, wire.out)
+    code, data = verify(capsys, path)
+    assert (code, data["result"]) == (2, "INCONCLUSIVE")
+    (spot,) = data["rules"][0]["coverage"]["not_inspected"]
+    assert (spot["kind"], spot["client"]) == ("request-lost", f"{CLIENT}:40002")
+
+
+def test_control_a_connection_that_carried_nothing_is_only_counted(
+    reader: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wire = Wire(40002, T0 + 2)
+    wire.raw(False, "A")
+    path = control_capture(tmp_path, wire.close())
+    code, data = verify(capsys, path)
+    assert (code, data["result"], data["warnings"]) == (0, "PASS", [])
+
+
 def test_the_end_of_a_request_body_acknowledged_in_the_answer_is_a_gap(
     reader: str, tmp_path: Path
 ) -> None:

@@ -281,6 +281,22 @@ class _Conn:
         return a.last_ts if a.last_ts > b.last_ts else b.last_ts
 
 
+def _unseen_data(kept: list[tuple]) -> bool:
+    """Do the packets of a connection that carried no captured data (an embryo: feed
+    arguments) show that data went all the same: an ACK past the peer's SYN (by more than the
+    one number of a FIN), or a FIN past its sender's SYN? Its only request lost, say: then it
+    is opened, so that the hole is told (``_tail``, ``_close_conn``), not just counted."""
+    syns = {(p[1], p[2]): p[5] for p in kept if p[7] & SYN}
+    for p in kept:
+        peer_isn = syns.get((p[3], p[4]))
+        if p[7] & ACK and peer_isn is not None and 1 < (p[6] - peer_isn - 1) % SEQ_MOD <= MAX_TAIL:
+            return True
+        own_isn = syns.get((p[1], p[2]))
+        if p[7] & FIN and own_isn is not None and 0 < (p[5] - own_isn - 1) % SEQ_MOD <= MAX_TAIL:
+            return True
+    return False
+
+
 def _furthest(known: int | None, ack: int) -> int:
     """The further of two acknowledgement numbers (in sequence space): a late duplicate ACK
     with an older number must not erase what a later one said."""
@@ -550,7 +566,7 @@ class TcpReassembler:
         self.settle_all()
         for first, kept in list(self.embryos.items()):
             # data on a SYN: read, not dropped with the embryo (one a replay's sweep let go: gone)
-            if first in self.embryos and any(p[8] for p in kept):
+            if first in self.embryos and (any(p[8] for p in kept) or _unseen_data(kept)):
                 self._hatch(first, kept, None)
         for conn in self._conns_open():
             self._close_conn(conn, conn.last_ts)
@@ -585,7 +601,10 @@ class TcpReassembler:
                 self._sweep(packet[0])
             return True
         if flags & RST:  # reset before any data: counted, nothing to read
-            self._drop_embryo(first, evicted=False)
+            if _unseen_data([*kept, packet]):  # but data went that the capture lacks
+                self._hatch(first, [*kept, packet], None)
+            else:
+                self._drop_embryo(first, evicted=False)
             return True
         if len(kept) < _EMBRYO_PACKETS:
             kept.append(packet)
@@ -1010,7 +1029,8 @@ class TcpReassembler:
             kept = self.embryos.get(first)
             if kept is None:
                 continue  # let go by a sweep of a replay's packet (times at infinity)
-            if any(p[8] for p in kept):  # data on a SYN: read (then evicted below), not dropped
+            # data on a SYN, or data the capture lacks: read (then evicted below), not dropped
+            if any(p[8] for p in kept) or _unseen_data(kept):
                 self._hatch(first, kept, None)
             else:
                 self._drop_embryo(first, evicted=True)
