@@ -46,7 +46,7 @@ from analyzer.protocols.sip_exchange import SipConnection, SipDatagrams, SipExch
 from analyzer.protocols.tls import looks_like_record
 from analyzer.sources.archive import Archived, connection_id
 from analyzer.sources.kinds import input_kind
-from analyzer.sources.linklayer import GENEVE_PORT
+from analyzer.sources.linklayer import GENEVE_PORT, VXLAN_GPE_PORT
 from analyzer.sources.pcapfile import read_packets, read_stream
 from analyzer.words import plural
 
@@ -594,12 +594,13 @@ SIP_PORTS = frozenset(range(5060, 5088))
 
 
 def _tunnel_advice(name: str, port: int) -> str:
-    """How to have a VXLAN or GENEVE tunnel on UDP ``port`` read."""
+    """How to have a VXLAN, VXLAN-GPE or GENEVE tunnel on UDP ``port`` read."""
     if name == "VXLAN":
         return f"pass --vxlan-port {port}"
+    read_on = VXLAN_GPE_PORT if name == "VXLAN-GPE" else GENEVE_PORT
     return (
-        f"GENEVE is read only on UDP {GENEVE_PORT}: rewrite the port with tcprewrite "
-        f"--portmap={port}:{GENEVE_PORT}"
+        f"{name} is read only on UDP {read_on}: rewrite the port with tcprewrite "
+        f"--portmap={port}:{read_on}"
     )
 
 

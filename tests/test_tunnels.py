@@ -1352,6 +1352,38 @@ def test_verify_is_inconclusive_over_vxlan_on_an_unread_port(reader: str, tmp_pa
     assert code == 1 and "not OAuth: ntlm as CONTOSO\\alice" in out
 
 
+@pytest.mark.parametrize("kind", ["gbp", "gpe"])
+def test_vxlan_extensions_on_an_unread_port_are_a_blind_spot_too(
+    reader: str, tmp_path: Path, kind: str
+) -> None:
+    """VXLAN with the group policy extension (flags 0x88, a policy id), and VXLAN-GPE (whose
+    decoder reads UDP 4790 only), on UDP 9999: their shape was not taken for a tunnel, and
+    verify passed (review 7: V4, V5)."""
+    import scapy.all as scapy
+
+    if kind == "gbp":
+        header = bytes([0x88, 0, 0x12, 0x34, 0, 0x13, 0x89, 0])
+
+        def wrap(inner: Any) -> Any:
+            return _v4(inner) / _udp(inner, 9999) / scapy.Raw(header) / _l2(inner)
+
+        advice = "looks like VXLAN: pass --vxlan-port 9999"
+    else:
+        header = bytes([0x0C, 0, 0, 1, 0, 0x13, 0x89, 0])  # next protocol 1: IPv4
+
+        def wrap(inner: Any) -> Any:
+            return _v4(inner) / _udp(inner, 9999) / scapy.Raw(header) / inner
+
+        advice = (
+            "looks like VXLAN-GPE: VXLAN-GPE is read only on UDP 4790: rewrite the port with "
+            "tcprewrite --portmap=9999:4790"
+        )
+    path = _bearer_and(tmp_path, kind, _ntlm_wrapped(wrap))
+    code, out = verify_exit(path)
+    assert code == 2 and out.startswith("INCONCLUSIVE"), out
+    assert f"UDP port 9999 between {VTEP_A} and {VTEP_B} {advice}" in out
+
+
 def test_an_unread_tunnel_elsewhere_is_out_of_scope(reader: str, tmp_path: Path) -> None:
     """VXLAN on an unread port between other inner addresses leaves the verdict alone."""
     others = _ntlm_wrapped(_vxlan(5001, dport=9999), ("10.9.9.7", "10.9.9.8"))
@@ -1443,8 +1475,17 @@ def test_tunnel_inside_takes_only_tunnel_shapes() -> None:
     from scapy.contrib.geneve import GENEVE
 
     assert tunnel_inside(raw(GENEVE(vni=5, proto=0x0800) / ip)) == ("GENEVE", *packed)
+    # the group policy extension (Linux "vxlan gbp"): G flag, policy id in bytes 2-3
+    gbp = bytearray(raw(VXLAN(vni=5, flags=0x08) / _l2(ip)))
+    gbp[0], gbp[2], gbp[3] = 0x88, 0x12, 0x34
+    assert tunnel_inside(bytes(gbp)) == ("VXLAN", *packed)
+    # VXLAN-GPE: the I and P flags, next protocol 1 (IPv4) or 3 (Ethernet)
+    gpe = bytes([0x0C, 0, 0, 1, 0, 0, 5, 0])
+    assert tunnel_inside(gpe + raw(ip)) == ("VXLAN-GPE", *packed)
+    assert tunnel_inside(gpe[:3] + b"\x03" + gpe[4:] + raw(_l2(ip))) == ("VXLAN-GPE", *packed)
+    assert tunnel_inside(gpe[:3] + b"\x04" + gpe[4:] + raw(ip)) is None  # NSH: not read
     vxlan = bytearray(raw(VXLAN(vni=5, flags=0x08) / _l2(ip)))
-    for at, value in ((0, 0x0C), (1, 1), (3, 1), (7, 1), (20, 0x86), (22, 0x65), (22, 0x44)):
+    for at, value in ((0, 0x0C), (0, 0x00), (7, 1), (20, 0x86), (22, 0x65), (22, 0x44)):
         bad = bytearray(vxlan)
         bad[at] = value
         assert tunnel_inside(bytes(bad)) is None, (at, value)

@@ -127,9 +127,14 @@ _TEB, _IPV4, _IPV6, _VLAN = 0x6558, 0x0800, 0x86DD, 0x8100
 _U16 = struct.Struct("!H").unpack_from
 
 
+#: VXLAN-GPE next protocols carrying IP: 1 IPv4, 2 IPv6 (as EtherTypes).
+_GPE_NEXT = {1: 0x0800, 2: 0x86DD}
+
+
 def tunnel_inside(payload: memoryview | bytes) -> tuple[str, bytes, bytes] | None:
     """The tunnel a UDP payload looks like and the inner packet's (source, destination) packed
-    addresses: VXLAN (RFC 7348: flags byte 0x08, reserved bytes zero, then Ethernet) or GENEVE
+    addresses: VXLAN (RFC 7348: the I flag, then Ethernet; the group policy extension's bits
+    allowed), VXLAN-GPE (the I and P flags and a next protocol of IPv4, IPv6 or Ethernet) or GENEVE
     (RFC 8926: version 0, a protocol type of Ethernet, IPv4 or IPv6), carrying a plausible IPv4
     or IPv6 header; None for anything else. A shape, not a port: the decoder reads these only on
     their ports (VXLAN 4789, 8472 and ``--vxlan-port``; GENEVE 6081), and what they carry
@@ -137,8 +142,13 @@ def tunnel_inside(payload: memoryview | bytes) -> tuple[str, bytes, bytes] | Non
     if len(payload) < 28 or payload[7]:  # both end in a reserved byte
         return None
     first = payload[0]
-    if first == 0x08 and not payload[1] and not payload[2] and not payload[3]:
+    if first & 0x0C == 0x08:  # the I flag (a VNI), as the decoder asks; GBP's bits allowed
         return _inner_ether("VXLAN", payload, 8)
+    if first & 0x0C == 0x0C:  # VXLAN-GPE: I and P, a next protocol of IPv4, IPv6 or Ethernet
+        nxt = payload[3]
+        if nxt == 3:
+            return _inner_ether("VXLAN-GPE", payload, 8)
+        return _inner_ip("VXLAN-GPE", payload, 8, _GPE_NEXT.get(nxt, 0))
     if first >> 6 or payload[1] & 0x3F:  # GENEVE: version 0, reserved bits zero
         return None
     ptype = _U16(payload, 2)[0]
