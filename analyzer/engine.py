@@ -39,9 +39,9 @@ from analyzer.model import (
     evolve,
     request_url,
 )
-from analyzer.protocols.dispatch import FirstBytes
+from analyzer.protocols.dispatch import MAX_HELD, FirstBytes
 from analyzer.protocols.http_exchange import Exchange, HttpConnection
-from analyzer.protocols.sip import looks_like_sip
+from analyzer.protocols.sip import looks_like_sip, sip_start_after
 from analyzer.protocols.sip_exchange import SipConnection, SipDatagrams, SipExchange
 from analyzer.protocols.tls import looks_like_record
 from analyzer.sources.archive import Archived, connection_id
@@ -464,7 +464,8 @@ class EventCollector:
         sip_port = info.a_port in SIP_PORTS or info.b_port in SIP_PORTS
         if not (decrypted or sip_port) and (info.a_port in HTTP_PORTS or info.b_port in HTTP_PORTS):
             return http(info)
-        midstream_sip = sip_port and not info.syn_seen
+        midstream = not info.syn_seen
+        midstream_sip = sip_port and midstream
 
         def choose(first: bytes) -> Connection | None:
             sip = looks_like_sip(first)
@@ -472,9 +473,17 @@ class EventCollector:
                 return None  # too few bytes to tell (a TLS record header cut short)
             if sip or (midstream_sip and not _http_or_tls(first)):
                 return self.sip_connection(info, decrypted)
+            if midstream and not _http_or_tls(first):
+                # caught mid-stream off the SIP ports: the tail of a message, then perhaps the
+                # start of a SIP one (a long-lived SIP connection on 5090, say)
+                if sip_start_after(first):
+                    return self.sip_connection(info, decrypted)
+                if len(first) < MIDSTREAM_LOOK:
+                    return None
             return http(info)
 
-        return FirstBytes(choose, lambda: http(info))
+        held = MIDSTREAM_LOOK if midstream else MAX_HELD
+        return FirstBytes(choose, lambda: http(info), held)
 
     def sip_connection(self, info: ConnectionInfo, decrypted: bool) -> SipConnection:
         self.stats.check_time(info.first_ts)
@@ -588,6 +597,9 @@ MAX_QUIC_FLOWS = 10_000
 #: record without addresses stands for the rest.
 MAX_TUNNEL_PAIRS = 10_000
 
+#: Bytes of a connection caught mid-stream off the SIP ports looked through for a SIP start line
+#: before it is read as HTTP.
+MIDSTREAM_LOOK = 4096
 #: TCP ports on which cleartext connections are tried as SIP: 5060 (SIP) and 5061 (SIP over
 #: TLS), and the range Skype for Business servers listen on for SIP (to 5087).
 SIP_PORTS = frozenset(range(5060, 5088))

@@ -199,6 +199,44 @@ def test_cleartext_sip_on_any_tcp_port_is_read(tmp_path: Path, reader: str, port
     assert judge(path) == FAIL
 
 
+@pytest.mark.parametrize(("port", "syn"), [(5060, True), (5090, True), (5090, False)])
+def test_sip_after_many_keep_alives_is_read(
+    tmp_path: Path, reader: str, port: int, syn: bool
+) -> None:
+    """A connection that opens with more keep-alive line breaks than the bytes the first-bytes
+    choice waits for (RFC 5626 pings), then a Digest REGISTER: the line breaks do not count,
+    or it was read as HTTP, unread and unsaid, and verify passed (review 7: S1, S2)."""
+    reg = kit.Dialog("crlf-0001")
+    msgs = [
+        (0, b"\r\n\r\n" * 40),
+        (0, reg.request([kit.DIGEST_AUTH])),
+        (1, reg.response(200, "OK")),
+    ]
+    path = kit.tcp_capture(tmp_path / "crlf.pcap", msgs, port=port, syn=syn)
+    result = analyze_paths([path])
+    assert [(e.protocol, e.scheme) for e in result.events] == [("sip", "digest")]
+    assert judge(path) == FAIL
+
+
+@pytest.mark.parametrize("answered", [True, False])
+def test_sip_caught_mid_stream_off_the_sip_ports_is_read(
+    tmp_path: Path, reader: str, answered: bool
+) -> None:
+    """On 5090, caught after a message began: its tail (an SDP body), then a Digest REGISTER
+    (answered, or not: then the client's bytes alone must tell). Only a first start line made
+    it SIP there, so it was read as HTTP (review 7: S3)."""
+    reg = kit.Dialog("mid-5090")
+    tail = b"v=0\r\no=- 0 0 IN IP4 10.20.0.9\r\ns=session\r\nc=IN IP4 10.20.0.9\r\n"
+    msgs = [(0, tail), (0, reg.request([kit.DIGEST_AUTH]))]
+    if answered:
+        msgs.append((1, reg.response(200, "OK")))
+    path = kit.tcp_capture(tmp_path / "mid.pcap", msgs, port=5090, syn=False)
+    result = analyze_paths([path])
+    assert [(e.protocol, e.scheme) for e in result.events] == [("sip", "digest")]
+    assert spots(path) == [("request-lost", "sip", 5090)]  # the tail: what it held is unknown
+    assert judge(path) == FAIL
+
+
 def test_http_off_the_http_ports_stays_http(tmp_path: Path) -> None:
     msgs = [(0, REQ), (1, OK)]
     path = kit.tcp_capture(tmp_path / "http.pcap", msgs, port=8443)

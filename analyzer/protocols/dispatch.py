@@ -21,7 +21,10 @@ if TYPE_CHECKING:
 #: First bytes of a connection -> the connection to read it, or None while they are too few.
 Chooser = Callable[[bytes], "Connection | None"]
 #: Bytes held for the choice; a chooser that still cannot tell by then must decide on these.
+#: Line breaks before the first byte of a message do not count (SIP keep-alives, RFC 5626: a
+#: connection may open with any number of them), up to ``MAX_KEEPALIVE`` bytes in all.
 MAX_HELD = 64
+MAX_KEEPALIVE = 64 * 1024
 
 
 class _Side:
@@ -61,8 +64,12 @@ class _Side:
             if not self._held:
                 self._ts = ts
                 self._frame = frame
-            self._held += data
-            self.owner.choose_now(self, force=len(self._held) >= MAX_HELD)
+            held = self._held
+            held += data
+            size = len(held)
+            if held[:1] in (b"\r", b"\n") and size < MAX_KEEPALIVE:
+                size = len(held.lstrip(b"\r\n"))
+            self.owner.choose_now(self, force=size >= self.owner.max_held)
             return
         target.data(data, ts, frame)
         self._mirror(target)
@@ -142,10 +149,13 @@ class FirstBytes:
     Slotted, and the chooser let go once it has chosen: every TCP connection off the HTTP
     ports is one of these while it is open."""
 
-    __slots__ = ("a_to_b", "b_to_a", "choose", "chosen", "default")
+    __slots__ = ("a_to_b", "b_to_a", "choose", "chosen", "default", "max_held")
 
-    def __init__(self, choose: Chooser, default: Callable[[], Connection]) -> None:
+    def __init__(
+        self, choose: Chooser, default: Callable[[], Connection], max_held: int = MAX_HELD
+    ) -> None:
         self.choose: Chooser | None = choose
+        self.max_held = max_held  # bytes (keep-alives aside) the chooser may wait for
         # the connection for a direction that ends or breaks unread
         self.default: Callable[[], Connection] | None = default
         self.a_to_b = _Side(self, True)

@@ -124,11 +124,18 @@ class SipMessage:
 
 
 def looks_like_sip(data: bytes | bytearray | memoryview) -> bool | None:
-    """Do these first bytes of a stream start a SIP message? None while too few to tell."""
-    head = bytes(data[:64]).lstrip(b"\r\n")
+    """Do these first bytes of a stream start a SIP message (after any keep-alive line breaks)?
+    None while too few to tell."""
+    head = bytes(data).lstrip(b"\r\n")[:64]
     if _SIP_START.match(head):
         return True
     return None if _SIP_PREFIX.match(head) else False
+
+
+def sip_start_after(data: bytes | bytearray | memoryview) -> bool:
+    """Do bytes caught in the middle of a stream hold the start of a SIP message at a line
+    start (the tail of one message, then the next)?"""
+    return _MESSAGE_START.search(data) is not None
 
 
 def uri_host(uri: str | None) -> str | None:
