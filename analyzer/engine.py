@@ -762,10 +762,12 @@ def unread_blind_spots(captures: list[CaptureStats]) -> list[NotInspected]:
             out.append(evolve(spot, count=c.untimed_packets, detail=detail))
         if c.unread_from is None:
             continue
-        detail = (
-            f"{c.path}: the bytes after offset {c.unread_from:,} were not read "
-            f"({c.unread_why}): whatever they held is unknown"
+        where = (
+            f"the bytes after offset {c.unread_from:,}"
+            if c.unread_from >= 0
+            else "the rest of it, after the last packet converted,"  # (UNREAD_PAST_CONVERTED)
         )
+        detail = f"{c.path}: {where} were not read ({c.unread_why}): whatever they held is unknown"
         conn_id = connection_id("unread-capture", c.path, str(c.unread_from))
         out.append(NotInspected("unread-capture", conn_id, c.first_ts or 0.0, "", 0, "", 0))
         out[-1] = evolve(out[-1], detail=detail)

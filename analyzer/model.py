@@ -684,7 +684,8 @@ class CaptureStats:
     # be one, or of one cut short by the end of the file before its headers; where a stream
     # was given up on, or where a live capture that failed ended) and why: the rest was never
     # read, a blind spot of kind "unread-capture" for every scope. None when the file was read
-    # to its end.
+    # to its end; -1 for a file converted by Wireshark's tools that the converter gave up on
+    # (where in the original is unknown: after the last packet it converted).
     unread_from: int | None = None
     unread_why: str = ""
     # Packets that carry no timestamp (pcapng simple packet blocks), dated by the packet before

@@ -36,6 +36,9 @@ ETL = (
     "FILE.pcapng' (newer builds: 'pktmon pcapng FILE.etl -o FILE.pcapng') and analyse the pcapng"
 )
 _STDERR_KEEP = 4096  # bytes of the converter's error output kept for a failure message
+#: ``CaptureStats.unread_from`` of a file the converter gave up on: where in the original it
+#: stopped is unknown, only that it was after the last packet it converted.
+UNREAD_PAST_CONVERTED = -1
 _PEEK = 4096  # bytes of converted output read ahead, to see the link type
 LINKTYPE_ERF = 197
 
@@ -162,14 +165,22 @@ def _packets(
     stats: CaptureStats,
 ) -> Iterator[Packet]:
     """The converted packets; once they end, what the converter complained about (a file cut
-    short, a damaged record: what came before is kept) as a warning."""
+    short, a damaged record: what came before is kept) as a warning. The converter stopped
+    short of the end then, so the rest of the file is a blind spot for every scope (an
+    ``unread-capture``): a packet it could not convert may have held a request."""
+    read_all = False
     try:
         yield from packets
+        read_all = True
     finally:
         code = _stop(proc)
         problem = errors.text()
         if problem or code not in (0, None):
-            stats.warn(f"{path}: converting to pcapng: {problem or f'exit status {code}'}")
+            said = problem or f"exit status {code}"
+            stats.warn(f"{path}: converting to pcapng: {said}")
+            if read_all and stats.unread_from is None:  # (not when the reading stopped first)
+                # where in the original it stopped is not known: past its last packet converted
+                stats.unread_from, stats.unread_why = UNREAD_PAST_CONVERTED, f"converter: {said}"
 
 
 def _stop(proc: subprocess.Popen) -> int | None:
