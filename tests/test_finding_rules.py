@@ -113,3 +113,19 @@ def test_a_finding_about_the_capture_as_a_whole_comes_first_of_its_severity(
         ("medium", "signing-certificate-expiring", None),
         ("medium", "metadata-fetch-failed", 0.53),
     ]
+
+
+def test_credentials_beside_another_are_cleartext_findings_too(tmp_path: Path) -> None:
+    """Two different tokens in one request (its event's scheme is ``other``), and a Basic
+    password after an NTLM leg: each crossed in the clear, and no finding said so (review 8:
+    F4, F5). A Basic password beside another credential is named by no user: the event's user
+    is the other credential's."""
+    two = b"Bearer abc.def.ghi\r\nAuthorization: Bearer jkl.mno.pqr"
+    path = write_capture(tmp_path / "two.pcap", [(request(b"web.test", two), OK)])
+    (f,) = findings(path, "cleartext-bearer")
+    assert f.event_ids == (1,) and f.detail.startswith("1 request, 1 distinct token")
+    digest = b'Digest username="carol", realm="web", nonce="1", uri="/ews", response="00"'
+    both = digest + b"\r\nAuthorization: " + basic("bob")
+    path = write_capture(tmp_path / "beside.pcap", [(request(b"web.test", both), OK)])
+    (f,) = findings(path, "cleartext-basic")
+    assert f.detail.startswith("(no user): 1 request 10.9.9.1 -> web.test")

@@ -126,6 +126,12 @@ def _cleartext(e: Event) -> bool:
     return e.transport != "tls"
 
 
+def _presents(e: Event, scheme: str) -> bool:
+    """Did the request present a credential of ``scheme``: the one its event describes, or one
+    beside it (``also_presented``: two tokens, a Basic password beside NTLM, ...)?"""
+    return e.scheme == scheme or any(a.split(" ", 1)[0] == scheme for a in e.also_presented)
+
+
 def _grouped(events: list[Event], key: Callable[[Event], tuple]) -> Iterator[tuple[tuple, list]]:
     groups: dict[tuple, list[Event]] = defaultdict(list)
     for e in events:
@@ -151,15 +157,21 @@ def _accepted(events: list[Event]) -> str:
     "had it: change the password and move the service to HTTPS.",
 )
 def _cleartext_basic(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
-    basic = [e for e in ctx.events if e.scheme == "basic" and _cleartext(e)]
-    for (user, domain, _server), group in _grouped(
-        basic, lambda e: (e.user, e.domain, e.server_ip)
-    ):
+    basic = [e for e in ctx.events if _presents(e, "basic") and _cleartext(e)]
+    for (user, domain, _server), group in _grouped(basic, _basic_account):
         who = f"{domain}\\{user}" if domain else (user or "(no user)")
         yield (
             f"{who}: {plural(len(group), 'request')} {_where(group[0])}; {_accepted(group)}",
             group,
         )
+
+
+def _basic_account(e: Event) -> tuple:
+    """(user, domain, server) of a Basic credential: the event's own when it describes it; one
+    beside another credential is named by none (the event's user is the other one's)."""
+    if e.scheme == "basic":
+        return e.user, e.domain, e.server_ip
+    return None, None, e.server_ip
 
 
 @rule(
@@ -169,7 +181,7 @@ def _cleartext_basic(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
     "Whoever sees a bearer token can replay it until it expires. Tokens belong on TLS only.",
 )
 def _cleartext_bearer(ctx: Context) -> Iterator[tuple[str, list[Event]]]:
-    bearer = [e for e in ctx.events if e.scheme == "bearer" and presented(e) and _cleartext(e)]
+    bearer = [e for e in ctx.events if _presents(e, "bearer") and presented(e) and _cleartext(e)]
     for _key, group in _grouped(bearer, _pair):
         tokens = plural(len({e.cred_fp for e in group}), "distinct token")
         yield f"{plural(len(group), 'request')}, {tokens}, {_where(group[0])}", group
