@@ -290,10 +290,16 @@ class _Reader:
         """An interface statistics block: the packets its interface had dropped by then
         (``_isb_drops``) that no earlier block of the interface told are added to
         ``stats.dropped``, a blind spot for every scope."""
-        told = _isb_drops(data, pos, blen, order)
-        if told is None:
+        ifid, dropped, unread = _isb_drops(data, pos, blen, order)
+        if unread:
+            self.decoder.warn_once(
+                "malformed drop counter",
+                f"{self.stats.path}: an interface statistics block whose drop counter is "
+                "malformed (not 8 bytes, or past the block): packets the capture dropped may "
+                "not all be counted"
+            )
+        if dropped is None:
             return
-        ifid, dropped = told
         key = (self.section, ifid)
         before = self.drops.get(key, 0)
         if dropped > before:
@@ -1108,7 +1114,8 @@ def _parse_idb(data: Buffer, pos: int, blen: int, order: str) -> _Interface:
 
 def _options(data: Buffer, o: int, end: int, order: str) -> Iterator[tuple[int, int, int]]:
     """(code, offset of the value, length) of each option of a block, from ``o`` up to ``end``
-    (where the block's trailing length begins), until opt_endofopt or one that overruns."""
+    (where the block's trailing length begins), until opt_endofopt; an option whose value runs
+    past the block ends the list, given with length -1 (its value unreadable)."""
     opt = _OPT[order]
     while o + 4 <= end:
         code, length = opt(data, o)
@@ -1116,25 +1123,32 @@ def _options(data: Buffer, o: int, end: int, order: str) -> Iterator[tuple[int, 
             return
         v = o + 4
         if v + length > end:
+            yield code, v, -1
             return
         yield code, v, length
         o = v + ((length + 3) & ~3)
 
 
-def _isb_drops(data: Buffer, pos: int, blen: int, order: str) -> tuple[int, int] | None:
-    """(interface id, packets dropped since the capture began) of the interface statistics
-    block at ``pos``: isb_ifdrop plus isb_osdrop; None when it tells neither."""
+def _isb_drops(data: Buffer, pos: int, blen: int, order: str) -> tuple[int, int | None, bool]:
+    """(interface id, packets dropped since the capture began, whether a drop counter could not
+    be read) of the interface statistics block at ``pos``: isb_ifdrop plus isb_osdrop; None
+    when it tells neither. A counter not 8 bytes long, or running past the block, is unread."""
     if blen < 24:
-        return None
+        return 0, None, False
     ifid = _U32[order](data, pos + 8)[0]
     u64 = _U64[order]
     dropped = None
+    unread = False
     for code, v, length in _options(data, pos + 20, pos + blen - 4, order):
-        if code in _ISB_DROPS and length == 8:
-            count = u64(data, v)[0]
-            if count != _UNKNOWN_COUNT:
-                dropped = (dropped or 0) + count
-    return None if dropped is None else (ifid, dropped)
+        if code not in _ISB_DROPS:
+            continue
+        if length != 8:
+            unread = True
+            continue
+        count = u64(data, v)[0]
+        if count != _UNKNOWN_COUNT:
+            dropped = (dropped or 0) + count
+    return ifid, dropped, unread
 
 
 def _epb_time(data: Buffer, pos: int, order: str, ifaces: list[_Interface]) -> float:
