@@ -296,7 +296,7 @@ class _Reader:
                 "malformed drop counter",
                 f"{self.stats.path}: an interface statistics block whose drop counter is "
                 "malformed (not 8 bytes, or past the block): packets the capture dropped may "
-                "not all be counted"
+                "not all be counted",
             )
         if dropped is None:
             return
