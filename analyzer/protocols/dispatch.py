@@ -22,9 +22,10 @@ if TYPE_CHECKING:
 Chooser = Callable[[bytes], "Connection | None"]
 #: Bytes held for the choice; a chooser that still cannot tell by then must decide on these.
 #: Line breaks before the first byte of a message do not count (SIP keep-alives, RFC 5626: a
-#: connection may open with any number of them), up to ``MAX_KEEPALIVE`` bytes in all.
+#: capture may catch a connection in a run of them), up to ``MAX_KEEPALIVE`` bytes in all
+#: (a thousand pings; the held bytes are looked through again as each segment comes).
 MAX_HELD = 64
-MAX_KEEPALIVE = 64 * 1024
+MAX_KEEPALIVE = 4096
 
 
 class _Side:
