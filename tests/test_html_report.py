@@ -258,6 +258,51 @@ def test_cli_report_writes_one_file(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["report", str(tmp_path / "missing.pcap"), "-o", str(out)]) == 2
 
 
+def _banner(page: str) -> tuple[str, str]:
+    """(tone, headline) of a report's verdict banner."""
+    import re
+
+    found = re.search(r'class="banner tone-(\w+)".*?class="headline">(.*?)</div>', page, re.S)
+    assert found is not None
+    return found.group(1), html.unescape(found.group(2))
+
+
+@pytest.mark.skipif(not (ROOT / "captures" / "healthy-oauth-tls.keys").exists(), reason="no keys")
+def test_the_banner_is_green_only_when_everything_was_read_and_nothing_is_high() -> None:
+    """Every pair used OAuth alone, yet verify is INCONCLUSIVE (TLS not decrypted) or FAIL (a
+    bad token): the banner was green "OAuth only" with the blind spot a small warning below
+    it (review 9). Amber now, and the headline says why; green where all was read and fine."""
+    import shutil
+
+    blind = render_html(analyzer.analyze(ROOT / "captures" / "hybrid" / "tls-blind.pcap"))
+    assert _banner(blind) == (
+        "warn",
+        "OAuth only in what was read: some traffic could not be read (see the warnings); "
+        "2 high findings (see Findings)",
+    )
+    healthy = render_html(analyzer.analyze(ROOT / "captures" / "hybrid" / "healthy.pcap"))
+    assert _banner(healthy) == ("warn", "OAuth only, 2 high findings (see Findings)")
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark not installed")
+    tls = analyzer.analyze(
+        ROOT / "captures" / "healthy-oauth-tls.pcapng",
+        tls_keylog=str(ROOT / "captures" / "healthy-oauth-tls.keys"),
+    )
+    assert _banner(render_html(tls)) == ("good", "OAuth only")
+    # the same with a blind spot beside it (TLS to another server not decrypted): amber
+    spots = analyzer.analyze(ROOT / "captures" / "hybrid" / "tls-blind.pcap").result.not_inspected
+    tls.result.not_inspected = list(spots)
+    unread = Analysis(tls.result)
+    assert _banner(render_html(unread)) == (
+        "warn",
+        "OAuth only in what was read: some traffic could not be read (see the warnings)",
+    )
+    # a pair without authentication beside OAuth ones is no answer either way (it read "OAuth
+    # in use, but 0 of 2 pairs fell back or mixed schemes")
+    none = render_html(analyzer.analyze(ROOT / "captures" / "hybrid" / "unauthenticated.pcap"))
+    assert _banner(none) == ("warn", "OAuth only, 1 high finding (see Findings)")
+
+
 def test_empty_analysis_still_renders() -> None:
     page = render_html(Analysis(AnalysisResult()))
     assert "No authenticated exchanges" in page and "Findings (0)" in page

@@ -133,7 +133,7 @@ def render_html(
     body = [
         _header(name, captures, result.events),
         _nav(),
-        _verdicts(result.verdicts, result.findings, _blind_spots(result)),
+        _verdicts(result.verdicts, result.findings, _blind_spots(result), _unread(result)),
         _findings(result.findings),
         _charts(analysis) if with_charts else Html(""),
         _pairs(result.verdicts),
@@ -234,11 +234,28 @@ def _blind_spots(result: AnalysisResult) -> list[str]:
     ]
 
 
+def _unread(result: AnalysisResult) -> bool:
+    """Was any traffic not read (a blind spot), or the capture damaged?"""
+    from analyzer.analysis.coverage import damage
+
+    return bool(result.not_inspected or damage(result.captures))
+
+
 def _verdicts(
-    verdicts: list[PairVerdict], findings: list[Finding], warnings: list[str] = ()
+    verdicts: list[PairVerdict],
+    findings: list[Finding],
+    warnings: list[str] = (),
+    unread: bool = False,
 ) -> Html:
+    """The banner and a card per pair. Green only when every pair used OAuth alone, everything
+    was read and no finding is high: traffic not read, or a high finding (an expired, unsigned
+    or forged token accepted, a token in the clear), makes it amber - the pairs' verdicts judge
+    schemes, not tokens nor coverage, which ``verify`` judges by a rule."""
     tones = [VERDICT_TONE.get(v.verdict, "neutral") for v in verdicts]
     tone = min(tones, key=TONE_RANK.__getitem__) if tones else "neutral"
+    high = sum(1 for f in findings if f.severity == "high")
+    if tone == "good" and (unread or high):
+        tone = "warn"
     counts = Counter(v.verdict for v in verdicts)
     summary = ", ".join(f"{n} {verdict}" for verdict, n in counts.most_common())
     severity = Counter(f.severity for f in findings)
@@ -277,7 +294,7 @@ def _verdicts(
         tag(
             "div",
             tag("div", "Verdict", class_="eyebrow"),
-            tag("div", _headline(verdicts), class_="headline"),
+            tag("div", _headline(verdicts, unread, high), class_="headline"),
             [tag("p", line) for line in lines],
             [tag("p", "Warning: " + w, class_="banner-warning") for w in warnings],
             class_=f"banner tone-{tone}",
@@ -287,14 +304,20 @@ def _verdicts(
     )
 
 
-def _headline(verdicts: list[PairVerdict]) -> str:
-    """The answer in a few words: is OAuth really in use?"""
+def _headline(verdicts: list[PairVerdict], unread: bool = False, high: int = 0) -> str:
+    """The answer in a few words: is OAuth really in use? (Pairs without authentication are
+    no answer either way; "OAuth only" says what else stands against it.)"""
     total = len(verdicts)
     tones = Counter(VERDICT_TONE.get(v.verdict, "neutral") for v in verdicts)
     if not total or tones["neutral"] == total:
         return "No authenticated exchanges"
-    if tones["good"] == total:
-        return "OAuth only"
+    if tones["good"] == total - tones["neutral"]:
+        head = "OAuth only"
+        if unread:
+            head += " in what was read: some traffic could not be read (see the warnings)"
+        if high:
+            head += f"{';' if unread else ','} {plural(high, 'high finding')} (see Findings)"
+        return head
     if all(v.verdict in ("no-oauth", "unauthenticated") for v in verdicts):
         return "No OAuth in use"
     if tones["bad"]:
