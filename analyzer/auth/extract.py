@@ -94,22 +94,8 @@ def build_event(exchange: Exchange, event_id: int = 0) -> Event | None:
     )
     if cred is not None:
         reasons.append("credential")
-        if others:
-            fields["also_presented"] = others
-        if tokens:
-            fields["other_tokens"] = tokens
-        fields.update(
-            scheme=cred.scheme,
-            scheme_name=cred.scheme_name,
-            auth_header=cred.source,
-            user=cred.user,
-            domain=cred.domain,
-            password_len=cred.password_len,
-            cred_fp=cred.fingerprint,
-            cred_len=len(cred.text),
-            credential=cred.text,
-            password=basic_password(cred.text) if cred.scheme == "basic" else None,
-        )
+        fields.update(credential_fields(cred, others, tokens))
+        fields["password"] = basic_password(cred.text) if cred.scheme == "basic" else None
         windows = decode_windows_credential(cred.scheme, cred.text)
         if windows is not None:
             fields.update(
@@ -247,6 +233,27 @@ def _credential(
     """The credential the event describes, the others the request presented and the bearer
     tokens among them (see ``described_credential``), of everything ``_presented`` finds."""
     return described_credential(_presented(req, query_token, form))
+
+
+def credential_fields(cred: Credential, others: tuple[str, ...], tokens: tuple[str, ...]) -> dict:
+    """Event fields of the credential a request presented, with the others beside it
+    (``described_credential``'s answer): shared by HTTP (``build_event``) and SIP."""
+    fields: dict = {
+        "scheme": cred.scheme,
+        "scheme_name": cred.scheme_name,
+        "auth_header": cred.source,
+        "user": cred.user,
+        "domain": cred.domain,
+        "password_len": cred.password_len,
+        "cred_fp": cred.fingerprint,
+        "cred_len": len(cred.text),
+        "credential": cred.text,
+    }
+    if others:
+        fields["also_presented"] = others
+    if tokens:
+        fields["other_tokens"] = tokens
+    return fields
 
 
 def described_credential(

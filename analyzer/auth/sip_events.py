@@ -20,7 +20,7 @@ from __future__ import annotations
 import struct
 
 from analyzer.auth.challenges import describe_challenge
-from analyzer.auth.extract import described_credential, header_credentials
+from analyzer.auth.extract import credential_fields, described_credential, header_credentials
 from analyzer.auth.ntlm import b64decode_lenient
 from analyzer.auth.schemes import (
     parse_challenges,
@@ -140,19 +140,7 @@ def _credential_fields(req: SipMessage) -> dict:
     cred, others, tokens = described_credential(header_credentials(req, proxy_too=True))
     if cred is None:
         return {}
-    fields: dict = {
-        "scheme": cred.scheme,
-        "scheme_name": cred.scheme_name,
-        "auth_header": cred.source,
-        "user": cred.user,
-        "domain": cred.domain,
-        "password_len": cred.password_len,
-        "cred_fp": cred.fingerprint,
-        "cred_len": len(cred.text),
-        "credential": cred.text,
-        "also_presented": others or None,
-        "other_tokens": tokens or None,
-    }
+    fields = credential_fields(cred, others, tokens)
     word = cred.scheme_name.lower()
     if word in SA_SCHEMES:
         fields.update(_association_fields(word, sip_params(cred.text)))
