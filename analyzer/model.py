@@ -698,6 +698,12 @@ class CaptureStats:
         if len(self.warnings) < 100:
             self.warnings.append(message)
 
+    def unread_after(self, offset: int, why: str) -> None:
+        """Nothing was read past ``offset`` (``unread_from``), for ``why``: the first such point
+        stands (a record cut before a stream was given up on stays the one said)."""
+        if self.unread_from is None:
+            self.unread_from, self.unread_why = offset, why
+
     def check_time(self, ts: float) -> None:
         """Warn once about a packet time off by years (a wrong capture clock, a pcapng
         ``if_tsoffset``): outputs show it as captured, or as ``<invalid time ...>``. Called with

@@ -316,8 +316,7 @@ def _given_up(stats: CaptureStats, offset: int, why: str) -> None:
     written - is an unread-capture blind spot for every scope, so verify cannot PASS over it
     (unless --partial). A record cut short before it (``unread_from`` set) stays the first."""
     stats.warn(f"{stats.path}: {why}; the packets read before are analysed")
-    if stats.unread_from is None:
-        stats.unread_from, stats.unread_why = offset, why
+    stats.unread_after(offset, why)
 
 
 def _violations(watch: Any, as_json: bool, status: StatusLine | None) -> Callable[[Event], None]:

@@ -427,3 +427,12 @@ def test_live_second_ctrl_c_leaves_the_rest_unread(
 
 def _text(path: Path) -> str:
     return path.read_text() if path.exists() else ""
+
+
+def test_the_first_point_nothing_was_read_past_stands() -> None:
+    """A record cut short, then the stream given up on further on (a second Ctrl-C): the blind
+    spot names where reading first stopped."""
+    stats = CaptureStats(path="stdin")
+    stats.unread_after(1_000, "the file ends 8 bytes into a record")
+    stats.unread_after(5_000, "a second Ctrl-C gave up reading standard input")
+    assert (stats.unread_from, stats.unread_why) == (1_000, "the file ends 8 bytes into a record")

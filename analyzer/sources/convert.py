@@ -178,9 +178,9 @@ def _packets(
         if problem or code not in (0, None):
             said = problem or f"exit status {code}"
             stats.warn(f"{path}: converting to pcapng: {said}")
-            if read_all and stats.unread_from is None:  # (not when the reading stopped first)
+            if read_all:  # (not when the reading stopped first)
                 # where in the original it stopped is not known: past its last packet converted
-                stats.unread_from, stats.unread_why = UNREAD_PAST_CONVERTED, f"converter: {said}"
+                stats.unread_after(UNREAD_PAST_CONVERTED, f"converter: {said}")
 
 
 def _stop(proc: subprocess.Popen) -> int | None:

@@ -279,8 +279,7 @@ class _Reader:
 
     def unread(self, pos: int, why: str) -> None:
         """The file from ``pos`` (in the data the record loop reads) on was not read."""
-        if self.stats.unread_from is None:
-            self.stats.unread_from, self.stats.unread_why = self.offset + pos, why
+        self.stats.unread_after(self.offset + pos, why)
 
     def at(self, pos: int) -> int:
         """The file's offset of ``pos`` in the data the record loop reads."""
