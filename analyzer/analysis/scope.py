@@ -103,7 +103,7 @@ class ServerSpec:
         if self.port is not None and port is not None and self.port not in (port, target_port):
             return False
         name = bare_host(host) if host is not None else ""
-        literal = _ip_literal(name)
+        literal = ip_literal(name)
         if self.network is not None:
             # an unknown address ("": an archive entry that kept none) is not ruled out, as an
             # unknown client is not: leaving it out could turn a verdict into a false PASS
@@ -114,9 +114,9 @@ class ServerSpec:
             return literal in self.network
         if name == self.host:
             return True
-        if literal is not None and _served(literal, host_ips):
+        if literal is not None and served(literal, host_ips):
             return True
-        return _served(ip, host_ips)
+        return served(ip, host_ips)
 
     def __str__(self) -> str:
         return self.text
@@ -274,7 +274,7 @@ class Scope:
         # for a named SIP domain went: it may carry more of them. A SIP request names a domain
         # (sip:contoso.com), which no TLS server name gives (the pool's, fe01.contoso.com).
         return blind and any(
-            _served(server_ip, ips.get(_sip_key(h), frozenset())) for h in self.hosts
+            served(server_ip, ips.get(_sip_key(h), frozenset())) for h in self.hosts
         )
 
     def describe(self) -> str:
@@ -552,7 +552,7 @@ def host_key(host: str) -> str:
     them: ``bare_host``, with an IP literal written one way (``[2001:db8::1]``, ``10.1.0.10``)
     however it was given (brackets or none, upper case, zeros, IPv4-mapped)."""
     name = bare_host(host)
-    literal = _ip_literal(name)
+    literal = ip_literal(name)
     if literal is None:
         return name
     return f"[{literal}]" if literal.version == 6 else str(literal)
@@ -731,7 +731,7 @@ def _remove_dot_segments(path: str) -> str:
     return "/" + "/".join(out)
 
 
-def _ip_literal(name: str) -> IPAddress | None:
+def ip_literal(name: str) -> IPAddress | None:
     """The address a Host / server name of ``bare_host`` form names, when it is an IP literal
     (``10.1.0.10``, ``[2001:db8::10]``)."""
     if not name or not (name[0].isdigit() or name[0] == "[" or ":" in name):
@@ -739,7 +739,7 @@ def _ip_literal(name: str) -> IPAddress | None:
     return _address(name)
 
 
-def _served(address: str | IPAddress, host_ips: frozenset[str]) -> bool:
+def served(address: str | IPAddress, host_ips: frozenset[str]) -> bool:
     """Is ``address`` one of ``host_ips``, however either is written (``[v6]``, upper case,
     an IPv4-mapped IPv6 address)?"""
     if isinstance(address, str) and address in host_ips:

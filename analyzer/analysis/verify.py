@@ -21,7 +21,6 @@ The legs of one NTLM / Negotiate handshake are one exchange here, as in the pair
 
 from __future__ import annotations
 
-import ipaddress
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -37,9 +36,11 @@ from analyzer.analysis.scope import (
     addresses_by_host,
     bare_host,
     event_accounts,
+    ip_literal,
     listed,
     make_scope,
     request_path,
+    served,
 )
 from analyzer.model import CaptureStats, Event, NotInspected
 from analyzer.oauth.principals import (
@@ -703,7 +704,7 @@ class Watch:
         came_in = sum(
             n
             for address, n in lost.maybe.items()
-            if any(_serves(address, hosts.get(name, frozenset())) for name in names)
+            if any(served(address, hosts.get(name, frozenset())) for name in names)
         )
         if came_in or (lost.maybe_overflow and any(hosts.get(name) for name in names)):
             what = plural(came_in, "record") if came_in else "records"
@@ -784,38 +785,10 @@ def _addresses(record: Event | NotInspected) -> frozenset[str]:
     found = {record.server_ip}
     if isinstance(record, NotInspected) and not (record.client_port or record.server_port):
         found.add(record.client_ip)
-    literal = _literal(record.host)
-    if literal:
-        found.add(literal)
+    literal = ip_literal(bare_host(record.host)) if record.host else None
+    if literal is not None:
+        found.add(str(literal))
     return frozenset(a for a in found if a)
-
-
-def _literal(host: str | None) -> str | None:
-    """The address a Host that is an IP literal names (None for a name)."""
-    if not host:
-        return None
-    name = bare_host(host).strip("[]")
-    try:
-        return str(ipaddress.ip_address(name))
-    except ValueError:
-        return None
-
-
-def _serves(address: str, ips: frozenset[str]) -> bool:
-    """Is ``address`` one of ``ips``, however either is written?"""
-    if address in ips:
-        return True
-    mine = _canonical(address)
-    return mine is not None and any(_canonical(ip) == mine for ip in ips)
-
-
-def _canonical(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        ip = ipaddress.ip_address(address.strip("[]"))
-    except ValueError:
-        return None
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return mapped or ip
 
 
 def _joined(
