@@ -56,6 +56,7 @@ from urllib.parse import unquote, urlsplit
 
 from analyzer.analysis.handshakes import is_continuation, presented
 from analyzer.model import AUTH_CLASSES, SCHEMES, Event, NotInspected
+from analyzer.protocols.http1 import ABSOLUTE_FORM
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -609,7 +610,7 @@ def request_path(uri: str) -> str:
     """The path of a request-target (origin form, or absolute form as proxies get it: any
     ``scheme://``), as sent: what outputs show. ``normalized_path`` is the path a server
     resolves it to."""
-    if uri[:1] not in ("/", "\\") and _ABSOLUTE.match(uri):
+    if uri[:1] not in ("/", "\\") and ABSOLUTE_FORM.match(uri):
         uri = urlsplit(uri).path or "/"
     return uri.split("?", 1)[0]
 
@@ -683,8 +684,6 @@ def _win32_segments(path: str) -> str:
     return "/".join(out)
 
 
-#: An absolute-form request-target: a scheme (RFC 3986 3.1) and "://".
-_ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 #: A segment ending in a dot or a space (decoded or escaped: ``%20``, ``%2e``).
 _TRAILING_DOT = re.compile(r"(?:[. ]|%20|%2[eE])(?:[/\\;]|$)")
 _PATH_NOISE = re.compile(r"[%\\]|//|/\.(?:\.)?(?:/|$)")

@@ -36,7 +36,7 @@ from analyzer.oauth.endpoints import (
     query_access_token,
     redact_uri,
 )
-from analyzer.protocols.http1 import HttpMessage
+from analyzer.protocols.http1 import ABSOLUTE_FORM, HttpMessage
 from analyzer.protocols.http_exchange import Exchange
 from analyzer.redaction import identity_fields
 
@@ -318,11 +318,7 @@ def _to_a_proxy(req: HttpMessage) -> bool:
     ``scheme://``)? Its ``Proxy-Authorization`` then signs in to the proxy, another hop. One in
     origin form (or any other) went to the server itself, or to a front end at its address
     that may take ``Proxy-Authorization`` as the logon (a TMG-style reverse proxy)."""
-    return req.method == "CONNECT" or _ABSOLUTE_FORM.match(req.uri) is not None
-
-
-#: An absolute-form request-target: a scheme (RFC 3986 3.1) and "://".
-_ABSOLUTE_FORM = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+    return req.method == "CONNECT" or ABSOLUTE_FORM.match(req.uri) is not None
 
 
 def header_credentials(msg: HeaderSource, *, proxy_too: bool = False) -> list[Credential]:

@@ -50,6 +50,9 @@ _STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) +(\d{3})(?: ([^\r\n]*))?\s*$")
 # and \d mean exactly what they mean in a bytes pattern.
 _REQUEST_TEXT = re.compile(_REQUEST_LINE.pattern.decode("ascii"), re.ASCII)
 _STATUS_TEXT = re.compile(_STATUS_LINE.pattern.decode("ascii"), re.ASCII)
+#: An absolute-form request-target (RFC 9112 3.2.2), as a forward proxy gets it: a scheme
+#: (RFC 3986 3.1) and "://".
+ABSOLUTE_FORM = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 _HEAD_END = re.compile(rb"\n\r?\n")  # how a head ends: LF LF, or LF CR LF after a CR
 _METHOD_PREFIX = re.compile(_METHOD + rb"( |$)")
 # Where a message starts, when hunting for one in the middle of a stream: a usual method first
